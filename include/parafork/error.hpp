@@ -1,0 +1,71 @@
+#pragma once
+// The exceptions every layer throws. All derive from parafork::error, a std::runtime_error.
+
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <sys/types.h>
+
+namespace parafork {
+
+class error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Bytes that do not decode: truncated, corrupt, or over a configured limit.
+class protocol_error : public error {
+public:
+    using error::error;
+};
+
+// A call did not finish in time (task_timeout, receive_for, ...).
+class timeout_error : public error {
+public:
+    using error::error;
+};
+
+// The caller's process got SIGINT (Ctrl-C) during a call; the call stopped its children.
+class interrupted : public error {
+public:
+    interrupted() : error("parafork: interrupted by SIGINT") {}
+    using error::error;
+};
+
+// An exception thrown by user code in a child, re-thrown in the parent.
+class remote_error : public error {
+public:
+    remote_error(std::string type_name, std::string message, pid_t pid,
+                 std::optional<std::size_t> task = std::nullopt);
+
+    const std::string& type_name() const noexcept { return type_name_; }
+    const std::string& message() const noexcept { return message_; }
+    pid_t pid() const noexcept { return pid_; }
+    std::optional<std::size_t> task() const noexcept { return task_; }
+
+private:
+    std::string type_name_, message_;
+    pid_t pid_;
+    std::optional<std::size_t> task_;
+};
+
+// A child that died: killed by a signal, or exited without finishing its work.
+class worker_died : public error {
+public:
+    // signal > 0: killed by that signal; otherwise exit_code is what it exited with.
+    worker_died(pid_t pid, int signal, int exit_code, std::optional<std::size_t> task = std::nullopt,
+                std::string detail = {});
+
+    pid_t pid() const noexcept { return pid_; }
+    int signal() const noexcept { return signal_; }
+    int exit_code() const noexcept { return exit_code_; }
+    std::optional<std::size_t> task() const noexcept { return task_; }
+
+private:
+    pid_t pid_;
+    int signal_, exit_code_;
+    std::optional<std::size_t> task_;
+};
+
+} // namespace parafork

@@ -1,0 +1,101 @@
+#pragma once
+// RAII file descriptors and the few fd operations every layer needs. Everything we open
+// is O_CLOEXEC, so an exec'd command never inherits a descriptor it was not handed.
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <utility>
+
+namespace parafork::sys {
+
+// Throws std::system_error(errno) whose what() names the call.
+[[noreturn]] void throw_errno(const char* call);
+[[noreturn]] void throw_errno(const char* call, int err);
+
+class unique_fd {
+public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.fd_, -1));
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset(int fd = -1) noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+// Descriptors only this process should hold: the parent's ends of pipes and sockets to its
+// children. Every child forked later closes them at once, so a child never keeps another
+// child's pipe open (which would hide that child's EOF from it, or its death from us).
+void register_private_fd(int fd);
+void unregister_private_fd(int fd);
+// Called by fork_process in the child: closes every registered fd.
+void close_private_fds_in_child() noexcept;
+void lock_private_fds() noexcept;    // held across fork so the child sees a consistent list
+void unlock_private_fds() noexcept;
+
+// A unique_fd that is registered as private while it holds a descriptor.
+class private_fd {
+public:
+    private_fd() noexcept = default;
+    explicit private_fd(unique_fd fd) : fd_(std::move(fd)) {
+        if (fd_) register_private_fd(fd_.get());
+    }
+    private_fd(private_fd&& o) noexcept = default;
+    private_fd& operator=(private_fd&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = std::move(o.fd_);
+        }
+        return *this;
+    }
+    ~private_fd() { reset(); }
+    int get() const noexcept { return fd_.get(); }
+    explicit operator bool() const noexcept { return bool(fd_); }
+    void reset() noexcept {
+        if (fd_) unregister_private_fd(fd_.get());
+        fd_.reset();
+    }
+
+private:
+    unique_fd fd_;
+};
+
+struct fd_pair {
+    unique_fd read, write;
+};
+
+fd_pair make_pipe();                 // pipe2(O_CLOEXEC)
+fd_pair make_socketpair();           // AF_UNIX SOCK_STREAM, SOCK_CLOEXEC; both ends bidirectional
+void set_nonblocking(int fd, bool on = true);
+void set_cloexec(int fd, bool on = true);
+unique_fd dup_cloexec(int fd);       // fcntl(F_DUPFD_CLOEXEC)
+
+// read(2) retried on EINTR. Returns bytes read, 0 at EOF, -1 with errno EAGAIN when a
+// non-blocking fd has nothing. Other failures throw.
+long read_some(int fd, void* buf, std::size_t len);
+// write(2) retried on EINTR; -1 with errno EAGAIN on a full non-blocking fd. EPIPE throws.
+long write_some(int fd, const void* buf, std::size_t len);
+// Blocking helpers: the whole buffer, or throw. read_exact returns false on EOF before any byte
+// and throws protocol_error on EOF in the middle.
+void write_all(int fd, const void* buf, std::size_t len);
+inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
+bool read_exact(int fd, void* buf, std::size_t len);
+
+// Sends / receives descriptors over a UNIX socket (SCM_RIGHTS) along with a small payload.
+void send_fds(int sock, std::span<const int> fds, std::string_view payload);
+// Returns the payload size read (0 at EOF); received fds are O_CLOEXEC.
+std::size_t recv_fds(int sock, std::span<unique_fd> fds_out, void* payload, std::size_t len);
+
+} // namespace parafork::sys

@@ -1,0 +1,52 @@
+#pragma once
+// Anonymous shared memory (memfd), mappings, and futexes on shared words.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include <parafork/sys/fd.hpp>
+
+namespace parafork::sys {
+
+// memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING), sized to `size`. Nothing appears in /dev/shm;
+// the memory lives as long as a descriptor or a mapping of it does.
+unique_fd make_memfd(const char* name, std::size_t size);
+// Seals a memfd against any further change of size or contents.
+void seal_memfd(int fd);
+std::size_t fd_size(int fd);
+
+class mapping {
+public:
+    mapping() noexcept = default;
+    // Maps `len` bytes of `fd` (shared). fd == -1: anonymous shared memory.
+    mapping(int fd, std::size_t len, bool writable = true, std::size_t offset = 0);
+    mapping(mapping&& o) noexcept
+        : addr_(std::exchange(o.addr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+    mapping& operator=(mapping&& o) noexcept;
+    mapping(const mapping&) = delete;
+    mapping& operator=(const mapping&) = delete;
+    ~mapping() { reset(); }
+
+    void* data() const noexcept { return addr_; }
+    std::byte* bytes() const noexcept { return static_cast<std::byte*>(addr_); }
+    std::size_t size() const noexcept { return len_; }
+    explicit operator bool() const noexcept { return addr_ != nullptr; }
+    void reset() noexcept;
+
+private:
+    void* addr_ = nullptr;
+    std::size_t len_ = 0;
+};
+
+// Futex on a 32-bit word in shared memory (not FUTEX_PRIVATE: it works across processes).
+// Returns false on timeout; spurious wake-ups are possible, callers re-check their condition.
+bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+void futex_wake(std::atomic<std::uint32_t>* word, int count = 1);
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) { futex_wake(word, 0x7fffffff); }
+
+} // namespace parafork::sys

@@ -1,0 +1,116 @@
+#pragma once
+// Forking, exec'ing and reaping children. Every child we make dies with its parent
+// (PR_SET_PDEATHSIG plus a getppid() re-check closing the race), ignores SIGINT (Ctrl-C is the
+// parent's to handle), and is reaped by whoever owns it.
+//
+// Forking a process that runs other threads is unsafe (a lock held by another thread at the
+// fork stays locked forever in the child); start workers before threads, or fork through a
+// zygote made before them.
+
+#include <chrono>
+#include <csignal>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <utility>
+#include <vector>
+
+namespace parafork::sys {
+
+// A decoded wait status: either an exit code or the signal that killed the process.
+struct exit_status {
+    int code = 0;    // valid when signal == 0
+    int signal = 0;  // > 0 when killed by a signal
+    bool ok() const noexcept { return signal == 0 && code == 0; }
+    // "exit code 3" or "signal 9 (SIGKILL)"
+    std::string describe() const;
+    // snakefish's convention: the exit code, or the negative signal number.
+    int as_int() const noexcept { return signal ? -signal : code; }
+};
+exit_status decode_wait_status(int wstatus) noexcept;
+
+// Blocking waitpid, retried on EINTR.
+exit_status wait_pid(pid_t pid);
+// Non-blocking; nullopt while the process runs.
+std::optional<exit_status> try_wait_pid(pid_t pid);
+// Waits up to `timeout`; nullopt if it is still running then.
+std::optional<exit_status> wait_pid_for(pid_t pid, std::chrono::milliseconds timeout);
+// SIGTERM, up to `grace` to exit, then SIGKILL; always reaps.
+exit_status terminate_and_reap(pid_t pid, std::chrono::milliseconds grace = std::chrono::milliseconds(200));
+
+struct child_options {
+    int death_signal = SIGKILL;  // sent to the child when the parent dies
+    bool ignore_sigint = true;   // Ctrl-C belongs to the parent
+    std::string title;           // process title (comm), empty = inherit
+};
+
+// fork(2) with the rules above. Flushes stdio first (buffered output must not be printed
+// twice), blocks signals around the fork so no parent handler runs in the child. Returns 0 in
+// the child, the pid in the parent.
+pid_t fork_process(const child_options& opts = {});
+
+// Called in a child when its body returned or threw: flushes stdio and _exit()s.
+[[noreturn]] void exit_child(int code) noexcept;
+// In a child's catch block: prints the current exception to stderr, returns exit code 1.
+int report_child_exception() noexcept;
+
+// Forks a child that runs fn() and _exits with 0, or 1 if fn throws (the exception's what()
+// goes to stderr). Returns the child's pid.
+template <class F>
+pid_t fork_call(F&& fn, const child_options& opts = {}) {
+    pid_t pid = fork_process(opts);
+    if (pid == 0) {
+        int code = 0;
+        try {
+            std::forward<F>(fn)();
+        } catch (...) {
+            code = report_child_exception();
+        }
+        exit_child(code);
+    }
+    return pid;
+}
+
+struct spawn_options {
+    int stdin_fd = -1;   // -1: inherit
+    int stdout_fd = -1;
+    int stderr_fd = -1;
+    child_options child{};
+};
+// fork + execvp through a close-on-exec error pipe: a command that cannot be executed is
+// reported here as std::system_error naming it, not as a child that exits 127 later.
+pid_t spawn(const std::vector<std::string>& argv, const spawn_options& opts = {});
+
+// Owns a child: the destructor kills (SIGKILL) and reaps it if nobody waited.
+class child {
+public:
+    child() noexcept = default;
+    explicit child(pid_t pid) noexcept : pid_(pid) {}
+    child(child&& o) noexcept : pid_(std::exchange(o.pid_, -1)), status_(o.status_) {}
+    child& operator=(child&& o) noexcept;
+    child(const child&) = delete;
+    child& operator=(const child&) = delete;
+    ~child() { kill_and_reap(); }
+
+    pid_t pid() const noexcept { return pid_; }
+    bool running() const noexcept { return pid_ > 0 && !status_; }
+    const std::optional<exit_status>& status() const noexcept { return status_; }
+    exit_status wait();
+    std::optional<exit_status> try_wait();
+    std::optional<exit_status> wait_for(std::chrono::milliseconds timeout);
+    void signal(int sig) const noexcept;
+    exit_status terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(200));
+    void kill_and_reap() noexcept;
+
+private:
+    pid_t pid_ = -1;
+    std::optional<exit_status> status_;
+};
+
+// Process titles: comm (what ps -o comm and top show) always; with init_process_title()
+// called from main, also the argv area (what ps -f shows).
+void set_process_title(std::string_view title);
+void init_process_title(int argc, char** argv);
+
+} // namespace parafork::sys

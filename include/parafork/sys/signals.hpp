@@ -1,0 +1,53 @@
+#pragma once
+// Signal handling for the parent. Ctrl-C is the parent's: while a parafork call runs, a
+// sigint_guard turns SIGINT into a flag plus a readable fd the call polls, and the call throws
+// parafork::interrupted after stopping its children.
+
+#include <csignal>
+
+namespace parafork::sys {
+
+class sigint_guard {
+public:
+    sigint_guard();
+    ~sigint_guard();
+    sigint_guard(const sigint_guard&) = delete;
+    sigint_guard& operator=(const sigint_guard&) = delete;
+
+    // A non-blocking fd that becomes readable when SIGINT arrives (for poll).
+    static int fd() noexcept;
+    // True once SIGINT arrived while any guard was alive (until clear()).
+    static bool pending() noexcept;
+    static void clear() noexcept;
+    // Throws parafork::interrupted if pending.
+    static void check();
+};
+
+// Blocks SIGPIPE in the calling thread for the guard's life, so writing to a dead child's pipe
+// is an EPIPE error rather than the parent's death; a SIGPIPE raised meanwhile is discarded.
+class sigpipe_guard {
+public:
+    sigpipe_guard();
+    ~sigpipe_guard();
+    sigpipe_guard(const sigpipe_guard&) = delete;
+    sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+private:
+    bool was_blocked_ = false;
+    bool was_pending_ = false;
+};
+
+// Blocks every signal for the guard's life (around fork).
+class block_all_signals {
+public:
+    block_all_signals();
+    ~block_all_signals();
+    block_all_signals(const block_all_signals&) = delete;
+    block_all_signals& operator=(const block_all_signals&) = delete;
+    const sigset_t& previous() const noexcept { return old_; }
+
+private:
+    sigset_t old_;
+};
+
+} // namespace parafork::sys

@@ -1,0 +1,34 @@
+#include <parafork/error.hpp>
+
+#include <cstring>
+#include <string>
+
+namespace parafork {
+namespace {
+
+std::string signal_name(int sig) {
+    const char* abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : std::string("unknown");
+}
+
+std::string task_suffix(std::optional<std::size_t> task) {
+    return task ? " (task " + std::to_string(*task) + ")" : std::string();
+}
+
+} // namespace
+
+remote_error::remote_error(std::string type_name, std::string message, pid_t pid,
+                           std::optional<std::size_t> task)
+    : error(type_name + " in child " + std::to_string(pid) + task_suffix(task) + ": " + message),
+      type_name_(std::move(type_name)), message_(std::move(message)), pid_(pid), task_(task) {}
+
+worker_died::worker_died(pid_t pid, int signal, int exit_code, std::optional<std::size_t> task,
+                         std::string detail)
+    : error("child " + std::to_string(pid) +
+            (signal > 0 ? " killed by signal " + std::to_string(signal) + " (" +
+                              signal_name(signal) + ")"
+                        : " exited with code " + std::to_string(exit_code)) +
+            task_suffix(task) + (detail.empty() ? std::string() : ": " + detail)),
+      pid_(pid), signal_(signal), exit_code_(exit_code), task_(task) {}
+
+} // namespace parafork

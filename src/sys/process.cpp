@@ -1,0 +1,255 @@
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <system_error>
+#include <thread>
+#include <typeinfo>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cxxabi.h>
+
+namespace parafork::sys {
+
+std::string exit_status::describe() const {
+    if (signal > 0) {
+        const char* abbrev = sigabbrev_np(signal);
+        return "signal " + std::to_string(signal) + " (SIG" + (abbrev ? abbrev : "?") + ")";
+    }
+    return "exit code " + std::to_string(code);
+}
+
+exit_status decode_wait_status(int ws) noexcept {
+    if (WIFSIGNALED(ws)) return {0, WTERMSIG(ws)};
+    if (WIFEXITED(ws)) return {WEXITSTATUS(ws), 0};
+    return {ws, 0};
+}
+
+exit_status wait_pid(pid_t pid) {
+    int ws = 0;
+    for (;;) {
+        pid_t r = ::waitpid(pid, &ws, 0);
+        if (r == pid) return decode_wait_status(ws);
+        if (r < 0 && errno == EINTR) continue;
+        throw_errno("waitpid");
+    }
+}
+
+std::optional<exit_status> try_wait_pid(pid_t pid) {
+    int ws = 0;
+    for (;;) {
+        pid_t r = ::waitpid(pid, &ws, WNOHANG);
+        if (r == pid) return decode_wait_status(ws);
+        if (r == 0) return std::nullopt;
+        if (r < 0 && errno == EINTR) continue;
+        throw_errno("waitpid");
+    }
+}
+
+std::optional<exit_status> wait_pid_for(pid_t pid, std::chrono::milliseconds timeout) {
+    // A pidfd would let us sleep in poll; fall back to short sleeps where it is missing.
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto nap = std::chrono::microseconds(50);
+    for (;;) {
+        if (auto st = try_wait_pid(pid)) return st;
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        std::this_thread::sleep_for(nap);
+        if (nap < std::chrono::milliseconds(5)) nap *= 2;
+    }
+}
+
+exit_status terminate_and_reap(pid_t pid, std::chrono::milliseconds grace) {
+    if (auto st = try_wait_pid(pid)) return *st;
+    ::kill(pid, SIGTERM);
+    if (auto st = wait_pid_for(pid, grace)) return *st;
+    ::kill(pid, SIGKILL);
+    return wait_pid(pid);
+}
+
+namespace {
+
+void flush_stdio() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+// Runs in the child right after fork, signals still blocked.
+void setup_child(pid_t parent, const child_options& opts, const sigset_t& old_mask) noexcept {
+    if (opts.death_signal) {
+        ::prctl(PR_SET_PDEATHSIG, opts.death_signal);
+        // The parent may have died between fork and prctl: then nobody will signal us.
+        if (::getppid() != parent) ::_exit(1);
+    }
+    // Handlers the parent installed (ours for SIGINT included) make no sense here.
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction sa {};
+        if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL) {
+            sa.sa_handler = SIG_DFL;
+            sa.sa_flags = 0;
+            ::sigaction(sig, &sa, nullptr);
+        }
+    }
+    if (opts.ignore_sigint) ::signal(SIGINT, SIG_IGN);
+    if (!opts.title.empty()) set_process_title(opts.title);
+    sigset_t mask = old_mask;
+    sigdelset(&mask, SIGPIPE);  // a parent's SIGPIPE block must not make children immortal writers
+    ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+}
+
+} // namespace
+
+pid_t fork_process(const child_options& opts) {
+    flush_stdio();
+    pid_t parent = ::getpid();
+    block_all_signals block;
+    lock_private_fds();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        close_private_fds_in_child();
+        unlock_private_fds();
+        setup_child(parent, opts, block.previous());
+        return 0;
+    }
+    int err = errno;
+    unlock_private_fds();
+    if (pid < 0) throw_errno("fork", err);
+    return pid;
+}
+
+void exit_child(int code) noexcept {
+    flush_stdio();
+    ::_exit(code);
+}
+
+int report_child_exception() noexcept {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "parafork: child %d: %s\n", ::getpid(), e.what());
+    } catch (...) {
+        std::fprintf(stderr, "parafork: child %d: unknown exception\n", ::getpid());
+    }
+    return 1;
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const spawn_options& opts) {
+    if (argv.empty() || argv[0].empty()) throw std::invalid_argument("spawn: empty command");
+    std::vector<char*> args;
+    args.reserve(argv.size() + 1);
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+
+    auto err = make_pipe();
+    pid_t pid = fork_process(opts.child);
+    if (pid == 0) {
+        // Only async-signal-safe calls from here on: the parent may have had threads.
+        int want[3] = {opts.stdin_fd, opts.stdout_fd, opts.stderr_fd};
+        // Move the requested fds above 2 first, so dup2 onto 0..2 cannot clobber one of them.
+        for (int i = 0; i < 3; ++i)
+            if (want[i] >= 0 && want[i] <= 2) want[i] = ::fcntl(want[i], F_DUPFD_CLOEXEC, 3);
+        for (int i = 0; i < 3; ++i)
+            if (want[i] >= 0 && ::dup2(want[i], i) < 0) goto fail;  // dup2 clears FD_CLOEXEC
+        ::execvp(args[0], args.data());
+    fail:
+        int e = errno;
+        [[maybe_unused]] auto w = ::write(err.write.get(), &e, sizeof e);
+        ::_exit(127);
+    }
+    err.write.reset();
+    int child_errno = 0;
+    long n;
+    do {
+        n = ::read(err.read.get(), &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        wait_pid(pid);
+        throw std::system_error(child_errno, std::generic_category(), "exec " + argv[0]);
+    }
+    return pid;
+}
+
+child& child::operator=(child&& o) noexcept {
+    if (this != &o) {
+        kill_and_reap();
+        pid_ = std::exchange(o.pid_, -1);
+        status_ = o.status_;
+    }
+    return *this;
+}
+
+exit_status child::wait() {
+    if (!status_) status_ = wait_pid(pid_);
+    return *status_;
+}
+
+std::optional<exit_status> child::try_wait() {
+    if (!status_ && pid_ > 0) status_ = try_wait_pid(pid_);
+    return status_;
+}
+
+std::optional<exit_status> child::wait_for(std::chrono::milliseconds timeout) {
+    if (!status_ && pid_ > 0) status_ = wait_pid_for(pid_, timeout);
+    return status_;
+}
+
+void child::signal(int sig) const noexcept {
+    if (pid_ > 0 && !status_) ::kill(pid_, sig);
+}
+
+exit_status child::terminate(std::chrono::milliseconds grace) {
+    if (!status_) status_ = terminate_and_reap(pid_, grace);
+    return *status_;
+}
+
+void child::kill_and_reap() noexcept {
+    if (pid_ > 0 && !status_) {
+        ::kill(pid_, SIGKILL);
+        int ws;
+        while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
+        }
+        status_ = decode_wait_status(ws);
+    }
+}
+
+namespace {
+char* g_argv_begin = nullptr;
+std::size_t g_argv_len = 0;
+} // namespace
+
+void init_process_title(int argc, char** argv) {
+    if (argc <= 0 || !argv || !argv[0]) return;
+    // The argv strings are contiguous; we may reuse their whole extent (not environ).
+    char* end = argv[0] + std::strlen(argv[0]);
+    for (int i = 1; i < argc; ++i)
+        if (argv[i] == end + 1) end = argv[i] + std::strlen(argv[i]);
+    g_argv_begin = argv[0];
+    g_argv_len = static_cast<std::size_t>(end - argv[0]);
+}
+
+void set_process_title(std::string_view title) {
+    char comm[16]{};  // the kernel keeps 15 characters
+    std::memcpy(comm, title.data(), std::min<std::size_t>(title.size(), 15));
+    ::prctl(PR_SET_NAME, comm, 0, 0, 0);
+    if (g_argv_begin && g_argv_len) {
+        std::size_t n = std::min(title.size(), g_argv_len);
+        std::memcpy(g_argv_begin, title.data(), n);
+        std::memset(g_argv_begin + n, 0, g_argv_len - n + 1);
+    }
+}
+
+} // namespace parafork::sys

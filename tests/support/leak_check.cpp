@@ -1,0 +1,112 @@
+#include "support/leak_check.hpp"
+
+#include <dirent.h>
+#include <fstream>
+#include <signal.h>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <chrono>
+#include <unistd.h>
+
+namespace parafork::testing {
+namespace {
+
+std::set<std::string> list_dir(const char* path) {
+    std::set<std::string> out;
+    if (DIR* d = ::opendir(path)) {
+        while (dirent* e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "." && n != "..") out.insert(n);
+        }
+        ::closedir(d);
+    }
+    return out;
+}
+
+// Children of `self` from /proc/<pid>/stat: (pid, state).
+std::set<std::pair<int, char>> children() {
+    std::set<std::pair<int, char>> out;
+    int self = ::getpid();
+    for (auto& name : list_dir("/proc")) {
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream f("/proc/" + name + "/stat");
+        std::string line;
+        if (!std::getline(f, line)) continue;
+        auto close = line.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        int ppid;
+        rest >> state >> ppid;
+        if (ppid == self) out.insert({std::stoi(name), state});
+    }
+    return out;
+}
+
+} // namespace
+
+std::set<int> open_fds() {
+    std::set<int> out;
+    for (auto& n : list_dir("/proc/self/fd")) out.insert(std::stoi(n));
+    return out;
+}
+
+std::set<std::string> shm_entries() { return list_dir("/dev/shm"); }
+
+std::set<int> zombie_children() {
+    std::set<int> out;
+    for (auto [pid, st] : children())
+        if (st == 'Z') out.insert(pid);
+    return out;
+}
+
+std::set<int> child_pids() {
+    std::set<int> out;
+    for (auto [pid, st] : children()) out.insert(pid);
+    return out;
+}
+
+leak_guard::leak_guard() : fds_(open_fds()), shm_(shm_entries()) {}
+
+leak_guard::~leak_guard() {
+    // Children are reaped synchronously by the library; give the kernel a moment to finish
+    // tearing down processes that were just killed.
+    std::set<int> kids;
+    for (int i = 0; i < 200; ++i) {
+        kids = child_pids();
+        if (kids.empty()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (int pid : kids) ADD_FAILURE() << "child " << pid << " still exists after the test";
+    auto now = open_fds();
+    for (int fd : now)
+        if (!fds_.count(fd)) {
+            char target[256] = {};
+            auto link = "/proc/self/fd/" + std::to_string(fd);
+            [[maybe_unused]] auto n = ::readlink(link.c_str(), target, sizeof target - 1);
+            ADD_FAILURE() << "fd " << fd << " (" << target << ") leaked";
+        }
+    for (auto& e : shm_entries())
+        if (!shm_.count(e)) ADD_FAILURE() << "/dev/shm/" << e << " left behind";
+}
+
+void run_bounded(const char* what, int seconds, void (*body)()) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::alarm(static_cast<unsigned>(seconds));  // a hang dies of SIGALRM
+        body();
+        ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    int ws = 0;
+    ASSERT_EQ(::waitpid(pid, &ws, 0), pid);
+    if (WIFSIGNALED(ws))
+        ADD_FAILURE() << what << ": child died of signal " << WTERMSIG(ws)
+                      << (WTERMSIG(ws) == SIGALRM ? " (time limit)" : "");
+    else
+        EXPECT_EQ(WEXITSTATUS(ws), 0) << what << " failed in its bounded child";
+}
+
+} // namespace parafork::testing

@@ -1,0 +1,41 @@
+#pragma once
+// Every test that forks ends with no zombie child, no fd beyond those open before it, and
+// nothing new in /dev/shm. Use PARAFORK_LEAK_CHECK() at the top of a test body, or derive
+// the fixture from parafork::testing::leak_checked.
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+namespace parafork::testing {
+
+std::set<int> open_fds();
+std::set<std::string> shm_entries();
+// Children of this process that are zombies (exited, not reaped).
+std::set<int> zombie_children();
+// Any child of this process, alive or not.
+std::set<int> child_pids();
+
+class leak_guard {
+public:
+    leak_guard();
+    ~leak_guard();  // adds gtest failures for what leaked
+
+private:
+    std::set<int> fds_;
+    std::set<std::string> shm_;
+};
+
+class leak_checked : public ::testing::Test {
+protected:
+    leak_guard guard_;
+};
+
+// Runs `body` in a forked child with a time limit: a hang or crash fails the test instead of
+// stalling the suite. The child's gtest failures make it exit non-zero.
+void run_bounded(const char* what, int seconds, void (*body)());
+
+} // namespace parafork::testing
+
+#define PARAFORK_LEAK_CHECK() ::parafork::testing::leak_guard parafork_leak_guard_

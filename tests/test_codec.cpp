@@ -1,0 +1,140 @@
+#include <parafork/wire/codec.hpp>
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace wire = parafork::wire;
+
+namespace {
+
+struct point {
+    int x, y;
+    bool operator==(const point&) const = default;
+};
+
+struct foo {  // the forked document's Foo: not memcpy-able (owns a string)
+    std::string s;
+    double x = 0;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(s, x);
+    }
+    bool operator==(const foo&) const = default;
+};
+
+struct free_ser {
+    std::vector<std::string> names;
+    std::optional<int> age;
+    bool operator==(const free_ser&) const = default;
+};
+template <class Archive>
+void serialize(Archive& ar, free_ser& v) {
+    ar(v.names, v.age);
+}
+
+struct split {
+    int a = 0;
+    std::string b;
+    void save(wire::writer& w) const { w(a, b); }
+    void load(wire::reader& r) { r(a, b); }
+    bool operator==(const split&) const = default;
+};
+
+struct empty_thing {
+    template <class A>
+    void serialize(A&) {}
+    bool operator==(const empty_thing&) const = default;
+};
+
+template <class T>
+void round_trip(const T& v) {
+    auto bytes = wire::encode(v);
+    EXPECT_EQ(wire::decode<T>(bytes), v);
+    // Every strict prefix is truncated input and must throw, never read out of bounds.
+    for (std::size_t cut = 0; cut < bytes.size(); ++cut)
+        EXPECT_THROW(wire::decode<T>(std::string_view(bytes).substr(0, cut)), parafork::protocol_error)
+            << "prefix " << cut << " of " << bytes.size();
+    EXPECT_THROW(wire::decode<T>(bytes + "x"), parafork::protocol_error);
+}
+
+} // namespace
+
+TEST(Codec, Scalars) {
+    round_trip(42);
+    round_trip(-1.5);
+    round_trip(std::numeric_limits<std::uint64_t>::max());
+    round_trip(true);
+    round_trip('z');
+    round_trip(point{3, -4});
+}
+
+TEST(Codec, Containers) {
+    round_trip(std::string("hello"));
+    round_trip(std::string());
+    round_trip(std::vector<int>{1, 2, 3});
+    round_trip(std::vector<std::string>{"a", "", "ccc"});
+    round_trip(std::vector<bool>{true, false, true});
+    round_trip(std::array<int, 3>{7, 8, 9});
+    round_trip(std::array<std::string, 2>{"x", "y"});
+    round_trip(std::map<std::string, int>{{"a", 1}, {"b", 2}});
+    round_trip(std::unordered_map<int, std::string>{{1, "one"}, {2, "two"}});
+    round_trip(std::set<int>{3, 1, 2});
+    round_trip(std::optional<std::string>("v"));
+    round_trip(std::optional<std::string>());
+    round_trip(std::variant<int, std::string>(std::string("alt")));
+    round_trip(std::variant<int, std::string>(5));
+    round_trip(std::pair<int, std::string>(1, "p"));
+    round_trip(std::tuple<int, double, std::string>(1, 2.5, "t"));
+    round_trip(std::vector<std::vector<int>>{{1}, {}, {2, 3}});
+}
+
+TEST(Codec, UserTypes) {
+    round_trip(foo{"forty-two", 42.0});
+    round_trip(std::vector<foo>{{"a", 1}, {"b", 2}});
+    round_trip(free_ser{{"ann", "bob"}, 33});
+    round_trip(split{7, "seven"});
+    round_trip(std::vector<empty_thing>(10));
+}
+
+TEST(Codec, CorruptLengthsDoNotAllocate) {
+    // A length field claiming 2^62 elements must be refused before any allocation.
+    std::string bytes = wire::encode(std::vector<int>{1, 2, 3});
+    std::uint64_t huge = std::uint64_t{1} << 62;
+    std::memcpy(bytes.data(), &huge, sizeof huge);
+    EXPECT_THROW(wire::decode<std::vector<int>>(bytes), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<std::string>(bytes), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<std::vector<empty_thing>>(bytes), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<std::vector<std::string>>(bytes), parafork::protocol_error);
+}
+
+TEST(Codec, CorruptTagsThrow) {
+    EXPECT_THROW(wire::decode<bool>(std::string(1, '\x02')), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<std::optional<int>>(std::string(5, '\x07')), parafork::protocol_error);
+    std::string v = wire::encode(std::variant<int, char>(1));
+    v[0] = 9;
+    EXPECT_THROW((wire::decode<std::variant<int, char>>(v)), parafork::protocol_error);
+    std::string m = wire::encode(std::map<int, int>{{1, 1}, {2, 2}});
+    std::memcpy(m.data() + 8 + 8, m.data() + 8, 4);  // second key := first key
+    EXPECT_THROW((wire::decode<std::map<int, int>>(m)), parafork::protocol_error);
+}
+
+TEST(Codec, RandomBytesNeverCrash) {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 20000; ++i) {
+        std::string junk(rng() % 64, '\0');
+        for (auto& c : junk) c = static_cast<char>(rng());
+        try {
+            (void)wire::decode<std::map<std::string, std::vector<std::optional<foo>>>>(junk);
+        } catch (const parafork::protocol_error&) {
+        }
+    }
+}
