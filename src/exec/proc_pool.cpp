@@ -202,7 +202,7 @@ struct proc_pool::impl {
             k.written -= k.acked;
             k.acked = 0;
         }
-        k.progress = clock::now();
+        if (opts.task_timeout.count() > 0) k.progress = clock::now();
         return h.index;
     }
 
@@ -328,6 +328,7 @@ struct proc_pool::impl {
     // One round of I/O: write what is queued, sleep in poll, read what came.
     // Returns false if nothing happened within a non-waiting poll.
     bool pump(bool wait) {
+        sys::sigpipe_guard no_sigpipe;  // a kid that closed its stdin is EPIPE, not our death
         pfds.clear();
         pfd_kid.clear();
         for (auto& kp : kids) {
@@ -397,7 +398,6 @@ struct proc_pool::impl {
 
     std::optional<reply> next_reply_unguarded(bool wait) {
         if (!started) return std::nullopt;
-        sys::sigpipe_guard no_sigpipe;
         for (;;) {
             if (auto r = buffered_reply()) return r;
             if (!anything_pending()) {
