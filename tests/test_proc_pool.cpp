@@ -9,7 +9,9 @@
 #include <parafork/sys/memory.hpp>
 
 #include <atomic>
+#include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <set>
@@ -34,14 +36,20 @@ pf::kid_fn echo_kid(frames::framing f) {
     return pf::kid_fn([f](int in, int out) { pf::serve(in, out, f, [](std::string_view s) { return s; }); });
 }
 
+// n bytes of noise (no delimiter of f in it), cheap to make even at 64 MiB.
 std::string payload(const frames::framing& f, std::size_t n, unsigned seed) {
-    std::string s(n, 'a');
-    std::mt19937 rng(seed);
-    for (auto& c : s) {
-        c = static_cast<char>(rng() % 256);
-        if (f.type == frames::kind::lines && c == '\n') c = 'n';
-        if (f.type == frames::kind::zero_term && c == '\0') c = '0';
-    }
+    static const std::string block = [] {
+        std::string b(65536, '\0');
+        std::mt19937 rng(12345);
+        for (auto& c : b) c = static_cast<char>(rng() % 256);
+        return b;
+    }();
+    std::string s(n, '\0');
+    for (std::size_t off = 0; off < n; off += block.size() - 1024)
+        std::memcpy(s.data() + off, block.data() + (seed * 7919) % 1024, std::min(block.size() - 1024, n - off));
+    char avoid = f.type == frames::kind::lines ? '\n' : f.type == frames::kind::zero_term ? '\0' : 1;
+    if (avoid != 1) std::replace(s.begin(), s.end(), avoid, 'x');
+    if (n) s[0] = static_cast<char>('a' + seed % 26);  // requests differ from each other
     return s;
 }
 
@@ -52,7 +60,7 @@ void echo_sizes(bool external) {
         std::vector<frames::framing> fs = {frames::lines, frames::zero_term, frames::len_prefix};
         if (n > 0) fs.push_back(frames::fixed_size(n));
         for (auto f : fs) {
-            unsigned count = n >= (1 << 20) ? 2 : 5;
+            unsigned count = n >= (64 << 20) ? 1 : n >= (1 << 20) ? 2 : 5;
             std::vector<std::string> reqs;
             for (unsigned i = 0; i < count; ++i) reqs.push_back(payload(f, n, i));
             auto o = jobs(2);
@@ -109,6 +117,30 @@ TEST(ProcPool, RepliesTricklingOneByteAtATime) {
     }
 }
 
+namespace {
+
+// An input range that makes its strings on demand (a generator, not a container).
+struct numbers_as_text {
+    std::size_t n;
+    struct iterator {
+        using value_type = std::string;
+        using difference_type = std::ptrdiff_t;
+        std::size_t i;
+        std::string operator*() const { return std::to_string(i); }
+        iterator& operator++() {
+            ++i;
+            return *this;
+        }
+        void operator++(int) { ++i; }
+        bool operator==(const iterator&) const = default;
+    };
+    iterator begin() const { return {0}; }
+    iterator end() const { return {n}; }
+};
+static_assert(std::ranges::input_range<numbers_as_text>);
+
+} // namespace
+
 TEST(ProcPool, MillionRequestsNoLoss) {
     PARAFORK_LEAK_CHECK();
     constexpr std::size_t n = 1'000'000;
@@ -118,7 +150,7 @@ TEST(ProcPool, MillionRequestsNoLoss) {
         });
     });
     pf::proc_pool pp(std::move(twice), frames::zero_term, jobs(2));
-    auto reqs = std::views::iota(std::size_t{0}, n) | std::views::transform([](std::size_t i) { return std::to_string(i); });
+    numbers_as_text reqs{n};  // produced lazily: eval pulls as it goes
     std::size_t count = 0;
     unsigned long long sum = 0;
     std::vector<bool> seen(n);

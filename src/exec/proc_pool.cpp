@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <deque>
+#include <fcntl.h>
 #include <map>
 #include <poll.h>
 #include <unistd.h>
@@ -101,6 +102,10 @@ struct proc_pool::impl {
             }
         }
         k.proc = sys::child(pid);
+        // Bigger pipes mean fewer wake-ups for bulk replies; the kernel may refuse (limits):
+        // then the default 64 KiB stays, which is only slower.
+        ::fcntl(rep.read.get(), F_SETPIPE_SZ, 1 << 20);
+        ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
         k.to = sys::private_fd(std::move(req.write));
         k.from = sys::private_fd(std::move(rep.read));
         sys::set_nonblocking(k.to.get());

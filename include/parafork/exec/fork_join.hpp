@@ -5,6 +5,7 @@
 // Failed parts (an exception, an exit code, a signal) are reported together in one error.
 
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <ranges>
 #include <string>
@@ -18,14 +19,28 @@
 
 namespace parafork {
 
-// A half-open range of indices [start, stop), iterable.
+// A half-open range of indices [start, stop), iterable: `for (std::size_t i : s)`.
 struct slice {
     std::size_t start = 0, stop = 0;
+
+    // (std::views::iota would do, but clang 14 cannot compile libstdc++ 12's iota_view.)
+    struct iterator {
+        using value_type = std::size_t;
+        using difference_type = std::ptrdiff_t;
+        std::size_t i = 0;
+        std::size_t operator*() const noexcept { return i; }
+        iterator& operator++() noexcept {
+            ++i;
+            return *this;
+        }
+        iterator operator++(int) noexcept { return {i++}; }
+        bool operator==(const iterator&) const = default;
+    };
+
     std::size_t size() const noexcept { return stop - start; }
     bool empty() const noexcept { return stop == start; }
-    auto indices() const { return std::views::iota(start, stop); }
-    auto begin() const { return indices().begin(); }
-    auto end() const { return indices().end(); }
+    iterator begin() const noexcept { return {start}; }
+    iterator end() const noexcept { return {stop}; }
     bool operator==(const slice&) const = default;
 };
 
