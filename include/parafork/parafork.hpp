@@ -11,3 +11,4 @@
 #include <parafork/wire/frames.hpp>
 #include <parafork/exec/fork_join.hpp>
 #include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/zygote.hpp>
