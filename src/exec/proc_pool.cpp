@@ -66,6 +66,7 @@ struct proc_pool::impl {
     std::vector<pollfd> pfds;
     std::vector<kid*> pfd_kid;
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+    sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
         : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)) {}
@@ -177,6 +178,7 @@ struct proc_pool::impl {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return;  // pipe full: poll tells us when to go on
                 if (errno == EPIPE) {         // it closed its stdin: its death shows as EOF
+                    if (sigpipe) sigpipe->note_epipe();
                     k.to.reset();
                     return;
                 }
@@ -334,6 +336,11 @@ struct proc_pool::impl {
     // Returns false if nothing happened within a non-waiting poll.
     bool pump(bool wait) {
         sys::sigpipe_guard no_sigpipe;  // a kid that closed its stdin is EPIPE, not our death
+        sigpipe = &no_sigpipe;
+        struct reset_t {
+            sys::sigpipe_guard*& p;
+            ~reset_t() { p = nullptr; }
+        } reset{sigpipe};
         pfds.clear();
         pfd_kid.clear();
         for (auto& kp : kids) {

@@ -92,20 +92,20 @@ sigpipe_guard::sigpipe_guard() {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    sigset_t pend;
-    sigpending(&pend);
-    was_pending_ = sigismember(&pend, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     was_blocked_ = sigismember(&old, SIGPIPE);
 }
 
 sigpipe_guard::~sigpipe_guard() {
-    if (was_blocked_) return;
+    if (was_blocked_) return;  // the caller blocks SIGPIPE itself: leave its pending set alone
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    if (!was_pending_) {
-        // Swallow the SIGPIPE(s) our own writes raised while blocked.
+    sigset_t pending;
+    if (!epipe_) sigpending(&pending);  // a caller that did not say: look
+    if (epipe_ || sigismember(&pending, SIGPIPE)) {
+        // Swallow the SIGPIPE our own write raised while blocked. (One pending from before the
+        // guard is impossible: unblocked, it would have been delivered already.)
         timespec zero{0, 0};
         while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
         }

@@ -25,17 +25,20 @@ public:
 };
 
 // Blocks SIGPIPE in the calling thread for the guard's life, so writing to a dead child's pipe
-// is an EPIPE error rather than the parent's death; a SIGPIPE raised meanwhile is discarded.
+// is an EPIPE error rather than the parent's death. Call note_epipe() when a write failed with
+// EPIPE: that saves a sigpending(2) when the guard ends; either way a SIGPIPE raised while the
+// guard lived is discarded.
 class sigpipe_guard {
 public:
     sigpipe_guard();
     ~sigpipe_guard();
     sigpipe_guard(const sigpipe_guard&) = delete;
     sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+    void note_epipe() noexcept { epipe_ = true; }
 
 private:
     bool was_blocked_ = false;
-    bool was_pending_ = false;
+    bool epipe_ = false;
 };
 
 // Blocks every signal for the guard's life (around fork).
