@@ -335,7 +335,7 @@ struct proc_pool::impl {
     // One round of I/O: write what is queued, sleep in poll, read what came.
     // Returns false if nothing happened within a non-waiting poll.
     bool pump(bool wait) {
-        sys::sigpipe_guard no_sigpipe;  // a kid that closed its stdin is EPIPE, not our death
+        sys::sigpipe_guard no_sigpipe(true);  // a kid that closed its stdin is EPIPE, not our death
         sigpipe = &no_sigpipe;
         struct reset_t {
             sys::sigpipe_guard*& p;

@@ -88,7 +88,7 @@ void sigint_guard::check() {
     }
 }
 
-sigpipe_guard::sigpipe_guard() {
+sigpipe_guard::sigpipe_guard(bool reports_epipe) : reports_epipe_(reports_epipe) {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -102,7 +102,8 @@ sigpipe_guard::~sigpipe_guard() {
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     sigset_t pending;
-    if (!epipe_) sigpending(&pending);  // a caller that did not say: look
+    sigemptyset(&pending);
+    if (!epipe_ && !reports_epipe_) sigpending(&pending);  // a caller that would not say: look
     if (epipe_ || sigismember(&pending, SIGPIPE)) {
         // Swallow the SIGPIPE our own write raised while blocked. (One pending from before the
         // guard is impossible: unblocked, it would have been delivered already.)
