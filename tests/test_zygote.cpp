@@ -1,4 +1,5 @@
 #include <parafork/error.hpp>
+#include <parafork/exec/proc_pool.hpp>
 #include <parafork/exec/zygote.hpp>
 #include <parafork/sys/fd.hpp>
 
@@ -134,4 +135,48 @@ TEST(Sys, ThreadCount) {
     EXPECT_EQ(sys::thread_count(), 2u);
     go = true;
     t.join();
+}
+
+namespace {
+void echo_kid(int in, int out) {
+    pf::serve(in, out, pf::frames::lines, [](std::string_view s) {
+        if (s == "crash") ::raise(SIGSEGV);
+        return std::string(s);
+    });
+}
+} // namespace
+
+TEST(Zygote, ProcPoolThroughAZygoteInAThreadedProgram) {
+    pf::testing::run_bounded("pool through zygote", 60, [] {
+        pf::zygote z;  // before any thread
+        std::atomic<bool> stop{false};
+        std::thread noisy([&] {
+            while (!stop) std::vector<std::string> junk(32, std::string(512, 'n'));
+        });
+        pf::options o;
+        o.jobs = 2;
+        o.zygote = &z;
+        o.ordered = true;
+        {
+            pf::proc_pool pp(pf::kid_fn(&echo_kid), pf::frames::lines, o);
+            std::vector<std::string> reqs;
+            for (int i = 0; i < 1000; ++i) reqs.push_back(std::to_string(i));
+            std::vector<std::string> got;
+            pp.eval(reqs, [&](std::string_view r) { got.emplace_back(r); });
+            EXPECT_EQ(got, reqs);
+            // A kid's death is still reported with its signal (the zygote reaped it).
+            try {
+                pp.eval(std::vector<std::string>{"a", "crash", "b"}, [](std::string_view) {});
+                ADD_FAILURE() << "no error";
+            } catch (const pf::worker_died& e) {
+                EXPECT_EQ(e.signal(), SIGSEGV);
+            }
+        }
+        // Capturing lambdas cannot go through a zygote: a clear error, not a crash.
+        int captured = 1;
+        EXPECT_THROW(pf::proc_pool(pf::kid_fn([captured](int, int) { (void)captured; }), pf::frames::lines, o),
+                     std::invalid_argument);
+        stop = true;
+        noisy.join();
+    });
 }
