@@ -1,0 +1,230 @@
+// The backend of process<Actor>: the forked child's loop. It reads task frames, runs them one at
+// a time in send order, and answers asks. Answers are gathered and written together: before the
+// backend blocks for more input, when 64 KiB are held, or when an answer has waited 200 us
+// behind later tasks (so a slow call never holds back the answer to an earlier ask).
+#include "process_state.hpp"
+
+#include <parafork/sys/process.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cxxabi.h>
+#include <deque>
+#include <sys/socket.h>
+#include <typeinfo>
+
+namespace parafork::detail {
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr std::size_t out_limit = 64 * 1024;
+constexpr auto out_max_age = std::chrono::microseconds(200);
+constexpr std::size_t max_fds_per_read = 16;
+
+std::string demangled(const char* name) {
+    int status = 0;
+    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && s ? s : name;
+    std::free(s);
+    return out;
+}
+
+// Call from a catch block: the current exception's type name and message.
+void describe_current(std::string& type, std::string& what) noexcept {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        type = demangled(typeid(e).name());
+        what = e.what();
+    } catch (...) {
+        const std::type_info* t = abi::__cxa_current_exception_type();
+        type = t ? demangled(t->name()) : "unknown exception";
+        what.clear();
+    }
+}
+
+struct backend {
+    int sock;
+    std::string out;
+    clock::time_point out_since{};
+    std::size_t emit_start = 0;
+    std::deque<sys::unique_fd> fds;  // received with 'f' frames, claimed by attach hooks
+
+    void flush() {
+        std::size_t off = 0;
+        while (off < out.size()) {
+            ssize_t n = ::send(sock, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+            if (n >= 0) {
+                off += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (errno == EINTR) continue;
+            // The frontend is gone (it closed its end or died): nobody is left to serve.
+            sys::exit_child(0);
+        }
+        out.clear();
+    }
+
+    void note_output() {
+        if (out.size() >= out_limit) flush();
+    }
+
+    // Before a task: an answer that has waited long enough goes now.
+    void flush_stale() {
+        if (out.empty()) return;
+        auto now = clock::now();
+        if (out_since == clock::time_point{}) out_since = now;
+        else if (now - out_since >= out_max_age) {
+            flush();
+            out_since = {};
+        }
+    }
+
+    void append_error(char kind, std::uint64_t task) {
+        std::string type, what;
+        describe_current(type, what);
+        std::size_t start = proto::open_frame(out, kind);
+        wire::writer w(out);
+        w(task, type, what);
+        proto::close_frame(out, start);
+    }
+
+    // Reads once: bytes into `in`, descriptors into `fds`. Returns false at EOF.
+    bool read_more(frames::frame_reader& in, char* scratch, std::size_t len) {
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_read)];
+        iovec iov{scratch, len};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n;
+        do {
+            n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno == ECONNRESET) return false;
+            sys::throw_errno("recvmsg");
+        }
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                fds.emplace_back(fd);
+            }
+        }
+        if (n == 0) return false;
+        in.feed(std::string_view(scratch, static_cast<std::size_t>(n)));
+        return true;
+    }
+};
+
+backend* g_backend = nullptr;
+
+} // namespace
+
+std::string& emit_begin(std::uint64_t tag) {
+    if (!g_backend) throw error("parafork: emit() called outside a process backend");
+    g_backend->emit_start = proto::open_frame(g_backend->out, proto::msg);
+    proto::put_u64(g_backend->out, tag);
+    return g_backend->out;
+}
+
+void emit_end() {
+    proto::close_frame(g_backend->out, g_backend->emit_start);
+    // Messages go at once: a long method's progress reports must not wait for it to end.
+    g_backend->flush();
+    g_backend->out_since = {};
+}
+
+void emit_abort() noexcept {
+    if (g_backend) g_backend->out.resize(g_backend->emit_start);
+}
+
+void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
+    // Our end of the socket must not leak into children this backend forks.
+    sys::register_private_fd(sock);
+    int code = 0;
+    try {
+        backend b{sock, {}, {}, 0, {}};
+        g_backend = &b;
+        frames::frame_reader in(frames::len_prefix, 64 * 1024);
+        constexpr std::size_t scratch_size = 64 * 1024;
+        auto scratch = std::make_unique_for_overwrite<char[]>(scratch_size);
+
+        try {
+            if (opts.worker_init) opts.worker_init();
+            if (hooks.pre_run) hooks.pre_run(hooks.actor);
+        } catch (...) {
+            b.append_error(proto::call_error, proto::no_task);
+            b.flush();
+            sys::exit_child(1);
+        }
+
+        std::uint64_t task = 0;
+        bool stop = false;
+        while (!stop) {
+            while (auto frame = in.next()) {
+                wire::reader r(*frame);
+                char kind;
+                r.read_bytes(&kind, 1);
+                if (kind == proto::stop) {
+                    stop = true;
+                    break;
+                }
+                if (kind == proto::attach) {
+                    // Descriptors arrive with this frame; they are queued for the next task.
+                    continue;
+                }
+                if (kind != proto::call && kind != proto::ask)
+                    wire::reader::fail("unknown frame kind from the frontend");
+                std::uint64_t addr;
+                r.read_bytes(&addr, sizeof addr);
+                // The frontend is our own parent, the same binary: the address is a trampoline
+                // it instantiated (see exec/process.hpp).
+                auto t = reinterpret_cast<trampoline>(addr);
+                b.flush_stale();
+                if (kind == proto::call) {
+                    try {
+                        t(hooks.actor, r, nullptr);
+                    } catch (...) {
+                        b.append_error(proto::call_error, task);
+                    }
+                } else {
+                    std::size_t start = proto::open_frame(b.out, proto::reply);
+                    proto::put_u64(b.out, task);
+                    try {
+                        t(hooks.actor, r, &b.out);
+                        proto::close_frame(b.out, start);
+                    } catch (...) {
+                        b.out.resize(start);
+                        b.append_error(proto::ask_error, task);
+                    }
+                }
+                ++task;
+                b.note_output();
+            }
+            if (stop) break;
+            b.flush();
+            b.out_since = {};
+            if (!b.read_more(in, scratch.get(), scratch_size)) break;  // frontend gone
+        }
+
+        try {
+            if (hooks.post_run) hooks.post_run(hooks.actor);
+            if (opts.worker_exit) opts.worker_exit();
+        } catch (...) {
+            b.append_error(proto::call_error, proto::no_task);
+            code = 1;
+        }
+        b.flush();
+        g_backend = nullptr;
+    } catch (...) {
+        code = sys::report_child_exception();
+    }
+    sys::exit_child(code);
+}
+
+} // namespace parafork::detail

@@ -1,0 +1,439 @@
+// The frontend of process<Actor>: writing tasks, reading answers and messages, and the
+// backend's life. Waits never block forever: a dead backend closes its socket (it is the only
+// holder of the other end), which wakes every poll here with POLLHUP / EOF.
+#include "process_state.hpp"
+
+#include <parafork/sys/signals.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cxxabi.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace parafork {
+namespace detail {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr std::size_t batch_limit = 64 * 1024;      // a batch writes when this much is held
+constexpr std::size_t batch_hard_limit = 4 << 20;   // and waits for room beyond this
+
+std::string demangle(const char* name) {
+    int status = 0;
+    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && s ? s : name;
+    std::free(s);
+    return out;
+}
+
+// Runs pump() until done() holds, the backend is gone, or the timeout passes. A SIGINT while
+// waiting terminates the backend and throws interrupted.
+template <class Done>
+bool wait_until(process_state& st, Done done, std::optional<std::chrono::milliseconds> timeout) {
+    if (done()) return true;
+    if (!st.live()) return done();
+    if (timeout && timeout->count() <= 0) {
+        pump(st, 0, false);
+        return done();
+    }
+    auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    sys::sigint_guard guard;
+    for (;;) {
+        int ms = -1;
+        if (timeout) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+        }
+        pump(st, ms, true);
+        if (done()) return true;
+        if (!st.live()) return done();
+        if (timeout && clock::now() >= deadline) return false;
+    }
+}
+
+void flush_all(process_state& st) {
+    if (!st.out_pending()) return;
+    if (try_flush(st)) return;
+    wait_until(st, [&] { return !st.out_pending(); }, std::nullopt);
+}
+
+// After a task frame: written through, or held while a batch is open.
+void write_policy(process_state& st) {
+    if (st.batch_depth == 0) {
+        flush_all(st);
+    } else if (st.out.size() - st.out_off >= batch_limit) {
+        if (!try_flush(st) && st.out.size() - st.out_off >= batch_hard_limit) flush_all(st);
+    }
+}
+
+void handle_frame(process_state& st, std::string_view frame) {
+    wire::reader r(frame);
+    char kind;
+    r.read_bytes(&kind, 1);
+    switch (kind) {
+        case proto::reply:
+        case proto::ask_error: {
+            std::uint64_t task;
+            r.read_bytes(&task, sizeof task);
+            if (st.pending.empty() || st.pending.front().first != task)
+                wire::reader::fail("an answer for a task that was not asked");
+            auto slot = std::move(st.pending.front().second);
+            st.pending.pop_front();
+            if (kind == proto::reply) {
+                slot->bytes.assign(r.take(r.remaining()));
+                slot->st = reply_slot::state::value;
+            } else {
+                std::string type, what;
+                r(type, what);
+                slot->error = std::make_exception_ptr(remote_error(type, what, st.pid, task));
+                slot->st = reply_slot::state::failed;
+            }
+            return;
+        }
+        case proto::call_error: {
+            std::uint64_t task;
+            std::string type, what;
+            r(task, type, what);
+            std::optional<std::size_t> t;
+            if (task != proto::no_task) t = task;
+            st.inbox.push_back({{}, std::make_exception_ptr(remote_error(type, what, st.pid, t))});
+            return;
+        }
+        case proto::msg: {
+            std::uint64_t tag;
+            r.read_bytes(&tag, sizeof tag);
+            st.inbox.push_back({message(tag, std::string(r.take(r.remaining()))), nullptr});
+            return;
+        }
+        default: wire::reader::fail("unknown frame kind from a backend");
+    }
+}
+
+} // namespace
+
+process_state::~process_state() {
+    // Whatever the frontend did, the backend is reaped (sys::child's destructor kills it
+    // if still running) and its socket closed.
+}
+
+bool try_flush(process_state& st) {
+    while (st.out_pending()) {
+        ssize_t n = ::send(st.sock.get(), st.out.data() + st.out_off, st.out.size() - st.out_off,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            st.out_off += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            // The backend is gone; what we had for it is moot. Read what it left, then reap.
+            st.out.clear();
+            st.out_off = 0;
+            return true;
+        }
+        sys::throw_errno("send");
+    }
+    st.out.clear();
+    st.out_off = 0;
+    return true;
+}
+
+void read_ready(process_state& st) {
+    if (!st.live()) return;
+    long n = st.in.fill(st.sock.get());
+    if (n == 0) {
+        on_backend_end(st, false);
+        return;
+    }
+    while (auto f = st.in.next()) handle_frame(st, *f);
+}
+
+short wanted_events(const process_state& st) noexcept {
+    return static_cast<short>(POLLIN | (st.out_pending() ? POLLOUT : 0));
+}
+
+void handle_events(process_state& st, short revents) {
+    if (!st.live()) return;
+    if (revents & POLLOUT) try_flush(st);
+    if (revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+}
+
+void pump(process_state& st, int timeout_ms, bool with_sigint) {
+    if (!st.live()) return;
+    if (st.out_pending()) try_flush(st);
+    pollfd p[2] = {{st.sock.get(), wanted_events(st), 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
+    int n = ::poll(p, with_sigint ? 2 : 1, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR) return;
+        sys::throw_errno("poll");
+    }
+    if (with_sigint && sys::sigint_guard::pending()) {
+        // Ctrl-C is the parent's: stop the backend, then tell the caller.
+        on_backend_end(st, true);
+        sys::sigint_guard::check();
+    }
+    if (n > 0) handle_events(st, p[0].revents);
+}
+
+void on_backend_end(process_state& st, bool by_terminate) {
+    if (!st.live()) return;
+    st.sock.reset();
+    if (by_terminate) {
+        st.terminated = true;
+        st.status = st.kid.terminate(st.opts.grace);
+    } else {
+        // EOF: the backend closed its end, which it does only by exiting.
+        st.status = st.kid.wait_for(std::max(st.opts.grace, std::chrono::milliseconds(1000)));
+        if (!st.status) st.status = st.kid.terminate(st.opts.grace);
+    }
+    st.ph = process_state::phase::finished;
+    st.out.clear();
+    st.out_off = 0;
+    const auto& s = *st.status;
+    std::string why = "process '" + st.opts.name + "' " +
+                      (by_terminate ? "was terminated" : "ended") + " before answering";
+    for (auto& [task, slot] : st.pending) {
+        slot->error = std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why));
+        slot->st = reply_slot::state::failed;
+    }
+    st.pending.clear();
+}
+
+void throw_died(process_state& st, std::optional<std::uint64_t> task) {
+    st.reported = true;
+    const auto& s = *st.status;
+    throw worker_died(st.pid, s.signal, s.code, task, "process '" + st.opts.name + "' has ended");
+}
+
+bool wait_reply(process_state& st, const reply_slot& slot,
+                std::optional<std::chrono::milliseconds> timeout) {
+    auto done = [&] { return slot.st != reply_slot::state::pending; };
+    if (done()) return true;
+    flush_all(st);
+    return wait_until(st, done, timeout);
+}
+
+void note_reported(process_state& st) noexcept { st.reported = true; }
+
+} // namespace detail
+
+using detail::process_state;
+namespace proto = detail::proto;
+
+void message::wrong_type(const char* wanted) {
+    throw protocol_error("parafork: the next message is not a " + detail::demangle(wanted) +
+                         " (it was emitted as another type)");
+}
+
+process_base::process_base(options o) : st_(std::make_shared<process_state>(std::move(o))) {}
+process_base::process_base(process_base&&) noexcept = default;
+process_base& process_base::operator=(process_base&& o) noexcept {
+    if (this != &o) {
+        shutdown();
+        st_ = std::move(o.st_);
+    }
+    return *this;
+}
+
+process_base::~process_base() { shutdown(); }
+
+void process_base::shutdown() noexcept {
+    if (!st_ || !st_->live()) return;
+    auto& st = *st_;
+    try {
+        stop();
+        detail::wait_until(st, [&] { return !st.live(); }, st.opts.grace);
+    } catch (...) {
+    }
+    try {
+        if (st.live()) detail::on_backend_end(st, true);
+    } catch (...) {
+        // sys::child's destructor still kills and reaps it.
+    }
+}
+
+const std::string& process_base::name() const noexcept { return st_->opts.name; }
+pid_t process_base::pid() const noexcept { return st_->pid; }
+bool process_base::started() const noexcept { return st_->ph != process_state::phase::idle; }
+bool process_base::running() const noexcept { return st_->live(); }
+int process_base::fd() const noexcept { return st_->live() ? st_->sock.get() : -1; }
+std::optional<sys::exit_status> process_base::exit_status() const noexcept { return st_->status; }
+std::size_t process_base::pending_asks() const noexcept { return st_->pending.size(); }
+
+void process_base::start_backend(const detail::backend_hooks& hooks) {
+    auto& st = *st_;
+    if (st.ph != process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' was already started");
+    auto pair = sys::make_socketpair();
+    // Registered before the fork: this backend and every later child close it at once.
+    st.sock = sys::private_fd(std::move(pair.read));
+    sys::child_options co;
+    co.title = st.opts.name;
+    pid_t pid = sys::fork_process(co);
+    if (pid == 0) detail::run_backend(pair.write.get(), hooks, st.opts);
+    pair.write.reset();
+    st.kid = sys::child(pid);
+    st.pid = pid;
+    sys::set_nonblocking(st.sock.get());
+    st.ph = process_state::phase::running;
+}
+
+std::string& process_base::begin_task(bool ask, detail::trampoline t, std::size_t& frame_start) {
+    auto& st = *st_;
+    switch (st.ph) {
+        case process_state::phase::idle:
+            throw error("parafork: process '" + st.opts.name + "' is not started");
+        case process_state::phase::stopping:
+            throw error("parafork: process '" + st.opts.name + "' is stopping; no more calls");
+        case process_state::phase::finished:
+            if (st.died()) detail::throw_died(st, st.next_task);
+            throw error("parafork: process '" + st.opts.name + "' has ended; no more calls");
+        case process_state::phase::running: break;
+    }
+    if (!st.out_pending()) {
+        st.out.clear();
+        st.out_off = 0;
+    }
+    frame_start = proto::open_frame(st.out, ask ? proto::ask : proto::call);
+    proto::put_u64(st.out, reinterpret_cast<std::uint64_t>(t));
+    return st.out;
+}
+
+void process_base::abort_task(std::size_t frame_start) noexcept { st_->out.resize(frame_start); }
+
+void process_base::end_call(std::size_t frame_start) {
+    auto& st = *st_;
+    proto::close_frame(st.out, frame_start);
+    ++st.next_task;
+    detail::write_policy(st);
+    if (st.ph == process_state::phase::finished && st.died()) detail::throw_died(st, st.next_task - 1);
+}
+
+std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_start) {
+    auto& st = *st_;
+    proto::close_frame(st.out, frame_start);
+    auto slot = std::make_shared<detail::reply_slot>();
+    st.pending.emplace_back(st.next_task++, slot);
+    // Written now unless batching: the caller will wait for it soon, and a deep pipeline of
+    // asks is the point of futures.
+    detail::write_policy(st);
+    return slot;
+}
+
+void process_base::stop() {
+    auto& st = *st_;
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.ph != process_state::phase::running) return;
+    if (!st.out_pending()) {
+        st.out.clear();
+        st.out_off = 0;
+    }
+    proto::close_frame(st.out, proto::open_frame(st.out, proto::stop));
+    st.ph = process_state::phase::stopping;
+    detail::flush_all(st);
+}
+
+sys::exit_status process_base::join() {
+    auto& st = *st_;
+    stop();
+    detail::wait_until(st, [&] { return !st.live(); }, std::nullopt);
+    if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+    return *st.status;
+}
+
+sys::exit_status process_base::terminate() {
+    auto& st = *st_;
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.live()) detail::on_backend_end(st, true);
+    return *st.status;
+}
+
+process_base::batch_guard::batch_guard(process_base& p) : st_(p.st_) { ++st_->batch_depth; }
+process_base::batch_guard::~batch_guard() {
+    if (--st_->batch_depth == 0) {
+        try {
+            detail::flush_all(*st_);
+        } catch (...) {
+            // A backend that died is reported by the next call, ask or receive.
+        }
+    }
+}
+
+void process_base::flush() { detail::flush_all(*st_); }
+
+bool process_base::has_message() {
+    auto& st = *st_;
+    if (st.inbox.empty() && st.live()) detail::pump(st, 0, false);
+    return !st.inbox.empty();
+}
+
+namespace {
+
+[[noreturn]] void no_message_left(process_state& st) {
+    if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+    throw error("parafork: process '" + st.opts.name + "' has ended; no message is left");
+}
+
+} // namespace
+
+message* process_base::next_message(wait_mode mode, std::chrono::milliseconds timeout) {
+    auto& st = *st_;
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.inbox.empty()) {
+        if (mode == wait_mode::poll) {
+            if (st.live()) detail::pump(st, 0, false);
+        } else {
+            detail::flush_all(st);
+            std::optional<std::chrono::milliseconds> limit;
+            if (mode == wait_mode::timed) limit = timeout;
+            detail::wait_until(st, [&] { return !st.inbox.empty(); }, limit);
+        }
+    }
+    if (st.inbox.empty()) {
+        if (st.live()) return nullptr;
+        if (mode == wait_mode::poll) {
+            if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+            return nullptr;
+        }
+        no_message_left(st);
+    }
+    auto& front = st.inbox.front();
+    if (front.error) {
+        auto e = std::move(front.error);
+        st.inbox.pop_front();
+        std::rethrow_exception(e);
+    }
+    return &front.msg;
+}
+
+void process_base::drop_message() noexcept { st_->inbox.pop_front(); }
+
+message process_base::receive_message() {
+    message m = std::move(*next_message(wait_mode::block, {}));
+    drop_message();
+    return m;
+}
+
+std::optional<message> process_base::try_receive_message() {
+    message* m = next_message(wait_mode::poll, {});
+    if (!m) return std::nullopt;
+    message out = std::move(*m);
+    drop_message();
+    return out;
+}
+
+std::optional<message> process_base::receive_message_for(std::chrono::milliseconds timeout) {
+    message* m = next_message(wait_mode::timed, timeout);
+    if (!m) return std::nullopt;
+    message out = std::move(*m);
+    drop_message();
+    return out;
+}
+
+} // namespace parafork
