@@ -39,6 +39,16 @@ bool wait_until(process_state& st, Done done, std::optional<std::chrono::millise
         return done();
     }
     auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    // Most waits (an ask's round trip) end within microseconds: a first short poll without
+    // the SIGINT guard spares them its two sigaction calls. A Ctrl-C in that window gets the
+    // program's own SIGINT disposition, as outside any parafork call.
+    {
+        int first_ms = timeout ? static_cast<int>(std::min<std::int64_t>(timeout->count(), 1)) : 1;
+        pump(st, first_ms, false);
+        if (done()) return true;
+        if (!st.live()) return done();
+        if (timeout && clock::now() >= deadline) return false;
+    }
     sys::sigint_guard guard;
     for (;;) {
         int ms = -1;
