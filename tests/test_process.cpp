@@ -7,6 +7,8 @@
 #include "support/leak_check.hpp"
 
 #include <chrono>
+#include <cstring>
+#include <parafork/sys/memory.hpp>
 #include <csignal>
 #include <fstream>
 #include <numeric>
@@ -81,6 +83,25 @@ struct counter : pf::actor {
     }
     pid_t my_pid() const { return ::getpid(); }
     void blob(std::size_t n) { emit(std::string(n, 'x')); }
+};
+
+// Memory made after start reaches the running backend as a descriptor.
+struct mapper {
+    pf::sys::mapping map;
+    std::size_t attach(pf::passed_fd fd) {
+        auto owned = fd.take();
+        std::size_t n = pf::sys::fd_size(owned.get());
+        map = pf::sys::mapping(owned.get(), n);
+        return n;
+    }
+    std::string read(std::size_t n) const { return std::string(static_cast<const char*>(map.data()), n); }
+    void write(std::string s) { std::memcpy(map.data(), s.data(), s.size()); }
+    int count_fds(int a, pf::passed_fd x, int b, pf::passed_fd y) const {
+        return a + b + (x.get() >= 0) + (y.get() >= 0) + (x.get() != y.get());
+    }
+    void emit_fd() { pf::emit(pf::passed_fd(0)); }
+    std::size_t fd_count() const { return pf::testing::open_fds().size(); }
+    int fails_after_fd(pf::passed_fd) { throw std::runtime_error("refused"); }
 };
 
 struct bad_start {
@@ -390,6 +411,34 @@ TEST(process, processes_can_be_moved) {
         for (int i = 0; i < 3; ++i) ws[static_cast<std::size_t>(i)].call(&counter::add, i + 1);
         for (int i = 0; i < 3; ++i) EXPECT_EQ(ws[static_cast<std::size_t>(i)].ask(&counter::get_total).get(), i + 1);
         for (auto& w : ws) w.join();
+    });
+}
+
+TEST(process, descriptors_passed_to_a_running_backend_share_memory) {
+    run_bounded("passed_fd", 60, +[] {
+        CHECKED();
+        pf::process<mapper> w;
+        w.start();
+        auto fd = pf::sys::make_memfd("on-demand", 4096);
+        pf::sys::mapping here(fd.get(), 4096);
+        std::memcpy(here.data(), "frontend", 8);
+        EXPECT_EQ(w.ask(&mapper::attach, pf::passed_fd(fd.get())).get(), 4096u);
+        fd.reset();  // the backend holds its own descriptor (and mapping)
+        EXPECT_EQ(w.ask(&mapper::read, 8).get(), "frontend");
+        w.ask(&mapper::write, "backend!").get();
+        EXPECT_EQ(std::string(static_cast<const char*>(here.data()), 8), "backend!");
+        // Two descriptors in one call, among ordinary arguments.
+        auto a = pf::sys::make_pipe();
+        auto backend_fds = w.ask(&mapper::fd_count).get();
+        EXPECT_EQ(w.ask(&mapper::count_fds, 1, pf::passed_fd(a.read.get()), 2, pf::passed_fd(a.write.get())).get(), 6);
+        // A method that throws leaves nothing behind; descriptors cannot go up.
+        EXPECT_THROW(w.ask(&mapper::fails_after_fd, pf::passed_fd(a.read.get())).get(), pf::remote_error);
+        w.call(&mapper::emit_fd);
+        EXPECT_THROW(w.receive_message(), pf::remote_error);
+        EXPECT_THROW(w.call(&mapper::attach, pf::passed_fd()), pf::error);
+        EXPECT_EQ(w.ask(&mapper::read, 8).get(), "backend!");
+        EXPECT_EQ(w.ask(&mapper::fd_count).get(), backend_fds);  // the backend closed what it got
+        w.join();
     });
 }
 

@@ -12,6 +12,7 @@
 #include <deque>
 #include <sys/socket.h>
 #include <typeinfo>
+#include <vector>
 
 namespace parafork::detail {
 namespace {
@@ -48,7 +49,9 @@ struct backend {
     std::string out;
     clock::time_point out_since{};
     std::size_t emit_start = 0;
-    std::deque<sys::unique_fd> fds;  // received with 'f' frames, claimed by attach hooks
+    std::deque<sys::unique_fd> fds;  // received, not yet given to a task
+    std::vector<sys::unique_fd> task_fds;  // the running task's, for take_incoming_fd
+    std::size_t task_fd_next = 0;
 
     void flush() {
         std::size_t off = 0;
@@ -125,14 +128,26 @@ backend* g_backend = nullptr;
 
 } // namespace
 
+sys::unique_fd take_incoming_fd() {
+    if (!g_backend || g_backend->task_fd_next >= g_backend->task_fds.size())
+        throw protocol_error("parafork: a passed_fd argument arrived without its descriptor");
+    return std::move(g_backend->task_fds[g_backend->task_fd_next++]);
+}
+
 std::string& emit_begin(std::uint64_t tag) {
     if (!g_backend) throw error("parafork: emit() called outside a process backend");
+    outgoing_fds().clear();
     g_backend->emit_start = proto::open_frame(g_backend->out, proto::msg);
     proto::put_u64(g_backend->out, tag);
     return g_backend->out;
 }
 
 void emit_end() {
+    if (!outgoing_fds().empty()) {
+        outgoing_fds().clear();
+        emit_abort();
+        throw error("parafork: descriptors cannot be emitted, only passed to a backend");
+    }
     proto::close_frame(g_backend->out, g_backend->emit_start);
     // Messages go at once: a long method's progress reports must not wait for it to end.
     g_backend->flush();
@@ -148,7 +163,7 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
     sys::register_private_fd(sock);
     int code = 0;
     try {
-        backend b{sock, {}, {}, 0, {}};
+        backend b{sock, {}, {}, 0, {}, {}, 0};
         g_backend = &b;
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
         constexpr std::size_t scratch_size = 64 * 1024;
@@ -174,12 +189,17 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
                     stop = true;
                     break;
                 }
-                if (kind == proto::attach) {
-                    // Descriptors arrive with this frame; they are queued for the next task.
-                    continue;
-                }
                 if (kind != proto::call && kind != proto::ask)
                     wire::reader::fail("unknown frame kind from the frontend");
+                unsigned char nfds;
+                r.read_bytes(&nfds, 1);
+                // This task's descriptors: what it does not take is closed after it.
+                b.task_fds.clear();
+                b.task_fd_next = 0;
+                for (unsigned i = 0; i < nfds && !b.fds.empty(); ++i) {
+                    b.task_fds.push_back(std::move(b.fds.front()));
+                    b.fds.pop_front();
+                }
                 std::uint64_t addr;
                 r.read_bytes(&addr, sizeof addr);
                 // The frontend is our own parent, the same binary: the address is a trampoline
@@ -203,6 +223,7 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
                         b.append_error(proto::ask_error, task);
                     }
                 }
+                b.task_fds.clear();
                 ++task;
                 b.note_output();
             }

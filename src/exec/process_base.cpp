@@ -6,6 +6,7 @@
 #include <parafork/sys/signals.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <cerrno>
 #include <cxxabi.h>
 #include <poll.h>
@@ -67,6 +68,58 @@ void flush_all(process_state& st) {
     if (!st.out_pending()) return;
     if (try_flush(st)) return;
     wait_until(st, [&] { return !st.out_pending(); }, std::nullopt);
+}
+
+// Writes a frame whose arguments hold descriptors: what precedes it first, then its first
+// bytes with the descriptors attached (SCM_RIGHTS), the rest as ordinary output.
+void send_with_fds(process_state& st, std::size_t start, const std::vector<int>& fds) {
+    std::string frame = st.out.substr(start);
+    st.out.resize(start);
+    flush_all(st);
+    if (!st.live()) return;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::max_fds)]{};
+    iovec iov{frame.data(), frame.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    for (;;) {
+        ssize_t n = ::sendmsg(st.sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            st.out.assign(frame, static_cast<std::size_t>(n));
+            st.out_off = 0;
+            return;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EPIPE || errno == ECONNRESET) return;  // the next read reports the end
+        if (errno != EAGAIN && errno != EWOULDBLOCK) sys::throw_errno("sendmsg");
+        // No room: read what the backend sends meanwhile (it may be waiting for us to).
+        pollfd p{st.sock.get(), POLLIN | POLLOUT, 0};
+        if (::poll(&p, 1, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+        if (!st.live()) return;
+    }
+}
+
+void finish_frame(process_state& st, std::size_t start) {
+    proto::close_frame(st.out, start);
+    auto& fds = outgoing_fds();
+    if (fds.empty()) return;
+    if (fds.size() > proto::max_fds) {
+        st.out.resize(start);
+        fds.clear();
+        throw error("parafork: at most 16 descriptors per call");
+    }
+    st.out[start + proto::header + 1] = static_cast<char>(fds.size());
+    std::vector<int> sending;
+    sending.swap(fds);
+    send_with_fds(st, start, sending);
 }
 
 // After a task frame: written through, or held while a batch is open.
@@ -228,6 +281,11 @@ bool wait_reply(process_state& st, const reply_slot& slot,
 
 void note_reported(process_state& st) noexcept { st.reported = true; }
 
+std::vector<int>& outgoing_fds() noexcept {
+    thread_local std::vector<int> fds;
+    return fds;
+}
+
 } // namespace detail
 
 using detail::process_state;
@@ -307,16 +365,21 @@ std::string& process_base::begin_task(bool ask, detail::trampoline t, std::size_
         st.out.clear();
         st.out_off = 0;
     }
+    detail::outgoing_fds().clear();
     frame_start = proto::open_frame(st.out, ask ? proto::ask : proto::call);
+    st.out.push_back('\0');  // descriptors riding with the frame, patched in finish_frame
     proto::put_u64(st.out, reinterpret_cast<std::uint64_t>(t));
     return st.out;
 }
 
-void process_base::abort_task(std::size_t frame_start) noexcept { st_->out.resize(frame_start); }
+void process_base::abort_task(std::size_t frame_start) noexcept {
+    st_->out.resize(frame_start);
+    detail::outgoing_fds().clear();
+}
 
 void process_base::end_call(std::size_t frame_start) {
     auto& st = *st_;
-    proto::close_frame(st.out, frame_start);
+    detail::finish_frame(st, frame_start);
     ++st.next_task;
     detail::write_policy(st);
     if (st.ph == process_state::phase::finished && st.died()) detail::throw_died(st, st.next_task - 1);
@@ -324,7 +387,7 @@ void process_base::end_call(std::size_t frame_start) {
 
 std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_start) {
     auto& st = *st_;
-    proto::close_frame(st.out, frame_start);
+    detail::finish_frame(st, frame_start);
     auto slot = std::make_shared<detail::reply_slot>();
     st.pending.emplace_back(st.next_task++, slot);
     // Written now unless batching: the caller will wait for it soon, and a deep pipeline of

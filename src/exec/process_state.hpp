@@ -5,10 +5,10 @@
 // Every frame is frames::len_prefix (8-byte length, then the payload); a payload starts with a
 // kind byte. Tasks (calls and asks) are numbered by both sides in send order, so no frame
 // carries its number downwards; answers carry it back for checking.
-//   frontend -> backend   'c' trampoline member-bytes args      a call
-//                         'a' trampoline member-bytes args      an ask
+//   frontend -> backend   'c' nfds trampoline member-bytes args a call
+//                         'a' nfds trampoline member-bytes args an ask
 //                         's'                                   leave the loop
-//                         'f' u64 count                         descriptors ride with this frame
+// (nfds: a byte, the descriptors sent with the frame's first bytes for passed_fd arguments)
 //   backend -> frontend   'r' task result                       an ask's answer
 //                         'e' task type what                    an ask that threw
 //                         'E' task type what                    a call (or pre/post_run) that threw
@@ -28,10 +28,11 @@
 namespace parafork::detail {
 
 namespace proto {
-constexpr char call = 'c', ask = 'a', stop = 's', attach = 'f';
+constexpr char call = 'c', ask = 'a', stop = 's';
 constexpr char reply = 'r', ask_error = 'e', call_error = 'E', msg = 'm';
 constexpr std::uint64_t no_task = ~std::uint64_t{0};
 constexpr std::size_t header = 8;
+constexpr std::size_t max_fds = 16;  // descriptors per task frame
 
 inline std::size_t open_frame(std::string& out, char kind) {
     std::size_t start = out.size();
