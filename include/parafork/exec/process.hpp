@@ -28,6 +28,7 @@
 #include <utility>
 
 #include <parafork/exec/process_base.hpp>
+#include <parafork/exec/process_shared.hpp>
 
 namespace parafork {
 
