@@ -12,6 +12,8 @@
 #include <deque>
 #include <sys/socket.h>
 #include <typeinfo>
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 namespace parafork::detail {
@@ -20,7 +22,8 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr std::size_t out_limit = 64 * 1024;
 constexpr auto out_max_age = std::chrono::microseconds(200);
-constexpr std::size_t max_fds_per_read = 16;
+constexpr std::size_t max_fds_per_read = 64;
+constexpr std::size_t drain_chunk = 64 * 1024;  // ring bytes taken at a time
 
 std::string demangled(const char* name) {
     int status = 0;
@@ -92,10 +95,12 @@ struct backend {
         proto::close_frame(out, start);
     }
 
-    // Reads once: bytes into `in`, descriptors into `fds`. Returns false at EOF.
-    bool read_more(frames::frame_reader& in, char* scratch, std::size_t len) {
+    // Reads the socket once (blocking): wake-up bytes, descriptors sent ahead of their
+    // frames (queued in `fds`). Returns false at EOF: the frontend is gone.
+    bool read_socket() {
+        char buf[4096];
         alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_read)];
-        iovec iov{scratch, len};
+        iovec iov{buf, sizeof buf};
         msghdr msg{};
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
@@ -118,9 +123,7 @@ struct backend {
                 fds.emplace_back(fd);
             }
         }
-        if (n == 0) return false;
-        in.feed(std::string_view(scratch, static_cast<std::size_t>(n)));
-        return true;
+        return n > 0;
     }
 };
 
@@ -158,7 +161,7 @@ void emit_abort() noexcept {
     if (g_backend) g_backend->out.resize(g_backend->emit_start);
 }
 
-void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
+void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts) {
     // Our end of the socket must not leak into children this backend forks.
     sys::register_private_fd(sock);
     int code = 0;
@@ -166,8 +169,10 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
         backend b{sock, {}, {}, 0, {}, {}, 0};
         g_backend = &b;
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
-        constexpr std::size_t scratch_size = 64 * 1024;
-        auto scratch = std::make_unique_for_overwrite<char[]>(scratch_size);
+        auto* h = static_cast<ring_header*>(ring);
+        const char* data = static_cast<const char*>(ring) + sizeof(ring_header);
+        std::uint64_t head = h->head.load(std::memory_order_relaxed);
+        bool eof = false;
 
         try {
             if (opts.worker_init) opts.worker_init();
@@ -196,6 +201,9 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
                 // This task's descriptors: what it does not take is closed after it.
                 b.task_fds.clear();
                 b.task_fd_next = 0;
+                // They were sent ahead of the frame: on the socket by now, if not yet read.
+                while (b.fds.size() < nfds && !eof)
+                    if (!b.read_socket()) eof = true;
                 for (unsigned i = 0; i < nfds && !b.fds.empty(); ++i) {
                     b.task_fds.push_back(std::move(b.fds.front()));
                     b.fds.pop_front();
@@ -228,9 +236,30 @@ void run_backend(int sock, const backend_hooks& hooks, const options& opts) {
                 b.note_output();
             }
             if (stop) break;
+            std::uint64_t tail = h->tail.load(std::memory_order_acquire);
+            if (tail != head) {
+                std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(tail - head, drain_chunk));
+                std::size_t pos = static_cast<std::size_t>(head % ring_capacity);
+                std::size_t first = std::min(n, ring_capacity - pos);
+                in.feed(std::string_view(data + pos, first));
+                if (n > first) in.feed(std::string_view(data, n - first));
+                head += n;
+                h->head.store(head, std::memory_order_release);
+                std::atomic_thread_fence(std::memory_order_seq_cst);
+                if (h->frontend_waiting.load(std::memory_order_relaxed) && h->frontend_waiting.exchange(0)) {
+                    proto::close_frame(b.out, proto::open_frame(b.out, proto::wake));
+                    b.flush();
+                    b.out_since = {};
+                }
+                continue;
+            }
+            if (eof) break;  // the frontend is gone and nothing it wrote is left
             b.flush();
             b.out_since = {};
-            if (!b.read_more(in, scratch.get(), scratch_size)) break;  // frontend gone
+            h->backend_sleeping.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (h->tail.load(std::memory_order_acquire) == head && !b.read_socket()) eof = true;
+            h->backend_sleeping.store(0, std::memory_order_relaxed);
         }
 
         try {

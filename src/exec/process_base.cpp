@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cxxabi.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 namespace parafork {
@@ -70,15 +71,13 @@ void flush_all(process_state& st) {
     wait_until(st, [&] { return !st.out_pending(); }, std::nullopt);
 }
 
-// Writes a frame whose arguments hold descriptors: what precedes it first, then its first
-// bytes with the descriptors attached (SCM_RIGHTS), the rest as ordinary output.
-void send_with_fds(process_state& st, std::size_t start, const std::vector<int>& fds) {
-    std::string frame = st.out.substr(start);
-    st.out.resize(start);
-    flush_all(st);
-    if (!st.live()) return;
+// A frame whose arguments hold descriptors: they go first, over the socket (SCM_RIGHTS, one
+// byte of payload); the frame follows through the ring, and the backend, on reaching it, reads
+// the socket until its descriptors are there.
+void send_fds_ahead(process_state& st, const std::vector<int>& fds) {
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::max_fds)]{};
-    iovec iov{frame.data(), frame.size()};
+    char mark = 'f';
+    iovec iov{&mark, 1};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -89,21 +88,19 @@ void send_with_fds(process_state& st, std::size_t start, const std::vector<int>&
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    for (;;) {
+    while (st.live()) {
         ssize_t n = ::sendmsg(st.sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) {
-            st.out.assign(frame, static_cast<std::size_t>(n));
-            st.out_off = 0;
+        if (n >= 0) return;
+        if (errno == EINTR) continue;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            read_ready(st);
             return;
         }
-        if (errno == EINTR) continue;
-        if (errno == EPIPE || errno == ECONNRESET) return;  // the next read reports the end
         if (errno != EAGAIN && errno != EWOULDBLOCK) sys::throw_errno("sendmsg");
-        // No room: read what the backend sends meanwhile (it may be waiting for us to).
+        // No room (unlikely: only wake-up bytes travel this way): read meanwhile.
         pollfd p{st.sock.get(), POLLIN | POLLOUT, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (::poll(&p, 1, 50) < 0 && errno != EINTR) sys::throw_errno("poll");
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
-        if (!st.live()) return;
     }
 }
 
@@ -119,7 +116,7 @@ void finish_frame(process_state& st, std::size_t start) {
     st.out[start + proto::header + 1] = static_cast<char>(fds.size());
     std::vector<int> sending;
     sending.swap(fds);
-    send_with_fds(st, start, sending);
+    send_fds_ahead(st, sending);
 }
 
 // After a task frame: written through, or held while a batch is open.
@@ -164,6 +161,7 @@ void handle_frame(process_state& st, std::string_view frame) {
             st.inbox.push_back({{}, std::make_exception_ptr(remote_error(type, what, st.pid, t))});
             return;
         }
+        case proto::wake: return;  // ring space: the next try_flush uses it
         case proto::msg: {
             std::uint64_t tag;
             r.read_bytes(&tag, sizeof tag);
@@ -181,23 +179,60 @@ process_state::~process_state() {
     // if still running) and its socket closed.
 }
 
-bool try_flush(process_state& st) {
-    while (st.out_pending()) {
-        ssize_t n = ::send(st.sock.get(), st.out.data() + st.out_off, st.out.size() - st.out_off,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) {
-            st.out_off += static_cast<std::size_t>(n);
-            continue;
-        }
+namespace {
+
+// Copies what fits of the held bytes into the ring; returns the count copied.
+std::size_t ring_write(process_state& st) {
+    auto* h = ring_head(st.ring);
+    std::uint64_t tail = h->tail.load(std::memory_order_relaxed);  // ours alone
+    std::uint64_t head = h->head.load(std::memory_order_acquire);
+    std::size_t space = ring_capacity - static_cast<std::size_t>(tail - head);
+    std::size_t k = std::min(space, st.out.size() - st.out_off);
+    if (k == 0) return 0;
+    std::size_t pos = static_cast<std::size_t>(tail % ring_capacity);
+    std::size_t first = std::min(k, ring_capacity - pos);
+    const char* src = st.out.data() + st.out_off;
+    std::memcpy(ring_data(st.ring) + pos, src, first);
+    std::memcpy(ring_data(st.ring), src + first, k - first);
+    h->tail.store(tail + k, std::memory_order_release);
+    st.out_off += k;
+    return k;
+}
+
+// After moving tail: a sleeping backend gets one wake-up byte.
+void wake_backend(process_state& st) {
+    auto* h = ring_head(st.ring);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!h->backend_sleeping.load(std::memory_order_relaxed)) return;
+    if (h->backend_sleeping.exchange(0) == 0) return;
+    char c = proto::wake;
+    for (;;) {
+        ssize_t n = ::send(st.sock.get(), &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return;
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        // Full of wake-ups already: the backend will wake anyway.
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         if (errno == EPIPE || errno == ECONNRESET) {
-            // The backend is gone; what we had for it is moot. Read what it left, then reap.
-            st.out.clear();
-            st.out_off = 0;
-            return true;
+            read_ready(st);  // reads what it left, then sees the end
+            return;
         }
         sys::throw_errno("send");
+    }
+}
+
+} // namespace
+
+bool try_flush(process_state& st) {
+    if (st.out_pending() && st.live()) {
+        if (ring_write(st)) wake_backend(st);
+        if (st.out_pending() && st.live()) {
+            // Full: ask the backend for a wake-up when it frees space, then look once more.
+            auto* h = ring_head(st.ring);
+            h->frontend_waiting.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (ring_write(st)) wake_backend(st);
+            if (st.out_pending() && st.live()) return false;
+        }
     }
     st.out.clear();
     st.out_off = 0;
@@ -214,20 +249,23 @@ void read_ready(process_state& st) {
     while (auto f = st.in.next()) handle_frame(st, *f);
 }
 
-short wanted_events(const process_state& st) noexcept {
-    return static_cast<short>(POLLIN | (st.out_pending() ? POLLOUT : 0));
+short wanted_events(const process_state&) noexcept {
+    // Room in the ring is announced by a 'w' frame: only ever POLLIN.
+    return POLLIN;
 }
 
 void handle_events(process_state& st, short revents) {
     if (!st.live()) return;
-    if (revents & POLLOUT) try_flush(st);
     if (revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+    if (st.out_pending()) try_flush(st);
 }
 
 void pump(process_state& st, int timeout_ms, bool with_sigint) {
     if (!st.live()) return;
     if (st.out_pending()) try_flush(st);
     pollfd p[2] = {{st.sock.get(), wanted_events(st), 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
+    // Waiting for ring space relies on the backend's 'w'; a bounded sleep is the safety net.
+    if (st.out_pending() && (timeout_ms < 0 || timeout_ms > 50)) timeout_ms = 50;
     int n = ::poll(p, with_sigint ? 2 : 1, timeout_ms);
     if (n < 0) {
         if (errno == EINTR) return;
@@ -253,6 +291,7 @@ void on_backend_end(process_state& st, bool by_terminate) {
         if (!st.status) st.status = st.kid.terminate(st.opts.grace);
     }
     st.ph = process_state::phase::finished;
+    st.ring.reset();
     st.out.clear();
     st.out_off = 0;
     const auto& s = *st.status;
@@ -336,13 +375,17 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     if (st.ph != process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' was already started");
     auto pair = sys::make_socketpair();
+    st.ring = sys::mapping(-1, detail::ring_map_size);
+    new (st.ring.data()) detail::ring_header{};
     // Registered before the fork: this backend and every later child close it at once.
     st.sock = sys::private_fd(std::move(pair.read));
     sys::child_options co;
     co.title = st.opts.name;
     pid_t pid = sys::fork_process(co);
-    if (pid == 0) detail::run_backend(pair.write.get(), hooks, st.opts);
+    if (pid == 0) detail::run_backend(pair.write.get(), st.ring.data(), hooks, st.opts);
     pair.write.reset();
+    // Children forked later need not inherit this backend's ring.
+    ::madvise(st.ring.data(), st.ring.size(), MADV_DONTFORK);
     st.kid = sys::child(pid);
     st.pid = pid;
     sys::set_nonblocking(st.sock.get());

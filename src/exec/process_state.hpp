@@ -2,6 +2,12 @@
 // Internals of process<Actor> shared by the frontend (process_base.cpp), the backend
 // (process_backend.cpp) and the selector: the wire protocol and the frontend's state.
 //
+// Frontend -> backend frames go through a ring in shared memory (made before the fork), so a
+// call costs a copy, not a system call, while the backend is busy; the socket then carries
+// only wake-up bytes (when the backend sleeps) and descriptors (SCM_RIGHTS, sent before the
+// frame that uses them). Backend -> frontend frames go over the socket. EOF / POLLHUP on the
+// socket is how either side learns the other is gone.
+//
 // Every frame is frames::len_prefix (8-byte length, then the payload); a payload starts with a
 // kind byte. Tasks (calls and asks) are numbered by both sides in send order, so no frame
 // carries its number downwards; answers carry it back for checking.
@@ -13,11 +19,14 @@
 //                         'e' task type what                    an ask that threw
 //                         'E' task type what                    a call (or pre/post_run) that threw
 //                         'm' tag bytes                         emit(value)
+//                         'w'                                   ring space freed (a wake-up)
 
 #include <parafork/exec/process_base.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/wire/frames.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -29,7 +38,7 @@ namespace parafork::detail {
 
 namespace proto {
 constexpr char call = 'c', ask = 'a', stop = 's';
-constexpr char reply = 'r', ask_error = 'e', call_error = 'E', msg = 'm';
+constexpr char reply = 'r', ask_error = 'e', call_error = 'E', msg = 'm', wake = 'w';
 constexpr std::uint64_t no_task = ~std::uint64_t{0};
 constexpr std::size_t header = 8;
 constexpr std::size_t max_fds = 16;  // descriptors per task frame
@@ -49,6 +58,23 @@ inline void put_u64(std::string& out, std::uint64_t v) {
 }
 } // namespace proto
 
+// The frontend -> backend byte stream. tail and head only grow; each side writes one of them.
+// A side about to sleep raises its flag, then re-checks the ring (with a full fence between,
+// as the other side has between moving its counter and reading the flag): one of the two always
+// sees the other, so no wake-up is lost.
+struct ring_header {
+    alignas(64) std::atomic<std::uint64_t> tail{0};
+    alignas(64) std::atomic<std::uint64_t> head{0};
+    alignas(64) std::atomic<std::uint32_t> backend_sleeping{0};
+    alignas(64) std::atomic<std::uint32_t> frontend_waiting{0};
+};
+constexpr std::size_t ring_capacity = 256 * 1024;
+constexpr std::size_t ring_map_size = sizeof(ring_header) + ring_capacity;
+inline ring_header* ring_head(const sys::mapping& m) noexcept { return static_cast<ring_header*>(m.data()); }
+inline char* ring_data(const sys::mapping& m) noexcept {
+    return static_cast<char*>(m.data()) + sizeof(ring_header);
+}
+
 struct inbox_item {
     message msg;
     std::exception_ptr error;  // set: a call that threw in the backend
@@ -63,6 +89,7 @@ struct process_state {
     options opts;
     phase ph = phase::idle;
     sys::private_fd sock;           // frontend's end, non-blocking
+    sys::mapping ring;              // ring_header + ring_capacity bytes, shared with the backend
     sys::child kid;
     pid_t pid = -1;
     frames::frame_reader in{frames::len_prefix, 4096};
@@ -95,6 +122,6 @@ void handle_events(process_state& st, short revents);
 [[noreturn]] void throw_died(process_state& st, std::optional<std::uint64_t> task);
 
 // The backend: runs the actor's loop on `sock`; never returns.
-[[noreturn]] void run_backend(int sock, const backend_hooks& hooks, const options& opts);
+[[noreturn]] void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts);
 
 } // namespace parafork::detail

@@ -196,9 +196,11 @@ public:
     // SIGTERM, options.grace to exit, SIGKILL; always reaps. Asks pending fail with worker_died.
     sys::exit_status terminate();
 
-    // Calls are written through to the backend as they are made. Inside a batch they are held
-    // and written together (64 KiB at a time, and when the batch ends or anything waits):
-    // far fewer system calls for many small calls.
+    // A call is in the backend's hands when call() returns: copied into a ring of shared
+    // memory the backend drains (a system call only to wake a sleeping backend; when the ring
+    // is full, call() waits for room, reading what the backend sends meanwhile). Inside a
+    // batch, calls are held in the frontend and copied 64 KiB at a time, and when the batch
+    // ends or anything waits: a little less work per call, and no wake-up until the end.
     class batch_guard {
     public:
         explicit batch_guard(process_base& p);
