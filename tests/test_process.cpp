@@ -414,6 +414,26 @@ TEST(process, processes_can_be_moved) {
     });
 }
 
+TEST(process, sigint_while_waiting_terminates_the_backend_and_throws_interrupted) {
+    run_bounded("sigint", 60, +[] {
+        CHECKED();
+        pf::process<counter> w(counter{}, {.grace = 100ms});
+        w.start();
+        w.call(&counter::sleep_ms, 30000);
+        auto f = w.ask(&counter::square, 2);
+        pid_t me = ::getpid();
+        pf::sys::child ctrl_c(pf::sys::fork_call([me] {
+            std::this_thread::sleep_for(100ms);
+            ::kill(me, SIGINT);
+        }));
+        EXPECT_THROW(f.get(), pf::interrupted);
+        EXPECT_FALSE(w.running());
+        EXPECT_EQ(w.exit_status()->signal, SIGTERM);
+        EXPECT_TRUE(ctrl_c.wait().ok());
+        EXPECT_NO_THROW(w.join());
+    });
+}
+
 TEST(process, descriptors_passed_to_a_running_backend_share_memory) {
     run_bounded("passed_fd", 60, +[] {
         CHECKED();

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cxxabi.h>
 #include <deque>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <typeinfo>
 #include <algorithm>
@@ -162,8 +163,9 @@ void emit_abort() noexcept {
 }
 
 void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts) {
-    // Our end of the socket must not leak into children this backend forks.
+    // Our end of the socket and our ring must not leak into children this backend forks.
     sys::register_private_fd(sock);
+    ::madvise(ring, ring_map_size, MADV_DONTFORK);
     int code = 0;
     try {
         backend b{sock, {}, {}, 0, {}, {}, 0};
