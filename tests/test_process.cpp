@@ -10,6 +10,7 @@
 #include <cstring>
 #include <parafork/sys/memory.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
@@ -83,6 +84,8 @@ struct counter : pf::actor {
     }
     pid_t my_pid() const { return ::getpid(); }
     void blob(std::size_t n) { emit(std::string(n, 'x')); }
+    int quit(int code) { ::_exit(code); }
+    int crash() { std::abort(); }
 };
 
 // Memory made after start reaches the running backend as a descriptor.
@@ -270,6 +273,36 @@ TEST(process, a_death_nobody_saw_is_reported_by_join_and_receive) {
         v.start();
         ::kill(v.pid(), SIGKILL);
         EXPECT_THROW(v.join(), pf::worker_died);
+    });
+}
+
+TEST(process, a_backend_that_exits_or_crashes_in_a_method_is_worker_died) {
+    run_bounded("exit and crash", 60, +[] {
+        CHECKED();
+        pf::process<counter> w;
+        w.start();
+        auto f = w.ask(&counter::quit, 3);
+        try {
+            f.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.exit_code(), 3);
+            EXPECT_EQ(e.signal(), 0);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
+        }
+        pf::process<counter> v;
+        v.start();
+        v.call(&counter::add, 1);
+        auto g = v.ask(&counter::crash);
+        try {
+            g.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGABRT);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+        }
+        EXPECT_EQ(v.join().signal, SIGABRT);
+        EXPECT_EQ(w.join().code, 3);
     });
 }
 
