@@ -41,12 +41,13 @@ bool wait_until(process_state& st, Done done, std::optional<std::chrono::millise
         return done();
     }
     auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-    // Most waits (an ask's round trip) end within microseconds: a first short poll without
-    // the SIGINT guard spares them its two sigaction calls. A Ctrl-C in that window gets the
-    // program's own SIGINT disposition, as outside any parafork call.
+    // Most waits (an ask's round trip) end within microseconds. A first read without the
+    // SIGINT guard spares them its two sigaction calls, and, the socket being blocking with a
+    // 1 ms receive timeout, a poll too. A Ctrl-C in that millisecond gets the program's own
+    // SIGINT disposition, as outside any parafork call.
     {
-        int first_ms = timeout ? static_cast<int>(std::min<std::int64_t>(timeout->count(), 1)) : 1;
-        pump(st, first_ms, false);
+        if (st.out_pending()) pump(st, 1, false);
+        else read_ready(st);
         if (done()) return true;
         if (!st.live()) return done();
         if (timeout && clock::now() >= deadline) return false;
@@ -388,7 +389,11 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     ::madvise(st.ring.data(), st.ring.size(), MADV_DONTFORK);
     st.kid = sys::child(pid);
     st.pid = pid;
-    sys::set_nonblocking(st.sock.get());
+    // Blocking, with a 1 ms receive timeout: the first read of a wait sleeps in recv itself
+    // (see wait_until). Every other read follows a poll, and every send is MSG_DONTWAIT.
+    timeval first_wait{0, 1000};
+    if (::setsockopt(st.sock.get(), SOL_SOCKET, SO_RCVTIMEO, &first_wait, sizeof first_wait) != 0)
+        sys::throw_errno("setsockopt(SO_RCVTIMEO)");
     st.ph = process_state::phase::running;
 }
 

@@ -88,7 +88,7 @@ struct process_state {
 
     options opts;
     phase ph = phase::idle;
-    sys::private_fd sock;           // frontend's end, non-blocking
+    sys::private_fd sock;           // frontend's end (blocking, 1 ms SO_RCVTIMEO)
     sys::mapping ring;              // ring_header + ring_capacity bytes, shared with the backend
     sys::child kid;
     pid_t pid = -1;
