@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -406,6 +407,18 @@ TEST(process, destructor_stops_a_running_backend) {
             f = w.ask(&counter::square, 3);
         }
         EXPECT_THROW(f.get(), pf::worker_died);
+        {
+            // A backend stuck in a method, the ring full and more held: the destructor still
+            // ends in about `grace` (were it to wait for room, the 100 s sleep would trip the
+            // bounded child's alarm).
+            std::unique_ptr<pf::process_base::batch_guard> batch;
+            pf::process<counter> w(counter{}, {.grace = 50ms});
+            w.start();
+            w.call(&counter::sleep_ms, 100000);
+            batch = std::make_unique<pf::process_base::batch_guard>(w);
+            std::vector<double> big(1 << 16);
+            for (int i = 0; i < 4; ++i) w.call(&counter::twice, big);  // 2 MiB: more than the ring
+        }
         {
             pf::process<counter> idle_one;  // never started: nothing to clean
             pf::process<counter> w;

@@ -352,7 +352,8 @@ void process_base::shutdown() noexcept {
     if (!st_ || !st_->live()) return;
     auto& st = *st_;
     try {
-        stop();
+        // Bounded: the stop is written as room appears while we wait, never more than grace.
+        if (st.ph == process_state::phase::running) queue_stop();
         detail::wait_until(st, [&] { return !st.live(); }, st.opts.grace);
     } catch (...) {
     }
@@ -449,13 +450,19 @@ void process_base::stop() {
     if (st.ph == process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' is not started");
     if (st.ph != process_state::phase::running) return;
+    queue_stop();
+    detail::flush_all(st);
+}
+
+void process_base::queue_stop() {
+    auto& st = *st_;
     if (!st.out_pending()) {
         st.out.clear();
         st.out_off = 0;
     }
     proto::close_frame(st.out, proto::open_frame(st.out, proto::stop));
     st.ph = process_state::phase::stopping;
-    detail::flush_all(st);
+    detail::try_flush(st);
 }
 
 sys::exit_status process_base::join() {

@@ -243,6 +243,7 @@ protected:
 private:
     friend class selector;
     void shutdown() noexcept;
+    void queue_stop();
     std::shared_ptr<detail::process_state> st_;
 };
 
