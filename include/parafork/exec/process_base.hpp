@@ -121,7 +121,8 @@ private:
     std::string bytes_;
 };
 
-// The result of process<Actor>::ask. get() waits for the backend's answer (doing the frontend's
+// The result of process<Actor>::ask; the same shape as pool's future<R> (valid, ready, wait,
+// wait_for, get once). get() waits for the backend's answer (doing the frontend's
 // I/O meanwhile) and returns it, or throws remote_error (the method threw), worker_died (the
 // backend died first) or interrupted (SIGINT while waiting; the backend is then terminated).
 template <class R>
@@ -136,9 +137,10 @@ public:
         check_valid();
         detail::wait_reply(*st_, *slot_, std::nullopt);
     }
-    bool wait_for(std::chrono::milliseconds timeout) const {
+    template <class Rep, class Period>
+    bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
         check_valid();
-        return detail::wait_reply(*st_, *slot_, timeout);
+        return detail::wait_reply(*st_, *slot_, std::chrono::ceil<std::chrono::milliseconds>(timeout));
     }
     R get() {
         wait();
