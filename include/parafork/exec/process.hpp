@@ -1,7 +1,7 @@
 #pragma once
 // process<Actor>: an object whose member functions run in its own process (valkka's
-// MessageProcess). The frontend (this object, in the parent) sends calls over a socket; the
-// backend (a forked copy of the actor) runs them one at a time, in send order.
+// MessageProcess). The frontend (this object, in the parent) hands calls to the backend (a
+// forked copy of the actor), which runs them one at a time, in send order. See docs/process.md.
 //
 //   struct worker : pf::actor {
 //       void pre_run();                       // optional: runs in the backend before its loop
@@ -21,8 +21,10 @@
 // the encoded arguments; after fork both are valid in the backend, which is the same binary.
 // call<&worker::ping>("hi") names the member at compile time and sends only the trampoline.
 
-#include <cstring>
-#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
