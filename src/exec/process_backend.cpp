@@ -26,24 +26,16 @@ constexpr auto out_max_age = std::chrono::microseconds(200);
 constexpr std::size_t max_fds_per_read = 64;
 constexpr std::size_t drain_chunk = 64 * 1024;  // ring bytes taken at a time
 
-std::string demangled(const char* name) {
-    int status = 0;
-    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string out = status == 0 && s ? s : name;
-    std::free(s);
-    return out;
-}
-
 // Call from a catch block: the current exception's type name and message.
 void describe_current(std::string& type, std::string& what) noexcept {
     try {
         throw;
     } catch (const std::exception& e) {
-        type = demangled(typeid(e).name());
+        type = demangle(typeid(e).name());
         what = e.what();
     } catch (...) {
         const std::type_info* t = abi::__cxa_current_exception_type();
-        type = t ? demangled(t->name()) : "unknown exception";
+        type = t ? demangle(t->name()) : "unknown exception";
         what.clear();
     }
 }
@@ -131,6 +123,14 @@ struct backend {
 backend* g_backend = nullptr;
 
 } // namespace
+
+std::string demangle(const char* name) {
+    int status = 0;
+    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && s ? s : name;
+    std::free(s);
+    return out;
+}
 
 sys::unique_fd take_incoming_fd() {
     if (!g_backend || g_backend->task_fd_next >= g_backend->task_fds.size())

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 #include <cerrno>
-#include <cxxabi.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -21,14 +20,6 @@ using clock = std::chrono::steady_clock;
 
 constexpr std::size_t batch_limit = 64 * 1024;      // a batch writes when this much is held
 constexpr std::size_t batch_hard_limit = 4 << 20;   // and waits for room beyond this
-
-std::string demangle(const char* name) {
-    int status = 0;
-    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string out = status == 0 && s ? s : name;
-    std::free(s);
-    return out;
-}
 
 // Runs pump() until done() holds, the backend is gone, or the timeout passes. A SIGINT while
 // waiting terminates the backend and throws interrupted.
