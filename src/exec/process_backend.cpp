@@ -6,15 +6,16 @@
 
 #include <parafork/sys/process.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cxxabi.h>
 #include <deque>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <typeinfo>
-#include <algorithm>
-#include <atomic>
 #include <vector>
 
 namespace parafork::detail {
