@@ -24,10 +24,6 @@ namespace pf = parafork;
 using namespace std::chrono_literals;
 using pf::testing::run_bounded;
 
-// sigint_guard makes its self-pipe once per process and keeps it: make it before the check.
-#define CHECKED()                               \
-    { pf::sys::sigint_guard warm_up_sigint_pipe; } \
-    PARAFORK_LEAK_CHECK()
 
 namespace {
 
@@ -115,7 +111,7 @@ struct bad_start {
 
 TEST(process, calls_and_asks_run_in_send_order) {
     run_bounded("order", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w(counter{}, {.name = "counter"});
         EXPECT_FALSE(w.started());
         w.start();
@@ -139,7 +135,7 @@ TEST(process, calls_and_asks_run_in_send_order) {
 
 TEST(process, arguments_and_results_of_many_types) {
     run_bounded("types", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         w.call(&counter::set_prefix, "hello");  // const char* -> std::string
@@ -160,7 +156,7 @@ TEST(process, arguments_and_results_of_many_types) {
 
 TEST(process, emitted_messages_arrive_typed_and_in_order) {
     run_bounded("emit", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         EXPECT_FALSE(w.try_receive<int>().has_value());
@@ -190,7 +186,7 @@ TEST(process, emit_outside_a_backend_throws) {
 
 TEST(process, exception_in_an_asked_method_fails_that_future_only) {
     run_bounded("ask exception", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         auto before = w.ask(&counter::square, 2);
@@ -213,7 +209,7 @@ TEST(process, exception_in_an_asked_method_fails_that_future_only) {
 
 TEST(process, exception_in_a_called_method_is_received_and_the_backend_goes_on) {
     run_bounded("call exception", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         w.call(&counter::add, 1);
@@ -237,7 +233,7 @@ TEST(process, exception_in_a_called_method_is_received_and_the_backend_goes_on) 
 
 TEST(process, backend_killed_with_asks_pending_fails_them_all) {
     run_bounded("sigkill", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         EXPECT_EQ(w.ask(&counter::square, 5).get(), 25);
@@ -264,7 +260,7 @@ TEST(process, backend_killed_with_asks_pending_fails_them_all) {
 
 TEST(process, a_death_nobody_saw_is_reported_by_join_and_receive) {
     run_bounded("silent death", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         w.call(&counter::sleep_ms, 10000);
@@ -279,7 +275,7 @@ TEST(process, a_death_nobody_saw_is_reported_by_join_and_receive) {
 
 TEST(process, a_backend_that_exits_or_crashes_in_a_method_is_worker_died) {
     run_bounded("exit and crash", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         auto f = w.ask(&counter::quit, 3);
@@ -309,7 +305,7 @@ TEST(process, a_backend_that_exits_or_crashes_in_a_method_is_worker_died) {
 
 TEST(process, ten_thousand_asks_in_flight) {
     run_bounded("10k asks", 90, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         std::vector<pf::process_future<int>> futs;
@@ -324,7 +320,7 @@ TEST(process, ten_thousand_asks_in_flight) {
 
 TEST(process, batched_calls_arrive_complete_and_in_order) {
     run_bounded("batch", 90, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         {
@@ -339,7 +335,7 @@ TEST(process, batched_calls_arrive_complete_and_in_order) {
 
 TEST(process, a_backend_blocked_on_messages_never_deadlocks_the_frontend) {
     run_bounded("backpressure", 90, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
         // Each call emits 64 KiB the frontend does not read while it writes more calls: both
@@ -353,7 +349,7 @@ TEST(process, a_backend_blocked_on_messages_never_deadlocks_the_frontend) {
 
 TEST(process, pre_run_failure_is_received_and_asks_fail) {
     run_bounded("pre_run", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<bad_start> w;
         w.start();
         auto f = w.ask(&bad_start::ping);
@@ -371,7 +367,7 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
 
 TEST(process, terminate_ends_a_busy_backend) {
     run_bounded("terminate", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w(counter{}, {.grace = 100ms});
         w.start();
         w.call(&counter::sleep_ms, 30000);
@@ -386,7 +382,7 @@ TEST(process, terminate_ends_a_busy_backend) {
 
 TEST(process, backend_has_its_title_and_ignores_sigint) {
     run_bounded("title", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w(counter{}, {.name = "pf-counter"});
         w.start();
         EXPECT_EQ(w.ask(&counter::comm).get(), "pf-counter");
@@ -398,7 +394,7 @@ TEST(process, backend_has_its_title_and_ignores_sigint) {
 
 TEST(process, destructor_stops_a_running_backend) {
     run_bounded("destructor", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process_future<int> f;
         {
             pf::process<counter> w;
@@ -430,7 +426,7 @@ TEST(process, destructor_stops_a_running_backend) {
 
 TEST(process, misuse_is_an_error_not_a_hang) {
     run_bounded("misuse", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         EXPECT_THROW(w.call(&counter::add, 1), pf::error);
         EXPECT_THROW(w.join(), pf::error);
@@ -448,7 +444,7 @@ TEST(process, misuse_is_an_error_not_a_hang) {
 
 TEST(process, processes_can_be_moved) {
     run_bounded("move", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         std::vector<pf::process<counter>> ws;
         for (int i = 0; i < 3; ++i) {
             ws.emplace_back();
@@ -462,7 +458,7 @@ TEST(process, processes_can_be_moved) {
 
 TEST(process, sigint_while_waiting_terminates_the_backend_and_throws_interrupted) {
     run_bounded("sigint", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<counter> w(counter{}, {.grace = 100ms});
         w.start();
         w.call(&counter::sleep_ms, 30000);
@@ -482,7 +478,7 @@ TEST(process, sigint_while_waiting_terminates_the_backend_and_throws_interrupted
 
 TEST(process, descriptors_passed_to_a_running_backend_share_memory) {
     run_bounded("passed_fd", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<mapper> w;
         w.start();
         auto fd = pf::sys::make_memfd("on-demand", 4096);

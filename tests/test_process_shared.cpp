@@ -16,9 +16,6 @@ namespace pf = parafork;
 using namespace std::chrono_literals;
 using pf::testing::run_bounded;
 
-#define CHECKED()                                  \
-    { pf::sys::sigint_guard warm_up_sigint_pipe; } \
-    PARAFORK_LEAK_CHECK()
 
 namespace {
 
@@ -41,7 +38,7 @@ struct filler {
 
 TEST(process_shared, array_made_before_start_is_shared) {
     run_bounded("before start", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         filler f;
         f.before = pf::shared_array<int>({10, 10});
         pf::process<filler> w(std::move(f));
@@ -57,7 +54,7 @@ TEST(process_shared, array_made_before_start_is_shared) {
 
 TEST(process_shared, array_made_after_start_is_handed_over) {
     run_bounded("on demand", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<filler> w;
         w.start();
         pf::shared_array<int> a({4, 25});
@@ -77,7 +74,7 @@ TEST(process_shared, array_made_after_start_is_handed_over) {
 
 TEST(process_shared, backend_killed_leaves_memory_to_the_frontend_and_nothing_in_dev_shm) {
     run_bounded("backend killed", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<filler> w;
         w.start();
         pf::shared_array<int> a({1000});
@@ -92,7 +89,7 @@ TEST(process_shared, backend_killed_leaves_memory_to_the_frontend_and_nothing_in
 
 TEST(process_shared, frontend_killed_takes_its_backend_and_leaves_nothing) {
     run_bounded("frontend killed", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         auto report = pf::sys::make_pipe();
         pid_t frontend = pf::sys::fork_process();
         if (frontend == 0) {

@@ -17,9 +17,6 @@ namespace pf = parafork;
 using namespace std::chrono_literals;
 using pf::testing::run_bounded;
 
-#define CHECKED()                                  \
-    { pf::sys::sigint_guard warm_up_sigint_pipe; } \
-    PARAFORK_LEAK_CHECK()
 
 namespace {
 
@@ -44,7 +41,7 @@ struct worker : pf::actor {
 
 TEST(selector, sixteen_processes_and_a_pipe) {
     run_bounded("16 + pipe", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         std::vector<pf::process<worker>> ws;
         pf::selector sel;
         for (int i = 0; i < 16; ++i) {
@@ -92,7 +89,7 @@ TEST(selector, sixteen_processes_and_a_pipe) {
 
 TEST(selector, reports_a_dead_process_and_keeps_futures_moving) {
     run_bounded("dead", 60, +[] {
-        CHECKED();
+        PARAFORK_LEAK_CHECK();
         pf::process<worker> a(worker(1)), b(worker(2));
         a.start();
         b.start();
