@@ -64,6 +64,17 @@ struct unlock_on_exit {
 
 bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
+std::uint64_t now_ns() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(channel_clock::now().time_since_epoch()).count());
+}
+
+// A child takes its reserved end within microseconds of the fork. One killed before it could
+// (or a fork whose failure we missed) would hold the reservation as long as its parent lives;
+// after this grace the reservation no longer counts. A child scheduled even later than that
+// takes a fresh end when it finally runs.
+constexpr std::uint64_t pending_grace_ns = 3'000'000'000;
+
 // ---------------------------------------------------------------------------------------------
 // Ends (slots).
 
@@ -79,8 +90,10 @@ int claim_pending(channel_shared* sh, pid_t parent) {
         auto& s = sh->slots[i];
         std::uint32_t expected = slot_free;
         if (s.state.load(std::memory_order_relaxed) == slot_free &&
-            s.state.compare_exchange_strong(expected, slot_pending)) {
-            s.pid.store(parent);
+            s.state.compare_exchange_strong(expected, slot_reserving)) {
+            s.pid.store(parent);  // filled in before anyone may judge the reservation
+            s.since.store(now_ns());
+            s.state.store(slot_pending);
             raise_hwm(sh, static_cast<std::uint32_t>(i + 1));
             return static_cast<int>(i);
         }
@@ -117,6 +130,7 @@ void release_end(channel_core& c) {
     // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
     // open until that thread or the process ends, which the kernel reports.
     if (pthread_mutex_unlock(&s.mu) == 0) s.state.store(slot_free);
+    else c.keep_mapped = true;
 }
 
 // Ends that may still send: live slots whose owner still holds the mutex, pending slots whose
@@ -142,13 +156,14 @@ std::size_t count_open_ends(channel_shared* sh) {
             break;
         }
         case slot_pending:
-            if (pid_alive(s.pid.load())) {
+            if (pid_alive(s.pid.load()) && now_ns() - s.since.load() < pending_grace_ns) {
                 ++n;
             } else {
                 std::uint32_t expected = slot_pending;
                 s.state.compare_exchange_strong(expected, slot_free);
             }
             break;
+        case slot_reserving: ++n; break;  // its parent is forking right now
         default: break;
         }
     }
@@ -197,7 +212,7 @@ void atfork_child() noexcept {
         c->my_slot = -1;
         c->closed = c->ever_sent = c->received = false;
         try {
-            if (slot >= 0 && take_slot(c->sh, slot)) c->my_slot = slot;
+            if (slot >= 0) c->my_slot = take_slot(c->sh, slot) ? slot : claim_live(c->sh);
         } catch (...) {
         }
     }
@@ -359,6 +374,7 @@ channel_core::~channel_core() {
     bool had_end = my_slot >= 0;
     release_end(*this);
     if (had_end) notify(sh->data_seq, sh->data_waiters);  // receivers re-check for closure
+    if (keep_mapped) new sys::mapping(std::move(map));     // deliberately never unmapped
 }
 
 std::string& channel_encode_buffer() {

@@ -29,11 +29,12 @@ static_assert(sizeof(chunk_header) == chunk_align);
 
 // One end: a process that may send. Its robust mutex is held by that process for as long as
 // the end is open, so the kernel tells us (EOWNERDEAD) when the process died with it.
-enum : std::uint32_t { slot_free = 0, slot_pending = 1, slot_live = 2 };
+enum : std::uint32_t { slot_free = 0, slot_pending = 1, slot_live = 2, slot_reserving = 3 };
 struct alignas(64) end_slot {
     pthread_mutex_t mu;
     std::atomic<std::uint32_t> state;
     std::atomic<std::int32_t> pid;  // live: the owner; pending: the parent forking the owner
+    std::atomic<std::uint64_t> since;  // pending: when it was reserved (CLOCK_MONOTONIC ns)
 };
 
 struct alignas(64) channel_shared {
@@ -75,6 +76,9 @@ struct channel_core {
     bool closed = false;     // close() was called in this process
     bool ever_sent = false;  // this process has sent
     bool received = false;   // this process has received
+    // An end we could not unlock (another thread took it) stays on that thread's robust list,
+    // which the kernel walks at exit: its memory must then stay mapped.
+    bool keep_mapped = false;
 
     explicit channel_core(std::size_t capacity);
     ~channel_core();
