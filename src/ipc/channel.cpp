@@ -296,7 +296,7 @@ constexpr std::uint64_t align_up(std::uint64_t n) { return (n + chunk_align - 1)
 void copy_in(channel_core& c, std::uint64_t pos, const char* src, std::size_t n) {
     std::size_t off = pos % c.cap;
     std::size_t first = std::min<std::size_t>(n, c.cap - off);
-    std::memcpy(c.data + off, src, first);
+    if (first) std::memcpy(c.data + off, src, first);
     if (n > first) std::memcpy(c.data, src + first, n - first);
 }
 
