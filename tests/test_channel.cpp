@@ -315,3 +315,56 @@ TEST(channel, children_forked_later_get_their_own_end) {
         EXPECT_EQ(ch.open_ends(), 0u);
     });
 }
+
+TEST(channel, a_child_killed_right_after_its_fork_does_not_hold_the_channel_open) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("early kill", 60, [] {
+        pf::channel ch(4096);
+        for (int i = 0; i < 20; ++i) {
+            // Killed at once: often before its end was even taken.
+            pf::sys::child kid(pf::sys::fork_call([] { ::pause(); }));
+            kid.signal(SIGKILL);
+            kid.wait();
+        }
+        ch.close();
+        auto start = std::chrono::steady_clock::now();
+        EXPECT_THROW(ch.receive_for<int>(30s), pf::channel_closed);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // a bound, not a timing goal
+    });
+}
+
+TEST(channel, timed_calls_and_several_polling_receivers) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("polling receivers", 60, [] {
+        pf::channel ch(64 * 1024), results(4096);
+        std::vector<pf::sys::child> kids;
+        for (int r = 0; r < 3; ++r)
+            kids.emplace_back(pf::sys::fork_call([&] {
+                long sum = 0, count = 0;
+                for (;;) {
+                    try {
+                        if (auto v = ch.try_receive<long>()) {
+                            sum += *v;
+                            ++count;
+                        } else {
+                            sum += 0;  // nothing ready: poll again
+                        }
+                    } catch (const pf::channel_closed&) {
+                        break;
+                    }
+                }
+                results.send(std::make_pair(sum, count));
+            }));
+        for (long i = 1; i <= 20000; ++i) ch.send_for(i, 20s);
+        ch.close();
+        long sum = 0, count = 0;
+        for (int r = 0; r < 3; ++r) {
+            auto [s, c] = results.receive_for<std::pair<long, long>>(30s);
+            sum += s;
+            count += c;
+        }
+        for (auto& k : kids) EXPECT_TRUE(k.wait().ok());
+        EXPECT_EQ(count, 20000);
+        EXPECT_EQ(sum, 20000L * 20001 / 2);
+    });
+}

@@ -482,8 +482,13 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     };
     for (;;) {
         // The timeout bounds the wait for a message to begin; one that began is finished.
-        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle))
-            return false;
+        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle)) {
+            // Nothing ready for a call that does not wait: a poller must still learn that the
+            // channel closed (or that a dead sender's message is void), or it would poll forever.
+            if (w.kind != channel_wait::never) return false;
+            idle();
+            if (!has_data()) return false;
+        }
         std::uint64_t pos = sh->tail.load(std::memory_order_relaxed);
         std::uint64_t avail = sh->head.load(std::memory_order_acquire) - pos;
         chunk_header h;
