@@ -443,6 +443,9 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     for (bool first = true;; first = false) {
         std::uint64_t free = free_space(c);
         std::uint64_t len = std::min<std::uint64_t>(n - off, free - chunk_align);
+        // Streamed pieces stay a quarter of the ring, so the receiver frees room while we fill
+        // it: both copies run at once instead of taking turns.
+        if (whole > c.cap) len = std::min<std::uint64_t>(len, stream_min - chunk_align);
         if (len < n - off) len &= ~std::uint64_t{chunk_align - 1};  // keep pieces aligned
         std::uint32_t flags = (first ? chunk_first : 0) | (off + len == n ? chunk_last : 0);
         put_chunk(c, flags, n, bytes.data() + off, static_cast<std::size_t>(len));
