@@ -84,8 +84,13 @@ void raise_hwm(channel_shared* sh, std::uint32_t used) {
     }
 }
 
+std::uint64_t next_token() {
+    static std::atomic<std::uint32_t> counter{0};
+    return (static_cast<std::uint64_t>(::getpid()) << 32) | (counter.fetch_add(1) + 1);
+}
+
 // Reserves a free slot as pending for a child `parent` is about to fork. -1 if none is free.
-int claim_pending(channel_shared* sh, pid_t parent) {
+int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
     for (std::size_t i = 0; i < channel_slots; ++i) {
         auto& s = sh->slots[i];
         std::uint32_t expected = slot_free;
@@ -93,6 +98,7 @@ int claim_pending(channel_shared* sh, pid_t parent) {
             s.state.compare_exchange_strong(expected, slot_reserving)) {
             s.pid.store(parent);  // filled in before anyone may judge the reservation
             s.since.store(now_ns());
+            s.token.store(token);
             s.state.store(slot_pending);
             raise_hwm(sh, static_cast<std::uint32_t>(i + 1));
             return static_cast<int>(i);
@@ -101,12 +107,18 @@ int claim_pending(channel_shared* sh, pid_t parent) {
     return -1;
 }
 
-// Makes `slot` (pending, reserved for us) a live end owned by the calling thread.
-bool take_slot(channel_shared* sh, int slot) {
+// Makes `slot`, reserved for us under `token`, a live end owned by the calling thread. Never
+// blocks: a reservation that expired and went to someone else is theirs.
+bool take_slot(channel_shared* sh, int slot, std::uint64_t token) {
     auto& s = sh->slots[slot];
-    if (lock_robust(&s.mu, channel_wait::infinite()) == locked::no) return false;
+    locked l = locked::no;
+    for (int i = 0; i < 1000 && l == locked::no; ++i) {
+        l = lock_robust(&s.mu, channel_wait::none());  // a liveness scan may hold it an instant
+        if (l == locked::no) ::sched_yield();
+    }
+    if (l == locked::no) return false;
     std::uint32_t expected = slot_pending;
-    if (!s.state.compare_exchange_strong(expected, slot_live)) {
+    if (s.token.load() != token || !s.state.compare_exchange_strong(expected, slot_live)) {
         pthread_mutex_unlock(&s.mu);
         return false;
     }
@@ -116,9 +128,10 @@ bool take_slot(channel_shared* sh, int slot) {
 
 int claim_live(channel_shared* sh) {
     for (int tries = 0; tries < 4; ++tries) {
-        int slot = claim_pending(sh, ::getpid());
+        std::uint64_t token = next_token();
+        int slot = claim_pending(sh, ::getpid(), token);
         if (slot < 0) return -1;
-        if (take_slot(sh, slot)) return slot;
+        if (take_slot(sh, slot, token)) return slot;
     }
     return -1;
 }
@@ -183,7 +196,8 @@ void atfork_prepare() noexcept {
     g_registry_mu.lock();
     pid_t self = ::getpid();
     for (auto* c : registry()) {
-        c->pending_slot = claim_pending(c->sh, self);
+        c->pending_token = next_token();
+        c->pending_slot = claim_pending(c->sh, self, c->pending_token);
         if (c->pending_slot < 0) c->sh->unregistered_ends.fetch_add(1);
     }
     errno = 0;  // read back in atfork_parent: fork() sets it only when it fails
@@ -194,8 +208,9 @@ void atfork_parent() noexcept {
     for (auto* c : registry()) {
         if (failed) {
             if (c->pending_slot >= 0) {
+                auto& slot = c->sh->slots[c->pending_slot];
                 std::uint32_t expected = slot_pending;
-                c->sh->slots[c->pending_slot].state.compare_exchange_strong(expected, slot_free);
+                if (slot.token.load() == c->pending_token) slot.state.compare_exchange_strong(expected, slot_free);
             } else {
                 c->sh->unregistered_ends.fetch_sub(1);
             }
@@ -212,7 +227,7 @@ void atfork_child() noexcept {
         c->my_slot = -1;
         c->closed = c->ever_sent = c->received = false;
         try {
-            if (slot >= 0) c->my_slot = take_slot(c->sh, slot) ? slot : claim_live(c->sh);
+            if (slot >= 0) c->my_slot = take_slot(c->sh, slot, c->pending_token) ? slot : claim_live(c->sh);
         } catch (...) {
         }
     }

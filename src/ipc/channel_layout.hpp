@@ -35,6 +35,7 @@ struct alignas(64) end_slot {
     std::atomic<std::uint32_t> state;
     std::atomic<std::int32_t> pid;  // live: the owner; pending: the parent forking the owner
     std::atomic<std::uint64_t> since;  // pending: when it was reserved (CLOCK_MONOTONIC ns)
+    std::atomic<std::uint64_t> token;  // pending: which reservation (so no one takes another's)
 };
 
 struct alignas(64) channel_shared {
@@ -73,6 +74,7 @@ struct channel_core {
     // This process's end (-1: none), and the slot reserved for a child being forked.
     int my_slot = -1;
     int pending_slot = -1;
+    std::uint64_t pending_token = 0;
     bool closed = false;     // close() was called in this process
     bool ever_sent = false;  // this process has sent
     bool received = false;   // this process has received
