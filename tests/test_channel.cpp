@@ -368,3 +368,25 @@ TEST(channel, timed_calls_and_several_polling_receivers) {
         EXPECT_EQ(sum, 20000L * 20001 / 2);
     });
 }
+
+TEST(channel, threads_of_one_process_can_share_it) {
+    PARAFORK_LEAK_CHECK();
+    auto before = map_count();
+    {
+        pf::channel ch(4096);
+        auto sender = [ch](int t) mutable {
+            for (int i = 0; i < 10000; ++i) ch.send(t * 10000 + i);
+        };
+        // The process's end is shared by its threads; a process that receives before it ever
+        // sent gives it up, so this one sends first (else a receive could see no end at all).
+        ch.send(0);
+        std::thread a(sender, 0), b(sender, 1);
+        long sum = 0;
+        for (int i = 0; i < 20001; ++i) sum += ch.receive_for<int>(std::chrono::seconds(30));
+        a.join();
+        b.join();
+        EXPECT_EQ(sum, 20000L * 19999 / 2);
+        EXPECT_FALSE(ch.try_receive<int>().has_value());
+    }
+    EXPECT_EQ(map_count().memfd, before.memfd);  // thread stacks and arenas stay cached
+}

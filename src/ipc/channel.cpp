@@ -137,13 +137,24 @@ int claim_live(channel_shared* sh) {
 }
 
 void release_end(channel_core& c) {
-    if (c.my_slot < 0) return;
-    auto& s = c.sh->slots[c.my_slot];
-    c.my_slot = -1;
+    int slot = c.my_slot.exchange(-1);
+    if (slot < 0) return;
+    auto& s = c.sh->slots[slot];
     // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
     // open until that thread or the process ends, which the kernel reports.
-    if (pthread_mutex_unlock(&s.mu) == 0) s.state.store(slot_free);
-    else c.keep_mapped = true;
+    if (pthread_mutex_unlock(&s.mu) == 0) {
+        s.state.store(slot_free);
+        return;
+    }
+    // Not ours to unlock: taken by another thread. If that thread is gone, the kernel marked it.
+    int rc = pthread_mutex_trylock(&s.mu);
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&s.mu);
+    if (rc == EOWNERDEAD || rc == 0) {
+        pthread_mutex_unlock(&s.mu);
+        s.state.store(slot_free);
+    } else {
+        c.keep_mapped = true;
+    }
 }
 
 // Ends that may still send: live slots whose owner still holds the mutex, pending slots whose
@@ -225,7 +236,9 @@ void atfork_child() noexcept {
         int slot = c->pending_slot;
         c->pending_slot = -1;
         c->my_slot = -1;
-        c->closed = c->ever_sent = c->received = false;
+        c->closed = false;
+        c->ever_sent = false;
+        c->received = false;
         try {
             if (slot >= 0) c->my_slot = take_slot(c->sh, slot, c->pending_token) ? slot : claim_live(c->sh);
         } catch (...) {
@@ -436,8 +449,8 @@ namespace {
 bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     auto* sh = c.sh;
     if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
-    if (c.my_slot < 0 && !c.ever_sent) c.my_slot = claim_live(sh);  // e.g. after a receive
-    c.ever_sent = true;
+    if (!c.ever_sent.load(std::memory_order_relaxed) && !c.ever_sent.exchange(true) && c.my_slot < 0)
+        c.my_slot = claim_live(sh);  // e.g. a process that received first, now sends
 
     locked l = lock_robust(&sh->send_mu, w);
     if (l == locked::no) return false;
@@ -475,8 +488,7 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
 // False if no message began within the wait.
 bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     auto* sh = c.sh;
-    if (!c.received) {
-        c.received = true;
+    if (!c.received.load(std::memory_order_relaxed) && !c.received.exchange(true)) {
         // A process that receives before it ever sent is a receiver, not a sender.
         if (!c.ever_sent) release_end(c);
     }

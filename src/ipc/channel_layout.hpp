@@ -72,12 +72,13 @@ struct channel_core {
     std::uint64_t cap = 0;
 
     // This process's end (-1: none), and the slot reserved for a child being forked.
-    int my_slot = -1;
+    // Atomics: threads of one process may share a channel object; these change on first use.
+    std::atomic<int> my_slot{-1};
     int pending_slot = -1;
     std::uint64_t pending_token = 0;
-    bool closed = false;     // close() was called in this process
-    bool ever_sent = false;  // this process has sent
-    bool received = false;   // this process has received
+    std::atomic<bool> closed{false};     // close() was called in this process
+    std::atomic<bool> ever_sent{false};  // this process has sent
+    std::atomic<bool> received{false};   // this process has received
     // An end we could not unlock (another thread took it) stays on that thread's robust list,
     // which the kernel walks at exit: its memory must then stay mapped.
     bool keep_mapped = false;
