@@ -27,10 +27,7 @@ struct record {
     std::optional<std::tuple<int, std::string, std::array<char, 3>>> extra;
     std::set<std::string> tags;
 
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(id, name, marks, extra, tags);
-    }
+    template <class Archive> void serialize(Archive& ar) { ar(id, name, marks, extra, tags); }
     bool operator==(const record&) const = default;
 };
 
@@ -39,10 +36,7 @@ struct pixel {
     std::uint8_t r = 0, g = 0, b = 0;
     bool operator==(const pixel&) const = default;
 };
-template <class Archive>
-void serialize(Archive& ar, pixel& p) {
-    ar(p.r, p.g, p.b);
-}
+template <class Archive> void serialize(Archive& ar, pixel& p) { ar(p.r, p.g, p.b); }
 
 using record_tuple = std::tuple<std::uint64_t, std::string, std::vector<record>,
                                 std::unordered_map<std::int32_t, std::string>>;

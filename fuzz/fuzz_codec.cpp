@@ -19,14 +19,13 @@ namespace {
     std::abort();
 }
 
-template <class T>
-void round_trip(std::string_view in, bool canonical) {
+template <class T> void round_trip(std::string_view in, bool canonical) {
     namespace wire = parafork::wire;
     T value;
     try {
         value = wire::decode<T>(in);
     } catch (const parafork::protocol_error&) {
-        return;  // corrupt input, rejected: the only allowed failure
+        return; // corrupt input, rejected: the only allowed failure
     }
     const std::string again = wire::encode(value);
     T back;

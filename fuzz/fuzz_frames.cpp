@@ -26,7 +26,7 @@ namespace frames = parafork::frames;
 
 struct parsed {
     std::vector<std::string> frames;
-    bool rejected = false;  // threw protocol_error
+    bool rejected = false; // threw protocol_error
     bool operator==(const parsed&) const = default;
 };
 
@@ -34,7 +34,7 @@ struct parsed {
 parsed parse(const frames::framing& f, std::string_view stream, int split) {
     parsed out;
     try {
-        frames::frame_reader reader(f, 0);  // the smallest buffer, so it must grow
+        frames::frame_reader reader(f, 0); // the smallest buffer, so it must grow
         std::uint32_t rng = static_cast<std::uint32_t>(split) * 2654435761u | 1;
         std::size_t pos = 0;
         while (pos < stream.size()) {
@@ -43,7 +43,7 @@ parsed parse(const frames::framing& f, std::string_view stream, int split) {
                 n = 1;
             } else if (split > 0) {
                 rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
-                n = std::min<std::size_t>(n, rng % 17);  // 0-byte reads happen too
+                n = std::min<std::size_t>(n, rng % 17); // 0-byte reads happen too
             }
             reader.feed(stream.substr(pos, n));
             pos += n;
@@ -78,14 +78,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 4) return 0;
     static constexpr frames::kind kinds[] = {frames::kind::lines, frames::kind::zero_term,
                                              frames::kind::len_prefix, frames::kind::fixed};
-    frames::framing f{kinds[data[0] % 4], std::size_t{1} + data[1] % 16, std::size_t{1} + data[2] % 64};
+    frames::framing f{kinds[data[0] % 4], std::size_t{1} + data[1] % 16,
+                      std::size_t{1} + data[2] % 64};
     const std::string_view stream(reinterpret_cast<const char*>(data) + 4, size - 4);
 
     const parsed split = parse(f, stream, data[3]);
     const parsed whole = parse(f, stream, -1);
     if (!(split == whole)) fail("the frames depend on how the bytes were split into reads");
 
-    if (split.frames.empty()) return 0;  // also when the framing itself was refused
+    if (split.frames.empty()) return 0; // also when the framing itself was refused
     std::string reframed;
     for (const auto& frame : split.frames) {
         check_frame(f, frame);

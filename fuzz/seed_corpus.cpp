@@ -30,15 +30,21 @@ void codec_seeds(const fs::path& dir) {
     codec_seed(dir, codec_case::nested_map, "nested_map_empty", nested_map{});
     codec_seed(dir, codec_case::nested_map, "nested_map",
                nested_map{{"a", {1, std::nullopt, "x"}}, {"bb", {}}, {"c", {-7}}});
-    const record r{42, "answer", {{-1, true}, {2, false}}, std::tuple{3, "t", std::array{'a', 'b', 'c'}},
+    const record r{42,
+                   "answer",
+                   {{-1, true}, {2, false}},
+                   std::tuple{3, "t", std::array{'a', 'b', 'c'}},
                    {"x", "y"}};
     codec_seed(dir, codec_case::record, "record_empty", record{});
     codec_seed(dir, codec_case::record, "record", r);
     codec_seed(dir, codec_case::record_tuple, "record_tuple",
                record_tuple{9, "nine", {r, record{}}, {{1, "one"}, {-2, "minus two"}}});
     codec_seed(dir, codec_case::assorted, "assorted",
-               assorted{{true, false, true}, {std::uint8_t{5}, std::nullopt}, {"p", {1, -2}},
-                        {pixel{1, 2, 3}}, r});
+               assorted{{true, false, true},
+                        {std::uint8_t{5}, std::nullopt},
+                        {"p", {1, -2}},
+                        {pixel{1, 2, 3}},
+                        r});
     codec_seed(dir, codec_case::assorted, "assorted_strings",
                assorted{{}, {}, {}, {}, std::vector<std::string>{"", "s"}});
 }

@@ -17,10 +17,7 @@ struct point {
     std::string label;
     std::optional<std::variant<int, std::string>> note;
 
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(x, label, note);
-    }
+    template <class Archive> void serialize(Archive& ar) { ar(x, label, note); }
     bool operator==(const point&) const = default;
 };
 
@@ -59,7 +56,8 @@ int main() {
     // default_jobs() lives in the compiled library, so this proves it is linked.
     const unsigned jobs = pf::default_jobs();
     if (const char* env = std::getenv("PARAFORK_JOBS")) {
-        check(jobs == static_cast<unsigned>(std::atoi(env)), "default_jobs() follows PARAFORK_JOBS");
+        check(jobs == static_cast<unsigned>(std::atoi(env)),
+              "default_jobs() follows PARAFORK_JOBS");
     }
     check(jobs >= 1, "default_jobs() >= 1");
 
