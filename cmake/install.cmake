@@ -12,9 +12,13 @@ install(TARGETS parafork EXPORT parafork-targets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/parafork
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  FILES_MATCHING PATTERN "*.hpp")
+# Header by header (install(DIRECTORY) would also make folders that hold no header yet).
+file(GLOB_RECURSE parafork_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/include
+  ${PROJECT_SOURCE_DIR}/include/parafork/*.hpp)
+foreach(header ${parafork_headers})
+  get_filename_component(dir ${header} DIRECTORY)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/${header} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/${dir})
+endforeach()
 
 install(EXPORT parafork-targets NAMESPACE parafork:: DESTINATION ${PARAFORK_CMAKE_DIR})
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/parafork-config.cmake.in
