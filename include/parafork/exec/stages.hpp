@@ -183,8 +183,10 @@ struct batch_node : custom_node {
 
 struct write_lines_node : custom_node {
     std::string path;
-    template <class Up>
+    // First in a graph (a side pipeline for xcut), it takes strings.
+    template <class Up0>
     auto resolve_as() const {
+        using Up = std::conditional_t<is_unknown<Up0>, std::string, Up0>;
         struct body {
             std::string path;
             std::ofstream out;
