@@ -423,6 +423,7 @@ struct runtime::impl {
     }
 
     void on_kid_event(kid_state& k) {
+        if (k.done) return;  // stopped along with the others after an earlier failure
         char buf[4096];
         for (;;) {
             long n = sys::read_some(k.err.get(), buf, sizeof buf);
