@@ -3,6 +3,7 @@
 // process, zombie, descriptor or /dev/shm entry behind.
 #include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/stages.hpp>
+#include <parafork/sys/fd.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"

@@ -6,6 +6,7 @@
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
+#include <parafork/ipc/channel.hpp>
 #include <parafork/wire/codec.hpp>
 
 #include <cxxabi.h>
@@ -115,13 +116,13 @@ struct runtime::impl {
     std::vector<proc_plan> procs;
     int out_edge = -1;
 
-    std::vector<sys::private_fd> read_ends, write_ends;
+    std::vector<std::optional<channel>> chans;  // one per queue in use
+    std::vector<std::size_t> writers_left, readers_left, ends_owed;
     sys::mapping stats_map;
     std::vector<kid_state> kids;
     sys::child watcher;
 
     edge_reader out_reader;
-    bool out_registered = false;
     bool out_ended = true;
     record_cursor out_cur;
     std::unique_ptr<reorder_buffer> out_reorder;
@@ -278,25 +279,22 @@ struct runtime::impl {
         return static_cast<edge_stats*>(stats_map.data()) + e;
     }
 
-    [[noreturn]] void child_main(std::size_t i, std::vector<sys::unique_fd> fds, sys::unique_fd err) {
+    [[noreturn]] void child_main(std::size_t i, sys::unique_fd err) {
         int code = 0;
         try {
             auto& p = procs[i];
             stage_context ctx;
             ctx.name = p.leaf->name;
-            std::size_t k = 0;
             for (int e : p.ins) {
                 in_port in;
-                sys::register_private_fd(fds[k].get());
-                in.r = edge_reader(std::move(fds[k++]));
+                in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
                 in.stats = stats(e);
                 if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = std::make_unique<reorder_buffer>();
                 ctx.ins.push_back(std::move(in));
             }
             for (int e : p.outs) {
                 out_port o;
-                sys::register_private_fd(fds[k].get());
-                o.w = edge_writer(std::move(fds[k++]));
+                o.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
                 o.stats = stats(e);
                 auto& ed = edges[static_cast<std::size_t>(e)];
                 o.mode = ed.sequenced ? seq_mode::assign : ed.reorder ? seq_mode::carry : seq_mode::none;
@@ -307,9 +305,9 @@ struct runtime::impl {
                 xcut_port xp;
                 xp.name = p.xcuts[x].name;
                 xp.type = p.xcuts[x].type;
-                sys::register_private_fd(fds[k].get());
-                xp.port.w = edge_writer(std::move(fds[k++]));
-                xp.port.stats = stats(p.xcut_edges[x]);
+                int e = p.xcut_edges[x];
+                xp.port.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
+                xp.port.stats = stats(e);
                 ctx.xcuts.push_back(std::move(xp));
             }
             try {
@@ -333,17 +331,13 @@ struct runtime::impl {
 
     void fork_stage(std::size_t i) {
         auto& p = procs[i];
-        std::vector<sys::unique_fd> fds;
-        for (int e : p.ins) fds.push_back(sys::dup_cloexec(read_ends[static_cast<std::size_t>(e)].get()));
-        for (int e : p.outs) fds.push_back(sys::dup_cloexec(write_ends[static_cast<std::size_t>(e)].get()));
-        for (int e : p.xcut_edges) fds.push_back(sys::dup_cloexec(write_ends[static_cast<std::size_t>(e)].get()));
         auto errp = sys::make_pipe();
         sys::child_options co;
         co.title = opts.name + ":" + p.leaf->name;
         pid_t pid = sys::fork_process(co);
         if (pid == 0) {
             errp.read.reset();
-            child_main(i, std::move(fds), std::move(errp.write));
+            child_main(i, std::move(errp.write));
         }
         kid_state k;
         k.proc = sys::child(pid);
@@ -356,13 +350,15 @@ struct runtime::impl {
 
     void start() {
         plan();
-        read_ends.resize(edges.size());
-        write_ends.resize(edges.size());
+        chans.resize(edges.size());
+        writers_left.assign(edges.size(), 0);
+        readers_left.assign(edges.size(), 0);
+        ends_owed.assign(edges.size(), 0);
         for (std::size_t e = 0; e < edges.size(); ++e) {
             if (!used(e)) continue;
-            auto ends = make_edge();
-            read_ends[e] = sys::private_fd(std::move(ends.read_end));
-            write_ends[e] = sys::private_fd(std::move(ends.write_end));
+            chans[e].emplace(edge_capacity);
+            writers_left[e] = edges[e].writers.size();
+            readers_left[e] = edges[e].readers.size();
         }
         stats_map = sys::mapping(-1, sizeof(edge_stats) * (edges.size() + 1));
         for (std::size_t e = 0; e < edges.size(); ++e) new (stats(static_cast<int>(e))) edge_stats();
@@ -378,23 +374,38 @@ struct runtime::impl {
             finished = true;
             throw;
         }
-        // Only the stages hold queue ends now: a queue ends when its last writer exits.
         if (out_edge >= 0) {
-            out_reader = edge_reader(sys::dup_cloexec(read_ends[static_cast<std::size_t>(out_edge)].get()));
-            sys::register_private_fd(out_reader.fd());
-            out_registered = true;
+            out_reader = edge_reader(*chans[static_cast<std::size_t>(out_edge)]);
             out_ended = false;
             if (edges[static_cast<std::size_t>(out_edge)].reorder) out_reorder = std::make_unique<reorder_buffer>();
         }
-        read_ends.clear();
-        write_ends.clear();
     }
 
     void close_output() {
-        if (out_registered) sys::unregister_private_fd(out_reader.fd());
-        out_registered = false;
         out_reader.close();
         out_ended = true;
+    }
+
+    // A writer exited cleanly: after the last one, each reader is owed an end marker.
+    void writer_done(int e) {
+        auto u = static_cast<std::size_t>(e);
+        if (writers_left[u] == 0 || --writers_left[u] != 0) return;
+        ends_owed[u] = edges[u].readers.size() + (edges[u].parent_reads ? 1 : 0);
+    }
+    // A reader exited cleanly: after the last one, writers may stop waiting for room.
+    void reader_done(int e) {
+        auto u = static_cast<std::size_t>(e);
+        if (readers_left[u] == 0 || --readers_left[u] != 0) return;
+        if (!edges[u].parent_reads) stats(e)->abandoned.store(1, std::memory_order_release);
+    }
+    // Publishes owed end markers without ever blocking; true if some are still owed.
+    bool send_owed_ends() {
+        bool left = false;
+        for (std::size_t e = 0; e < ends_owed.size(); ++e) {
+            while (ends_owed[e] > 0 && chans[e]->try_send_bytes(edge_end_marker)) --ends_owed[e];
+            left = left || ends_owed[e] > 0;
+        }
+        return left;
     }
 
     void stop_all() noexcept {
@@ -412,8 +423,6 @@ struct runtime::impl {
         }
         if (watcher.pid() > 0) watcher.kill_and_reap();
         close_output();
-        read_ends.clear();
-        write_ends.clear();
         finished = true;
     }
 
@@ -446,6 +455,12 @@ struct runtime::impl {
                 remote_error(type, where + ": " + what, k.proc.pid(), k.index)));
         } else if (!st.ok()) {
             fail(std::make_exception_ptr(worker_died(k.proc.pid(), st.signal, st.code, k.index, where)));
+        } else {
+            auto& p = procs[k.index];
+            for (int e : p.outs) writer_done(e);
+            for (int e : p.xcut_edges) writer_done(e);
+            for (int e : p.ins) reader_done(e);
+            send_owed_ends();
         }
     }
 
@@ -455,28 +470,28 @@ struct runtime::impl {
         return true;
     }
 
-    // Sleeps until a stage reports (or exits), the output queue has something, or SIGINT.
-    void wait_event(bool want_output) {
+    // Handles whatever the stages reported: sleeps up to `timeout_ms` (-1: until something
+    // happens) for a stage to report or exit, or for SIGINT.
+    void check_kids(int timeout_ms) {
+        if (send_owed_ends() && (timeout_ms < 0 || timeout_ms > 20)) timeout_ms = 20;
         sys::sigint_guard guard;
         std::vector<pollfd> fds;
         fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-        if (want_output) fds.push_back({out_reader.fd(), POLLIN, 0});
         std::vector<kid_state*> who;
         for (auto& k : kids)
             if (!k.done) {
                 fds.push_back({k.err.get(), POLLIN, 0});
                 who.push_back(&k);
             }
-        int r = ::poll(fds.data(), fds.size(), -1);
+        int r = ::poll(fds.data(), fds.size(), timeout_ms);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (sys::sigint_guard::pending()) {
             sys::sigint_guard::clear();
             fail(std::make_exception_ptr(interrupted()));
             return;
         }
-        std::size_t base = want_output ? 2 : 1;
         for (std::size_t i = 0; i < who.size(); ++i)
-            if (fds[base + i].revents) on_kid_event(*who[i]);
+            if (fds[1 + i].revents) on_kid_event(*who[i]);
     }
 
     void finish_up() {
@@ -505,6 +520,12 @@ struct runtime::impl {
             if (!out_ended) {
                 std::string_view msg;
                 int got = out_reader.try_receive(msg);
+                if (got == 0) {
+                    // Nothing yet: look at the stages, then wait a little on the queue.
+                    check_kids(0);
+                    if (failure) continue;
+                    got = out_reader.receive_for(msg, std::chrono::milliseconds(20));
+                }
                 if (got > 0) {
                     record_cursor c(msg);
                     stats(out_edge)->received.fetch_add(c.count(), std::memory_order_relaxed);
@@ -516,8 +537,6 @@ struct runtime::impl {
                     }
                 } else if (got < 0) {
                     close_output();
-                } else {
-                    wait_event(true);
                 }
                 continue;
             }
@@ -526,7 +545,7 @@ struct runtime::impl {
                 finish_up();
                 return false;
             }
-            wait_event(false);
+            check_kids(-1);
         }
     }
 

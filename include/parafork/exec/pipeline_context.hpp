@@ -19,12 +19,6 @@
 
 namespace parafork::detail {
 
-// Per-queue counters in a shared mapping, for watch(): items sent and items taken.
-struct edge_stats {
-    std::atomic<std::uint64_t> sent{0};
-    std::atomic<std::uint64_t> received{0};
-};
-
 // Thrown through user code when nobody reads this stage's output any more: the stage ends
 // quietly (like a shell filter whose reader went away).
 struct downstream_gone {};
