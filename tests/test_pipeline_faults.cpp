@@ -4,6 +4,7 @@
 #include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/stages.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
@@ -220,5 +221,45 @@ TEST(pipeline_faults, idle_pipeline_uses_no_cpu) {
         gate_write.reset();  // the source sees EOF and the graph finishes
         auto v = p.list();
         EXPECT_EQ(v.size(), 2u);
+    });
+}
+
+TEST(pipeline_faults, sigint_in_the_parent_stops_the_graph) {
+    run_bounded("sigint", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::constant(1), Slow{});
+        p.start();
+        pid_t self = ::getpid();
+        pf::sys::child helper(pf::sys::fork_call([self] {
+            ::usleep(200'000);
+            ::kill(self, SIGINT);
+        }));
+        EXPECT_THROW(p.join(), pf::interrupted);
+        helper.wait();
+        for (pid_t pid : p.pids()) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, watch_reports_queues_on_stderr) {
+    run_bounded("watch", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        char path[] = "/tmp/parafork_watch_XXXXXX";
+        int fd = ::mkstemp(path);
+        ASSERT_GE(fd, 0);
+        int saved = ::dup(2);
+        ::dup2(fd, 2);
+        ::close(fd);
+        {
+            auto p = pf::ez(pf::iter(std::views::iota(0, 700)), Slow{}, add1);
+            p.watch().named("watched").join();
+        }
+        ::dup2(saved, 2);
+        ::close(saved);
+        std::ifstream in(path);
+        std::stringstream text;
+        text << in.rdbuf();
+        ::unlink(path);
+        EXPECT_NE(text.str().find("items/s"), std::string::npos) << text.str();
+        EXPECT_NE(text.str().find("Slow -> fn"), std::string::npos) << text.str();
     });
 }

@@ -130,6 +130,8 @@ struct runtime::impl {
 
     std::exception_ptr failure;
     bool started = false, finished = false;
+    // Ctrl-C is ours from the first wait on the graph until it is over.
+    std::optional<sys::sigint_guard> sigint;
 
     // ---- wiring ------------------------------------------------------------------------
 
@@ -424,6 +426,7 @@ struct runtime::impl {
         if (watcher.pid() > 0) watcher.kill_and_reap();
         close_output();
         finished = true;
+        sigint.reset();
     }
 
     void fail(std::exception_ptr e) {
@@ -474,7 +477,6 @@ struct runtime::impl {
     // happens) for a stage to report or exit, or for SIGINT.
     void check_kids(int timeout_ms) {
         if (send_owed_ends() && (timeout_ms < 0 || timeout_ms > 20)) timeout_ms = 20;
-        sys::sigint_guard guard;
         std::vector<pollfd> fds;
         fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
         std::vector<kid_state*> who;
@@ -498,11 +500,18 @@ struct runtime::impl {
         if (watcher.pid() > 0) watcher.terminate(std::chrono::milliseconds(100));
         close_output();
         finished = true;
+        sigint.reset();
     }
 
     bool next_output(record_view& r) {
+        if (!sigint && !finished) sigint.emplace();
         for (;;) {
+            if (!failure && sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                fail(std::make_exception_ptr(interrupted()));
+            }
             if (failure) {
+                sigint.reset();
                 finished = true;
                 std::rethrow_exception(failure);
             }

@@ -80,7 +80,7 @@ inline long coarse_ms() noexcept {
 
 class stage_context {
 public:
-    static constexpr std::size_t flush_bytes = 16 * 1024;
+    static constexpr std::size_t flush_bytes = 64 * 1024;
     static constexpr long flush_age_ms = 5;
 
     std::string name;

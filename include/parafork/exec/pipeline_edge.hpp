@@ -19,7 +19,7 @@
 
 namespace parafork::detail {
 
-inline constexpr std::size_t edge_capacity = 512 * 1024;
+inline constexpr std::size_t edge_capacity = 1024 * 1024;
 
 // Per-queue counters in a shared mapping: items sent and taken (for watch), and the
 // abandoned flag.
