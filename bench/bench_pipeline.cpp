@@ -5,7 +5,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -17,7 +16,7 @@ int mul2(int x) { return x * 2; }
 void pipeline_iter_add1_mul2x2_collect(benchmark::State& state) {
     const int n = static_cast<int>(state.range(0));
     for (auto _ : state) {
-        auto p = pf::ez(pf::iter(std::views::iota(0, n)), add1, pf::parallel(mul2, mul2));
+        auto p = pf::ez(pf::iter(0, n), add1, pf::parallel(mul2, mul2));
         long long sum = 0;
         for (int v : p.items()) sum += v;
         benchmark::DoNotOptimize(sum);
@@ -30,7 +29,7 @@ BENCHMARK(pipeline_iter_add1_mul2x2_collect)->Arg(1'000'000)->Unit(benchmark::kM
 void pipeline_iter_collect(benchmark::State& state) {
     const int n = static_cast<int>(state.range(0));
     for (auto _ : state) {
-        auto p = pf::ez(pf::iter(std::views::iota(0, n)));
+        auto p = pf::ez(pf::iter(0, n));
         long long sum = 0;
         for (int v : p.items()) sum += v;
         benchmark::DoNotOptimize(sum);

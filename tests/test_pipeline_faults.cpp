@@ -12,7 +12,6 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
-#include <ranges>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -92,7 +91,7 @@ TEST(pipeline_faults, exception_in_middle_stage) {
             if (x == 5000) throw std::logic_error("middle broke");
             return x;
         };
-        auto p = pf::ez(pf::iter(std::views::iota(0, 100'000)), add1, pf::named("boom", boom), add1);
+        auto p = pf::ez(pf::iter(0, 100'000), add1, pf::named("boom", boom), add1);
         try {
             long n = 0;
             for ([[maybe_unused]] int v : p.items()) ++n;
@@ -122,7 +121,7 @@ TEST(pipeline_faults, exception_in_initialize_fails_start) {
             void initialize() { throw std::runtime_error("no config"); }
             void process(int x) { put(x); }
         };
-        auto p = pf::ez(pf::iter(std::views::iota(0, 10)), Bad{});
+        auto p = pf::ez(pf::iter(0, 10), Bad{});
         EXPECT_THROW(p.start(), std::runtime_error);
         EXPECT_TRUE(p.pids().empty());
     });
@@ -250,7 +249,7 @@ TEST(pipeline_faults, watch_reports_queues_on_stderr) {
         ::dup2(fd, 2);
         ::close(fd);
         {
-            auto p = pf::ez(pf::iter(std::views::iota(0, 700)), Slow{}, add1);
+            auto p = pf::ez(pf::iter(0, 700), Slow{}, add1);
             p.watch().named("watched").join();
         }
         ::dup2(saved, 2);

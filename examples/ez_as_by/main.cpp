@@ -4,7 +4,6 @@
 #include <parafork/exec/stages.hpp>
 
 #include <cstdio>
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -15,8 +14,8 @@ struct SomeTask : pf::stage<std::string> {
 };
 
 int main() {
-    auto shared = pf::ez(pf::iter(std::views::iota(0, 16)), pf::as<SomeTask>(8, "arg1", "arg2")).list();
+    auto shared = pf::ez(pf::iter(0, 16), pf::as<SomeTask>(8, "arg1", "arg2")).list();
     std::printf("as<SomeTask>(8): %zu items for 16 inputs (each handled once)\n", shared.size());
-    auto every = pf::ez(pf::iter(std::views::iota(0, 16)), pf::by<SomeTask>(3, "x", "y")).list();
+    auto every = pf::ez(pf::iter(0, 16), pf::by<SomeTask>(3, "x", "y")).list();
     std::printf("by<SomeTask>(3): %zu items for 16 inputs (each handled by all three)\n", every.size());
 }

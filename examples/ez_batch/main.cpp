@@ -3,12 +3,11 @@
 #include <parafork/exec/stages.hpp>
 
 #include <numeric>
-#include <ranges>
 
 namespace pf = parafork;
 
 long sum(const std::vector<int>& rows) { return std::accumulate(rows.begin(), rows.end(), 0L); }
 
 int main() {
-    pf::ez(pf::iter(std::views::iota(1, 23)), pf::batch(5), pf::print("batch"), sum, pf::print("sum")).join();
+    pf::ez(pf::iter(1, 23), pf::batch(5), pf::print("batch"), sum, pf::print("sum")).join();
 }

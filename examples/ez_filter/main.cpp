@@ -2,7 +2,6 @@
 #include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/stages.hpp>
 
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -14,7 +13,7 @@ bool is_prime(int n) {
 }
 
 int main() {
-    pf::ez(pf::iter(std::views::iota(1, 60)), pf::filter(is_prime), pf::map([](int p) { return p * p; }),
+    pf::ez(pf::iter(1, 60), pf::filter(is_prime), pf::map([](int p) { return p * p; }),
            pf::print("prime squared:"))
         .join();
 }

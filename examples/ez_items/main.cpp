@@ -3,7 +3,6 @@
 #include <parafork/exec/stages.hpp>
 
 #include <cstdio>
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -12,7 +11,7 @@ int twice(int x) {
 }
 
 int main() {
-    auto p = pf::ez(pf::iter(std::views::iota(0, 10)), pf::workers(2, twice).ordered(), pf::stamp("done"));
+    auto p = pf::ez(pf::iter(0, 10), pf::workers(2, twice).ordered(), pf::stamp("done"));
     for (int v : p.items()) std::printf("got %d\n", v);
 
     auto all = pf::ez(pf::constant(std::string("hello"), 3)).list();

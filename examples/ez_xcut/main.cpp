@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <map>
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -49,7 +48,7 @@ struct Noisy : pf::stage<int> {
 int main() {
     auto writer = pf::ez(DBWriter{});
     auto logger = pf::ez(Logger{});
-    pf::ez(pf::iter(std::views::iota(0, 30)), Task1{}, Task2{}, Noisy{})
+    pf::ez(pf::iter(0, 30), Task1{}, Task2{}, Noisy{})
         .xcut("db", writer)
         .xcut("log", logger)
         .join();

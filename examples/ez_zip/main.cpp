@@ -4,7 +4,6 @@
 #include <parafork/exec/stages.hpp>
 
 #include <cmath>
-#include <ranges>
 
 namespace pf = parafork;
 
@@ -13,5 +12,5 @@ double root(int x) { return std::sqrt(x); }
 std::string label(int x) { return x % 2 ? "odd" : "even"; }
 
 int main() {
-    pf::ez(pf::iter(std::views::iota(1, 8)), pf::zip(square, root, label), pf::print()).join();
+    pf::ez(pf::iter(1, 8), pf::zip(square, root, label), pf::print()).join();
 }

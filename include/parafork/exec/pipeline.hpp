@@ -3,7 +3,7 @@
 // bounded shared queues, and the graph is checked when it is built.
 //
 //   struct AddX : pf::stage<int> { int amount; void process(int n) { put(n + amount); } };
-//   pf::ez(pf::iter(std::views::iota(1, 6)), AddX{.amount = 10}, pf::print()).start();
+//   pf::ez(pf::iter(1, 6), AddX{{}, 10}, pf::print()).start();   // prints 11..15
 //
 // Graph: ez(a, b, c) and serial(...) chain stages; parallel(...) / as<S>(n, args...) /
 // workers(n, x) are competing workers on one queue; broadcast(...) / by<S>(n, args...) give

@@ -7,7 +7,8 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
-#include <ranges>
+#include <concepts>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -65,7 +66,7 @@ void format_item(std::ostream& os, const T& x) {
             },
             x);
         os << ')';
-    } else if constexpr (std::ranges::input_range<const T>) {
+    } else if constexpr (requires { std::begin(x) != std::end(x); }) {
         os << '[';
         bool first = true;
         for (const auto& e : x) {
@@ -80,11 +81,25 @@ void format_item(std::ostream& os, const T& x) {
 }
 
 template <class R>
-struct iter_source : stage<std::ranges::range_value_t<R>> {
+using range_item_t = std::remove_cvref_t<decltype(*std::begin(std::declval<R&>()))>;
+
+template <class R>
+struct iter_source : stage<range_item_t<R>> {
     R range;
     explicit iter_source(R r) : range(std::move(r)) {}
     void setup() {
         for (auto&& x : range) this->put(x);
+        this->stop();
+    }
+};
+
+// first, first + 1, ..., last - 1
+template <class I>
+struct count_source : stage<I> {
+    I first, last;
+    count_source(I f, I l) : first(f), last(l) {}
+    void setup() {
+        for (I i = first; i < last; ++i) this->put(i);
         this->stop();
     }
 };
@@ -209,16 +224,16 @@ struct write_lines_node : custom_node {
 
 } // namespace detail
 
-// Puts every element of `range` (a copy is kept; the stage process iterates it).
+// Puts every element of `range` (a copy of it is kept; the stage process iterates it, so a
+// container or a view made before start() needs no transfer).
 template <class R>
 auto iter(R&& range) {
-    using Rv = std::conditional_t<std::ranges::view<std::decay_t<R>>, std::decay_t<R>, std::vector<std::ranges::range_value_t<R>>>;
-    if constexpr (std::ranges::view<std::decay_t<R>>) {
-        return named("iter", detail::iter_source<Rv>(std::forward<R>(range)));
-    } else {
-        Rv v(std::ranges::begin(range), std::ranges::end(range));
-        return named("iter", detail::iter_source<Rv>(std::move(v)));
-    }
+    return named("iter", detail::iter_source<std::decay_t<R>>(std::forward<R>(range)));
+}
+// Puts first, first + 1, ..., last - 1.
+template <std::integral I>
+auto iter(I first, I last) {
+    return named("iter", detail::count_source<I>(first, last));
 }
 // Puts `value` `limit` times, or until nobody reads any more.
 template <class T>
