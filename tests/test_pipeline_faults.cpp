@@ -262,3 +262,18 @@ TEST(pipeline_faults, watch_reports_queues_on_stderr) {
         EXPECT_NE(text.str().find("Slow -> fn"), std::string::npos) << text.str();
     });
 }
+
+TEST(pipeline_faults, an_exception_unwinding_past_a_running_pipeline_stops_it) {
+    run_bounded("unwinding", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        std::vector<pid_t> pids;
+        try {
+            auto p = pf::ez(pf::constant(1), add1, Slow{});  // would never finish on its own
+            p.start();
+            pids = p.pids();
+            throw std::runtime_error("caller gave up");
+        } catch (const std::runtime_error&) {
+        }
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}

@@ -90,10 +90,10 @@ public:
     pipeline& operator=(const pipeline&) = delete;
 
     // Not joined yet: waits for the graph to finish (errors go to stderr), or with
-    // daemonize(), stops it.
+    // daemonize(), or while an exception unwinds past it, stops it.
     ~pipeline() {
         if (!rt_ || !rt_->started() || rt_->finished()) return;
-        if (daemon_) {
+        if (daemon_ || std::uncaught_exceptions() > 0) {
             rt_->stop();
             return;
         }
