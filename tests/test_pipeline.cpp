@@ -45,6 +45,16 @@ std::string temp_path(const char* tag) {
 
 } // namespace
 
+// Connected stages must agree on the item type; ez() static_asserts this rule.
+static_assert(pf::accepts<AddX, int>);
+static_assert(pf::accepts<AddX, short>);
+static_assert(!pf::accepts<AddX, std::string>);
+static_assert(!pf::accepts<Count, int>);  // a source takes nothing
+static_assert(pf::accepts<decltype(&add1), int>);
+static_assert(!pf::accepts<decltype(&add1), std::vector<int>>);
+static_assert(pf::accepts<decltype([](auto x) { return x + 1; }), double>);
+static_assert(!pf::accepts<decltype([](auto x) -> decltype(x + 1) { return x + 1; }), std::vector<int>>);
+
 TEST(pipeline, count_addx_list) {
     PARAFORK_LEAK_CHECK();
     auto v = pf::ez(Count(5), AddX(10)).list();

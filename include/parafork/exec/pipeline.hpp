@@ -192,6 +192,11 @@ private:
     bool daemon_ = false;
 };
 
+// True when a stage of type X (a stage class or a callable) can take items of type T: the
+// check a graph applies, at compile time, to every pair of connected stages.
+template <class X, class T>
+concept accepts = detail::stage_accepts<std::decay_t<X>, T>();
+
 template <class... X>
 auto serial(X&&... x) {
     return detail::serial_expr<detail::stored_t<X>...>{{detail::store(std::forward<X>(x))...}};

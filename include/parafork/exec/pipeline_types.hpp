@@ -304,6 +304,20 @@ auto resolve_callable(const F& f, std::string name) {
     }
 }
 
+// Whether stage X can take items of type T (the rule resolution enforces with static_assert).
+template <class X, class T>
+consteval bool stage_accepts() {
+    if constexpr (class_stage<X>) {
+        if constexpr (has_concrete_process<X>)
+            return std::is_convertible_v<T, std::remove_cvref_t<typename sig<decltype(&X::process)>::arg>>;
+        else return requires(X& s, T t) { s.process(std::move(t)); };
+    } else if constexpr (callable_sig_known<X>()) {
+        return std::is_convertible_v<T, typename callable_arg<X>::type>;
+    } else {
+        return std::is_invocable_v<X&, T>;
+    }
+}
+
 template <class X>
 struct resolver {
     template <class Up>
