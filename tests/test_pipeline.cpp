@@ -138,6 +138,11 @@ TEST(pipeline, ordered_parallel_restores_input_order) {
     auto w = pf::ez(pf::iter(0, 20000), pf::workers(3, jitter).ordered()).list();
     ASSERT_EQ(w.size(), 20000u);
     for (int k = 0; k < 20000; ++k) ASSERT_EQ(w[static_cast<std::size_t>(k)], k);
+
+    // The same when the group's consumer is a stage process rather than the parent.
+    auto u = pf::ez(pf::iter(0, 20000), pf::workers(3, jitter).ordered(), add1, mul2).list();
+    ASSERT_EQ(u.size(), 20000u);
+    for (int k = 0; k < 20000; ++k) ASSERT_EQ(u[static_cast<std::size_t>(k)], 2 * (k + 1));
 }
 
 TEST(pipeline, zip_merges_broadcast_branches_per_item) {

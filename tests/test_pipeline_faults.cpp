@@ -277,3 +277,22 @@ TEST(pipeline_faults, an_exception_unwinding_past_a_running_pipeline_stops_it) {
         for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0);
     });
 }
+
+TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
+    run_bounded("xcut_name", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Asks : pf::stage<int> {
+            pf::xcut_handle<int> h;
+            void setup() { h = xcut<int>("nope"); }
+            void process(int x) { put(x); }
+        };
+        auto side = pf::ez([](int) {});
+        auto p = pf::ez(pf::iter(0, 10), Asks{}).xcut("db", side);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(e.message().find("no xcut named 'nope'"), std::string::npos) << e.what();
+        }
+    });
+}

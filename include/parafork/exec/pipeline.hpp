@@ -107,28 +107,37 @@ public:
     // Attaches a side pipeline: every stage of this graph can put into it through
     // xcut<Q>(name); it starts with this one and ends when all of this graph's stages have.
     template <class Q, class O2>
-    pipeline& xcut(std::string name, const pipeline<Q, O2>& side) {
+    pipeline& xcut(std::string name, const pipeline<Q, O2>& side) & {
         static_assert(!std::is_void_v<Q>, "parafork: an xcut pipeline must take input (no source first)");
+        static_assert(std::is_void_v<O2>, "parafork: an xcut pipeline must end in sinks");
         root_->xcuts.push_back({std::move(name), typeid(Q), side.spec()});
         return *this;
     }
+    template <class Q, class O2>
+    pipeline&& xcut(std::string name, const pipeline<Q, O2>& side) && {
+        return std::move(xcut(std::move(name), side));
+    }
     // A watcher process prints each queue's depth and items/s to stderr while this runs.
-    pipeline& watch(bool on = true) {
+    pipeline& watch(bool on = true) & {
         opts_.watch = on;
         return *this;
     }
+    pipeline&& watch(bool on = true) && { return std::move(watch(on)); }
     // The destructor stops the graph instead of waiting for it.
-    pipeline& daemonize(bool on = true) {
+    pipeline& daemonize(bool on = true) & {
         daemon_ = on;
         return *this;
     }
+    pipeline&& daemonize(bool on = true) && { return std::move(daemonize(on)); }
     // Process titles are <name>:<stage>.
-    pipeline& named(std::string n) {
+    pipeline& named(std::string n) & {
         opts_.name = std::move(n);
         return *this;
     }
+    pipeline&& named(std::string n) && { return std::move(named(std::move(n))); }
 
-    pipeline& start() {
+    pipeline&& start() && { return std::move(start()); }
+    pipeline& start() & {
         static_assert(std::is_void_v<In>,
                       "parafork: only a graph that begins with a source stage can run on its own");
         if (rt_) throw std::logic_error("parafork: pipeline already started");
