@@ -252,6 +252,22 @@ TEST(pipeline, command_streams_items_through_a_program) {
     for (std::size_t i = 0; i < v.size(); ++i) EXPECT_EQ(v[i], "WORD" + std::to_string(i));
 }
 
+TEST(pipeline, command_that_stops_reading_or_fails) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::string> lines(5000, "some text to feed the program");
+    auto first = pf::ez(pf::iter(lines), pf::command({"head", "-n", "2"})).list();
+    EXPECT_EQ(first, std::vector<std::string>(2, lines[0]));
+    auto p = pf::ez(pf::iter(lines), pf::command({"sh", "-c", "read x; exit 3"}));
+    try {
+        p.join();
+        ADD_FAILURE() << "no exception";
+    } catch (const pf::remote_error& e) {
+        EXPECT_NE(e.message().find("exit code 3"), std::string::npos) << e.what();
+    }
+    auto q = pf::ez(pf::iter(lines), pf::command({"/nonexistent/program"}));
+    EXPECT_THROW(q.join(), pf::remote_error);
+}
+
 TEST(pipeline, large_items_travel_whole) {
     PARAFORK_LEAK_CHECK();
     auto make = [](int i) { return std::vector<int>(300'000, i); };  // 1.2 MB each

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <fstream>
 #include <poll.h>
+#include <system_error>
 #include <unistd.h>
 
 namespace parafork {
@@ -35,6 +36,7 @@ void command_stage::setup() {
 }
 
 void command_stage::process(const std::string& line) {
+    if (in_fd_ < 0) return;  // the program no longer reads
     pending_ += line;
     pending_ += '\n';
     pump(false);
@@ -44,11 +46,26 @@ void command_stage::process(const std::string& line) {
 // what the program will take, puts every whole line it printed. With `draining`, closes its
 // stdin once everything is written and runs until its stdout ends.
 void command_stage::pump(bool draining) {
+    if (out_fd_ < 0) {  // its output has ended: nothing more will come of input
+        pending_.clear();
+        return;
+    }
     sys::sigpipe_guard no_sigpipe;  // a program that exits early is an EPIPE, not our death
     char buf[64 * 1024];
     for (;;) {
         while (in_fd_ >= 0 && !pending_.empty()) {
-            long n = sys::write_some(in_fd_, pending_.data(), pending_.size());
+            long n;
+            try {
+                n = sys::write_some(in_fd_, pending_.data(), pending_.size());
+            } catch (const std::system_error& e) {
+                if (e.code().value() != EPIPE) throw;
+                // The program stopped reading (like `head`): the rest of the input is not
+                // wanted; its exit status, checked at the end, says whether that was an error.
+                pending_.clear();
+                ::close(in_fd_);
+                in_fd_ = -1;
+                break;
+            }
             if (n < 0) break;
             pending_.erase(0, static_cast<std::size_t>(n));
         }
