@@ -11,7 +11,7 @@ bool edge_writer::send(std::string_view msg) {
         } catch (const timeout_error&) {
             // Still full: fine while somebody reads; give up once nobody ever will.
             if (stats_ && stats_->abandoned.load(std::memory_order_acquire)) {
-                open_ = false;
+                close();
                 return false;
             }
         }
@@ -20,7 +20,7 @@ bool edge_writer::send(std::string_view msg) {
 
 int edge_reader::classify(std::string_view& msg) {
     if (buf_ == edge_end_marker) {
-        open_ = false;
+        close();
         return -1;
     }
     msg = buf_;
@@ -34,7 +34,7 @@ bool edge_reader::receive(std::string_view& msg) {
     try {
         ch_->receive_bytes(buf_);
     } catch (const channel_closed&) {
-        open_ = false;
+        close();
         return false;
     }
     return classify(msg) > 0;
@@ -45,7 +45,7 @@ int edge_reader::try_receive(std::string_view& msg) {
     try {
         if (!ch_->try_receive_bytes(buf_)) return 0;
     } catch (const channel_closed&) {
-        open_ = false;
+        close();
         return -1;
     }
     return classify(msg);
@@ -58,7 +58,7 @@ int edge_reader::receive_for(std::string_view& msg, std::chrono::milliseconds ti
     } catch (const timeout_error&) {
         return 0;
     } catch (const channel_closed&) {
-        open_ = false;
+        close();
         return -1;
     }
     return classify(msg);

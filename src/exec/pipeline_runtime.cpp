@@ -402,6 +402,7 @@ struct runtime::impl {
     }
     // Publishes owed end markers without ever blocking; true if some are still owed.
     bool send_owed_ends() {
+        if (chans.empty()) return false;  // over: the queues are gone
         bool left = false;
         for (std::size_t e = 0; e < ends_owed.size(); ++e) {
             while (ends_owed[e] > 0 && chans[e]->try_send_bytes(edge_end_marker)) --ends_owed[e];
@@ -425,6 +426,7 @@ struct runtime::impl {
         }
         if (watcher.pid() > 0) watcher.kill_and_reap();
         close_output();
+        chans.clear();
         finished = true;
         sigint.reset();
     }
@@ -499,6 +501,7 @@ struct runtime::impl {
     void finish_up() {
         if (watcher.pid() > 0) watcher.terminate(std::chrono::milliseconds(100));
         close_output();
+        chans.clear();  // later forks of this process need not carry our queues
         finished = true;
         sigint.reset();
     }

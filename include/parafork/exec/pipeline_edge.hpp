@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,7 +39,10 @@ public:
     edge_writer(channel ch, edge_stats* stats) : ch_(std::move(ch)), stats_(stats), open_(true) {}
     // Sends one message, sleeping while the queue is full. False once every reader is gone.
     bool send(std::string_view msg);
-    void close() noexcept { open_ = false; }
+    void close() noexcept {
+        open_ = false;
+        ch_.reset();
+    }
     explicit operator bool() const noexcept { return open_; }
 
 private:
@@ -58,7 +62,10 @@ public:
     int try_receive(std::string_view& msg);
     // Waits up to `timeout`: 1 a message, 0 nothing yet, -1 the end.
     int receive_for(std::string_view& msg, std::chrono::milliseconds timeout);
-    void close() noexcept { open_ = false; }
+    void close() noexcept {
+        open_ = false;
+        ch_.reset();
+    }
     explicit operator bool() const noexcept { return open_; }
 
 private:
