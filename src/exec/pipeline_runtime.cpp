@@ -1,6 +1,7 @@
-// The parent side of a pipeline: wiring the graph into queues and processes, forking, and
-// watching every stage so that the first failure stops them all.
-#include <parafork/exec/pipeline_graph.hpp>
+// The parent side of a pipeline: queues, forking, and watching every stage so that the first
+// failure stops them all.
+#include "pipeline_plan.hpp"
+
 #include <parafork/error.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
@@ -19,72 +20,7 @@
 #include <unistd.h>
 
 namespace parafork::detail {
-
-std::shared_ptr<node_spec> make_leaf_node(std::shared_ptr<leaf_base> leaf) {
-    auto n = std::make_shared<node_spec>();
-    n->k = node_spec::kind::leaf;
-    n->in = leaf->in;
-    n->out = leaf->out;
-    n->leaf = std::move(leaf);
-    return n;
-}
-
-std::shared_ptr<node_spec> make_group_node(node_spec::kind k, std::vector<std::shared_ptr<node_spec>> kids,
-                                           std::type_index in, std::type_index out) {
-    auto n = std::make_shared<node_spec>();
-    n->k = k;
-    n->kids = std::move(kids);
-    n->in = in;
-    n->out = out;
-    return n;
-}
-
-std::string describe(const node_spec& n) {
-    std::string s;
-    auto group = [&](const char* what) {
-        s = what;
-        s += '(';
-        for (std::size_t i = 0; i < n.kids.size(); ++i) {
-            if (i) s += ", ";
-            s += describe(*n.kids[i]);
-        }
-        s += ')';
-    };
-    switch (n.k) {
-        case node_spec::kind::leaf: s = n.leaf->name; break;
-        case node_spec::kind::serial: group("serial"); break;
-        case node_spec::kind::parallel: group(n.ordered ? "parallel.ordered" : "parallel"); break;
-        case node_spec::kind::broadcast: group("broadcast"); break;
-        case node_spec::kind::zip: group("zip"); break;
-    }
-    for (auto& x : n.xcuts) s += ".xcut(" + x.name + ", " + describe(*x.root) + ")";
-    return s;
-}
-
 namespace {
-
-struct edge_plan {
-    std::type_index type = typeid(void);
-    std::vector<int> tee;  // a broadcast: writers of this queue write to each of these instead
-    bool sequenced = false, reorder = false, parent_reads = false;
-    std::vector<std::size_t> writers, readers;
-    std::string label;
-};
-
-struct xcut_binding {
-    std::string name;
-    std::type_index type = typeid(void);
-    int edge = -1;
-};
-
-struct proc_plan {
-    std::shared_ptr<leaf_base> leaf;
-    std::vector<int> ins;
-    int out = -1;             // the logical queue it puts into
-    std::vector<int> outs;    // the physical queues that means
-    std::vector<xcut_binding> xcuts;
-    std::vector<int> xcut_edges;
-};
 
 struct kid_state {
     sys::child proc;
@@ -109,13 +45,7 @@ std::pair<std::string, std::string> describe_current_exception() {
 
 } // namespace
 
-struct runtime::impl {
-    std::shared_ptr<node_spec> root;
-    run_options opts;
-    std::vector<edge_plan> edges;
-    std::vector<proc_plan> procs;
-    int out_edge = -1;
-
+struct runtime::impl : graph_plan {
     std::vector<std::optional<channel>> chans;  // one per queue in use
     std::vector<std::size_t> writers_left, readers_left, ends_owed;
     sys::mapping stats_map;
@@ -132,148 +62,6 @@ struct runtime::impl {
     bool started = false, finished = false;
     // Ctrl-C is ours from the first wait on the graph until it is over.
     std::optional<sys::sigint_guard> sigint;
-
-    // ---- wiring ------------------------------------------------------------------------
-
-    int new_edge(std::type_index t) {
-        edges.push_back({});
-        edges.back().type = t;
-        return static_cast<int>(edges.size() - 1);
-    }
-
-    void wire(const node_spec& n, int in, int out, std::vector<xcut_binding> xs) {
-        for (auto& x : n.xcuts) {
-            int e = new_edge(x.type);
-            wire(*x.root, e, -1, {});
-            xs.push_back({x.name, x.type, e});
-        }
-        switch (n.k) {
-            case node_spec::kind::leaf: {
-                proc_plan p;
-                p.leaf = n.leaf;
-                if (n.leaf->in != typeid(void)) {
-                    if (in < 0) throw error("parafork: stage " + n.leaf->name + " takes " + type_name(n.leaf->in) + " but nothing feeds it");
-                    if (edges[static_cast<std::size_t>(in)].type != n.leaf->in)
-                        throw error("parafork: stage " + n.leaf->name + " takes " + type_name(n.leaf->in) +
-                                    " but is fed " + type_name(edges[static_cast<std::size_t>(in)].type));
-                    p.ins.push_back(in);
-                }
-                p.out = n.leaf->out == typeid(void) ? -1 : out;
-                p.xcuts = xs;
-                procs.push_back(std::move(p));
-                break;
-            }
-            case node_spec::kind::serial: {
-                int cur = in;
-                for (std::size_t i = 0; i < n.kids.size(); ++i) {
-                    int e = i + 1 == n.kids.size() ? out : new_edge(n.kids[i]->out);
-                    wire(*n.kids[i], cur, e, xs);
-                    cur = e;
-                }
-                break;
-            }
-            case node_spec::kind::parallel: {
-                if (n.ordered) {
-                    for (auto& k : n.kids)
-                        if (k->k != node_spec::kind::leaf)
-                            throw error("parafork: an ordered parallel group must consist of single stages");
-                    if (in < 0) throw error("parafork: an ordered parallel group needs a stage before it");
-                    if (out < 0) throw error("parafork: an ordered parallel group must put items");
-                    edges[static_cast<std::size_t>(in)].sequenced = true;
-                    edges[static_cast<std::size_t>(out)].reorder = true;
-                }
-                for (auto& k : n.kids) wire(*k, in, out, xs);
-                break;
-            }
-            case node_spec::kind::broadcast: {
-                for (auto& k : n.kids) {
-                    int e = -1;
-                    if (in >= 0) {
-                        e = new_edge(edges[static_cast<std::size_t>(in)].type);
-                        edges[static_cast<std::size_t>(in)].tee.push_back(e);
-                    }
-                    wire(*k, e, out, xs);
-                }
-                break;
-            }
-            case node_spec::kind::zip: {
-                proc_plan merger;
-                merger.leaf = n.leaf;
-                merger.out = out;
-                merger.xcuts = xs;
-                for (auto& k : n.kids) {
-                    int b = -1;
-                    if (in >= 0) {
-                        b = new_edge(edges[static_cast<std::size_t>(in)].type);
-                        edges[static_cast<std::size_t>(in)].tee.push_back(b);
-                    }
-                    int z = new_edge(k->out);
-                    wire(*k, b, z, xs);
-                    merger.ins.push_back(z);
-                }
-                procs.push_back(std::move(merger));
-                break;
-            }
-        }
-    }
-
-    void physical(int e, std::vector<int>& out) const {
-        auto& ed = edges[static_cast<std::size_t>(e)];
-        if (ed.tee.empty()) out.push_back(e);
-        for (int t : ed.tee) physical(t, out);
-    }
-
-    bool planned = false;
-    void plan() {
-        if (planned) return;
-        planned = true;
-        if (opts.has_output) {
-            out_edge = new_edge(opts.out_type);
-            edges[static_cast<std::size_t>(out_edge)].parent_reads = true;
-        }
-        wire(*root, -1, out_edge, {});
-        for (std::size_t i = 0; i < procs.size(); ++i) {
-            auto& p = procs[i];
-            if (p.out >= 0) physical(p.out, p.outs);
-            for (auto& x : p.xcuts) {
-                std::vector<int> ph;
-                physical(x.edge, ph);
-                if (ph.size() != 1) throw error("parafork: an xcut pipeline cannot begin with a broadcast");
-                p.xcut_edges.push_back(ph[0]);
-                edges[static_cast<std::size_t>(ph[0])].writers.push_back(i);
-            }
-            for (int e : p.outs) edges[static_cast<std::size_t>(e)].writers.push_back(i);
-            for (int e : p.ins) edges[static_cast<std::size_t>(e)].readers.push_back(i);
-        }
-        for (std::size_t e = 0; e < edges.size(); ++e) {
-            auto& ed = edges[e];
-            std::string w, r;
-            for (auto i : ed.writers) w += (w.empty() ? "" : ",") + procs[i].leaf->name;
-            for (auto i : ed.readers) r += (r.empty() ? "" : ",") + procs[i].leaf->name;
-            if (ed.parent_reads) r += (r.empty() ? "" : ",") + std::string("parent");
-            ed.label = (w.empty() ? "?" : w) + " -> " + (r.empty() ? "?" : r);
-            if (!ed.tee.empty()) {
-                if (!ed.readers.empty())
-                    throw error("parafork: a broadcast cannot share its input with parallel workers");
-                if (ed.reorder) throw error("parafork: an ordered group cannot feed a broadcast");
-                continue;
-            }
-            std::size_t readers = ed.readers.size() + (ed.parent_reads ? 1 : 0);
-            if (ed.writers.empty() && readers > 0) throw error("parafork: nothing writes the queue " + ed.label);
-            if (!ed.writers.empty() && readers == 0) throw error("parafork: nothing reads the queue " + ed.label);
-            if (ed.sequenced && ed.writers.size() != 1)
-                throw error("parafork: an ordered parallel group needs exactly one stage before it (" + ed.label + ")");
-            if (ed.reorder && readers != 1)
-                throw error("parafork: an ordered parallel group needs exactly one stage after it (" + ed.label + ")");
-            if (ed.reorder && ed.sequenced)
-                throw error("parafork: two ordered groups in a row need a stage between them");
-        }
-    }
-
-    bool used(std::size_t e) const {
-        auto& ed = edges[e];
-        return ed.tee.empty() && !ed.writers.empty();
-    }
 
     // ---- running -----------------------------------------------------------------------
 
@@ -370,7 +158,7 @@ struct runtime::impl {
         started = true;
         try {
             for (std::size_t i = 0; i < procs.size(); ++i) fork_stage(i);
-            if (opts.watch) start_watcher();
+            if (opts.watch) watcher = sys::child(start_watcher(*this, stats(0)));
         } catch (...) {
             stop_all();
             finished = true;
@@ -560,9 +348,6 @@ struct runtime::impl {
             check_kids(-1);
         }
     }
-
-    void start_watcher();
-    void print_layout(std::ostream& os, bool dot) const;
 };
 
 runtime::runtime(std::shared_ptr<node_spec> root, run_options opts) : p_(std::make_unique<impl>()) {
@@ -607,94 +392,6 @@ std::vector<pid_t> runtime::pids() const {
 void runtime::print_layout(std::ostream& os, bool dot) const {
     p_->plan();
     p_->print_layout(os, dot);
-}
-
-void runtime::impl::print_layout(std::ostream& os, bool dot) const {
-    auto queue_name = [](std::size_t e) { return "q" + std::to_string(e); };
-    if (dot) {
-        os << "digraph \"" << opts.name << "\" {\n  rankdir=LR;\n";
-        for (std::size_t i = 0; i < procs.size(); ++i)
-            os << "  p" << i << " [shape=box,label=\"" << procs[i].leaf->name << "\"];\n";
-        if (out_edge >= 0) os << "  parent [shape=oval,label=\"parent\"];\n";
-        for (std::size_t e = 0; e < edges.size(); ++e) {
-            auto& ed = edges[e];
-            if (!ed.tee.empty() || ed.writers.empty()) continue;
-            std::vector<std::string> to;
-            for (auto r : ed.readers) to.push_back("p" + std::to_string(r));
-            if (ed.parent_reads) to.push_back("parent");
-            for (auto w : ed.writers)
-                for (auto& t : to)
-                    os << "  p" << w << " -> " << t << " [label=\"" << queue_name(e) << " "
-                       << type_name(ed.type) << "\"];\n";
-        }
-        os << "}\n";
-        return;
-    }
-    std::size_t nq = 0;
-    for (std::size_t e = 0; e < edges.size(); ++e)
-        if (edges[e].tee.empty() && !edges[e].writers.empty()) ++nq;
-    os << opts.name << ": " << describe(*root) << "\n";
-    os << "  " << procs.size() << " processes, " << nq << " queues\n";
-    for (std::size_t i = 0; i < procs.size(); ++i) {
-        auto& p = procs[i];
-        os << "  [" << i << "] " << p.leaf->name;
-        if (!p.ins.empty()) {
-            os << "  reads";
-            for (int e : p.ins) os << ' ' << queue_name(static_cast<std::size_t>(e));
-        }
-        if (!p.outs.empty()) {
-            os << "  puts";
-            for (int e : p.outs) os << ' ' << queue_name(static_cast<std::size_t>(e));
-        }
-        for (std::size_t x = 0; x < p.xcuts.size(); ++x)
-            os << "  xcut " << p.xcuts[x].name << "=" << queue_name(static_cast<std::size_t>(p.xcut_edges[x]));
-        os << "\n";
-    }
-    for (std::size_t e = 0; e < edges.size(); ++e) {
-        auto& ed = edges[e];
-        if (!ed.tee.empty() || ed.writers.empty()) continue;
-        os << "  " << queue_name(e) << ": " << ed.label << " (" << type_name(ed.type)
-           << (ed.sequenced ? ", numbered" : "") << (ed.reorder ? ", reordered" : "") << ")\n";
-    }
-}
-
-void runtime::impl::start_watcher() {
-    std::vector<std::size_t> shown;
-    for (std::size_t e = 0; e < edges.size(); ++e)
-        if (used(e)) shown.push_back(e);
-    sys::child_options co;
-    co.title = opts.name + ":watch";
-    pid_t pid = sys::fork_process(co);
-    if (pid == 0) {
-        bool tty = ::isatty(2);
-        std::vector<std::uint64_t> last(edges.size(), 0);
-        bool drawn = false;
-        auto t0 = std::chrono::steady_clock::now();
-        for (;;) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(500));
-            auto t1 = std::chrono::steady_clock::now();
-            double dt = std::chrono::duration<double>(t1 - t0).count();
-            t0 = t1;
-            std::string out;
-            if (tty && drawn) out += "\x1b[" + std::to_string(shown.size() + 1) + "A";
-            out += (tty ? "\x1b[2K" : "") + std::string("queue                         depth      items/s\n");
-            for (auto e : shown) {
-                auto* s = stats(static_cast<int>(e));
-                auto sent = s->sent.load(std::memory_order_relaxed);
-                auto got = s->received.load(std::memory_order_relaxed);
-                double rate = static_cast<double>(got - last[e]) / dt;
-                last[e] = got;
-                char line[256];
-                std::snprintf(line, sizeof line, "%-28.28s %7llu %12.0f\n", edges[e].label.c_str(),
-                              static_cast<unsigned long long>(sent >= got ? sent - got : 0), rate);
-                if (tty) out += "\x1b[2K";
-                out += line;
-            }
-            drawn = true;
-            [[maybe_unused]] auto n = ::write(2, out.data(), out.size());
-        }
-    }
-    watcher = sys::child(pid);
 }
 
 } // namespace parafork::detail
