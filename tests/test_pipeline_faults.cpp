@@ -296,3 +296,33 @@ TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
         }
     });
 }
+
+TEST(pipeline_faults, no_orphans_when_the_parent_is_killed) {
+    run_bounded("no_orphans", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto report = pf::sys::make_pipe();
+        pf::sys::child owner(pf::sys::fork_call([&] {
+            report.read.reset();
+            auto p = pf::ez(pf::constant(1), add1, Slow{});
+            p.start();
+            auto pids = p.pids();
+            pf::sys::write_all(report.write.get(), pids.data(), pids.size() * sizeof(pid_t));
+            report.write.reset();
+            for (;;) ::pause();
+        }));
+        report.write.reset();
+        std::vector<pid_t> pids(3);
+        ASSERT_TRUE(pf::sys::read_exact(report.read.get(), pids.data(), pids.size() * sizeof(pid_t)));
+        owner.signal(SIGKILL);
+        owner.wait();
+        // The stages die with their parent (PR_SET_PDEATHSIG) and init reaps them.
+        for (pid_t pid : pids) {
+            bool gone = false;
+            for (int i = 0; i < 500 && !gone; ++i) {
+                gone = ::kill(pid, 0) != 0;
+                if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+            EXPECT_TRUE(gone) << "stage " << pid << " outlived its parent";
+        }
+    });
+}
