@@ -84,6 +84,22 @@ TEST(pipeline, broadcast_gives_every_branch_every_item) {
     EXPECT_EQ(sum, 2 * 5050 + (5050 + 200));
 }
 
+TEST(pipeline, broadcast_of_a_sink_and_a_chain_and_reference_parameters) {
+    PARAFORK_LEAK_CHECK();
+    struct Mutates : pf::stage<std::string> {
+        void process(std::string& s) {  // a non-const reference parameter works too
+            s += "!";
+            put(s);
+        }
+    };
+    auto v = pf::ez(pf::iter(0, 50), pf::broadcast([](int) {}, pf::serial(add1, [](int x) { return std::to_string(x); })),
+                    Mutates{}, [](std::string&& s) { return s + "?"; })
+                 .list();
+    ASSERT_EQ(v.size(), 50u);
+    std::sort(v.begin(), v.end());
+    EXPECT_EQ(v.front(), "1!?");
+}
+
 TEST(pipeline, as_and_by) {
     PARAFORK_LEAK_CHECK();
     auto a = pf::ez(pf::iter(0, 300), pf::as<AddX>(3, 5)).list();

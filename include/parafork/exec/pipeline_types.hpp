@@ -195,7 +195,10 @@ struct class_leaf final : leaf_base {
             record_view r;
             while (!c.stopped && c.next_record(0, r)) {
                 c.begin_item(r);
-                s.process(wire::decode<Wire>(r.payload));
+                Wire v = wire::decode<Wire>(r.payload);
+                // process(T), process(const T&), process(T&) and process(T&&) all work.
+                if constexpr (requires { s.process(std::move(v)); }) s.process(std::move(v));
+                else s.process(v);
                 c.end_item();
             }
         }
@@ -207,14 +210,19 @@ template <class F, class Wire, class Out>
 struct fn_leaf final : leaf_base {
     F f;
     explicit fn_leaf(F x) : f(std::move(x)) {}
+    decltype(auto) call(Wire& in) {
+        if constexpr (std::is_invocable_v<F&, Wire&&>) return std::invoke(f, std::move(in));
+        else return std::invoke(f, in);
+    }
     void run(stage_context& c) override {
         record_view r;
         while (!c.stopped && c.next_record(0, r)) {
             c.begin_item(r);
+            Wire in = wire::decode<Wire>(r.payload);
             if constexpr (std::is_void_v<Out>) {
-                std::invoke(f, wire::decode<Wire>(r.payload));
+                call(in);
             } else {
-                const Out v = std::invoke(f, wire::decode<Wire>(r.payload));
+                const Out v = call(in);
                 c.put(v);
             }
             c.end_item();
@@ -279,6 +287,14 @@ auto resolve_class(const S& s, std::string name) {
     }
 }
 
+// What f returns for an item: called with the item as an rvalue, or as an lvalue when its
+// parameter is a non-const reference.
+template <class F, class W>
+inline constexpr bool callable_with = std::is_invocable_v<F&, W&&> || std::is_invocable_v<F&, W&>;
+template <class F, class W>
+using call_result_t = typename std::conditional_t<std::is_invocable_v<F&, W&&>, std::invoke_result<F&, W&&>,
+                                                  std::invoke_result<F&, W&>>::type;
+
 template <class Up, class F>
 auto resolve_callable(const F& f, std::string name) {
     if constexpr (callable_sig_known<F>()) {
@@ -287,7 +303,7 @@ auto resolve_callable(const F& f, std::string name) {
                       "parafork: connected stages disagree on the item type: what the upstream "
                       "stage puts does not convert to this function's parameter");
         using Wire = std::conditional_t<is_unknown<Up>, A, Up>;
-        using R = std::invoke_result_t<F&, Wire>;
+        using R = call_result_t<F, Wire>;
         using Out = std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>;
         return resolved<Wire, Out>{
             leaf_node<fn_leaf<F, Wire, Out>, Wire, Out>(std::make_shared<fn_leaf<F, Wire, Out>>(f), std::move(name))};
@@ -295,9 +311,8 @@ auto resolve_callable(const F& f, std::string name) {
         static_assert(!is_unknown<Up>,
                       "parafork: the input type of a generic callable cannot be deduced when it "
                       "comes first; give its parameter a concrete type");
-        static_assert(std::is_invocable_v<F&, Up>,
-                      "parafork: this callable cannot take what its upstream stage puts");
-        using R = std::invoke_result_t<F&, Up>;
+        static_assert(callable_with<F, Up>, "parafork: this callable cannot take what its upstream stage puts");
+        using R = call_result_t<F, Up>;
         using Out = std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>;
         return resolved<Up, Out>{
             leaf_node<fn_leaf<F, Up, Out>, Up, Out>(std::make_shared<fn_leaf<F, Up, Out>>(f), std::move(name))};
@@ -314,7 +329,7 @@ consteval bool stage_accepts() {
     } else if constexpr (callable_sig_known<X>()) {
         return std::is_convertible_v<T, typename callable_arg<X>::type>;
     } else {
-        return std::is_invocable_v<X&, T>;
+        return callable_with<X, T>;
     }
 }
 
