@@ -32,20 +32,30 @@ void drain_pipe() noexcept {
     }
 }
 
+// The pipe lives only while some guard does, so no descriptor outlives a call.
+void close_pipe() noexcept {
+    for (int& fd : g_pipe) {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+    }
+}
+
 } // namespace
 
 sigint_guard::sigint_guard() {
     std::lock_guard lock(g_mutex);
-    if (g_pipe[0] < 0) {
-        if (::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
-    }
     if (g_depth++ == 0) {
+        if (::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+            --g_depth;
+            throw_errno("pipe2");
+        }
         struct sigaction sa {};
         sa.sa_handler = on_sigint;
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = SA_RESTART;
         if (::sigaction(SIGINT, &sa, &g_old_action) != 0) {
             --g_depth;
+            close_pipe();
             throw_errno("sigaction");
         }
     }
@@ -56,10 +66,9 @@ sigint_guard::~sigint_guard() {
     if (--g_depth == 0) {
         ::sigaction(SIGINT, &g_old_action, nullptr);
         // A SIGINT nobody turned into `interrupted` goes to whoever handled it before us.
-        if (g_pending.exchange(0)) {
-            drain_pipe();
-            if (g_old_action.sa_handler != SIG_IGN) ::raise(SIGINT);
-        }
+        bool unhandled = g_pending.exchange(0) != 0;
+        close_pipe();
+        if (unhandled && g_old_action.sa_handler != SIG_IGN) ::raise(SIGINT);
     }
 }
 
@@ -79,24 +88,25 @@ void sigint_guard::check() {
     }
 }
 
-sigpipe_guard::sigpipe_guard() {
+sigpipe_guard::sigpipe_guard(bool reports_epipe) : reports_epipe_(reports_epipe) {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    sigset_t pend;
-    sigpending(&pend);
-    was_pending_ = sigismember(&pend, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     was_blocked_ = sigismember(&old, SIGPIPE);
 }
 
 sigpipe_guard::~sigpipe_guard() {
-    if (was_blocked_) return;
+    if (was_blocked_) return;  // the caller blocks SIGPIPE itself: leave its pending set alone
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    if (!was_pending_) {
-        // Swallow the SIGPIPE(s) our own writes raised while blocked.
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (!epipe_ && !reports_epipe_) sigpending(&pending);  // a caller that would not say: look
+    if (epipe_ || sigismember(&pending, SIGPIPE)) {
+        // Swallow the SIGPIPE our own write raised while blocked. (One pending from before the
+        // guard is impossible: unblocked, it would have been delivered already.)
         timespec zero{0, 0};
         while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
         }

@@ -14,7 +14,8 @@ public:
     sigint_guard(const sigint_guard&) = delete;
     sigint_guard& operator=(const sigint_guard&) = delete;
 
-    // A non-blocking fd that becomes readable when SIGINT arrives (for poll).
+    // A non-blocking fd that becomes readable when SIGINT arrives (for poll); -1 when no
+    // guard is alive. Made with the first guard and closed with the last.
     static int fd() noexcept;
     // True once SIGINT arrived while any guard was alive (until clear()).
     static bool pending() noexcept;
@@ -24,17 +25,21 @@ public:
 };
 
 // Blocks SIGPIPE in the calling thread for the guard's life, so writing to a dead child's pipe
-// is an EPIPE error rather than the parent's death; a SIGPIPE raised meanwhile is discarded.
+// is an EPIPE error rather than the parent's death; a SIGPIPE raised while it lived is
+// discarded. A caller that promises to call note_epipe() whenever a write fails with EPIPE
+// (reports_epipe) saves a sigpending(2): the guard then costs two syscalls.
 class sigpipe_guard {
 public:
-    sigpipe_guard();
+    explicit sigpipe_guard(bool reports_epipe = false);
     ~sigpipe_guard();
     sigpipe_guard(const sigpipe_guard&) = delete;
     sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+    void note_epipe() noexcept { epipe_ = true; }
 
 private:
+    bool reports_epipe_;
     bool was_blocked_ = false;
-    bool was_pending_ = false;
+    bool epipe_ = false;
 };
 
 // Blocks every signal for the guard's life (around fork).
