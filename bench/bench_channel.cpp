@@ -13,7 +13,8 @@ namespace {
 
 void BM_channel_throughput(benchmark::State& state) {
     const std::size_t size = static_cast<std::size_t>(state.range(0));
-    pf::channel data(std::size_t{1} << 20), ack(4096);
+    const std::size_t ring = static_cast<std::size_t>(state.range(1));
+    pf::channel data(ring), ack(4096);
     pf::sys::child peer(pf::sys::fork_call([&] {
         std::string buf;
         for (;;) {
@@ -30,7 +31,15 @@ void BM_channel_throughput(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
     state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_channel_throughput)->Arg(64)->Arg(1024)->Arg(64 * 1024)->Arg(1 << 20)->UseRealTime();
+// Arguments: message size, ring size (the default ring is 1 MiB).
+BENCHMARK(BM_channel_throughput)
+    ->Args({64, 1 << 20})
+    ->Args({1024, 1 << 20})
+    ->Args({64 * 1024, 1 << 20})
+    ->Args({1 << 20, 1 << 20})
+    ->Args({1 << 20, 4 << 20})
+    ->Args({16 << 20, 1 << 20})
+    ->UseRealTime();
 
 void BM_channel_ping_pong(benchmark::State& state) {
     pf::channel ping(4096), pong(4096);

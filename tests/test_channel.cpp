@@ -30,12 +30,37 @@ std::string pattern(std::size_t n, unsigned seed) {
     return s;
 }
 
-std::size_t map_count() {
+// Mappings of this process: all of them, and those of memfds (what parafork maps). Sanitizer
+// runtimes map memory as they go, so under them only the memfd count is compared.
+struct maps_count {
+    std::size_t all = 0, memfd = 0;
+};
+maps_count map_count() {
     std::ifstream f("/proc/self/maps");
     std::string line;
-    std::size_t n = 0;
-    while (std::getline(f, line)) ++n;
+    maps_count n;
+    while (std::getline(f, line)) {
+        ++n.all;
+        if (line.find("/memfd:") != std::string::npos) ++n.memfd;
+    }
     return n;
+}
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+void expect_same_maps(maps_count before, maps_count after) {
+    EXPECT_EQ(after.memfd, before.memfd);
+    if (!sanitized) {
+        EXPECT_EQ(after.all, before.all);
+    }
 }
 
 } // namespace
@@ -265,14 +290,14 @@ TEST(channel, receiver_after_a_killed_receiver_gets_whole_messages) {
 
 TEST(channel, creating_and_destroying_leaves_nothing) {
     PARAFORK_LEAK_CHECK();
-    std::size_t before = map_count();
+    auto before = map_count();
     for (int i = 0; i < 200; ++i) {
         pf::channel ch(64 * 1024);
         pf::channel copy = ch;
         copy.send(i);
         EXPECT_EQ(ch.receive<int>(), i);
     }
-    EXPECT_EQ(map_count(), before);
+    expect_same_maps(before, map_count());
 }
 
 TEST(channel, children_forked_later_get_their_own_end) {
@@ -289,4 +314,79 @@ TEST(channel, children_forked_later_get_their_own_end) {
         EXPECT_TRUE(kid.wait().ok());
         EXPECT_EQ(ch.open_ends(), 0u);
     });
+}
+
+TEST(channel, a_child_killed_right_after_its_fork_does_not_hold_the_channel_open) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("early kill", 60, [] {
+        pf::channel ch(4096);
+        for (int i = 0; i < 20; ++i) {
+            // Killed at once: often before its end was even taken.
+            pf::sys::child kid(pf::sys::fork_call([] { ::pause(); }));
+            kid.signal(SIGKILL);
+            kid.wait();
+        }
+        ch.close();
+        auto start = std::chrono::steady_clock::now();
+        EXPECT_THROW(ch.receive_for<int>(30s), pf::channel_closed);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // a bound, not a timing goal
+    });
+}
+
+TEST(channel, timed_calls_and_several_polling_receivers) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("polling receivers", 60, [] {
+        pf::channel ch(64 * 1024), results(4096);
+        std::vector<pf::sys::child> kids;
+        for (int r = 0; r < 3; ++r)
+            kids.emplace_back(pf::sys::fork_call([&] {
+                long sum = 0, count = 0;
+                for (;;) {
+                    try {
+                        if (auto v = ch.try_receive<long>()) {
+                            sum += *v;
+                            ++count;
+                        } else {
+                            sum += 0;  // nothing ready: poll again
+                        }
+                    } catch (const pf::channel_closed&) {
+                        break;
+                    }
+                }
+                results.send(std::make_pair(sum, count));
+            }));
+        for (long i = 1; i <= 20000; ++i) ch.send_for(i, 20s);
+        ch.close();
+        long sum = 0, count = 0;
+        for (int r = 0; r < 3; ++r) {
+            auto [s, c] = results.receive_for<std::pair<long, long>>(30s);
+            sum += s;
+            count += c;
+        }
+        for (auto& k : kids) EXPECT_TRUE(k.wait().ok());
+        EXPECT_EQ(count, 20000);
+        EXPECT_EQ(sum, 20000L * 20001 / 2);
+    });
+}
+
+TEST(channel, threads_of_one_process_can_share_it) {
+    PARAFORK_LEAK_CHECK();
+    auto before = map_count();
+    {
+        pf::channel ch(4096);
+        auto sender = [ch](int t) mutable {
+            for (int i = 0; i < 10000; ++i) ch.send(t * 10000 + i);
+        };
+        // The process's end is shared by its threads; a process that receives before it ever
+        // sent gives it up, so this one sends first (else a receive could see no end at all).
+        ch.send(0);
+        std::thread a(sender, 0), b(sender, 1);
+        long sum = 0;
+        for (int i = 0; i < 20001; ++i) sum += ch.receive_for<int>(std::chrono::seconds(30));
+        a.join();
+        b.join();
+        EXPECT_EQ(sum, 20000L * 19999 / 2);
+        EXPECT_FALSE(ch.try_receive<int>().has_value());
+    }
+    EXPECT_EQ(map_count().memfd, before.memfd);  // thread stacks and arenas stay cached
 }

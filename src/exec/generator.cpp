@@ -115,10 +115,20 @@ namespace {
 // Reads the next message into `msg`: true for a value. Sets s.ended on the end, an exception
 // or the producer's death. With block, waits (for the producer, or its death); without, false
 // when nothing is ready.
+// A message if one is ready. A closed channel (every end gone) is no message: the producer's
+// exit status says what happened.
+bool poll_message(channel& ch, std::string& msg) {
+    try {
+        return ch.try_receive_bytes(msg);
+    } catch (const channel_closed&) {
+        return false;
+    }
+}
+
 bool pump(generator_base::state& s, std::string& msg, bool block) {
     pid_t pid = s.child.pid();
     channel& ch = *s.ch;
-    if (ch.try_receive_bytes(msg)) return take(s, msg, pid);
+    if (poll_message(ch, msg)) return take(s, msg, pid);
     std::optional<sys::sigint_guard> guard;  // only once we really wait
     for (;;) {
         if (block) {
@@ -141,7 +151,7 @@ bool pump(generator_base::state& s, std::string& msg, bool block) {
         if (!s.status) s.status = s.child.try_wait();
         if (s.status) {
             // It wrote everything before it exited: what is in the ring is all there is.
-            if (ch.try_receive_bytes(msg)) return take(s, msg, pid);
+            if (poll_message(ch, msg)) return take(s, msg, pid);
             s.ended = s.died = true;
             s.err = std::make_exception_ptr(worker_died(pid, s.status->signal, s.status->code, std::nullopt,
                                                         "generator producer ended without finishing"));

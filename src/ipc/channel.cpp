@@ -64,6 +64,17 @@ struct unlock_on_exit {
 
 bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
+std::uint64_t now_ns() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(channel_clock::now().time_since_epoch()).count());
+}
+
+// A child takes its reserved end within microseconds of the fork. One killed before it could
+// (or a fork whose failure we missed) would hold the reservation as long as its parent lives;
+// after this grace the reservation no longer counts. A child scheduled even later than that
+// takes a fresh end when it finally runs.
+constexpr std::uint64_t pending_grace_ns = 3'000'000'000;
+
 // ---------------------------------------------------------------------------------------------
 // Ends (slots).
 
@@ -73,14 +84,22 @@ void raise_hwm(channel_shared* sh, std::uint32_t used) {
     }
 }
 
+std::uint64_t next_token() {
+    static std::atomic<std::uint32_t> counter{0};
+    return (static_cast<std::uint64_t>(::getpid()) << 32) | (counter.fetch_add(1) + 1);
+}
+
 // Reserves a free slot as pending for a child `parent` is about to fork. -1 if none is free.
-int claim_pending(channel_shared* sh, pid_t parent) {
+int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
     for (std::size_t i = 0; i < channel_slots; ++i) {
         auto& s = sh->slots[i];
         std::uint32_t expected = slot_free;
         if (s.state.load(std::memory_order_relaxed) == slot_free &&
-            s.state.compare_exchange_strong(expected, slot_pending)) {
-            s.pid.store(parent);
+            s.state.compare_exchange_strong(expected, slot_reserving)) {
+            s.pid.store(parent);  // filled in before anyone may judge the reservation
+            s.since.store(now_ns());
+            s.token.store(token);
+            s.state.store(slot_pending);
             raise_hwm(sh, static_cast<std::uint32_t>(i + 1));
             return static_cast<int>(i);
         }
@@ -88,12 +107,18 @@ int claim_pending(channel_shared* sh, pid_t parent) {
     return -1;
 }
 
-// Makes `slot` (pending, reserved for us) a live end owned by the calling thread.
-bool take_slot(channel_shared* sh, int slot) {
+// Makes `slot`, reserved for us under `token`, a live end owned by the calling thread. Never
+// blocks: a reservation that expired and went to someone else is theirs.
+bool take_slot(channel_shared* sh, int slot, std::uint64_t token) {
     auto& s = sh->slots[slot];
-    if (lock_robust(&s.mu, channel_wait::infinite()) == locked::no) return false;
+    locked l = locked::no;
+    for (int i = 0; i < 1000 && l == locked::no; ++i) {
+        l = lock_robust(&s.mu, channel_wait::none());  // a liveness scan may hold it an instant
+        if (l == locked::no) ::sched_yield();
+    }
+    if (l == locked::no) return false;
     std::uint32_t expected = slot_pending;
-    if (!s.state.compare_exchange_strong(expected, slot_live)) {
+    if (s.token.load() != token || !s.state.compare_exchange_strong(expected, slot_live)) {
         pthread_mutex_unlock(&s.mu);
         return false;
     }
@@ -103,20 +128,33 @@ bool take_slot(channel_shared* sh, int slot) {
 
 int claim_live(channel_shared* sh) {
     for (int tries = 0; tries < 4; ++tries) {
-        int slot = claim_pending(sh, ::getpid());
+        std::uint64_t token = next_token();
+        int slot = claim_pending(sh, ::getpid(), token);
         if (slot < 0) return -1;
-        if (take_slot(sh, slot)) return slot;
+        if (take_slot(sh, slot, token)) return slot;
     }
     return -1;
 }
 
 void release_end(channel_core& c) {
-    if (c.my_slot < 0) return;
-    auto& s = c.sh->slots[c.my_slot];
-    c.my_slot = -1;
+    int slot = c.my_slot.exchange(-1);
+    if (slot < 0) return;
+    auto& s = c.sh->slots[slot];
     // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
     // open until that thread or the process ends, which the kernel reports.
-    if (pthread_mutex_unlock(&s.mu) == 0) s.state.store(slot_free);
+    if (pthread_mutex_unlock(&s.mu) == 0) {
+        s.state.store(slot_free);
+        return;
+    }
+    // Not ours to unlock: taken by another thread. If that thread is gone, the kernel marked it.
+    int rc = pthread_mutex_trylock(&s.mu);
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&s.mu);
+    if (rc == EOWNERDEAD || rc == 0) {
+        pthread_mutex_unlock(&s.mu);
+        s.state.store(slot_free);
+    } else {
+        c.keep_mapped = true;
+    }
 }
 
 // Ends that may still send: live slots whose owner still holds the mutex, pending slots whose
@@ -142,13 +180,14 @@ std::size_t count_open_ends(channel_shared* sh) {
             break;
         }
         case slot_pending:
-            if (pid_alive(s.pid.load())) {
+            if (pid_alive(s.pid.load()) && now_ns() - s.since.load() < pending_grace_ns) {
                 ++n;
             } else {
                 std::uint32_t expected = slot_pending;
                 s.state.compare_exchange_strong(expected, slot_free);
             }
             break;
+        case slot_reserving: ++n; break;  // its parent is forking right now
         default: break;
         }
     }
@@ -168,7 +207,8 @@ void atfork_prepare() noexcept {
     g_registry_mu.lock();
     pid_t self = ::getpid();
     for (auto* c : registry()) {
-        c->pending_slot = claim_pending(c->sh, self);
+        c->pending_token = next_token();
+        c->pending_slot = claim_pending(c->sh, self, c->pending_token);
         if (c->pending_slot < 0) c->sh->unregistered_ends.fetch_add(1);
     }
     errno = 0;  // read back in atfork_parent: fork() sets it only when it fails
@@ -179,8 +219,9 @@ void atfork_parent() noexcept {
     for (auto* c : registry()) {
         if (failed) {
             if (c->pending_slot >= 0) {
+                auto& slot = c->sh->slots[c->pending_slot];
                 std::uint32_t expected = slot_pending;
-                c->sh->slots[c->pending_slot].state.compare_exchange_strong(expected, slot_free);
+                if (slot.token.load() == c->pending_token) slot.state.compare_exchange_strong(expected, slot_free);
             } else {
                 c->sh->unregistered_ends.fetch_sub(1);
             }
@@ -195,9 +236,11 @@ void atfork_child() noexcept {
         int slot = c->pending_slot;
         c->pending_slot = -1;
         c->my_slot = -1;
-        c->closed = c->ever_sent = c->received = false;
+        c->closed = false;
+        c->ever_sent = false;
+        c->received = false;
         try {
-            if (slot >= 0 && take_slot(c->sh, slot)) c->my_slot = slot;
+            if (slot >= 0) c->my_slot = take_slot(c->sh, slot, c->pending_token) ? slot : claim_live(c->sh);
         } catch (...) {
         }
     }
@@ -281,7 +324,7 @@ constexpr std::uint64_t align_up(std::uint64_t n) { return (n + chunk_align - 1)
 void copy_in(channel_core& c, std::uint64_t pos, const char* src, std::size_t n) {
     std::size_t off = pos % c.cap;
     std::size_t first = std::min<std::size_t>(n, c.cap - off);
-    std::memcpy(c.data + off, src, first);
+    if (first) std::memcpy(c.data + off, src, first);
     if (n > first) std::memcpy(c.data, src + first, n - first);
 }
 
@@ -359,6 +402,7 @@ channel_core::~channel_core() {
     bool had_end = my_slot >= 0;
     release_end(*this);
     if (had_end) notify(sh->data_seq, sh->data_waiters);  // receivers re-check for closure
+    if (keep_mapped) new sys::mapping(std::move(map));     // deliberately never unmapped
 }
 
 std::string& channel_encode_buffer() {
@@ -405,8 +449,8 @@ namespace {
 bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     auto* sh = c.sh;
     if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
-    if (c.my_slot < 0 && !c.ever_sent) c.my_slot = claim_live(sh);  // e.g. after a receive
-    c.ever_sent = true;
+    if (!c.ever_sent.load(std::memory_order_relaxed) && !c.ever_sent.exchange(true) && c.my_slot < 0)
+        c.my_slot = claim_live(sh);  // e.g. a process that received first, now sends
 
     locked l = lock_robust(&sh->send_mu, w);
     if (l == locked::no) return false;
@@ -427,6 +471,9 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     for (bool first = true;; first = false) {
         std::uint64_t free = free_space(c);
         std::uint64_t len = std::min<std::uint64_t>(n - off, free - chunk_align);
+        // Streamed pieces stay a quarter of the ring, so the receiver frees room while we fill
+        // it: both copies run at once instead of taking turns.
+        if (whole > c.cap) len = std::min<std::uint64_t>(len, stream_min - chunk_align);
         if (len < n - off) len &= ~std::uint64_t{chunk_align - 1};  // keep pieces aligned
         std::uint32_t flags = (first ? chunk_first : 0) | (off + len == n ? chunk_last : 0);
         put_chunk(c, flags, n, bytes.data() + off, static_cast<std::size_t>(len));
@@ -441,8 +488,7 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
 // False if no message began within the wait.
 bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     auto* sh = c.sh;
-    if (!c.received) {
-        c.received = true;
+    if (!c.received.load(std::memory_order_relaxed) && !c.received.exchange(true)) {
         // A process that receives before it ever sent is a receiver, not a sender.
         if (!c.ever_sent) release_end(c);
     }
@@ -466,8 +512,13 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     };
     for (;;) {
         // The timeout bounds the wait for a message to begin; one that began is finished.
-        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle))
-            return false;
+        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle)) {
+            // Nothing ready for a call that does not wait: a poller must still learn that the
+            // channel closed (or that a dead sender's message is void), or it would poll forever.
+            if (w.kind != channel_wait::never) return false;
+            idle();
+            if (!has_data()) return false;
+        }
         std::uint64_t pos = sh->tail.load(std::memory_order_relaxed);
         std::uint64_t avail = sh->head.load(std::memory_order_acquire) - pos;
         chunk_header h;

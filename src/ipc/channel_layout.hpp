@@ -29,11 +29,13 @@ static_assert(sizeof(chunk_header) == chunk_align);
 
 // One end: a process that may send. Its robust mutex is held by that process for as long as
 // the end is open, so the kernel tells us (EOWNERDEAD) when the process died with it.
-enum : std::uint32_t { slot_free = 0, slot_pending = 1, slot_live = 2 };
+enum : std::uint32_t { slot_free = 0, slot_pending = 1, slot_live = 2, slot_reserving = 3 };
 struct alignas(64) end_slot {
     pthread_mutex_t mu;
     std::atomic<std::uint32_t> state;
     std::atomic<std::int32_t> pid;  // live: the owner; pending: the parent forking the owner
+    std::atomic<std::uint64_t> since;  // pending: when it was reserved (CLOCK_MONOTONIC ns)
+    std::atomic<std::uint64_t> token;  // pending: which reservation (so no one takes another's)
 };
 
 struct alignas(64) channel_shared {
@@ -70,11 +72,16 @@ struct channel_core {
     std::uint64_t cap = 0;
 
     // This process's end (-1: none), and the slot reserved for a child being forked.
-    int my_slot = -1;
+    // Atomics: threads of one process may share a channel object; these change on first use.
+    std::atomic<int> my_slot{-1};
     int pending_slot = -1;
-    bool closed = false;     // close() was called in this process
-    bool ever_sent = false;  // this process has sent
-    bool received = false;   // this process has received
+    std::uint64_t pending_token = 0;
+    std::atomic<bool> closed{false};     // close() was called in this process
+    std::atomic<bool> ever_sent{false};  // this process has sent
+    std::atomic<bool> received{false};   // this process has received
+    // An end we could not unlock (another thread took it) stays on that thread's robust list,
+    // which the kernel walks at exit: its memory must then stay mapped.
+    bool keep_mapped = false;
 
     explicit channel_core(std::size_t capacity);
     ~channel_core();

@@ -73,6 +73,15 @@ child_body make_child_body(F f, E extract) {
     }
 }
 
+// extract/merge for other executors (map/starmap over workers): run the extract body in each
+// worker after its last task, send the bytes up with its final message, and call the merge body
+// with them in the parent.
+using extract_body = std::function<std::string()>;
+template <class E>
+extract_body make_extract_body(E extract) {
+    return [e = std::move(extract)]() mutable { return wire::encode(e()); };
+}
+
 template <class E, class M>
 merge_body make_merge_body(M merge) {
     if constexpr (std::is_same_v<M, no_merge>) {
