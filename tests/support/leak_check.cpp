@@ -1,6 +1,8 @@
 #include "support/leak_check.hpp"
 
+#include <cstdio>
 #include <dirent.h>
+#include <exception>
 #include <fstream>
 #include <signal.h>
 #include <sstream>
@@ -103,7 +105,17 @@ void run_bounded(const char* what, int seconds, void (*body)()) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         ::alarm(static_cast<unsigned>(seconds));  // a hang dies of SIGALRM
-        body();
+        // An exception must end this child too: escaping into gtest would run the rest of the
+        // suite a second time in here.
+        try {
+            body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: uncaught exception: %s\n", what, e.what());
+            ::_exit(1);
+        } catch (...) {
+            std::fprintf(stderr, "%s: uncaught exception\n", what);
+            ::_exit(1);
+        }
         ::_exit(::testing::Test::HasFailure() ? 1 : 0);
     }
     int ws = 0;
