@@ -9,3 +9,5 @@
 #include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
 #include <parafork/wire/frames.hpp>
+#include <parafork/exec/fork_join.hpp>
+#include <parafork/exec/proc_pool.hpp>

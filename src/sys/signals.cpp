@@ -32,20 +32,30 @@ void drain_pipe() noexcept {
     }
 }
 
+// The pipe lives only while some guard does, so no descriptor outlives a call.
+void close_pipe() noexcept {
+    for (int& fd : g_pipe) {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+    }
+}
+
 } // namespace
 
 sigint_guard::sigint_guard() {
     std::lock_guard lock(g_mutex);
-    if (g_pipe[0] < 0) {
-        if (::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
-    }
     if (g_depth++ == 0) {
+        if (::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+            --g_depth;
+            throw_errno("pipe2");
+        }
         struct sigaction sa {};
         sa.sa_handler = on_sigint;
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = SA_RESTART;
         if (::sigaction(SIGINT, &sa, &g_old_action) != 0) {
             --g_depth;
+            close_pipe();
             throw_errno("sigaction");
         }
     }
@@ -56,10 +66,9 @@ sigint_guard::~sigint_guard() {
     if (--g_depth == 0) {
         ::sigaction(SIGINT, &g_old_action, nullptr);
         // A SIGINT nobody turned into `interrupted` goes to whoever handled it before us.
-        if (g_pending.exchange(0)) {
-            drain_pipe();
-            if (g_old_action.sa_handler != SIG_IGN) ::raise(SIGINT);
-        }
+        bool unhandled = g_pending.exchange(0) != 0;
+        close_pipe();
+        if (unhandled && g_old_action.sa_handler != SIG_IGN) ::raise(SIGINT);
     }
 }
 

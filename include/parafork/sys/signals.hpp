@@ -14,7 +14,8 @@ public:
     sigint_guard(const sigint_guard&) = delete;
     sigint_guard& operator=(const sigint_guard&) = delete;
 
-    // A non-blocking fd that becomes readable when SIGINT arrives (for poll).
+    // A non-blocking fd that becomes readable when SIGINT arrives (for poll); -1 when no
+    // guard is alive. Made with the first guard and closed with the last.
     static int fd() noexcept;
     // True once SIGINT arrived while any guard was alive (until clear()).
     static bool pending() noexcept;

@@ -1,0 +1,551 @@
+#include <parafork/exec/proc_pool.hpp>
+#include <parafork/error.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <fcntl.h>
+#include <map>
+#include <poll.h>
+#include <unistd.h>
+#include <variant>
+
+namespace parafork {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// How much the parent keeps in flight per kid during eval(): enough to batch many tiny
+// requests into one write, little enough to bound memory.
+constexpr std::size_t window_requests = 2048;
+constexpr std::size_t window_bytes = 4u << 20;
+
+struct held_request {
+    std::size_t index;
+    std::size_t framed_len;
+    unsigned attempts;
+};
+
+} // namespace
+
+struct proc_pool::impl {
+    struct kid {
+        unsigned number = 0;
+        sys::child proc;
+        sys::private_fd to, from;
+        std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
+        std::size_t acked = 0, written = 0;
+        std::deque<held_request> held;
+        frames::frame_reader in;
+        bool input_closed = false;  // we closed its stdin (finish)
+        bool eof = false;           // its stdout reached EOF
+        clock::time_point progress{};
+
+        explicit kid(frames::framing f) : in(f) {}
+        std::size_t unanswered_bytes() const noexcept { return out.size() - acked; }
+    };
+
+    std::variant<kid_fn, kid_cmd> spec;
+    frames::framing framing;
+    options opts;
+    unsigned jobs;
+    std::vector<std::unique_ptr<kid>> kids;
+    bool started = false;
+    bool closing = false;
+    std::size_t next_index = 0;
+    std::size_t total_held = 0, total_held_bytes = 0;
+    unsigned rr = 0;
+    // ordered mode
+    std::size_t next_deliver = 0;
+    std::map<std::size_t, std::string> stash;
+    std::string current;  // storage for a reply handed out from the stash
+    std::vector<pollfd> pfds;
+    std::vector<kid*> pfd_kid;
+    std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+
+    impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
+        : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)) {}
+
+    ~impl() { shutdown(true); }
+
+    void start_kid(kid& k) {
+        auto req = sys::make_pipe();  // parent writes requests
+        auto rep = sys::make_pipe();  // parent reads replies
+        sys::child_options co;
+        co.title = opts.name + "#" + std::to_string(k.number);
+        pid_t pid;
+        if (auto* cmd = std::get_if<kid_cmd>(&spec)) {
+            sys::spawn_options so;
+            so.stdin_fd = req.read.get();
+            so.stdout_fd = rep.write.get();
+            so.child = co;
+            pid = sys::spawn(cmd->argv, so);
+        } else {
+            auto& fn = std::get<kid_fn>(spec).fn;
+            pid = sys::fork_process(co);
+            if (pid == 0) {
+                int code = 0;
+                try {
+                    req.write.reset();
+                    rep.read.reset();
+                    if (opts.worker_init) opts.worker_init();
+                    fn(req.read.get(), rep.write.get());
+                    if (opts.worker_exit) opts.worker_exit();
+                } catch (...) {
+                    code = sys::report_child_exception();
+                }
+                sys::exit_child(code);
+            }
+        }
+        k.proc = sys::child(pid);
+        // Bigger pipes mean fewer wake-ups for bulk replies; the kernel may refuse (limits):
+        // then the default 64 KiB stays, which is only slower.
+        ::fcntl(rep.read.get(), F_SETPIPE_SZ, 1 << 20);
+        ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
+        k.to = sys::private_fd(std::move(req.write));
+        k.from = sys::private_fd(std::move(rep.read));
+        sys::set_nonblocking(k.to.get());
+        sys::set_nonblocking(k.from.get());
+        k.out.clear();
+        k.acked = k.written = 0;
+        k.held.clear();
+        k.in = frames::frame_reader(framing);
+        k.input_closed = k.eof = false;
+        k.progress = clock::now();
+    }
+
+    void ensure_started() {
+        if (started) return;
+        if (jobs == 0) throw std::invalid_argument("proc_pool: jobs must be at least 1");
+        kids.clear();
+        try {
+            for (unsigned i = 0; i < jobs; ++i) {
+                kids.push_back(std::make_unique<kid>(framing));
+                kids.back()->number = i;
+                start_kid(*kids.back());
+            }
+        } catch (...) {
+            kids.clear();  // sys::child kills and reaps whatever did start
+            throw;
+        }
+        started = true;
+        closing = false;
+    }
+
+    bool alive(const kid& k) const noexcept { return k.proc.pid() > 0 && !k.eof && k.from; }
+
+    kid* pick_kid() {
+        kid* best = nullptr;
+        std::size_t n = kids.size();
+        for (std::size_t j = 0; j < n; ++j) {
+            kid& k = *kids[(rr + j) % n];
+            if (!alive(k) || k.input_closed) continue;
+            if (!best || k.held.size() < best->held.size()) best = &k;
+        }
+        rr = (rr + 1) % std::max<std::size_t>(n, 1);
+        return best;
+    }
+
+    void assign(kid& k, std::size_t index, std::string_view payload, unsigned attempts) {
+        if (k.held.empty()) k.progress = clock::now();
+        std::size_t before = k.out.size();
+        framing.append(k.out, payload);
+        std::size_t len = k.out.size() - before;
+        k.held.push_back({index, len, attempts});
+        ++total_held;
+        total_held_bytes += len;
+    }
+
+    std::size_t send(std::string_view request) {
+        ensure_started();
+        if (closing) throw error("proc_pool: send() after final_replies() began");
+        kid* k = pick_kid();
+        if (!k) throw error("proc_pool: no kid is alive to take the request");
+        std::size_t index = next_index++;
+        assign(*k, index, request, 0);
+        return index;
+    }
+
+    void flush(kid& k) {
+        while (k.written < k.out.size()) {
+            ssize_t n = ::write(k.to.get(), k.out.data() + k.written, k.out.size() - k.written);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) return;  // pipe full: poll tells us when to go on
+                if (errno == EPIPE) {         // it closed its stdin: its death shows as EOF
+                    k.to.reset();
+                    return;
+                }
+                sys::throw_errno("write");
+            }
+            k.written += static_cast<std::size_t>(n);
+        }
+        if (k.input_closed && k.to) k.to.reset();
+    }
+
+    // Matches one reply frame to the oldest request the kid holds.
+    std::size_t take_held(kid& k) {
+        if (k.held.empty())
+            throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
+                                 " sent a reply with no request outstanding (more than one "
+                                 "reply per request?)");
+        held_request h = k.held.front();
+        k.held.pop_front();
+        --total_held;
+        total_held_bytes -= h.framed_len;
+        k.acked += h.framed_len;
+        if (k.acked > k.written) k.written = k.acked;  // (cannot happen with honest kids)
+        if (k.acked == k.out.size()) {
+            k.out.clear();
+            k.acked = k.written = 0;
+        } else if (k.acked > (1u << 20) && k.acked > k.out.size() / 2) {
+            k.out.erase(0, k.acked);
+            k.written -= k.acked;
+            k.acked = 0;
+        }
+        if (opts.task_timeout.count() > 0) k.progress = clock::now();
+        return h.index;
+    }
+
+    std::string held_list(const kid& k) const {
+        std::string s;
+        std::size_t shown = 0;
+        for (auto& h : k.held) {
+            if (shown++ == 8) {
+                s += ", ...";
+                break;
+            }
+            s += (s.empty() ? "" : ", ") + std::to_string(h.index);
+        }
+        return s;
+    }
+
+    // A kid's stdout ended and every whole reply it sent was taken.
+    void on_kid_gone(kid& k) {
+        k.from.reset();
+        k.to.reset();
+        // Its stdout is closed, so it is exiting: give it the grace period, then kill it.
+        auto st = k.proc.wait_for(opts.grace);
+        if (!st) st = k.proc.terminate(opts.grace);
+        if (k.held.empty()) {
+            if (k.in.buffered())
+                throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
+                                     " ended inside a reply frame");
+            return;  // a normal exit at finish(), or an idle kid that left: nothing was lost
+        }
+        // The oldest request is the one the kid was working on: it alone is charged a retry;
+        // the ones queued behind it are merely re-sent.
+        if (k.held.front().attempts >= opts.retries)
+            throw worker_died(k.proc.pid(), st->signal, st->code, k.held.front().index,
+                              "kid held " + std::to_string(k.held.size()) + " request(s): " +
+                                  held_list(k));
+        // Replace the kid and hand its requests out again, oldest first.
+        std::deque<held_request> lost;
+        lost.swap(k.held);
+        std::string bytes = k.out.substr(k.acked);
+        total_held -= lost.size();
+        for (auto& h : lost) total_held_bytes -= h.framed_len;
+        start_kid(k);
+        ++lost.front().attempts;
+        std::size_t off = 0;
+        for (auto& h : lost) {
+            std::string_view framed(bytes.data() + off, h.framed_len);
+            off += h.framed_len;
+            kid* dest = pick_kid();
+            if (!dest) dest = &k;
+            if (dest->held.empty()) dest->progress = clock::now();
+            dest->out.append(framed);
+            dest->held.push_back(h);
+            ++total_held;
+            total_held_bytes += h.framed_len;
+        }
+        if (closing) k.input_closed = true;
+    }
+
+    // Hands out the next reply that is already buffered, if any.
+    std::optional<reply> buffered_reply() {
+        if (opts.ordered) {
+            auto it = stash.find(next_deliver);
+            if (it != stash.end()) {
+                current = std::move(it->second);
+                stash.erase(it);
+                return reply{next_deliver++, current};
+            }
+        }
+        std::size_t n = kids.size();
+        for (std::size_t j = 0; j < n; ++j) {
+            kid& k = *kids[(rr + j) % n];
+            while (auto f = k.in.next()) {
+                std::size_t index = take_held(k);
+                if (!opts.ordered) {
+                    rr = static_cast<unsigned>((rr + j) % n);
+                    return reply{index, *f};
+                }
+                if (index == next_deliver) {
+                    ++next_deliver;
+                    return reply{index, *f};
+                }
+                stash.emplace(index, std::string(*f));
+            }
+            if (k.eof && k.from) on_kid_gone(k);
+        }
+        return std::nullopt;
+    }
+
+    bool anything_pending() const noexcept {
+        if (total_held || !stash.empty()) return true;
+        for (auto& k : kids)
+            if (k->from) return closing;  // at finish we wait for every kid's EOF
+        return false;
+    }
+
+    int poll_timeout(bool wait) const {
+        if (!wait) return 0;
+        if (opts.task_timeout.count() <= 0) return -1;
+        auto now = clock::now();
+        auto soonest = clock::time_point::max();
+        for (auto& k : kids)
+            if (!k->held.empty()) soonest = std::min(soonest, k->progress + opts.task_timeout);
+        if (soonest == clock::time_point::max()) return -1;
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(soonest - now).count() + 1;
+        return static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
+    }
+
+    void check_timeouts() {
+        if (opts.task_timeout.count() <= 0) return;
+        auto now = clock::now();
+        for (auto& kp : kids) {
+            kid& k = *kp;
+            if (k.held.empty() || now - k.progress < opts.task_timeout) continue;
+            pid_t pid = k.proc.pid();
+            std::size_t task = k.held.front().index;
+            k.proc.kill_and_reap();
+            throw timeout_error("proc_pool: kid " + std::to_string(pid) + " gave no reply to request " +
+                                std::to_string(task) + " within " +
+                                std::to_string(opts.task_timeout.count()) + " ms; killed");
+        }
+    }
+
+    // One round of I/O: write what is queued, sleep in poll, read what came.
+    // Returns false if nothing happened within a non-waiting poll.
+    bool pump(bool wait) {
+        sys::sigpipe_guard no_sigpipe;  // a kid that closed its stdin is EPIPE, not our death
+        pfds.clear();
+        pfd_kid.clear();
+        for (auto& kp : kids) {
+            kid& k = *kp;
+            if (k.to && k.written < k.out.size()) flush(k);
+            else if (k.to && k.input_closed) k.to.reset();
+            if (k.from && !k.eof) {
+                pfds.push_back({k.from.get(), POLLIN, 0});
+                pfd_kid.push_back(&k);
+            }
+            if (k.to && k.written < k.out.size()) {
+                pfds.push_back({k.to.get(), POLLOUT, 0});
+                pfd_kid.push_back(&k);
+            }
+        }
+        if (pfds.empty()) return false;
+        int timeout = poll_timeout(wait);
+        std::optional<sys::sigint_guard> guard;
+        if (timeout != 0) {
+            guard.emplace();
+            pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+            pfd_kid.push_back(nullptr);
+        }
+        int r;
+        do {
+            r = ::poll(pfds.data(), pfds.size(), timeout);
+        } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
+        if (guard && sys::sigint_guard::pending()) {
+            sys::sigint_guard::clear();
+            throw interrupted();
+        }
+        if (r < 0) sys::throw_errno("poll");
+        if (r == 0) {
+            check_timeouts();
+            return false;
+        }
+        for (std::size_t i = 0; i < pfds.size(); ++i) {
+            kid* k = pfd_kid[i];
+            short ev = pfds[i].revents;
+            if (!k || !ev) continue;
+            if (pfds[i].events & POLLOUT) {
+                if (ev & (POLLERR | POLLHUP)) {
+                    // The kid closed its stdin: it is dying; its EOF on stdout follows.
+                    k->to.reset();
+                } else {
+                    flush(*k);
+                }
+                continue;
+            }
+            long n = k->in.fill(k->from.get());
+            if (n == 0) k->eof = true;
+        }
+        check_timeouts();
+        return true;
+    }
+
+    // Any error leaves the batch in an unknown state: stop every kid, so the caller sees a
+    // clean pool (a later send() starts fresh kids) and nothing is left running.
+    std::optional<reply> next_reply(bool wait) {
+        try {
+            return next_reply_unguarded(wait);
+        } catch (...) {
+            shutdown(false);
+            throw;
+        }
+    }
+
+    std::optional<reply> next_reply_unguarded(bool wait) {
+        if (!started) return std::nullopt;
+        for (;;) {
+            if (auto r = buffered_reply()) return r;
+            if (!anything_pending()) {
+                if (closing) finish_kids();
+                return std::nullopt;
+            }
+            if (total_held && std::none_of(kids.begin(), kids.end(), [&](auto& k) { return alive(*k); }))
+                throw error("proc_pool: every kid has died");
+            if (!pump(wait) && !wait) {
+                if (auto r = buffered_reply()) return r;
+                return std::nullopt;
+            }
+        }
+    }
+
+    void close_input() {
+        if (!started) return;
+        closing = true;
+        for (auto& k : kids) k->input_closed = true;
+    }
+
+    void finish_kids() {
+        for (auto& k : kids) {
+            k->to.reset();
+            if (k->from && !k->eof) continue;  // still running; shutdown() handles it
+            k->from.reset();
+            if (k->proc.running()) {
+                auto st = k->proc.wait_for(opts.grace);
+                if (!st) k->proc.terminate(opts.grace);
+            }
+        }
+        kids.clear();
+        started = false;
+        closing = false;
+        stash.clear();
+        next_index = next_deliver = 0;
+        total_held = total_held_bytes = 0;
+    }
+
+    void shutdown(bool graceful) noexcept {
+        try {
+            for (auto& k : kids) k->to.reset();  // EOF on their stdin asks them to exit
+            for (auto& k : kids) {
+                k->from.reset();
+                if (!k->proc.running()) continue;
+                if (graceful && k->proc.wait_for(opts.grace)) continue;
+                k->proc.terminate(opts.grace);
+            }
+        } catch (...) {
+        }
+        kids.clear();  // sys::child kills and reaps anything left
+        started = false;
+        closing = false;
+        stash.clear();
+        next_index = next_deliver = 0;
+        total_held = total_held_bytes = 0;
+    }
+};
+
+proc_pool::proc_pool(kid_fn kid, frames::framing framing, const options& opts)
+    : impl_(std::make_unique<impl>(std::move(kid), framing, opts)) {
+    impl_->ensure_started();
+}
+
+namespace {
+kid_cmd checked(kid_cmd k) {
+    if (k.argv.empty() || k.argv[0].empty()) throw std::invalid_argument("proc_pool: empty command");
+    return k;
+}
+} // namespace
+
+proc_pool::proc_pool(kid_cmd kid, frames::framing framing, const options& opts)
+    : impl_(std::make_unique<impl>(checked(std::move(kid)), framing, opts)) {
+    impl_->ensure_started();
+}
+
+proc_pool::~proc_pool() = default;
+proc_pool::proc_pool(proc_pool&&) noexcept = default;
+proc_pool& proc_pool::operator=(proc_pool&&) noexcept = default;
+
+unsigned proc_pool::size() const noexcept { return impl_->jobs; }
+
+std::vector<pid_t> proc_pool::pids() const {
+    std::vector<pid_t> out;
+    for (auto& k : impl_->kids)
+        if (k->proc.running()) out.push_back(k->proc.pid());
+    return out;
+}
+
+std::size_t proc_pool::in_flight() const noexcept { return impl_->total_held; }
+std::size_t proc_pool::send(std::string_view request) { return impl_->send(request); }
+std::optional<reply> proc_pool::next_reply(bool wait) { return impl_->next_reply(wait); }
+void proc_pool::terminate() { impl_->shutdown(false); }
+void proc_pool::close_input() { impl_->close_input(); }
+
+void proc_pool::hold_sigint(bool on) {
+    if (on && !impl_->call_guard) impl_->call_guard.emplace();
+    if (!on) impl_->call_guard.reset();
+}
+
+void proc_pool::finish() {
+    close_input();
+    while (next_reply(true)) {
+    }
+    impl_->shutdown(true);
+}
+
+bool proc_pool::over_window() const noexcept {
+    return impl_->total_held >= window_requests * impl_->jobs ||
+           impl_->total_held_bytes >= window_bytes * impl_->jobs;
+}
+
+void serve(int in, int out, frames::framing framing,
+           const std::function<void(std::string_view, std::string&)>& fn) {
+    frames::frame_reader reader(framing);
+    std::string batch, rep;
+    clock::time_point oldest{};  // when the oldest unsent reply was made
+    auto flush = [&] {
+        sys::write_all(out, batch);
+        batch.clear();
+    };
+    for (;;) {
+        while (auto req = reader.next()) {
+            rep.clear();
+            fn(*req, rep);
+            if (batch.empty()) oldest = clock::now();
+            framing.append(batch, rep);
+            // Batch fast replies into big writes, but never sit on a reply for long: slow
+            // requests behind it must not delay it (progress, timeouts, ordered output).
+            if (batch.size() >= (64u << 10) || clock::now() - oldest >= std::chrono::microseconds(500))
+                flush();
+        }
+        if (!batch.empty()) flush();  // before we block: the parent may be waiting for these
+        long n = reader.fill(in);
+        if (n == 0) break;
+        if (n < 0) throw error("serve: input descriptor is non-blocking");
+    }
+    if (auto last = reader.finish()) {
+        rep.clear();
+        fn(*last, rep);
+        framing.append(batch, rep);
+        flush();
+    }
+}
+
+} // namespace parafork

@@ -1,0 +1,435 @@
+#include <parafork/error.hpp>
+#include <parafork/exec/proc_pool.hpp>
+#include <parafork/sys/fd.hpp>
+
+#include <gtest/gtest.h>
+
+#include "support/leak_check.hpp"
+
+#include <parafork/sys/memory.hpp>
+
+#include <atomic>
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <system_error>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+namespace frames = parafork::frames;
+using namespace std::chrono_literals;
+
+namespace {
+
+pf::options jobs(unsigned n) {
+    pf::options o;
+    o.jobs = n;
+    return o;
+}
+
+pf::kid_fn echo_kid(frames::framing f) {
+    return pf::kid_fn([f](int in, int out) { pf::serve(in, out, f, [](std::string_view s) { return s; }); });
+}
+
+// n bytes of noise (no delimiter of f in it), cheap to make even at 64 MiB.
+std::string payload(const frames::framing& f, std::size_t n, unsigned seed) {
+    static const std::string block = [] {
+        std::string b(65536, '\0');
+        std::mt19937 rng(12345);
+        for (auto& c : b) c = static_cast<char>(rng() % 256);
+        return b;
+    }();
+    std::string s(n, '\0');
+    for (std::size_t off = 0; off < n; off += block.size() - 1024)
+        std::memcpy(s.data() + off, block.data() + (seed * 7919) % 1024, std::min(block.size() - 1024, n - off));
+    char avoid = f.type == frames::kind::lines ? '\n' : f.type == frames::kind::zero_term ? '\0' : 1;
+    if (avoid != 1) std::replace(s.begin(), s.end(), avoid, 'x');
+    if (n) s[0] = static_cast<char>('a' + seed % 26);  // requests differ from each other
+    return s;
+}
+
+// Every request's reply equals the request, in both directions, for each framing and size.
+void echo_sizes(bool external) {
+    const std::size_t sizes[] = {0, 1, 4095, 4096, 4097, 8191, 8192, 65536, 1 << 20, 64 << 20};
+    for (std::size_t n : sizes) {
+        std::vector<frames::framing> fs = {frames::lines, frames::zero_term, frames::len_prefix};
+        if (n > 0) fs.push_back(frames::fixed_size(n));
+        for (auto f : fs) {
+            unsigned count = n >= (64 << 20) ? 1 : n >= (1 << 20) ? 2 : 5;
+            std::vector<std::string> reqs;
+            for (unsigned i = 0; i < count; ++i) reqs.push_back(payload(f, n, i));
+            auto o = jobs(2);
+            o.ordered = true;
+            std::unique_ptr<pf::proc_pool> pp;
+            if (external) pp = std::make_unique<pf::proc_pool>(pf::kid_cmd{"cat"}, f, o);
+            else pp = std::make_unique<pf::proc_pool>(echo_kid(f), f, o);
+            std::size_t got = 0;
+            pp->eval(reqs, [&](std::size_t i, std::string_view r) {
+                ASSERT_EQ(i, got);
+                EXPECT_TRUE(r == reqs[i]) << f.name() << " size " << n << " request " << i;
+                ++got;
+            });
+            EXPECT_EQ(got, count) << f.name() << " size " << n;
+        }
+    }
+}
+
+} // namespace
+
+TEST(ProcPool, EchoEverySizeEveryFramingFunctionKids) {
+    PARAFORK_LEAK_CHECK();
+    echo_sizes(false);
+}
+
+TEST(ProcPool, EchoEverySizeEveryFramingExternalKids) {
+    PARAFORK_LEAK_CHECK();
+    echo_sizes(true);
+}
+
+TEST(ProcPool, RepliesTricklingOneByteAtATime) {
+    PARAFORK_LEAK_CHECK();
+    for (auto f : {frames::lines, frames::zero_term, frames::len_prefix, frames::fixed<3>}) {
+        // The kid writes its replies one byte per write(2), so the parent sees them split at
+        // every byte boundary.
+        pf::kid_fn trickle([f](int in, int out) {
+            frames::frame_reader r(f);
+            std::string framed;
+            for (;;) {
+                while (auto req = r.next()) {
+                    framed.clear();
+                    f.append(framed, *req);
+                    for (char c : framed) pf::sys::write_all(out, &c, 1);
+                }
+                if (r.fill(in) == 0) return;
+            }
+        });
+        pf::proc_pool pp(std::move(trickle), f, jobs(2));
+        std::vector<std::string> reqs;
+        for (int i = 0; i < 200; ++i) reqs.push_back(f.type == frames::kind::fixed ? std::to_string(100 + i) : std::to_string(i * 7919));
+        std::multiset<std::string> want(reqs.begin(), reqs.end()), got;
+        pp.eval(reqs, [&](std::string_view r) { got.emplace(r); });
+        EXPECT_EQ(got, want) << f.name();
+    }
+}
+
+namespace {
+
+// An input range that makes its strings on demand (a generator, not a container).
+struct numbers_as_text {
+    std::size_t n;
+    struct iterator {
+        using value_type = std::string;
+        using difference_type = std::ptrdiff_t;
+        std::size_t i;
+        std::string operator*() const { return std::to_string(i); }
+        iterator& operator++() {
+            ++i;
+            return *this;
+        }
+        void operator++(int) { ++i; }
+        bool operator==(const iterator&) const = default;
+    };
+    iterator begin() const { return {0}; }
+    iterator end() const { return {n}; }
+};
+static_assert(std::ranges::input_range<numbers_as_text>);
+
+} // namespace
+
+TEST(ProcPool, MillionRequestsNoLoss) {
+    PARAFORK_LEAK_CHECK();
+    constexpr std::size_t n = 1'000'000;
+    pf::kid_fn twice([](int in, int out) {
+        pf::serve(in, out, frames::zero_term, [](std::string_view s) {
+            return std::to_string(2 * std::stoull(std::string(s)));
+        });
+    });
+    pf::proc_pool pp(std::move(twice), frames::zero_term, jobs(2));
+    numbers_as_text reqs{n};  // produced lazily: eval pulls as it goes
+    std::size_t count = 0;
+    unsigned long long sum = 0;
+    std::vector<bool> seen(n);
+    pp.eval(reqs, [&](std::size_t i, std::string_view r) {
+        ++count;
+        sum += std::stoull(std::string(r));
+        ASSERT_FALSE(seen[i]);
+        seen[i] = true;
+        EXPECT_EQ(std::stoull(std::string(r)), 2 * i);
+    });
+    EXPECT_EQ(count, n);
+    EXPECT_EQ(sum, static_cast<unsigned long long>(n) * (n - 1));
+}
+
+TEST(ProcPool, OrderedModeKeepsRequestOrder) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn uneven([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            if (std::stoi(std::string(s)) % 7 == 0) ::usleep(2000);  // some replies are late
+            return std::string(s);
+        });
+    });
+    auto o = jobs(3);
+    o.ordered = true;
+    pf::proc_pool pp(std::move(uneven), frames::lines, o);
+    std::vector<std::string> reqs;
+    for (int i = 0; i < 300; ++i) reqs.push_back(std::to_string(i));
+    std::vector<std::string> got;
+    pp.eval(reqs, [&](std::string_view r) { got.emplace_back(r); });
+    EXPECT_EQ(got, reqs);
+}
+
+TEST(ProcPool, ExternalFilter) {
+    PARAFORK_LEAK_CHECK();
+    auto o = jobs(2);
+    o.ordered = true;
+    pf::proc_pool pp(pf::kid_cmd{"tr", "a-z", "A-Z"}, frames::lines, o);
+    std::vector<std::string> reqs = {"alpha", "beta", "gamma", "delta"};
+    std::vector<std::string> got;
+    pp.eval(reqs, [&](std::string_view r) { got.emplace_back(r); });
+    EXPECT_EQ(got, (std::vector<std::string>{"ALPHA", "BETA", "GAMMA", "DELTA"}));
+}
+
+TEST(ProcPool, MissingCommandIsAnErrorAtStart) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::proc_pool pp(pf::kid_cmd{"parafork-no-such-filter"}, frames::lines, jobs(2));
+        FAIL() << "no error";
+    } catch (const std::system_error& e) {
+        EXPECT_NE(std::string(e.what()).find("parafork-no-such-filter"), std::string::npos);
+    }
+}
+
+namespace {
+
+// A kid that fails on the request "die" in the given way, echoing everything else.
+pf::kid_fn dying_kid(int how) {
+    return pf::kid_fn([how](int in, int out) {
+        pf::serve(in, out, frames::lines, [how](std::string_view s) {
+            if (s == "die") {
+                if (how == 0) ::raise(SIGSEGV);
+                if (how == 1) ::_exit(7);
+            }
+            return std::string(s);
+        });
+    });
+}
+
+std::vector<std::string> with_die(std::size_t n, std::size_t at) {
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < n; ++i) v.push_back(i == at ? "die" : std::to_string(i));
+    return v;
+}
+
+} // namespace
+
+TEST(ProcPool, KidSegfaultIsReported) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool pp(dying_kid(0), frames::lines, jobs(2));
+    try {
+        pp.eval(with_die(100, 50), [](std::string_view) {});
+        FAIL() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGSEGV);
+        EXPECT_GT(e.pid(), 0);
+        EXPECT_TRUE(e.task().has_value());
+        EXPECT_NE(std::string(e.what()).find("50"), std::string::npos) << e.what();
+    }
+}
+
+TEST(ProcPool, KidExitIsReported) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool pp(dying_kid(1), frames::lines, jobs(2));
+    try {
+        pp.eval(with_die(100, 10), [](std::string_view) {});
+        FAIL() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), 0);
+        EXPECT_EQ(e.exit_code(), 7);
+    }
+}
+
+TEST(ProcPool, RetriesReplaceTheKidAndLoseNothing) {
+    PARAFORK_LEAK_CHECK();
+    // Kids die at their third request until three have died (a counter in shared memory);
+    // with retries, every request still gets exactly one reply.
+    pf::sys::mapping shared(-1, 4096);
+    auto* deaths = static_cast<std::atomic<int>*>(shared.data());
+    deaths->store(0);
+    pf::kid_fn flaky([deaths](int in, int out) {
+        int served = 0;
+        pf::serve(in, out, frames::lines, [&](std::string_view s) {
+            if (++served == 3 && deaths->fetch_add(1) < 3) ::raise(SIGKILL);
+            return std::string(s);
+        });
+    });
+    auto o = jobs(2);
+    o.retries = 3;
+    o.ordered = true;
+    pf::proc_pool pp(std::move(flaky), frames::lines, o);
+    std::vector<std::string> reqs;
+    for (int i = 0; i < 40; ++i) reqs.push_back(std::to_string(i));
+    std::vector<std::string> got;
+    pp.eval(reqs, [&](std::string_view r) { got.emplace_back(r); });
+    EXPECT_EQ(got, reqs);
+    EXPECT_GE(deaths->load(), 3);
+}
+
+TEST(ProcPool, RetriesRunOut) {
+    PARAFORK_LEAK_CHECK();
+    // A request that kills every kid it reaches fails once its retries are spent.
+    pf::kid_fn poisoned([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            if (s == "poison") ::raise(SIGKILL);
+            return std::string(s);
+        });
+    });
+    auto o = jobs(2);
+    o.retries = 2;
+    pf::proc_pool pp(std::move(poisoned), frames::lines, o);
+    try {
+        pp.eval(std::vector<std::string>{"poison"}, [](std::string_view) {});
+        FAIL() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.task(), 0u);
+        EXPECT_EQ(e.signal(), SIGKILL);
+    }
+}
+
+TEST(ProcPool, KidKilledFromOutside) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::usleep(1000);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(2));
+    pid_t victim = pp.pids().at(0);
+    std::size_t replies = 0;
+    try {
+        std::vector<std::string> reqs(2000, "x");
+        pp.eval(reqs, [&](std::string_view) {
+            if (++replies == 20) ::kill(victim, SIGKILL);
+        });
+        FAIL() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.pid(), victim);
+        EXPECT_EQ(e.signal(), SIGKILL);
+    }
+}
+
+TEST(ProcPool, AllKidsDying) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn quitter([](int, int) { ::_exit(0); });  // exits without reading anything
+    pf::proc_pool pp(std::move(quitter), frames::lines, jobs(2));
+    std::vector<std::string> reqs(10, "x");
+    EXPECT_THROW(pp.eval(reqs, [](std::string_view) {}), pf::error);
+}
+
+TEST(ProcPool, SilentKidTimesOut) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn mute([](int in, int) {
+        char buf[4096];
+        while (::read(in, buf, sizeof buf) > 0) {
+        }
+        ::pause();
+    });
+    auto o = jobs(2);
+    o.task_timeout = 200ms;
+    pf::proc_pool pp(std::move(mute), frames::lines, o);
+    std::vector<std::string> reqs(4, "hello");
+    EXPECT_THROW(pp.eval(reqs, [](std::string_view) {}), pf::timeout_error);
+}
+
+TEST(ProcPool, OnReplyThrowingStopsEverything) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool pp(echo_kid(frames::lines), frames::lines, jobs(2));
+    auto pids = pp.pids();
+    std::vector<std::string> reqs(10000, "abc");
+    int seen = 0;
+    EXPECT_THROW(pp.eval(reqs,
+                         [&](std::string_view) {
+                             if (++seen == 100) throw std::logic_error("stop");
+                         }),
+                 std::logic_error);
+    for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " still exists";
+    // The pool is usable again: fresh kids start on the next request.
+    std::size_t n = 0;
+    pp.eval(std::vector<std::string>(5, "z"), [&](std::string_view r) {
+        EXPECT_EQ(r, "z");
+        ++n;
+    });
+    EXPECT_EQ(n, 5u);
+}
+
+TEST(ProcPool, SendAndReadyFinalReplies) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool pp(echo_kid(frames::len_prefix), frames::len_prefix, jobs(2));
+    std::set<std::string> got;
+    for (int i = 0; i < 100; ++i) {
+        pp.send(std::to_string(i));
+        pp.ready_replies([&](std::string_view r) { got.emplace(r); });
+    }
+    pp.final_replies([&](std::string_view r) { got.emplace(r); });
+    EXPECT_EQ(got.size(), 100u);
+    EXPECT_EQ(pp.in_flight(), 0u);
+}
+
+TEST(ProcPool, KidsDoNotInheritEachOthersPipes) {
+    PARAFORK_LEAK_CHECK();
+    // Each kid reports how many fds it has open; with inherited sibling pipes the later kids
+    // would have more.
+    pf::kid_fn count([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view) {
+            return std::to_string(pf::testing::open_fds().size());
+        });
+    });
+    auto o = jobs(4);
+    pf::proc_pool pp(std::move(count), frames::lines, o);
+    std::set<std::string> counts;
+    pp.eval(std::vector<std::string>(400, "?"), [&](std::string_view r) { counts.emplace(r); });
+    EXPECT_EQ(counts.size(), 1u) << "kids see different numbers of fds";
+}
+
+namespace {
+
+// Sends SIGINT to this process after `ms`, as a Ctrl-C would.
+struct sigint_timer {
+    timer_t id{};
+    explicit sigint_timer(long ms) {
+        sigevent ev{};
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = SIGINT;
+        EXPECT_EQ(::timer_create(CLOCK_MONOTONIC, &ev, &id), 0);
+        itimerspec its{};
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (ms % 1000) * 1000000;
+        EXPECT_EQ(::timer_settime(id, 0, &its, nullptr), 0);
+    }
+    ~sigint_timer() { ::timer_delete(id); }
+};
+
+} // namespace
+
+TEST(ProcPool, CtrlCStopsTheKidsAndThrowsInterrupted) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::usleep(10000);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(2));
+    auto pids = pp.pids();
+    {
+        sigint_timer t(100);
+        EXPECT_THROW(pp.eval(std::vector<std::string>(2000, "x"), [](std::string_view) {}),
+                     pf::interrupted);
+    }
+    for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+}
