@@ -226,6 +226,16 @@ TEST(cli_pipe, failing_jobs_are_reported_and_set_the_exit_status) {
     EXPECT_NE(r.err.find("job(s) failed"), std::string::npos) << r.err;
 }
 
+TEST(cli_pipe, timeout_and_bar) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--bar", "--timeout", "0.3", "--block", "1K", "--", "sh", "-c",
+                      "cat >/dev/null; exec sleep 30"},
+                     make_lines(100), 30);
+    EXPECT_EQ(r.status, 4) << r.err;  // 4 blocks, every one over its time
+    EXPECT_NE(r.err.find("timed out (signal 15 (SIGTERM))"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("4 done"), std::string::npos) << r.err;
+}
+
 TEST(cli_pipe, missing_command_is_a_clear_error) {
     PARAFORK_LEAK_CHECK();
     auto r = run_cli({"pipe", "--", "parafork-no-such-command", "x"}, make_lines(1000));
