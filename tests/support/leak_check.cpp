@@ -26,9 +26,8 @@ std::set<std::string> list_dir(const char* path) {
 }
 
 // Children of `self` from /proc/<pid>/stat: (pid, state).
-std::set<std::pair<int, char>> children() {
+std::set<std::pair<int, char>> children(int self = ::getpid()) {
     std::set<std::pair<int, char>> out;
-    int self = ::getpid();
     for (auto& name : list_dir("/proc")) {
         if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
         std::ifstream f("/proc/" + name + "/stat");
@@ -65,6 +64,13 @@ std::set<int> zombie_children() {
 std::set<int> child_pids() {
     std::set<int> out;
     for (auto [pid, st] : children()) out.insert(pid);
+    return out;
+}
+
+std::set<int> child_pids_of(int pid) {
+    std::set<int> out;
+    for (auto [p, st] : children(pid))
+        if (st != 'Z') out.insert(p);
     return out;
 }
 
