@@ -268,6 +268,14 @@ TEST(cli_run, placeholder_is_replaced_or_the_line_appended) {
     EXPECT_EQ(r.out, "pre x y\npre z\npre \n");  // one argument per line, spaces kept
 }
 
+TEST(cli_run, records_from_the_command_line) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "--", "echo", "x{}", ":::", "a", "b c", "d"}, "ignored\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "xa\nxb c\nxd\n");
+    EXPECT_EQ(run_cli({"pipe", "--", "cat", ":::", "a"}, "").status, 2);
+}
+
 TEST(cli_run, keep_order_or_completion_order) {
     PARAFORK_LEAK_CHECK();
     const std::string input = "3\n1\n2\n";

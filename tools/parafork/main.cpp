@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -28,6 +29,8 @@ constexpr const char* examples = R"(Examples:
   find . -print0 | parafork pipe --null --unordered -- xargs -0 sha1sum
   # one job per line; {} is the line, {.} without extension, {/} basename, {#} job number
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
+  # records from the command line instead of stdin
+  parafork run -k -- gzip -9 {} ::: a.log b.log c.log
   # 4 persistent copies of a filter, each line answered by exactly one output line
   parafork coproc -j4 -- awk '{print toupper($0); fflush()}' < names.txt
 
@@ -110,6 +113,14 @@ int main(int argc, char** argv) {
 
     settings s;
     try {
+        // run: "CMD ARGS ::: A B C" takes its records from the command line, as GNU parallel.
+        auto colons = std::find(command.begin(), command.end(), ":::");
+        if (colons != command.end()) {
+            if (sub != run) throw std::invalid_argument("::: argument lists are for run only");
+            s.arguments.emplace(colons + 1, command.end());
+            command.erase(colons, command.end());
+            if (command.empty()) throw std::invalid_argument("no command before :::");
+        }
         s.command = std::move(command);
         s.jobs = parafork::resolve_jobs(a.jobs);
         if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);

@@ -66,6 +66,10 @@ std::string expand_placeholders(const std::string& arg, const std::string& recor
 }
 
 record_source::record_source(const settings& s) : s_(s) {
+    if (s_.arguments) {  // "::: a b c": the records are given, stdin is not read
+        records_.assign(s_.arguments->begin(), s_.arguments->end());
+        eof_ = true;
+    }
     for (auto& a : s_.command)
         if (has_placeholder(a)) has_placeholder_ = true;
     struct stat st {};

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@ struct settings {
     char record_sep = '\n';
     std::size_t block_size = std::size_t{1} << 20;  // pipe mode
     std::vector<std::string> command;            // CMD ARGS...
+    std::optional<std::vector<std::string>> arguments;  // run: CMD ... ::: A B C (instead of stdin)
 };
 
 // "10" (seconds), "1.5s", "250ms", "2m", "1h". Throws std::invalid_argument.
