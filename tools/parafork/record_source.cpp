@@ -117,7 +117,9 @@ std::optional<job_spec> record_source::take() {
     spec.argv.reserve(s_.command.size() + 1);
     for (auto& a : s_.command) spec.argv.push_back(has_placeholder_ ? expand_placeholders(a, record, seq) : a);
     if (!has_placeholder_) spec.argv.push_back(record);
-    spec.what = "line " + std::to_string(seq) + " '" + (record.size() > 60 ? record.substr(0, 57) + "..." : record) + "'";
+    const char* noun = s_.record_sep == '\n' && !s_.arguments ? "line " : "record ";
+    std::string shown = record.size() > 60 ? record.substr(0, 57) + "..." : record;
+    spec.what = noun + std::to_string(seq) + " '" + shown + "'";
     return spec;
 }
 
