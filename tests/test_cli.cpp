@@ -393,6 +393,16 @@ TEST(cli_coproc, a_copy_that_dies_names_the_record) {
     EXPECT_NE(r.err.find("exited with code 3"), std::string::npos) << r.err;
 }
 
+TEST(cli_coproc, a_copy_over_the_timeout_names_the_record) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"coproc", "-j2", "--timeout", "300ms", "--", "sh", "-c",
+                      "while read x; do [ $x = 3 ] && exec sleep 30; echo $x; done"},
+                     "1\n2\n3\n4\n5\n", 30);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("record 3 '3'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("300 ms"), std::string::npos) << r.err;
+}
+
 TEST(cli_coproc, two_answers_for_one_record_is_a_protocol_error) {
     PARAFORK_LEAK_CHECK();
     auto r = run_cli({"coproc", "-j2", "--", "sh", "-c", "while read x; do echo $x; echo extra; done"}, "1\n2\n3\n");

@@ -81,7 +81,7 @@ public:
         } catch (const worker_died& e) {
             return fail(e.task(), e.what());
         } catch (const timeout_error& e) {
-            return fail(std::nullopt, e.what());
+            return fail(timed_out_request(e.what()), e.what());
         } catch (const protocol_error& e) {
             return fail(std::nullopt, std::string(e.what()) +
                                           " (each record must be answered by exactly one record; "
@@ -100,6 +100,19 @@ private:
         o.grace = s.grace;
         o.name = "parafork-coproc";
         return o;
+    }
+
+    // proc_pool's timeout_error names the request ("request 2") but carries no index field.
+    static std::optional<std::size_t> timed_out_request(std::string_view what) {
+        auto at = what.find("request ");
+        if (at == std::string_view::npos) return std::nullopt;
+        std::size_t index = 0, digits = 0;
+        for (auto c : what.substr(at + 8)) {
+            if (c < '0' || c > '9') break;
+            index = index * 10 + std::size_t(c - '0');
+            ++digits;
+        }
+        return digits ? std::optional<std::size_t>(index) : std::nullopt;
     }
 
     int fail(std::optional<std::size_t> task, const std::string& what) {
