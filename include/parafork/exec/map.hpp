@@ -1,0 +1,47 @@
+#pragma once
+// map / starmap over processes forked at the call (snakefish's map and starmap):
+//
+//   std::vector<R> v = pf::map(f, items, o);        // v[i] = f(items[i])
+//   std::vector<R> w = pf::starmap(f, tuples, o);   // w[i] = std::apply(f, tuples[i])
+//
+// Built on forked, so `f` may be any callable, capturing anything: the kids are copies of the
+// caller. Results come back in input order. The first failure cancels the remaining work and is
+// rethrown (remote_error, worker_died, timeout_error; interrupted on Ctrl-C).
+
+#include <functional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <parafork/exec/forked.hpp>
+
+namespace parafork {
+
+template <class F, std::ranges::input_range Range>
+auto map(F&& f, Range&& range, const options& o = {}) {
+    using item_t = detail::forked_item_t<std::remove_reference_t<Range>>;
+    using R = std::decay_t<std::invoke_result_t<F&, item_t>>;
+    static_assert(!std::is_void_v<R>, "parafork::map needs a function that returns a value; "
+                                      "use forked for void bodies");
+    std::vector<R> out;
+    auto body = [&f](auto&& x) -> R { return std::invoke(f, std::forward<decltype(x)>(x)); };
+    if constexpr (std::ranges::sized_range<Range>) {
+        out.resize(static_cast<std::size_t>(std::ranges::size(range)));
+        forked(range, body, [&out](std::size_t i, R&& y) { out[i] = std::move(y); }, o);
+    } else {
+        options in_order = o;
+        in_order.ordered = true;
+        forked(range, body, [&out](R&& y) { out.push_back(std::move(y)); }, in_order);
+    }
+    return out;
+}
+
+template <class F, std::ranges::input_range Range>
+auto starmap(F&& f, Range&& tuples, const options& o = {}) {
+    return parafork::map([&f](auto&& t) { return std::apply(f, std::forward<decltype(t)>(t)); },
+                         std::forward<Range>(tuples), o);
+}
+
+} // namespace parafork

@@ -1,0 +1,194 @@
+// forked, map and starmap: results, order, indices, void bodies, streams, errors, Ctrl-C.
+#include <parafork/exec/forked.hpp>
+#include <parafork/exec/map.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <forward_list>
+#include <list>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+
+namespace {
+
+struct foo {
+    std::string s;
+    double x = 0;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(s, x);
+    }
+};
+
+pf::options jobs(unsigned n) {
+    pf::options o;
+    o.jobs = n;
+    return o;
+}
+
+} // namespace
+
+TEST(Forked, SumsOverIndexRange) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(10000);
+    std::iota(v.begin(), v.end(), 0);
+    long long sum = 0;
+    std::size_t joins = 0;
+    pf::forked(v, [](int x) { return static_cast<long long>(x) * 2; },
+               [&](long long y) {
+                   sum += y;
+                   ++joins;
+               },
+               jobs(3));
+    EXPECT_EQ(joins, v.size());
+    EXPECT_EQ(sum, 2LL * 9999 * 10000 / 2);
+}
+
+TEST(Forked, IndexedBodyAndJoin) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<foo> result(10);
+    pf::forked(std::views::iota(0, 10),
+               [](std::size_t i, int x) { return foo{std::to_string(x), static_cast<double>(i)}; },
+               [&](std::size_t i, foo&& f) { result[i] = std::move(f); }, jobs(2));
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_EQ(result[i].s, std::to_string(i));
+        EXPECT_EQ(result[i].x, i);
+    }
+}
+
+TEST(Forked, OrderedJoinSeesInputOrder) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(5000);
+    std::iota(v.begin(), v.end(), 0);
+    std::vector<int> seen;
+    pf::options o = jobs(2);
+    o.ordered = true;
+    o.chunksize = 7;
+    pf::forked(v, [](int x) { return x + 1; }, [&](int y) { seen.push_back(y); }, o);
+    ASSERT_EQ(seen.size(), v.size());
+    for (int i = 0; i < 5000; ++i) ASSERT_EQ(seen[i], i + 1);
+}
+
+TEST(Forked, VoidBodyCountsJoins) {
+    PARAFORK_LEAK_CHECK();
+    std::size_t n = 0, index_sum = 0;
+    pf::forked(std::views::iota(0, 100), [](int) {}, [&](std::size_t i) {
+        ++n;
+        index_sum += i;
+    }, jobs(2));
+    EXPECT_EQ(n, 100u);
+    EXPECT_EQ(index_sum, 4950u);
+}
+
+TEST(Forked, StreamsItemsOfAListInputs) {
+    PARAFORK_LEAK_CHECK();
+    std::list<std::string> words;
+    for (int i = 0; i < 300; ++i) words.push_back("w" + std::to_string(i));
+    std::vector<std::string> out(300);
+    pf::forked(words, [](std::size_t i, const std::string& w) { return w + "/" + std::to_string(i); },
+               [&](std::size_t i, std::string&& s) { out[i] = std::move(s); }, jobs(2));
+    for (int i = 0; i < 300; ++i) EXPECT_EQ(out[i], "w" + std::to_string(i) + "/" + std::to_string(i));
+}
+
+TEST(Forked, StreamsALazyInputRange) {
+    PARAFORK_LEAK_CHECK();
+    // A filtered view is not sized: its items are pulled lazily in the parent and streamed.
+    auto evens = std::views::iota(0, 1000) | std::views::filter([](int x) { return x % 2 == 0; });
+    auto squares = pf::map([](int x) { return x * x; }, evens, jobs(2));
+    ASSERT_EQ(squares.size(), 500u);
+    for (int i = 0; i < 500; ++i) EXPECT_EQ(squares[i], 4 * i * i);
+}
+
+TEST(Map, ReturnsInputOrderAndStarmapUnpacks) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(1000);
+    std::iota(v.begin(), v.end(), 0);
+    auto r = pf::map([](int x) { return x * 3; }, v, jobs(2));
+    ASSERT_EQ(r.size(), v.size());
+    for (int i = 0; i < 1000; ++i) EXPECT_EQ(r[i], 3 * i);
+
+    std::vector<std::tuple<int, std::string>> t{{1, "a"}, {2, "b"}, {3, "c"}};
+    auto s = pf::starmap([](int n, const std::string& c) {
+        std::string out;
+        for (int k = 0; k < n; ++k) out += c;
+        return out;
+    }, t, jobs(2));
+    EXPECT_EQ(s, (std::vector<std::string>{"a", "bb", "ccc"}));
+}
+
+TEST(Map, BodyReadsParentStateBuiltAtTheCall) {
+    PARAFORK_LEAK_CHECK();
+    // The kids fork at the call: a table made just before is simply there.
+    std::vector<std::string> table;
+    for (int i = 0; i < 64; ++i) table.push_back(std::string(static_cast<std::size_t>(i), 'x'));
+    auto lens = pf::map([&table](int i) { return table[static_cast<std::size_t>(i)].size(); },
+                        std::views::iota(0, 64), jobs(2));
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(lens[i], static_cast<std::size_t>(i));
+}
+
+TEST(Map, MillionItemsExact) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::uint32_t> v(1'000'000);
+    std::iota(v.begin(), v.end(), 0u);
+    auto r = pf::map([](std::uint32_t x) { return std::uint64_t{x} * x; }, v, jobs(2));
+    ASSERT_EQ(r.size(), v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) ASSERT_EQ(r[i], std::uint64_t{v[i]} * v[i]);
+}
+
+TEST(Map, RemoteErrorsCarryTypeMessageAndIndex) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::map([](int x) {
+            if (x == 37) throw std::out_of_range("thirty-seven");
+            return x;
+        }, std::views::iota(0, 100), jobs(2));
+        FAIL() << "no exception";
+    } catch (const pf::remote_error& e) {
+        EXPECT_EQ(e.type_name(), "std::out_of_range");
+        EXPECT_EQ(e.message(), "thirty-seven");
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(37));
+        EXPECT_GT(e.pid(), 0);
+    }
+}
+
+TEST(Map, SegfaultIsWorkerDiedAtItsItem) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::map([](int x) {
+            if (x == 55) ::raise(SIGSEGV);
+            return x;
+        }, std::views::iota(0, 200), jobs(2));
+        FAIL() << "no exception";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGSEGV);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(55));
+    }
+}
+
+TEST(Map, InterruptedBySigint) {
+    PARAFORK_LEAK_CHECK();
+    // A helper child sends SIGINT to us while the map runs; the call must throw interrupted.
+    pid_t self = ::getpid();
+    pid_t helper = ::fork();
+    ASSERT_GE(helper, 0);
+    if (helper == 0) {
+        ::usleep(300'000);
+        ::kill(self, SIGINT);
+        ::_exit(0);
+    }
+    EXPECT_THROW(pf::map([](int x) {
+        ::sleep(5);
+        return x;
+    }, std::views::iota(0, 8), jobs(2)), pf::interrupted);
+    int st = 0;
+    ::waitpid(helper, &st, 0);
+}
