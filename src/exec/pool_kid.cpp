@@ -54,23 +54,34 @@ std::size_t kid_output::open_item(std::uint64_t index) {
 void kid_output::close_item(std::size_t mark, std::uint64_t index) {
     std::size_t n = buf_.size() - mark;
     if (n > large_threshold_) {
-        // Out of band: the frames before it go first, then the descriptor, then the frame that
-        // tells the parent to take it, so the parent meets descriptors in the order it needs.
         auto fd = wire::to_sealed_memfd(std::string_view(buf_.data() + mark, n));
         buf_.resize(mark);
-        flush();
-        std::uint64_t size = n;
-        int raw = fd.get();
-        sys::send_fds(sock_, {&raw, 1},
-                      std::string_view(reinterpret_cast<const char*>(&size), sizeof size));
-        put_header(buf_, msg::large, 1, index, sizeof size);
-        buf_.append(reinterpret_cast<const char*>(&size), sizeof size);
-        flush();
+        send_large_frame(index, std::move(fd), n);
         return;
     }
     ++run_count_;
     ++run_next_;
     if (flush_each_ || buf_.size() >= flush_at) flush();
+}
+
+void kid_output::large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
+                                  std::size_t bytes) {
+    std::string_view head(reinterpret_cast<const char*>(&count), sizeof count);
+    auto fd = wire::to_sealed_memfd(head, std::string_view(static_cast<const char*>(data), bytes));
+    send_large_frame(index, std::move(fd), sizeof count + bytes);
+}
+
+void kid_output::send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size) {
+    // The frames before it go first, then the descriptor, then the frame that tells the parent
+    // to take it: the parent meets descriptors in the order it needs them.
+    close_run();
+    flush();
+    int raw = fd.get();
+    sys::send_fds(sock_, {&raw, 1},
+                  std::string_view(reinterpret_cast<const char*>(&size), sizeof size));
+    put_header(buf_, msg::large, 1, index, sizeof size);
+    buf_.append(reinterpret_cast<const char*>(&size), sizeof size);
+    flush();
 }
 
 void kid_output::close_run() noexcept {

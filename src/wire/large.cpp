@@ -16,6 +16,14 @@ sys::unique_fd to_sealed_memfd(std::string_view bytes) {
     return fd;
 }
 
+sys::unique_fd to_sealed_memfd(std::string_view head, std::string_view body) {
+    auto fd = sys::make_memfd("parafork-large", 0);
+    sys::write_all(fd.get(), head.data(), head.size());
+    sys::write_all(fd.get(), body.data(), body.size());
+    sys::seal_memfd(fd.get());
+    return fd;
+}
+
 large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size) {
     int seals = ::fcntl(fd.get(), F_GET_SEALS);
     constexpr int needed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;

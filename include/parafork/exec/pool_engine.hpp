@@ -21,6 +21,7 @@
 
 #include <parafork/error.hpp>
 #include <parafork/options.hpp>
+#include <parafork/sys/fd.hpp>
 #include <parafork/wire/codec.hpp>
 
 namespace parafork::detail {
@@ -67,6 +68,12 @@ public:
 
     template <class R>
     void value(std::uint64_t index, const R& v) {
+        if constexpr (contiguous<R>) {
+            // A big vector / string goes straight from its own memory into the memfd.
+            std::size_t bytes = v.size() * sizeof(typename R::value_type);
+            if (bytes + sizeof(std::uint64_t) > large_threshold_)
+                return large_contiguous(index, v.size(), v.data(), bytes);
+        }
         std::size_t mark = open_item(index);
         try {
             wire::encode_to(buf_, v);
@@ -82,6 +89,15 @@ public:
     void flush();
 
 private:
+    template <class R>
+    struct contiguous_t : std::false_type {};
+    template <class T, class A>
+    struct contiguous_t<std::vector<T, A>> : std::bool_constant<wire::detail::memcpy_able<T>> {};
+    template <class R>
+    static constexpr bool contiguous = std::is_same_v<R, std::string> || contiguous_t<R>::value;
+    void large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
+                          std::size_t bytes);
+    void send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size);
     std::size_t open_item(std::uint64_t index);
     void close_item(std::size_t mark, std::uint64_t index);
     void close_run() noexcept;

@@ -34,6 +34,8 @@ private:
 
 // Copies `bytes` into a new memfd and seals it against any change.
 sys::unique_fd to_sealed_memfd(std::string_view bytes);
+// The same for a value in two pieces (a header and the memory it describes): no joined copy.
+sys::unique_fd to_sealed_memfd(std::string_view head, std::string_view body);
 // Maps a received memfd read-only. Refuses (protocol_error) a descriptor that is not a sealed
 // memfd of exactly `expected_size` bytes: the sender must not be able to change what we decode.
 large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size);
