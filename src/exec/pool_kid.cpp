@@ -1,11 +1,14 @@
 // The worker's side of the engine: its main loop and the results stream it writes.
 #include <parafork/exec/pool_engine.hpp>
 #include "pool_kid.hpp"
+
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/wire/frames.hpp>
 #include <parafork/wire/large.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <cxxabi.h>
@@ -16,8 +19,6 @@
 namespace parafork::detail {
 namespace {
 
-constexpr std::size_t flush_at = 256 * 1024;  // big writes, but well inside a 1 MiB pipe
-
 std::string demangle(const char* name) {
     int status = 0;
     char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
@@ -26,42 +27,48 @@ std::string demangle(const char* name) {
     return out;
 }
 
-void put_header(std::string& buf, msg kind, std::uint32_t count, std::uint64_t first,
-                std::size_t body) {
-    std::uint64_t len = sizeof(msg_header) + body;
-    msg_header h{static_cast<std::uint8_t>(kind), 0, 0, count, first};
-    buf.append(reinterpret_cast<const char*>(&len), sizeof len);
-    buf.append(reinterpret_cast<const char*>(&h), sizeof h);
-}
-
 } // namespace
 
 kid_output::kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each)
     : fd_(out_fd), sock_(sock), large_threshold_(large_threshold), flush_each_(flush_each) {
-    buf_.reserve(flush_at + 64 * 1024);
+    grow(flush_at + 64 * 1024);
 }
 
-std::size_t kid_output::open_item(std::uint64_t index) {
-    if (run_at_ != npos && run_next_ == index && run_count_ != UINT32_MAX) return buf_.size();
+void kid_output::grow(std::size_t n) {
+    std::size_t ncap = std::max(cap_ * 2, size_ + n);
+    auto nd = std::make_unique_for_overwrite<char[]>(ncap);
+    if (size_) std::memcpy(nd.get(), data_.get(), size_);
+    data_ = std::move(nd);
+    cap_ = ncap;
+}
+
+void kid_output::put_header(msg kind, std::uint32_t count, std::uint64_t first, std::size_t body) {
+    std::uint64_t len = sizeof(msg_header) + body;
+    msg_header h{static_cast<std::uint8_t>(kind), 0, 0, count, first};
+    append(&len, sizeof len);
+    append(&h, sizeof h);
+}
+
+void kid_output::start_run(std::uint64_t index) {
     close_run();
-    run_at_ = buf_.size();
-    put_header(buf_, msg::values, 0, index, 0);
+    run_at_ = size_;
+    put_header(msg::values, 0, index, 0);
     run_next_ = index;
     run_count_ = 0;
-    return buf_.size();
 }
 
-void kid_output::close_item(std::size_t mark, std::uint64_t index) {
-    std::size_t n = buf_.size() - mark;
-    if (n > large_threshold_) {
-        auto fd = wire::to_sealed_memfd(std::string_view(buf_.data() + mark, n));
-        buf_.resize(mark);
-        send_large_frame(index, std::move(fd), n);
-        return;
+void kid_output::close_run() noexcept {
+    if (run_at_ == npos) return;
+    if (run_count_ == 0) {
+        size_ = run_at_;
+    } else {
+        std::uint64_t len = size_ - run_at_ - sizeof(std::uint64_t);
+        std::memcpy(data_.get() + run_at_, &len, sizeof len);
+        std::memcpy(data_.get() + run_at_ + sizeof len + offsetof(msg_header, count), &run_count_,
+                    sizeof run_count_);
     }
-    ++run_count_;
-    ++run_next_;
-    if (flush_each_ || buf_.size() >= flush_at) flush();
+    run_at_ = npos;
+    run_count_ = 0;
 }
 
 void kid_output::large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
@@ -71,31 +78,22 @@ void kid_output::large_contiguous(std::uint64_t index, std::uint64_t count, cons
     send_large_frame(index, std::move(fd), sizeof count + bytes);
 }
 
+void kid_output::large_scratch(std::uint64_t index) {
+    auto fd = wire::to_sealed_memfd(scratch_);
+    send_large_frame(index, std::move(fd), scratch_.size());
+    scratch_ = std::string();  // do not keep a huge buffer around
+}
+
 void kid_output::send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size) {
     // The frames before it go first, then the descriptor, then the frame that tells the parent
     // to take it: the parent meets descriptors in the order it needs them.
-    close_run();
     flush();
     int raw = fd.get();
     sys::send_fds(sock_, {&raw, 1},
                   std::string_view(reinterpret_cast<const char*>(&size), sizeof size));
-    put_header(buf_, msg::large, 1, index, sizeof size);
-    buf_.append(reinterpret_cast<const char*>(&size), sizeof size);
+    put_header(msg::large, 1, index, sizeof size);
+    append(&size, sizeof size);
     flush();
-}
-
-void kid_output::close_run() noexcept {
-    if (run_at_ == npos) return;
-    if (run_count_ == 0) {
-        buf_.resize(run_at_);
-    } else {
-        std::uint64_t len = buf_.size() - run_at_ - sizeof(std::uint64_t);
-        std::memcpy(buf_.data() + run_at_, &len, sizeof len);
-        std::memcpy(buf_.data() + run_at_ + sizeof len + offsetof(msg_header, count), &run_count_,
-                    sizeof run_count_);
-    }
-    run_at_ = npos;
-    run_count_ = 0;
 }
 
 void kid_output::fail_current(std::uint64_t index) noexcept {
@@ -112,11 +110,11 @@ void kid_output::fail_current(std::uint64_t index) noexcept {
             what = "(not a std::exception)";
         }
         close_run();
-        std::string body;
-        wire::writer w(body);
+        scratch_.clear();
+        wire::writer w(scratch_);
         w(type, what);
-        put_header(buf_, msg::failure, 1, index, body.size());
-        buf_.append(body);
+        put_header(msg::failure, 1, index, scratch_.size());
+        append(scratch_.data(), scratch_.size());
         if (flush_each_) flush();
     } catch (...) {
         ::_exit(70);  // cannot report: the parent sees a dead worker instead
@@ -125,8 +123,8 @@ void kid_output::fail_current(std::uint64_t index) noexcept {
 
 void kid_output::flush() {
     close_run();
-    if (!buf_.empty()) sys::write_all(fd_, buf_.data(), buf_.size());
-    buf_.clear();
+    if (size_) sys::write_all(fd_, data_.get(), size_);
+    size_ = 0;
 }
 
 void kid_main(const kid_config& c) noexcept {

@@ -28,8 +28,14 @@ auto map(F&& f, Range&& range, const options& o = {}) {
     std::vector<R> out;
     auto body = [&f](auto&& x) -> R { return std::invoke(f, std::forward<decltype(x)>(x)); };
     if constexpr (std::ranges::sized_range<Range>) {
-        out.resize(static_cast<std::size_t>(std::ranges::size(range)));
-        forked(range, body, [&out](std::size_t i, R&& y) { out[i] = std::move(y); }, o);
+        // Sized at the first answer, after the fork: sized before it, every page the parent then
+        // wrote would be a copy-on-write fault against the kids' view of it.
+        const auto n = static_cast<std::size_t>(std::ranges::size(range));
+        forked(range, body, [&out, n](std::size_t i, R&& y) {
+            if (out.size() != n) out.resize(n);
+            out[i] = std::move(y);
+        }, o);
+        out.resize(n);
     } else {
         options in_order = o;
         in_order.ordered = true;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -68,22 +69,30 @@ public:
 
     template <class R>
     void value(std::uint64_t index, const R& v) {
-        if constexpr (contiguous<R>) {
-            // A big vector / string goes straight from its own memory into the memfd.
-            std::size_t bytes = v.size() * sizeof(typename R::value_type);
-            if (bytes + sizeof(std::uint64_t) > large_threshold_)
-                return large_contiguous(index, v.size(), v.data(), bytes);
+        if constexpr (wire::detail::memcpy_able<R> && sizeof(R) <= 4096) {
+            // The hot path: a few bytes copied into the batch, no call, no allocation.
+            if (!continues(index)) start_run(index);
+            append(&v, sizeof(R));
+            end_item();
+        } else {
+            if constexpr (contiguous<R>) {
+                // A big vector / string goes straight from its own memory into the memfd.
+                std::size_t bytes = v.size() * sizeof(typename R::value_type);
+                if (bytes + sizeof(std::uint64_t) > large_threshold_)
+                    return large_contiguous(index, v.size(), v.data(), bytes);
+            }
+            scratch_.clear();
+            wire::encode_to(scratch_, v);  // may throw: then nothing of it was kept
+            if (scratch_.size() > large_threshold_) return large_scratch(index);
+            if (!continues(index)) start_run(index);
+            append(scratch_.data(), scratch_.size());
+            end_item();
         }
-        std::size_t mark = open_item(index);
-        try {
-            wire::encode_to(buf_, v);
-        } catch (...) {
-            buf_.resize(mark);  // drop the half-encoded value; the caller reports the failure
-            throw;
-        }
-        close_item(mark, index);
     }
-    void value_void(std::uint64_t index) { close_item(open_item(index), index); }
+    void value_void(std::uint64_t index) {
+        if (!continues(index)) start_run(index);
+        end_item();
+    }
     // Call from a catch block: reports the exception in flight as item `index`'s failure.
     void fail_current(std::uint64_t index) noexcept;
     void flush();
@@ -95,21 +104,40 @@ private:
     struct contiguous_t<std::vector<T, A>> : std::bool_constant<wire::detail::memcpy_able<T>> {};
     template <class R>
     static constexpr bool contiguous = std::is_same_v<R, std::string> || contiguous_t<R>::value;
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    static constexpr std::size_t flush_at = 256 * 1024;  // big writes, well inside a 1 MiB pipe
+
+    bool continues(std::uint64_t index) const noexcept {
+        return run_at_ != npos && run_next_ == index && run_count_ != UINT32_MAX;
+    }
+    void append(const void* p, std::size_t n) {
+        if (n > cap_ - size_) grow(n);
+        std::memcpy(data_.get() + size_, p, n);
+        size_ += n;
+    }
+    void end_item() {
+        ++run_count_;
+        ++run_next_;
+        if (flush_each_ || size_ >= flush_at) flush();
+    }
+    void grow(std::size_t n);
+    void start_run(std::uint64_t index);
+    void put_header(msg kind, std::uint32_t count, std::uint64_t first, std::size_t body);
     void large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
                           std::size_t bytes);
+    void large_scratch(std::uint64_t index);
     void send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size);
-    std::size_t open_item(std::uint64_t index);
-    void close_item(std::size_t mark, std::uint64_t index);
     void close_run() noexcept;
 
     int fd_, sock_;
     std::size_t large_threshold_;
     bool flush_each_;
-    std::string buf_;
-    std::size_t run_at_ = npos;  // offset of the open run's frame in buf_
+    std::unique_ptr<char[]> data_;  // the batch of frames being built
+    std::size_t size_ = 0, cap_ = 0;
+    std::string scratch_;           // one value's encoding (reused: no allocation per item)
+    std::size_t run_at_ = npos;     // offset of the open run's frame in the batch
     std::uint64_t run_next_ = 0;
     std::uint32_t run_count_ = 0;
-    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 };
 
 // How an item failed, as the parent learned it.
