@@ -24,6 +24,10 @@ struct worker {
     unsigned slot = 0;
     sys::child proc;
     sys::private_fd task_w, result_r, sock;
+    // Our own copy of the job pipe's read end: with a reader always there, writing to a worker
+    // that died is never SIGPIPE (no signal-mask juggling per write); its EOF on the results
+    // pipe is how we learn of the death.
+    sys::private_fd task_keep;
     frames::frame_reader reader{frames::len_prefix, 256 * 1024};
     std::string out;
     std::size_t out_off = 0;
@@ -117,6 +121,7 @@ void engine::spawn(std::size_t slot) {
         kid_main(c);
     }
     w->proc = sys::child(pid);
+    w->task_keep = sys::private_fd(std::move(tasks.read));
     ++launches_;
     sys::set_nonblocking(w->task_w.get());
     sys::set_nonblocking(w->result_r.get());
@@ -327,12 +332,11 @@ void engine::draw_progress(bool final) {
 
 bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
-    sys::sigpipe_guard no_sigpipe;
     dispatch();
     if (idle()) return false;
     sys::sigint_guard guard;
-    std::vector<pollfd> fds;  // small; reused capacity is not worth a member for now
-    fds.reserve(2 * workers_.size() + 1);
+    auto& fds = pollfds_;
+    fds.clear();
     fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
     for (auto& w : workers_) {
         if (!w) continue;
@@ -394,6 +398,11 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
     dispatch();
     draw_progress(false);
     return true;
+}
+
+void engine::kick() {
+    if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
+    dispatch();
 }
 
 void engine::join(event_sink& sink) {

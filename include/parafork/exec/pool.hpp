@@ -439,7 +439,7 @@ private:
         wire::encode_to(j.body, std::forward_as_tuple(args...));
         core_->push(*st, std::move(j));
         core_->seal(*st);
-        core_->pump(detail::engine::clock::now());  // start it now: hand it to a worker
+        core_->eng.kick();  // start it now: hand it to an idle worker
         return future<R>(std::move(st), core_);
     }
 

@@ -25,6 +25,8 @@
 #include <parafork/sys/fd.hpp>
 #include <parafork/wire/codec.hpp>
 
+struct pollfd;
+
 namespace parafork::detail {
 
 enum class msg : std::uint8_t {
@@ -197,6 +199,9 @@ public:
     // SIGINT meanwhile: stops every worker and throws parafork::interrupted.
     bool pump(event_sink& sink, std::optional<clock::time_point> deadline = std::nullopt);
 
+    // Hands queued jobs to idle workers without waiting for anything.
+    void kick();
+
     // Lets the workers finish: no new jobs; each worker runs worker_exit and exits once its
     // pipe closes. Blocks until all are reaped (runs pump until idle first).
     void join(event_sink& sink);
@@ -229,6 +234,7 @@ private:
     clock::time_point started_{}, last_draw_{};
     bool progress_tty_ = false;
     std::size_t launches_ = 0;
+    std::vector<struct pollfd> pollfds_;
 };
 
 } // namespace parafork::detail
