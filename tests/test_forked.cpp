@@ -6,7 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
+#include <fcntl.h>
+#include <pty.h>
+#include <sys/wait.h>
 #include <forward_list>
 #include <list>
 #include <numeric>
@@ -191,4 +196,102 @@ TEST(Map, InterruptedBySigint) {
     }, std::views::iota(0, 8), jobs(2)), pf::interrupted);
     int st = 0;
     ::waitpid(helper, &st, 0);
+}
+
+TEST(Forked, TaskPastTimeoutFailsTheCall) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.task_timeout = std::chrono::milliseconds(300);
+    try {
+        pf::forked(std::views::iota(0, 6), [](int x) {
+            if (x == 4) ::sleep(30);
+            return x;
+        }, [](int) {}, o);
+        FAIL() << "no exception";
+    } catch (const pf::timeout_error& e) {
+        EXPECT_NE(std::string(e.what()).find("task 4"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Forked, RetriesReRunAnItemWhoseKidWasKilled) {
+    PARAFORK_LEAK_CHECK();
+    // The kid running item 3 kills itself the first time only (a marker file remembers).
+    char marker[] = "/tmp/parafork_retry_XXXXXX";
+    int fd = ::mkstemp(marker);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    ::unlink(marker);
+    std::string path = marker;
+    pf::options o = jobs(2);
+    o.retries = 1;
+    o.chunksize = 1;
+    auto r = pf::map([&path](int x) {
+        if (x == 3 && ::access(path.c_str(), F_OK) != 0) {
+            int m = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+            ::close(m);
+            ::raise(SIGKILL);
+        }
+        return x * 10;
+    }, std::views::iota(0, 8), o);
+    ::unlink(path.c_str());
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(r[static_cast<std::size_t>(i)], i * 10);
+}
+
+TEST(Forked, WithoutRetriesAKilledKidFailsItsItem) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 1;
+    try {
+        pf::map([](int x) {
+            if (x == 2) ::raise(SIGKILL);
+            return x;
+        }, std::views::iota(0, 8), o);
+        FAIL() << "no exception";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGKILL);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(2));
+    }
+}
+
+TEST(Forked, ProgressBarOnATerminal) {
+    PARAFORK_LEAK_CHECK();
+    int master = -1, slave = -1;
+    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+    ::fcntl(master, F_SETFD, FD_CLOEXEC);
+    ::fcntl(slave, F_SETFD, FD_CLOEXEC);
+    int saved = ::dup(2);
+    ::dup2(slave, 2);
+    pf::options o = jobs(2);
+    o.progress = true;
+    o.name = "bar";
+    auto r = pf::map([](int x) { return x; }, std::views::iota(0, 100), o);
+    ::dup2(saved, 2);
+    ::close(saved);
+    ::close(slave);
+    char buf[4096];
+    ::fcntl(master, F_SETFL, O_NONBLOCK);
+    long n = ::read(master, buf, sizeof buf);
+    ::close(master);
+    ASSERT_GT(n, 0);
+    std::string out(buf, static_cast<std::size_t>(n));
+    EXPECT_NE(out.find("bar"), std::string::npos) << out;
+    EXPECT_NE(out.find("100/100"), std::string::npos) << out;
+    EXPECT_EQ(r.size(), 100u);
+}
+
+TEST(Forked, WorkerInitAndExitRunInEachKid) {
+    PARAFORK_LEAK_CHECK();
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    pf::options o = jobs(3);
+    o.worker_init = [&] { [[maybe_unused]] auto w = ::write(p[1], "i", 1); };
+    o.worker_exit = [&] { [[maybe_unused]] auto w = ::write(p[1], "e", 1); };
+    pf::forked(std::views::iota(0, 30), [](int x) { return x; }, [](int) {}, o);
+    ::close(p[1]);
+    std::string got;
+    char c;
+    while (::read(p[0], &c, 1) == 1) got += c;
+    ::close(p[0]);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, "eeeiii");
 }
