@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <string>
 
 namespace parafork::wire {
@@ -34,6 +35,9 @@ large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size) {
         throw protocol_error("parafork: large value of " + std::to_string(size) +
                              " bytes, expected " + std::to_string(expected_size));
     sys::mapping map(fd.get(), size, false);
+    // Fault the whole mapping in with one call instead of one fault per page later (ignored
+    // where the kernel lacks it: the pages then fault in on first touch as usual).
+    if (size) (void)::madvise(map.data(), size, MADV_POPULATE_READ);
     return large_view(std::move(fd), std::move(map), size);
 }
 

@@ -139,6 +139,11 @@ private:
     void deliver(std::uint64_t first, std::uint32_t count, std::string_view bytes) {
         if constexpr (std::is_void_v<R>) {
             for (std::uint32_t k = 0; k < count; ++k) call_join_void(join_, first + k);
+        } else if constexpr (requires { join_.bulk(first, count, bytes); }) {
+            join_.bulk(first, count, bytes);  // a whole run at once (map of plain values)
+        } else if (count == 1) {
+            R y = decode_one<R>(bytes);
+            call_join(join_, first, y);
         } else {
             wire::reader r(bytes);
             for (std::uint32_t k = 0; k < count; ++k) {

@@ -23,7 +23,7 @@ struct future_state final : call_state {
 
     void values(std::uint64_t, std::uint32_t count, std::string_view bytes) override {
         if (count != 1) throw protocol_error("parafork: a task answered more than one value");
-        if constexpr (!std::is_void_v<R>) value = wire::decode<R>(bytes);
+        if constexpr (!std::is_void_v<R>) value = decode_one<R>(bytes);
         done = true;
     }
     void failed(std::uint64_t, const failure_info& f) override {

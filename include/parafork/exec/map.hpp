@@ -8,6 +8,7 @@
 // caller. Results come back in input order. The first failure cancels the remaining work and is
 // rethrown (remote_error, worker_died, timeout_error; interrupted on Ctrl-C).
 
+#include <cstring>
 #include <functional>
 #include <ranges>
 #include <tuple>
@@ -27,7 +28,23 @@ auto map(F&& f, Range&& range, const options& o = {}) {
                                       "use forked for void bodies");
     std::vector<R> out;
     auto body = [&f](auto&& x) -> R { return std::invoke(f, std::forward<decltype(x)>(x)); };
-    if constexpr (std::ranges::sized_range<Range>) {
+    if constexpr (std::ranges::sized_range<Range> && wire::detail::memcpy_able<R>) {
+        // Plain values: each run of answers is copied into place in one go.
+        struct bulk_join {
+            std::vector<R>& out;
+            std::size_t n;
+            void operator()(std::size_t i, R&& y) { out[i] = std::move(y); }
+            void bulk(std::uint64_t first, std::uint32_t count, std::string_view bytes) {
+                if (bytes.size() != std::size_t{count} * sizeof(R) || first + count > n)
+                    wire::reader::fail("a run of values does not fit its place");
+                if (out.size() != n) out.resize(n);  // after the fork: see below
+                std::memcpy(out.data() + first, bytes.data(), bytes.size());
+            }
+        };
+        const auto n = static_cast<std::size_t>(std::ranges::size(range));
+        forked(range, body, bulk_join{out, n}, o);
+        out.resize(n);
+    } else if constexpr (std::ranges::sized_range<Range>) {
         // Sized at the first answer, after the fork: sized before it, every page the parent then
         // wrote would be a copy-on-write fault against the kids' view of it.
         const auto n = static_cast<std::size_t>(std::ranges::size(range));

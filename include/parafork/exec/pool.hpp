@@ -120,6 +120,20 @@ struct stream_state final : call_state {
     std::deque<std::pair<std::size_t, item_result<R>>> unordered;          // unordered mode
 
     void values(std::uint64_t local, std::uint32_t count, std::string_view bytes) override {
+        if constexpr (!std::is_void_v<R>) {
+            if (count == 1) {  // one value, maybe a large one: decode it in one pass
+                R y = decode_one<R>(bytes);
+                if (mode == store_mode::vector) {
+                    if (out->size() <= local) out->resize(local + 1);
+                    (*out)[local] = std::move(y);
+                } else {
+                    item_result<R> res;
+                    res.value = std::move(y);
+                    put(local, std::move(res));
+                }
+                return;
+            }
+        }
         wire::reader r(bytes);
         for (std::uint32_t k = 0; k < count; ++k) {
             item_result<R> res;

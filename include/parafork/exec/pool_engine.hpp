@@ -142,6 +142,29 @@ private:
     std::uint32_t run_count_ = 0;
 };
 
+// Decodes a buffer holding exactly one value. A vector of trivially copyable elements is
+// built straight from the bytes (one pass: no zero-fill before the copy); that is most of the
+// cost of a large result.
+template <class R>
+R decode_one(std::string_view bytes) {
+    if constexpr (wire::detail::is_std_vector<R>::value) {
+        using T = typename R::value_type;
+        if constexpr (wire::detail::memcpy_able<T>) {
+            std::uint64_t n = 0;
+            const char* p = bytes.data() + sizeof n;
+            if (bytes.size() >= sizeof n && reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0) {
+                std::memcpy(&n, bytes.data(), sizeof n);
+                if (n == (bytes.size() - sizeof n) / sizeof(T) &&
+                    n * sizeof(T) == bytes.size() - sizeof n) {
+                    auto* first = reinterpret_cast<const T*>(p);
+                    return R(first, first + n);
+                }
+            }
+        }
+    }
+    return wire::decode<R>(bytes);
+}
+
 // How an item failed, as the parent learned it.
 struct failure_info {
     enum class kind : std::uint8_t { remote, died, timeout } what = kind::remote;
