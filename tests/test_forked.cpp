@@ -295,3 +295,12 @@ TEST(Forked, WorkerInitAndExitRunInEachKid) {
     std::sort(got.begin(), got.end());
     EXPECT_EQ(got, "eeeiii");
 }
+
+TEST(Forked, AJoinThatThrowsStopsTheKids) {
+    PARAFORK_LEAK_CHECK();
+    EXPECT_THROW(pf::forked(std::views::iota(0, 1000), [](int x) { return x; },
+                            [](int y) {
+                                if (y == 10) throw std::logic_error("join gave up");
+                            }, jobs(2)),
+                 std::logic_error);
+}

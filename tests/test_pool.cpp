@@ -324,3 +324,28 @@ TEST(Pool, SigintDuringMapThrowsInterrupted) {
     ::waitpid(helper, &st, 0);
     EXPECT_THROW(p.submit(&square, 2).get(), pf::error);  // its workers are gone
 }
+
+TEST(Pool, LeavingAnImapEarlyLeavesThePoolUsable) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    {
+        auto seq = p.imap(&nap, std::vector<int>(50, 20));
+        int seen = 0;
+        for (auto&& r : seq) {
+            EXPECT_EQ(r, 20);
+            if (++seen == 3) break;
+        }
+    }
+    EXPECT_EQ(p.submit(&square, 6).get(), 36);
+    EXPECT_EQ(p.map(&square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+}
+
+TEST(Pool, MovesAndTerminates) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool a(jobs(2));
+    pf::pool b(std::move(a));
+    EXPECT_EQ(b.submit(&square, 2).get(), 4);
+    auto slow = b.submit(&nap, 10'000);
+    b.terminate();
+    EXPECT_THROW(slow.get(), pf::error);
+}

@@ -26,6 +26,7 @@
 
 #include <parafork/exec/pool_engine.hpp>
 #include <parafork/options.hpp>
+#include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
 
 namespace parafork {
@@ -192,6 +193,7 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
         if (total == 0) return;
     }
     kid_t kid{&range, &body};
+    sys::sigint_guard ctrl_c;  // from the fork to the last reap, Ctrl-C is this call's
     detail::engine eng(o, &kid_t::run, &kid, total);
     detail::forked_sink<R, std::remove_reference_t<Join>> sink(join, o.ordered);
     const unsigned jobs = eng.size();

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include <parafork/exec/pool_core.hpp>
+#include <parafork/sys/signals.hpp>
 
 namespace parafork {
 namespace detail {
@@ -48,6 +49,7 @@ public:
         return st_->done;
     }
     void wait() {
+        sys::sigint_guard ctrl_c;  // held across the whole wait, not just each poll
         while (!st_->done)
             if (!core_->pump()) throw error("parafork: the pool lost a task");
     }
@@ -55,6 +57,7 @@ public:
     bool wait_for(std::chrono::duration<Rep, Period> d) {
         auto deadline = detail::engine::clock::now() +
                         std::chrono::duration_cast<detail::engine::clock::duration>(d);
+        sys::sigint_guard ctrl_c;
         while (!st_->done && detail::engine::clock::now() < deadline)
             if (!core_->pump(deadline)) break;
         return st_->done;

@@ -36,6 +36,7 @@
 #include <parafork/exec/future.hpp>
 #include <parafork/exec/pool_core.hpp>
 #include <parafork/options.hpp>
+#include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
 
 namespace parafork {
@@ -279,6 +280,7 @@ private:
     }
     // Moves to the next answer (in input order, or as they come), pumping the pool as needed.
     void fetch() {
+        sys::sigint_guard ctrl_c;
         cur_value_.reset();
         cur_.error = nullptr;
         for (;;) {
@@ -360,6 +362,17 @@ public:
     ~pool() { terminate(); }
     pool(const pool&) = delete;
     pool& operator=(const pool&) = delete;
+    pool(pool&&) noexcept = default;
+    pool& operator=(pool&& o) noexcept {
+        if (this != &o) {
+            terminate();
+            fn_ = std::move(o.fn_);
+            core_ = std::move(o.core_);
+            opts_ = std::move(o.opts_);
+            closed_ = o.closed_;
+        }
+        return *this;
+    }
 
     unsigned size() const noexcept { return core_->eng.size(); }
 
@@ -468,6 +481,7 @@ private:
         auto st = std::make_shared<detail::stream_state<R>>(detail::store_mode::vector);
         st->out = &out;
         core_->open(st);
+        sys::sigint_guard ctrl_c;  // held for the whole call: Ctrl-C anywhere in it is ours
         auto view = std::views::all(std::forward<Range>(items));
         detail::feeder<F, Args, Bound, decltype(view)> feed(*core_, *st, f, view, opts_.chunksize);
         try {
