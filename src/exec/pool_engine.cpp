@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace parafork::detail {
@@ -64,6 +65,14 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
 }
 
 } // namespace
+
+void prepare_bulk_destination(void* p, std::size_t bytes) noexcept {
+    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+    if (bytes < 2 * huge) return;
+    auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
+    auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
+    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
     switch (f.what) {

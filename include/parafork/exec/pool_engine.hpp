@@ -142,6 +142,10 @@ private:
     std::uint32_t run_count_ = 0;
 };
 
+// Asks for huge pages on a big fresh destination before it is first written: 512 times fewer
+// page faults when a large result is copied in (a no-op for small sizes or where THP is off).
+void prepare_bulk_destination(void* p, std::size_t bytes) noexcept;
+
 // Decodes a buffer holding exactly one value. A vector of trivially copyable elements is
 // built straight from the bytes (one pass: no zero-fill before the copy); that is most of the
 // cost of a large result.
@@ -157,7 +161,11 @@ R decode_one(std::string_view bytes) {
                 if (n == (bytes.size() - sizeof n) / sizeof(T) &&
                     n * sizeof(T) == bytes.size() - sizeof n) {
                     auto* first = reinterpret_cast<const T*>(p);
-                    return R(first, first + n);
+                    R v;
+                    v.reserve(n);
+                    prepare_bulk_destination(v.data(), n * sizeof(T));
+                    v.insert(v.end(), first, first + n);
+                    return v;
                 }
             }
         }
