@@ -1,5 +1,6 @@
 // pool: futures, map / imap / imap_unordered, errors, crashes, kills, timeouts, recycling,
 // worker hooks, titles, Ctrl-C.
+#include <parafork/exec/map.hpp>
 #include <parafork/exec/pool.hpp>
 
 #include "support/leak_check.hpp"
@@ -348,4 +349,17 @@ TEST(Pool, MovesAndTerminates) {
     auto slow = b.submit(&nap, 10'000);
     b.terminate();
     EXPECT_THROW(slow.get(), pf::error);
+}
+
+TEST(Pool, ForkedCallsWhileAPoolRuns) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    EXPECT_EQ(p.submit(&square, 3).get(), 9);
+    // The map's kids fork while the pool's workers live: they must not keep the pool's pipes.
+    std::vector<int> in(100);
+    std::iota(in.begin(), in.end(), 0);
+    pf::options o = jobs(2);
+    auto r = pf::map([](int x) { return x + 1; }, in, o);
+    EXPECT_EQ(r[99], 100);
+    EXPECT_EQ(p.map(&square, in)[10], 100);
 }
