@@ -233,15 +233,23 @@ private:
 };
 
 // The lazy sequence imap / imap_unordered return. Not movable: it holds iterators into itself.
-template <class R, class F, class Args, bool Bound, class View, bool Ordered>
+// Range is what the caller passed: an lvalue is referred to (it must outlive the sequence), an
+// rvalue is kept inside. (No std::views here: they keep the header usable where <ranges> views
+// do not compile, e.g. clang 14 with libstdc++ 12.)
+template <class R, class F, class Args, bool Bound, class Range, bool Ordered>
 class imap_sequence {
+    using View = std::remove_reference_t<Range>;
+    using holder_t = std::conditional_t<std::is_lvalue_reference_v<Range>, View*, View>;
+    static View& held(View* p) { return *p; }
+    static View& held(View& v) { return v; }
     using value_t = std::conditional_t<Ordered, R, std::pair<std::size_t, R>>;
 
 public:
-    imap_sequence(std::shared_ptr<pool_core> core, const F* f, View view, std::size_t chunksize)
+    template <class In>
+    imap_sequence(std::shared_ptr<pool_core> core, const F* f, In&& items, std::size_t chunksize)
         : core_(std::move(core)),
           st_(std::make_shared<stream_state<R>>(Ordered ? store_mode::ordered : store_mode::unordered)),
-          view_(std::move(view)), feed_(*core_, *st_, f, view_, chunksize) {
+          view_(hold(std::forward<In>(items))), feed_(*core_, *st_, f, held(view_), chunksize) {
         core_->open(st_);
     }
     imap_sequence(const imap_sequence&) = delete;
@@ -316,7 +324,13 @@ private:
 
     std::shared_ptr<pool_core> core_;
     std::shared_ptr<stream_state<R>> st_;
-    View view_;
+    template <class In>
+    static holder_t hold(In&& items) {
+        if constexpr (std::is_pointer_v<holder_t>) return &items;
+        else return holder_t(std::forward<In>(items));
+    }
+
+    holder_t view_;
     feeder<F, Args, Bound, View> feed_;
     item_result<R> cur_;
     std::optional<value_t> cur_value_;
@@ -482,8 +496,8 @@ private:
         st->out = &out;
         core_->open(st);
         sys::sigint_guard ctrl_c;  // held for the whole call: Ctrl-C anywhere in it is ours
-        auto view = std::views::all(std::forward<Range>(items));
-        detail::feeder<F, Args, Bound, decltype(view)> feed(*core_, *st, f, view, opts_.chunksize);
+        detail::feeder<F, Args, Bound, std::remove_reference_t<Range>> feed(*core_, *st, f, items,
+                                                                          opts_.chunksize);
         try {
             for (;;) {
                 feed.fill();
@@ -505,9 +519,8 @@ private:
     auto lazy(const F* f, Range&& items) {
         check_open();
         using R = detail::apply_result_t<F, Args>;
-        using view_t = std::views::all_t<Range>;
-        return detail::imap_sequence<R, F, Args, Bound, view_t, Ordered>(
-            core_, f, std::views::all(std::forward<Range>(items)), opts_.chunksize);
+        return detail::imap_sequence<R, F, Args, Bound, Range, Ordered>(
+            core_, f, std::forward<Range>(items), opts_.chunksize);
     }
 
     std::unique_ptr<std::conditional_t<std::is_void_v<Fn>, char, Fn>> fn_;
