@@ -16,6 +16,15 @@ namespace pf = parafork;
 
 namespace {
 
+// A vector of a..b-1. (Tests use it rather than std::views::iota, which clang 14 cannot compile
+// against libstdc++ 12's <ranges>.)
+template <class T>
+std::vector<T> seq(T a, T b) {
+    std::vector<T> v;
+    for (T x = a; x < b; ++x) v.push_back(x);
+    return v;
+}
+
 std::vector<double> ramp(std::size_t n) {
     std::vector<double> v(n);
     std::iota(v.begin(), v.end(), 0.0);
@@ -58,7 +67,7 @@ TEST(Large, ForkedMapReturns64MiBValues) {
     PARAFORK_LEAK_CHECK();
     pf::options o;
     o.jobs = 2;
-    auto r = pf::map([](int) { return ramp(mib64); }, std::views::iota(0, 3), o);
+    auto r = pf::map([](int) { return ramp(mib64); }, seq(0, 3), o);
     ASSERT_EQ(r.size(), 3u);
     for (auto& v : r) expect_ramp(v, mib64);
 }

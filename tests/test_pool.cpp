@@ -25,6 +25,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A vector of a..b-1. (Tests use it rather than std::views::iota, which clang 14 cannot compile
+// against libstdc++ 12's <ranges>.)
+template <class T>
+std::vector<T> seq(T a, T b) {
+    std::vector<T> v;
+    for (T x = a; x < b; ++x) v.push_back(x);
+    return v;
+}
+
 int square(int x) { return x * x; }
 int my_pid() { return static_cast<int>(::getpid()); }
 int nap(int ms) {
@@ -108,7 +117,7 @@ TEST(Pool, MapImapAndImapUnordered) {
     for (int i = 0; i < 1000; ++i) ASSERT_EQ(m[static_cast<std::size_t>(i)], i * i);
 
     int k = 0;
-    for (auto&& r : p.imap(&square, std::views::iota(0, 500))) {
+    for (auto&& r : p.imap(&square, seq(0, 500))) {
         ASSERT_EQ(r, k * k);
         ++k;
     }
@@ -130,7 +139,7 @@ TEST(Pool, MillionTasksExact) {
     PARAFORK_LEAK_CHECK();
     pf::pool p(jobs(2));
     auto r = p.map([](std::uint32_t x) { return std::uint64_t{x} * 3 + 1; },
-                   std::views::iota(0u, 1'000'000u));
+                   seq(0u, 1'000'000u));
     ASSERT_EQ(r.size(), 1'000'000u);
     for (std::uint32_t i = 0; i < 1'000'000u; ++i) ASSERT_EQ(r[i], std::uint64_t{i} * 3 + 1);
 }
@@ -182,7 +191,7 @@ TEST(Pool, SegfaultingTaskIsWorkerDiedAndThePoolGoesOn) {
         EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
     }
     try {
-        p.map(&crash, std::views::iota(0, 50));
+        p.map(&crash, seq(0, 50));
         FAIL();
     } catch (const pf::worker_died& e) {
         EXPECT_EQ(e.task(), std::optional<std::size_t>(3));  // blamed exactly, despite batching
@@ -268,7 +277,7 @@ TEST(Pool, AroundOneCapturingCallable) {
     EXPECT_EQ(p.apply(2).get(), "two");
     EXPECT_EQ(p.map(std::vector<int>{3, 1}), (std::vector<std::string>{"three", "one"}));
     std::vector<std::string> got;
-    for (auto&& s : p.imap(std::views::iota(0, 4))) got.push_back(s);
+    for (auto&& s : p.imap(seq(0, 4))) got.push_back(s);
     EXPECT_EQ(got, table);
 }
 

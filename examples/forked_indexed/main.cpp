@@ -2,7 +2,6 @@
 #include <parafork/exec/forked.hpp>
 
 #include <cstdio>
-#include <ranges>
 #include <string>
 #include <vector>
 
@@ -21,7 +20,8 @@ foo calc_foo(int x) { return foo{std::to_string(x), static_cast<double>(x)}; }
 
 std::vector<foo> test_it() {
     std::vector<foo> result(10);
-    pf::forked(std::views::iota(0, 10),
+    std::vector<int> xs{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    pf::forked(xs,
                [](std::size_t, int x) { return calc_foo(x); },
                [&](std::size_t i, foo&& f) { result[i] = std::move(f); });
     return result;  // input order

@@ -3,16 +3,18 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <ranges>
+#include <algorithm>
+#include <vector>
 
 namespace pf = parafork;
 
 double term(std::int64_t k) { return (0.5 - static_cast<double>(k % 2)) * 8.0 / static_cast<double>(2 * k + 1); }
 
 double pi_proc_pool(std::int64_t n, std::int64_t batch = 5) {
-    // The batches: start .. start + batch. A sized random-access view, so only indices cross.
-    auto batches = std::views::iota(std::int64_t{0}, (n + batch - 1) / batch) |
-                   std::views::transform([=](std::int64_t b) { return b * batch; });
+    // The batches: start .. start + batch. A vector (sized, random access), so only indices
+    // cross: each kid reads the starts from its copy of this vector.
+    std::vector<std::int64_t> batches;
+    for (std::int64_t start = 0; start < n; start += batch) batches.push_back(start);
     double result = 0;
     pf::forked(batches,
                [=](std::int64_t start) {
