@@ -105,6 +105,7 @@ TEST(Pool, CaptorlessLambdasMemberPointersAndVoid) {
     EXPECT_EQ(p.submit([](int a, int b) { return a + b; }, 2, 3).get(), 5);
     EXPECT_EQ(p.submit(&point::sum, point{4, 5}).get(), 9);
     EXPECT_EQ(p.submit([](std::string s) { return s + s; }, std::string("ab")).get(), "abab");
+    EXPECT_EQ(p.submit([](const std::string& s) { return s.size(); }, "four").get(), 4u);
     p.submit([](int) {}, 1).get();  // void tasks complete too
 }
 

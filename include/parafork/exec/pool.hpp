@@ -102,6 +102,19 @@ std::string call_header(const F* f) {
     return h;
 }
 
+// Arguments as the worker receives them: a C string travels (and arrives) as a std::string.
+template <class A>
+using arg_t = std::conditional_t<
+    std::is_same_v<std::decay_t<A>, const char*> || std::is_same_v<std::decay_t<A>, char*>,
+    std::string, std::decay_t<A>>;
+template <class A>
+void encode_arg(std::string& out, const A& a) {
+    if constexpr (std::is_same_v<arg_t<A>, std::string> && !std::is_same_v<std::decay_t<A>, std::string>)
+        wire::encode_to(out, std::string_view(a));
+    else
+        wire::encode_to(out, a);
+}
+
 template <class R>
 struct item_result {
     std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
@@ -466,7 +479,7 @@ private:
     template <class F, bool Bound, class... A>
     auto submit_impl(const F* f, A&&... args) {
         check_open();
-        using Args = std::tuple<std::decay_t<A>...>;
+        using Args = std::tuple<detail::arg_t<A>...>;
         using R = detail::apply_result_t<F, Args>;
         auto st = std::make_shared<detail::future_state<R>>();
         st->task = core_->submitted++;
@@ -477,7 +490,7 @@ private:
         j.body = detail::call_header<F, Args, Bound>(f);
         j.prefix = static_cast<std::uint32_t>(j.body.size());
         j.offsets.push_back(j.prefix);
-        wire::encode_to(j.body, std::forward_as_tuple(args...));
+        (detail::encode_arg(j.body, args), ...);
         core_->push(*st, std::move(j));
         core_->seal(*st);
         core_->eng.kick();  // start it now: hand it to an idle worker
