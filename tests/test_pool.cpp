@@ -373,3 +373,43 @@ TEST(Pool, ForkedCallsWhileAPoolRuns) {
     EXPECT_EQ(r[99], 100);
     EXPECT_EQ(p.map(&square, in)[10], 100);
 }
+
+namespace {
+// An endless input range: imap must pull from it lazily and stay a bounded distance ahead.
+struct counting_range {
+    struct iterator {
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        int* pulled;
+        int v = 0;
+        int operator*() const { return v; }
+        iterator& operator++() {
+            ++v;
+            ++*pulled;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(std::default_sentinel_t) const { return false; }
+    };
+    int* pulled;
+    iterator begin() const { return {pulled}; }
+    std::default_sentinel_t end() const { return {}; }
+};
+} // namespace
+
+TEST(Pool, ImapPullsAnEndlessRangeLazily) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 4;
+    pf::pool p(o);
+    int pulled = 0;
+    int k = 0;
+    {
+        auto seq = p.imap(&square, counting_range{&pulled});
+        for (auto&& r : seq) {
+            ASSERT_EQ(r, k * k);
+            if (++k == 200) break;
+        }
+    }
+    EXPECT_LT(pulled, 200 + 4 * 3 * 2 + 8);  // bounded read-ahead, not the whole (endless) range
+}

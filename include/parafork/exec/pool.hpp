@@ -203,7 +203,8 @@ public:
                 core_.seal(st_);
                 return;
             }
-            if (st_.pushed - st_.answered >= chunk * 3 * jobs) return;
+            std::uint64_t behind = st_.lazy ? st_.taken : st_.answered;
+            if (st_.pushed - behind >= chunk * 3 * jobs) return;
             job j;
             j.kind = msg::call;
             j.first = next_;
@@ -263,6 +264,7 @@ public:
         : core_(std::move(core)),
           st_(std::make_shared<stream_state<R>>(Ordered ? store_mode::ordered : store_mode::unordered)),
           view_(hold(std::forward<In>(items))), feed_(*core_, *st_, f, held(view_), chunksize) {
+        st_->lazy = true;
         core_->open(st_);
     }
     imap_sequence(const imap_sequence&) = delete;
@@ -329,6 +331,7 @@ private:
         at_end_ = true;
     }
     void take(std::size_t i, item_result<R>&& res) {
+        ++st_->taken;
         cur_.error = res.error;
         if (res.error) return;
         if constexpr (Ordered) cur_value_.emplace(std::move(*res.value));

@@ -21,6 +21,10 @@ public:
     std::uint64_t pushed = 0, answered = 0;  // items
     bool sealed = false;                     // no more items will be pushed
     bool abandoned = false;                  // the owner is gone: answers are dropped
+    // Lazy readers (imap) count what the caller has taken: the feeder stays a bounded
+    // distance ahead of the reader, not of the workers, so a slow reader bounds memory too.
+    bool lazy = false;
+    std::uint64_t taken = 0;
     bool finished() const noexcept { return sealed && answered == pushed; }
 };
 
