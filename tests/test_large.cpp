@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <unistd.h>
 #include <ranges>
 #include <string>
 #include <vector>
@@ -94,4 +95,15 @@ TEST(Large, OneGiBResult) {
     constexpr std::size_t n = (std::size_t{1} << 30) / sizeof(double);
     auto v = p.submit(&ramp, n).get();
     expect_ramp(v, n);
+}
+
+TEST(Large, NothingLeftWhenThePoolStopsMidTransfer) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o;
+    o.jobs = 1;
+    pf::pool p(o);
+    auto f = p.submit(&ramp, mib64);
+    ::usleep(300'000);  // the memfd is likely made, maybe already queued in the socket
+    p.terminate();
+    EXPECT_THROW(f.get(), pf::error);
 }
