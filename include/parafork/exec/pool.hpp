@@ -506,8 +506,10 @@ private:
         using R = detail::apply_result_t<F, Args>;
         static_assert(!std::is_void_v<R>, "parafork::pool::map needs a function returning a value");
         std::vector<R> out;
-        if constexpr (std::ranges::sized_range<Range>)
+        if constexpr (std::ranges::sized_range<Range>) {
             out.resize(static_cast<std::size_t>(std::ranges::size(items)));
+            core_->eng.expect_more(out.size());  // progress: done/total for this map
+        }
         auto st = std::make_shared<detail::stream_state<R>>(detail::store_mode::vector);
         st->out = &out;
         core_->open(st);

@@ -239,7 +239,9 @@ public:
     // SIGTERM to every worker, `grace`, then SIGKILL; reaps all.
     void terminate() noexcept;
 
+    // The progress bar's denominator: items answered so far plus those a call now expects.
     void set_total(std::uint64_t total) noexcept { total_ = total; }
+    void expect_more(std::uint64_t items) noexcept { total_ = done_ + items; }
 
 private:
     void spawn(std::size_t slot);
