@@ -13,6 +13,7 @@
 // wire: codec and framing
 #include <parafork/wire/codec.hpp>
 #include <parafork/wire/frames.hpp>
+#include <parafork/wire/large.hpp>
 
 // ipc: shared-memory channels and arrays
 #include <parafork/ipc/channel.hpp>
@@ -21,8 +22,15 @@
 
 // exec: the ways to run work in processes
 #include <parafork/exec/fork_join.hpp>
+#include <parafork/exec/forked.hpp>
+#include <parafork/exec/future.hpp>
+#include <parafork/exec/generator.hpp>
+#include <parafork/exec/map.hpp>
+#include <parafork/exec/pipeline.hpp>
+#include <parafork/exec/pool.hpp>
 #include <parafork/exec/proc_pool.hpp>
 #include <parafork/exec/process.hpp>
 #include <parafork/exec/selector.hpp>
+#include <parafork/exec/stages.hpp>
 #include <parafork/exec/thread.hpp>
 #include <parafork/exec/zygote.hpp>

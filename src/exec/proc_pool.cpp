@@ -123,6 +123,7 @@ struct proc_pool::impl {
     bool started = false;
     bool closing = false;
     std::size_t next_index = 0;
+    unsigned idle_restarts = 0;  // replacements of idle kids since the last reply
     std::size_t total_held = 0, total_held_bytes = 0;
     unsigned rr = 0;
     // ordered mode
@@ -240,6 +241,13 @@ struct proc_pool::impl {
         ensure_started();
         if (closing) throw error("proc_pool: send() after final_replies() began");
         kid* k = pick_kid();
+        if (!k) {
+            // Every kid is dead but not yet buried (its EOF seen, its replies maybe still
+            // buffered). Queue on one of them: burying it re-sends its requests to a
+            // replacement (with retries) or reports them lost.
+            for (auto& kp : kids)
+                if (kp->from && !kp->input_closed) k = kp.get();
+        }
         if (!k) throw error("proc_pool: no kid is alive to take the request");
         std::size_t index = next_index++;
         assign(*k, index, request, 0);
@@ -285,6 +293,7 @@ struct proc_pool::impl {
             k.acked = 0;
         }
         if (opts.task_timeout.count() > 0) k.progress = clock::now();
+        idle_restarts = 0;
         return h.index;
     }
 
@@ -312,7 +321,16 @@ struct proc_pool::impl {
             if (k.in.buffered())
                 throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
                                      " ended inside a reply frame");
-            return;  // a normal exit at finish(), or an idle kid that left: nothing was lost
+            // A kid that died idle lost nothing. With retries it is replaced, so the pool keeps
+            // its size; a kid that keeps dying before any reply cannot make us fork forever.
+            if (!k.input_closed && opts.retries > 0) {
+                if (++idle_restarts > jobs * (opts.retries + 1))
+                    throw worker_died(k.proc.pid(), st->signal, st->code, std::nullopt,
+                                      "kids keep dying without answering; gave up replacing them");
+                start_kid(k);
+                if (closing) k.input_closed = true;
+            }
+            return;  // a normal exit at finish(), or an idle kid that left
         }
         // The oldest request is the one the kid was working on: it alone is charged a retry;
         // the ones queued behind it are merely re-sent.

@@ -16,7 +16,7 @@ std::mutex g_mutex;
 int g_depth = 0;
 struct sigaction g_old_action;
 std::atomic<int> g_pending{0};
-int g_pipe[2] = {-1, -1};  // lives for the process once made; read end is what callers poll
+int g_pipe[2] = {-1, -1};  // made with the first guard, closed with the last; callers poll [0]
 
 void on_sigint(int) {
     int saved = errno;
@@ -25,10 +25,6 @@ void on_sigint(int) {
     [[maybe_unused]] auto n = ::write(g_pipe[1], &c, 1);
     errno = saved;
 }
-
-// Made when the library loads rather than at the first guard: the pipe lives for the process,
-// and a descriptor that appears in the middle of a run looks like a leak to fd accounting.
-[[maybe_unused]] const bool g_pipe_made = ::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) == 0;
 
 void drain_pipe() noexcept {
     char buf[64];
