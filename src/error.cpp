@@ -3,7 +3,19 @@
 #include <cstring>
 #include <string>
 
+#include <cstdlib>
+#include <cxxabi.h>
+
 namespace parafork {
+
+std::string detail::demangle(const char* mangled) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+    std::string out = status == 0 && d ? d : mangled;
+    std::free(d);
+    return out;
+}
+
 namespace {
 
 std::string signal_name(int sig) {

@@ -9,6 +9,11 @@
 
 namespace parafork {
 
+namespace detail {
+// A type's readable name (abi::__cxa_demangle), for error messages; the raw name if that fails.
+std::string demangle(const char* mangled);
+} // namespace detail
+
 class error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

@@ -10,10 +10,7 @@
 namespace parafork::detail {
 
 std::string type_name(std::type_index t) {
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
-                                             std::free);
-    std::string n = status == 0 && d ? d.get() : t.name();
+    std::string n = demangle(t.name());
     for (const char* ns : {"parafork::detail::", "parafork::"}) {
         for (auto at = n.find(ns); at != std::string::npos; at = n.find(ns)) n.erase(at, std::string(ns).size());
     }

@@ -17,17 +17,6 @@
 #include <unistd.h>
 
 namespace parafork::detail {
-namespace {
-
-std::string demangle(const char* name) {
-    int status = 0;
-    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string out = status == 0 && d ? d : name;
-    std::free(d);
-    return out;
-}
-
-} // namespace
 
 kid_output::kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each)
     : fd_(out_fd), sock_(sock), large_threshold_(large_threshold), flush_each_(flush_each) {

@@ -24,7 +24,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr std::size_t out_limit = 64 * 1024;
 constexpr auto out_max_age = std::chrono::microseconds(200);
-constexpr std::size_t max_fds_per_read = 64;
 constexpr std::size_t drain_chunk = 64 * 1024;  // ring bytes taken at a time
 
 // Call from a catch block: the current exception's type name and message.
@@ -93,30 +92,9 @@ struct backend {
     // frames (queued in `fds`). Returns false at EOF: the frontend is gone.
     bool read_socket() {
         char buf[4096];
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_read)];
-        iovec iov{buf, sizeof buf};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t n;
-        do {
-            n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        } while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            if (errno == ECONNRESET) return false;
-            sys::throw_errno("recvmsg");
-        }
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < count; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                fds.emplace_back(fd);
-            }
-        }
+        std::vector<sys::unique_fd> got;
+        std::size_t n = sys::recv_with_fds(sock, buf, sizeof buf, got);
+        for (auto& fd : got) fds.push_back(std::move(fd));
         return n > 0;
     }
 };
@@ -124,14 +102,6 @@ struct backend {
 backend* g_backend = nullptr;
 
 } // namespace
-
-std::string demangle(const char* name) {
-    int status = 0;
-    char* s = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string out = status == 0 && s ? s : name;
-    std::free(s);
-    return out;
-}
 
 sys::unique_fd take_incoming_fd() {
     if (!g_backend || g_backend->task_fd_next >= g_backend->task_fds.size())

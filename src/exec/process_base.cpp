@@ -67,28 +67,13 @@ void flush_all(process_state& st) {
 // byte of payload); the frame follows through the ring, and the backend, on reaching it, reads
 // the socket until its descriptors are there.
 void send_fds_ahead(process_state& st, const std::vector<int>& fds) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::max_fds)]{};
-    char mark = 'f';
-    iovec iov{&mark, 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    const char mark = 'f';
     while (st.live()) {
-        ssize_t n = ::sendmsg(st.sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) return;
-        if (errno == EINTR) continue;
+        if (sys::send_with_fds(st.sock.get(), &mark, 1, fds, MSG_DONTWAIT) >= 0) return;
         if (errno == EPIPE || errno == ECONNRESET) {
             read_ready(st);
             return;
         }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) sys::throw_errno("sendmsg");
         // No room (unlikely: only wake-up bytes travel this way): read meanwhile.
         pollfd p{st.sock.get(), POLLIN | POLLOUT, 0};
         if (::poll(&p, 1, 50) < 0 && errno != EINTR) sys::throw_errno("poll");

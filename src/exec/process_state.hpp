@@ -121,9 +121,6 @@ short wanted_events(const process_state& st) noexcept;
 void handle_events(process_state& st, short revents);
 [[noreturn]] void throw_died(process_state& st, std::optional<std::uint64_t> task);
 
-// A type's readable name (abi::__cxa_demangle), for error messages.
-std::string demangle(const char* name);
-
 // The backend: runs the actor's loop on `sock`; never returns.
 [[noreturn]] void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts);
 

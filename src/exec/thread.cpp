@@ -18,10 +18,7 @@ exception_info describe_current_exception() noexcept {
     try {
         const std::type_info* t = abi::__cxa_current_exception_type();
         if (t) {
-            int status = 0;
-            char* name = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
-            info.type = status == 0 && name ? name : t->name();
-            std::free(name);
+            info.type = demangle(t->name());
         } else {
             info.type = "unknown";
         }

@@ -25,49 +25,11 @@ struct event {
 
 // One datagram with descriptors (SOCK_SEQPACKET keeps message boundaries).
 void send_msg(int sock, const void* data, std::size_t len, std::span<const int> fds) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)]{};
-    iovec iov{const_cast<void*>(data), len};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
-        if (errno != EINTR) sys::throw_errno("sendmsg");
+    if (sys::send_with_fds(sock, data, len, fds) < 0) sys::throw_errno("sendmsg");
 }
 
-// Returns the datagram's size (0 at EOF); fds received are O_CLOEXEC.
 std::size_t recv_msg(int sock, void* data, std::size_t len, std::vector<sys::unique_fd>& fds) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)]{};
-    iovec iov{data, len};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n;
-    while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0) {
-        if (errno == ECONNRESET) return 0;  // the peer died: same as EOF
-        if (errno != EINTR) sys::throw_errno("recvmsg");
-    }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            fds.emplace_back(fd);
-        }
-    }
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) throw protocol_error("zygote: message truncated");
-    return static_cast<std::size_t>(n);
+    return sys::recv_with_fds(sock, data, len, fds);
 }
 
 } // namespace

@@ -132,11 +132,14 @@ bool read_exact(int fd, void* buf, std::size_t len) {
     return true;
 }
 
-void send_fds(int sock, std::span<const int> fds, std::string_view payload) {
-    if (payload.empty()) throw std::invalid_argument("send_fds: payload must not be empty");
-    if (fds.size() > 16) throw std::invalid_argument("send_fds: at most 16 descriptors");
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)]{};
-    iovec iov{const_cast<char*>(payload.data()), payload.size()};
+namespace {
+constexpr std::size_t max_passed_fds = 64;
+} // namespace
+
+long send_with_fds(int sock, const void* data, std::size_t len, std::span<const int> fds, int flags) {
+    if (fds.size() > max_passed_fds) throw std::invalid_argument("send_with_fds: at most 64 descriptors");
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_fds)]{};
+    iovec iov{const_cast<void*>(data), len};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -150,46 +153,58 @@ void send_fds(int sock, std::span<const int> fds, std::string_view payload) {
         std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
     }
     for (;;) {
-        ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-        if (n >= 0) {
-            // The descriptors went with the first byte; the rest is plain data.
-            if (static_cast<std::size_t>(n) < payload.size())
-                write_all(sock, payload.data() + n, payload.size() - static_cast<std::size_t>(n));
-            return;
-        }
-        if (errno != EINTR) throw_errno("sendmsg");
+        ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EPIPE || errno == ECONNRESET) return -1;
+        throw_errno("sendmsg");
     }
 }
 
-std::size_t recv_fds(int sock, std::span<unique_fd> fds_out, void* payload, std::size_t len) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)]{};
-    iovec iov{payload, len};
+std::size_t recv_with_fds(int sock, void* data, std::size_t len, std::vector<unique_fd>& fds) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_fds)]{};
+    iovec iov{data, len};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_controllen = sizeof control;
     ssize_t n;
-    do {
-        n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) throw_errno("recvmsg");
-    std::size_t got = 0;
+    while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0) {
+        if (errno == ECONNRESET) return 0;
+        if (errno != EINTR) throw_errno("recvmsg");
+    }
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (std::size_t i = 0; i < count; ++i) {
             int fd;
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (got < fds_out.size()) fds_out[got++].reset(fd);
-            else ::close(fd);  // more than asked for: never leak them
+            fds.emplace_back(fd);  // owned at once: never leaked, even if we throw below
         }
     }
-    if (msg.msg_flags & MSG_CTRUNC) throw protocol_error("parafork: descriptors truncated in recvmsg");
-    if (n > 0 && static_cast<std::size_t>(n) < len)
-        if (!read_exact(sock, static_cast<char*>(payload) + n, len - static_cast<std::size_t>(n)))
+    if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) throw protocol_error("parafork: message or descriptors truncated");
+    return static_cast<std::size_t>(n);
+}
+
+void send_fds(int sock, std::span<const int> fds, std::string_view payload) {
+    if (payload.empty()) throw std::invalid_argument("send_fds: payload must not be empty");
+    long n = send_with_fds(sock, payload.data(), payload.size(), fds);
+    if (n < 0) throw_errno("sendmsg");
+    // The descriptors went with the first byte; the rest is plain data.
+    if (static_cast<std::size_t>(n) < payload.size())
+        write_all(sock, payload.data() + n, payload.size() - static_cast<std::size_t>(n));
+}
+
+std::size_t recv_fds(int sock, std::span<unique_fd> fds_out, void* payload, std::size_t len) {
+    std::vector<unique_fd> got;
+    std::size_t n = recv_with_fds(sock, payload, len, got);
+    for (std::size_t i = 0; i < got.size() && i < fds_out.size(); ++i) fds_out[i] = std::move(got[i]);
+    // (descriptors beyond those asked for close with `got`: never leaked)
+    if (n > 0 && n < len)
+        if (!read_exact(sock, static_cast<char*>(payload) + n, len - n))
             throw protocol_error("parafork: stream ended in the middle of a message");
-    return static_cast<std::size_t>(n) == 0 ? 0 : len;
+    return n == 0 ? 0 : len;
 }
 
 } // namespace parafork::sys

@@ -6,6 +6,7 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace parafork::sys {
 
@@ -92,6 +93,15 @@ long write_some(int fd, const void* buf, std::size_t len);
 void write_all(int fd, const void* buf, std::size_t len);
 inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
 bool read_exact(int fd, void* buf, std::size_t len);
+
+// One sendmsg(2) of `len` bytes carrying `fds` (SCM_RIGHTS, at most 64), with MSG_NOSIGNAL and
+// `flags`. Returns bytes sent, or -1 with errno EAGAIN, EPIPE or ECONNRESET (the peer is gone);
+// EINTR is retried, other failures throw.
+long send_with_fds(int sock, const void* data, std::size_t len, std::span<const int> fds, int flags = 0);
+// One recvmsg(2): descriptors that came with the bytes (O_CLOEXEC) are appended to `fds`.
+// Returns bytes read, 0 at EOF (a reset connection is EOF too). Truncated descriptors, or a
+// datagram larger than `len`, throw protocol_error.
+std::size_t recv_with_fds(int sock, void* data, std::size_t len, std::vector<unique_fd>& fds);
 
 // Sends / receives descriptors over a UNIX socket (SCM_RIGHTS) along with a small payload.
 void send_fds(int sock, std::span<const int> fds, std::string_view payload);
