@@ -3,6 +3,8 @@
 // figures shows what crossing a process boundary costs; nothing here forks.
 #include <benchmark/benchmark.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstddef>
@@ -75,6 +77,29 @@ void BM_FloorRoundTrip(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_FloorRoundTrip)->UseRealTime();
+
+// The same on one CPU (the worker thread inherits the affinity): no cross-CPU wake-up.
+void BM_FloorRoundTripOneCpu(benchmark::State& state) {
+    cpu_set_t saved, one;
+    sched_getaffinity(0, sizeof saved, &saved);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &saved)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    sched_setaffinity(0, sizeof one, &one);
+    {
+        thread_pool p(1);
+        int x = 0;
+        for (auto _ : state) {
+            x = p.submit([x] { return x + 1; }).get();
+            benchmark::DoNotOptimize(x);
+        }
+    }
+    sched_setaffinity(0, sizeof saved, &saved);
+}
+BENCHMARK(BM_FloorRoundTripOneCpu)->UseRealTime();
 
 [[gnu::noinline]] std::int64_t trivial(std::int64_t x) { return 2 * x + 1; }
 

@@ -199,7 +199,9 @@ class Runner:
                 try:
                     p = subprocess.run(["perf", "stat", "-e", events, "--"] + cmd, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, text=True, env=self.env, timeout=180)
-                    d["perf"] = p.stderr.strip()
+                    err = p.stderr
+                    at = err.find("Performance counter stats")  # drop the program's own banner
+                    d["perf"] = (err[at:] if at >= 0 else err).strip()
                 except subprocess.TimeoutExpired:
                     d["perf"] = "(timed out after 180 s)"
             self.res["diagnostics"][g["id"]] = d
@@ -230,7 +232,7 @@ class Runner:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--build", default=str(ROOT / "build" / "bench-release"))
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=0)
