@@ -376,6 +376,9 @@ def performance_md(res, cfg, rows, made):
         L.append("")
     if "transfer.png" in made:
         L.append("![transfer](perf/transfer.png)\n")
+    note = HERE / "why" / "transfer.md"
+    if to and note.exists():
+        L.append(note.read_text().strip() + "\n")
 
     unmet = [r for r in rows if r["_e"]["met"] is False]
     L.append("## Goals not met, and why\n")
@@ -383,7 +386,7 @@ def performance_md(res, cfg, rows, made):
         L.append("Every goal that was built was met in this run.\n")
     for r in unmet:
         L.append(f"### {r['workload']}: {r['parafork']} against {r['goal']}\n")
-        why = HERE / "why" / f"{r['id']}.md"
+        why = HERE / "why" / f"{r['_e']['goal'].get('why', r['id'])}.md"
         L.append(why.read_text().strip() + "\n" if why.exists() else
                  f"No analysis written yet (add `bench/why/{r['id']}.md`).\n")
         d = res.get("diagnostics", {}).get(r["id"])
