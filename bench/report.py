@@ -240,6 +240,8 @@ def plots(res, outdir):
             ax[1].plot(js, [r["th_eff"] for r in rows], "s--", label="std::jthread")
         ax[1].axhline(0.95, color="red", lw=0.8, label="goal at 2 jobs: 0.95")
         ax[1].set(xlabel="jobs", ylabel="efficiency = speedup / jobs", ylim=(0, 1.1))
+        for a in ax:
+            a.set_xticks(js)
         ax[1].legend()
         fig.tight_layout()
         fig.savefig(outdir / "scaling.png", dpi=90)
@@ -291,7 +293,7 @@ def performance_md(res, cfg, rows, made):
              "notes in `bench/why/`, which are copied in below.\n")
     L.append(f"- **Run**: `{res['command']}`, {res['started']} to {res['finished']} (UTC); "
              f"{res['rounds']} alternating rounds of parafork and its peers; sweeps "
-             f"{'1 repetition' if res['quick'] else '3 repetitions'}.")
+             f"{'2 repetitions' if res['quick'] else '3 repetitions'}.")
     L.append(f"- **Machine**: {m['cpu']}, {m['cpus_usable']} usable CPUs ({m['cpus_online']} online), "
              f"{m['mem_gib']} GiB; {m['kernel']}; transparent huge pages: `{m['thp']}`; {m['compiler']}; "
              f"Python {m['python']}.")
@@ -310,6 +312,19 @@ def performance_md(res, cfg, rows, made):
     cols = ["workload", "parafork", "peer", "ratio", "floor", "vs floor", "goal", "met?", "reference"]
     L.append(md_table(rows, cols))
     L.append("")
+    L.append("<details><summary>The command behind each row</summary>\n")
+    rep = []
+    for g in cfg["goal"]:
+        if "command" in g:
+            c = g["command"].replace("{build}", "build/bench-release").replace("{lines}", "lines.txt")
+        else:
+            c = f"build/bench-release/bench/{g['binary']} --benchmark_filter='{g['benchmark']}'"
+            if g["metric"] == "efficiency":
+                c += f" (and '{g['baseline']}')"
+        rep.append({"row": g["workload"], "command": f"`{c}`"})
+    L.append(md_table(rep, ["row", "command"]))
+    L.append("\n`lines.txt`: `bench/peers/make_lines.py lines.txt`. Peers: `bench/peers/py_multiprocessing.py "
+             "apply|imap1|map|pipeline3`, the `[peer.*]` commands of `bench/goals.toml`.\n</details>\n")
     extra = []
     for key in ("gnu_pipe", "gnu_pipepart", "serial_awk", "floor_tiny_per_task"):
         if key in cfg["peer"]:

@@ -158,7 +158,7 @@ class Runner:
                 self.run_python(key, arg)
 
     def sweeps(self):
-        reps = 1 if self.args.quick else 3
+        reps = 2 if self.args.quick else 3
         for prog in SWEEPS:
             extra = [f"--benchmark_repetitions={reps}"]
             if self.args.quick:
