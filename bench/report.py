@@ -131,6 +131,12 @@ def goal_text(goal):
     return f"{sym} {num(goal['goal'])} {goal['unit']}"
 
 
+def failed(res, goal):
+    """True when the row's program or command ran and failed (rather than not existing)."""
+    key = goal.get("binary", goal["id"])
+    return any(e.startswith((key + ":", key + " ")) for e in res.get("errors", []))
+
+
 def goal_rows(res, cfg):
     rows = []
     for goal in cfg["goal"]:
@@ -146,7 +152,7 @@ def goal_rows(res, cfg):
         rows.append({
             "id": goal["id"],
             "workload": goal["workload"],
-            "parafork": show(e["own"], goal["unit"]),
+            "parafork": show(e["own"], goal["unit"]) if e["own"] or not failed(res, goal) else "failed (see errors)",
             "peer": side(peer),
             "ratio": f"{num(e['ratio'])}×" if e["ratio"] is not None else "—",
             "floor": side(floor),
@@ -293,7 +299,7 @@ def performance_md(res, cfg, rows, made):
              "notes in `bench/why/`, which are copied in below.\n")
     L.append(f"- **Run**: `{res['command']}`, {res['started']} to {res['finished']} (UTC); "
              f"{res['rounds']} alternating rounds of parafork and its peers; sweeps "
-             f"{'2 repetitions' if res['quick'] else '3 repetitions'}.")
+             f"{res.get('sweep_reps', '?')} repetition(s).")
     L.append(f"- **Machine**: {m['cpu']}, {m['cpus_usable']} usable CPUs ({m['cpus_online']} online), "
              f"{m['mem_gib']} GiB; {m['kernel']}; transparent huge pages: `{m['thp']}`; {m['compiler']}; "
              f"Python {m['python']}.")
@@ -326,14 +332,14 @@ def performance_md(res, cfg, rows, made):
     L.append("\n`lines.txt`: `bench/peers/make_lines.py lines.txt`. Peers: `bench/peers/py_multiprocessing.py "
              "apply|imap1|map|pipeline3`, the `[peer.*]` commands of `bench/goals.toml`.\n</details>\n")
     extra = []
-    for key in ("gnu_pipe", "gnu_pipepart", "serial_awk", "floor_tiny_per_task"):
+    for key in ("gnu_pipe", "gnu_pipepart", "serial_awk", "serial_gzip", "gnu_pipe_gzip", "floor_tiny_per_task"):
         if key in cfg["peer"]:
             p = dict(cfg["peer"][key], _key=key)
             st = stats(samples(res, p))
             unit = "s" if p["kind"] == "command" else "M items/s"
             extra.append({"peer": p["label"], "median [min–max]": show(st, unit)})
     if extra:
-        L.append("Other peers measured in the same rounds (line filter over 2,000,000 random lines, 63 MB; "
+        L.append("Other peers measured in the same rounds (filters over 2,000,000 random lines, 63 MB; "
                  "tiny requests with one task each on a thread pool):\n")
         L.append(md_table(extra, ["peer", "median [min–max]"]))
         L.append("")

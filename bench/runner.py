@@ -159,6 +159,7 @@ class Runner:
 
     def sweeps(self):
         reps = 2 if self.args.quick else 3
+        self.res["sweep_reps"] = reps
         for prog in SWEEPS:
             extra = [f"--benchmark_repetitions={reps}"]
             if self.args.quick:
