@@ -304,8 +304,12 @@ def performance_md(res, cfg, rows, made):
              f"{m['mem_gib']} GiB; {m['kernel']}; transparent huge pages: `{m['thp']}`; {m['compiler']}; "
              f"Python {m['python']}.")
     L.append(f"- **Load average** (1 min) during the run: {min(loads):.1f} to {max(loads):.1f} "
-             f"(median {statistics.median(loads):.1f}) on {m['cpus_usable']} CPUs.")
-    if max(loads) > m["cpus_usable"]:
+             f"(median {statistics.median(loads):.1f}) on {m['cpus_usable']} CPUs, recorded before every step "
+             f"(table at the end). The benchmarks themselves keep about {m['cpus_usable']} to "
+             f"{m['cpus_usable'] + 1} runnable; more means other work shared the machine.")
+    if res.get("note"):
+        L.append(f"- **Note**: {res['note']}")
+    if max(loads) > m["cpus_usable"] + 1:
         L.append(f"- **Noise warning**: the machine was shared with other work (load above its CPU count): "
                  "every figure below is slower and more spread out than on an idle machine. The ranges "
                  "[min–max] show how much; compare ratios (measured side by side) rather than absolutes.")

@@ -214,6 +214,7 @@ class Runner:
         self.res["machine"] = machine()
         self.res["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.res["quick"] = self.args.quick
+        self.res["note"] = self.args.note
         self.res["rounds"] = self.args.rounds
         self.res["pi_log2"] = int(self.env["PARAFORK_BENCH_PI_LOG2"])
         self.res["command"] = "bench/run" + (" --quick" if self.args.quick else "")
@@ -238,6 +239,7 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=0)
     ap.add_argument("--no-diagnose", action="store_true")
+    ap.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
     ap.add_argument("--bench-timeout", type=int, default=600)
     a = ap.parse_args()
     if not a.rounds:
