@@ -89,8 +89,12 @@ class Runner:
                "--benchmark_out_format=json"] + extra
         log(f"{name} ({tag})")
         self.note_load(f"{name} {tag}")
-        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env=self.env, timeout=self.args.bench_timeout)
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=self.env, timeout=self.args.bench_timeout)
+        except subprocess.TimeoutExpired:
+            self.res["errors"].append(f"{name} {tag}: timed out after {self.args.bench_timeout} s")
+            return
         if p.returncode != 0 or not out.exists():
             self.res["errors"].append(f"{name} {tag}: exit {p.returncode}: {p.stderr[-500:]}")
             return
@@ -112,8 +116,12 @@ class Runner:
         self.note_load(key)
         log(key)
         t0 = time.perf_counter()
-        p = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], stderr=subprocess.PIPE,
-                           text=True, timeout=self.args.bench_timeout)
+        try:
+            p = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], stderr=subprocess.PIPE,
+                               text=True, timeout=self.args.bench_timeout)
+        except subprocess.TimeoutExpired:
+            self.res["errors"].append(f"{key}: timed out after {self.args.bench_timeout} s")
+            return
         dt = time.perf_counter() - t0
         if p.returncode != 0:
             self.res["errors"].append(f"{key}: exit {p.returncode}: {p.stderr[-500:]}")
@@ -123,8 +131,12 @@ class Runner:
     def run_python(self, key, arg):
         self.note_load(key)
         log(key)
-        p = subprocess.run([sys.executable, str(HERE / "peers" / "py_multiprocessing.py"), arg],
-                           capture_output=True, text=True, timeout=self.args.bench_timeout)
+        try:
+            p = subprocess.run([sys.executable, str(HERE / "peers" / "py_multiprocessing.py"), arg],
+                               capture_output=True, text=True, timeout=self.args.bench_timeout)
+        except subprocess.TimeoutExpired:
+            self.res["errors"].append(f"{key}: timed out after {self.args.bench_timeout} s")
+            return
         if p.returncode != 0:
             self.res["errors"].append(f"{key}: exit {p.returncode}: {p.stderr[-500:]}")
             return
