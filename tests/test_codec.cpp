@@ -138,3 +138,10 @@ TEST(Codec, RandomBytesNeverCrash) {
         }
     }
 }
+
+TEST(Codec, StringViewEncodesItsCharacters) {
+    std::string s = "view";
+    std::string_view v = s;
+    EXPECT_EQ(wire::encode(v), wire::encode(s));  // never the pointer
+    EXPECT_EQ(wire::decode<std::string>(wire::encode(v)), "view");
+}

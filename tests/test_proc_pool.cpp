@@ -395,3 +395,41 @@ TEST(ProcPool, KidsDoNotInheritEachOthersPipes) {
     pp.eval(std::vector<std::string>(400, "?"), [&](std::string_view r) { counts.emplace(r); });
     EXPECT_EQ(counts.size(), 1u) << "kids see different numbers of fds";
 }
+
+namespace {
+
+// Sends SIGINT to this process after `ms`, as a Ctrl-C would.
+struct sigint_timer {
+    timer_t id{};
+    explicit sigint_timer(long ms) {
+        sigevent ev{};
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = SIGINT;
+        EXPECT_EQ(::timer_create(CLOCK_MONOTONIC, &ev, &id), 0);
+        itimerspec its{};
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (ms % 1000) * 1000000;
+        EXPECT_EQ(::timer_settime(id, 0, &its, nullptr), 0);
+    }
+    ~sigint_timer() { ::timer_delete(id); }
+};
+
+} // namespace
+
+TEST(ProcPool, CtrlCStopsTheKidsAndThrowsInterrupted) {
+    PARAFORK_LEAK_CHECK();
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::usleep(10000);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(2));
+    auto pids = pp.pids();
+    {
+        sigint_timer t(100);
+        EXPECT_THROW(pp.eval(std::vector<std::string>(2000, "x"), [](std::string_view) {}),
+                     pf::interrupted);
+    }
+    for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+}

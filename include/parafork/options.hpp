@@ -7,6 +7,8 @@
 
 namespace parafork {
 
+class zygote;
+
 struct options {
     unsigned jobs = 0;                        // 0: default_jobs()
     std::size_t chunksize = 0;                // 0: automatic
@@ -19,6 +21,8 @@ struct options {
     std::function<void()> worker_init{};      // runs in each worker when it starts
     std::function<void()> worker_exit{};      // runs in each worker before it exits
     std::chrono::milliseconds grace{200};     // SIGTERM to SIGKILL when stopping workers
+    parafork::zygote* zygote = nullptr;       // fork workers through this fork server (it must
+                                              // outlive the pool); see exec/zygote.hpp
 };
 
 // The jobs rule: an explicit count wins; else PARAFORK_JOBS; else PP_JOBS; else the number of

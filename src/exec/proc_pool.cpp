@@ -1,4 +1,5 @@
 #include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/zygote.hpp>
 #include <parafork/error.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
@@ -12,6 +13,7 @@
 #include <map>
 #include <poll.h>
 #include <unistd.h>
+#include <span>
 #include <variant>
 
 namespace parafork {
@@ -24,6 +26,70 @@ using clock = std::chrono::steady_clock;
 constexpr std::size_t window_requests = 2048;
 constexpr std::size_t window_bytes = 4u << 20;
 
+// A kid process: forked by us (a sys::child), or by a zygote, which reaps it and tells us.
+class kid_handle {
+public:
+    kid_handle() = default;
+    explicit kid_handle(pid_t pid) : own_(pid) {}
+    kid_handle(zygote& z, pid_t pid) : z_(&z), zpid_(pid) {}
+    kid_handle(kid_handle&& o) noexcept
+        : own_(std::move(o.own_)), z_(std::exchange(o.z_, nullptr)), zpid_(std::exchange(o.zpid_, -1)),
+          zst_(o.zst_) {}
+    kid_handle& operator=(kid_handle&& o) noexcept {
+        if (this != &o) {
+            kill_and_reap();
+            own_ = std::move(o.own_);
+            z_ = std::exchange(o.z_, nullptr);
+            zpid_ = std::exchange(o.zpid_, -1);
+            zst_ = o.zst_;
+        }
+        return *this;
+    }
+    ~kid_handle() { kill_and_reap(); }
+
+    pid_t pid() const noexcept { return z_ ? zpid_ : own_.pid(); }
+    bool running() const noexcept { return z_ ? (zpid_ > 0 && !zst_) : own_.running(); }
+
+    std::optional<sys::exit_status> wait_for(std::chrono::milliseconds t) {
+        if (!z_) return own_.wait_for(t);
+        if (!zst_) zst_ = z_->wait_for(zpid_, t);
+        return zst_;
+    }
+    sys::exit_status terminate(std::chrono::milliseconds grace) {
+        if (!z_) return own_.terminate(grace);
+        if (!zst_) {
+            ::kill(zpid_, SIGTERM);
+            if (!wait_for(grace)) {
+                ::kill(zpid_, SIGKILL);
+                zst_ = z_->wait(zpid_);
+            }
+        }
+        return *zst_;
+    }
+    void kill_and_reap() noexcept {
+        if (!z_) return own_.kill_and_reap();
+        if (zpid_ > 0 && !zst_) {
+            ::kill(zpid_, SIGKILL);
+            try {
+                zst_ = z_->wait(zpid_);
+            } catch (...) {
+                zst_ = sys::exit_status{0, SIGKILL};  // the zygote is gone, and the kid with it
+            }
+        }
+    }
+
+private:
+    sys::child own_;
+    zygote* z_ = nullptr;
+    pid_t zpid_ = -1;
+    std::optional<sys::exit_status> zst_;
+};
+
+// Runs a function-pointer kid in a worker forked by a zygote.
+void zygote_kid(std::span<const int> fds, std::uintptr_t fn) {
+    reinterpret_cast<void (*)(int, int)>(fn)(fds[0], fds[1]);
+}
+
 struct held_request {
     std::size_t index;
     std::size_t framed_len;
@@ -35,7 +101,7 @@ struct held_request {
 struct proc_pool::impl {
     struct kid {
         unsigned number = 0;
-        sys::child proc;
+        kid_handle proc;
         sys::private_fd to, from;
         std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
         std::size_t acked = 0, written = 0;
@@ -66,6 +132,7 @@ struct proc_pool::impl {
     std::vector<pollfd> pfds;
     std::vector<kid*> pfd_kid;
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+    sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
         : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)) {}
@@ -78,12 +145,21 @@ struct proc_pool::impl {
         sys::child_options co;
         co.title = opts.name + "#" + std::to_string(k.number);
         pid_t pid;
-        if (auto* cmd = std::get_if<kid_cmd>(&spec)) {
+        if (opts.zygote) {
+            auto* fn = std::get_if<kid_fn>(&spec);
+            if (!fn || !fn->ptr)
+                throw std::invalid_argument("proc_pool: through a zygote, kids must be plain function "
+                                            "pointers (a captureless lambda will do)");
+            int fds[] = {req.read.get(), rep.write.get()};
+            pid = opts.zygote->spawn(&zygote_kid, fds, reinterpret_cast<std::uintptr_t>(fn->ptr));
+            k.proc = kid_handle(*opts.zygote, pid);
+        } else if (auto* cmd = std::get_if<kid_cmd>(&spec)) {
             sys::spawn_options so;
             so.stdin_fd = req.read.get();
             so.stdout_fd = rep.write.get();
             so.child = co;
             pid = sys::spawn(cmd->argv, so);
+            k.proc = kid_handle(pid);
         } else {
             auto& fn = std::get<kid_fn>(spec).fn;
             pid = sys::fork_process(co);
@@ -100,8 +176,8 @@ struct proc_pool::impl {
                 }
                 sys::exit_child(code);
             }
+            k.proc = kid_handle(pid);
         }
-        k.proc = sys::child(pid);
         // Bigger pipes mean fewer wake-ups for bulk replies; the kernel may refuse (limits):
         // then the default 64 KiB stays, which is only slower.
         ::fcntl(rep.read.get(), F_SETPIPE_SZ, 1 << 20);
@@ -177,6 +253,7 @@ struct proc_pool::impl {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return;  // pipe full: poll tells us when to go on
                 if (errno == EPIPE) {         // it closed its stdin: its death shows as EOF
+                    if (sigpipe) sigpipe->note_epipe();
                     k.to.reset();
                     return;
                 }
@@ -333,7 +410,12 @@ struct proc_pool::impl {
     // One round of I/O: write what is queued, sleep in poll, read what came.
     // Returns false if nothing happened within a non-waiting poll.
     bool pump(bool wait) {
-        sys::sigpipe_guard no_sigpipe;  // a kid that closed its stdin is EPIPE, not our death
+        sys::sigpipe_guard no_sigpipe(true);  // a kid that closed its stdin is EPIPE, not our death
+        sigpipe = &no_sigpipe;
+        struct reset_t {
+            sys::sigpipe_guard*& p;
+            ~reset_t() { p = nullptr; }
+        } reset{sigpipe};
         pfds.clear();
         pfd_kid.clear();
         for (auto& kp : kids) {

@@ -2,7 +2,10 @@
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -113,7 +116,34 @@ void setup_child(pid_t parent, const child_options& opts, const sigset_t& old_ma
 
 } // namespace
 
+unsigned thread_count() {
+    char buf[1024];
+    int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 1;
+    long n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return 1;
+    buf[n] = '\0';
+    // Field 20 is num_threads; fields after the ")" that closes comm are space separated.
+    const char* p = std::strrchr(buf, ')');
+    if (!p) return 1;
+    int field = 2;
+    for (++p; *p && field < 20; ++p)
+        if (*p == ' ') ++field;
+    return static_cast<unsigned>(std::max(1L, std::strtol(p, nullptr, 10)));
+}
+
 pid_t fork_process(const child_options& opts) {
+    if (opts.warn_if_threaded) {
+        static std::atomic<bool> warned{false};
+        unsigned threads = thread_count();
+        if (threads > 1 && !warned.exchange(true))
+            std::fprintf(stderr,
+                         "parafork: warning: forking a process that runs %u threads; a lock held by "
+                         "another thread stays locked in the child. Fork before starting threads, "
+                         "or fork through a parafork::zygote.\n",
+                         threads);
+    }
     flush_stdio();
     pid_t parent = ::getpid();
     block_all_signals block;
@@ -155,7 +185,9 @@ pid_t spawn(const std::vector<std::string>& argv, const spawn_options& opts) {
     args.push_back(nullptr);
 
     auto err = make_pipe();
-    pid_t pid = fork_process(opts.child);
+    child_options co = opts.child;
+    co.warn_if_threaded = false;  // the child only execs: safe with threads
+    pid_t pid = fork_process(co);
     if (pid == 0) {
         // Only async-signal-safe calls from here on: the parent may have had threads.
         int want[3] = {opts.stdin_fd, opts.stdout_fd, opts.stderr_fd};

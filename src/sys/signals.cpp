@@ -26,6 +26,10 @@ void on_sigint(int) {
     errno = saved;
 }
 
+// Made when the library loads rather than at the first guard: the pipe lives for the process,
+// and a descriptor that appears in the middle of a run looks like a leak to fd accounting.
+[[maybe_unused]] const bool g_pipe_made = ::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) == 0;
+
 void drain_pipe() noexcept {
     char buf[64];
     while (g_pipe[0] >= 0 && ::read(g_pipe[0], buf, sizeof buf) > 0) {
@@ -88,24 +92,25 @@ void sigint_guard::check() {
     }
 }
 
-sigpipe_guard::sigpipe_guard() {
+sigpipe_guard::sigpipe_guard(bool reports_epipe) : reports_epipe_(reports_epipe) {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    sigset_t pend;
-    sigpending(&pend);
-    was_pending_ = sigismember(&pend, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     was_blocked_ = sigismember(&old, SIGPIPE);
 }
 
 sigpipe_guard::~sigpipe_guard() {
-    if (was_blocked_) return;
+    if (was_blocked_) return;  // the caller blocks SIGPIPE itself: leave its pending set alone
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    if (!was_pending_) {
-        // Swallow the SIGPIPE(s) our own writes raised while blocked.
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (!epipe_ && !reports_epipe_) sigpending(&pending);  // a caller that would not say: look
+    if (epipe_ || sigismember(&pending, SIGPIPE)) {
+        // Swallow the SIGPIPE our own write raised while blocked. (One pending from before the
+        // guard is impossible: unblocked, it would have been delivered already.)
         timespec zero{0, 0};
         while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
         }

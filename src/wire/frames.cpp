@@ -118,7 +118,10 @@ bool frame_reader::has_frame() {
             if (scanned_ < avail) {
                 const void* hit = std::memchr(p + scanned_, delim, avail - scanned_);
                 if (hit) {
-                    need_ = static_cast<std::size_t>(static_cast<const char*>(hit) - p) + 1;
+                    std::size_t len = static_cast<std::size_t>(static_cast<const char*>(hit) - p);
+                    // A delimiter may arrive in the same read as an over-long record.
+                    if (len > f_.max_frame) too_big(len, f_.max_frame);
+                    need_ = len + 1;
                     scanned_ = need_ - 1;
                     return true;
                 }

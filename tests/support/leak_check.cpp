@@ -1,6 +1,8 @@
 #include "support/leak_check.hpp"
 
+#include <cstdio>
 #include <dirent.h>
+#include <exception>
 #include <fstream>
 #include <signal.h>
 #include <sstream>
@@ -26,9 +28,8 @@ std::set<std::string> list_dir(const char* path) {
 }
 
 // Children of `self` from /proc/<pid>/stat: (pid, state).
-std::set<std::pair<int, char>> children() {
+std::set<std::pair<int, char>> children(int self = ::getpid()) {
     std::set<std::pair<int, char>> out;
-    int self = ::getpid();
     for (auto& name : list_dir("/proc")) {
         if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
         std::ifstream f("/proc/" + name + "/stat");
@@ -68,6 +69,13 @@ std::set<int> child_pids() {
     return out;
 }
 
+std::set<int> child_pids_of(int pid) {
+    std::set<int> out;
+    for (auto [p, st] : children(pid))
+        if (st != 'Z') out.insert(p);
+    return out;
+}
+
 leak_guard::leak_guard() : fds_(open_fds()), shm_(shm_entries()) {}
 
 leak_guard::~leak_guard() {
@@ -97,7 +105,17 @@ void run_bounded(const char* what, int seconds, void (*body)()) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         ::alarm(static_cast<unsigned>(seconds));  // a hang dies of SIGALRM
-        body();
+        // An exception must end this child too: escaping into gtest would run the rest of the
+        // suite a second time in here.
+        try {
+            body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: uncaught exception: %s\n", what, e.what());
+            ::_exit(1);
+        } catch (...) {
+            std::fprintf(stderr, "%s: uncaught exception\n", what);
+            ::_exit(1);
+        }
         ::_exit(::testing::Test::HasFailure() ? 1 : 0);
     }
     int ws = 0;

@@ -16,6 +16,7 @@ std::set<std::string> shm_entries();
 std::set<int> zombie_children();
 // Any child of this process, alive or not.
 std::set<int> child_pids();
+std::set<int> child_pids_of(int pid);
 
 class leak_guard {
 public:

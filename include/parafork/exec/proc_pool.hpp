@@ -30,11 +30,17 @@ namespace parafork {
 
 // A kid that runs a function in a forked child. `in` carries requests, `out` takes replies;
 // both are blocking descriptors the function may use as it likes (see serve()).
+// A kid named by a plain function pointer (or a captureless lambda) can also be forked through
+// a zygote (options.zygote), which is how a program that runs threads makes pools safely.
 struct kid_fn {
     std::function<void(int in, int out)> fn;
+    void (*ptr)(int in, int out) = nullptr;
     template <class F>
         requires std::is_invocable_v<F&, int, int>
-    explicit kid_fn(F f) : fn(std::move(f)) {}
+    explicit kid_fn(F f) {
+        if constexpr (std::is_convertible_v<F, void (*)(int, int)>) ptr = f;
+        fn = std::move(f);
+    }
 };
 
 // A kid that is an external command (searched in PATH); its stdin and stdout are the pipes.

@@ -43,7 +43,13 @@ struct child_options {
     int death_signal = SIGKILL;  // sent to the child when the parent dies
     bool ignore_sigint = true;   // Ctrl-C belongs to the parent
     std::string title;           // process title (comm), empty = inherit
+    // Forking a process that runs threads is unsafe (see the top of this file); fork_process
+    // says so on stderr, once per process, unless the child only execs (spawn) or this is off.
+    bool warn_if_threaded = true;
 };
+
+// Threads of this process (from /proc/self/stat).
+unsigned thread_count();
 
 // fork(2) with the rules above. Flushes stdio first (buffered output must not be printed
 // twice), blocks signals around the fork so no parent handler runs in the child. Returns 0 in

@@ -25,17 +25,21 @@ public:
 };
 
 // Blocks SIGPIPE in the calling thread for the guard's life, so writing to a dead child's pipe
-// is an EPIPE error rather than the parent's death; a SIGPIPE raised meanwhile is discarded.
+// is an EPIPE error rather than the parent's death; a SIGPIPE raised while it lived is
+// discarded. A caller that promises to call note_epipe() whenever a write fails with EPIPE
+// (reports_epipe) saves a sigpending(2): the guard then costs two syscalls.
 class sigpipe_guard {
 public:
-    sigpipe_guard();
+    explicit sigpipe_guard(bool reports_epipe = false);
     ~sigpipe_guard();
     sigpipe_guard(const sigpipe_guard&) = delete;
     sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+    void note_epipe() noexcept { epipe_ = true; }
 
 private:
+    bool reports_epipe_;
     bool was_blocked_ = false;
-    bool was_pending_ = false;
+    bool epipe_ = false;
 };
 
 // Blocks every signal for the guard's life (around fork).

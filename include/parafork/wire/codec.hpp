@@ -81,6 +81,7 @@ concept has_custom_codec = requires { codec<T>::is_custom; };
 // must be validated on the way in, not trusted.
 template <class T>
 constexpr bool memcpy_able_base = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
+                                  !std::is_same_v<T, std::string_view> &&
                                   !std::is_member_pointer_v<T> && !std::is_same_v<T, bool> &&
                                   !is_optional<T>::value && !is_variant<T>::value &&
                                   !has_member_serialize<T, writer> &&

@@ -1,0 +1,13 @@
+// batch(n) groups items into vectors, e.g. to hand a model or a database n rows at a time.
+#include <parafork/exec/pipeline.hpp>
+#include <parafork/exec/stages.hpp>
+
+#include <numeric>
+
+namespace pf = parafork;
+
+long sum(const std::vector<int>& rows) { return std::accumulate(rows.begin(), rows.end(), 0L); }
+
+int main() {
+    pf::ez(pf::iter(1, 23), pf::batch(5), pf::print("batch"), sum, pf::print("sum")).join();
+}

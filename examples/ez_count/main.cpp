@@ -1,0 +1,27 @@
+// mpyx's first example: Count(5) -> AddX(10) -> Print prints 11..15, each stage in its own
+// process.
+#include <parafork/exec/pipeline.hpp>
+#include <parafork/exec/stages.hpp>
+
+namespace pf = parafork;
+
+// A source: puts in setup() and says it is done with stop().
+struct Count : pf::stage<int> {
+    int to;
+    explicit Count(int n) : to(n) {}
+    void setup() {
+        for (int n = 1; n <= to; ++n) put(n);
+        stop();
+    }
+};
+
+struct AddX : pf::stage<int> {
+    int amount;
+    explicit AddX(int a = 1) : amount(a) {}
+    void process(int n) { put(n + amount); }
+};
+
+int main() {
+    // The temporary's destructor waits for the graph, as mpyx's EZ(...).start() does.
+    pf::ez(Count(5), AddX(10), pf::print()).start();
+}

@@ -1,0 +1,32 @@
+// pi by the Leibniz series, its terms summed in batches by forked kids (cligen's piPar).
+#include <parafork/exec/forked.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <algorithm>
+#include <vector>
+
+namespace pf = parafork;
+
+double term(std::int64_t k) { return (0.5 - static_cast<double>(k % 2)) * 8.0 / static_cast<double>(2 * k + 1); }
+
+double pi_proc_pool(std::int64_t n, std::int64_t batch = 5) {
+    // The batches: start .. start + batch. A vector (sized, random access), so only indices
+    // cross: each kid reads the starts from its copy of this vector.
+    std::vector<std::int64_t> batches;
+    for (std::int64_t start = 0; start < n; start += batch) batches.push_back(start);
+    double result = 0;
+    pf::forked(batches,
+               [=](std::int64_t start) {
+                   double res = 0;
+                   for (std::int64_t k = start; k < std::min(start + batch, n); ++k) res += term(k);
+                   return res;  // `send res`
+               },
+               [&](double res) { result += res; });  // `join: result += res`
+    return result;
+}
+
+int main() {
+    std::printf("%.15f\n", pi_proc_pool(100));
+    std::printf("%.15f\n", pi_proc_pool(50'000'000, 1'000'000));
+}

@@ -1,0 +1,49 @@
+// snakefish's map and starmap: a function over a sequence, in parallel, results in order.
+#include <parafork/exec/map.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace pf = parafork;
+
+bool is_prime(long n) {
+    if (n < 2) return false;
+    for (long d = 2; d * d <= n; ++d)
+        if (n % d == 0) return false;
+    return true;
+}
+
+int main() {
+    std::vector<long> numbers(20);
+    std::iota(numbers.begin(), numbers.end(), 1'000'000'000L);
+
+    // map(f, args): concurrency from PARAFORK_JOBS / PP_JOBS / the CPUs, chunksize automatic.
+    auto primes = pf::map(is_prime, numbers);
+    for (std::size_t i = 0; i < numbers.size(); ++i)
+        if (primes[i]) std::printf("%ld is prime\n", numbers[i]);
+
+    // map(f, args, concurrency=2, chunksize=4)
+    pf::options o;
+    o.jobs = 2;
+    o.chunksize = 4;
+    auto roots = pf::map([](long n) { return std::sqrt(static_cast<double>(n)); }, numbers, o);
+    std::printf("sqrt(%ld) = %.3f\n", numbers.back(), roots.back());
+
+    // starmap(f, args): each argument is a tuple, unpacked into f's parameters.
+    std::vector<std::tuple<double, double>> pairs{{2, 10}, {3, 4}, {10, 3}};
+    auto powers = pf::starmap([](double b, double e) { return std::pow(b, e); }, pairs);
+    for (double p : powers) std::printf("%g ", p);
+    std::printf("\n");
+
+    std::vector<std::tuple<std::string, int>> words{{"ab", 3}, {"xyz", 2}};
+    auto repeated = pf::starmap([](const std::string& s, int n) {
+        std::string out;
+        for (int k = 0; k < n; ++k) out += s;
+        return out;
+    }, words);
+    for (auto& s : repeated) std::printf("%s\n", s.c_str());
+}

@@ -1,0 +1,33 @@
+// Call a method and receive messages from the backend (tutorial part I.3: ping_pong.py).
+// The backend emit()s typed messages; the frontend receive<T>()s them.
+#include <parafork/exec/process.hpp>
+
+#include <cstdio>
+#include <string>
+
+namespace pf = parafork;
+
+struct pong {
+    int n = 0;
+    std::string text;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(n, text);
+    }
+};
+
+struct ponger : pf::actor {
+    void ping(int n) { emit(pong{n, "pong " + std::to_string(n)}); }
+};
+
+int main() {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines in order when piped (the backend inherits it)
+    pf::process<ponger> p(ponger{}, {.name = "ponger"});
+    p.start();
+    for (int n = 0; n < 5; ++n) {
+        p.call(&ponger::ping, n);
+        pong r = p.receive<pong>();
+        std::printf("frontend: ping %d -> %s\n", n, r.text.c_str());
+    }
+    p.join();
+}

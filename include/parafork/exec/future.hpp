@@ -1,0 +1,78 @@
+#pragma once
+// future<R>: the result of pool::submit. Waiting runs the pool's event loop in the calling
+// thread (a pool is driven by whoever waits on it), so get() needs no helper thread.
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+#include <parafork/exec/pool_core.hpp>
+#include <parafork/sys/signals.hpp>
+
+namespace parafork {
+namespace detail {
+
+template <class R>
+struct future_state final : call_state {
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    std::exception_ptr error;
+    bool done = false;
+    std::size_t task = 0;
+
+    void values(std::uint64_t, std::uint32_t count, std::string_view bytes) override {
+        if (count != 1) throw protocol_error("parafork: a task answered more than one value");
+        if constexpr (!std::is_void_v<R>) value = decode_one<R>(bytes);
+        done = true;
+    }
+    void failed(std::uint64_t, const failure_info& f) override {
+        error = make_failure(f, task);
+        done = true;
+    }
+};
+
+} // namespace detail
+
+template <class R>
+class future {
+public:
+    future() noexcept = default;
+    future(std::shared_ptr<detail::future_state<R>> st, std::shared_ptr<detail::pool_core> core) noexcept
+        : st_(std::move(st)), core_(std::move(core)) {}
+
+    bool valid() const noexcept { return st_ != nullptr; }
+    // True once the value (or error) is here; reads whatever answers are waiting, never blocks.
+    bool ready() {
+        if (!st_->done) core_->pump(detail::engine::clock::now());
+        return st_->done;
+    }
+    void wait() {
+        sys::sigint_guard ctrl_c;  // held across the whole wait, not just each poll
+        while (!st_->done)
+            if (!core_->pump()) throw error("parafork: the pool lost a task");
+    }
+    template <class Rep, class Period>
+    bool wait_for(std::chrono::duration<Rep, Period> d) {
+        auto deadline = detail::engine::clock::now() +
+                        std::chrono::duration_cast<detail::engine::clock::duration>(d);
+        sys::sigint_guard ctrl_c;
+        while (!st_->done && detail::engine::clock::now() < deadline)
+            if (!core_->pump(deadline)) break;
+        return st_->done;
+    }
+    // The value, or the task's exception (remote_error, worker_died, timeout_error). Once.
+    R get() {
+        wait();
+        auto st = std::move(st_);
+        if (st->error) std::rethrow_exception(st->error);
+        if constexpr (!std::is_void_v<R>) return std::move(*st->value);
+    }
+
+private:
+    std::shared_ptr<detail::future_state<R>> st_;
+    std::shared_ptr<detail::pool_core> core_;
+};
+
+} // namespace parafork

@@ -1,0 +1,78 @@
+#pragma once
+// The queue between two groups of pipeline stages (internal): a parafork::channel (a ring in
+// shared memory; senders sleep while it is full, receivers while it is empty) plus the
+// pipeline's own end-of-stream rule, which does not depend on which processes happen to hold
+// the channel:
+//  - the parent knows how many stage processes write a queue and how many read it; once every
+//    writer has exited cleanly it publishes one end marker per reader behind their last
+//    messages, and each reader stops at the first marker it takes;
+//  - once every reader has exited, the parent flags the queue abandoned; a writer blocked on
+//    the full ring sees the flag on its next timed wait and stops writing there.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <parafork/ipc/channel.hpp>
+
+namespace parafork::detail {
+
+inline constexpr std::size_t edge_capacity = 1024 * 1024;
+
+// Per-queue counters in a shared mapping: items sent and taken (for watch), and the
+// abandoned flag.
+struct edge_stats {
+    std::atomic<std::uint64_t> sent{0};
+    std::atomic<std::uint64_t> received{0};
+    std::atomic<std::uint32_t> abandoned{0};
+};
+
+// The end marker: a message no encoder produces (a record count of all ones, nothing else).
+inline constexpr std::string_view edge_end_marker{"\xff\xff\xff\xff", 4};
+
+class edge_writer {
+public:
+    edge_writer() = default;
+    edge_writer(channel ch, edge_stats* stats) : ch_(std::move(ch)), stats_(stats), open_(true) {}
+    // Sends one message, sleeping while the queue is full. False once every reader is gone.
+    bool send(std::string_view msg);
+    void close() noexcept {
+        open_ = false;
+        ch_.reset();
+    }
+    explicit operator bool() const noexcept { return open_; }
+
+private:
+    std::optional<channel> ch_;
+    edge_stats* stats_ = nullptr;
+    bool open_ = false;
+};
+
+class edge_reader {
+public:
+    edge_reader() = default;
+    explicit edge_reader(channel ch) : ch_(std::move(ch)), open_(true) {}
+    // The next message, sleeping until one arrives; false at the end of the stream. The view
+    // stays valid until the next receive.
+    bool receive(std::string_view& msg);
+    // Non-blocking: 1 a message, 0 nothing yet, -1 the end.
+    int try_receive(std::string_view& msg);
+    // Waits up to `timeout`: 1 a message, 0 nothing yet, -1 the end.
+    int receive_for(std::string_view& msg, std::chrono::milliseconds timeout);
+    void close() noexcept {
+        open_ = false;
+        ch_.reset();
+    }
+    explicit operator bool() const noexcept { return open_; }
+
+private:
+    int classify(std::string_view& msg);
+    std::optional<channel> ch_;
+    std::string buf_;
+    bool open_ = false;
+};
+
+} // namespace parafork::detail

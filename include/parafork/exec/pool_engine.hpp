@@ -1,0 +1,273 @@
+#pragma once
+// The engine under forked, map and pool (internal): a set of forked workers, each fed jobs over
+// a pipe and answering over another, with a UNIX socket beside them for large values (memfd).
+//
+// A job covers the items [first, first + count). A worker answers every item, in order, with a
+// value or a failure; values of consecutive items travel in one frame ("a run"), so the hot
+// path costs one encode per item and one write per batch. The parent keeps each worker's jobs in
+// flight in order, so it always knows which item a worker holds: a worker that dies or runs
+// past task_timeout is blamed for exactly that item, and the items it had not answered are
+// re-queued (retries re-run the blamed one).
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+#include <parafork/error.hpp>
+#include <parafork/options.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/wire/codec.hpp>
+
+struct pollfd;
+
+namespace parafork::detail {
+
+enum class msg : std::uint8_t {
+    range = 1,      // parent -> worker: run items [first, first + count) of the worker's range
+    items = 2,      // parent -> worker: body holds the encoded items
+    call = 3,       // parent -> worker: body = call_prefix then count encoded argument packs
+    values = 10,    // worker -> parent: a run of count encoded values
+    failure = 11,   // worker -> parent: item `first` threw; body = type name, what()
+    large = 12,     // worker -> parent: item `first`'s value comes as a memfd on the socket
+};
+
+struct msg_header {
+    std::uint8_t kind;
+    std::uint8_t flags;
+    std::uint16_t reserved;
+    std::uint32_t count;
+    std::uint64_t first;
+};
+static_assert(sizeof(msg_header) == 16);
+inline constexpr std::uint8_t flag_large = 1;  // the body comes as a memfd on the socket
+
+class kid_output;
+
+// Runs in a worker for range and items jobs (forked's kids): ctx is the parent's object, valid
+// in the child because the child is a copy of the parent's memory made after it existed.
+using job_runner = void (*)(void* ctx, msg kind, std::uint64_t first, std::uint32_t count,
+                            std::string_view body, kid_output& out);
+// A call job names its trampoline by address (same binary on both sides of fork).
+using call_trampoline = void (*)(const void* ctx, std::uint64_t first, std::uint32_t count,
+                                 wire::reader& args, kid_output& out);
+struct call_prefix {
+    call_trampoline fn;
+    const void* ctx;
+};
+
+// The worker's side of the results stream.
+class kid_output {
+public:
+    kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each);
+    kid_output(const kid_output&) = delete;
+    kid_output& operator=(const kid_output&) = delete;
+
+    template <class R>
+    void value(std::uint64_t index, const R& v) {
+        if constexpr (wire::detail::memcpy_able<R> && sizeof(R) <= 4096) {
+            // The hot path: a few bytes copied into the batch, no call, no allocation.
+            if (!continues(index)) start_run(index);
+            append(&v, sizeof(R));
+            end_item();
+        } else {
+            if constexpr (contiguous<R>) {
+                // A big vector / string goes straight from its own memory into the memfd.
+                std::size_t bytes = v.size() * sizeof(typename R::value_type);
+                if (bytes + sizeof(std::uint64_t) > large_threshold_)
+                    return large_contiguous(index, v.size(), v.data(), bytes);
+            }
+            scratch_.clear();
+            wire::encode_to(scratch_, v);  // may throw: then nothing of it was kept
+            if (scratch_.size() > large_threshold_) return large_scratch(index);
+            if (!continues(index)) start_run(index);
+            append(scratch_.data(), scratch_.size());
+            end_item();
+        }
+    }
+    void value_void(std::uint64_t index) {
+        if (!continues(index)) start_run(index);
+        end_item();
+    }
+    // Call from a catch block: reports the exception in flight as item `index`'s failure.
+    void fail_current(std::uint64_t index) noexcept;
+    void flush();
+
+private:
+    template <class R>
+    struct contiguous_t : std::false_type {};
+    template <class T, class A>
+    struct contiguous_t<std::vector<T, A>> : std::bool_constant<wire::detail::memcpy_able<T>> {};
+    template <class R>
+    static constexpr bool contiguous = std::is_same_v<R, std::string> || contiguous_t<R>::value;
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    static constexpr std::size_t flush_at = 256 * 1024;  // big writes, well inside a 1 MiB pipe
+
+    bool continues(std::uint64_t index) const noexcept {
+        return run_at_ != npos && run_next_ == index && run_count_ != UINT32_MAX;
+    }
+    void append(const void* p, std::size_t n) {
+        if (n > cap_ - size_) grow(n);
+        std::memcpy(data_.get() + size_, p, n);
+        size_ += n;
+    }
+    void end_item() {
+        ++run_count_;
+        ++run_next_;
+        if (flush_each_ || size_ >= flush_at) flush();
+    }
+    void grow(std::size_t n);
+    void start_run(std::uint64_t index);
+    void put_header(msg kind, std::uint32_t count, std::uint64_t first, std::size_t body);
+    void large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
+                          std::size_t bytes);
+    void large_scratch(std::uint64_t index);
+    void send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size);
+    void close_run() noexcept;
+
+    int fd_, sock_;
+    std::size_t large_threshold_;
+    bool flush_each_;
+    std::unique_ptr<char[]> data_;  // the batch of frames being built
+    std::size_t size_ = 0, cap_ = 0;
+    std::string scratch_;           // one value's encoding (reused: no allocation per item)
+    std::size_t run_at_ = npos;     // offset of the open run's frame in the batch
+    std::uint64_t run_next_ = 0;
+    std::uint32_t run_count_ = 0;
+};
+
+// Asks for huge pages on a big fresh destination before it is first written: 512 times fewer
+// page faults when a large result is copied in (a no-op for small sizes or where THP is off).
+void prepare_bulk_destination(void* p, std::size_t bytes) noexcept;
+
+// Decodes a buffer holding exactly one value. A vector of trivially copyable elements is
+// built straight from the bytes (one pass: no zero-fill before the copy); that is most of the
+// cost of a large result.
+template <class R>
+R decode_one(std::string_view bytes) {
+    if constexpr (wire::detail::is_std_vector<R>::value) {
+        using T = typename R::value_type;
+        if constexpr (wire::detail::memcpy_able<T>) {
+            std::uint64_t n = 0;
+            const char* p = bytes.data() + sizeof n;
+            if (bytes.size() >= sizeof n && reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0) {
+                std::memcpy(&n, bytes.data(), sizeof n);
+                if (n == (bytes.size() - sizeof n) / sizeof(T) &&
+                    n * sizeof(T) == bytes.size() - sizeof n) {
+                    auto* first = reinterpret_cast<const T*>(p);
+                    R v;
+                    v.reserve(n);
+                    prepare_bulk_destination(v.data(), n * sizeof(T));
+                    v.insert(v.end(), first, first + n);
+                    return v;
+                }
+            }
+        }
+    }
+    return wire::decode<R>(bytes);
+}
+
+// How an item failed, as the parent learned it.
+struct failure_info {
+    enum class kind : std::uint8_t { remote, died, timeout } what = kind::remote;
+    std::string type_name, message;
+    pid_t pid = 0;
+    int signal = 0, code = 0;
+};
+// The exception for a failed item; `task` is the caller's index for it.
+std::exception_ptr make_failure(const failure_info& f, std::size_t task);
+
+class event_sink {
+public:
+    // `bytes` holds count encoded values (nothing for void); valid during the call only.
+    virtual void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) = 0;
+    virtual void on_failure(std::uint64_t index, const failure_info& f) = 0;
+
+protected:
+    ~event_sink() = default;
+};
+
+struct job {
+    msg kind = msg::range;
+    std::uint64_t first = 0;
+    std::uint32_t count = 0;
+    std::string body;                     // items / call: encoded arguments
+    std::vector<std::uint32_t> offsets;   // items / call: where each item starts in body
+    std::uint32_t prefix = 0;             // call: bytes of call_prefix at the body's front
+    unsigned tries = 0;                   // re-runs spent on this job's items
+};
+
+struct worker;
+
+class engine {
+public:
+    using clock = std::chrono::steady_clock;
+
+    // Forks the workers now. `runner`/`ctx` serve range and items jobs (may be null for pools).
+    engine(const options& o, job_runner runner, void* ctx, std::uint64_t total_items = 0);
+    ~engine();
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    unsigned size() const noexcept { return jobs_; }
+    std::size_t queued() const noexcept { return queue_.size(); }
+    std::size_t in_flight() const noexcept;
+    bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
+    bool stopped() const noexcept { return stopped_; }
+
+    void push(job j) { queue_.push_back(std::move(j)); }
+    // Drops queued jobs whose items lie in [lo, hi); returns how many items were dropped.
+    std::uint64_t drop_queued(std::uint64_t lo, std::uint64_t hi);
+
+    // Dispatches what it can and waits for at least one event (or `deadline`), delivering every
+    // event received to `sink`. Returns false at once when nothing is queued or in flight.
+    // SIGINT meanwhile: stops every worker and throws parafork::interrupted.
+    bool pump(event_sink& sink, std::optional<clock::time_point> deadline = std::nullopt);
+
+    // Hands queued jobs to idle workers without waiting for anything.
+    void kick();
+
+    // Lets the workers finish: no new jobs; each worker runs worker_exit and exits once its
+    // pipe closes. Blocks until all are reaped (runs pump until idle first).
+    void join(event_sink& sink);
+    // SIGTERM to every worker, `grace`, then SIGKILL; reaps all.
+    void terminate() noexcept;
+
+    // The progress bar's denominator: items answered so far plus those a call now expects.
+    void set_total(std::uint64_t total) noexcept { total_ = total; }
+    void expect_more(std::uint64_t items) noexcept { total_ = done_ + items; }
+
+private:
+    void spawn(std::size_t slot);
+    void dispatch();
+    void send(worker& w, job&& j);
+    bool flush_out(worker& w);
+    void read_from(worker& w, event_sink& sink);
+    void handle_frame(worker& w, std::string_view frame, event_sink& sink);
+    void lost(worker& w, event_sink& sink, const failure_info& why, bool blame_front);
+    void advance(worker& w, std::uint32_t n);
+    void requeue_front(job&& j);
+    void draw_progress(bool final);
+
+    options opts_;
+    job_runner runner_;
+    void* ctx_;
+    unsigned jobs_;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::deque<job> queue_;
+    bool stopped_ = false;
+    bool closing_ = false;
+    std::uint64_t total_ = 0, done_ = 0;
+    clock::time_point started_{}, last_draw_{};
+    bool progress_tty_ = false;
+    std::size_t launches_ = 0;
+    std::vector<struct pollfd> pollfds_;
+};
+
+} // namespace parafork::detail

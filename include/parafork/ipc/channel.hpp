@@ -1,0 +1,144 @@
+#pragma once
+// A channel: a ring buffer in anonymous shared memory (memfd) that many processes send to and
+// receive from. Create it before forking; every child forked while it exists shares it (a copy
+// of the object in the child refers to the same ring).
+//
+//  - send waits while the ring is full (backpressure); try_send never waits; send_for waits at
+//    most a timeout. Messages larger than the ring are streamed through it in pieces.
+//  - receive waits; try_receive never waits; receive_for waits at most a timeout.
+//  - many senders and many receivers: each message is delivered once and whole (a sender holds
+//    the send side for a whole message, a receiver the receive side).
+//  - a process that dies holding a side is detected (robust mutexes: the kernel releases them
+//    at death) and its half-written message is dropped, never delivered.
+//  - ends: every process holding the channel may send, like a process holding a pipe's write
+//    end. A process gives its end up by close(), by destroying its last channel object, by
+//    exiting or dying, or by receiving before it ever sent (so a parent that receives from its
+//    children needs no ceremony). When no end is left and the ring is drained, receivers get
+//    channel_closed. See docs/channel.md for the details and limits.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <parafork/error.hpp>
+#include <parafork/wire/codec.hpp>
+
+namespace parafork {
+
+// Every sender is gone and the ring is drained (receivers), or this process closed its end
+// (senders).
+class channel_closed : public error {
+public:
+    channel_closed() : error("parafork: channel closed") {}
+    using error::error;
+};
+
+namespace detail {
+struct channel_core;
+using channel_clock = std::chrono::steady_clock;
+// How long a call may wait: not at all, until a deadline, or forever.
+struct channel_wait {
+    enum kind_t : std::uint8_t { never, until, forever } kind = forever;
+    channel_clock::time_point deadline{};
+    static channel_wait none() { return {never, {}}; }
+    static channel_wait infinite() { return {forever, {}}; }
+    template <class Rep, class Period>
+    static channel_wait within(std::chrono::duration<Rep, Period> d) {
+        return {until, channel_clock::now() + std::chrono::duration_cast<channel_clock::duration>(d)};
+    }
+};
+// The encode buffer of the calling thread: typed sends reuse it (no allocation per message).
+std::string& channel_encode_buffer();
+} // namespace detail
+
+class channel {
+public:
+    static constexpr std::size_t default_capacity = std::size_t{1} << 20;
+    static constexpr std::size_t max_capacity = std::size_t{1} << 30;
+
+    // capacity: bytes of ring (rounded up to a multiple of 8, at least 64, at most 1 GiB).
+    explicit channel(std::size_t capacity = default_capacity);
+
+    // Typed messages, encoded with the codec (wire/codec.hpp).
+    template <class T>
+    void send(const T& value) {
+        send_bytes(encode(value));
+    }
+    // False if the message cannot start now (ring too full, or another sender is mid-message).
+    template <class T>
+    bool try_send(const T& value) {
+        return try_send_bytes(encode(value));
+    }
+    // Throws timeout_error if the message could not start within `timeout`.
+    template <class T, class Rep, class Period>
+    void send_for(const T& value, std::chrono::duration<Rep, Period> timeout) {
+        send_bytes_until(encode(value), detail::channel_wait::within(timeout));
+    }
+
+    template <class T>
+    T receive() {
+        std::string& buf = receive_buffer();
+        receive_bytes(buf);
+        return wire::decode<T>(buf);
+    }
+    template <class T>
+    std::optional<T> try_receive() {
+        std::string& buf = receive_buffer();
+        if (!try_receive_bytes(buf)) return std::nullopt;
+        return wire::decode<T>(buf);
+    }
+    // Throws timeout_error if no message began within `timeout`.
+    template <class T, class Rep, class Period>
+    T receive_for(std::chrono::duration<Rep, Period> timeout) {
+        std::string& buf = receive_buffer();
+        receive_bytes_until(buf, detail::channel_wait::within(timeout));
+        return wire::decode<T>(buf);
+    }
+
+    // Raw bytes (for layers with their own encoding). A message that has begun is always
+    // finished: timeouts bound only the wait for it to start.
+    void send_bytes(std::string_view bytes);
+    bool try_send_bytes(std::string_view bytes);
+    template <class Rep, class Period>
+    void send_bytes_for(std::string_view bytes, std::chrono::duration<Rep, Period> timeout) {
+        send_bytes_until(bytes, detail::channel_wait::within(timeout));
+    }
+    void receive_bytes(std::string& out);
+    bool try_receive_bytes(std::string& out);
+    template <class Rep, class Period>
+    void receive_bytes_for(std::string& out, std::chrono::duration<Rep, Period> timeout) {
+        receive_bytes_until(out, detail::channel_wait::within(timeout));
+    }
+
+    // This process sends no more (sending afterwards throws channel_closed). Children forked
+    // later still get an end of their own.
+    void close();
+
+    std::size_t capacity() const noexcept;
+    // Bytes in the ring right now (a snapshot).
+    std::size_t size_bytes() const noexcept;
+    // Messages dropped because their sender died before finishing them.
+    std::uint64_t dropped_messages() const noexcept;
+    // Ends open right now (processes that may still send).
+    std::size_t open_ends() const;
+
+private:
+    void send_bytes_until(std::string_view bytes, detail::channel_wait w);
+    void receive_bytes_until(std::string& out, detail::channel_wait w);
+    template <class T>
+    static std::string_view encode(const T& value) {
+        std::string& buf = detail::channel_encode_buffer();
+        buf.clear();
+        wire::encode_to(buf, value);
+        return buf;
+    }
+    std::string& receive_buffer();
+
+    std::shared_ptr<detail::channel_core> core_;
+};
+
+} // namespace parafork

@@ -1,0 +1,447 @@
+// The parent's side of the engine: forking workers, feeding them, reading their answers,
+// noticing deaths and timeouts, and stopping everything on Ctrl-C.
+#include <parafork/exec/pool_engine.hpp>
+#include "pool_kid.hpp"
+
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+#include <parafork/wire/frames.hpp>
+#include <parafork/wire/large.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace parafork::detail {
+
+struct worker {
+    unsigned slot = 0;
+    sys::child proc;
+    sys::private_fd task_w, result_r, sock;
+    // Our own copy of the job pipe's read end: with a reader always there, writing to a worker
+    // that died is never SIGPIPE (no signal-mask juggling per write); its EOF on the results
+    // pipe is how we learn of the death.
+    sys::private_fd task_keep;
+    frames::frame_reader reader{frames::len_prefix, 256 * 1024};
+    std::string out;
+    std::size_t out_off = 0;
+    std::deque<job> flight;            // jobs sent, in the order the worker runs them
+    std::uint32_t front_done = 0;      // items of flight.front() already answered
+    engine::clock::time_point front_since{};
+    std::size_t completed = 0;         // items answered over the worker's life
+    bool retiring = false;             // max_tasks_per_worker reached: no new jobs
+};
+
+namespace {
+
+// Bigger pipes mean fewer wake-ups per MiB; the default 64 KiB is the floor if this fails.
+void widen_pipe(int fd) { (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20); }
+
+job slice(const job& j, std::uint32_t from, std::uint32_t to) {
+    job s;
+    s.kind = j.kind;
+    s.first = j.first + from;
+    s.count = to - from;
+    s.tries = j.tries;
+    s.prefix = j.prefix;
+    if (j.kind != msg::range) {
+        std::size_t begin = j.offsets[from];
+        std::size_t end = to < j.count ? j.offsets[to] : j.body.size();
+        s.body.reserve(j.prefix + (end - begin));
+        s.body.append(j.body, 0, j.prefix);
+        s.body.append(j.body, begin, end - begin);
+        s.offsets.reserve(s.count);
+        for (std::uint32_t k = from; k < to; ++k)
+            s.offsets.push_back(static_cast<std::uint32_t>(j.offsets[k] - begin + j.prefix));
+    }
+    return s;
+}
+
+} // namespace
+
+void prepare_bulk_destination(void* p, std::size_t bytes) noexcept {
+    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+    if (bytes < 2 * huge) return;
+    auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
+    auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
+    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
+    switch (f.what) {
+        case failure_info::kind::remote:
+            return std::make_exception_ptr(remote_error(f.type_name, f.message, f.pid, task));
+        case failure_info::kind::died:
+            return std::make_exception_ptr(worker_died(f.pid, f.signal, f.code, task));
+        case failure_info::kind::timeout:
+            return std::make_exception_ptr(timeout_error(
+                "parafork: task " + std::to_string(task) + " ran past task_timeout; worker " +
+                std::to_string(f.pid) + " was killed"));
+    }
+    return {};
+}
+
+engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t total_items)
+    : opts_(o), runner_(runner), ctx_(ctx), jobs_(resolve_jobs(o.jobs)), total_(total_items) {
+    progress_tty_ = opts_.progress && ::isatty(2);
+    started_ = last_draw_ = clock::now();
+    workers_.resize(jobs_);
+    try {
+        for (std::size_t k = 0; k < jobs_; ++k) spawn(k);
+    } catch (...) {
+        terminate();
+        throw;
+    }
+}
+
+engine::~engine() { terminate(); }
+
+std::size_t engine::in_flight() const noexcept {
+    std::size_t n = 0;
+    for (auto& w : workers_)
+        if (w) n += w->flight.size();
+    return n;
+}
+
+void engine::spawn(std::size_t slot) {
+    auto tasks = sys::make_pipe();
+    auto results = sys::make_pipe();
+    auto sp = sys::make_socketpair();
+    widen_pipe(results.write.get());
+    widen_pipe(tasks.write.get());
+    auto w = std::make_unique<worker>();
+    w->slot = static_cast<unsigned>(slot);
+    // Registered before the fork: this worker and every later child close them at once.
+    w->task_w = sys::private_fd(std::move(tasks.write));
+    w->result_r = sys::private_fd(std::move(results.read));
+    w->sock = sys::private_fd(std::move(sp.read));
+    sys::child_options co;
+    co.title = "parafork:" + opts_.name + "#" + std::to_string(slot);
+    pid_t pid = sys::fork_process(co);
+    if (pid == 0) {
+        kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_};
+        kid_main(c);
+    }
+    w->proc = sys::child(pid);
+    w->task_keep = sys::private_fd(std::move(tasks.read));
+    ++launches_;
+    sys::set_nonblocking(w->task_w.get());
+    sys::set_nonblocking(w->result_r.get());
+    workers_[slot] = std::move(w);
+}
+
+std::uint64_t engine::drop_queued(std::uint64_t lo, std::uint64_t hi) {
+    std::uint64_t dropped = 0;
+    std::erase_if(queue_, [&](const job& j) {
+        bool in = j.first >= lo && j.first < hi;
+        if (in) dropped += j.count;
+        return in;
+    });
+    return dropped;
+}
+
+void engine::dispatch() {
+    if (stopped_ || closing_) return;
+    // Idle workers first, then a second job each so no worker waits for its next one.
+    for (std::size_t depth = 0; depth < 2 && !queue_.empty(); ++depth)
+        for (auto& w : workers_) {
+            if (queue_.empty()) break;
+            if (!w || w->retiring || !w->task_w || w->flight.size() != depth) continue;
+            job j = std::move(queue_.front());
+            queue_.pop_front();
+            send(*w, std::move(j));
+        }
+}
+
+void engine::send(worker& w, job&& j) {
+    if (w.flight.empty()) {
+        w.front_since = clock::now();
+        w.front_done = 0;
+    }
+    msg_header h{static_cast<std::uint8_t>(j.kind), 0, 0, j.count, j.first};
+    std::string_view body = j.body;
+    if (body.size() > wire::default_large_threshold) {
+        wire::send_large(w.sock.get(), body);
+        h.flags = flag_large;
+        body = {};
+    }
+    std::uint64_t len = sizeof h + body.size();
+    if (w.out_off == w.out.size()) {
+        w.out.clear();
+        w.out_off = 0;
+    }
+    w.out.append(reinterpret_cast<const char*>(&len), sizeof len);
+    w.out.append(reinterpret_cast<const char*>(&h), sizeof h);
+    w.out.append(body);
+    w.flight.push_back(std::move(j));
+    flush_out(w);
+}
+
+bool engine::flush_out(worker& w) {
+    while (w.out_off < w.out.size()) {
+        long n;
+        try {
+            n = sys::write_some(w.task_w.get(), w.out.data() + w.out_off, w.out.size() - w.out_off);
+        } catch (const std::system_error&) {
+            // EPIPE: the worker is gone; its EOF on the results pipe tells the story.
+            w.out.clear();
+            w.out_off = 0;
+            return true;
+        }
+        if (n < 0) return false;
+        w.out_off += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+void engine::advance(worker& w, std::uint32_t n) {
+    w.front_done += n;
+    w.completed += n;
+    done_ += n;
+    w.front_since = clock::now();
+    if (w.front_done >= w.flight.front().count) {
+        w.flight.pop_front();
+        w.front_done = 0;
+    }
+    if (opts_.max_tasks_per_worker && w.completed >= opts_.max_tasks_per_worker) w.retiring = true;
+    // A retiring worker exits once it has answered everything: close its job pipe.
+    if (w.flight.empty() && (w.retiring || closing_)) w.task_w.reset();
+}
+
+void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
+    if (f.size() < sizeof(msg_header)) throw protocol_error("parafork: short answer frame");
+    msg_header h;
+    std::memcpy(&h, f.data(), sizeof h);
+    std::string_view body = f.substr(sizeof h);
+    if (w.flight.empty()) throw protocol_error("parafork: a worker answered without a job");
+    const job& j = w.flight.front();
+    if (h.first != j.first + w.front_done || h.count == 0 || h.count > j.count - w.front_done)
+        throw protocol_error("parafork: a worker answered out of order");
+    switch (static_cast<msg>(h.kind)) {
+        case msg::values:
+            advance(w, h.count);
+            sink.on_values(h.first, h.count, body);
+            return;
+        case msg::failure: {
+            failure_info fi;
+            fi.what = failure_info::kind::remote;
+            fi.pid = w.proc.pid();
+            wire::reader r(body);
+            r(fi.type_name, fi.message);
+            advance(w, 1);
+            sink.on_failure(h.first, fi);
+            return;
+        }
+        case msg::large: {
+            std::uint64_t size = 0;
+            if (body.size() != sizeof size) throw protocol_error("parafork: bad large frame");
+            std::memcpy(&size, body.data(), sizeof size);
+            auto v = wire::recv_large(w.sock.get());
+            if (v.size() != size) throw protocol_error("parafork: large value size mismatch");
+            advance(w, 1);
+            sink.on_values(h.first, 1, v.bytes());
+            return;
+        }
+        default: throw protocol_error("parafork: unknown answer kind");
+    }
+}
+
+void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
+
+void engine::lost(worker& w, event_sink& sink, const failure_info& why, bool blame_front) {
+    std::deque<job> flight = std::move(w.flight);
+    std::uint32_t done = w.front_done;
+    std::size_t slot = w.slot;
+    workers_[slot].reset();  // closes its fds; the process is already reaped
+    if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
+    if (flight.empty()) return;
+    job front = std::move(flight.front());
+    flight.pop_front();
+    for (auto it = flight.rbegin(); it != flight.rend(); ++it) requeue_front(std::move(*it));
+    job rest = done ? slice(front, done, front.count) : std::move(front);
+    bool exact = rest.count == 1 || opts_.task_timeout.count() > 0;
+    if (!blame_front || !exact) {
+        // The worker answered in batches, so which item killed it is unknown: run the halves
+        // apart; the culprit ends up alone and is blamed then, the others just run again.
+        std::uint32_t half = rest.count / 2;
+        if (rest.count == 1) {
+            requeue_front(std::move(rest));
+        } else {
+            requeue_front(slice(rest, half, rest.count));
+            requeue_front(slice(rest, 0, half));
+        }
+        return;
+    }
+    job culprit = rest.count == 1 ? std::move(rest) : slice(rest, 0, 1);
+    if (rest.count > 1) requeue_front(slice(rest, 1, rest.count));
+    if (why.what != failure_info::kind::timeout && culprit.tries < opts_.retries) {
+        ++culprit.tries;
+        requeue_front(std::move(culprit));
+        return;
+    }
+    ++done_;
+    sink.on_failure(culprit.first, why);
+}
+
+void engine::read_from(worker& w, event_sink& sink) {
+    long n = w.reader.fill(w.result_r.get());
+    if (n < 0) return;
+    if (n > 0) {
+        while (auto f = w.reader.next()) handle_frame(w, *f, sink);
+        return;
+    }
+    // EOF: the worker exited (or died).
+    auto st = w.proc.wait();
+    failure_info why;
+    why.what = failure_info::kind::died;
+    why.pid = w.proc.pid();
+    why.signal = st.signal;
+    why.code = st.code;
+    if (w.flight.empty()) {
+        std::size_t slot = w.slot;
+        workers_[slot].reset();
+        if (!stopped_ && !closing_) spawn(slot);  // recycled, or died between jobs
+        return;
+    }
+    lost(w, sink, why, true);
+}
+
+void engine::draw_progress(bool final) {
+    if (!progress_tty_) return;
+    auto now = clock::now();
+    if (!final && now - last_draw_ < std::chrono::milliseconds(200)) return;
+    last_draw_ = now;
+    double secs = std::chrono::duration<double>(now - started_).count();
+    double rate = secs > 0 ? static_cast<double>(done_) / secs : 0;
+    char line[160];
+    if (total_) {
+        double eta = rate > 0 ? static_cast<double>(total_ - std::min(done_, total_)) / rate : 0;
+        int width = 30;
+        int fill = static_cast<int>(width * static_cast<double>(std::min(done_, total_)) /
+                                    static_cast<double>(total_));
+        std::string bar(static_cast<std::size_t>(fill), '#');
+        bar.resize(static_cast<std::size_t>(width), '.');
+        std::snprintf(line, sizeof line, "\r%s [%s] %" PRIu64 "/%" PRIu64 " %.0f/s ETA %.1fs",
+                      opts_.name.c_str(), bar.c_str(), done_, total_, rate, eta);
+    } else {
+        std::snprintf(line, sizeof line, "\r%s %" PRIu64 " done %.0f/s", opts_.name.c_str(), done_,
+                      rate);
+    }
+    std::fputs(line, stderr);
+    if (final) std::fputc('\n', stderr);
+    std::fflush(stderr);
+}
+
+bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
+    if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
+    dispatch();
+    if (idle()) return false;
+    sys::sigint_guard guard;
+    auto& fds = pollfds_;
+    fds.clear();
+    fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+    for (auto& w : workers_) {
+        if (!w) continue;
+        fds.push_back({w->result_r.get(), POLLIN, 0});
+        if (w->out_off < w->out.size() && w->task_w) fds.push_back({w->task_w.get(), POLLOUT, 0});
+    }
+    auto now = clock::now();
+    std::optional<clock::time_point> wake = deadline;
+    if (opts_.task_timeout.count() > 0)
+        for (auto& w : workers_)
+            if (w && !w->flight.empty()) {
+                auto t = w->front_since + opts_.task_timeout;
+                if (!wake || t < *wake) wake = t;
+            }
+    if (progress_tty_) {
+        auto t = now + std::chrono::milliseconds(200);
+        if (!wake || t < *wake) wake = t;
+    }
+    int timeout_ms = -1;
+    if (wake) {
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(*wake - now).count();
+        timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
+    }
+    int r = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+    if (sys::sigint_guard::pending()) {
+        terminate();
+        sys::sigint_guard::clear();
+        throw interrupted();
+    }
+    if (r > 0) {
+        for (auto& p : fds) {
+            if (!p.revents || p.fd == sys::sigint_guard::fd()) continue;
+            for (auto& w : workers_) {
+                if (!w) continue;
+                if (p.events == POLLOUT && w->task_w.get() == p.fd) {
+                    flush_out(*w);
+                    break;
+                }
+                if (p.events == POLLIN && w->result_r.get() == p.fd) {
+                    read_from(*w, sink);
+                    break;
+                }
+            }
+        }
+    }
+    if (opts_.task_timeout.count() > 0) {
+        now = clock::now();
+        for (std::size_t k = 0; k < workers_.size(); ++k) {
+            auto* w = workers_[k].get();
+            if (!w || w->flight.empty() || now < w->front_since + opts_.task_timeout) continue;
+            w->proc.kill_and_reap();
+            failure_info why;
+            why.what = failure_info::kind::timeout;
+            why.pid = w->proc.pid();
+            lost(*w, sink, why, true);
+        }
+    }
+    dispatch();
+    draw_progress(false);
+    return true;
+}
+
+void engine::kick() {
+    if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
+    dispatch();
+}
+
+void engine::join(event_sink& sink) {
+    while (pump(sink)) {
+    }
+    draw_progress(true);
+    closing_ = true;
+    for (auto& w : workers_)
+        if (w) w->task_w.reset();  // EOF: the worker runs worker_exit and exits
+    for (auto& w : workers_)
+        if (w) w->proc.wait();
+    workers_.clear();
+}
+
+void engine::terminate() noexcept {
+    stopped_ = true;
+    for (auto& w : workers_)
+        if (w) w->proc.signal(SIGTERM);
+    auto deadline = clock::now() + opts_.grace;
+    for (auto& w : workers_) {
+        if (!w) continue;
+        try {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+            if (left.count() > 0) w->proc.wait_for(left);
+        } catch (...) {
+        }
+        w->proc.kill_and_reap();
+    }
+    workers_.clear();
+    queue_.clear();
+}
+
+} // namespace parafork::detail

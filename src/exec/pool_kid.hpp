@@ -1,0 +1,17 @@
+#pragma once
+// The worker's main loop (internal): reads jobs, runs them, writes answers, exits at EOF.
+
+#include <parafork/exec/pool_engine.hpp>
+
+namespace parafork::detail {
+
+struct kid_config {
+    int task_fd, result_fd, sock;
+    job_runner runner;
+    void* ctx;
+    const options* opts;
+};
+
+[[noreturn]] void kid_main(const kid_config& c) noexcept;
+
+} // namespace parafork::detail

@@ -1,0 +1,585 @@
+#include <parafork/ipc/channel.hpp>
+
+#include "channel_layout.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include <sched.h>
+#include <unistd.h>
+
+namespace parafork {
+namespace detail {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Robust, process-shared mutexes: the kernel marks one held by a dying thread so the next
+// locker gets EOWNERDEAD instead of waiting forever.
+
+void init_robust_mutex(pthread_mutex_t* m) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    int rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc != 0) sys::throw_errno("pthread_mutex_init", rc);
+}
+
+enum class locked { yes, owner_died, no };
+
+locked lock_robust(pthread_mutex_t* m, channel_wait w) {
+    int rc;
+    if (w.kind == channel_wait::never) {
+        rc = pthread_mutex_trylock(m);
+    } else if (w.kind == channel_wait::forever) {
+        rc = pthread_mutex_lock(m);
+    } else {
+        // steady_clock is CLOCK_MONOTONIC on Linux.
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(w.deadline.time_since_epoch()).count();
+        timespec abs{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &abs);
+    }
+    switch (rc) {
+    case 0: return locked::yes;
+    case EOWNERDEAD: pthread_mutex_consistent(m); return locked::owner_died;
+    case EBUSY:
+    case ETIMEDOUT: return locked::no;
+    case ENOTRECOVERABLE: throw protocol_error("parafork: channel lock is unrecoverable");
+    default: sys::throw_errno("pthread_mutex_lock", rc);
+    }
+}
+
+struct unlock_on_exit {
+    pthread_mutex_t* m;
+    ~unlock_on_exit() { pthread_mutex_unlock(m); }
+};
+
+bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+std::uint64_t now_ns() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(channel_clock::now().time_since_epoch()).count());
+}
+
+// A child takes its reserved end within microseconds of the fork. One killed before it could
+// (or a fork whose failure we missed) would hold the reservation as long as its parent lives;
+// after this grace the reservation no longer counts. A child scheduled even later than that
+// takes a fresh end when it finally runs.
+constexpr std::uint64_t pending_grace_ns = 3'000'000'000;
+
+// ---------------------------------------------------------------------------------------------
+// Ends (slots).
+
+void raise_hwm(channel_shared* sh, std::uint32_t used) {
+    auto cur = sh->slot_hwm.load();
+    while (cur < used && !sh->slot_hwm.compare_exchange_weak(cur, used)) {
+    }
+}
+
+std::uint64_t next_token() {
+    static std::atomic<std::uint32_t> counter{0};
+    return (static_cast<std::uint64_t>(::getpid()) << 32) | (counter.fetch_add(1) + 1);
+}
+
+// Reserves a free slot as pending for a child `parent` is about to fork. -1 if none is free.
+int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
+    for (std::size_t i = 0; i < channel_slots; ++i) {
+        auto& s = sh->slots[i];
+        std::uint32_t expected = slot_free;
+        if (s.state.load(std::memory_order_relaxed) == slot_free &&
+            s.state.compare_exchange_strong(expected, slot_reserving)) {
+            s.pid.store(parent);  // filled in before anyone may judge the reservation
+            s.since.store(now_ns());
+            s.token.store(token);
+            s.state.store(slot_pending);
+            raise_hwm(sh, static_cast<std::uint32_t>(i + 1));
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+// Makes `slot`, reserved for us under `token`, a live end owned by the calling thread. Never
+// blocks: a reservation that expired and went to someone else is theirs.
+bool take_slot(channel_shared* sh, int slot, std::uint64_t token) {
+    auto& s = sh->slots[slot];
+    locked l = locked::no;
+    for (int i = 0; i < 1000 && l == locked::no; ++i) {
+        l = lock_robust(&s.mu, channel_wait::none());  // a liveness scan may hold it an instant
+        if (l == locked::no) ::sched_yield();
+    }
+    if (l == locked::no) return false;
+    std::uint32_t expected = slot_pending;
+    if (s.token.load() != token || !s.state.compare_exchange_strong(expected, slot_live)) {
+        pthread_mutex_unlock(&s.mu);
+        return false;
+    }
+    s.pid.store(::getpid());
+    return true;
+}
+
+int claim_live(channel_shared* sh) {
+    for (int tries = 0; tries < 4; ++tries) {
+        std::uint64_t token = next_token();
+        int slot = claim_pending(sh, ::getpid(), token);
+        if (slot < 0) return -1;
+        if (take_slot(sh, slot, token)) return slot;
+    }
+    return -1;
+}
+
+void release_end(channel_core& c) {
+    int slot = c.my_slot.exchange(-1);
+    if (slot < 0) return;
+    auto& s = c.sh->slots[slot];
+    // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
+    // open until that thread or the process ends, which the kernel reports.
+    if (pthread_mutex_unlock(&s.mu) == 0) {
+        s.state.store(slot_free);
+        return;
+    }
+    // Not ours to unlock: taken by another thread. If that thread is gone, the kernel marked it.
+    int rc = pthread_mutex_trylock(&s.mu);
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&s.mu);
+    if (rc == EOWNERDEAD || rc == 0) {
+        pthread_mutex_unlock(&s.mu);
+        s.state.store(slot_free);
+    } else {
+        c.keep_mapped = true;
+    }
+}
+
+// Ends that may still send: live slots whose owner still holds the mutex, pending slots whose
+// forking parent lives, plus forks that found no free slot (counted forever, to stay safe).
+std::size_t count_open_ends(channel_shared* sh) {
+    std::size_t n = sh->unregistered_ends.load();
+    std::uint32_t hwm = std::min<std::uint32_t>(sh->slot_hwm.load(), channel_slots);
+    for (std::uint32_t i = 0; i < hwm; ++i) {
+        auto& s = sh->slots[i];
+        switch (s.state.load()) {
+        case slot_live: {
+            int rc = pthread_mutex_trylock(&s.mu);
+            if (rc == EBUSY || rc == EDEADLK) {
+                ++n;  // held: the owner lives (possibly us)
+            } else if (rc == EOWNERDEAD) {
+                pthread_mutex_consistent(&s.mu);  // the owner died: free its end
+                pthread_mutex_unlock(&s.mu);
+                std::uint32_t expected = slot_live;
+                s.state.compare_exchange_strong(expected, slot_free);
+            } else if (rc == 0) {
+                pthread_mutex_unlock(&s.mu);  // the owner is releasing it right now
+            }
+            break;
+        }
+        case slot_pending:
+            if (pid_alive(s.pid.load()) && now_ns() - s.since.load() < pending_grace_ns) {
+                ++n;
+            } else {
+                std::uint32_t expected = slot_pending;
+                s.state.compare_exchange_strong(expected, slot_free);
+            }
+            break;
+        case slot_reserving: ++n; break;  // its parent is forking right now
+        default: break;
+        }
+    }
+    return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry of channels this process holds, so a fork gives the child its own end of each.
+
+std::mutex g_registry_mu;
+std::vector<channel_core*>& registry() {
+    static auto* r = new std::vector<channel_core*>;  // never destroyed: used by atfork handlers
+    return *r;
+}
+
+void atfork_prepare() noexcept {
+    g_registry_mu.lock();
+    pid_t self = ::getpid();
+    for (auto* c : registry()) {
+        c->pending_token = next_token();
+        c->pending_slot = claim_pending(c->sh, self, c->pending_token);
+        if (c->pending_slot < 0) c->sh->unregistered_ends.fetch_add(1);
+    }
+    errno = 0;  // read back in atfork_parent: fork() sets it only when it fails
+}
+
+void atfork_parent() noexcept {
+    bool failed = errno != 0;
+    for (auto* c : registry()) {
+        if (failed) {
+            if (c->pending_slot >= 0) {
+                auto& slot = c->sh->slots[c->pending_slot];
+                std::uint32_t expected = slot_pending;
+                if (slot.token.load() == c->pending_token) slot.state.compare_exchange_strong(expected, slot_free);
+            } else {
+                c->sh->unregistered_ends.fetch_sub(1);
+            }
+        }
+        c->pending_slot = -1;
+    }
+    g_registry_mu.unlock();
+}
+
+void atfork_child() noexcept {
+    for (auto* c : registry()) {
+        int slot = c->pending_slot;
+        c->pending_slot = -1;
+        c->my_slot = -1;
+        c->closed = false;
+        c->ever_sent = false;
+        c->received = false;
+        try {
+            if (slot >= 0) c->my_slot = take_slot(c->sh, slot, c->pending_token) ? slot : claim_live(c->sh);
+        } catch (...) {
+        }
+    }
+    g_registry_mu.unlock();
+}
+
+void register_core(channel_core* c) {
+    static std::once_flag once;
+    std::call_once(once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+    std::lock_guard lock(g_registry_mu);
+    registry().push_back(c);
+}
+
+void unregister_core(channel_core* c) {
+    std::lock_guard lock(g_registry_mu);
+    auto& r = registry();
+    r.erase(std::remove(r.begin(), r.end(), c), r.end());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: spin briefly, then sleep on a futex word (with a bounded sleep so liveness checks
+// run even when nobody wakes us).
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// Spin briefly, then yield the CPU for a while, then sleep on the futex. The yielding phase
+// matters both ways: on a busy machine it hands the core to the peer we wait for; on an idle
+// one it keeps this vCPU awake, since waking a halted vCPU costs tens of microseconds.
+// Bounded by time, not iterations: a pause instruction takes 1 to 40 ns depending on the CPU.
+constexpr auto spin_budget = std::chrono::microseconds(10);
+constexpr auto yield_budget = std::chrono::microseconds(100);
+constexpr auto poll_interval = std::chrono::milliseconds(20);
+
+void notify(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiters) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiters.load(std::memory_order_relaxed) != 0) {
+        seq.fetch_add(1);
+        sys::futex_wake_all(&seq);
+    }
+}
+
+// Waits until ready() holds; false if the wait ran out. idle() runs before each sleep.
+template <class Ready, class Idle>
+bool wait_until(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiters, channel_wait w,
+                Ready ready, Idle idle) {
+    if (ready()) return true;
+    if (w.kind == channel_wait::never) return false;
+    auto start = channel_clock::now();
+    for (unsigned i = 1;; ++i) {
+        cpu_relax();
+        if (ready()) return true;
+        if (i % 16 == 0 && channel_clock::now() >= start + spin_budget) break;
+    }
+    while (channel_clock::now() < start + yield_budget) {
+        ::sched_yield();
+        if (ready()) return true;
+    }
+    for (;;) {
+        idle();
+        if (ready()) return true;
+        std::chrono::nanoseconds sleep = poll_interval;
+        if (w.kind == channel_wait::until) {
+            auto now = channel_clock::now();
+            if (now >= w.deadline) return false;
+            sleep = std::min<std::chrono::nanoseconds>(sleep, w.deadline - now);
+        }
+        waiters.fetch_add(1);
+        std::uint32_t s = seq.load();
+        if (ready()) {
+            waiters.fetch_sub(1);
+            return true;
+        }
+        sys::futex_wait(&seq, s, sleep);
+        waiters.fetch_sub(1);
+        if (ready()) return true;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ring.
+
+constexpr std::uint64_t align_up(std::uint64_t n) { return (n + chunk_align - 1) & ~std::uint64_t{chunk_align - 1}; }
+
+void copy_in(channel_core& c, std::uint64_t pos, const char* src, std::size_t n) {
+    std::size_t off = pos % c.cap;
+    std::size_t first = std::min<std::size_t>(n, c.cap - off);
+    if (first) std::memcpy(c.data + off, src, first);
+    if (n > first) std::memcpy(c.data, src + first, n - first);
+}
+
+void copy_out(channel_core& c, std::uint64_t pos, char* dst, std::size_t n) {
+    std::size_t off = pos % c.cap;
+    std::size_t first = std::min<std::size_t>(n, c.cap - off);
+    std::memcpy(dst, c.data + off, first);
+    if (n > first) std::memcpy(dst + first, c.data, n - first);
+}
+
+std::uint64_t free_space(channel_core& c) {
+    return c.cap - (c.sh->head.load(std::memory_order_relaxed) - c.sh->tail.load(std::memory_order_acquire));
+}
+
+// Publishes one chunk; the caller holds send_mu and made sure it fits.
+void put_chunk(channel_core& c, std::uint32_t flags, std::uint64_t total, const char* src, std::size_t len) {
+    auto* sh = c.sh;
+    std::uint64_t pos = sh->head.load(std::memory_order_relaxed);
+    chunk_header h{static_cast<std::uint32_t>(len), flags, total};
+    copy_in(c, pos + chunk_align, src, len);
+    std::memcpy(c.data + pos % c.cap, &h, sizeof h);
+    sh->head.store(pos + chunk_align + align_up(len), std::memory_order_release);
+    notify(sh->data_seq, sh->data_waiters);
+}
+
+// The caller holds send_mu: writes the abort chunk a dead or departed sender owed, if room.
+bool settle_abort(channel_core& c, channel_wait w) {
+    auto* sh = c.sh;
+    if (!sh->need_abort) return true;
+    bool room = wait_until(sh->space_seq, sh->space_waiters, w,
+                           [&] { return free_space(c) >= chunk_align; }, [] {});
+    if (!room) return false;
+    put_chunk(c, chunk_abort, 0, nullptr, 0);
+    sh->need_abort = 0;
+    return true;
+}
+
+// A receiver waiting for data checks whether the sender it waits for died mid-message.
+void recover_dead_sender(channel_core& c) {
+    auto* sh = c.sh;
+    locked l = lock_robust(&sh->send_mu, channel_wait::none());
+    if (l == locked::no) return;  // a live sender holds it
+    unlock_on_exit guard{&sh->send_mu};
+    if (l == locked::owner_died) sh->need_abort = 1;
+    settle_abort(c, channel_wait::none());
+}
+
+void check_capacity(std::size_t cap) {
+    if (cap > channel::max_capacity) throw std::invalid_argument("parafork::channel: capacity above 1 GiB");
+}
+
+} // namespace
+
+channel_core::channel_core(std::size_t capacity) {
+    check_capacity(capacity);
+    cap = std::max<std::uint64_t>(64, align_up(capacity));
+    std::size_t total = channel_data_offset() + cap;
+    {
+        sys::unique_fd fd = sys::make_memfd("parafork-channel", total);
+        map = sys::mapping(fd.get(), total);
+    }  // the mapping keeps the memory; no descriptor stays open
+    sh = new (map.data()) channel_shared{};
+    sh->magic = channel_magic;
+    sh->capacity = cap;
+    init_robust_mutex(&sh->send_mu);
+    init_robust_mutex(&sh->recv_mu);
+    for (auto& s : sh->slots) init_robust_mutex(&s.mu);
+    data = map.bytes() + channel_data_offset();
+    my_slot = claim_live(sh);
+    register_core(this);
+}
+
+channel_core::~channel_core() {
+    unregister_core(this);
+    bool had_end = my_slot >= 0;
+    release_end(*this);
+    if (had_end) notify(sh->data_seq, sh->data_waiters);  // receivers re-check for closure
+    if (keep_mapped) new sys::mapping(std::move(map));     // deliberately never unmapped
+}
+
+std::string& channel_encode_buffer() {
+    thread_local std::string buf;
+    if (buf.capacity() > (std::size_t{16} << 20)) std::string().swap(buf);
+    return buf;
+}
+
+} // namespace detail
+
+using namespace detail;
+
+channel::channel(std::size_t capacity) : core_(std::make_shared<channel_core>(capacity)) {}
+
+std::size_t channel::capacity() const noexcept { return core_->cap; }
+
+std::size_t channel::size_bytes() const noexcept {
+    return core_->sh->head.load() - core_->sh->tail.load();
+}
+
+std::uint64_t channel::dropped_messages() const noexcept { return core_->sh->dropped.load(); }
+
+std::size_t channel::open_ends() const { return count_open_ends(core_->sh); }
+
+void channel::close() {
+    auto& c = *core_;
+    c.closed = true;
+    if (c.my_slot >= 0) {
+        release_end(c);
+        notify(c.sh->data_seq, c.sh->data_waiters);
+    }
+}
+
+std::string& channel::receive_buffer() {
+    thread_local std::string buf;
+    if (buf.capacity() > (std::size_t{16} << 20)) std::string().swap(buf);
+    return buf;
+}
+
+namespace detail {
+namespace {
+
+// False if the message could not start within the wait.
+bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
+    auto* sh = c.sh;
+    if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
+    if (!c.ever_sent.load(std::memory_order_relaxed) && !c.ever_sent.exchange(true) && c.my_slot < 0)
+        c.my_slot = claim_live(sh);  // e.g. a process that received first, now sends
+
+    locked l = lock_robust(&sh->send_mu, w);
+    if (l == locked::no) return false;
+    unlock_on_exit guard{&sh->send_mu};
+    if (l == locked::owner_died) sh->need_abort = 1;  // its message (if any) is void
+    if (!settle_abort(c, w)) return false;
+
+    const std::uint64_t n = bytes.size();
+    const std::uint64_t stream_min = std::max<std::uint64_t>(2 * chunk_align, align_up(c.cap / 4));
+    // A message that fits goes in one chunk (so it is never split); a larger one streams.
+    std::uint64_t whole = chunk_align + align_up(n);
+    std::uint64_t need = whole <= c.cap ? whole : stream_min;
+    if (!wait_until(sh->space_seq, sh->space_waiters, w, [&] { return free_space(c) >= need; }, [] {}))
+        return false;
+
+    // Started: from here on the message is finished whatever the timeout said.
+    std::uint64_t off = 0;
+    for (bool first = true;; first = false) {
+        std::uint64_t free = free_space(c);
+        std::uint64_t len = std::min<std::uint64_t>(n - off, free - chunk_align);
+        // Streamed pieces stay a quarter of the ring, so the receiver frees room while we fill
+        // it: both copies run at once instead of taking turns.
+        if (whole > c.cap) len = std::min<std::uint64_t>(len, stream_min - chunk_align);
+        if (len < n - off) len &= ~std::uint64_t{chunk_align - 1};  // keep pieces aligned
+        std::uint32_t flags = (first ? chunk_first : 0) | (off + len == n ? chunk_last : 0);
+        put_chunk(c, flags, n, bytes.data() + off, static_cast<std::size_t>(len));
+        off += len;
+        if (off == n) return true;
+        std::uint64_t rest = std::min<std::uint64_t>(chunk_align + align_up(n - off), stream_min);
+        wait_until(sh->space_seq, sh->space_waiters, channel_wait::infinite(),
+                   [&] { return free_space(c) >= rest; }, [] {});
+    }
+}
+
+// False if no message began within the wait.
+bool receive_message(channel_core& c, std::string& out, channel_wait w) {
+    auto* sh = c.sh;
+    if (!c.received.load(std::memory_order_relaxed) && !c.received.exchange(true)) {
+        // A process that receives before it ever sent is a receiver, not a sender.
+        if (!c.ever_sent) release_end(c);
+    }
+
+    locked l = lock_robust(&sh->recv_mu, w);
+    if (l == locked::no) return false;
+    unlock_on_exit guard{&sh->recv_mu};
+    // A receiver that died mid-message left chunks without a first flag: skipped below.
+
+    bool mid = false;
+    std::size_t got = 0;
+    auto has_data = [&] {
+        return sh->head.load(std::memory_order_acquire) != sh->tail.load(std::memory_order_relaxed);
+    };
+    auto idle = [&] {
+        recover_dead_sender(c);
+        if (!has_data() && count_open_ends(sh) == 0 && !has_data()) {
+            if (mid) sh->dropped.fetch_add(1);
+            throw channel_closed();
+        }
+    };
+    for (;;) {
+        // The timeout bounds the wait for a message to begin; one that began is finished.
+        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle)) {
+            // Nothing ready for a call that does not wait: a poller must still learn that the
+            // channel closed (or that a dead sender's message is void), or it would poll forever.
+            if (w.kind != channel_wait::never) return false;
+            idle();
+            if (!has_data()) return false;
+        }
+        std::uint64_t pos = sh->tail.load(std::memory_order_relaxed);
+        std::uint64_t avail = sh->head.load(std::memory_order_acquire) - pos;
+        chunk_header h;
+        std::memcpy(&h, c.data + pos % c.cap, sizeof h);
+        std::uint64_t size = chunk_align + align_up(h.len);
+        if (size > avail || h.flags > (chunk_first | chunk_last | chunk_abort))
+            throw protocol_error("parafork: corrupt channel ring");
+        auto advance = [&] {
+            sh->tail.store(pos + size, std::memory_order_release);
+            notify(sh->space_seq, sh->space_waiters);
+        };
+        if (h.flags & chunk_abort) {
+            if (mid) sh->dropped.fetch_add(1);
+            mid = false;
+            advance();
+            continue;
+        }
+        if (h.flags & chunk_first) {
+            if (mid) sh->dropped.fetch_add(1);
+            mid = true;
+            if (h.total > out.max_size()) throw protocol_error("parafork: corrupt channel ring");
+            // Once per message; a reused buffer of the same size is not even cleared.
+            out.resize(static_cast<std::size_t>(h.total));
+            got = 0;
+        } else if (!mid) {
+            advance();  // the rest of a message whose receiver died: nobody gets it
+            continue;
+        }
+        if (got + h.len > out.size() || ((h.flags & chunk_last) && got + h.len != out.size()))
+            throw protocol_error("parafork: corrupt channel ring");
+        copy_out(c, pos + chunk_align, out.data() + got, h.len);
+        got += h.len;
+        advance();
+        if (h.flags & chunk_last) return true;
+    }
+}
+
+} // namespace
+} // namespace detail
+
+void channel::send_bytes(std::string_view bytes) { send_message(*core_, bytes, channel_wait::infinite()); }
+
+bool channel::try_send_bytes(std::string_view bytes) { return send_message(*core_, bytes, channel_wait::none()); }
+
+void channel::send_bytes_until(std::string_view bytes, channel_wait w) {
+    if (!send_message(*core_, bytes, w)) throw timeout_error("parafork: channel send timed out");
+}
+
+void channel::receive_bytes(std::string& out) { receive_message(*core_, out, channel_wait::infinite()); }
+
+bool channel::try_receive_bytes(std::string& out) { return receive_message(*core_, out, channel_wait::none()); }
+
+void channel::receive_bytes_until(std::string& out, channel_wait w) {
+    if (!receive_message(*core_, out, w)) throw timeout_error("parafork: channel receive timed out");
+}
+
+} // namespace parafork

@@ -1,0 +1,392 @@
+// parafork::channel: typed and raw messages, sizes from 0 B to 64 MiB through a 64 KiB ring,
+// many senders and receivers, closure, and peers killed in the middle of a message.
+
+#include <parafork/ipc/channel.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/sys/process.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pf = parafork;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string pattern(std::size_t n, unsigned seed) {
+    std::string s(n, '\0');
+    std::uint32_t x = seed * 2654435761u + 1;
+    for (auto& c : s) {
+        x = x * 1664525u + 1013904223u;
+        c = static_cast<char>(x >> 24);
+    }
+    return s;
+}
+
+// Mappings of this process: all of them, and those of memfds (what parafork maps). Sanitizer
+// runtimes map memory as they go, so under them only the memfd count is compared.
+struct maps_count {
+    std::size_t all = 0, memfd = 0;
+};
+maps_count map_count() {
+    std::ifstream f("/proc/self/maps");
+    std::string line;
+    maps_count n;
+    while (std::getline(f, line)) {
+        ++n.all;
+        if (line.find("/memfd:") != std::string::npos) ++n.memfd;
+    }
+    return n;
+}
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+void expect_same_maps(maps_count before, maps_count after) {
+    EXPECT_EQ(after.memfd, before.memfd);
+    if (!sanitized) {
+        EXPECT_EQ(after.all, before.all);
+    }
+}
+
+} // namespace
+
+TEST(channel, typed_round_trip_in_one_process) {
+    PARAFORK_LEAK_CHECK();
+    pf::channel ch(4096);
+    ch.send(42);
+    ch.send(std::string("hello"));
+    ch.send(std::vector<double>{1.5, 2.5});
+    ch.send(std::string());
+    EXPECT_EQ(ch.receive<int>(), 42);
+    EXPECT_EQ(ch.receive<std::string>(), "hello");
+    EXPECT_EQ(ch.receive<std::vector<double>>(), (std::vector<double>{1.5, 2.5}));
+    EXPECT_EQ(ch.receive<std::string>(), "");
+    EXPECT_FALSE(ch.try_receive<int>().has_value());
+    EXPECT_THROW(ch.receive_for<int>(10ms), pf::timeout_error);
+}
+
+TEST(channel, try_send_and_send_for_respect_a_full_ring) {
+    PARAFORK_LEAK_CHECK();
+    pf::channel ch(256);
+    EXPECT_EQ(ch.capacity(), 256u);
+    std::string msg(100, 'x');
+    EXPECT_TRUE(ch.try_send_bytes(msg));   // 16 + 112 bytes
+    EXPECT_TRUE(ch.try_send_bytes(msg));   // ring full now
+    EXPECT_FALSE(ch.try_send_bytes(msg));
+    EXPECT_THROW(ch.send_bytes_for(msg, 5ms), pf::timeout_error);
+    std::string out;
+    ASSERT_TRUE(ch.try_receive_bytes(out));
+    EXPECT_EQ(out, msg);
+    EXPECT_TRUE(ch.try_send_bytes(msg));
+}
+
+TEST(channel, close_forbids_sending_here) {
+    PARAFORK_LEAK_CHECK();
+    pf::channel ch(1024);
+    ch.close();
+    EXPECT_THROW(ch.send(1), pf::channel_closed);
+    // Nobody may send any more: a receiver learns it instead of waiting.
+    EXPECT_THROW(ch.receive<int>(), pf::channel_closed);
+}
+
+TEST(channel, sizes_from_zero_to_64_mib_through_a_64_kib_ring) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("sizes", 100, [] {
+        static const std::vector<std::size_t> sizes = {
+            0, 1, 7, 8, 15, 16, 17, 100, 4095, 65536 - 32, 65536 - 16, 65536, 65537,
+            200000, std::size_t{1} << 20, (std::size_t{1} << 20) + 3, std::size_t{64} << 20};
+        pf::channel ch(64 * 1024);
+        pf::sys::child sender(pf::sys::fork_call([&] {
+            for (std::size_t i = 0; i < sizes.size(); ++i) ch.send_bytes(pattern(sizes[i], static_cast<unsigned>(i)));
+        }));
+        std::string got;
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            ch.receive_bytes_for(got, 30s);
+            ASSERT_EQ(got.size(), sizes[i]);
+            ASSERT_TRUE(got == pattern(sizes[i], static_cast<unsigned>(i))) << "message " << i;
+        }
+        EXPECT_THROW(ch.receive_bytes_for(got, 30s), pf::channel_closed);
+        EXPECT_TRUE(sender.wait().ok());
+        EXPECT_EQ(ch.dropped_messages(), 0u);
+    });
+}
+
+TEST(channel, receivers_see_closed_once_every_sender_is_gone) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("closed", 60, [] {
+        pf::channel ch(1024);
+        std::vector<pf::sys::child> kids;
+        for (int k = 0; k < 2; ++k)
+            kids.emplace_back(pf::sys::fork_call([&, k] {
+                for (int i = 0; i < 500; ++i) ch.send(k * 1000 + i);
+            }));
+        int count = 0;
+        long sum = 0;
+        try {
+            for (;;) {
+                sum += ch.receive<int>();
+                ++count;
+            }
+        } catch (const pf::channel_closed&) {
+        }
+        EXPECT_EQ(count, 1000);
+        EXPECT_EQ(sum, 2 * (499L * 500 / 2) + 500L * 1000);
+        for (auto& k : kids) EXPECT_TRUE(k.wait().ok());
+    });
+}
+
+TEST(channel, four_senders_four_receivers_each_message_once) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("mpmc", 110, [] {
+        constexpr std::uint32_t per_sender = 250'000;  // 1,000,000 messages in all
+        constexpr int senders = 4, receivers = 4;
+        pf::sys::mapping seen(-1, senders * per_sender);  // shared counters, one per message
+        auto* counts = reinterpret_cast<std::atomic<std::uint8_t>*>(seen.data());
+        pf::channel ch(64 * 1024);
+        std::vector<pf::sys::child> kids;
+        for (int r = 0; r < receivers; ++r)
+            kids.emplace_back(pf::sys::fork_call([&] {
+                try {
+                    for (;;) {
+                        auto id = ch.receive<std::uint32_t>();
+                        counts[id].fetch_add(1, std::memory_order_relaxed);
+                    }
+                } catch (const pf::channel_closed&) {
+                }
+            }));
+        for (int s = 0; s < senders; ++s)
+            kids.emplace_back(pf::sys::fork_call([&, s] {
+                for (std::uint32_t i = 0; i < per_sender; ++i) ch.send(static_cast<std::uint32_t>(s * per_sender + i));
+            }));
+        ch.close();  // the parent sends nothing: only the senders' ends remain
+        for (auto& k : kids) EXPECT_TRUE(k.wait().ok());
+        std::size_t wrong = 0;
+        for (std::uint32_t i = 0; i < senders * per_sender; ++i)
+            if (counts[i].load() != 1) ++wrong;
+        EXPECT_EQ(wrong, 0u);
+    });
+}
+
+TEST(channel, sender_killed_mid_message_is_dropped_not_torn) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("killed sender", 60, [] {
+        pf::channel ch(64 * 1024);
+        pf::sys::child sender(pf::sys::fork_call([&] { ch.send_bytes(pattern(8 << 20, 1)); }));
+        // Nobody reads yet: the sender fills the ring and waits, in the middle of its message.
+        while (ch.size_bytes() < 32 * 1024) std::this_thread::sleep_for(1ms);
+        sender.signal(SIGKILL);
+        EXPECT_EQ(sender.wait().signal, SIGKILL);
+        pf::channel results(4096);
+        pf::sys::child receiver(pf::sys::fork_call([&] {
+            std::vector<std::string> got;
+            try {
+                for (;;) got.push_back(ch.receive_for<std::string>(20s));
+            } catch (const pf::channel_closed&) {
+            }
+            results.send(got);
+        }));
+        ch.send(std::string("after"));  // first voids the dead sender's message
+        ch.close();
+        auto got = results.receive_for<std::vector<std::string>>(30s);
+        EXPECT_TRUE(receiver.wait().ok());
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0], "after");
+        EXPECT_EQ(ch.dropped_messages(), 1u);
+    });
+}
+
+TEST(channel, sender_killed_while_a_receiver_waits_mid_message) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("killed sender, waiting receiver", 60, [] {
+        const std::string big = pattern(64 << 20, 2);
+        pf::channel ch(64 * 1024);
+        pf::channel results(4096);
+        pf::sys::child receiver(pf::sys::fork_call([&] {
+            std::vector<std::size_t> sizes;
+            bool intact = true;
+            try {
+                for (;;) {
+                    std::string m;
+                    ch.receive_bytes_for(m, 20s);
+                    sizes.push_back(m.size());
+                    if (m != big && m != "after") intact = false;
+                }
+            } catch (const pf::channel_closed&) {
+            }
+            results.send(std::make_pair(intact, sizes));
+        }));
+        pf::sys::child sender(pf::sys::fork_call([&] { ch.send_bytes(big); }));
+        std::this_thread::sleep_for(3ms);
+        sender.signal(SIGKILL);
+        sender.wait();
+        pf::sys::child second(pf::sys::fork_call([&] { ch.send_bytes("after"); }));
+        ch.close();
+        EXPECT_TRUE(second.wait().ok());
+        auto [intact, sizes] = results.receive_for<std::pair<bool, std::vector<std::size_t>>>(30s);
+        EXPECT_TRUE(receiver.wait().ok());
+        EXPECT_TRUE(intact);
+        ASSERT_FALSE(sizes.empty());
+        EXPECT_EQ(sizes.back(), 5u);
+        // Either the kill came too late (the big message arrived whole) or it was dropped.
+        EXPECT_EQ(sizes.size() + ch.dropped_messages(), 2u);
+    });
+}
+
+TEST(channel, receiver_after_a_killed_receiver_gets_whole_messages) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("killed receiver, raw", 60, [] {
+        const std::string big = pattern(32 << 20, 4);
+        pf::channel ch(64 * 1024);
+        pf::channel results(4096);
+        pf::sys::child sender(pf::sys::fork_call([&] {
+            ch.send_bytes(big);
+            ch.send_bytes("after");
+        }));
+        ch.close();
+        pf::sys::child first(pf::sys::fork_call([&] {
+            std::string m;
+            for (;;) ch.receive_bytes(m);
+        }));
+        std::this_thread::sleep_for(3ms);
+        first.signal(SIGKILL);
+        first.wait();
+        pf::sys::child second(pf::sys::fork_call([&] {
+            std::vector<std::size_t> sizes;
+            bool intact = true;
+            try {
+                for (;;) {
+                    std::string m;
+                    ch.receive_bytes_for(m, 20s);
+                    sizes.push_back(m.size());
+                    if (m != big && m != "after") intact = false;
+                }
+            } catch (const pf::channel_closed&) {
+            }
+            results.send(std::make_pair(intact, sizes));
+        }));
+        EXPECT_TRUE(sender.wait().ok());
+        auto [intact, sizes] = results.receive_for<std::pair<bool, std::vector<std::size_t>>>(30s);
+        EXPECT_TRUE(second.wait().ok());
+        EXPECT_TRUE(intact);
+        ASSERT_FALSE(sizes.empty());
+        EXPECT_EQ(sizes.back(), 5u);
+    });
+}
+
+TEST(channel, creating_and_destroying_leaves_nothing) {
+    PARAFORK_LEAK_CHECK();
+    auto before = map_count();
+    for (int i = 0; i < 200; ++i) {
+        pf::channel ch(64 * 1024);
+        pf::channel copy = ch;
+        copy.send(i);
+        EXPECT_EQ(ch.receive<int>(), i);
+    }
+    expect_same_maps(before, map_count());
+}
+
+TEST(channel, children_forked_later_get_their_own_end) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("ends", 30, [] {
+        pf::channel ch(4096);
+        EXPECT_EQ(ch.open_ends(), 1u);
+        pf::channel go(4096);
+        pf::sys::child kid(pf::sys::fork_call([&] { (void)go.receive<int>(); }));
+        EXPECT_EQ(ch.open_ends(), 2u);  // counted from the fork on, not from its first send
+        ch.close();
+        EXPECT_EQ(ch.open_ends(), 1u);
+        go.send(1);
+        EXPECT_TRUE(kid.wait().ok());
+        EXPECT_EQ(ch.open_ends(), 0u);
+    });
+}
+
+TEST(channel, a_child_killed_right_after_its_fork_does_not_hold_the_channel_open) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("early kill", 60, [] {
+        pf::channel ch(4096);
+        for (int i = 0; i < 20; ++i) {
+            // Killed at once: often before its end was even taken.
+            pf::sys::child kid(pf::sys::fork_call([] { ::pause(); }));
+            kid.signal(SIGKILL);
+            kid.wait();
+        }
+        ch.close();
+        auto start = std::chrono::steady_clock::now();
+        EXPECT_THROW(ch.receive_for<int>(30s), pf::channel_closed);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // a bound, not a timing goal
+    });
+}
+
+TEST(channel, timed_calls_and_several_polling_receivers) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("polling receivers", 60, [] {
+        pf::channel ch(64 * 1024), results(4096);
+        std::vector<pf::sys::child> kids;
+        for (int r = 0; r < 3; ++r)
+            kids.emplace_back(pf::sys::fork_call([&] {
+                long sum = 0, count = 0;
+                for (;;) {
+                    try {
+                        if (auto v = ch.try_receive<long>()) {
+                            sum += *v;
+                            ++count;
+                        } else {
+                            sum += 0;  // nothing ready: poll again
+                        }
+                    } catch (const pf::channel_closed&) {
+                        break;
+                    }
+                }
+                results.send(std::make_pair(sum, count));
+            }));
+        for (long i = 1; i <= 20000; ++i) ch.send_for(i, 20s);
+        ch.close();
+        long sum = 0, count = 0;
+        for (int r = 0; r < 3; ++r) {
+            auto [s, c] = results.receive_for<std::pair<long, long>>(30s);
+            sum += s;
+            count += c;
+        }
+        for (auto& k : kids) EXPECT_TRUE(k.wait().ok());
+        EXPECT_EQ(count, 20000);
+        EXPECT_EQ(sum, 20000L * 20001 / 2);
+    });
+}
+
+TEST(channel, threads_of_one_process_can_share_it) {
+    PARAFORK_LEAK_CHECK();
+    auto before = map_count();
+    {
+        pf::channel ch(4096);
+        auto sender = [ch](int t) mutable {
+            for (int i = 0; i < 10000; ++i) ch.send(t * 10000 + i);
+        };
+        // The process's end is shared by its threads; a process that receives before it ever
+        // sent gives it up, so this one sends first (else a receive could see no end at all).
+        ch.send(0);
+        std::thread a(sender, 0), b(sender, 1);
+        long sum = 0;
+        for (int i = 0; i < 20001; ++i) sum += ch.receive_for<int>(std::chrono::seconds(30));
+        a.join();
+        b.join();
+        EXPECT_EQ(sum, 20000L * 19999 / 2);
+        EXPECT_FALSE(ch.try_receive<int>().has_value());
+    }
+    EXPECT_EQ(map_count().memfd, before.memfd);  // thread stacks and arenas stay cached
+}

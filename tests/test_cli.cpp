@@ -1,0 +1,560 @@
+// End-to-end tests of the `parafork` command: the built binary runs real commands (awk, tr,
+// sort, wc, sh) and its output is compared with what the serial run gives.
+
+#include <support/leak_check.hpp>
+
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/sys/process.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <poll.h>
+#include <sstream>
+#include <string>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace sys = parafork::sys;
+using namespace std::chrono_literals;
+
+namespace {
+
+#ifdef PARAFORK_CLI_PATH
+const std::string cli = PARAFORK_CLI_PATH;
+#else
+const std::string cli = std::string(PARAFORK_KID_DIR) + "/../tools/parafork";
+#endif
+
+struct result {
+    int status = -1;  // exit code, or 128 + signal
+    std::string out, err;
+};
+
+sys::unique_fd memfd_with(std::string_view data) {
+    auto fd = sys::make_memfd("test-input", 0);
+    if (!data.empty()) sys::write_all(fd.get(), data);
+    ::lseek(fd.get(), 0, SEEK_SET);
+    return fd;
+}
+
+std::string read_all(int fd) {
+    std::string s(sys::fd_size(fd), '\0');
+    std::size_t got = 0;
+    while (got < s.size()) {
+        long n = ::pread(fd, s.data() + got, s.size() - got, static_cast<off_t>(got));
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    s.resize(got);
+    return s;
+}
+
+int as_status(const sys::exit_status& st) { return st.signal ? 128 + st.signal : st.code; }
+
+// Runs `parafork args...` with `input` on stdin; a run over `seconds` is killed and fails.
+result run_cli(std::vector<std::string> args, std::string_view input, int seconds = 60) {
+    args.insert(args.begin(), cli);
+    auto in = memfd_with(input);
+    auto out = sys::make_memfd("test-out", 0);
+    auto err = sys::make_memfd("test-err", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = err.get();
+    sys::child c(sys::spawn(args, so));
+    result r;
+    auto st = c.wait_for(std::chrono::seconds(seconds));
+    if (!st) {
+        ADD_FAILURE() << "parafork did not finish in " << seconds << " s";
+        c.kill_and_reap();
+        st = c.status();
+    }
+    r.status = as_status(*st);
+    r.out = read_all(out.get());
+    r.err = read_all(err.get());
+    return r;
+}
+
+// Deterministic "random" lines of 0..62 printable characters.
+std::string make_lines(std::size_t n, unsigned seed = 1) {
+    std::string s;
+    std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (std::size_t i = 0; i < n; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        std::size_t len = x % 63;
+        for (std::size_t k = 0; k < len; ++k) s += char('!' + ((x >> (k % 48)) + k * 7) % 90);
+        s += '\n';
+    }
+    return s;
+}
+
+std::string lengths_of(const std::string& text, char sep = '\n') {
+    std::string out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find(sep, start);
+        if (end == std::string::npos) end = text.size();
+        out += std::to_string(end - start) + "\n";
+        start = end + 1;
+    }
+    return out;
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
+    std::vector<std::string> v;
+    std::istringstream in(s);
+    for (std::string line; std::getline(in, line);) v.push_back(line);
+    return v;
+}
+
+std::string upper(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+}
+
+std::string temp_path(const char* name) {
+    return "/tmp/parafork-test-cli-" + std::to_string(::getpid()) + "-" + name;
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+const std::string awk_len = "{print length($0)}";
+
+} // namespace
+
+// ---- pipe ------------------------------------------------------------------------------------
+
+TEST(cli_pipe, awk_output_identical_to_serial_run) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(50'000);
+    std::string expected = lengths_of(input);
+    for (std::string block : {"1K", "64K", "1M"}) {
+        auto r = run_cli({"pipe", "-j3", "--block", block, "--", "awk", awk_len}, input);
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(r.out, expected) << "block " << block;
+        EXPECT_EQ(r.err, "");
+    }
+}
+
+TEST(cli_pipe, tr_and_cat_keep_every_byte_in_order) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(20'000, 7);
+    auto r = run_cli({"pipe", "-j2", "--block", "4K", "--", "tr", "a-z", "A-Z"}, input);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, upper(input));
+    // No trailing newline: the last record is still a record.
+    std::string ragged = input + "no newline at the end";
+    r = run_cli({"pipe", "--block", "3K", "cat"}, ragged);  // no "--": cat is the first positional
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, ragged);
+}
+
+TEST(cli_pipe, blocks_end_at_records_and_wc_adds_up) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(30'000, 3);
+    auto r = run_cli({"pipe", "-j2", "--block", "2K", "--", "wc", "-l"}, input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::size_t total = 0, blocks = 0;
+    for (auto& l : split_lines(r.out)) total += std::stoul(l), ++blocks;
+    EXPECT_EQ(total, 30'000u);
+    EXPECT_GT(blocks, 100u);  // many blocks, each ending at a line end
+    // Every block's last byte is a newline: the record separator.
+    r = run_cli({"pipe", "--block", "1K", "--", "sh", "-c", "tail -c 1 | od -An -tx1"}, input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = split_lines(r.out);
+    EXPECT_GT(lines.size(), 100u);
+    for (auto& l : lines) EXPECT_EQ(l, " 0a");
+}
+
+TEST(cli_pipe, null_separated_records) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 0; i < 5000; ++i) input += "rec\n" + std::to_string(i) + std::string(1, '\0');
+    auto r = run_cli({"pipe", "--null", "--block", "1K", "--", "sh", "-c", "tail -c 1 | od -An -tx1"}, input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (auto& l : split_lines(r.out)) EXPECT_EQ(l, " 00");
+    r = run_cli({"pipe", "-0", "-j2", "--block", "1K", "--", "tr", "a-z", "A-Z"}, input);
+    EXPECT_EQ(r.out, upper(input));
+    r = run_cli({"pipe", "--record-sep", "\\0", "--block", "1K", "--", "cat"}, input);
+    EXPECT_EQ(r.out, input);
+}
+
+TEST(cli_pipe, unordered_gives_the_same_lines) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(20'000, 5);
+    auto r = run_cli({"pipe", "--unordered", "-j3", "--block", "2K", "--", "awk", awk_len}, input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto got = split_lines(r.out), want = split_lines(lengths_of(input));
+    std::sort(got.begin(), got.end());
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(got, want);
+}
+
+TEST(cli_pipe, empty_input_runs_nothing) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--", "sh", "-c", "echo ran"}, "");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out, "");
+}
+
+TEST(cli_pipe, failing_jobs_are_reported_and_set_the_exit_status) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(2'000);
+    auto r = run_cli({"pipe", "--block", "4K", "--", "sh", "-c", "cat >/dev/null; echo oops >&2; exit 3"}, input);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("exit code 3"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("oops"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("block 1 (input bytes 0-"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("job(s) failed"), std::string::npos) << r.err;
+}
+
+TEST(cli_pipe, timeout_and_bar) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--bar", "--timeout", "0.3", "--block", "1K", "--", "sh", "-c",
+                      "cat >/dev/null; exec sleep 30"},
+                     make_lines(100), 30);
+    EXPECT_EQ(r.status, 4) << r.err;  // 4 blocks, every one over its time
+    EXPECT_NE(r.err.find("timed out (signal 15 (SIGTERM))"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("4 done"), std::string::npos) << r.err;
+}
+
+TEST(cli_pipe, missing_command_is_a_clear_error) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--", "parafork-no-such-command", "x"}, make_lines(1000));
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+}
+
+TEST(cli_pipe, halt_now_stops_at_the_first_failure) {
+    PARAFORK_LEAK_CHECK();
+    std::string log = temp_path("halt.log");
+    // Every block fails; with --halt now only the first few (those already started) run.
+    auto r = run_cli({"pipe", "-j1", "--halt", "now", "--joblog", log, "--block", "1K", "--", "sh", "-c",
+                      "cat >/dev/null; exit 4"},
+                     make_lines(20'000));
+    EXPECT_EQ(r.status, 1) << r.err;
+    auto rows = split_lines(slurp(log));
+    ::unlink(log.c_str());
+    EXPECT_EQ(rows.size(), 2u);  // the header and the one failed job
+}
+
+// ---- run -------------------------------------------------------------------------------------
+
+TEST(cli_run, placeholder_is_replaced_or_the_line_appended) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "--", "echo", "<{}>", "{.}", "{/}", "{#}"}, "a/b.txt\nc\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "<a/b.txt> a/b b.txt 1\n<c> c c 2\n");
+    r = run_cli({"run", "-k", "-j3", "--", "echo", "pre"}, "x y\nz\n\n");
+    EXPECT_EQ(r.out, "pre x y\npre z\npre \n");  // one argument per line, spaces kept
+}
+
+TEST(cli_run, records_from_the_command_line) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "--", "echo", "x{}", ":::", "a", "b c", "d"}, "ignored\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "xa\nxb c\nxd\n");
+    EXPECT_EQ(run_cli({"pipe", "--", "cat", ":::", "a"}, "").status, 2);
+}
+
+TEST(cli_run, keep_order_or_completion_order) {
+    PARAFORK_LEAK_CHECK();
+    const std::string input = "3\n1\n2\n";
+    const std::vector<std::string> cmd = {"--", "sh", "-c", "sleep 0.$1; echo $1", "sh", "{}"};
+    std::vector<std::string> args = {"run", "-j3", "-k"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    auto r = run_cli(args, input);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, input);
+    args = {"run", "-j3"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    r = run_cli(args, input);
+    auto got = split_lines(r.out);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, (std::vector<std::string>{"1", "2", "3"}));
+}
+
+TEST(cli_run, sort_each_file_like_the_serial_loop) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::string> files;
+    std::string list, expected;
+    for (int i = 0; i < 6; ++i) {
+        files.push_back(temp_path(("sort" + std::to_string(i)).c_str()));
+        std::string text = make_lines(300, 10 + i);
+        std::ofstream(files.back()) << text;
+        auto lines = split_lines(text);
+        std::sort(lines.begin(), lines.end());
+        for (auto& l : lines) expected += l + "\n";
+        list += files.back() + "\n";
+    }
+    auto r = run_cli({"run", "-k", "-j2", "--", "env", "LC_ALL=C", "sort", "{}"}, list);
+    for (auto& f : files) ::unlink(f.c_str());
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, expected);
+}
+
+TEST(cli_run, failures_name_the_line_and_count_in_the_status) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "--", "sh", "-c", "echo out$1; exit $1", "sh", "{}"}, "0\n3\n0\n5\n");
+    EXPECT_EQ(r.status, 2);  // GNU parallel's rule: the number of failed jobs
+    EXPECT_EQ(r.out, "out0\nout3\nout0\nout5\n");
+    EXPECT_NE(r.err.find("line 2 '3' failed: exit code 3"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("2 of 4 job(s) failed"), std::string::npos) << r.err;
+    r = run_cli({"run", "--", "parafork-no-such-command"}, "a\n");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+}
+
+TEST(cli_run, timeout_kills_the_job) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "--timeout", "300ms", "--", "sleep", "{}"}, "30\n0\n", 30);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
+}
+
+TEST(cli_run, joblog_has_gnu_parallel_columns) {
+    PARAFORK_LEAK_CHECK();
+    std::string log = temp_path("joblog");
+    auto r = run_cli({"run", "-j1", "--halt", "soon", "--joblog", log, "--", "sh", "-c", "echo hi; exit $1", "sh"},
+                     "0\n7\n0\n");
+    EXPECT_EQ(r.status, 1);
+    auto rows = split_lines(slurp(log));
+    ::unlink(log.c_str());
+    ASSERT_EQ(rows.size(), 3u);  // header, then 2 jobs: --halt soon starts no third
+    EXPECT_EQ(rows[0], "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand");
+    std::vector<std::string> cols;
+    std::istringstream row(rows[2]);
+    for (std::string c; std::getline(row, c, '\t');) cols.push_back(c);
+    ASSERT_EQ(cols.size(), 9u) << rows[2];
+    EXPECT_EQ(cols[0], "2");
+    EXPECT_EQ(cols[5], "3");  // "hi\n"
+    EXPECT_EQ(cols[6], "7");
+    EXPECT_EQ(cols[7], "0");
+    EXPECT_EQ(cols[8], "sh -c echo hi; exit $1 sh 7");
+}
+
+TEST(cli_run, bar_reports_progress_on_stderr) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "--bar", "--", "true"}, "a\nb\nc\n");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.err.find("3 done"), std::string::npos) << r.err;
+}
+
+TEST(cli, usage_errors_and_help) {
+    PARAFORK_LEAK_CHECK();
+    EXPECT_EQ(run_cli({"pipe"}, "").status, 2);
+    EXPECT_EQ(run_cli({"pipe", "--block", "lots", "--", "cat"}, "").status, 2);
+    EXPECT_EQ(run_cli({"run", "--timeout", "soon", "--", "true"}, "").status, 2);
+    EXPECT_EQ(run_cli({"frobnicate"}, "").status, 2);
+    auto h = run_cli({"pipe", "--help"}, "");
+    EXPECT_EQ(h.status, 0);
+    EXPECT_NE(h.out.find("Examples:"), std::string::npos);
+}
+
+// ---- coproc ----------------------------------------------------------------------------------
+
+TEST(cli_coproc, answers_in_input_order_like_the_serial_filter) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = make_lines(100'000, 9);
+    auto r = run_cli({"coproc", "-j3", "--", "awk", awk_len}, input);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, lengths_of(input));
+    r = run_cli({"coproc", "-j2", "--", "tr", "a-z", "A-Z"}, input);
+    EXPECT_EQ(r.out, upper(input));
+}
+
+TEST(cli_coproc, a_copy_that_dies_names_the_record) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 1; i <= 50; ++i) input += std::to_string(i) + "\n";
+    auto r = run_cli({"coproc", "-j2", "--", "sh", "-c", "while read x; do [ $x = 17 ] && exit 3; echo $x; done"},
+                     input);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("record 17 '17'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("exited with code 3"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, a_copy_over_the_timeout_names_the_record) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"coproc", "-j2", "--timeout", "300ms", "--", "sh", "-c",
+                      "while read x; do [ $x = 3 ] && exec sleep 30; echo $x; done"},
+                     "1\n2\n3\n4\n5\n", 30);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("record 3 '3'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("300 ms"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, two_answers_for_one_record_is_a_protocol_error) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"coproc", "-j2", "--", "sh", "-c", "while read x; do echo $x; echo extra; done"}, "1\n2\n3\n");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("exactly one record"), std::string::npos) << r.err;
+    r = run_cli({"coproc", "--", "parafork-no-such-command"}, "1\n");
+    EXPECT_EQ(r.status, 127);
+    EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+}
+
+// ---- Ctrl-C ----------------------------------------------------------------------------------
+
+namespace {
+
+// Starts parafork with jobs that sleep, waits until `expect` of them are running, sends SIGINT,
+// and checks that parafork exits 130 having reaped every child: we are the subreaper, so any
+// child it left behind would become ours.
+void interrupt_and_check(std::vector<std::string> args, std::string_view input, std::size_t expect,
+                         const std::string& pidfile) {
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    args.insert(args.begin(), cli);
+    auto in = memfd_with(input);
+    auto out = sys::make_memfd("test-out", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = out.get();
+    sys::child c(sys::spawn(args, so));
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (split_lines(slurp(pidfile)).size() < expect && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    auto pids = split_lines(slurp(pidfile));
+    ::unlink(pidfile.c_str());
+    ASSERT_EQ(pids.size(), expect) << read_all(out.get());
+    c.signal(SIGINT);
+    auto st = c.wait_for(30s);
+    ASSERT_TRUE(st) << "parafork did not stop on SIGINT";
+    EXPECT_EQ(as_status(*st), 130) << read_all(out.get());
+    EXPECT_NE(read_all(out.get()).find("interrupted"), std::string::npos);
+    int ws;
+    errno = 0;
+    pid_t left = ::waitpid(-1, &ws, WNOHANG);
+    EXPECT_EQ(left, -1) << "a child of parafork was left behind: " << left;
+    EXPECT_EQ(errno, ECHILD);
+    for (auto& p : pids) EXPECT_NE(::kill(std::stoi(p), 0), 0) << "job " << p << " still alive";
+}
+
+} // namespace
+
+TEST(cli_sigint, run_stops_every_job) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("run.pids");
+    interrupt_and_check({"run", "-j2", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 60"}, "a\nb\nc\n", 2,
+                        pidfile);
+}
+
+TEST(cli_sigint, pipe_stops_every_job) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("pipe.pids");
+    interrupt_and_check({"pipe", "-j2", "--block", "1K", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 60"},
+                        make_lines(1000), 2, pidfile);
+}
+
+TEST(cli_sigint, coproc_stops_every_copy) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("coproc.pids");
+    interrupt_and_check({"coproc", "-j2", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 60"}, "a\nb\n", 2,
+                        pidfile);
+}
+
+// ---- a large input, streamed ------------------------------------------------------------------
+
+namespace {
+
+// Line i of the big input: its length is i % 61, so the expected answer is easy to recompute.
+void append_big_line(std::string& buf, std::size_t i) {
+    std::size_t len = i % 61;
+    buf.append(len, char('a' + i % 26));
+    buf += '\n';
+}
+
+long vm_hwm_kib(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
+    return -1;
+}
+
+} // namespace
+
+// 100 MB through `pipe` with 1 MiB blocks: output checked line by line, memory bounded.
+TEST(cli_pipe, large_input_streams_in_bounded_memory) {
+    PARAFORK_LEAK_CHECK();
+    constexpr std::size_t target_bytes = 100u << 20;
+    std::size_t lines = 0;
+    {
+        std::size_t bytes = 0;
+        while (bytes < target_bytes) bytes += lines % 61 + 1, ++lines;
+    }
+    auto to_cli = sys::make_pipe();
+    auto from_cli = sys::make_pipe();
+    pid_t gen = sys::fork_call([&] {
+        from_cli.read.reset();
+        std::string buf;
+        for (std::size_t i = 0; i < lines; ++i) {
+            append_big_line(buf, i);
+            if (buf.size() > (1 << 20)) sys::write_all(to_cli.write.get(), buf), buf.clear();
+        }
+        sys::write_all(to_cli.write.get(), buf);
+    });
+    sys::child generator(gen);
+    to_cli.write.reset();
+    sys::spawn_options so;
+    so.stdin_fd = to_cli.read.get();
+    so.stdout_fd = from_cli.write.get();
+    sys::child c(sys::spawn({cli, "pipe", "-j2", "--block", "1M", "--", "awk", awk_len}, so));
+    to_cli.read.reset();
+    from_cli.write.reset();
+
+    long hwm = 0;
+    std::size_t line = 0, bad = 0;
+    std::string partial;
+    char buf[1 << 16];
+    auto deadline = std::chrono::steady_clock::now() + 100s;
+    for (std::size_t reads = 0;; ++reads) {
+        pollfd p{from_cli.read.get(), POLLIN, 0};
+        ASSERT_GT(::poll(&p, 1, 5000), -1);
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "too slow or hung at line " << line;
+        if (!p.revents) continue;
+        long n = sys::read_some(from_cli.read.get(), buf, sizeof buf);
+        if (n == 0) break;
+        if (reads % 16 == 0) hwm = std::max(hwm, vm_hwm_kib(c.pid()));
+        partial.append(buf, static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        for (std::size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+            if (std::string_view(partial).substr(start, nl - start) != std::to_string(line % 61)) ++bad;
+            ++line;
+        }
+        partial.erase(0, start);
+    }
+    hwm = std::max(hwm, vm_hwm_kib(c.pid()));
+    // RUSAGE_CHILDREN covers every child we waited for and the jobs they reaped: the peak RSS
+    // of the largest of them (parafork, an awk job, the generator).
+    auto st = c.wait();
+    EXPECT_TRUE(st.ok()) << st.describe();
+    rusage ru{};
+    ASSERT_EQ(::getrusage(RUSAGE_CHILDREN, &ru), 0);
+    EXPECT_TRUE(generator.wait().ok());
+    EXPECT_EQ(line, lines);
+    EXPECT_EQ(bad, 0u);
+    EXPECT_EQ(partial, "");
+    EXPECT_GT(hwm, 0);
+    EXPECT_LT(hwm, 64 * 1024) << "parafork's peak RSS (KiB) for a 100 MB input";
+    EXPECT_LT(ru.ru_maxrss, 64 * 1024) << "peak RSS (KiB) of parafork or one of its jobs";
+}

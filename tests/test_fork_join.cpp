@@ -1,0 +1,97 @@
+#include <parafork/error.hpp>
+#include <parafork/exec/fork_join.hpp>
+#include <parafork/sys/memory.hpp>
+
+#include <gtest/gtest.h>
+
+#include "support/leak_check.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+
+TEST(NSplit, BalancedAndCovering) {
+    auto s = pf::nsplit(10, 3);
+    ASSERT_EQ(s.size(), 3u);
+    EXPECT_EQ(s[0], (pf::slice{0, 4}));
+    EXPECT_EQ(s[1], (pf::slice{4, 7}));
+    EXPECT_EQ(s[2], (pf::slice{7, 10}));
+    auto few = pf::nsplit(2, 4);  // more parts than items: some are empty
+    ASSERT_EQ(few.size(), 4u);
+    EXPECT_EQ(few[1], (pf::slice{1, 2}));
+    EXPECT_TRUE(few[3].empty());
+    std::size_t total = 0;
+    for (auto& sl : pf::nsplit(1000003, 7)) {
+        total += sl.size();
+        std::size_t n = 0;
+        for (std::size_t i : sl) n += (i >= sl.start && i < sl.stop);
+        EXPECT_EQ(n, sl.size());
+    }
+    EXPECT_EQ(total, 1000003u);
+    EXPECT_THROW(pf::nsplit(10, 0), std::invalid_argument);
+}
+
+TEST(ForkJoin, ResultsInPartOrderFromParentData) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> data(100000);
+    std::iota(data.begin(), data.end(), 1);  // made before the fork: children read it directly
+    auto sums = pf::fork_join(pf::nsplit(data.size(), 4), [&](std::size_t, pf::slice s) {
+        long long sum = 0;
+        for (std::size_t i : s) sum += data[i];
+        return sum;
+    });
+    ASSERT_EQ(sums.size(), 4u);
+    EXPECT_EQ(std::accumulate(sums.begin(), sums.end(), 0LL), 100000LL * 100001 / 2);
+    auto strings = pf::fork_join(pf::nsplit(3, 3), [](std::size_t k, pf::slice) {
+        return std::vector<std::string>(k + 1, "part" + std::to_string(k));
+    });
+    EXPECT_EQ(strings[2], (std::vector<std::string>(3, "part2")));
+}
+
+TEST(ForkJoin, VoidWorkRunsEveryPart) {
+    PARAFORK_LEAK_CHECK();
+    pf::sys::mapping shared(-1, 4096);
+    auto* hits = static_cast<std::atomic<int>*>(shared.data());
+    pf::fork_join(pf::nsplit(5, 5), [&](std::size_t, pf::slice) { hits->fetch_add(1); });
+    EXPECT_EQ(hits->load(), 5);
+}
+
+TEST(ForkJoin, FailedPartsAreListed) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::fork_join(pf::nsplit(4, 4), [](std::size_t k, pf::slice) {
+            if (k == 1) throw std::runtime_error("part one fails");
+            if (k == 3) ::raise(SIGSEGV);
+            return 0;
+        });
+        FAIL() << "no error";
+    } catch (const pf::error& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find("part 1"), std::string::npos) << what;
+        EXPECT_NE(what.find("exit code 1"), std::string::npos) << what;
+        EXPECT_NE(what.find("part 3"), std::string::npos) << what;
+        EXPECT_NE(what.find("SIGSEGV"), std::string::npos) << what;
+        EXPECT_EQ(what.find("part 0"), std::string::npos) << what;
+    }
+}
+
+TEST(ForkJoin, CtrlCStopsEveryPart) {
+    PARAFORK_LEAK_CHECK();
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGINT;
+    timer_t id;
+    ASSERT_EQ(::timer_create(CLOCK_MONOTONIC, &ev, &id), 0);
+    itimerspec its{};
+    its.it_value.tv_nsec = 100 * 1000000;
+    ASSERT_EQ(::timer_settime(id, 0, &its, nullptr), 0);
+    EXPECT_THROW(pf::fork_join(pf::nsplit(2, 2), [](std::size_t, pf::slice) { ::sleep(30); }),
+                 pf::interrupted);
+    ::timer_delete(id);
+}

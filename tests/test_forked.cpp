@@ -1,0 +1,317 @@
+// forked, map and starmap: results, order, indices, void bodies, streams, errors, Ctrl-C.
+#include <parafork/exec/forked.hpp>
+#include <parafork/exec/map.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <forward_list>
+#include <list>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+
+namespace {
+
+// A vector of a..b-1. (Tests use it rather than std::views::iota, which clang 14 cannot compile
+// against libstdc++ 12's <ranges>.)
+template <class T>
+std::vector<T> seq(T a, T b) {
+    std::vector<T> v;
+    for (T x = a; x < b; ++x) v.push_back(x);
+    return v;
+}
+
+struct foo {
+    std::string s;
+    double x = 0;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(s, x);
+    }
+};
+
+pf::options jobs(unsigned n) {
+    pf::options o;
+    o.jobs = n;
+    return o;
+}
+
+} // namespace
+
+TEST(Forked, SumsOverIndexRange) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(10000);
+    std::iota(v.begin(), v.end(), 0);
+    long long sum = 0;
+    std::size_t joins = 0;
+    pf::forked(v, [](int x) { return static_cast<long long>(x) * 2; },
+               [&](long long y) {
+                   sum += y;
+                   ++joins;
+               },
+               jobs(3));
+    EXPECT_EQ(joins, v.size());
+    EXPECT_EQ(sum, 2LL * 9999 * 10000 / 2);
+}
+
+TEST(Forked, IndexedBodyAndJoin) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<foo> result(10);
+    pf::forked(seq(0, 10),
+               [](std::size_t i, int x) { return foo{std::to_string(x), static_cast<double>(i)}; },
+               [&](std::size_t i, foo&& f) { result[i] = std::move(f); }, jobs(2));
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_EQ(result[i].s, std::to_string(i));
+        EXPECT_EQ(result[i].x, i);
+    }
+}
+
+TEST(Forked, OrderedJoinSeesInputOrder) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(5000);
+    std::iota(v.begin(), v.end(), 0);
+    std::vector<int> seen;
+    pf::options o = jobs(2);
+    o.ordered = true;
+    o.chunksize = 7;
+    pf::forked(v, [](int x) { return x + 1; }, [&](int y) { seen.push_back(y); }, o);
+    ASSERT_EQ(seen.size(), v.size());
+    for (int i = 0; i < 5000; ++i) ASSERT_EQ(seen[i], i + 1);
+}
+
+TEST(Forked, VoidBodyCountsJoins) {
+    PARAFORK_LEAK_CHECK();
+    std::size_t n = 0, index_sum = 0;
+    pf::forked(seq(0, 100), [](int) {}, [&](std::size_t i) {
+        ++n;
+        index_sum += i;
+    }, jobs(2));
+    EXPECT_EQ(n, 100u);
+    EXPECT_EQ(index_sum, 4950u);
+}
+
+TEST(Forked, StreamsItemsOfAListInputs) {
+    PARAFORK_LEAK_CHECK();
+    std::list<std::string> words;
+    for (int i = 0; i < 300; ++i) words.push_back("w" + std::to_string(i));
+    std::vector<std::string> out(300);
+    pf::forked(words, [](std::size_t i, const std::string& w) { return w + "/" + std::to_string(i); },
+               [&](std::size_t i, std::string&& s) { out[i] = std::move(s); }, jobs(2));
+    for (int i = 0; i < 300; ++i) EXPECT_EQ(out[i], "w" + std::to_string(i) + "/" + std::to_string(i));
+}
+
+#if !defined(__clang__) || __clang_major__ >= 15  // <ranges> views: see seq()
+TEST(Forked, StreamsALazyInputRange) {
+    PARAFORK_LEAK_CHECK();
+    // A filtered view is not sized: its items are pulled lazily in the parent and streamed.
+    auto evens = std::views::iota(0, 1000) | std::views::filter([](int x) { return x % 2 == 0; });
+    auto squares = pf::map([](int x) { return x * x; }, evens, jobs(2));
+    ASSERT_EQ(squares.size(), 500u);
+    for (int i = 0; i < 500; ++i) EXPECT_EQ(squares[i], 4 * i * i);
+}
+#endif
+
+TEST(Map, ReturnsInputOrderAndStarmapUnpacks) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<int> v(1000);
+    std::iota(v.begin(), v.end(), 0);
+    auto r = pf::map([](int x) { return x * 3; }, v, jobs(2));
+    ASSERT_EQ(r.size(), v.size());
+    for (int i = 0; i < 1000; ++i) EXPECT_EQ(r[i], 3 * i);
+
+    std::vector<std::tuple<int, std::string>> t{{1, "a"}, {2, "b"}, {3, "c"}};
+    auto s = pf::starmap([](int n, const std::string& c) {
+        std::string out;
+        for (int k = 0; k < n; ++k) out += c;
+        return out;
+    }, t, jobs(2));
+    EXPECT_EQ(s, (std::vector<std::string>{"a", "bb", "ccc"}));
+}
+
+TEST(Map, BodyReadsParentStateBuiltAtTheCall) {
+    PARAFORK_LEAK_CHECK();
+    // The kids fork at the call: a table made just before is simply there.
+    std::vector<std::string> table;
+    for (int i = 0; i < 64; ++i) table.push_back(std::string(static_cast<std::size_t>(i), 'x'));
+    auto lens = pf::map([&table](int i) { return table[static_cast<std::size_t>(i)].size(); },
+                        seq(0, 64), jobs(2));
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(lens[i], static_cast<std::size_t>(i));
+}
+
+TEST(Map, MillionItemsExact) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::uint32_t> v(1'000'000);
+    std::iota(v.begin(), v.end(), 0u);
+    auto r = pf::map([](std::uint32_t x) { return std::uint64_t{x} * x; }, v, jobs(2));
+    ASSERT_EQ(r.size(), v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) ASSERT_EQ(r[i], std::uint64_t{v[i]} * v[i]);
+}
+
+TEST(Map, RemoteErrorsCarryTypeMessageAndIndex) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::map([](int x) {
+            if (x == 37) throw std::out_of_range("thirty-seven");
+            return x;
+        }, seq(0, 100), jobs(2));
+        FAIL() << "no exception";
+    } catch (const pf::remote_error& e) {
+        EXPECT_EQ(e.type_name(), "std::out_of_range");
+        EXPECT_EQ(e.message(), "thirty-seven");
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(37));
+        EXPECT_GT(e.pid(), 0);
+    }
+}
+
+TEST(Map, SegfaultIsWorkerDiedAtItsItem) {
+    PARAFORK_LEAK_CHECK();
+    try {
+        pf::map([](int x) {
+            if (x == 55) ::raise(SIGSEGV);
+            return x;
+        }, seq(0, 200), jobs(2));
+        FAIL() << "no exception";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGSEGV);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(55));
+    }
+}
+
+TEST(Map, InterruptedBySigint) {
+    PARAFORK_LEAK_CHECK();
+    // A helper child sends SIGINT to us while the map runs; the call must throw interrupted.
+    pid_t self = ::getpid();
+    pid_t helper = ::fork();
+    ASSERT_GE(helper, 0);
+    if (helper == 0) {
+        ::usleep(300'000);
+        ::kill(self, SIGINT);
+        ::_exit(0);
+    }
+    EXPECT_THROW(pf::map([](int x) {
+        ::sleep(5);
+        return x;
+    }, seq(0, 8), jobs(2)), pf::interrupted);
+    int st = 0;
+    ::waitpid(helper, &st, 0);
+}
+
+TEST(Forked, TaskPastTimeoutFailsTheCall) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.task_timeout = std::chrono::milliseconds(800);  // generous: slow shared CI
+    try {
+        pf::forked(seq(0, 6), [](int x) {
+            if (x == 4) ::sleep(30);
+            return x;
+        }, [](int) {}, o);
+        FAIL() << "no exception";
+    } catch (const pf::timeout_error& e) {
+        EXPECT_NE(std::string(e.what()).find("task 4"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Forked, RetriesReRunAnItemWhoseKidWasKilled) {
+    PARAFORK_LEAK_CHECK();
+    // The kid running item 3 kills itself the first time only (a marker file remembers).
+    char marker[] = "/tmp/parafork_retry_XXXXXX";
+    int fd = ::mkstemp(marker);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    ::unlink(marker);
+    std::string path = marker;
+    pf::options o = jobs(2);
+    o.retries = 1;
+    o.chunksize = 1;
+    auto r = pf::map([&path](int x) {
+        if (x == 3 && ::access(path.c_str(), F_OK) != 0) {
+            int m = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+            ::close(m);
+            ::raise(SIGKILL);
+        }
+        return x * 10;
+    }, seq(0, 8), o);
+    ::unlink(path.c_str());
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(r[static_cast<std::size_t>(i)], i * 10);
+}
+
+TEST(Forked, WithoutRetriesAKilledKidFailsItsItem) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 1;
+    try {
+        pf::map([](int x) {
+            if (x == 2) ::raise(SIGKILL);
+            return x;
+        }, seq(0, 8), o);
+        FAIL() << "no exception";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGKILL);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(2));
+    }
+}
+
+TEST(Forked, ProgressBarOnATerminal) {
+    PARAFORK_LEAK_CHECK();
+    int master = -1, slave = -1;
+    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+    ::fcntl(master, F_SETFD, FD_CLOEXEC);
+    ::fcntl(slave, F_SETFD, FD_CLOEXEC);
+    int saved = ::dup(2);
+    ::dup2(slave, 2);
+    pf::options o = jobs(2);
+    o.progress = true;
+    o.name = "bar";
+    auto r = pf::map([](int x) { return x; }, seq(0, 100), o);
+    ::dup2(saved, 2);
+    ::close(saved);
+    ::close(slave);
+    char buf[4096];
+    ::fcntl(master, F_SETFL, O_NONBLOCK);
+    long n = ::read(master, buf, sizeof buf);
+    ::close(master);
+    ASSERT_GT(n, 0);
+    std::string out(buf, static_cast<std::size_t>(n));
+    EXPECT_NE(out.find("bar"), std::string::npos) << out;
+    EXPECT_NE(out.find("100/100"), std::string::npos) << out;
+    EXPECT_EQ(r.size(), 100u);
+}
+
+TEST(Forked, WorkerInitAndExitRunInEachKid) {
+    PARAFORK_LEAK_CHECK();
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    pf::options o = jobs(3);
+    o.worker_init = [&] { [[maybe_unused]] auto w = ::write(p[1], "i", 1); };
+    o.worker_exit = [&] { [[maybe_unused]] auto w = ::write(p[1], "e", 1); };
+    pf::forked(seq(0, 30), [](int x) { return x; }, [](int) {}, o);
+    ::close(p[1]);
+    std::string got;
+    char c;
+    while (::read(p[0], &c, 1) == 1) got += c;
+    ::close(p[0]);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, "eeeiii");
+}
+
+TEST(Forked, AJoinThatThrowsStopsTheKids) {
+    PARAFORK_LEAK_CHECK();
+    EXPECT_THROW(pf::forked(seq(0, 1000), [](int x) { return x; },
+                            [](int y) {
+                                if (y == 10) throw std::logic_error("join gave up");
+                            }, jobs(2)),
+                 std::logic_error);
+}

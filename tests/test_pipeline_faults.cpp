@@ -1,0 +1,328 @@
+// Pipelines under failure: an exception anywhere, a stage killed from outside, stop(), a reader
+// that stops early; and an idle pipeline that must not use the CPU. Every case must leave no
+// process, zombie, descriptor or /dev/shm entry behind.
+#include <parafork/exec/pipeline.hpp>
+#include <parafork/exec/stages.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+namespace pf = parafork;
+using pf::testing::run_bounded;
+
+namespace {
+
+const bool sigint_pipe_made = [] {
+    pf::sys::sigint_guard g;
+    return true;
+}();
+
+int add1(int x) { return x + 1; }
+
+struct ThrowingSource : pf::stage<int> {
+    void setup() {
+        for (int i = 0; i < 100; ++i) put(i);
+        throw std::runtime_error("source broke");
+    }
+};
+
+struct ThrowingSink : pf::stage<> {
+    int seen = 0;
+    void process(int) {
+        if (++seen == 500) throw std::invalid_argument("sink broke");
+    }
+};
+
+struct Slow : pf::stage<int> {
+    void process(int x) {
+        ::usleep(1000);
+        put(x);
+    }
+};
+
+// CPU time (utime + stime, in clock ticks) of a process, from /proc/<pid>/stat.
+long cpu_ticks(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(f, line);
+    auto close = line.rfind(')');
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15; ++i) {
+        rest >> field;
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+}
+
+} // namespace
+
+TEST(pipeline_faults, exception_in_source) {
+    run_bounded("exception_in_source", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(ThrowingSource{}, add1, add1);
+        try {
+            p.list();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("ThrowingSource"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("source broke"), std::string::npos);
+            EXPECT_EQ(e.type_name(), "std::runtime_error");
+        }
+        EXPECT_TRUE(p.finished());
+    });
+}
+
+TEST(pipeline_faults, exception_in_middle_stage) {
+    run_bounded("exception_in_middle_stage", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        auto boom = [](int x) {
+            if (x == 5000) throw std::logic_error("middle broke");
+            return x;
+        };
+        auto p = pf::ez(pf::iter(0, 100'000), add1, pf::named("boom", boom), add1);
+        try {
+            long n = 0;
+            for ([[maybe_unused]] int v : p.items()) ++n;
+            ADD_FAILURE() << "no exception after " << n << " items";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage boom"), std::string::npos) << e.what();
+            EXPECT_EQ(e.type_name(), "std::logic_error");
+            EXPECT_GT(e.pid(), 0);
+        }
+    });
+}
+
+TEST(pipeline_faults, exception_in_sink) {
+    run_bounded("exception_in_sink", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::constant(1), pf::workers(2, add1), ThrowingSink{});  // endless source
+        EXPECT_THROW(p.join(), pf::remote_error);
+        // join() again reports the same failure rather than hanging.
+        EXPECT_THROW(p.join(), pf::remote_error);
+    });
+}
+
+TEST(pipeline_faults, exception_in_initialize_fails_start) {
+    run_bounded("exception_in_initialize", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Bad : pf::stage<int> {
+            void initialize() { throw std::runtime_error("no config"); }
+            void process(int x) { put(x); }
+        };
+        auto p = pf::ez(pf::iter(0, 10), Bad{});
+        EXPECT_THROW(p.start(), std::runtime_error);
+        EXPECT_TRUE(p.pids().empty());
+    });
+}
+
+TEST(pipeline_faults, stage_killed_from_outside) {
+    run_bounded("stage_killed", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::constant(7), pf::named("slow", Slow{}), add1);
+        p.start();
+        auto pids = p.pids();
+        ASSERT_EQ(pids.size(), 3u);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        ::kill(pids[1], SIGKILL);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), pids[1]);
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_NE(std::string(e.what()).find("stage slow"), std::string::npos) << e.what();
+        }
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
+    });
+}
+
+TEST(pipeline_faults, stop_ends_every_process) {
+    run_bounded("stop", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::constant(1), pf::workers(3, add1), Slow{});
+        p.start();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        p.stop();
+        EXPECT_TRUE(p.finished());
+        for (pid_t pid : p.pids()) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, daemonized_pipeline_is_stopped_by_its_destructor) {
+    run_bounded("daemonize", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        std::vector<pid_t> pids;
+        {
+            auto p = pf::ez(pf::constant(1), add1, Slow{});
+            p.daemonize().start();
+            pids = p.pids();
+        }
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, a_stage_that_stops_ends_an_endless_source) {
+    run_bounded("early_stop", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Take : pf::stage<int> {
+            int n = 0;
+            void process(int x) {
+                put(x);
+                if (++n == 1000) stop();
+            }
+        };
+        auto v = pf::ez(pf::constant(3), Take{}).list();
+        EXPECT_EQ(v.size(), 1000u);
+    });
+}
+
+TEST(pipeline_faults, idle_pipeline_uses_no_cpu) {
+    run_bounded("idle_cpu", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto gate = pf::sys::make_pipe();
+        int gate_fd = gate.read.get();
+        // Private: no stage process may hold the write end, or the source would never see EOF.
+        pf::sys::private_fd gate_write(std::move(gate.write));
+        // A source that waits (in read) for the test to let it go; every other stage waits on
+        // an empty queue meanwhile.
+        struct Gated : pf::stage<int> {
+            int fd;
+            explicit Gated(int f) : fd(f) {}
+            void setup() {
+                char c;
+                while (::read(fd, &c, 1) == 1) put(c);
+                stop();
+            }
+        };
+        auto p = pf::ez(Gated(gate_fd), add1, pf::workers(3, add1), add1);
+        p.start();
+        gate.read.reset();
+        pf::sys::write_all(gate_write.get(), "ab", 2);  // some traffic first, then quiet
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        long before = 0, after = 0;
+        for (pid_t pid : p.pids()) before += cpu_ticks(pid);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        for (pid_t pid : p.pids()) after += cpu_ticks(pid);
+        // Six processes over one second: a spinning one alone would burn ~100 ticks.
+        EXPECT_LE(after - before, 10) << "idle stages used CPU";
+        gate_write.reset();  // the source sees EOF and the graph finishes
+        auto v = p.list();
+        EXPECT_EQ(v.size(), 2u);
+    });
+}
+
+TEST(pipeline_faults, sigint_in_the_parent_stops_the_graph) {
+    run_bounded("sigint", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::constant(1), Slow{});
+        p.start();
+        pid_t self = ::getpid();
+        pf::sys::child helper(pf::sys::fork_call([self] {
+            ::usleep(200'000);
+            ::kill(self, SIGINT);
+        }));
+        EXPECT_THROW(p.join(), pf::interrupted);
+        helper.wait();
+        for (pid_t pid : p.pids()) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, watch_reports_queues_on_stderr) {
+    run_bounded("watch", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        char path[] = "/tmp/parafork_watch_XXXXXX";
+        int fd = ::mkstemp(path);
+        ASSERT_GE(fd, 0);
+        int saved = ::dup(2);
+        ::dup2(fd, 2);
+        ::close(fd);
+        {
+            auto p = pf::ez(pf::iter(0, 700), Slow{}, add1);
+            p.watch().named("watched").join();
+        }
+        ::dup2(saved, 2);
+        ::close(saved);
+        std::ifstream in(path);
+        std::stringstream text;
+        text << in.rdbuf();
+        ::unlink(path);
+        EXPECT_NE(text.str().find("items/s"), std::string::npos) << text.str();
+        EXPECT_NE(text.str().find("Slow -> fn"), std::string::npos) << text.str();
+    });
+}
+
+TEST(pipeline_faults, an_exception_unwinding_past_a_running_pipeline_stops_it) {
+    run_bounded("unwinding", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        std::vector<pid_t> pids;
+        try {
+            auto p = pf::ez(pf::constant(1), add1, Slow{});  // would never finish on its own
+            p.start();
+            pids = p.pids();
+            throw std::runtime_error("caller gave up");
+        } catch (const std::runtime_error&) {
+        }
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
+    run_bounded("xcut_name", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Asks : pf::stage<int> {
+            pf::xcut_handle<int> h;
+            void setup() { h = xcut<int>("nope"); }
+            void process(int x) { put(x); }
+        };
+        auto side = pf::ez([](int) {});
+        auto p = pf::ez(pf::iter(0, 10), Asks{}).xcut("db", side);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(e.message().find("no xcut named 'nope'"), std::string::npos) << e.what();
+        }
+    });
+}
+
+TEST(pipeline_faults, no_orphans_when_the_parent_is_killed) {
+    run_bounded("no_orphans", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto report = pf::sys::make_pipe();
+        pf::sys::child owner(pf::sys::fork_call([&] {
+            report.read.reset();
+            auto p = pf::ez(pf::constant(1), add1, Slow{});
+            p.start();
+            auto pids = p.pids();
+            pf::sys::write_all(report.write.get(), pids.data(), pids.size() * sizeof(pid_t));
+            report.write.reset();
+            for (;;) ::pause();
+        }));
+        report.write.reset();
+        std::vector<pid_t> pids(3);
+        ASSERT_TRUE(pf::sys::read_exact(report.read.get(), pids.data(), pids.size() * sizeof(pid_t)));
+        owner.signal(SIGKILL);
+        owner.wait();
+        // The stages die with their parent (PR_SET_PDEATHSIG) and init reaps them.
+        for (pid_t pid : pids) {
+            bool gone = false;
+            for (int i = 0; i < 500 && !gone; ++i) {
+                gone = ::kill(pid, 0) != 0;
+                if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+            EXPECT_TRUE(gone) << "stage " << pid << " outlived its parent";
+        }
+    });
+}

@@ -1,0 +1,415 @@
+// pool: futures, map / imap / imap_unordered, errors, crashes, kills, timeouts, recycling,
+// worker hooks, titles, Ctrl-C.
+#include <parafork/exec/map.hpp>
+#include <parafork/exec/pool.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A vector of a..b-1. (Tests use it rather than std::views::iota, which clang 14 cannot compile
+// against libstdc++ 12's <ranges>.)
+template <class T>
+std::vector<T> seq(T a, T b) {
+    std::vector<T> v;
+    for (T x = a; x < b; ++x) v.push_back(x);
+    return v;
+}
+
+int square(int x) { return x * x; }
+int my_pid() { return static_cast<int>(::getpid()); }
+int nap(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+}
+std::size_t total_length(const std::vector<std::string>& v) {
+    std::size_t n = 0;
+    for (auto& s : v) n += s.size();
+    return n;
+}
+std::string comm() {
+    std::ifstream f("/proc/self/comm");
+    std::string s;
+    std::getline(f, s);
+    return s;
+}
+
+struct my_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+int throws(int kind) {
+    switch (kind) {
+        case 0: throw std::invalid_argument("bad argument");
+        case 1: throw my_error("mine");
+        case 2: throw 42;
+        default: return kind;
+    }
+}
+int crash(int x) {
+    if (x == 3) ::raise(SIGSEGV);
+    return x;
+}
+
+struct point {
+    int x = 0, y = 0;
+    int sum() const { return x + y; }
+};
+
+int g_init_mark = 0;
+
+pf::options jobs(unsigned n) {
+    pf::options o;
+    o.jobs = n;
+    return o;
+}
+
+} // namespace
+
+TEST(Pool, SubmitGetAndFutureStates) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    auto f = p.submit(&square, 7);
+    EXPECT_EQ(f.get(), 49);
+    std::vector<pf::future<int>> fs;
+    for (int i = 0; i < 100; ++i) fs.push_back(p.submit(&square, i));
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].get(), i * i);
+    auto slow = p.submit(&nap, 300);
+    EXPECT_FALSE(slow.ready());
+    EXPECT_FALSE(slow.wait_for(10ms));
+    EXPECT_TRUE(slow.wait_for(10s));
+    EXPECT_TRUE(slow.ready());
+    EXPECT_EQ(slow.get(), 300);
+}
+
+TEST(Pool, CaptorlessLambdasMemberPointersAndVoid) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    EXPECT_EQ(p.submit([](int a, int b) { return a + b; }, 2, 3).get(), 5);
+    EXPECT_EQ(p.submit(&point::sum, point{4, 5}).get(), 9);
+    EXPECT_EQ(p.submit([](std::string s) { return s + s; }, std::string("ab")).get(), "abab");
+    EXPECT_EQ(p.submit([](const std::string& s) { return s.size(); }, "four").get(), 4u);
+    p.submit([](int) {}, 1).get();  // void tasks complete too
+}
+
+TEST(Pool, MapImapAndImapUnordered) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    std::vector<int> in(1000);
+    std::iota(in.begin(), in.end(), 0);
+    auto m = p.map(&square, in);
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(m[static_cast<std::size_t>(i)], i * i);
+
+    int k = 0;
+    for (auto&& r : p.imap(&square, seq(0, 500))) {
+        ASSERT_EQ(r, k * k);
+        ++k;
+    }
+    EXPECT_EQ(k, 500);
+
+    std::set<std::size_t> seen;
+    for (auto&& [i, r] : p.imap_unordered(&square, in)) {
+        EXPECT_EQ(r, static_cast<int>(i * i));
+        seen.insert(i);
+    }
+    EXPECT_EQ(seen.size(), 1000u);
+
+    std::vector<std::pair<int, int>> pairs{{1, 2}, {3, 4}};
+    auto s = p.starmap([](int a, int b) { return a * b; }, pairs);
+    EXPECT_EQ(s, (std::vector<int>{2, 12}));
+}
+
+TEST(Pool, MillionTasksExact) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    auto r = p.map([](std::uint32_t x) { return std::uint64_t{x} * 3 + 1; },
+                   seq(0u, 1'000'000u));
+    ASSERT_EQ(r.size(), 1'000'000u);
+    for (std::uint32_t i = 0; i < 1'000'000u; ++i) ASSERT_EQ(r[i], std::uint64_t{i} * 3 + 1);
+}
+
+TEST(Pool, ExceptionsOfSeveralTypes) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    auto a = p.submit(&throws, 0);
+    auto b = p.submit(&throws, 1);
+    auto c = p.submit(&throws, 2);
+    auto d = p.submit(&throws, 3);
+    try {
+        a.get();
+        FAIL();
+    } catch (const pf::remote_error& e) {
+        EXPECT_EQ(e.type_name(), "std::invalid_argument");
+        EXPECT_EQ(e.message(), "bad argument");
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
+    }
+    try {
+        b.get();
+        FAIL();
+    } catch (const pf::remote_error& e) {
+        EXPECT_NE(e.type_name().find("my_error"), std::string::npos) << e.type_name();
+        EXPECT_EQ(e.message(), "mine");
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+    }
+    try {
+        c.get();
+        FAIL();
+    } catch (const pf::remote_error& e) {
+        EXPECT_EQ(e.type_name(), "int");
+    }
+    EXPECT_EQ(d.get(), 3);
+    // map stops at the first error and rethrows it.
+    EXPECT_THROW(p.map(&throws, std::vector<int>{5, 6, 0, 7}), pf::remote_error);
+    EXPECT_EQ(p.submit(&square, 3).get(), 9);  // and the pool still serves
+}
+
+TEST(Pool, SegfaultingTaskIsWorkerDiedAndThePoolGoesOn) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    auto f = p.submit(&crash, 3);
+    try {
+        f.get();
+        FAIL();
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.signal(), SIGSEGV);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
+    }
+    try {
+        p.map(&crash, seq(0, 50));
+        FAIL();
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(3));  // blamed exactly, despite batching
+    }
+    EXPECT_EQ(p.submit(&square, 4).get(), 16);
+}
+
+TEST(Pool, WorkerKilledFromOutsideWithoutRetries) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(1));
+    int pid = p.submit(&my_pid).get();
+    auto f = p.submit(&nap, 3000);
+    std::this_thread::sleep_for(100ms);
+    ::kill(pid, SIGKILL);
+    try {
+        f.get();
+        FAIL();
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.pid(), pid);
+        EXPECT_EQ(e.signal(), SIGKILL);
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+    }
+    EXPECT_NE(p.submit(&my_pid).get(), pid);  // replaced
+}
+
+TEST(Pool, WorkerKilledFromOutsideWithRetries) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(1);
+    o.retries = 1;
+    pf::pool p(o);
+    int pid = p.submit(&my_pid).get();
+    auto f = p.submit(&nap, 400);
+    std::this_thread::sleep_for(100ms);
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(f.get(), 400);  // ran again on the replacement
+}
+
+TEST(Pool, TaskPastTimeoutFailsAndItsWorkerIsReplaced) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(1);
+    o.task_timeout = 600ms;  // generous: the CI machine is slow and shared
+    pf::pool p(o);
+    int pid = p.submit(&my_pid).get();
+    auto f = p.submit(&nap, 20'000);
+    EXPECT_THROW(f.get(), pf::timeout_error);
+    EXPECT_NE(p.submit(&my_pid).get(), pid);
+    EXPECT_EQ(p.submit(&nap, 10).get(), 10);
+}
+
+TEST(Pool, InputsBuiltAfterThePoolForked) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    std::vector<std::string> made_later;
+    for (int i = 0; i < 1000; ++i) made_later.push_back(std::string(static_cast<std::size_t>(i % 17), 'q'));
+    EXPECT_EQ(p.submit(&total_length, made_later).get(), total_length(made_later));
+    std::vector<std::vector<std::string>> batches(10, made_later);
+    auto r = p.map(&total_length, batches);
+    for (auto n : r) EXPECT_EQ(n, total_length(made_later));
+}
+
+TEST(Pool, ImapDeliversEachErrorAtItsItem) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    std::vector<int> in{3, 4, 0, 5, 1, 6};
+    auto seq = p.imap(&throws, in);
+    std::vector<int> ok;
+    int errors = 0;
+    for (auto it = seq.begin(); it != seq.end(); ++it) {
+        try {
+            ok.push_back(*it);
+        } catch (const pf::remote_error&) {
+            ++errors;
+        }
+    }
+    EXPECT_EQ(ok, (std::vector<int>{3, 4, 5, 6}));
+    EXPECT_EQ(errors, 2);
+}
+
+TEST(Pool, AroundOneCapturingCallable) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::string> table{"zero", "one", "two", "three"};
+    pf::pool p([&table](int i) { return table[static_cast<std::size_t>(i)]; }, jobs(2));
+    EXPECT_EQ(p.apply(2).get(), "two");
+    EXPECT_EQ(p.map(std::vector<int>{3, 1}), (std::vector<std::string>{"three", "one"}));
+    std::vector<std::string> got;
+    for (auto&& s : p.imap(seq(0, 4))) got.push_back(s);
+    EXPECT_EQ(got, table);
+}
+
+TEST(Pool, RecyclesWorkersAfterMaxTasks) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(1);
+    o.max_tasks_per_worker = 2;
+    o.chunksize = 1;
+    pf::pool p(o);
+    std::set<int> pids;
+    for (int i = 0; i < 6; ++i) pids.insert(p.submit(&my_pid).get());
+    EXPECT_EQ(pids.size(), 3u);
+}
+
+TEST(Pool, WorkerHooksAndTitles) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.name = "tt";
+    o.worker_init = [] { g_init_mark = 7; };
+    pf::pool p(o);
+    EXPECT_EQ(p.submit([] { return g_init_mark; }).get(), 7);
+    EXPECT_EQ(g_init_mark, 0);  // it ran in the workers only
+    auto title = p.submit(&comm).get();
+    EXPECT_TRUE(title == "parafork:tt#0" || title == "parafork:tt#1") << title;
+    p.close();
+    EXPECT_THROW(p.submit(&square, 1), pf::error);
+    p.join();
+}
+
+TEST(Pool, CloseJoinFinishesPendingWork) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    auto a = p.submit(&nap, 100);
+    auto b = p.submit(&square, 5);
+    p.close();
+    p.join();
+    EXPECT_EQ(a.get(), 100);
+    EXPECT_EQ(b.get(), 25);
+}
+
+TEST(Pool, SigintDuringMapThrowsInterrupted) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    pid_t self = ::getpid();
+    pid_t helper = ::fork();
+    ASSERT_GE(helper, 0);
+    if (helper == 0) {
+        ::usleep(300'000);
+        ::kill(self, SIGINT);
+        ::_exit(0);
+    }
+    EXPECT_THROW(p.map(&nap, std::vector<int>(8, 5000)), pf::interrupted);
+    int st = 0;
+    ::waitpid(helper, &st, 0);
+    EXPECT_THROW(p.submit(&square, 2).get(), pf::error);  // its workers are gone
+}
+
+TEST(Pool, LeavingAnImapEarlyLeavesThePoolUsable) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    {
+        auto seq = p.imap(&nap, std::vector<int>(50, 20));
+        int seen = 0;
+        for (auto&& r : seq) {
+            EXPECT_EQ(r, 20);
+            if (++seen == 3) break;
+        }
+    }
+    EXPECT_EQ(p.submit(&square, 6).get(), 36);
+    EXPECT_EQ(p.map(&square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+}
+
+TEST(Pool, MovesAndTerminates) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool a(jobs(2));
+    pf::pool b(std::move(a));
+    EXPECT_EQ(b.submit(&square, 2).get(), 4);
+    auto slow = b.submit(&nap, 10'000);
+    b.terminate();
+    EXPECT_THROW(slow.get(), pf::error);
+}
+
+TEST(Pool, ForkedCallsWhileAPoolRuns) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    EXPECT_EQ(p.submit(&square, 3).get(), 9);
+    // The map's kids fork while the pool's workers live: they must not keep the pool's pipes.
+    std::vector<int> in(100);
+    std::iota(in.begin(), in.end(), 0);
+    pf::options o = jobs(2);
+    auto r = pf::map([](int x) { return x + 1; }, in, o);
+    EXPECT_EQ(r[99], 100);
+    EXPECT_EQ(p.map(&square, in)[10], 100);
+}
+
+namespace {
+// An endless input range: imap must pull from it lazily and stay a bounded distance ahead.
+struct counting_range {
+    struct iterator {
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        int* pulled;
+        int v = 0;
+        int operator*() const { return v; }
+        iterator& operator++() {
+            ++v;
+            ++*pulled;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(std::default_sentinel_t) const { return false; }
+    };
+    int* pulled;
+    iterator begin() const { return {pulled}; }
+    std::default_sentinel_t end() const { return {}; }
+};
+} // namespace
+
+TEST(Pool, ImapPullsAnEndlessRangeLazily) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 4;
+    pf::pool p(o);
+    int pulled = 0;
+    int k = 0;
+    {
+        auto seq = p.imap(&square, counting_range{&pulled});
+        for (auto&& r : seq) {
+            ASSERT_EQ(r, k * k);
+            if (++k == 200) break;
+        }
+    }
+    EXPECT_LT(pulled, 200 + 4 * 3 * 2 + 8);  // bounded read-ahead, not the whole (endless) range
+}

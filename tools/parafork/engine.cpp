@@ -1,0 +1,321 @@
+#include "engine.hpp"
+#include "joblog.hpp"
+#include "output.hpp"
+#include "progress.hpp"
+
+#include <parafork/error.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fcntl.h>
+#include <memory>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace parafork::cli {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage; ask the kernel directly.
+// The descriptor is close-on-exec; it becomes readable when the child exits.
+int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+std::string join_command(const std::vector<std::string>& argv) {
+    std::string s;
+    for (auto& a : argv) {
+        if (!s.empty()) s += ' ';
+        s += a;
+    }
+    return s;
+}
+
+struct job {
+    std::size_t seq = 0;
+    std::string what;
+    std::vector<std::string> argv;
+    sys::child proc;
+    sys::unique_fd pidfd;
+    // Plain (not private) fds: they are handed to this job's child, and being memory files
+    // rather than pipes, a copy held elsewhere hides no EOF.
+    sys::unique_fd out, err;
+    std::size_t sent = 0, received = 0;
+    clock::time_point started{};
+    double start_epoch = 0;
+    std::optional<clock::time_point> deadline;  // timeout, then the SIGKILL deadline
+    bool term_sent = false;
+    bool timed_out = false;
+    bool discard = false;                        // killed by --halt now: output is dropped
+    std::optional<sys::exit_status> status;      // set when finished
+    std::string spawn_error;
+
+    bool running() const { return !status; }
+    bool failed() const { return status && (!status->ok() || timed_out); }
+    std::string reason() const {
+        if (!spawn_error.empty()) return spawn_error;
+        if (timed_out) return "timed out (" + status->describe() + ")";
+        return status->describe();
+    }
+};
+
+class engine {
+public:
+    engine(job_source& src, const settings& s, const engine_options& o)
+        : src_(src), s_(s), o_(o), bar_(s.bar),
+          max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs) {
+        if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog);
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) sys::throw_errno("open /dev/null");
+        devnull_.reset(fd);
+    }
+
+    int run() {
+        sys::sigint_guard sigint;
+        sys::sigpipe_guard sigpipe;
+        try {
+            loop();
+        } catch (const interrupted&) {
+            stop_all(false);
+            finish_bar();
+            std::fprintf(stderr, "parafork: interrupted; stopped %zu running job(s)\n", stopped_);
+            return exit_interrupted;
+        } catch (const output_closed&) {
+            stop_all(false);
+            return exit_output_closed;
+        } catch (...) {
+            stop_all(false);
+            throw;
+        }
+        finish_bar();
+        if (log_) log_->flush();
+        if (failed_) {
+            std::fprintf(stderr, "parafork: %zu of %zu job(s) failed; first: %s: %s\n", failed_, finished_,
+                         first_failure_what_.c_str(), first_failure_reason_.c_str());
+        }
+        return exit_for_failures(failed_);
+    }
+
+private:
+    void loop() {
+        std::vector<pollfd> fds;
+        std::vector<job*> polled;
+        for (;;) {
+            sys::sigint_guard::check();
+            emit_ready();  // first: writing out finished jobs makes room for new ones
+            while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
+                auto spec = src_.take();
+                if (!spec) break;
+                start(std::move(*spec));
+            }
+            emit_ready();  // a job that could not start is finished already
+            if (flight_.empty() && (halting_ || src_.exhausted())) return;
+
+            fds.clear();
+            polled.clear();
+            fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+            bool want_input = !halting_ && src_.wants_input();
+            if (want_input) fds.push_back({src_.input_fd(), POLLIN, 0});
+            std::optional<clock::time_point> wake;
+            for (auto& j : flight_) {
+                if (!j->running()) continue;
+                fds.push_back({j->pidfd.get(), POLLIN, 0});
+                polled.push_back(j.get());
+                if (j->deadline && (!wake || *j->deadline < *wake)) wake = j->deadline;
+            }
+            int timeout_ms = -1;
+            if (s_.bar) timeout_ms = 200;
+            if (wake) {
+                auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - clock::now()).count();
+                left = std::max<long>(left, 0);
+                if (timeout_ms < 0 || left < timeout_ms) timeout_ms = static_cast<int>(left);
+            }
+            int n = ::poll(fds.data(), fds.size(), timeout_ms);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                sys::throw_errno("poll");
+            }
+            if (fds[0].revents) sys::sigint_guard::check();
+            std::size_t first_job = want_input ? 2 : 1;
+            if (want_input && fds[1].revents) src_.read_input();
+            for (std::size_t i = first_job; i < fds.size(); ++i)
+                if (fds[i].revents) reap(*polled[i - first_job]);
+            enforce_deadlines();
+            bar_.update(progress());
+        }
+    }
+
+    void start(job_spec spec) {
+        auto j = std::make_unique<job>();
+        j->seq = ++started_;
+        j->what = std::move(spec.what);
+        j->argv = std::move(spec.argv);
+        j->sent = spec.input_bytes;
+        j->started = clock::now();
+        j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        j->out = sys::make_memfd("parafork-out", 0);
+        j->err = sys::make_memfd("parafork-err", 0);
+        sys::spawn_options so;
+        so.stdin_fd = spec.input ? spec.input.get() : devnull_.get();
+        so.stdout_fd = j->out.get();
+        so.stderr_fd = j->err.get();
+        try {
+            j->proc = sys::child(sys::spawn(j->argv, so));
+        } catch (const std::system_error& e) {
+            j->spawn_error = e.what();
+            j->status = sys::exit_status{127, 0};
+            flight_.push_back(std::move(j));
+            finished(*flight_.back());
+            if (o_.spawn_failure_is_fatal) halt_now();
+            return;
+        }
+        int pfd = open_pidfd(j->proc.pid());
+        if (pfd < 0) sys::throw_errno("pidfd_open");
+        j->pidfd.reset(pfd);
+        if (s_.timeout.count() > 0) j->deadline = j->started + s_.timeout;
+        ++running_;
+        flight_.push_back(std::move(j));
+    }
+
+    void reap(job& j) {
+        if (!j.running()) return;  // stopped meanwhile by stop_all
+        auto st = j.proc.try_wait();
+        if (!st) return;  // a pidfd is readable only once the child exited; be safe anyway
+        j.status = *st;
+        j.pidfd.reset();
+        --running_;
+        finished(j);
+    }
+
+    void finished(job& j) {
+        ++finished_;
+        if (!j.discard) j.received = sys::fd_size(j.out.get());
+        if (log_) {
+            auto runtime = std::chrono::duration<double>(clock::now() - j.started).count();
+            std::string command = join_command(j.argv);
+            int exit_value = j.spawn_error.empty() ? j.status->code : -1;
+            log_->write({j.seq, j.start_epoch, runtime, j.sent, j.received, exit_value, j.status->signal, command});
+        }
+        if (j.discard) return;
+        if (j.failed()) {
+            if (failed_++ == 0) {
+                first_failure_what_ = j.what;
+                first_failure_reason_ = j.reason();
+            }
+            if (s_.halt == halt_policy::now) halt_now();
+            else if (s_.halt == halt_policy::soon) halting_ = true;
+        }
+    }
+
+    void emit(job& j) {
+        if (j.discard) return;
+        if (j.received) copy_file_to(1, j.out.get(), j.received);
+        if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);
+        if (j.failed())
+            std::fprintf(stderr, "parafork: %s failed: %s [%s]\n", j.what.c_str(), j.reason().c_str(),
+                         join_command(j.argv).c_str());
+    }
+
+    // Writes what may be written: the finished jobs at the head (ordered) or any finished job.
+    void emit_ready() {
+        if (s_.ordered) {
+            while (!flight_.empty() && !flight_.front()->running()) {
+                emit(*flight_.front());
+                flight_.pop_front();
+            }
+        } else {
+            for (auto it = flight_.begin(); it != flight_.end();) {
+                if ((*it)->running()) {
+                    ++it;
+                    continue;
+                }
+                emit(**it);
+                it = flight_.erase(it);
+            }
+        }
+    }
+
+    // A job over its timeout gets SIGTERM, and SIGKILL once the grace period is over too.
+    void enforce_deadlines() {
+        auto now = clock::now();
+        for (auto& j : flight_) {
+            if (!j->running() || !j->deadline || *j->deadline > now) continue;
+            if (!j->term_sent) {
+                j->timed_out = true;
+                j->term_sent = true;
+                j->proc.signal(SIGTERM);
+                j->deadline = now + s_.grace;
+            } else {
+                j->proc.signal(SIGKILL);
+                j->deadline.reset();
+            }
+        }
+    }
+
+    // --halt now: no new jobs; running jobs are stopped and their output dropped.
+    void halt_now() {
+        halting_ = true;
+        for (auto& j : flight_)
+            if (j->running()) j->discard = true;
+        stop_all(true);
+    }
+
+    // SIGTERM to every running job, a grace period for all of them together, then SIGKILL.
+    void stop_all(bool account) {
+        bool any = false;
+        for (auto& j : flight_)
+            if (j->running() && j->proc.pid() > 0) {
+                j->proc.signal(SIGTERM);
+                any = true;
+            }
+        if (!any) return;
+        auto deadline = clock::now() + s_.grace;
+        for (auto& j : flight_) {
+            if (!j->running() || j->proc.pid() <= 0) continue;
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+            auto st = j->proc.wait_for(std::max(left, std::chrono::milliseconds(0)));
+            if (!st) {
+                j->proc.kill_and_reap();
+                st = j->proc.status();
+            }
+            j->status = *st;
+            j->pidfd.reset();
+            --running_;
+            ++stopped_;
+            if (account) finished(*j);
+        }
+    }
+
+    progress_state progress() const {
+        return {finished_, failed_, running_, src_.bytes_read(), src_.bytes_total()};
+    }
+    void finish_bar() { bar_.finish(progress()); }
+
+    job_source& src_;
+    const settings& s_;
+    engine_options o_;
+    progress_bar bar_;
+    std::unique_ptr<joblog> log_;
+    sys::unique_fd devnull_;
+    std::size_t max_flight_;
+    std::deque<std::unique_ptr<job>> flight_;  // in input order
+    std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
+    bool halting_ = false;
+    std::string first_failure_what_, first_failure_reason_;
+};
+
+} // namespace
+
+int run_jobs(job_source& source, const settings& s, const engine_options& o) {
+    engine e(source, s, o);
+    return e.run();
+}
+
+} // namespace parafork::cli

@@ -1,0 +1,150 @@
+// parafork: run shell filters and jobs in parallel processes (GNU parallel's --pipe and
+// basic modes, and procpool-style coprocesses), order kept, failures reported.
+
+#include "modes.hpp"
+#include "settings.hpp"
+
+#include <parafork/error.hpp>
+#include <parafork/options.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace parafork::cli;
+
+constexpr const char* examples = R"(Examples:
+  # line lengths of a big file, 1 MiB blocks over all CPUs, output in input order
+  parafork pipe -- awk '{print length($0)}' < big.txt
+  # compress 4 MiB blocks on 2 cores (gzip members concatenate into one valid stream)
+  parafork pipe -j2 --block 4M -- gzip -9 < data > data.gz
+  # NUL-separated records, outputs as soon as each block is done
+  find . -print0 | parafork pipe --null --unordered -- xargs -0 sha1sum
+  # one job per line; {} is the line, {.} without extension, {/} basename, {#} job number
+  ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
+  # records from the command line instead of stdin
+  parafork run -k -- gzip -9 {} ::: a.log b.log c.log
+  # 4 persistent copies of a filter, each line answered by exactly one output line
+  parafork coproc -j4 -- awk '{print toupper($0); fflush()}' < names.txt
+
+Exit status: 0 when every job succeeded; the number of failed jobs (101 for more than
+100); 130 after Ctrl-C; 2 for a usage error; 255 for other errors.
+Environment: PARAFORK_JOBS (or PP_JOBS) sets the default of -j.)";
+
+struct cli_args {
+    unsigned jobs = 0;
+    std::string timeout, halt, joblog, block = "1M", record_sep;
+    bool bar = false, keep_order = false, unordered = false, null_sep = false;
+};
+
+void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
+    sub->add_option("-j,--jobs", a.jobs, "Jobs in parallel (default: PARAFORK_JOBS, PP_JOBS, or the CPUs)")
+        ->check(CLI::Range(1u, 65536u));
+    sub->add_option("--timeout", a.timeout, "Per-job time limit: 10, 1.5s, 250ms, 2m (SIGTERM, then SIGKILL)");
+    sub->add_option("--halt", a.halt, "On the first failure: now (kill running jobs) or soon (finish them)")
+        ->check(CLI::IsMember({"now", "soon", "never"}));
+    sub->add_flag("--bar", a.bar, "Progress on stderr");
+    sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
+    sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
+    sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
+    sub->add_flag("-0,--null", a.null_sep, "Records end with NUL instead of newline");
+    sub->add_option("--record-sep", a.record_sep, "Record separator: one character, \\n, \\t, \\0 or 0x1e");
+    sub->prefix_command();  // CMD's own options are CMD's, even without "--"
+    sub->footer(examples);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    // Everything after the first "--" is the command, given to it untouched.
+    std::vector<std::string> command;
+    int own_argc = argc;
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--") == 0) {
+            own_argc = i;
+            command.assign(argv + i + 1, argv + argc);
+            break;
+        }
+
+    CLI::App app{"parafork: run shell filters and jobs in parallel processes, order kept, failures reported.",
+                 "parafork"};
+    app.footer(examples);
+    app.require_subcommand(1);
+    app.allow_extras(false);
+    cli_args a;
+    auto* pipe = app.add_subcommand(
+        "pipe", "Cut stdin into blocks at record boundaries and run a fresh CMD on each block (GNU parallel --pipe)");
+    add_common(pipe, a, true);
+    pipe->add_option("--block", a.block, "Block size: 1M (the default), 64K, 16M ...");
+    auto* run = app.add_subcommand("run", "Run CMD once per input line with {} replaced by the line (or appended)");
+    add_common(run, a, false);
+    auto* coproc = app.add_subcommand(
+        "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
+    add_common(coproc, a, false);
+
+    try {
+        app.parse(own_argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return exit_usage;
+    }
+    CLI::App* sub = pipe->parsed() ? pipe : run->parsed() ? run : coproc;
+    if (command.empty()) command = sub->remaining();
+    else if (!sub->remaining().empty()) {
+        std::fprintf(stderr, "parafork: unexpected arguments before \"--\": %s\n", sub->remaining().front().c_str());
+        return exit_usage;
+    }
+    if (command.empty()) {
+        std::fprintf(stderr, "parafork %s: no command given (parafork %s [OPTIONS] -- CMD [ARGS...])\n",
+                     sub->get_name().c_str(), sub->get_name().c_str());
+        return exit_usage;
+    }
+
+    settings s;
+    try {
+        // run: "CMD ARGS ::: A B C" takes its records from the command line, as GNU parallel.
+        auto colons = std::find(command.begin(), command.end(), ":::");
+        if (colons != command.end()) {
+            if (sub != run) throw std::invalid_argument("::: argument lists are for run only");
+            s.arguments.emplace(colons + 1, command.end());
+            command.erase(colons, command.end());
+            if (command.empty()) throw std::invalid_argument("no command before :::");
+        }
+        s.command = std::move(command);
+        s.jobs = parafork::resolve_jobs(a.jobs);
+        if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
+        if (a.halt == "now") s.halt = halt_policy::now;
+        else if (a.halt == "soon") s.halt = halt_policy::soon;
+        s.bar = a.bar;
+        s.joblog = a.joblog;
+        if (a.keep_order && a.unordered) throw std::invalid_argument("-k and --unordered contradict each other");
+        s.ordered = sub == run ? a.keep_order : !a.unordered;
+        if (a.null_sep && !a.record_sep.empty()) throw std::invalid_argument("--null and --record-sep contradict each other");
+        if (a.null_sep) s.record_sep = '\0';
+        else if (!a.record_sep.empty()) s.record_sep = parse_separator(a.record_sep);
+        s.block_size = parse_size(a.block);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
+        return exit_usage;
+    }
+
+    try {
+        if (sub == pipe) return run_pipe(s);
+        if (sub == run) return run_each(s);
+        return run_coproc(s);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
+        return exit_internal;
+    }
+}

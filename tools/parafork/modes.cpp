@@ -1,0 +1,19 @@
+#include "modes.hpp"
+#include "engine.hpp"
+#include "sources.hpp"
+
+#include <cstdio>
+
+namespace parafork::cli {
+
+int run_pipe(const settings& s) {
+    block_source src(s);
+    return run_jobs(src, s, {.spawn_failure_is_fatal = true});
+}
+
+int run_each(const settings& s) {
+    record_source src(s);
+    return run_jobs(src, s);
+}
+
+} // namespace parafork::cli

@@ -1,0 +1,86 @@
+#include "settings.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace parafork::cli {
+namespace {
+
+// A non-negative decimal number at the front of `text`; the rest is left in `text`.
+double take_number(std::string_view& text, const char* what) {
+    double v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || !(v >= 0) || !std::isfinite(v))
+        throw std::invalid_argument(std::string("not a ") + what + ": '" + std::string(text) + "'");
+    text.remove_prefix(static_cast<std::size_t>(p - text.data()));
+    return v;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+    return true;
+}
+
+} // namespace
+
+std::chrono::milliseconds parse_duration(std::string_view text) {
+    std::string_view rest = text;
+    double v = take_number(rest, "duration");
+    double scale = 1000;  // seconds by default, as GNU parallel --timeout
+    if (rest.empty() || rest == "s") scale = 1000;
+    else if (rest == "ms") scale = 1;
+    else if (rest == "m") scale = 60'000;
+    else if (rest == "h") scale = 3'600'000;
+    else throw std::invalid_argument("not a duration: '" + std::string(text) + "' (use 10, 1.5s, 250ms, 2m, 1h)");
+    double ms = std::ceil(v * scale);
+    if (ms > 1e15) throw std::invalid_argument("duration too long: '" + std::string(text) + "'");
+    return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+std::size_t parse_size(std::string_view text) {
+    std::string_view rest = text;
+    double v = take_number(rest, "size");
+    double scale = 1;
+    if (!rest.empty()) {
+        switch (rest.front() | 0x20) {
+            case 'k': scale = 0x1p10; break;
+            case 'm': scale = 0x1p20; break;
+            case 'g': scale = 0x1p30; break;
+            case 'b': scale = 1; break;
+            default: throw std::invalid_argument("not a size: '" + std::string(text) + "' (use 4096, 64K, 1M, 1G)");
+        }
+        if ((rest.front() | 0x20) != 'b') rest.remove_prefix(1);
+        if (!rest.empty() && !iequals(rest, "ib") && !iequals(rest, "b"))
+            throw std::invalid_argument("not a size: '" + std::string(text) + "' (use 4096, 64K, 1M, 1G)");
+    }
+    double bytes = std::floor(v * scale);
+    if (bytes < 1 || bytes > 0x1p40) throw std::invalid_argument("size out of range: '" + std::string(text) + "'");
+    return static_cast<std::size_t>(bytes);
+}
+
+char parse_separator(std::string_view text) {
+    if (text.size() == 1) return text[0];
+    if (text == "\\n") return '\n';
+    if (text == "\\t") return '\t';
+    if (text == "\\0") return '\0';
+    if (text == "\\\\") return '\\';
+    if (text == "\\r") return '\r';
+    int base = 10;
+    std::string_view digits = text;
+    if (digits.size() > 2 && digits[0] == '0' && (digits[1] | 0x20) == 'x') {
+        base = 16;
+        digits.remove_prefix(2);
+    }
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v, base);
+    if (ec != std::errc() || p != digits.data() + digits.size() || digits.empty() || v > 255)
+        throw std::invalid_argument("not a record separator: '" + std::string(text) +
+                                    "' (one character, \\n, \\t, \\0, or a byte value like 0x1e)");
+    return static_cast<char>(v);
+}
+
+} // namespace parafork::cli
