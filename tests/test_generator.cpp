@@ -18,7 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-void warm_up() { pf::sys::sigint_guard g; }  // its self-pipe lives for the process
 
 struct my_error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -29,7 +28,6 @@ int g_counter = 0;
 } // namespace
 
 TEST(generator, streams_every_value_in_order) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("stream", 60, [] {
         pf::generator<std::string> g([](pf::yield<std::string>& y) {
@@ -52,7 +50,6 @@ TEST(generator, streams_every_value_in_order) {
 }
 
 TEST(generator, try_next_does_not_wait) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("try_next", 60, [] {
         pf::generator<int> g([](pf::yield<int>& y) {
@@ -78,7 +75,6 @@ TEST(generator, try_next_does_not_wait) {
 }
 
 TEST(generator, an_exception_is_rethrown_at_its_item) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("exception", 60, [] {
         pf::generator<int> g([](pf::yield<int>& y) {
@@ -104,7 +100,6 @@ TEST(generator, an_exception_is_rethrown_at_its_item) {
 }
 
 TEST(generator, a_killed_producer_is_worker_died) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("killed", 60, [] {
         pf::generator<int> g([](pf::yield<int>& y) {
@@ -130,7 +125,6 @@ TEST(generator, a_killed_producer_is_worker_died) {
 }
 
 TEST(generator, extract_and_merge) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("merge", 60, [] {
         g_counter = 0;
@@ -153,7 +147,6 @@ TEST(generator, extract_and_merge) {
 }
 
 TEST(generator, join_before_consuming_keeps_the_values) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("join first", 60, [] {
         pf::generator<int> g([](pf::yield<int>& y) {

@@ -15,12 +15,6 @@ namespace pf = parafork;
 
 namespace {
 
-// The SIGINT self-pipe lives for the whole process once made; make it before any leak check.
-const bool sigint_pipe_made = [] {
-    pf::sys::sigint_guard g;
-    return true;
-}();
-
 struct Count : pf::stage<int> {
     int to;
     explicit Count(int n) : to(n) {}

@@ -21,11 +21,6 @@ using pf::testing::run_bounded;
 
 namespace {
 
-const bool sigint_pipe_made = [] {
-    pf::sys::sigint_guard g;
-    return true;
-}();
-
 int add1(int x) { return x + 1; }
 
 struct ThrowingSource : pf::stage<int> {

@@ -22,7 +22,6 @@ using namespace std::chrono_literals;
 namespace {
 
 // The SIGINT guard keeps a self-pipe for the life of the process: make it before counting fds.
-void warm_up() { pf::sys::sigint_guard g; }
 
 // Mappings of this process: all of them, and those of memfds (what parafork maps). Sanitizer
 // runtimes map memory as they go, so under them only the memfd count is compared.
@@ -70,7 +69,6 @@ int g_counter = 0;  // the "global" a snakefish program would merge
 } // namespace
 
 TEST(thread, returns_values_of_codec_types) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("values", 60, [] {
         pf::thread a([] { return 6 * 7; });
@@ -94,7 +92,6 @@ TEST(thread, returns_values_of_codec_types) {
 }
 
 TEST(thread, extract_runs_in_the_child_and_merge_in_the_parent) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("merge", 60, [] {
         g_counter = 0;
@@ -112,7 +109,6 @@ TEST(thread, extract_runs_in_the_child_and_merge_in_the_parent) {
 }
 
 TEST(thread, an_exception_comes_back_with_its_type_and_message) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("exception", 60, [] {
         pf::thread t([]() -> int { throw my_error("it broke"); });
@@ -140,7 +136,6 @@ TEST(thread, an_exception_comes_back_with_its_type_and_message) {
 }
 
 TEST(thread, a_hundred_threads_each_throwing_its_own_exception) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("100 exceptions", 100, [] {
         std::vector<pf::thread> ts;
@@ -170,7 +165,6 @@ TEST(thread, a_hundred_threads_each_throwing_its_own_exception) {
 }
 
 TEST(thread, killed_from_outside_is_worker_died_not_a_hang) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("killed", 60, [] {
         pf::thread t([] {
@@ -193,7 +187,6 @@ TEST(thread, killed_from_outside_is_worker_died_not_a_hang) {
 }
 
 TEST(thread, a_child_that_exits_early_is_worker_died) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("exit", 60, [] {
         pf::thread t([]() -> int { ::_exit(3); });
@@ -210,7 +203,6 @@ TEST(thread, a_child_that_exits_early_is_worker_died) {
 }
 
 TEST(thread, try_join_polls_without_waiting) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("try_join", 60, [] {
         pf::thread t([] {
@@ -230,10 +222,8 @@ TEST(thread, try_join_polls_without_waiting) {
 }
 
 TEST(thread, a_thousand_threads_leave_no_fd_mapping_or_zombie) {
-    warm_up();
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("1000 threads", 110, [] {
-        warm_up();
         PARAFORK_LEAK_CHECK();
         auto fds = pf::testing::open_fds();
         auto maps = map_count();
