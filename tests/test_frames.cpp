@@ -135,3 +135,11 @@ TEST(Frames, FillFromPipeLargeFrame) {
     EXPECT_EQ(got->size(), big.size());
     EXPECT_EQ(*got, big);
 }
+
+TEST(Frames, OverMaxRecordWithItsDelimiterInTheSameRead) {
+    for (auto f : {frames::lines.with_max_frame(4), frames::zero_term.with_max_frame(4)}) {
+        frames::frame_reader r(f);
+        r.feed(f.type == frames::kind::lines ? std::string("toolong\n") : std::string("toolong\0", 8));
+        EXPECT_THROW(r.next(), parafork::protocol_error) << f.name();
+    }
+}
