@@ -32,36 +32,8 @@ std::string pattern(std::size_t n, unsigned seed) {
 
 // Mappings of this process: all of them, and those of memfds (what parafork maps). Sanitizer
 // runtimes map memory as they go, so under them only the memfd count is compared.
-struct maps_count {
-    std::size_t all = 0, memfd = 0;
-};
-maps_count map_count() {
-    std::ifstream f("/proc/self/maps");
-    std::string line;
-    maps_count n;
-    while (std::getline(f, line)) {
-        ++n.all;
-        if (line.find("/memfd:") != std::string::npos) ++n.memfd;
-    }
-    return n;
-}
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
-void expect_same_maps(maps_count before, maps_count after) {
-    EXPECT_EQ(after.memfd, before.memfd);
-    if (!sanitized) {
-        EXPECT_EQ(after.all, before.all);
-    }
-}
+using parafork::testing::expect_same_maps;
+using parafork::testing::map_count;
 
 } // namespace
 

@@ -76,6 +76,34 @@ std::set<int> child_pids_of(int pid) {
     return out;
 }
 
+maps_count map_count() {
+    std::ifstream f("/proc/self/maps");
+    std::string line;
+    maps_count n;
+    while (std::getline(f, line)) {
+        ++n.all;
+        if (line.find("/memfd:") != std::string::npos) ++n.memfd;
+    }
+    return n;
+}
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+void expect_same_maps(maps_count before, maps_count after) {
+    EXPECT_EQ(after.memfd, before.memfd);
+    if (!sanitized) {
+        EXPECT_EQ(after.all, before.all);
+    }
+}
+
 leak_guard::leak_guard() : fds_(open_fds()), shm_(shm_entries()) {}
 
 leak_guard::~leak_guard() {

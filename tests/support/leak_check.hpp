@@ -18,6 +18,15 @@ std::set<int> zombie_children();
 std::set<int> child_pids();
 std::set<int> child_pids_of(int pid);
 
+// Mappings of this process (/proc/self/maps), all and memfd-backed: a leaked mapping shows here.
+struct maps_count {
+    std::size_t all = 0, memfd = 0;
+};
+maps_count map_count();
+// memfd mappings must match exactly; the total too, except under ASan (its allocator maps
+// memory of its own as it goes).
+void expect_same_maps(maps_count before, maps_count after);
+
 class leak_guard {
 public:
     leak_guard();
