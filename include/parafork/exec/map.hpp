@@ -7,8 +7,24 @@
 // Built on forked, so `f` may be any callable, capturing anything: the kids are copies of the
 // caller. Results come back in input order. The first failure cancels the remaining work and is
 // rethrown (remote_error, worker_died, timeout_error; interrupted on Ctrl-C).
+//
+// With extract / merge (snakefish's semantics): each worker runs `extract()` after its last
+// item and its value is sent up; the parent calls `merge(value)` once per worker, in worker
+// order, before returning. Items are split into one contiguous part per job (a process each,
+// not one per chunk), so the range must be sized and random-access.
+//
+//   int hits = 0;   // each worker counts in its own copy
+//   auto v = pf::map([&](int x) { ++hits; return x * x; }, items,
+//                    [&] { return hits; }, [&](int h) { total += h; }, o);
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <exception>
+#include <string>
+#include <typeinfo>
+#include <unistd.h>
+#include <variant>
 #include <functional>
 #include <ranges>
 #include <tuple>
@@ -16,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include <parafork/error.hpp>
+#include <parafork/exec/fork_join.hpp>
 #include <parafork/exec/forked.hpp>
 
 namespace parafork {
@@ -59,6 +77,65 @@ auto map(F&& f, Range&& range, const options& o = {}) {
         forked(range, body, [&out](R&& y) { out.push_back(std::move(y)); }, in_order);
     }
     return out;
+}
+
+namespace detail {
+// What stopped a part of map-with-merge: the exception's type and message, where.
+struct map_failure {
+    std::string type, what;
+    std::int64_t pid = 0, task = 0;
+    template <class A>
+    void serialize(A& ar) {
+        ar(type, what, pid, task);
+    }
+};
+} // namespace detail
+
+template <class F, std::ranges::random_access_range Range, class Extract, class Merge>
+    requires std::ranges::sized_range<Range> && std::is_invocable_v<Extract&>
+auto map(F&& f, Range&& range, Extract&& extract, Merge&& merge, const options& o = {}) {
+    using item_t = std::ranges::range_reference_t<Range>;
+    using R = std::decay_t<std::invoke_result_t<F&, item_t>>;
+    using E = std::decay_t<std::invoke_result_t<Extract&>>;
+    static_assert(!std::is_void_v<R> && !std::is_void_v<E>,
+                  "parafork::map with extract/merge needs f and extract to return values");
+    // A part's answer: its results and extracted state, or the exception that stopped it.
+    using failure = detail::map_failure;
+    using answer = std::variant<std::pair<std::vector<R>, E>, failure>;
+    const auto n = static_cast<std::size_t>(std::ranges::size(range));
+    const unsigned jobs = static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>(resolve_jobs(o.jobs), n)));
+    auto answers = fork_join(nsplit(n, jobs), [&](std::size_t, slice s) -> answer {
+        std::size_t at = s.start;
+        try {
+            std::vector<R> out;
+            out.reserve(s.size());
+            for (; at < s.stop; ++at) out.push_back(std::invoke(f, std::ranges::begin(range)[at]));
+            return std::pair<std::vector<R>, E>(std::move(out), std::invoke(extract));
+        } catch (const std::exception& e) {
+            return failure{detail::demangle(typeid(e).name()), e.what(), ::getpid(),
+                           static_cast<std::int64_t>(at)};
+        }
+    });
+    std::vector<R> out;
+    out.reserve(n);
+    for (auto& a : answers)
+        if (auto* bad = std::get_if<failure>(&a))
+            throw remote_error(bad->type, bad->what, static_cast<pid_t>(bad->pid),
+                               static_cast<std::size_t>(bad->task));
+    for (auto& a : answers) {
+        auto& [results, state] = std::get<0>(a);
+        for (auto& r : results) out.push_back(std::move(r));
+        std::invoke(merge, std::move(state));
+    }
+    return out;
+}
+
+template <class F, std::ranges::random_access_range Range, class Extract, class Merge>
+    requires std::ranges::sized_range<Range> && std::is_invocable_v<Extract&>
+auto starmap(F&& f, Range&& tuples, Extract&& extract, Merge&& merge, const options& o = {}) {
+    return parafork::map([&f](auto&& t) { return std::apply(f, std::forward<decltype(t)>(t)); },
+                         std::forward<Range>(tuples), std::forward<Extract>(extract),
+                         std::forward<Merge>(merge), o);
 }
 
 template <class F, std::ranges::input_range Range>
