@@ -6,7 +6,9 @@ set(PARAFORK_SANITIZE "" CACHE STRING "Build with -fsanitize=<list> (e.g. addres
 if(PARAFORK_SANITIZE)
   set(PARAFORK_SANITIZER_FLAGS -fsanitize=${PARAFORK_SANITIZE} -fno-omit-frame-pointer)
   if(PARAFORK_SANITIZE MATCHES "undefined")
-    list(APPEND PARAFORK_SANITIZER_FLAGS -fno-sanitize-recover=undefined)
+    # vptr checks are left out: on a cache miss the runtime probes memory through a pipe of its
+    # own, so a test that exhausts descriptors on purpose (RLIMIT_NOFILE) gets a false report.
+    list(APPEND PARAFORK_SANITIZER_FLAGS -fno-sanitize-recover=undefined -fno-sanitize=vptr)
   endif()
   add_compile_options(${PARAFORK_SANITIZER_FLAGS})
   add_link_options(-fsanitize=${PARAFORK_SANITIZE})

@@ -214,8 +214,10 @@ TEST(channel, sender_killed_while_a_receiver_waits_mid_message) {
         EXPECT_TRUE(intact);
         ASSERT_FALSE(sizes.empty());
         EXPECT_EQ(sizes.back(), 5u);
-        // Either the kill came too late (the big message arrived whole) or it was dropped.
-        EXPECT_EQ(sizes.size() + ch.dropped_messages(), 2u);
+        // The kill came too late (the big message arrived whole), or mid-message (dropped), or -
+        // on a slow machine - before the sender wrote anything (nothing to deliver or drop).
+        EXPECT_GE(sizes.size() + ch.dropped_messages(), 1u);
+        EXPECT_LE(sizes.size() + ch.dropped_messages(), 2u);
     });
 }
 
