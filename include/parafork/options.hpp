@@ -21,6 +21,8 @@ struct options {
     std::function<void()> worker_init{};      // runs in each worker when it starts
     std::function<void()> worker_exit{};      // runs in each worker before it exits
     std::chrono::milliseconds grace{200};     // SIGTERM to SIGKILL when stopping workers
+    std::chrono::microseconds spin{50};       // a waiting side polls this long before it sleeps
+                                              // (0: sleep at once); see docs/pool.md, "Latency"
     parafork::zygote* zygote = nullptr;       // fork workers through this fork server (it must
                                               // outlive the pool); see exec/zygote.hpp
 };

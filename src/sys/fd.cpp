@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
@@ -205,6 +207,30 @@ std::size_t recv_fds(int sock, std::span<unique_fd> fds_out, void* payload, std:
         if (!read_exact(sock, static_cast<char*>(payload) + n, len - n))
             throw protocol_error("parafork: stream ended in the middle of a message");
     return n == 0 ? 0 : len;
+}
+
+} // namespace parafork::sys
+
+namespace parafork::sys {
+
+int poll_spin(pollfd* fds, unsigned long nfds, int timeout_ms, std::chrono::microseconds spin) {
+    if (timeout_ms != 0 && spin.count() > 0) {
+        using clock = std::chrono::steady_clock;
+        const auto start = clock::now();
+        const auto end = start + spin;
+        auto now = start;
+        do {
+            int r = ::poll(fds, nfds, 0);
+            if (r != 0) return r;
+            ::sched_yield();  // another runnable process on this CPU goes first
+            now = clock::now();
+        } while (now < end);
+        if (timeout_ms > 0) {
+            auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
+            timeout_ms = static_cast<int>(std::max<long long>(timeout_ms - spent, 0));
+        }
+    }
+    return ::poll(fds, nfds, timeout_ms);
 }
 
 } // namespace parafork::sys

@@ -2,11 +2,14 @@
 // RAII file descriptors and the few fd operations every layer needs. Everything we open
 // is O_CLOEXEC, so an exec'd command never inherits a descriptor it was not handed.
 
+#include <chrono>
 #include <cstddef>
 #include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+struct pollfd;
 
 namespace parafork::sys {
 
@@ -93,6 +96,12 @@ long write_some(int fd, const void* buf, std::size_t len);
 void write_all(int fd, const void* buf, std::size_t len);
 inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
 bool read_exact(int fd, void* buf, std::size_t len);
+
+// poll(2) that first spins for up to `spin` (polls that do not sleep, yielding the CPU between
+// them) before it sleeps for the rest of `timeout_ms` (-1: no limit; 0: one look, no spin).
+// A wake-up of an idle CPU can cost tens of microseconds on a virtual machine; a peer that
+// answers within the spin never pays it. Returns what poll returned (-1 with errno EINTR too).
+int poll_spin(struct pollfd* fds, unsigned long nfds, int timeout_ms, std::chrono::microseconds spin);
 
 // One sendmsg(2) of `len` bytes carrying `fds` (SCM_RIGHTS, at most 64), with MSG_NOSIGNAL and
 // `flags`. Returns bytes sent, or -1 with errno EAGAIN, EPIPE or ECONNRESET (the peer is gone);
