@@ -14,6 +14,9 @@ bool edge_writer::send(std::string_view msg) {
                 close();
                 return false;
             }
+        } catch (const channel_closed&) {
+            close();  // no process can receive any more: every reader is gone
+            return false;
         }
     }
 }

@@ -78,9 +78,9 @@ constexpr std::uint64_t pending_grace_ns = 3'000'000'000;
 // ---------------------------------------------------------------------------------------------
 // Ends (slots).
 
-void raise_hwm(channel_shared* sh, std::uint32_t used) {
-    auto cur = sh->slot_hwm.load();
-    while (cur < used && !sh->slot_hwm.compare_exchange_weak(cur, used)) {
+void raise_hwm(end_table& t, std::uint32_t used) {
+    auto cur = t.slot_hwm.load();
+    while (cur < used && !t.slot_hwm.compare_exchange_weak(cur, used)) {
     }
 }
 
@@ -90,9 +90,9 @@ std::uint64_t next_token() {
 }
 
 // Reserves a free slot as pending for a child `parent` is about to fork. -1 if none is free.
-int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
+int claim_pending(end_table& t, pid_t parent, std::uint64_t token) {
     for (std::size_t i = 0; i < channel_slots; ++i) {
-        auto& s = sh->slots[i];
+        auto& s = t.slots[i];
         std::uint32_t expected = slot_free;
         if (s.state.load(std::memory_order_relaxed) == slot_free &&
             s.state.compare_exchange_strong(expected, slot_reserving)) {
@@ -100,7 +100,7 @@ int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
             s.since.store(now_ns());
             s.token.store(token);
             s.state.store(slot_pending);
-            raise_hwm(sh, static_cast<std::uint32_t>(i + 1));
+            raise_hwm(t, static_cast<std::uint32_t>(i + 1));
             return static_cast<int>(i);
         }
     }
@@ -109,8 +109,8 @@ int claim_pending(channel_shared* sh, pid_t parent, std::uint64_t token) {
 
 // Makes `slot`, reserved for us under `token`, a live end owned by the calling thread. Never
 // blocks: a reservation that expired and went to someone else is theirs.
-bool take_slot(channel_shared* sh, int slot, std::uint64_t token) {
-    auto& s = sh->slots[slot];
+bool take_slot(end_table& t, int slot, std::uint64_t token) {
+    auto& s = t.slots[slot];
     locked l = locked::no;
     for (int i = 0; i < 1000 && l == locked::no; ++i) {
         l = lock_robust(&s.mu, channel_wait::none());  // a liveness scan may hold it an instant
@@ -126,20 +126,20 @@ bool take_slot(channel_shared* sh, int slot, std::uint64_t token) {
     return true;
 }
 
-int claim_live(channel_shared* sh) {
+int claim_live(end_table& t) {
     for (int tries = 0; tries < 4; ++tries) {
         std::uint64_t token = next_token();
-        int slot = claim_pending(sh, ::getpid(), token);
+        int slot = claim_pending(t, ::getpid(), token);
         if (slot < 0) return -1;
-        if (take_slot(sh, slot, token)) return slot;
+        if (take_slot(t, slot, token)) return slot;
     }
     return -1;
 }
 
-void release_end(channel_core& c) {
-    int slot = c.my_slot.exchange(-1);
+void release_end(channel_core& c, end_role role) {
+    int slot = c.my_slot[role].exchange(-1);
     if (slot < 0) return;
-    auto& s = c.sh->slots[slot];
+    auto& s = c.sh->ends[role].slots[slot];
     // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
     // open until that thread or the process ends, which the kernel reports.
     if (pthread_mutex_unlock(&s.mu) == 0) {
@@ -157,13 +157,13 @@ void release_end(channel_core& c) {
     }
 }
 
-// Ends that may still send: live slots whose owner still holds the mutex, pending slots whose
+// Ends that are open: live slots whose owner still holds the mutex, pending slots whose
 // forking parent lives, plus forks that found no free slot (counted forever, to stay safe).
-std::size_t count_open_ends(channel_shared* sh) {
-    std::size_t n = sh->unregistered_ends.load();
-    std::uint32_t hwm = std::min<std::uint32_t>(sh->slot_hwm.load(), channel_slots);
+std::size_t count_open_ends(end_table& t) {
+    std::size_t n = t.unregistered_ends.load();
+    std::uint32_t hwm = std::min<std::uint32_t>(t.slot_hwm.load(), channel_slots);
     for (std::uint32_t i = 0; i < hwm; ++i) {
-        auto& s = sh->slots[i];
+        auto& s = t.slots[i];
         switch (s.state.load()) {
         case slot_live: {
             int rc = pthread_mutex_trylock(&s.mu);
@@ -207,9 +207,12 @@ void atfork_prepare() noexcept {
     g_registry_mu.lock();
     pid_t self = ::getpid();
     for (auto* c : registry()) {
-        c->pending_token = next_token();
-        c->pending_slot = claim_pending(c->sh, self, c->pending_token);
-        if (c->pending_slot < 0) c->sh->unregistered_ends.fetch_add(1);
+        for (end_role r : {send_end, recv_end}) {
+            auto& t = c->sh->ends[r];
+            c->pending_token[r] = next_token();
+            c->pending_slot[r] = claim_pending(t, self, c->pending_token[r]);
+            if (c->pending_slot[r] < 0) t.unregistered_ends.fetch_add(1);
+        }
     }
     errno = 0;  // read back in atfork_parent: fork() sets it only when it fails
 }
@@ -217,31 +220,38 @@ void atfork_prepare() noexcept {
 void atfork_parent() noexcept {
     bool failed = errno != 0;
     for (auto* c : registry()) {
-        if (failed) {
-            if (c->pending_slot >= 0) {
-                auto& slot = c->sh->slots[c->pending_slot];
-                std::uint32_t expected = slot_pending;
-                if (slot.token.load() == c->pending_token) slot.state.compare_exchange_strong(expected, slot_free);
-            } else {
-                c->sh->unregistered_ends.fetch_sub(1);
+        for (end_role r : {send_end, recv_end}) {
+            auto& t = c->sh->ends[r];
+            if (failed) {
+                if (c->pending_slot[r] >= 0) {
+                    auto& slot = t.slots[c->pending_slot[r]];
+                    std::uint32_t expected = slot_pending;
+                    if (slot.token.load() == c->pending_token[r])
+                        slot.state.compare_exchange_strong(expected, slot_free);
+                } else {
+                    t.unregistered_ends.fetch_sub(1);
+                }
             }
+            c->pending_slot[r] = -1;
         }
-        c->pending_slot = -1;
     }
     g_registry_mu.unlock();
 }
 
 void atfork_child() noexcept {
     for (auto* c : registry()) {
-        int slot = c->pending_slot;
-        c->pending_slot = -1;
-        c->my_slot = -1;
         c->closed = false;
         c->ever_sent = false;
         c->received = false;
-        try {
-            if (slot >= 0) c->my_slot = take_slot(c->sh, slot, c->pending_token) ? slot : claim_live(c->sh);
-        } catch (...) {
+        for (end_role r : {send_end, recv_end}) {
+            auto& t = c->sh->ends[r];
+            int slot = c->pending_slot[r];
+            c->pending_slot[r] = -1;
+            c->my_slot[r] = -1;
+            try {
+                if (slot >= 0) c->my_slot[r] = take_slot(t, slot, c->pending_token[r]) ? slot : claim_live(t);
+            } catch (...) {
+            }
         }
     }
     g_registry_mu.unlock();
@@ -358,11 +368,12 @@ void put_chunk(channel_core& c, std::uint32_t flags, std::uint64_t total, const 
 }
 
 // The caller holds send_mu: writes the abort chunk a dead or departed sender owed, if room.
-bool settle_abort(channel_core& c, channel_wait w) {
+template <class Idle>
+bool settle_abort(channel_core& c, channel_wait w, Idle idle) {
     auto* sh = c.sh;
     if (!sh->need_abort) return true;
     bool room = wait_until(sh->space_seq, sh->space_waiters, w,
-                           [&] { return free_space(c) >= chunk_align; }, [] {});
+                           [&] { return free_space(c) >= chunk_align; }, idle);
     if (!room) return false;
     put_chunk(c, chunk_abort, 0, nullptr, 0);
     sh->need_abort = 0;
@@ -376,7 +387,7 @@ void recover_dead_sender(channel_core& c) {
     if (l == locked::no) return;  // a live sender holds it
     unlock_on_exit guard{&sh->send_mu};
     if (l == locked::owner_died) sh->need_abort = 1;
-    settle_abort(c, channel_wait::none());
+    settle_abort(c, channel_wait::none(), [] {});
 }
 
 void check_capacity(std::size_t cap) {
@@ -398,17 +409,21 @@ channel_core::channel_core(std::size_t capacity) {
     sh->capacity = cap;
     init_robust_mutex(&sh->send_mu);
     init_robust_mutex(&sh->recv_mu);
-    for (auto& s : sh->slots) init_robust_mutex(&s.mu);
+    for (auto& t : sh->ends)
+        for (auto& s : t.slots) init_robust_mutex(&s.mu);
     data = map.bytes() + channel_data_offset();
-    my_slot = claim_live(sh);
+    my_slot[send_end] = claim_live(sh->ends[send_end]);
+    my_slot[recv_end] = claim_live(sh->ends[recv_end]);
     register_core(this);
 }
 
 channel_core::~channel_core() {
     unregister_core(this);
-    bool had_end = my_slot >= 0;
-    release_end(*this);
-    if (had_end) notify(sh->data_seq, sh->data_waiters);  // receivers re-check for closure
+    bool had_send = my_slot[send_end] >= 0, had_recv = my_slot[recv_end] >= 0;
+    release_end(*this, send_end);
+    release_end(*this, recv_end);
+    if (had_send) notify(sh->data_seq, sh->data_waiters);    // receivers re-check for closure
+    if (had_recv) notify(sh->space_seq, sh->space_waiters);  // and senders for no receiver
     if (keep_mapped) new sys::mapping(std::move(map));     // deliberately never unmapped
 }
 
@@ -432,13 +447,15 @@ std::size_t channel::size_bytes() const noexcept {
 
 std::uint64_t channel::dropped_messages() const noexcept { return core_->sh->dropped.load(); }
 
-std::size_t channel::open_ends() const { return count_open_ends(core_->sh); }
+std::size_t channel::open_ends() const { return count_open_ends(core_->sh->ends[send_end]); }
+
+std::size_t channel::open_receivers() const { return count_open_ends(core_->sh->ends[recv_end]); }
 
 void channel::close() {
     auto& c = *core_;
     c.closed = true;
-    if (c.my_slot >= 0) {
-        release_end(c);
+    if (c.my_slot[send_end] >= 0) {
+        release_end(c, send_end);
         notify(c.sh->data_seq, c.sh->data_waiters);
     }
 }
@@ -452,28 +469,58 @@ std::string& channel::receive_buffer() {
 namespace detail {
 namespace {
 
-// False if the message could not start within the wait.
+// A process's first send makes it a sender: it takes a send end if it has none (it received
+// first) and, if it never received, gives its receive end up, so that a sender whose receivers
+// all died does not wait for itself. A first receive is the mirror image.
+void become(channel_core& c, end_role role) {
+    std::atomic<bool>& done = role == send_end ? c.ever_sent : c.received;
+    std::atomic<bool>& other = role == send_end ? c.received : c.ever_sent;
+    if (done.load(std::memory_order_acquire)) return;
+    std::lock_guard lock(c.role_mu);
+    if (done.load()) return;
+    if (c.my_slot[role] < 0) c.my_slot[role] = claim_live(c.sh->ends[role]);
+    end_role gone = role == send_end ? recv_end : send_end;
+    if (!other.load() && c.my_slot[gone] >= 0) {
+        release_end(c, gone);
+        if (gone == send_end) notify(c.sh->data_seq, c.sh->data_waiters);
+        else notify(c.sh->space_seq, c.sh->space_waiters);
+    }
+    done.store(true, std::memory_order_release);
+}
+
+// False if the message did not go through within the wait: it did not start, or (a wait
+// with a deadline) it was voided part way, which receivers count as dropped.
 bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     auto* sh = c.sh;
     if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
-    if (!c.ever_sent.load(std::memory_order_relaxed) && !c.ever_sent.exchange(true) && c.my_slot < 0)
-        c.my_slot = claim_live(sh);  // e.g. a process that received first, now sends
+    become(c, send_end);
 
     locked l = lock_robust(&sh->send_mu, w);
     if (l == locked::no) return false;
     unlock_on_exit guard{&sh->send_mu};
     if (l == locked::owner_died) sh->need_abort = 1;  // its message (if any) is void
-    if (!settle_abort(c, w)) return false;
+    // Waiting for room is pointless once no process can ever receive: give up instead (a
+    // message that fits needs no receiver yet; one forked later may take it).
+    bool started = false;
+    auto idle = [&] {
+        if (count_open_ends(sh->ends[recv_end]) != 0) return;
+        if (started) sh->need_abort = 1;  // the next sender, or a receiver, voids the rest
+        throw channel_closed("parafork: channel has no receiver left");
+    };
+    if (!settle_abort(c, w, idle)) return false;
 
     const std::uint64_t n = bytes.size();
     const std::uint64_t stream_min = std::max<std::uint64_t>(2 * chunk_align, align_up(c.cap / 4));
     // A message that fits goes in one chunk (so it is never split); a larger one streams.
     std::uint64_t whole = chunk_align + align_up(n);
     std::uint64_t need = whole <= c.cap ? whole : stream_min;
-    if (!wait_until(sh->space_seq, sh->space_waiters, w, [&] { return free_space(c) >= need; }, [] {}))
+    if (!wait_until(sh->space_seq, sh->space_waiters, w, [&] { return free_space(c) >= need; }, idle))
         return false;
 
-    // Started: from here on the message is finished whatever the timeout said.
+    // A deadline bounds the whole message; try_send's "no wait" only its start (a streamed
+    // message, once begun, is finished).
+    const channel_wait rest_wait = w.kind == channel_wait::never ? channel_wait::infinite() : w;
+    started = true;
     std::uint64_t off = 0;
     for (bool first = true;; first = false) {
         std::uint64_t free = free_space(c);
@@ -487,18 +534,18 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
         off += len;
         if (off == n) return true;
         std::uint64_t rest = std::min<std::uint64_t>(chunk_align + align_up(n - off), stream_min);
-        wait_until(sh->space_seq, sh->space_waiters, channel_wait::infinite(),
-                   [&] { return free_space(c) >= rest; }, [] {});
+        if (!wait_until(sh->space_seq, sh->space_waiters, rest_wait, [&] { return free_space(c) >= rest; }, idle)) {
+            sh->need_abort = 1;  // timed out part way: void the message
+            settle_abort(c, channel_wait::none(), [] {});
+            return false;
+        }
     }
 }
 
 // False if no message began within the wait.
 bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     auto* sh = c.sh;
-    if (!c.received.load(std::memory_order_relaxed) && !c.received.exchange(true)) {
-        // A process that receives before it ever sent is a receiver, not a sender.
-        if (!c.ever_sent) release_end(c);
-    }
+    become(c, recv_end);
 
     locked l = lock_robust(&sh->recv_mu, w);
     if (l == locked::no) return false;
@@ -512,7 +559,7 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     };
     auto idle = [&] {
         recover_dead_sender(c);
-        if (!has_data() && count_open_ends(sh) == 0 && !has_data()) {
+        if (!has_data() && count_open_ends(sh->ends[send_end]) == 0 && !has_data()) {
             if (mid) sh->dropped.fetch_add(1);
             throw channel_closed();
         }

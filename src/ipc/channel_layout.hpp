@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <pthread.h>
 #include <string>
 
@@ -27,8 +28,8 @@ struct chunk_header {
 };
 static_assert(sizeof(chunk_header) == chunk_align);
 
-// One end: a process that may send. Its robust mutex is held by that process for as long as
-// the end is open, so the kernel tells us (EOWNERDEAD) when the process died with it.
+// One end: a process that may send (or receive). Its robust mutex is held by that process for
+// as long as the end is open, so the kernel tells us (EOWNERDEAD) when the process died with it.
 enum : std::uint32_t { slot_free = 0, slot_pending = 1, slot_live = 2, slot_reserving = 3 };
 struct alignas(64) end_slot {
     pthread_mutex_t mu;
@@ -37,6 +38,14 @@ struct alignas(64) end_slot {
     std::atomic<std::uint64_t> since;  // pending: when it was reserved (CLOCK_MONOTONIC ns)
     std::atomic<std::uint64_t> token;  // pending: which reservation (so no one takes another's)
 };
+
+// The ends of one kind.
+struct alignas(64) end_table {
+    std::atomic<std::uint32_t> slot_hwm;           // slots [0, hwm) were ever used
+    std::atomic<std::uint32_t> unregistered_ends;  // forks that found no free slot
+    end_slot slots[channel_slots];
+};
+enum end_role : int { send_end = 0, recv_end = 1 };
 
 struct alignas(64) channel_shared {
     std::uint64_t magic;
@@ -54,10 +63,10 @@ struct alignas(64) channel_shared {
     std::uint32_t need_abort;             // under send_mu: a message was left unfinished
     alignas(64) pthread_mutex_t recv_mu;  // held by a receiver for a whole message
 
-    alignas(64) std::atomic<std::uint32_t> slot_hwm;        // slots [0, hwm) were ever used
-    std::atomic<std::uint32_t> unregistered_ends;           // forks that found no free slot
-    std::atomic<std::uint64_t> dropped;                     // unfinished messages discarded
-    end_slot slots[channel_slots];
+    alignas(64) std::atomic<std::uint64_t> dropped;  // unfinished messages discarded
+    // Send ends (receivers get channel_closed once none is left) and receive ends (a sender
+    // that would wait gets channel_closed once none is left), indexed by end_role.
+    end_table ends[2];
 };
 
 inline std::size_t channel_data_offset() {
@@ -71,11 +80,13 @@ struct channel_core {
     std::byte* data = nullptr;
     std::uint64_t cap = 0;
 
-    // This process's end (-1: none), and the slot reserved for a child being forked.
-    // Atomics: threads of one process may share a channel object; these change on first use.
-    std::atomic<int> my_slot{-1};
-    int pending_slot = -1;
-    std::uint64_t pending_token = 0;
+    // This process's ends by end_role (-1: none), and the slots reserved for a child being
+    // forked. Atomics: threads of one process may share a channel object; these change on
+    // first use (under role_mu).
+    std::atomic<int> my_slot[2] = {-1, -1};
+    int pending_slot[2] = {-1, -1};
+    std::uint64_t pending_token[2] = {0, 0};
+    std::mutex role_mu;
     std::atomic<bool> closed{false};     // close() was called in this process
     std::atomic<bool> ever_sent{false};  // this process has sent
     std::atomic<bool> received{false};   // this process has received

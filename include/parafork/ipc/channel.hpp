@@ -3,8 +3,9 @@
 // receive from. Create it before forking; every child forked while it exists shares it (a copy
 // of the object in the child refers to the same ring).
 //
-//  - send waits while the ring is full (backpressure); try_send never waits; send_for waits at
-//    most a timeout. Messages larger than the ring are streamed through it in pieces.
+//  - send waits while the ring is full (backpressure); try_send does not wait for a message to
+//    start; send_for bounds the whole message. Messages larger than the ring are streamed
+//    through it in pieces.
 //  - receive waits; try_receive never waits; receive_for waits at most a timeout.
 //  - many senders and many receivers: each message is delivered once and whole (a sender holds
 //    the send side for a whole message, a receiver the receive side).
@@ -14,7 +15,11 @@
 //    end. A process gives its end up by close(), by destroying its last channel object, by
 //    exiting or dying, or by receiving before it ever sent (so a parent that receives from its
 //    children needs no ceremony). When no end is left and the ring is drained, receivers get
-//    channel_closed. See docs/channel.md for the details and limits.
+//    channel_closed.
+//  - receive ends, the mirror image: every process holding the channel may receive until it
+//    sends before it ever received. A send that has to wait for room while no receive end is
+//    left (every receiver died or left) throws channel_closed instead of waiting forever.
+//    See docs/channel.md for the details and limits.
 
 #include <chrono>
 #include <cstddef>
@@ -29,8 +34,8 @@
 
 namespace parafork {
 
-// Every sender is gone and the ring is drained (receivers), or this process closed its end
-// (senders).
+// Every sender is gone and the ring is drained (receivers); this process closed its end, or a
+// send would wait for room while no receiver is left (senders).
 class channel_closed : public error {
 public:
     channel_closed() : error("parafork: channel closed") {}
@@ -60,7 +65,7 @@ public:
     static constexpr std::size_t default_capacity = std::size_t{1} << 20;
     static constexpr std::size_t max_capacity = std::size_t{1} << 30;
 
-    // capacity: bytes of ring (rounded up to a multiple of 8, at least 64, at most 1 GiB).
+    // capacity: bytes of ring (rounded up to a multiple of 16, at least 64, at most 1 GiB).
     explicit channel(std::size_t capacity = default_capacity);
 
     // Typed messages, encoded with the codec (wire/codec.hpp).
@@ -69,11 +74,13 @@ public:
         send_bytes(encode(value));
     }
     // False if the message cannot start now (ring too full, or another sender is mid-message).
+    // A message larger than the ring, once started, is finished: that may wait for room.
     template <class T>
     bool try_send(const T& value) {
         return try_send_bytes(encode(value));
     }
-    // Throws timeout_error if the message could not start within `timeout`.
+    // Throws timeout_error if the message did not go through within `timeout`. A streamed
+    // message that ran out of time part way is voided (receivers drop it, dropped_messages()).
     template <class T, class Rep, class Period>
     void send_for(const T& value, std::chrono::duration<Rep, Period> timeout) {
         send_bytes_until(encode(value), detail::channel_wait::within(timeout));
@@ -99,8 +106,8 @@ public:
         return wire::decode<T>(buf);
     }
 
-    // Raw bytes (for layers with their own encoding). A message that has begun is always
-    // finished: timeouts bound only the wait for it to start.
+    // Raw bytes (for layers with their own encoding). Receive timeouts bound the wait for a
+    // message to start (one that began is finished); send timeouts bound the whole message.
     void send_bytes(std::string_view bytes);
     bool try_send_bytes(std::string_view bytes);
     template <class Rep, class Period>
@@ -121,10 +128,12 @@ public:
     std::size_t capacity() const noexcept;
     // Bytes in the ring right now (a snapshot).
     std::size_t size_bytes() const noexcept;
-    // Messages dropped because their sender died before finishing them.
+    // Messages dropped unfinished: their sender died, timed out part way, or lost its receivers.
     std::uint64_t dropped_messages() const noexcept;
     // Ends open right now (processes that may still send).
     std::size_t open_ends() const;
+    // Receive ends open right now (processes that may still receive).
+    std::size_t open_receivers() const;
 
 private:
     void send_bytes_until(std::string_view bytes, detail::channel_wait w);
