@@ -2,10 +2,12 @@
 // exception at its item, a killed producer, extract/merge, and join before consumption.
 
 #include <parafork/exec/generator.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <stdexcept>
 #include <string>
@@ -70,7 +72,85 @@ TEST(generator, try_next_does_not_wait) {
         }
         EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4}));
         EXPECT_GT(empty_polls, 0);
-        EXPECT_TRUE(g.try_join() || (g.join(), true));
+        while (!g.try_join()) std::this_thread::sleep_for(1ms);  // done; its exit may lag
+        EXPECT_EQ(g.exit_status(), 0);
+    });
+}
+
+TEST(generator, try_join_is_false_while_the_producer_runs) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("try_join", 60, [] {
+        pf::channel go(4096);
+        pf::generator<int> g([&](pf::yield<int>& y) {
+            y(1);
+            (void)go.receive<int>();  // the test says when the producer may finish
+            y(2);
+        });
+        g.start();
+        EXPECT_EQ(g.next(), 1);
+        for (int i = 0; i < 5; ++i) {
+            EXPECT_FALSE(g.try_join());
+            EXPECT_TRUE(g.is_alive());
+            EXPECT_FALSE(g.try_next().has_value());
+            std::this_thread::sleep_for(10ms);
+        }
+        go.send(1);
+        while (!g.try_join()) std::this_thread::sleep_for(1ms);
+        EXPECT_TRUE(g.joined());
+        EXPECT_FALSE(g.is_alive());
+        EXPECT_EQ(g.next(), 2);  // read ahead by try_join, kept for next()
+        EXPECT_FALSE(g.next().has_value());
+        EXPECT_TRUE(g.try_join());
+    });
+}
+
+TEST(generator, the_producer_reads_ahead_without_a_round_trip_per_item) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("read-ahead", 60, [] {
+        pf::sys::mapping flag(-1, 4096);  // shared with the child: set once it yielded everything
+        auto* finished = reinterpret_cast<std::atomic<std::uint32_t>*>(flag.data());
+        constexpr int n = 1000;
+        pf::generator<int> g([&](pf::yield<int>& y) {
+            for (int i = 0; i < n; ++i) y(i);
+            finished->store(1);
+        });
+        g.start();
+        // No next() yet: the producer got through every value on its own.
+        while (finished->load() == 0) std::this_thread::sleep_for(1ms);
+        for (int i = 0; i < n; ++i) ASSERT_EQ(g.next(), i);
+        EXPECT_FALSE(g.next().has_value());
+        g.join();
+        EXPECT_EQ(g.exit_status(), 0);
+    });
+}
+
+TEST(generator, join_rethrows_an_exception_the_consumer_never_reached) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("join throws", 60, [] {
+        pf::generator<int> g([](pf::yield<int>& y) {
+            y(0);
+            y(1);
+            throw my_error("nobody called next");
+        });
+        g.start();
+        try {
+            g.join();
+            ADD_FAILURE() << "join did not throw";
+        } catch (const pf::remote_error& e) {
+            EXPECT_EQ(e.type_name(), "(anonymous namespace)::my_error");
+            EXPECT_EQ(e.message(), "nobody called next");
+        }
+        EXPECT_EQ(g.exit_status(), 0);  // the producer reported it and exited normally
+        EXPECT_THROW(g.join(), pf::remote_error);  // again, at once
+        EXPECT_THROW(g.try_join(), pf::remote_error);
+        // The values before it are still next()'s, then the exception at its item; after
+        // that, join has nothing left to report.
+        EXPECT_EQ(g.next(), 0);
+        EXPECT_EQ(g.next(), 1);
+        EXPECT_THROW(g.next(), pf::remote_error);
+        EXPECT_FALSE(g.next().has_value());
+        EXPECT_NO_THROW(g.join());
+        EXPECT_TRUE(g.try_join());
     });
 }
 

@@ -20,7 +20,7 @@ struct generator_base::state {
     std::deque<std::string> pending;  // values read ahead by join/try_join, not yet taken
     bool ended = false;               // the end, the exception or the death was seen
     std::exception_ptr err;           // the producer's exception or death, at the stream's end
-    bool err_thrown = false;          // next() already threw it
+    bool err_thrown = false;          // next() already threw it (join then does not)
     bool died = false;
     std::string extracted;
     bool joined = false;
@@ -205,8 +205,9 @@ void generator_base::join() {
             if (pump(s, msg, true)) s.pending.push_back(std::move(msg));
         finish_join(s);
     }
-    // A producer's exception is next()'s to throw, at its item; a death is join's too.
-    if (s.died) std::rethrow_exception(s.err);
+    // A death is join's to report too. A producer's exception is next()'s to throw at its
+    // item; one the consumer never reached is join's as well, as a thread's join reports it.
+    if (s.err && (s.died || !s.err_thrown)) std::rethrow_exception(s.err);
 }
 
 bool generator_base::try_join() {
@@ -222,7 +223,7 @@ bool generator_base::try_join() {
         if (!s.status) return false;
         finish_join(s);
     }
-    if (s.died) std::rethrow_exception(s.err);
+    if (s.err && (s.died || !s.err_thrown)) std::rethrow_exception(s.err);
     return true;
 }
 

@@ -11,9 +11,11 @@
 // Values go through a shared-memory channel with read-ahead: the producer runs ahead of the
 // consumer by up to the channel's capacity (no round trip per item) and waits when it is full.
 // An exception in the producer is rethrown by next() at the item where it happened (after the
-// values yielded before it), as remote_error. A producer that dies is worker_died, from next()
-// and from join(), never a hang. extract/merge as for parafork::thread: extract runs in the
-// child after the producer returns, merge in the parent at join.
+// values yielded before it), as remote_error; join() and try_join() rethrow it too unless
+// next() already did (so a caller that only joins still learns of it). A producer that dies is
+// worker_died, from next() and from join(), never a hang. extract/merge as for
+// parafork::thread: extract runs in the child after the producer returns, merge in the parent
+// at join.
 
 #include <cstddef>
 #include <deque>
