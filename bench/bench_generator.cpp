@@ -1,5 +1,7 @@
-// Generator cost per item streamed from the child (snakefish's Generator.next: 72.8 us).
+// Generator cost per item streamed from the child (snakefish's Generator.next: 72.8 us), and
+// the cost of a timestamp (CLOCK_MONOTONIC through the vDSO; docs/thread.md says why).
 #include <parafork/exec/generator.hpp>
+#include <parafork/ipc/timestamp.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -31,6 +33,16 @@ void BM_generator_next_string(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
 }
 BENCHMARK(BM_generator_next_string)->Arg(100)->Arg(10000)->UseRealTime();
+
+void BM_timestamp(benchmark::State& state) {
+    for (auto _ : state) benchmark::DoNotOptimize(pf::timestamp());
+}
+BENCHMARK(BM_timestamp);
+
+void BM_timestamp_serialized(benchmark::State& state) {
+    for (auto _ : state) benchmark::DoNotOptimize(pf::timestamp_serialized());
+}
+BENCHMARK(BM_timestamp_serialized);
 
 } // namespace
 

@@ -6,6 +6,8 @@
 
 #include "support/leak_check.hpp"
 
+#include <ctime>
+
 namespace pf = parafork;
 
 TEST(timestamp, is_monotonic) {
@@ -14,6 +16,23 @@ TEST(timestamp, is_monotonic) {
         pf::timestamp_t t = i % 2 ? pf::timestamp() : pf::timestamp_serialized();
         ASSERT_GE(t, prev);
         prev = t;
+    }
+}
+
+// The documented contract: CLOCK_MONOTONIC nanoseconds (so it agrees with any other process's
+// reading of that clock, whatever reads it).
+TEST(timestamp, is_clock_monotonic_in_nanoseconds) {
+    auto mono = [] {
+        timespec ts;
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        return static_cast<pf::timestamp_t>(ts.tv_sec) * 1'000'000'000u + static_cast<pf::timestamp_t>(ts.tv_nsec);
+    };
+    for (int i = 0; i < 1000; ++i) {
+        pf::timestamp_t a = mono();
+        pf::timestamp_t t = i % 2 ? pf::timestamp() : pf::timestamp_serialized();
+        pf::timestamp_t b = mono();
+        ASSERT_LE(a, t);
+        ASSERT_LE(t, b);
     }
 }
 

@@ -3,7 +3,9 @@
 // to order events (snakefish's get_timestamp). It is CLOCK_MONOTONIC in nanoseconds: one vDSO
 // call (about 20 ns), no system call, shared by every process since boot. We do not read the
 // TSC directly: it is only comparable across cores when invariant and synchronized, which a
-// VM does not promise; the vDSO already uses it when it is safe.
+// VM does not promise, and across processes only with one calibration they all share. The
+// vDSO reads the TSC itself when the kernel trusts it, with the kernel's calibration, which
+// every process shares (docs/thread.md, "timestamp").
 //
 // A timestamp is a plain std::uint64_t, so it goes through the codec (and any channel) as is.
 // timestamp_serialized() fences first, so the reading is not taken before earlier memory
