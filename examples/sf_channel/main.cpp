@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace pf = parafork;
 
@@ -20,19 +21,32 @@ int main() {
     a.start();
     b.start();
 
-    for (int i = 0; i < 4; ++i) std::printf("blocking receive: %s\n", ch.receive<std::string>().c_str());
+    std::vector<std::string> got;
+    for (int i = 0; i < 4; ++i) {
+        got.push_back(ch.receive<std::string>());
+        std::printf("blocking receive: %s\n", got.back().c_str());
+    }
 
-    int got = 4;
-    while (got < 6) {
+    while (got.size() < 6) {
         if (auto m = ch.try_receive<std::string>()) {
             std::printf("non-blocking receive: %s\n", m->c_str());
-            ++got;
+            got.push_back(*m);
         } else {
             std::this_thread::sleep_for(std::chrono::milliseconds(1));  // nothing yet
         }
     }
     a.join();
     b.join();
+    // Each message exactly once, and each sender's messages in the order it sent them.
+    int next[2] = {0, 0};
+    for (auto& m : got) {
+        int who = m[0] == 'a' ? 0 : m[0] == 'b' ? 1 : -1;
+        if (who < 0 || m != std::string(1, m[0]) + std::to_string(next[who]++)) {
+            std::printf("wrong message: %s\n", m.c_str());
+            return 1;
+        }
+    }
+    if (next[0] != 3 || next[1] != 3) return 1;
     // Both senders are gone and the ring is empty: the channel says so instead of hanging.
     try {
         ch.receive<std::string>();

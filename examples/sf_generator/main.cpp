@@ -12,8 +12,15 @@ int main() {
         for (long i = 0; i < 10; ++i) yield(i * i);
     });
     squares.start();
-    while (auto v = squares.next()) std::printf("next: %ld\n", *v);
+    long sum = 0, count = 0;
+    while (auto v = squares.next()) {
+        std::printf("next: %ld\n", *v);
+        if (*v != count * count) return 1;
+        sum += *v;
+        ++count;
+    }
     squares.join();
+    if (count != 10 || sum != 285) return 1;
 
     pf::generator<int> slow([](pf::yield<int>& yield) {
         for (int i = 0; i < 3; ++i) {
@@ -22,12 +29,17 @@ int main() {
         }
     });
     slow.start();
-    int waits = 0;
+    int waits = 0, expected = 0;
     while (!slow.done()) {
-        if (auto v = slow.try_next()) std::printf("try_next: %d\n", *v);
-        else if (++waits, true) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (auto v = slow.try_next()) {
+            std::printf("try_next: %d\n", *v);
+            if (*v != expected++) return 1;
+        } else {
+            ++waits;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
     }
     slow.join();
     std::printf("try_next found nothing ready %d times\n", waits);
-    return 0;
+    return expected == 3 && waits > 0 ? 0 : 1;
 }

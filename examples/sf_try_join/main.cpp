@@ -19,5 +19,5 @@ int main() {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     std::printf("joined after %d polls: result %d, exit status %d\n", polls, t.result<int>(), t.exit_status());
-    return t.result<int>() == 42 ? 0 : 1;
+    return t.result<int>() == 42 && t.exit_status() == 0 && polls > 0 ? 0 : 1;
 }
