@@ -593,6 +593,11 @@ TEST(process, an_idle_backend_and_a_waiting_frontend_use_almost_no_cpu) {
         EXPECT_GE(seconds_since(t0), 0.25);
         EXPECT_LT(thread_cpu() - cpu0, 60ms);
         w.join();
+        // spin = 0: both sides sleep at once, and everything still arrives.
+        pf::process<counter> v(counter{}, {.spin = 0us});
+        v.start();
+        for (int i = 0; i < 100; ++i) ASSERT_EQ(v.ask<&counter::square>(i).get(), i * i);
+        v.join();
     });
 }
 
