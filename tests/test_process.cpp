@@ -16,6 +16,7 @@
 #include <iterator>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -423,7 +424,14 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
         PARAFORK_LEAK_CHECK();
         pf::process<bad_start> w;
         w.start();
-        auto f = w.ask(&bad_start::ping);
+        // The backend exits at once: an ask made after the frontend saw that throws at once,
+        // one made before fails its future. Either way it is worker_died.
+        std::optional<pf::process_future<int>> f;
+        try {
+            f = w.ask(&bad_start::ping);
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.exit_code(), 1);
+        }
         try {
             w.receive_message();
             ADD_FAILURE() << "no exception";
@@ -431,7 +439,9 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
             EXPECT_EQ(e.type_name(), "std::invalid_argument");
             EXPECT_FALSE(e.task().has_value());
         }
-        EXPECT_THROW(f.get(), pf::worker_died);
+        if (f) {
+            EXPECT_THROW(f->get(), pf::worker_died);
+        }
         EXPECT_EQ(w.join().code, 1);
     });
 }
