@@ -215,7 +215,7 @@ public:
         std::shared_ptr<detail::process_state> st_;
     };
     batch_guard batch() { return batch_guard(*this); }
-    // Writes whatever is held, waiting for room in the socket if needed.
+    // Writes whatever is held, waiting for room in the ring as long as it takes.
     void flush();
 
     // Messages the backend emitted, in order; a call that threw in the backend is an entry too:
