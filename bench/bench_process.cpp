@@ -36,6 +36,16 @@ void ask_round_trip_fixed_member(benchmark::State& state) {
 }
 BENCHMARK(ask_round_trip_fixed_member)->UseRealTime();
 
+// Both sides sleep at once (options.spin = 0): each round trip pays two wake-ups of an idle CPU.
+void ask_round_trip_no_spin(benchmark::State& state) {
+    pf::process<echo> w(echo{}, {.spin = std::chrono::microseconds(0)});
+    w.start();
+    int i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(w.ask<&echo::square>(++i & 1023).get());
+    w.join();
+}
+BENCHMARK(ask_round_trip_no_spin)->UseRealTime();
+
 // Calls until the backend has run them all (the final ask waits for the last one).
 void call_throughput(benchmark::State& state) {
     pf::process<echo> w;

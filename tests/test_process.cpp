@@ -2,6 +2,7 @@
 // called and asked methods, a backend SIGKILLed with asks pending), many asks in flight.
 // Every test runs in a bounded child (a hang fails it) and checks for leaks.
 #include <parafork/exec/process.hpp>
+#include <parafork/exec/selector.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
@@ -12,10 +13,15 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <numeric>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -83,7 +89,65 @@ struct counter : pf::actor {
     void blob(std::size_t n) { emit(std::string(n, 'x')); }
     int quit(int code) { ::_exit(code); }
     int crash() { std::abort(); }
+    // A raw fork(): the helper keeps every descriptor of the backend, its socket included, and
+    // outlives the backend (the test kills it; were the test to fail first, it exits in 10 s).
+    pid_t fork_holder() {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            for (int i = 0; i < 100; ++i) ::usleep(100000);
+            ::_exit(0);
+        }
+        return pid;
+    }
 };
+
+// Ignores SIGTERM: terminate() must escalate to SIGKILL.
+struct stubborn {
+    void pre_run() { ::signal(SIGTERM, SIG_IGN); }
+    void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+    int square(int x) { return x * x; }
+};
+
+// utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15).
+long cpu_ticks(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::istringstream rest(s.substr(s.rfind(')') + 2));
+    std::vector<std::string> fields;
+    for (std::string x; rest >> x;) fields.push_back(x);
+    return std::stol(fields.at(11)) + std::stol(fields.at(12));
+}
+
+// This thread's CPU time so far.
+std::chrono::microseconds thread_cpu() {
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    auto us = [](const timeval& t) { return std::int64_t{t.tv_sec} * 1000000 + t.tv_usec; };
+    return std::chrono::microseconds(us(ru.ru_utime) + us(ru.ru_stime));
+}
+
+// Waits (bounded) until `pid`, a child of ours, has exited but is not yet reaped.
+bool wait_zombie(pid_t pid) {
+    for (int i = 0; i < 5000; ++i) {
+        siginfo_t si{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+            return true;
+        std::this_thread::sleep_for(1ms);
+    }
+    return false;
+}
+
+// A process not ours: dead (reaped or a zombie waiting for init).
+bool gone_or_zombie(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close = s.rfind(')');
+    return close == std::string::npos || close + 2 >= s.size() || s[close + 2] == 'Z' || s[close + 2] == 'X';
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Memory made after start reaches the running backend as a descriptor.
 struct mapper {
@@ -308,10 +372,14 @@ TEST(process, ten_thousand_asks_in_flight) {
         PARAFORK_LEAK_CHECK();
         pf::process<counter> w;
         w.start();
+        // The backend sleeps while the asks go out (they fit in the ring: call<&m> sends no
+        // member bytes), and the frontend reads no answer before the first get(): all 10,000
+        // are in flight at once.
+        w.call(&counter::sleep_ms, 200);
         std::vector<pf::process_future<int>> futs;
         futs.reserve(10000);
-        for (int i = 0; i < 10000; ++i) futs.push_back(w.ask(&counter::square, i % 1000));
-        EXPECT_EQ(w.pending_asks() <= 10000u, true);
+        for (int i = 0; i < 10000; ++i) futs.push_back(w.ask<&counter::square>(i % 1000));
+        EXPECT_EQ(w.pending_asks(), 10000u);
         for (int i = 9999; i >= 0; --i) ASSERT_EQ(futs[static_cast<std::size_t>(i)].get(), (i % 1000) * (i % 1000));
         EXPECT_EQ(w.pending_asks(), 0u);
         w.join();
@@ -352,7 +420,14 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
         PARAFORK_LEAK_CHECK();
         pf::process<bad_start> w;
         w.start();
-        auto f = w.ask(&bad_start::ping);
+        // The backend exits at once: an ask made after the frontend saw that throws at once,
+        // one made before fails its future. Either way it is worker_died.
+        std::optional<pf::process_future<int>> f;
+        try {
+            f = w.ask(&bad_start::ping);
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.exit_code(), 1);
+        }
         try {
             w.receive_message();
             ADD_FAILURE() << "no exception";
@@ -360,7 +435,9 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
             EXPECT_EQ(e.type_name(), "std::invalid_argument");
             EXPECT_FALSE(e.task().has_value());
         }
-        EXPECT_THROW(f.get(), pf::worker_died);
+        if (f) {
+            EXPECT_THROW(f->get(), pf::worker_died);
+        }
         EXPECT_EQ(w.join().code, 1);
     });
 }
@@ -501,6 +578,170 @@ TEST(process, descriptors_passed_to_a_running_backend_share_memory) {
         EXPECT_EQ(w.ask(&mapper::read, 8).get(), "backend!");
         EXPECT_EQ(w.ask(&mapper::fd_count).get(), backend_fds);  // the backend closed what it got
         w.join();
+    });
+}
+
+TEST(process, an_idle_backend_and_a_waiting_frontend_use_almost_no_cpu) {
+    run_bounded("idle cpu", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        EXPECT_EQ(w.ask(&counter::square, 3).get(), 9);
+        // The backend spins for options.spin (50 us), then sleeps: over 300 ms it may use a
+        // tick or two, a spinning one would use about 30.
+        long before = cpu_ticks(w.pid());
+        std::this_thread::sleep_for(300ms);
+        EXPECT_LE(cpu_ticks(w.pid()) - before, 5);
+        // And a frontend waiting 300 ms for an answer sleeps too.
+        auto cpu0 = thread_cpu();
+        auto t0 = std::chrono::steady_clock::now();
+        w.ask(&counter::sleep_ms, 300).get();
+        EXPECT_GE(seconds_since(t0), 0.25);
+        EXPECT_LT(thread_cpu() - cpu0, 60ms);
+        w.join();
+        // spin = 0: both sides sleep at once, and everything still arrives.
+        pf::process<counter> v(counter{}, {.spin = 0us});
+        v.start();
+        for (int i = 0; i < 100; ++i) ASSERT_EQ(v.ask<&counter::square>(i).get(), i * i);
+        v.join();
+    });
+}
+
+TEST(process, timed_waits_keep_their_time_behind_a_full_ring) {
+    run_bounded("timed waits", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w(counter{}, {.grace = 50ms});
+        w.start();
+        auto b = w.batch();
+        w.call(&counter::sleep_ms, 2000);
+        std::vector<double> big(1 << 15);  // 256 KiB a call
+        for (int i = 0; i < 8; ++i) w.call(&counter::twice, big);  // 2 MiB: the ring holds 256 KiB
+        auto f = w.ask(&counter::square, 4);
+        // Writing what is held takes the 2 s the backend sleeps; these must not wait for it.
+        auto t0 = std::chrono::steady_clock::now();
+        EXPECT_FALSE(f.wait_for(50ms));
+        EXPECT_LT(seconds_since(t0), 1.0);
+        t0 = std::chrono::steady_clock::now();
+        EXPECT_FALSE(f.ready());
+        EXPECT_FALSE(w.receive_for<int>(50ms).has_value());
+        EXPECT_FALSE(w.try_receive<int>().has_value());
+        EXPECT_LT(seconds_since(t0), 1.0);
+        // stop() never waits either.
+        t0 = std::chrono::steady_clock::now();
+        w.stop();
+        EXPECT_LT(seconds_since(t0), 1.0);
+        w.terminate();
+        EXPECT_THROW(f.get(), pf::worker_died);
+    });
+}
+
+TEST(process, a_death_is_seen_while_a_forked_child_holds_the_socket) {
+    run_bounded("holder", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        pid_t holder = w.ask(&counter::fork_holder).get();
+        ASSERT_GT(holder, 0);
+        w.call(&counter::sleep_ms, 30000);
+        auto f = w.ask(&counter::square, 3);
+        ::kill(w.pid(), SIGKILL);
+        // The socket never reaches EOF while the holder lives: only the pidfd tells.
+        try {
+            f.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_FALSE(w.running());
+        EXPECT_EQ(w.join().signal, SIGKILL);
+
+        // The selector watches the pidfd too.
+        pf::process<counter> v;
+        v.start();
+        pid_t holder2 = v.ask(&counter::fork_holder).get();
+        pf::selector sel;
+        std::size_t id = sel.add(v);
+        ::kill(v.pid(), SIGKILL);
+        auto& ready = sel.wait();
+        ASSERT_EQ(ready.size(), 1u);
+        EXPECT_EQ(ready[0], id);
+        EXPECT_FALSE(v.running());
+        EXPECT_THROW(v.receive<int>(), pf::worker_died);
+        // The holders outlived their backends (so the sockets never reached EOF); init reaps
+        // them once killed, in its own time.
+        for (pid_t h : {holder, holder2}) {
+            EXPECT_FALSE(gone_or_zombie(h));
+            ::kill(h, SIGKILL);
+            for (int i = 0; i < 500 && !gone_or_zombie(h); ++i) std::this_thread::sleep_for(10ms);
+            EXPECT_TRUE(gone_or_zombie(h));
+        }
+    });
+}
+
+TEST(process, a_call_after_an_unnoticed_death_throws_at_once) {
+    run_bounded("call after death", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        w.call(&counter::sleep_ms, 30000);
+        // Busy when killed: no wake-up is sent and no answer awaited, so only the call's own
+        // look at the backend can notice.
+        ::kill(w.pid(), SIGKILL);
+        ASSERT_TRUE(wait_zombie(w.pid()));
+        try {
+            w.call(&counter::add, 1);
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.pid(), w.pid());
+        }
+        EXPECT_FALSE(w.running());
+        EXPECT_THROW(w.ask(&counter::square, 2), pf::worker_died);
+        EXPECT_EQ(w.join().signal, SIGKILL);
+    });
+}
+
+TEST(process, terminate_escalates_to_sigkill) {
+    run_bounded("sigkill escalation", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<stubborn> w(stubborn{}, {.grace = 50ms});
+        w.start();
+        EXPECT_EQ(w.ask(&stubborn::square, 2).get(), 4);  // pre_run has run
+        w.call(&stubborn::sleep_ms, 30000);
+        auto f = w.ask(&stubborn::square, 3);
+        auto t0 = std::chrono::steady_clock::now();
+        auto st = w.terminate();
+        EXPECT_LT(seconds_since(t0), 5.0);
+        EXPECT_EQ(st.signal, SIGKILL);
+        try {
+            f.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_NO_THROW(w.join());
+    });
+}
+
+TEST(process, stop_returns_at_once_and_join_waits_for_the_calls_before_it) {
+    run_bounded("stop", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        auto t0 = std::chrono::steady_clock::now();
+        w.call(&counter::sleep_ms, 500);
+        w.call(&counter::add, 5);
+        w.call(&counter::add, 6);
+        w.stop();
+        EXPECT_LT(seconds_since(t0), 0.4);
+        EXPECT_TRUE(w.running());
+        EXPECT_THROW(w.call(&counter::add, 7), pf::error);
+        EXPECT_THROW(w.ask(&counter::square, 1), pf::error);
+        w.stop();  // again: nothing more
+        EXPECT_TRUE(w.join().ok());
+        EXPECT_GE(seconds_since(t0), 0.45);
+        // post_run saw both adds queued before stop(), and nothing after.
+        EXPECT_EQ(w.receive<std::string>(), "post_run saw 11");
     });
 }
 

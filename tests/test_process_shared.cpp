@@ -9,6 +9,8 @@
 #include <chrono>
 #include <csignal>
 #include <numeric>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <unistd.h>
 
@@ -34,7 +36,23 @@ struct filler {
     }
     long sum_later() const { return std::accumulate(later.begin(), later.end(), 0L); }
     std::vector<std::size_t> later_shape() const { return later.shape(); }
+    void drop_before() { before = {}; }
+    void drop_later() { later = {}; }
+    // The backend's memfd mappings and descriptors: a dropped array leaves neither.
+    std::size_t memfd_refs() const {
+        std::size_t n = pf::testing::map_count().memfd;
+        for (int fd : pf::testing::open_fds()) {
+            char target[256];
+            auto path = "/proc/self/fd/" + std::to_string(fd);
+            ssize_t k = ::readlink(path.c_str(), target, sizeof target - 1);
+            if (k > 0 && std::string_view(target, static_cast<std::size_t>(k)).starts_with("/memfd:")) ++n;
+        }
+        return n;
+    }
 };
+
+// This process's memfd mappings and descriptors.
+std::size_t memfd_refs_here() { return filler{}.memfd_refs(); }
 
 TEST(process_shared, array_made_before_start_is_shared) {
     run_bounded("before start", 60, +[] {
@@ -110,6 +128,39 @@ TEST(process_shared, frontend_killed_takes_its_backend_and_leaves_nothing) {
         for (int i = 0; i < 500 && ::kill(backend, 0) == 0; ++i) std::this_thread::sleep_for(10ms);
         EXPECT_EQ(::kill(backend, 0), -1);
         EXPECT_EQ(errno, ESRCH);
+    });
+}
+
+TEST(process_shared, released_when_the_last_side_drops_it) {
+    run_bounded("release", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        // Neither side has any other memfd (the ring is anonymous shared memory): every count
+        // below is the arrays' alone, and both reach 0 once both sides dropped both arrays.
+        ASSERT_EQ(memfd_refs_here(), 0u);
+        filler f;
+        f.before = pf::shared_array<int>({1000});
+        pf::process<filler> w(std::move(f));
+        w.start();
+        std::size_t one = memfd_refs_here();  // `before`: its mapping and descriptor
+        ASSERT_GE(one, 1u);
+        EXPECT_EQ(w.ask(&filler::memfd_refs).get(), one);
+        pf::shared_array<int> a({2000});
+        EXPECT_EQ(w.ask(&filler::attach, a).get(), 2000u);
+        EXPECT_EQ(w.ask(&filler::memfd_refs).get(), 2 * one);
+        // Made after start: the frontend drops first, the backend still has it; then it drops.
+        a = {};
+        EXPECT_EQ(memfd_refs_here(), one);
+        EXPECT_EQ(w.ask(&filler::sum_later).get(), 0);
+        w.call(&filler::drop_later);
+        EXPECT_EQ(w.ask(&filler::memfd_refs).get(), one);
+        // Made before start: the backend drops first, the frontend still maps it; then it drops.
+        w.call(&filler::drop_before);
+        EXPECT_EQ(w.ask(&filler::memfd_refs).get(), 0u);
+        w.actor().before[0] = 1;
+        w.actor().before = {};
+        EXPECT_EQ(memfd_refs_here(), 0u);
+        EXPECT_EQ(pf::testing::map_count().memfd, 0u);
+        w.join();
     });
 }
 

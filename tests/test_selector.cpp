@@ -124,4 +124,29 @@ TEST(selector, empty_selector_needs_a_timeout) {
     EXPECT_TRUE(sel.wait(1ms).empty());
 }
 
+TEST(selector, processes_never_started_need_a_timeout) {
+    run_bounded("never started", 30, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<worker> a(worker{1}), b(worker{2});
+        pf::selector sel;
+        sel.add(a);
+        sel.add(b);
+        // Nothing could ever wake this wait: it throws instead of blocking forever.
+        EXPECT_THROW(sel.wait(), pf::error);
+        EXPECT_TRUE(sel.wait(1ms).empty());
+        // With a started process beside them, it waits for that one.
+        pf::process<worker> c(worker{3});
+        c.start();
+        std::size_t ic = sel.add(c);
+        c.call(&worker::work, 7, 10);
+        auto& ready = sel.wait();
+        ASSERT_EQ(ready.size(), 1u);
+        EXPECT_EQ(ready[0], ic);
+        EXPECT_EQ(c.receive<job_done>().job, 7);
+        c.join();
+        // An ended process is ready at once, so a wait with no timeout does not block either.
+        EXPECT_EQ(sel.wait().size(), 1u);
+    });
+}
+
 } // namespace

@@ -1,5 +1,6 @@
 // Call a method and receive messages from the backend (tutorial part I.3: ping_pong.py).
-// The backend emit()s typed messages; the frontend receive<T>()s them.
+// The backend emit()s typed messages; the frontend receive<T>()s them (and exits 1 if one is
+// not the answer to its ping).
 #include <parafork/exec/process.hpp>
 
 #include <cstdio>
@@ -28,6 +29,10 @@ int main() {
         p.call(&ponger::ping, n);
         pong r = p.receive<pong>();
         std::printf("frontend: ping %d -> %s\n", n, r.text.c_str());
+        if (r.n != n || r.text != "pong " + std::to_string(n)) {
+            std::fprintf(stderr, "frontend: wrong pong for ping %d\n", n);
+            return 1;
+        }
     }
-    p.join();
+    return p.join().ok() ? 0 : 1;
 }

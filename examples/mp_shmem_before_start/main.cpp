@@ -1,7 +1,8 @@
 // Shared memory made by the frontend before the fork (tutorial part I.4: shm1.py).
 // A shared_array member of the actor is shared by fork itself: no names, nothing to mirror,
 // nothing left in /dev/shm. pre_run / post_run run in the backend around its loop: the place
-// for what must not be forked (devices, threads, models).
+// for what must not be forked (devices, threads, models). Exits 1 if the frontend does not see
+// what the backend drew.
 #include <parafork/exec/process.hpp>
 
 #include <cstdio>
@@ -31,6 +32,11 @@ int main() {
         p.ask(&image_maker::draw, level).get();
         float sum = std::accumulate(image.begin(), image.end(), 0.0f);
         std::printf("frontend: level %.0f, image(3,5) = %.0f, sum = %.0f\n", level, image(3, 5), sum);
+        // 4 x 6 values of r * 10 + c sum to 420.
+        if (image(3, 5) != level * 35 || sum != level * 420) {
+            std::fprintf(stderr, "frontend: the image is not what the backend drew\n");
+            return 1;
+        }
     }
-    p.join();
+    return p.join().ok() ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 // Shared memory made after the fork, on demand (tutorial part I.5: shm2.py).
 // The frontend makes an array while the backend runs and passes it in a call: its memory
-// descriptor travels over the process socket and the backend maps the same memory.
+// descriptor travels over the process socket and the backend maps the same memory. Exits 1 if
+// the frontend does not see what the backend wrote.
 #include <parafork/exec/process.hpp>
 
 #include <cstdio>
@@ -34,6 +35,12 @@ int main() {
         p.call(&buffer_filler::fill, name, 100 * k);
         std::string ready = p.receive<std::string>();
         std::printf("frontend: %s ready, first %d, last %d\n", ready.c_str(), a[0], a[a.size() - 1]);
+        bool same = ready == name;
+        for (std::size_t i = 0; i < a.size(); ++i) same = same && a[i] == 100 * k + static_cast<int>(i);
+        if (!same) {
+            std::fprintf(stderr, "frontend: %s does not hold what the backend wrote\n", name.c_str());
+            return 1;
+        }
     }
-    p.join();
+    return p.join().ok() ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 // The frontend of process<Actor>: writing tasks, reading answers and messages, and the
-// backend's life. Waits never block forever: a dead backend closes its socket (it is the only
-// holder of the other end), which wakes every poll here with POLLHUP / EOF.
+// backend's life. Waits never block forever: every poll here watches the backend's pidfd beside
+// its socket, so a death wakes it even when a child the backend forked keeps the socket open.
 #include "process_state.hpp"
 
 #include <parafork/sys/signals.hpp>
@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace parafork {
 namespace detail {
@@ -20,6 +22,8 @@ using clock = std::chrono::steady_clock;
 
 constexpr std::size_t batch_limit = 64 * 1024;      // a batch writes when this much is held
 constexpr std::size_t batch_hard_limit = 4 << 20;   // and waits for room beyond this
+// A call looks at the pidfd at most this often: a stream of calls stays free of system calls.
+constexpr auto alive_check_every = std::chrono::microseconds(20);
 
 // Runs pump() until done() holds, the backend is gone, or the timeout passes. A SIGINT while
 // waiting terminates the backend and throws interrupted.
@@ -32,13 +36,12 @@ bool wait_until(process_state& st, Done done, std::optional<std::chrono::millise
         return done();
     }
     auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-    // Most waits (an ask's round trip) end within microseconds. A first read without the
-    // SIGINT guard spares them its two sigaction calls, and, the socket being blocking with a
-    // 1 ms receive timeout, a poll too. A Ctrl-C in that millisecond gets the program's own
-    // SIGINT disposition, as outside any parafork call.
+    // Most waits (an ask's round trip) end within microseconds: the first look spins for
+    // options.spin (a sleeping CPU's wake-up would cost more than the answer) and then sleeps
+    // up to 1 ms, both without the SIGINT guard, sparing them its two sigaction calls. A Ctrl-C
+    // in that millisecond gets the program's own SIGINT disposition, as outside any call.
     {
-        if (st.out_pending()) pump(st, 1, false);
-        else read_ready(st);
+        pump(st, 1, false, st.opts.spin);
         if (done()) return true;
         if (!st.live()) return done();
         if (timeout && clock::now() >= deadline) return false;
@@ -57,6 +60,8 @@ bool wait_until(process_state& st, Done done, std::optional<std::chrono::millise
     }
 }
 
+// Waits as long as it takes: only where the caller asked for that (a call outside a batch, the
+// end of a batch, flush()). Timed waits write what they hold as room appears, within their time.
 void flush_all(process_state& st) {
     if (!st.out_pending()) return;
     if (try_flush(st)) return;
@@ -231,19 +236,40 @@ short wanted_events(const process_state&) noexcept {
     return POLLIN;
 }
 
-void handle_events(process_state& st, short revents) {
+void handle_events(process_state& st, short sock_revents, short pidfd_revents) {
     if (!st.live()) return;
-    if (revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
-    if (st.out_pending()) try_flush(st);
+    if (sock_revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+    if (pidfd_revents & (POLLIN | POLLHUP | POLLERR)) on_backend_exit(st);
+    if (st.live() && st.out_pending()) try_flush(st);
 }
 
-void pump(process_state& st, int timeout_ms, bool with_sigint) {
+void on_backend_exit(process_state& st) {
+    // What it wrote before exiting is still in the socket: read it (bounded, in case a child
+    // of the backend that holds the socket keeps writing), then reap.
+    for (int i = 0; i < 1024 && st.live(); ++i) {
+        pollfd p{st.sock.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) break;
+        read_ready(st);
+    }
+    on_backend_end(st, false);
+}
+
+void check_alive(process_state& st) {
+    if (!st.live() || !st.pidfd) return;
+    pollfd p{st.pidfd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) on_backend_exit(st);
+}
+
+void pump(process_state& st, int timeout_ms, bool with_sigint, std::chrono::microseconds spin) {
     if (!st.live()) return;
     if (st.out_pending()) try_flush(st);
-    pollfd p[2] = {{st.sock.get(), wanted_events(st), 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
+    if (!st.live()) return;
+    pollfd p[3] = {{st.sock.get(), wanted_events(st), 0},
+                   {st.pidfd.get(), POLLIN, 0},  // -1 (ignored by poll) without pidfds
+                   {sys::sigint_guard::fd(), POLLIN, 0}};
     // Waiting for ring space relies on the backend's 'w'; a bounded sleep is the safety net.
     if (st.out_pending() && (timeout_ms < 0 || timeout_ms > 50)) timeout_ms = 50;
-    int n = ::poll(p, with_sigint ? 2 : 1, timeout_ms);
+    int n = sys::poll_spin(p, with_sigint ? 3 : 2, timeout_ms, spin);
     if (n < 0) {
         if (errno == EINTR) return;
         sys::throw_errno("poll");
@@ -253,17 +279,18 @@ void pump(process_state& st, int timeout_ms, bool with_sigint) {
         on_backend_end(st, true);
         sys::sigint_guard::check();
     }
-    if (n > 0) handle_events(st, p[0].revents);
+    if (n > 0) handle_events(st, p[0].revents, p[1].revents);
 }
 
 void on_backend_end(process_state& st, bool by_terminate) {
     if (!st.live()) return;
     st.sock.reset();
+    st.pidfd.reset();
     if (by_terminate) {
         st.terminated = true;
         st.status = st.kid.terminate(st.opts.grace);
     } else {
-        // EOF: the backend closed its end, which it does only by exiting.
+        // EOF (the backend closed its end, which it does only by exiting) or its pidfd.
         st.status = st.kid.wait_for(std::max(st.opts.grace, std::chrono::milliseconds(1000)));
         if (!st.status) st.status = st.kid.terminate(st.opts.grace);
     }
@@ -291,7 +318,7 @@ bool wait_reply(process_state& st, const reply_slot& slot,
                 std::optional<std::chrono::milliseconds> timeout) {
     auto done = [&] { return slot.st != reply_slot::state::pending; };
     if (done()) return true;
-    flush_all(st);
+    // No flush first: wait_until writes held calls as room appears, within the timeout.
     return wait_until(st, done, timeout);
 }
 
@@ -366,16 +393,25 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     ::madvise(st.ring.data(), st.ring.size(), MADV_DONTFORK);
     st.kid = sys::child(pid);
     st.pid = pid;
-    // Blocking, with a 1 ms receive timeout: the first read of a wait sleeps in recv itself
-    // (see wait_until). Every other read follows a poll, and every send is MSG_DONTWAIT.
-    timeval first_wait{0, 1000};
-    if (::setsockopt(st.sock.get(), SOL_SOCKET, SO_RCVTIMEO, &first_wait, sizeof first_wait) != 0)
-        sys::throw_errno("setsockopt(SO_RCVTIMEO)");
+    // Where pidfds are missing (before Linux 5.3), EOF on the socket is the only sign of death.
+    int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pfd >= 0) st.pidfd = sys::private_fd(sys::unique_fd(pfd));
+    // Every read follows a poll; a read that finds nothing must not sleep.
+    sys::set_nonblocking(st.sock.get());
     st.ph = process_state::phase::running;
 }
 
 std::string& process_base::begin_task(bool ask, detail::trampoline t, std::size_t& frame_start) {
     auto& st = *st_;
+    if (st.ph == process_state::phase::running) {
+        // A backend that died while busy (no wake-up to send, no reply awaited) would go
+        // unnoticed until the next wait: a cheap look at its pidfd makes this call throw.
+        auto now = detail::clock::now();
+        if (now - st.alive_checked >= detail::alive_check_every) {
+            st.alive_checked = now;
+            detail::check_alive(st);
+        }
+    }
     switch (st.ph) {
         case process_state::phase::idle:
             throw error("parafork: process '" + st.opts.name + "' is not started");
@@ -426,8 +462,9 @@ void process_base::stop() {
     if (st.ph == process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' is not started");
     if (st.ph != process_state::phase::running) return;
+    // Never waits: what does not fit in the ring now is written by the next wait (join,
+    // receive, a future, a selector) or by the destructor.
     queue_stop();
-    detail::flush_all(st);
 }
 
 void process_base::queue_stop() {
@@ -493,7 +530,6 @@ message* process_base::next_message(wait_mode mode, std::chrono::milliseconds ti
         if (mode == wait_mode::poll) {
             if (st.live()) detail::pump(st, 0, false);
         } else {
-            detail::flush_all(st);
             std::optional<std::chrono::milliseconds> limit;
             if (mode == wait_mode::timed) limit = timeout;
             detail::wait_until(st, [&] { return !st.inbox.empty(); }, limit);

@@ -6,7 +6,8 @@
 // call costs a copy, not a system call, while the backend is busy; the socket then carries
 // only wake-up bytes (when the backend sleeps) and descriptors (SCM_RIGHTS, sent before the
 // frame that uses them). Backend -> frontend frames go over the socket. EOF / POLLHUP on the
-// socket is how either side learns the other is gone.
+// socket is how either side learns the other is gone; the frontend also watches a pidfd of the
+// backend, since a child the backend forked may still hold the backend's end of the socket.
 //
 // Every frame is frames::len_prefix (8-byte length, then the payload); a payload starts with a
 // kind byte. Tasks (calls and asks) are numbered by both sides in send order, so no frame
@@ -27,6 +28,7 @@
 #include <parafork/wire/frames.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -88,7 +90,8 @@ struct process_state {
 
     options opts;
     phase ph = phase::idle;
-    sys::private_fd sock;           // frontend's end (blocking, 1 ms SO_RCVTIMEO)
+    sys::private_fd sock;           // frontend's end (non-blocking)
+    sys::private_fd pidfd;          // the backend's pidfd (readable once it exited); may be empty
     sys::mapping ring;              // ring_header + ring_capacity bytes, shared with the backend
     sys::child kid;
     pid_t pid = -1;
@@ -102,6 +105,7 @@ struct process_state {
     std::optional<sys::exit_status> status;
     bool terminated = false;        // ended by terminate(): not a surprise
     bool reported = false;          // the user has seen an error about its end
+    std::chrono::steady_clock::time_point alive_checked{};  // the last look at pidfd by a call
 
     bool out_pending() const noexcept { return out_off < out.size(); }
     bool died() const noexcept { return status && !status->ok() && !terminated; }
@@ -112,13 +116,20 @@ struct process_state {
 bool try_flush(process_state& st);
 // Reads once from the socket and handles every whole frame; handles EOF.
 void read_ready(process_state& st);
-// One poll(2) of the socket (and the SIGINT fd when a guard is alive) for up to timeout_ms.
-void pump(process_state& st, int timeout_ms, bool with_sigint);
+// One poll of the socket and pidfd (and the SIGINT fd when a guard is alive) for up to
+// timeout_ms, spinning first for up to `spin` (sys::poll_spin).
+void pump(process_state& st, int timeout_ms, bool with_sigint,
+          std::chrono::microseconds spin = std::chrono::microseconds(0));
 // The backend's socket reached EOF (or terminate): reap, fail what is pending.
 void on_backend_end(process_state& st, bool by_terminate);
-// What to poll for on the socket, and what to do with the result (the selector's hooks).
+// What to poll for on the socket, and what to do with the results for the socket and the
+// pidfd (the selector's hooks).
 short wanted_events(const process_state& st) noexcept;
-void handle_events(process_state& st, short revents);
+void handle_events(process_state& st, short sock_revents, short pidfd_revents);
+// The pidfd became readable: reads what the backend wrote before it exited, then ends it.
+void on_backend_exit(process_state& st);
+// A look at the pidfd that never blocks (a call's liveness check): ends a backend that exited.
+void check_alive(process_state& st);
 [[noreturn]] void throw_died(process_state& st, std::optional<std::uint64_t> task);
 
 // The backend: runs the actor's loop on `sock`; never returns.

@@ -48,8 +48,16 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
     for (auto& s : sources_) s.revents = 0;
     collect_processes();
     if (!ready_.empty()) return ready_;
-    if (sources_.empty() && !timeout)
-        throw error("parafork: selector::wait with nothing to wait for and no timeout");
+    if (!timeout) {
+        // Processes never started have no socket to wake us: only fds, live processes, or a
+        // timeout can end this wait.
+        bool can_wake = std::any_of(sources_.begin(), sources_.end(), [](const source& s) {
+            return !s.proc || s.proc->live();
+        });
+        if (!can_wake)
+            throw error("parafork: selector::wait with nothing to wait for (no descriptor, no "
+                        "started process) and no timeout");
+    }
 
     auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
     sys::sigint_guard guard;
@@ -60,7 +68,10 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
             auto& s = sources_[i];
             if (s.proc) {
                 if (s.proc->out_pending()) detail::try_flush(*s.proc);
+                // Socket and pidfd, side by side (-1 for either is ignored by poll).
                 pfds_.push_back({s.proc->sock.get(), detail::wanted_events(*s.proc), 0});
+                pfds_.push_back({s.proc->pidfd.get(), POLLIN, 0});
+                owners_.push_back(i);
             } else {
                 pfds_.push_back({s.fd, s.events, 0});
             }
@@ -82,11 +93,13 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
         }
         if (n > 0) {
             for (std::size_t k = 0; k + 1 < pfds_.size(); ++k) {
-                if (!pfds_[k].revents) continue;
                 auto& s = sources_[owners_[k]];
                 if (s.proc) {
-                    detail::handle_events(*s.proc, pfds_[k].revents);
+                    short sock_rev = pfds_[k].revents, pid_rev = pfds_[k + 1].revents;
+                    ++k;
+                    if (sock_rev || pid_rev) detail::handle_events(*s.proc, sock_rev, pid_rev);
                 } else {
+                    if (!pfds_[k].revents) continue;
                     s.revents = pfds_[k].revents;
                     ready_.push_back(s.id);
                 }

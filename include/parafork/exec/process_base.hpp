@@ -131,7 +131,7 @@ public:
     process_future() = default;
 
     bool valid() const noexcept { return slot_ != nullptr; }
-    // True once the answer is here; never blocks.
+    // True once the answer is here; never blocks (held calls are written only as room allows).
     bool ready() { return valid() && (done() || detail::wait_reply(*st_, *slot_, std::chrono::milliseconds(0))); }
     void wait() const {
         check_valid();
@@ -189,8 +189,9 @@ public:
     // How the backend ended; nullopt while it runs.
     std::optional<sys::exit_status> exit_status() const noexcept;
 
-    // Asks the backend to leave its loop after every call sent before this one; returns at
-    // once. Calls after stop() throw.
+    // Asks the backend to leave its loop after every call sent before this one (they all run,
+    // then post_run); returns at once, never waiting even for room in the ring (the next wait
+    // on this process writes what is held). Calls and asks after stop() throw.
     void stop();
     // stop() if not yet, then waits for the backend to exit, keeping its messages for
     // receive. Throws worker_died if it died and nothing (a future, receive) reported that yet.
@@ -214,7 +215,7 @@ public:
         std::shared_ptr<detail::process_state> st_;
     };
     batch_guard batch() { return batch_guard(*this); }
-    // Writes whatever is held, waiting for room in the socket if needed.
+    // Writes whatever is held, waiting for room in the ring as long as it takes.
     void flush();
 
     // Messages the backend emitted, in order; a call that threw in the backend is an entry too:
