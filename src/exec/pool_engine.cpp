@@ -553,7 +553,8 @@ void engine::wait_for_exits() {
                 slots.push_back(k);
             }
         if (slots.empty()) return;
-        int r = ::poll(fds.data(), fds.size(), -1);
+        // A grandchild may hold a results pipe open after its worker exited: look now and then.
+        int r = ::poll(fds.data(), fds.size(), 100);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (sys::sigint_guard::pending()) {
             terminate();
@@ -572,6 +573,8 @@ void engine::wait_for_exits() {
                 }
             }
         }
+        for (auto k : slots)
+            if (workers_[k] && workers_[k]->proc.try_wait()) workers_[k].reset();
     }
 }
 

@@ -173,8 +173,11 @@ void kid_main(const kid_config& c) noexcept {
         for (;;) {
             // The next job usually follows within microseconds (the parent keeps two in flight):
             // poll for it briefly before the read sleeps, sparing the wake-up of an idle CPU.
-            pollfd p{c.task_fd, POLLIN, 0};
-            (void)sys::poll_spin(&p, 1, -1, c.opts->spin);
+            // (Half a frame buffered: the rest is on its way, just read.)
+            if (in.buffered() == 0) {
+                pollfd p{c.task_fd, POLLIN, 0};
+                (void)sys::poll_spin(&p, 1, -1, c.opts->spin);
+            }
             if (in.fill(c.task_fd) == 0) break;
             while (auto f = in.next()) {
                 if (f->size() < sizeof(msg_header))
