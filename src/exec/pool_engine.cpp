@@ -180,8 +180,9 @@ std::uint64_t engine::drop_queued(std::uint64_t lo, std::uint64_t hi) {
 }
 
 void engine::respawn_missing() {
-    if (stopped_ || closing_) return;
-    // A slot whose replacement could not be forked: try again, or let the caller see why.
+    if (stopped_ || closing_ || queue_.empty()) return;
+    // A slot whose replacement could not be forked: try again (there is work for it), or let
+    // the caller see why.
     for (std::size_t k = 0; k < workers_.size(); ++k)
         if (!workers_[k]) spawn(k);
 }
