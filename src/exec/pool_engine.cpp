@@ -12,12 +12,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <stdexcept>
-#include <csignal>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdexcept>
 #include <sys/mman.h>
 #include <unistd.h>
 
