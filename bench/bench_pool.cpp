@@ -31,6 +31,17 @@ void submit_round_trip(benchmark::State& state) {
 }
 BENCHMARK(submit_round_trip)->UseRealTime();
 
+// The same with options::spin = 0: both sides sleep in poll at once, so each round trip pays
+// the wake-up of an idle CPU (what the spin saves; see docs/pool.md, "Latency").
+void no_spin_submit_round_trip(benchmark::State& state) {
+    pf::options o = jobs(1);
+    o.spin = std::chrono::microseconds(0);
+    pf::pool p(o);
+    for (auto _ : state) benchmark::DoNotOptimize(p.submit(&ident, 1).get());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(no_spin_submit_round_trip)->UseRealTime();
+
 void map_10m_ints(benchmark::State& state) {
     std::vector<int> v(10'000'000);
     std::iota(v.begin(), v.end(), 0);

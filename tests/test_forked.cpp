@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <forward_list>
 #include <list>
+#include <map>
 #include <numeric>
 #include <ranges>
 #include <stdexcept>
@@ -287,7 +288,27 @@ TEST(Forked, ProgressBarOnATerminal) {
     std::string out(buf, static_cast<std::size_t>(n));
     EXPECT_NE(out.find("bar"), std::string::npos) << out;
     EXPECT_NE(out.find("100/100"), std::string::npos) << out;
+    EXPECT_NE(out.find("/s"), std::string::npos) << out;  // the rate
+    EXPECT_NE(out.find("ETA"), std::string::npos) << out;
+    EXPECT_NE(out.find("[##"), std::string::npos) << out;  // the bar itself
     EXPECT_EQ(r.size(), 100u);
+}
+
+TEST(Forked, MaxTasksPerWorkerRecyclesKids) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.max_tasks_per_worker = 3;
+    o.chunksize = 2;
+    std::map<int, int> per_pid;
+    pf::forked(seq(0, 30), [](int) { return static_cast<int>(::getpid()); },
+               [&](int pid) { ++per_pid[pid]; }, o);
+    int total = 0;
+    for (auto [pid, n] : per_pid) {
+        EXPECT_LE(n, 3) << "kid " << pid;
+        total += n;
+    }
+    EXPECT_EQ(total, 30);
+    EXPECT_GE(per_pid.size(), 10u);
 }
 
 TEST(Forked, WorkerInitAndExitRunInEachKid) {

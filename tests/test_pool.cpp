@@ -2,6 +2,7 @@
 // worker hooks, titles, Ctrl-C.
 #include <parafork/exec/map.hpp>
 #include <parafork/exec/pool.hpp>
+#include <parafork/exec/zygote.hpp>
 
 #include "support/leak_check.hpp"
 
@@ -13,9 +14,13 @@
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <system_error>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -74,6 +79,43 @@ struct point {
 };
 
 int g_init_mark = 0;
+
+// CPU time (user + system) of this process so far.
+std::chrono::microseconds self_cpu() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto us = [](const timeval& t) { return std::int64_t{t.tv_sec} * 1'000'000 + t.tv_usec; };
+    return std::chrono::microseconds(us(ru.ru_utime) + us(ru.ru_stime));
+}
+// CPU time of another process from /proc/<pid>/stat (utime + stime, fields 14 and 15).
+std::chrono::milliseconds cpu_of(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::istringstream rest(all.substr(all.rfind(')') + 2));  // after "(comm) "
+    std::string field;
+    long long utime = 0, stime = 0;
+    for (int k = 3; k <= 15 && rest >> field; ++k) {
+        if (k == 14) utime = std::stoll(field);
+        if (k == 15) stime = std::stoll(field);
+    }
+    return std::chrono::milliseconds((utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK));
+}
+
+// Sends `sig` to this process after `ms` from a helper child; returns the helper's pid.
+pid_t signal_self_later(int sig, int ms) {
+    pid_t self = ::getpid();
+    pid_t helper = ::fork();
+    if (helper == 0) {
+        ::usleep(static_cast<useconds_t>(ms) * 1000);
+        ::kill(self, sig);
+        ::_exit(0);
+    }
+    return helper;
+}
+void reap(pid_t helper) {
+    int st = 0;
+    ::waitpid(helper, &st, 0);
+}
 
 pf::options jobs(unsigned n) {
     pf::options o;
@@ -412,4 +454,206 @@ TEST(Pool, ImapPullsAnEndlessRangeLazily) {
         }
     }
     EXPECT_LT(pulled, 200 + 4 * 3 * 2 + 8);  // bounded read-ahead, not the whole (endless) range
+}
+
+TEST(Pool, WaitingSpinsBrieflyThenSleeps) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(1));
+    int pid = p.submit(&my_pid).get();
+    // The parent waits 300 ms for a sleeping task: a bounded spin, then poll sleeps.
+    auto before = self_cpu();
+    EXPECT_EQ(p.submit(&nap, 300).get(), 300);
+    EXPECT_LT(self_cpu() - before, 100ms);
+    // An idle worker sleeps in its read once its spin has passed.
+    auto worker_before = cpu_of(pid);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_LT(cpu_of(pid) - worker_before, 50ms);
+    // Without the spin every wait sleeps at once; answers are the same.
+    pf::options o = jobs(1);
+    o.spin = std::chrono::microseconds(0);
+    pf::pool q(o);
+    EXPECT_EQ(q.submit(&square, 9).get(), 81);
+    EXPECT_EQ(q.map(&square, seq(0, 100))[99], 99 * 99);
+}
+
+TEST(Pool, MaxTasksPerWorkerIsNeverExceeded) {
+    PARAFORK_LEAK_CHECK();
+    for (std::size_t chunk : {1u, 3u}) {
+        pf::options o = jobs(2);
+        o.max_tasks_per_worker = 2;
+        o.chunksize = chunk;
+        pf::pool p(o);
+        auto pids = p.map([](int) { return my_pid(); }, seq(0, 20));
+        std::map<int, int> per_pid;
+        for (int pid : pids) ++per_pid[pid];
+        for (auto [pid, n] : per_pid) EXPECT_LE(n, 2) << "worker " << pid << ", chunksize " << chunk;
+        EXPECT_GE(per_pid.size(), 10u);
+    }
+}
+
+TEST(Pool, WorkerInitThatThrowsIsTheCallersError) {
+    pf::testing::run_bounded("worker_init throws", 60, [] {
+        pf::options o = jobs(2);
+        o.worker_init = [] { throw std::runtime_error("no database"); };
+        pf::pool p(o);
+        try {
+            p.submit(&square, 1).get();
+            ADD_FAILURE() << "no error";
+        } catch (const pf::remote_error& e) {
+            EXPECT_EQ(e.type_name(), "std::runtime_error");
+            EXPECT_NE(e.message().find("worker_init"), std::string::npos) << e.message();
+            EXPECT_NE(e.message().find("no database"), std::string::npos) << e.message();
+        }
+        EXPECT_TRUE(pf::testing::child_pids().empty());  // stopped, not forked again and again
+        EXPECT_THROW(p.map(&square, seq(0, 10)), pf::remote_error);
+        // One that exits instead of throwing is worker_died, also without a fork storm.
+        pf::options e = jobs(1);
+        e.worker_init = [] { ::_exit(3); };
+        pf::pool q(e);
+        try {
+            q.submit(&square, 1).get();
+            ADD_FAILURE() << "no error";
+        } catch (const pf::worker_died& d) {
+            EXPECT_EQ(d.exit_code(), 3);
+        }
+    });
+}
+
+TEST(Pool, TaskTimeoutClockStartsAfterWorkerInit) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(1);
+    o.worker_init = [] { std::this_thread::sleep_for(900ms); };
+    o.task_timeout = 600ms;
+    pf::pool p(o);
+    EXPECT_EQ(p.submit(&nap, 10).get(), 10);  // 900 ms of worker_init are not the task's
+}
+
+TEST(Pool, FutureAfterGetHasNoState) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(1));
+    auto f = p.submit(&square, 3);
+    f.wait();
+    EXPECT_TRUE(f.ready());
+    EXPECT_EQ(f.get(), 9);
+    EXPECT_FALSE(f.valid());
+    EXPECT_THROW(f.get(), pf::error);
+    EXPECT_THROW(f.wait(), pf::error);
+    EXPECT_THROW(f.ready(), pf::error);
+    EXPECT_THROW(f.wait_for(1ms), pf::error);
+    pf::future<int> none;
+    EXPECT_THROW(none.wait(), pf::error);
+    // wait() only waits: the task's error is get()'s to throw.
+    auto bad = p.submit(&throws, 1);
+    EXPECT_NO_THROW(bad.wait());
+    EXPECT_TRUE(bad.ready());
+    EXPECT_THROW(bad.get(), pf::remote_error);
+}
+
+TEST(Pool, FailedRespawnIsAnErrorAndLosesNothing) {
+    // RLIMIT_NPROC does not bind root, so drop to an unprivileged user in a bounded child.
+    pf::testing::run_bounded("respawn failure", 60, [] {
+        if (::getuid() == 0) {
+            ASSERT_EQ(::setgid(65534), 0);
+            ASSERT_EQ(::setuid(65534), 0);
+        }
+        pf::options o = jobs(1);
+        o.retries = 1;
+        pf::pool p(o);
+        int pid = p.submit(&my_pid).get();
+        auto f = p.submit(&nap, 800);
+        std::this_thread::sleep_for(100ms);
+        rlimit old{};
+        ASSERT_EQ(::getrlimit(RLIMIT_NPROC, &old), 0);
+        rlimit none = old;
+        none.rlim_cur = 0;
+        ASSERT_EQ(::setrlimit(RLIMIT_NPROC, &none), 0);
+        ::kill(pid, SIGKILL);
+        try {
+            f.get();
+            ADD_FAILURE() << "the replacement forked with RLIMIT_NPROC 0";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), EAGAIN) << e.what();
+        }
+        ASSERT_EQ(::setrlimit(RLIMIT_NPROC, &old), 0);
+        EXPECT_EQ(f.get(), 800);  // it was queued again, and runs once a worker can be forked
+        EXPECT_NE(p.submit(&my_pid).get(), pid);
+    });
+}
+
+namespace {
+// Runs imap over one batch of naps while a helper kills the worker in the middle of item 2.
+std::vector<std::string> batch_killed(unsigned retries) {
+    pf::options o = jobs(1);
+    o.chunksize = 8;
+    o.retries = retries;
+    pf::pool p(o);
+    int pid = p.submit(&my_pid).get();
+    std::vector<int> in{10, 10, 1000, 10, 10, 10, 10, 10};
+    pid_t helper = ::fork();
+    if (helper == 0) {
+        ::usleep(300'000);  // items 0 and 1 are done (unsent, in the batch), item 2 sleeps
+        ::kill(pid, SIGKILL);
+        ::_exit(0);
+    }
+    std::vector<std::string> got;
+    auto s = p.imap(&nap, in);
+    for (auto it = s.begin(); it != s.end(); ++it) {
+        try {
+            got.push_back(std::to_string(*it));
+        } catch (const pf::worker_died& e) {
+            got.push_back("died@" + std::to_string(e.task().value_or(99)) + "/" +
+                          std::to_string(e.signal()));
+        }
+    }
+    reap(helper);
+    return got;
+}
+} // namespace
+
+TEST(Pool, WorkerKilledInABatchBlamesTheRunningItemOnly) {
+    PARAFORK_LEAK_CHECK();
+    auto kill_no = std::to_string(SIGKILL);
+    EXPECT_EQ(batch_killed(0), (std::vector<std::string>{"10", "10", "died@2/" + kill_no, "10", "10",
+                                                         "10", "10", "10"}));
+    EXPECT_EQ(batch_killed(1),
+              (std::vector<std::string>{"10", "10", "1000", "10", "10", "10", "10", "10"}));
+}
+
+TEST(Pool, SigintDuringJoinThrowsInterrupted) {
+    pf::testing::run_bounded("SIGINT during join", 60, [] {
+        pf::options o = jobs(1);
+        o.worker_exit = [] { std::this_thread::sleep_for(30s); };  // a hung worker_exit
+        pf::pool p(o);
+        EXPECT_EQ(p.submit(&square, 2).get(), 4);
+        p.close();
+        pid_t helper = signal_self_later(SIGINT, 300);
+        auto t0 = std::chrono::steady_clock::now();
+        EXPECT_THROW(p.join(), pf::interrupted);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+        reap(helper);
+        EXPECT_TRUE(pf::testing::child_pids().empty());
+    });
+}
+
+TEST(Pool, ZygoteOptionIsRejected) {
+    PARAFORK_LEAK_CHECK();
+    pf::zygote z;
+    pf::options o = jobs(1);
+    o.zygote = &z;
+    EXPECT_THROW(pf::pool<> p(o), std::invalid_argument);
+    EXPECT_THROW(pf::map([](int x) { return x; }, seq(0, 4), o), std::invalid_argument);
+}
+
+TEST(Pool, ImapUnorderedYieldsInCompletionOrder) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 1;
+    pf::pool p(o);
+    std::vector<std::size_t> order;
+    for (auto&& [i, r] : p.imap_unordered(&nap, std::vector<int>{500, 10, 10})) {
+        EXPECT_EQ(r, i == 0 ? 500 : 10);
+        order.push_back(i);
+    }
+    ASSERT_EQ(order.size(), 3u);
+    EXPECT_NE(order.front(), 0u);  // the slow first item does not hold back the others
 }

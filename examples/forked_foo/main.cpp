@@ -1,6 +1,7 @@
 // Results with heap memory (strings) come back from the kids without any code of yours.
 #include <parafork/exec/forked.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -27,6 +28,14 @@ std::vector<foo> test_it() {
 }
 
 int main() {
-    for (auto& f : test_it()) std::printf("(s: \"%s\", x: %.1f) ", f.s.c_str(), f.x);
+    auto got = test_it();
+    for (auto& f : got) std::printf("(s: \"%s\", x: %.1f) ", f.s.c_str(), f.x);
     std::printf("\n");
+    // Every value came back once, whatever the order.
+    std::sort(got.begin(), got.end(), [](const foo& a, const foo& b) { return a.x < b.x; });
+    bool ok = got.size() == 10;
+    for (std::size_t i = 0; ok && i < got.size(); ++i)
+        ok = got[i].x == static_cast<double>(i) && got[i].s == std::to_string(i);
+    if (!ok) std::fprintf(stderr, "forked_foo: wrong results\n");
+    return ok ? 0 : 1;
 }

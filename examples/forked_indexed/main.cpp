@@ -28,6 +28,13 @@ std::vector<foo> test_it() {
 }
 
 int main() {
-    for (auto& f : test_it()) std::printf("(s: \"%s\", x: %.1f) ", f.s.c_str(), f.x);
+    auto got = test_it();
+    bool ok = got.size() == 10;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        std::printf("(s: \"%s\", x: %.1f) ", got[i].s.c_str(), got[i].x);
+        ok = ok && got[i].x == static_cast<double>(i) && got[i].s == std::to_string(i);
+    }
     std::printf("\n");
+    if (!ok) std::fprintf(stderr, "forked_indexed: a value is not in its slot\n");
+    return ok ? 0 : 1;
 }

@@ -18,13 +18,17 @@ bool is_prime(long n) {
 }
 
 int main() {
+    bool ok = true;
     std::vector<long> numbers(20);
     std::iota(numbers.begin(), numbers.end(), 1'000'000'000L);
 
     // map(f, args): concurrency from PARAFORK_JOBS / PP_JOBS / the CPUs, chunksize automatic.
     auto primes = pf::map(is_prime, numbers);
-    for (std::size_t i = 0; i < numbers.size(); ++i)
+    for (std::size_t i = 0; i < numbers.size(); ++i) {
         if (primes[i]) std::printf("%ld is prime\n", numbers[i]);
+        ok = ok && primes[i] == is_prime(numbers[i]);
+    }
+    ok = ok && primes[7] && primes[9];  // 1,000,000,007 and 1,000,000,009
 
     // map(f, args, concurrency=2, chunksize=4)
     pf::options o;
@@ -32,12 +36,15 @@ int main() {
     o.chunksize = 4;
     auto roots = pf::map([](long n) { return std::sqrt(static_cast<double>(n)); }, numbers, o);
     std::printf("sqrt(%ld) = %.3f\n", numbers.back(), roots.back());
+    for (std::size_t i = 0; i < numbers.size(); ++i)
+        ok = ok && roots[i] == std::sqrt(static_cast<double>(numbers[i]));
 
     // starmap(f, args): each argument is a tuple, unpacked into f's parameters.
     std::vector<std::tuple<double, double>> pairs{{2, 10}, {3, 4}, {10, 3}};
     auto powers = pf::starmap([](double b, double e) { return std::pow(b, e); }, pairs);
     for (double p : powers) std::printf("%g ", p);
     std::printf("\n");
+    ok = ok && powers == std::vector<double>{1024, 81, 1000};
 
     std::vector<std::tuple<std::string, int>> words{{"ab", 3}, {"xyz", 2}};
     auto repeated = pf::starmap([](const std::string& s, int n) {
@@ -46,4 +53,7 @@ int main() {
         return out;
     }, words);
     for (auto& s : repeated) std::printf("%s\n", s.c_str());
+    ok = ok && repeated == std::vector<std::string>{"ababab", "xyzxyz"};
+    if (!ok) std::fprintf(stderr, "map_starmap: wrong results\n");
+    return ok ? 0 : 1;
 }

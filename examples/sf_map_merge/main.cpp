@@ -18,11 +18,13 @@ int main() try {
     for (int i = 1; i <= 100; ++i) xs.push_back(i);
 
     long total = 0;
+    long sum = 0;
     auto squares = pf::map([](int x) { ++handled; return x * x; }, xs,
                            [] { return handled; },              // runs in each worker
                            [&](long n) { total += n; });        // runs in the parent
-    std::printf("sum of squares %ld, items handled %ld (parent's own counter %ld)\n",
-                [&] { long s = 0; for (int v : squares) s += v; return s; }(), total, handled);
+    for (int v : squares) sum += v;
+    std::printf("sum of squares %ld, items handled %ld (parent's own counter %ld)\n", sum, total,
+                handled);
 
     std::vector<std::tuple<std::string, int>> jobs = {{"ab", 3}, {"xyz", 2}};
     auto repeated = pf::starmap([](const std::string& s, int n) {
@@ -31,7 +33,10 @@ int main() try {
         return out;
     }, jobs);
     for (auto& r : repeated) std::printf("%s\n", r.c_str());
-    return total == 100 && handled == 0 ? 0 : 1;
+    bool ok = total == 100 && handled == 0 && sum == 338350 &&
+              repeated == std::vector<std::string>{"ababab", "xyzxyz"};
+    if (!ok) std::fprintf(stderr, "sf_map_merge: wrong results\n");
+    return ok ? 0 : 1;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "sf_map_merge: %s\n", e.what());
     return 1;

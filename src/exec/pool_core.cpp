@@ -9,6 +9,7 @@ void pool_core::open(std::shared_ptr<call_state> c) {
 }
 
 void pool_core::push(call_state& c, job j) {
+    eng.rethrow_fatal();  // a worker_init that threw is every later call's error too
     if (eng.stopped()) throw error("parafork: the pool was terminated");
     c.pushed += j.count;
     j.first += c.base;

@@ -12,17 +12,36 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdexcept>
 #include <sys/mman.h>
 #include <unistd.h>
 
 namespace parafork::detail {
 
+// One page shared with a worker: it stores 1 + the item it starts, so after its death the
+// parent knows which item it was running even when the answers before it were still unsent.
+struct shared_word {
+    static constexpr std::size_t bytes = 4096;
+    std::uint64_t* p = nullptr;
+    shared_word() {
+        void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) sys::throw_errno("mmap");
+        p = static_cast<std::uint64_t*>(m);
+    }
+    ~shared_word() { ::munmap(p, bytes); }
+    shared_word(const shared_word&) = delete;
+    shared_word& operator=(const shared_word&) = delete;
+    std::uint64_t load() const noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+};
+
 struct worker {
     unsigned slot = 0;
+    shared_word running;
     sys::child proc;
     sys::private_fd task_w, result_r, sock;
     // Our own copy of the job pipe's read end: with a reader always there, writing to a worker
@@ -36,7 +55,14 @@ struct worker {
     std::uint32_t front_done = 0;      // items of flight.front() already answered
     engine::clock::time_point front_since{};
     std::size_t completed = 0;         // items answered over the worker's life
+    bool ready = false;                // worker_init is done: the task_timeout clock may run
     bool retiring = false;             // max_tasks_per_worker reached: no new jobs
+
+    std::size_t unanswered() const noexcept {
+        std::size_t n = 0;
+        for (auto& j : flight) n += j.count;
+        return n - front_done;
+    }
 };
 
 namespace {
@@ -90,6 +116,9 @@ std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
 
 engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t total_items)
     : opts_(o), runner_(runner), ctx_(ctx), jobs_(resolve_jobs(o.jobs)), total_(total_items) {
+    if (opts_.zygote)
+        throw std::invalid_argument("parafork: options::zygote is honoured by proc_pool only; "
+                                    "pool, forked and map fork their workers themselves");
     progress_tty_ = opts_.progress && ::isatty(2);
     started_ = last_draw_ = clock::now();
     workers_.resize(jobs_);
@@ -126,10 +155,13 @@ void engine::spawn(std::size_t slot) {
     co.title = "parafork:" + opts_.name + "#" + std::to_string(slot);
     pid_t pid = sys::fork_process(co);
     if (pid == 0) {
-        kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_};
+        kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_,
+                     w->running.p};
         kid_main(c);
     }
     w->proc = sys::child(pid);
+    // Children forked later (other workers, forked's kids) have no use for this worker's page.
+    (void)::madvise(w->running.p, shared_word::bytes, MADV_DONTFORK);
     w->task_keep = sys::private_fd(std::move(tasks.read));
     ++launches_;
     sys::set_nonblocking(w->task_w.get());
@@ -147,8 +179,23 @@ std::uint64_t engine::drop_queued(std::uint64_t lo, std::uint64_t hi) {
     return dropped;
 }
 
+void engine::respawn_missing() {
+    if (stopped_ || closing_ || queue_.empty()) return;
+    // A slot whose replacement could not be forked: try again (there is work for it), or let
+    // the caller see why.
+    for (std::size_t k = 0; k < workers_.size(); ++k)
+        if (!workers_[k]) spawn(k);
+}
+
+void engine::rethrow_fatal() {
+    if (!fatal_) return;
+    if (!stopped_) terminate();
+    std::rethrow_exception(fatal_);
+}
+
 void engine::dispatch() {
     if (stopped_ || closing_) return;
+    const std::size_t max = opts_.max_tasks_per_worker;
     // Idle workers first, then a second job each so no worker waits for its next one.
     for (std::size_t depth = 0; depth < 2 && !queue_.empty(); ++depth)
         for (auto& w : workers_) {
@@ -156,6 +203,20 @@ void engine::dispatch() {
             if (!w || w->retiring || !w->task_w || w->flight.size() != depth) continue;
             job j = std::move(queue_.front());
             queue_.pop_front();
+            if (max) {
+                // A worker runs at most `max` items: a job bigger than what it has left is cut,
+                // the rest goes back to the queue's front for the next worker.
+                std::size_t owed = w->completed + w->unanswered();
+                if (owed >= max) {
+                    queue_.push_front(std::move(j));
+                    continue;
+                }
+                if (j.count > max - owed) {
+                    auto keep = static_cast<std::uint32_t>(max - owed);
+                    queue_.push_front(slice(j, keep, j.count));
+                    j = slice(j, 0, keep);
+                }
+            }
             send(*w, std::move(j));
         }
 }
@@ -181,6 +242,7 @@ void engine::send(worker& w, job&& j) {
     w.out.append(reinterpret_cast<const char*>(&h), sizeof h);
     w.out.append(body);
     w.flight.push_back(std::move(j));
+    last_event_ = clock::now();
     flush_out(w);
 }
 
@@ -220,6 +282,20 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     msg_header h;
     std::memcpy(&h, f.data(), sizeof h);
     std::string_view body = f.substr(sizeof h);
+    if (static_cast<msg>(h.kind) == msg::ready) {
+        // The task_timeout clock runs from here: worker_init's time is not the first task's.
+        w.ready = true;
+        if (!w.flight.empty()) w.front_since = clock::now();
+        return;
+    }
+    if (static_cast<msg>(h.kind) == msg::init_failed) {
+        std::string type, what;
+        wire::reader r(body);
+        r(type, what);
+        if (!fatal_)
+            fatal_ = std::make_exception_ptr(remote_error(type, "worker_init: " + what, w.proc.pid()));
+        return;
+    }
     if (w.flight.empty()) throw protocol_error("parafork: a worker answered without a job");
     const job& j = w.flight.front();
     if (h.first != j.first + w.front_done || h.count == 0 || h.count > j.count - w.front_done)
@@ -255,47 +331,49 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
 
 void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
 
-void engine::lost(worker& w, event_sink& sink, const failure_info& why, bool blame_front) {
+void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
     std::deque<job> flight = std::move(w.flight);
     std::uint32_t done = w.front_done;
+    std::uint64_t running = w.running.load();
     std::size_t slot = w.slot;
     workers_[slot].reset();  // closes its fds; the process is already reaped
-    if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
-    if (flight.empty()) return;
-    job front = std::move(flight.front());
-    flight.pop_front();
-    for (auto it = flight.rbegin(); it != flight.rend(); ++it) requeue_front(std::move(*it));
-    job rest = done ? slice(front, done, front.count) : std::move(front);
-    bool exact = rest.count == 1 || opts_.task_timeout.count() > 0;
-    if (!blame_front || !exact) {
-        // The worker answered in batches, so which item killed it is unknown: run the halves
-        // apart; the culprit ends up alone and is blamed then, the others just run again.
-        std::uint32_t half = rest.count / 2;
-        if (rest.count == 1) {
-            requeue_front(std::move(rest));
-        } else {
-            requeue_front(slice(rest, half, rest.count));
-            requeue_front(slice(rest, 0, half));
+    // Everything it held goes back to the queue before a replacement is forked: if that fork
+    // fails, nothing is lost and the next pump tries again.
+    if (!flight.empty()) {
+        job front = std::move(flight.front());
+        flight.pop_front();
+        for (auto it = flight.rbegin(); it != flight.rend(); ++it) requeue_front(std::move(*it));
+        job rest = done ? slice(front, done, front.count) : std::move(front);
+        // The item it was running; none of this job's (it died between items or jobs): the
+        // first unanswered one, which it was about to start.
+        std::uint32_t at = 0;
+        if (running > rest.first && running - 1 < rest.first + rest.count)
+            at = static_cast<std::uint32_t>(running - 1 - rest.first);
+        if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
+        job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
+        bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;
+        std::uint64_t blamed = culprit.first;
+        if (again) {
+            ++culprit.tries;
+            requeue_front(std::move(culprit));
         }
-        return;
+        // Finished, but their answers died in its buffer: they run again.
+        if (at > 0) requeue_front(slice(rest, 0, at));
+        if (!again) {
+            ++done_;
+            sink.on_failure(blamed, why);
+        }
     }
-    job culprit = rest.count == 1 ? std::move(rest) : slice(rest, 0, 1);
-    if (rest.count > 1) requeue_front(slice(rest, 1, rest.count));
-    if (why.what != failure_info::kind::timeout && culprit.tries < opts_.retries) {
-        ++culprit.tries;
-        requeue_front(std::move(culprit));
-        return;
-    }
-    ++done_;
-    sink.on_failure(culprit.first, why);
+    if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
 }
 
-void engine::read_from(worker& w, event_sink& sink) {
+long engine::read_from(worker& w, event_sink& sink) {
     long n = w.reader.fill(w.result_r.get());
-    if (n < 0) return;
+    if (n < 0) return n;
     if (n > 0) {
+        last_event_ = clock::now();
         while (auto f = w.reader.next()) handle_frame(w, *f, sink);
-        return;
+        return n;
     }
     // EOF: the worker exited (or died).
     auto st = w.proc.wait();
@@ -304,13 +382,34 @@ void engine::read_from(worker& w, event_sink& sink) {
     why.pid = w.proc.pid();
     why.signal = st.signal;
     why.code = st.code;
+    std::size_t slot = w.slot;
+    bool crashed = st.signal == SIGSEGV || st.signal == SIGBUS || st.signal == SIGABRT ||
+                   st.signal == SIGFPE || st.signal == SIGILL;
+    if (!w.ready && !fatal_ && (st.signal == 0 || crashed))
+        // It exited or crashed before it was ready: worker_init will do the same in every
+        // replacement, so replacing it would only fork again and again.
+        fatal_ = std::make_exception_ptr(worker_died(why.pid, why.signal, why.code, std::nullopt,
+                                                     "before it was ready (in worker_init?)"));
+    if (fatal_) {
+        workers_[slot].reset();
+        return 0;
+    }
     if (w.flight.empty()) {
-        std::size_t slot = w.slot;
         workers_[slot].reset();
         if (!stopped_ && !closing_) spawn(slot);  // recycled, or died between jobs
-        return;
+        return 0;
     }
-    lost(w, sink, why, true);
+    lost(w, sink, why);
+    return 0;
+}
+
+bool engine::drain(std::size_t slot, event_sink& sink) {
+    worker* w = workers_[slot].get();
+    for (;;) {
+        long n = read_from(*w, sink);
+        if (n == 0) return false;  // it exited; read_from dealt with that
+        if (n < 0) return true;
+    }
 }
 
 void engine::draw_progress(bool final) {
@@ -340,7 +439,9 @@ void engine::draw_progress(bool final) {
 }
 
 bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
+    rethrow_fatal();
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
+    respawn_missing();
     dispatch();
     if (idle()) return false;
     sys::sigint_guard guard;
@@ -356,7 +457,7 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
     std::optional<clock::time_point> wake = deadline;
     if (opts_.task_timeout.count() > 0)
         for (auto& w : workers_)
-            if (w && !w->flight.empty()) {
+            if (w && w->ready && !w->flight.empty()) {
                 auto t = w->front_since + opts_.task_timeout;
                 if (!wake || t < *wake) wake = t;
             }
@@ -369,7 +470,11 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
         auto ms = std::chrono::ceil<std::chrono::milliseconds>(*wake - now).count();
         timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
     }
-    int r = ::poll(fds.data(), fds.size(), timeout_ms);
+    // An answer due within microseconds (a job just sent, answers just read) is polled for
+    // briefly before sleeping; once a spin has passed with nothing, the wait is a long one and
+    // sleeps at once, so an idle or busy-with-long-tasks pool costs no CPU.
+    auto spin = now - last_event_ < opts_.spin ? opts_.spin : std::chrono::microseconds(0);
+    int r = sys::poll_spin(fds.data(), fds.size(), timeout_ms, spin);
     if (r < 0 && errno != EINTR) sys::throw_errno("poll");
     if (sys::sigint_guard::pending()) {
         terminate();
@@ -392,17 +497,24 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
             }
         }
     }
+    rethrow_fatal();
     if (opts_.task_timeout.count() > 0) {
-        now = clock::now();
+        auto late = [&](const worker* w) {
+            return w && w->ready && !w->flight.empty() &&
+                   clock::now() >= w->front_since + opts_.task_timeout;
+        };
         for (std::size_t k = 0; k < workers_.size(); ++k) {
+            if (!late(workers_[k].get())) continue;
+            // The answer may be in the pipe already: read what is there before blaming.
+            if (!drain(k, sink) || !late(workers_[k].get())) continue;
             auto* w = workers_[k].get();
-            if (!w || w->flight.empty() || now < w->front_since + opts_.task_timeout) continue;
             w->proc.kill_and_reap();
             failure_info why;
             why.what = failure_info::kind::timeout;
             why.pid = w->proc.pid();
-            lost(*w, sink, why, true);
+            lost(*w, sink, why);
         }
+        rethrow_fatal();
     }
     dispatch();
     draw_progress(false);
@@ -410,20 +522,61 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
 }
 
 void engine::kick() {
+    rethrow_fatal();
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
     dispatch();
 }
 
 void engine::join(event_sink& sink) {
+    sys::sigint_guard ctrl_c;  // from the first pump to the last reap
     while (pump(sink)) {
     }
     draw_progress(true);
     closing_ = true;
     for (auto& w : workers_)
         if (w) w->task_w.reset();  // EOF: the worker runs worker_exit and exits
-    for (auto& w : workers_)
-        if (w) w->proc.wait();
+    wait_for_exits();
     workers_.clear();
+}
+
+void engine::wait_for_exits() {
+    // A worker's results pipe reaches EOF when it exits: poll those and the SIGINT pipe rather
+    // than block in waitpid, so Ctrl-C during a worker_exit that hangs is still ours.
+    std::vector<std::size_t> slots;
+    for (;;) {
+        auto& fds = pollfds_;
+        fds.clear();
+        slots.clear();
+        fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+        for (std::size_t k = 0; k < workers_.size(); ++k)
+            if (workers_[k]) {
+                fds.push_back({workers_[k]->result_r.get(), POLLIN, 0});
+                slots.push_back(k);
+            }
+        if (slots.empty()) return;
+        // A grandchild may hold a results pipe open after its worker exited: look now and then.
+        int r = ::poll(fds.data(), fds.size(), 100);
+        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (sys::sigint_guard::pending()) {
+            terminate();
+            sys::sigint_guard::clear();
+            throw interrupted();
+        }
+        for (std::size_t i = 1; r > 0 && i < fds.size(); ++i) {
+            if (!fds[i].revents) continue;
+            auto& w = workers_[slots[i - 1]];
+            long n = w->reader.fill(w->result_r.get());
+            if (n == 0) {
+                w->proc.wait();
+                w.reset();
+            } else if (n > 0) {
+                while (w->reader.next()) {  // nothing is owed after the last job: drop it
+                }
+            }
+        }
+        for (auto k : slots)
+            if (workers_[k] && workers_[k]->proc.try_wait()) workers_[k].reset();
+    }
 }
 
 void engine::terminate() noexcept {

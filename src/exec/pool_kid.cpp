@@ -13,13 +13,16 @@
 #include <cstring>
 #include <cxxabi.h>
 #include <exception>
+#include <poll.h>
 #include <typeinfo>
 #include <unistd.h>
 
 namespace parafork::detail {
 
-kid_output::kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each)
-    : fd_(out_fd), sock_(sock), large_threshold_(large_threshold), flush_each_(flush_each) {
+kid_output::kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each,
+                       std::uint64_t* running)
+    : fd_(out_fd), sock_(sock), large_threshold_(large_threshold), flush_each_(flush_each),
+      running_(running) {
     grow(flush_at + 64 * 1024);
 }
 
@@ -116,14 +119,65 @@ void kid_output::flush() {
     size_ = 0;
 }
 
+namespace {
+
+// One frame with no item (ready, init_failed) straight to the results pipe.
+void write_note(int fd, msg kind, std::string_view body) {
+    std::string buf;
+    std::uint64_t len = sizeof(msg_header) + body.size();
+    msg_header h{static_cast<std::uint8_t>(kind), 0, 0, 0, 0};
+    buf.append(reinterpret_cast<const char*>(&len), sizeof len);
+    buf.append(reinterpret_cast<const char*>(&h), sizeof h);
+    buf.append(body);
+    sys::write_all(fd, buf);
+}
+
+// worker_init threw: tell the parent what, so the caller sees it (not a worker that dies and
+// is replaced forever).
+[[noreturn]] void init_failed(int fd) noexcept {
+    try {
+        std::string type, what;
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            type = demangle(typeid(e).name());
+            what = e.what();
+        } catch (...) {
+            auto* t = abi::__cxa_current_exception_type();
+            type = t ? demangle(t->name()) : "unknown exception";
+            what = "(not a std::exception)";
+        }
+        std::string body;
+        wire::writer w(body);
+        w(type, what);
+        write_note(fd, msg::init_failed, body);
+    } catch (...) {
+    }
+    sys::exit_child(1);
+}
+
+} // namespace
+
 void kid_main(const kid_config& c) noexcept {
     int code = 0;
     try {
-        if (c.opts->worker_init) c.opts->worker_init();
+        try {
+            if (c.opts->worker_init) c.opts->worker_init();
+        } catch (...) {
+            init_failed(c.result_fd);
+        }
+        write_note(c.result_fd, msg::ready, {});
         kid_output out(c.result_fd, c.sock, wire::default_large_threshold,
-                       c.opts->task_timeout.count() > 0);
+                       c.opts->task_timeout.count() > 0, c.running);
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
         for (;;) {
+            // The next job usually follows within microseconds (the parent keeps two in flight):
+            // poll for it briefly before the read sleeps, sparing the wake-up of an idle CPU.
+            // (Half a frame buffered: the rest is on its way, just read.)
+            if (in.buffered() == 0) {
+                pollfd p{c.task_fd, POLLIN, 0};
+                (void)sys::poll_spin(&p, 1, -1, c.opts->spin);
+            }
             if (in.fill(c.task_fd) == 0) break;
             while (auto f = in.next()) {
                 if (f->size() < sizeof(msg_header))
@@ -137,6 +191,7 @@ void kid_main(const kid_config& c) noexcept {
                     body = large.bytes();
                 }
                 auto kind = static_cast<msg>(h.kind);
+                __atomic_store_n(c.running, 0, __ATOMIC_RELAXED);  // between items
                 if (kind == msg::call) {
                     wire::reader r(body);
                     call_prefix p;

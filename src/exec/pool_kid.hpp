@@ -10,6 +10,7 @@ struct kid_config {
     job_runner runner;
     void* ctx;
     const options* opts;
+    std::uint64_t* running;  // shared with the parent: see kid_output::start
 };
 
 [[noreturn]] void kid_main(const kid_config& c) noexcept;

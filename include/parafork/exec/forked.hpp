@@ -96,12 +96,15 @@ struct forked_kid {
             if (kind != msg::range) throw protocol_error("parafork: forked kid expected a range");
             auto it = std::ranges::begin(*self.range) +
                       static_cast<std::ranges::range_difference_t<Range>>(first);
-            for (std::uint32_t k = 0; k < count; ++k, ++it)
+            for (std::uint32_t k = 0; k < count; ++k, ++it) {
+                out.start(first + k);  // from here a death of this kid is this item's
                 run_item<R>(*self.body, first + k, *it, out);
+            }
         } else {
             if (kind != msg::items) throw protocol_error("parafork: forked kid expected items");
             wire::reader r(bytes);
             for (std::uint32_t k = 0; k < count; ++k) {
+                out.start(first + k);
                 std::ranges::range_value_t<Range> x{};
                 r.read(x);
                 run_item<R>(*self.body, first + k, x, out);

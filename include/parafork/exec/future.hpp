@@ -45,24 +45,29 @@ public:
     bool valid() const noexcept { return st_ != nullptr; }
     // True once the value (or error) is here; reads whatever answers are waiting, never blocks.
     bool ready() {
-        if (!st_->done) core_->pump(detail::engine::clock::now());
-        return st_->done;
+        auto& st = state();
+        if (!st.done) core_->pump(detail::engine::clock::now());
+        return st.done;
     }
+    // Waits for the value or the error; does not throw the task's error (get() does).
     void wait() {
+        auto& st = state();
         sys::sigint_guard ctrl_c;  // held across the whole wait, not just each poll
-        while (!st_->done)
+        while (!st.done)
             if (!core_->pump()) throw error("parafork: the pool lost a task");
     }
     template <class Rep, class Period>
     bool wait_for(std::chrono::duration<Rep, Period> d) {
+        auto& st = state();
         auto deadline = detail::engine::clock::now() +
                         std::chrono::duration_cast<detail::engine::clock::duration>(d);
         sys::sigint_guard ctrl_c;
-        while (!st_->done && detail::engine::clock::now() < deadline)
+        while (!st.done && detail::engine::clock::now() < deadline)
             if (!core_->pump(deadline)) break;
-        return st_->done;
+        return st.done;
     }
-    // The value, or the task's exception (remote_error, worker_died, timeout_error). Once.
+    // The value, or the task's exception (remote_error, worker_died, timeout_error). Once:
+    // afterwards the future has no state (valid() is false) and every call throws.
     R get() {
         wait();
         auto st = std::move(st_);
@@ -71,6 +76,11 @@ public:
     }
 
 private:
+    detail::future_state<R>& state() const {
+        if (!st_) throw error("parafork: future has no state (default-made, or get() was called)");
+        return *st_;
+    }
+
     std::shared_ptr<detail::future_state<R>> st_;
     std::shared_ptr<detail::pool_core> core_;
 };

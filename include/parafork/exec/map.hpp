@@ -11,7 +11,12 @@
 // With extract / merge (snakefish's semantics): each worker runs `extract()` after its last
 // item and its value is sent up; the parent calls `merge(value)` once per worker, in worker
 // order, before returning. Items are split into one contiguous part per job (a process each,
-// not one per chunk), so the range must be sized and random-access.
+// not one per chunk), so the range must be sized and random-access, and options::chunksize
+// must be 0 (std::invalid_argument otherwise). The parts run under forked, so the other
+// options apply per part: task_timeout bounds a whole part, retries re-run a part whose
+// worker died (in a fresh process, so its extract() sees that run only). A worker that dies
+// is worker_died, its task() the first item of its part; an exception of any type in f or
+// extract is remote_error naming the item.
 //
 //   int hits = 0;   // each worker counts in its own copy
 //   auto v = pf::map([&](int x) { ++hits; return x * x; }, items,
@@ -20,12 +25,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <cxxabi.h>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <typeinfo>
 #include <unistd.h>
 #include <variant>
 #include <functional>
+#include <optional>
 #include <ranges>
 #include <tuple>
 #include <type_traits>
@@ -89,6 +97,23 @@ struct map_failure {
         ar(type, what, pid, task);
     }
 };
+// The exception in flight (call from a catch block), any type: its name and what().
+inline map_failure current_failure(std::size_t at) {
+    map_failure f;
+    f.pid = ::getpid();
+    f.task = static_cast<std::int64_t>(at);
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        f.type = demangle(typeid(e).name());
+        f.what = e.what();
+    } catch (...) {
+        auto* t = abi::__cxa_current_exception_type();
+        f.type = t ? demangle(t->name()) : "unknown exception";
+        f.what = "(not a std::exception)";
+    }
+    return f;
+}
 } // namespace detail
 
 template <class F, std::ranges::random_access_range Range, class Extract, class Merge>
@@ -99,31 +124,57 @@ auto map(F&& f, Range&& range, Extract&& extract, Merge&& merge, const options& 
     using E = std::decay_t<std::invoke_result_t<Extract&>>;
     static_assert(!std::is_void_v<R> && !std::is_void_v<E>,
                   "parafork::map with extract/merge needs f and extract to return values");
+    // One part per worker, each worker one part: chunks would mix two parts' state in one
+    // extract(), so a chunk size cannot be honoured.
+    if (o.chunksize)
+        throw std::invalid_argument("parafork::map with extract/merge splits the items into one "
+                                    "part per job; options::chunksize must be 0");
     // A part's answer: its results and extracted state, or the exception that stopped it.
     using failure = detail::map_failure;
     using answer = std::variant<std::pair<std::vector<R>, E>, failure>;
     const auto n = static_cast<std::size_t>(std::ranges::size(range));
     const unsigned jobs = static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>(resolve_jobs(o.jobs), n)));
-    auto answers = fork_join(nsplit(n, jobs), [&](std::size_t, slice s) -> answer {
-        std::size_t at = s.start;
-        try {
-            std::vector<R> out;
-            out.reserve(s.size());
-            for (; at < s.stop; ++at) out.push_back(std::invoke(f, std::ranges::begin(range)[at]));
-            return std::pair<std::vector<R>, E>(std::move(out), std::invoke(extract));
-        } catch (const std::exception& e) {
-            return failure{detail::demangle(typeid(e).name()), e.what(), ::getpid(),
-                           static_cast<std::int64_t>(at)};
-        }
-    });
+    // Run by forked (one item per part, as many workers as parts: each worker takes one part,
+    // a part lost with its worker runs again in a fresh one): the options, worker_died,
+    // timeouts, retries and Ctrl-C are forked's.
+    const std::vector<slice> parts = nsplit(n, jobs);
+    options po = o;
+    po.jobs = jobs;
+    po.chunksize = 1;
+    // A part run again must not land on a worker that already ran (and extracted) another.
+    if (o.retries) po.max_tasks_per_worker = 1;
+    std::vector<std::optional<answer>> answers(parts.size());
+    try {
+        forked(parts,
+               [&](const slice& s) -> answer {
+                   std::size_t at = s.start;
+                   try {
+                       std::vector<R> out;
+                       out.reserve(s.size());
+                       for (; at < s.stop; ++at) out.push_back(std::invoke(f, std::ranges::begin(range)[at]));
+                       return std::pair<std::vector<R>, E>(std::move(out), std::invoke(extract));
+                   } catch (...) {
+                       return detail::current_failure(at);
+                   }
+               },
+               [&](std::size_t k, answer&& a) { answers[k] = std::move(a); }, po);
+    } catch (const worker_died& e) {
+        // forked names the part; the caller knows items: name the part's items.
+        const slice& s = parts.at(e.task().value_or(0));
+        throw worker_died(e.pid(), e.signal(), e.exit_code(), s.start,
+                          "while running items " + std::to_string(s.start) + " to " +
+                              std::to_string(s.stop - 1) + " of its part");
+    }
     std::vector<R> out;
     out.reserve(n);
     for (auto& a : answers)
-        if (auto* bad = std::get_if<failure>(&a))
+        if (!a) throw error("parafork::map: a part came back without an answer");
+    for (auto& a : answers)
+        if (auto* bad = std::get_if<failure>(&*a))
             throw remote_error(bad->type, bad->what, static_cast<pid_t>(bad->pid),
                                static_cast<std::size_t>(bad->task));
     for (auto& a : answers) {
-        auto& [results, state] = std::get<0>(a);
+        auto& [results, state] = std::get<0>(*a);
         for (auto& r : results) out.push_back(std::move(r));
         std::invoke(merge, std::move(state));
     }

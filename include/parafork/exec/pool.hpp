@@ -73,9 +73,10 @@ void call_trampoline_fn(const void* ctx, std::uint64_t first, std::uint32_t coun
         fp = std::launder(reinterpret_cast<F*>(raw));
     }
     for (std::uint32_t k = 0; k < count; ++k) {
+        auto i = first + k;
+        out.start(i);  // from here a death of this worker is this item's
         Args args{};
         r.read(args);
-        auto i = first + k;
         try {
             auto call = [fp](auto&&... a) -> decltype(auto) {
                 return std::invoke(*fp, std::move(a)...);

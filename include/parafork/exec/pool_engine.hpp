@@ -5,14 +5,15 @@
 // A job covers the items [first, first + count). A worker answers every item, in order, with a
 // value or a failure; values of consecutive items travel in one frame ("a run"), so the hot
 // path costs one encode per item and one write per batch. The parent keeps each worker's jobs in
-// flight in order, so it always knows which item a worker holds: a worker that dies or runs
-// past task_timeout is blamed for exactly that item, and the items it had not answered are
-// re-queued (retries re-run the blamed one).
+// flight in order, and each worker notes the item it is starting in a word of memory shared with
+// the parent, so a worker that dies or runs past task_timeout is blamed for exactly the item it
+// was running; the items it had not answered are re-queued (retries re-run the blamed one).
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,8 @@ enum class msg : std::uint8_t {
     values = 10,    // worker -> parent: a run of count encoded values
     failure = 11,   // worker -> parent: item `first` threw; body = type name, what()
     large = 12,     // worker -> parent: item `first`'s value comes as a memfd on the socket
+    ready = 13,     // worker -> parent: worker_init is done (count 0)
+    init_failed = 14,  // worker -> parent: worker_init threw; body = type name, what()
 };
 
 struct msg_header {
@@ -65,7 +68,8 @@ struct call_prefix {
 // The worker's side of the results stream.
 class kid_output {
 public:
-    kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each);
+    kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each,
+               std::uint64_t* running = nullptr);
     kid_output(const kid_output&) = delete;
     kid_output& operator=(const kid_output&) = delete;
 
@@ -94,6 +98,10 @@ public:
     void value_void(std::uint64_t index) {
         if (!continues(index)) start_run(index);
         end_item();
+    }
+    // Notes that item `index` starts now, where the parent reads it if this process dies.
+    void start(std::uint64_t index) noexcept {
+        if (running_) __atomic_store_n(running_, index + 1, __ATOMIC_RELAXED);
     }
     // Call from a catch block: reports the exception in flight as item `index`'s failure.
     void fail_current(std::uint64_t index) noexcept;
@@ -134,6 +142,7 @@ private:
     int fd_, sock_;
     std::size_t large_threshold_;
     bool flush_each_;
+    std::uint64_t* running_;        // shared with the parent: 1 + the item being run, 0 before
     std::unique_ptr<char[]> data_;  // the batch of frames being built
     std::size_t size_ = 0, cap_ = 0;
     std::string scratch_;           // one value's encoding (reused: no allocation per item)
@@ -227,14 +236,21 @@ public:
 
     // Dispatches what it can and waits for at least one event (or `deadline`), delivering every
     // event received to `sink`. Returns false at once when nothing is queued or in flight.
-    // SIGINT meanwhile: stops every worker and throws parafork::interrupted.
+    // SIGINT meanwhile: stops every worker and throws parafork::interrupted. A worker_init
+    // that threw is rethrown here (remote_error naming worker_init) and the workers are
+    // stopped; a worker that cannot be replaced (fork failed) throws std::system_error, with
+    // the work it held queued again (a later pump tries the fork again).
     bool pump(event_sink& sink, std::optional<clock::time_point> deadline = std::nullopt);
+
+    // Rethrows what made the workers unable to start (see pump), if anything did.
+    void rethrow_fatal();
 
     // Hands queued jobs to idle workers without waiting for anything.
     void kick();
 
     // Lets the workers finish: no new jobs; each worker runs worker_exit and exits once its
-    // pipe closes. Blocks until all are reaped (runs pump until idle first).
+    // pipe closes. Blocks until all are reaped (runs pump until idle first). SIGINT meanwhile
+    // (even in a worker_exit that hangs): stops every worker and throws parafork::interrupted.
     void join(event_sink& sink);
     // SIGTERM to every worker, `grace`, then SIGKILL; reaps all.
     void terminate() noexcept;
@@ -245,12 +261,15 @@ public:
 
 private:
     void spawn(std::size_t slot);
+    void respawn_missing();
     void dispatch();
     void send(worker& w, job&& j);
     bool flush_out(worker& w);
-    void read_from(worker& w, event_sink& sink);
+    long read_from(worker& w, event_sink& sink);
+    bool drain(std::size_t slot, event_sink& sink);
     void handle_frame(worker& w, std::string_view frame, event_sink& sink);
-    void lost(worker& w, event_sink& sink, const failure_info& why, bool blame_front);
+    void lost(worker& w, event_sink& sink, const failure_info& why);
+    void wait_for_exits();
     void advance(worker& w, std::uint32_t n);
     void requeue_front(job&& j);
     void draw_progress(bool final);
@@ -263,6 +282,8 @@ private:
     std::deque<job> queue_;
     bool stopped_ = false;
     bool closing_ = false;
+    std::exception_ptr fatal_;            // the workers cannot start (worker_init threw, ...)
+    clock::time_point last_event_{};      // the last job sent or answer read (spin or sleep)
     std::uint64_t total_ = 0, done_ = 0;
     clock::time_point started_{}, last_draw_{};
     bool progress_tty_ = false;
