@@ -321,3 +321,49 @@ TEST(pipeline_faults, no_orphans_when_the_parent_is_killed) {
         }
     });
 }
+
+TEST(pipeline_faults, items_of_a_temporary_keep_the_pipeline_alive) {
+    run_bounded("items_temporary", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        long long sum = 0;
+        int n = 0;
+        for (int v : pf::ez(pf::iter(0, 1000), add1).items()) {
+            sum += v;
+            ++n;
+        }
+        EXPECT_EQ(n, 1000);
+        EXPECT_EQ(sum, 1000LL * 1001 / 2);
+        // Lazy: an endless source, a few items, then the loop leaves and the range (which owns
+        // the pipeline) ends it instead of draining forever.
+        auto t0 = std::chrono::steady_clock::now();
+        n = 0;
+        for (int v : pf::ez(pf::constant(1), add1).items()) {
+            EXPECT_EQ(v, 2);
+            if (++n == 5) break;
+        }
+        EXPECT_EQ(n, 5);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    });
+}
+
+TEST(pipeline_faults, leaving_items_early_then_destroying_does_not_hang) {
+    run_bounded("items_break", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        std::vector<pid_t> pids;
+        auto t0 = std::chrono::steady_clock::now();
+        {
+            auto p = pf::ez(pf::constant(1), add1, pf::workers(2, add1));
+            int n = 0;
+            for (int v : p.items()) {
+                EXPECT_EQ(v, 3);
+                if (++n == 5) break;
+            }
+            EXPECT_EQ(n, 5);
+            pids = p.pids();
+            EXPECT_FALSE(p.finished());
+        }  // the destructor stops the graph: the source would never end on its own
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+        ASSERT_EQ(pids.size(), 4u);
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
+    });
+}
