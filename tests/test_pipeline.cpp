@@ -345,3 +345,44 @@ TEST(pipeline, forty_five_processes) {
     EXPECT_EQ(p.pids().size(), 45u);
     p.join();
 }
+
+TEST(pipeline, ordered_group_puts_from_teardown_come_after_every_item) {
+    PARAFORK_LEAK_CHECK();
+    // batch() puts its last, short batch when its input ends: that batch belongs to no input,
+    // so it must neither trip the reordering nor jump ahead of numbered items.
+    auto v = pf::ez(pf::iter(0, 95), pf::workers(2, pf::batch(10)).ordered()).list();
+    std::vector<int> all;
+    std::size_t short_at = v.size();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i].size() < 10 && short_at == v.size()) short_at = i;
+        if (short_at < v.size()) {
+            EXPECT_LT(v[i].size(), 10u) << "a full batch after a late one";
+        }
+        for (int x : v[i]) all.push_back(x);
+    }
+    EXPECT_GE(v.size() - short_at, 1u);  // 95 items cannot all fall into full batches
+    EXPECT_LE(v.size() - short_at, 2u);  // one leftover per worker at most
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), 95u);
+    for (int i = 0; i < 95; ++i) EXPECT_EQ(all[static_cast<std::size_t>(i)], i);
+
+    // A class stage putting in setup() and teardown(): numbered items stay in input order, the
+    // rest come after them, without the meta of the last item.
+    struct Edges : pf::stage<int> {
+        void setup() { put(-1); }
+        void process(int x) {
+            meta()["k"] = "v";
+            put(x);
+        }
+        void teardown() {
+            if (!meta().empty()) throw std::logic_error("teardown saw an item's meta");
+            put(-2);
+        }
+    };
+    auto w = pf::ez(pf::iter(0, 3000), pf::as<Edges>(3).ordered(), add1).list();
+    ASSERT_EQ(w.size(), 3006u);
+    for (int k = 0; k < 3000; ++k) ASSERT_EQ(w[static_cast<std::size_t>(k)], k + 1);
+    std::vector<int> tail(w.begin() + 3000, w.end());
+    std::sort(tail.begin(), tail.end());
+    EXPECT_EQ(tail, (std::vector<int>{-1, -1, -1, 0, 0, 0}));
+}

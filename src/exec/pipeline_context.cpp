@@ -19,9 +19,8 @@ std::string type_name(std::type_index t) {
 
 void reorder_buffer::add(const record_view& r) {
     if (!(r.flags & rec_seq)) {
-        if (loose_count_ == 0) loose_.clear();
-        loose_.append(r.whole);
-        ++loose_count_;
+        late_.append(r.whole);
+        ++late_count_;
         return;
     }
     if (r.seq < next_) throw protocol_error("parafork: ordered pipeline saw an item twice");
@@ -37,11 +36,6 @@ void reorder_buffer::add(const record_view& r) {
 bool reorder_buffer::pop(std::string& msg) {
     begin_message(msg);
     std::uint32_t n = 0;
-    if (loose_count_) {
-        msg.append(loose_);
-        n += loose_count_;
-        loose_count_ = 0;
-    }
     while (!pending_.empty()) {
         auto it = pending_.begin();
         if (it->first != next_ || !it->second.done) break;
@@ -57,16 +51,15 @@ bool reorder_buffer::pop(std::string& msg) {
 bool reorder_buffer::drain(std::string& msg) {
     begin_message(msg);
     std::uint32_t n = 0;
-    if (loose_count_) {
-        msg.append(loose_);
-        n += loose_count_;
-        loose_count_ = 0;
-    }
     for (auto& [seq, e] : pending_) {
         msg.append(e.records);
         n += e.count;
     }
     pending_.clear();
+    msg.append(late_);
+    n += late_count_;
+    late_.clear();
+    late_count_ = 0;
     set_message_count(msg, n);
     return n > 0;
 }

@@ -202,6 +202,7 @@ struct class_leaf final : leaf_base {
                 c.end_item();
             }
         }
+        c.end_input();
         if constexpr (requires(S& t) { t.teardown(); }) s.teardown();
     }
 };

@@ -33,6 +33,7 @@ struct body_leaf final : leaf_base {
             body(c, wire::decode<Wire>(r.payload));
             c.end_item();
         }
+        c.end_input();
         if constexpr (requires { body.finish(c); }) body.finish(c);
     }
 };
