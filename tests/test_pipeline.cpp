@@ -386,3 +386,24 @@ TEST(pipeline, ordered_group_puts_from_teardown_come_after_every_item) {
     std::sort(tail.begin(), tail.end());
     EXPECT_EQ(tail, (std::vector<int>{-1, -1, -1, 0, 0, 0}));
 }
+
+TEST(pipeline, zip_rejects_a_branch_that_loses_order) {
+    PARAFORK_LEAK_CHECK();
+    auto p = pf::ez(pf::iter(0, 100), pf::zip(add1, pf::serial(add1, pf::workers(2, mul2))));
+    try {
+        p.start();
+        ADD_FAILURE() << "no exception";
+    } catch (const pf::error& e) {
+        EXPECT_NE(std::string(e.what()).find("zip branch serial(fn, parallel(fn#0, fn#1)) contains parallel"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_TRUE(p.pids().empty());
+    // Ordered, the same branch pairs correctly.
+    auto v = pf::ez(pf::iter(0, 2000), pf::zip(add1, pf::serial(add1, pf::workers(2, mul2).ordered()))).list();
+    ASSERT_EQ(v.size(), 2000u);
+    for (int i = 0; i < 2000; ++i) {
+        ASSERT_EQ(std::get<0>(v[static_cast<std::size_t>(i)]), i + 1);
+        ASSERT_EQ(std::get<1>(v[static_cast<std::size_t>(i)]), 2 * (i + 1));
+    }
+}

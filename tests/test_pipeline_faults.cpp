@@ -367,3 +367,20 @@ TEST(pipeline_faults, leaving_items_early_then_destroying_does_not_hang) {
         for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
     });
 }
+
+TEST(pipeline_faults, zip_branch_that_drops_an_item_fails_the_merger) {
+    run_bounded("zip_count", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::iter(0, 100), pf::zip(add1, pf::filter([](int x) { return x != 50; })));
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage zip"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("zip branches produced different numbers of items"), std::string::npos)
+                << e.what();
+            EXPECT_EQ(e.type_name(), "protocol_error");
+        }
+        EXPECT_TRUE(p.finished());
+    });
+}
