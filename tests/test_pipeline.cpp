@@ -249,6 +249,11 @@ TEST(pipeline, read_and_write_lines) {
     int n = 0;
     while (std::getline(f, line)) EXPECT_EQ(line, "line " + std::to_string(n++) + "!");
     EXPECT_EQ(n, 100);
+    // Past one 64 KiB write, and back through read_lines: the same lines, in order.
+    pf::ez(pf::iter(0, 20000), [](int x) { return "row " + std::to_string(x); }, pf::write_lines(out_path)).join();
+    auto back = pf::ez(pf::read_lines(out_path)).list();
+    ASSERT_EQ(back.size(), 20000u);
+    for (int i = 0; i < 20000; ++i) ASSERT_EQ(back[static_cast<std::size_t>(i)], "row " + std::to_string(i));
     ::unlink(in_path.c_str());
     ::unlink(out_path.c_str());
 }

@@ -10,6 +10,7 @@
 #include "support/leak_check.hpp"
 
 #include <chrono>
+#include <fcntl.h>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -383,4 +384,49 @@ TEST(pipeline_faults, zip_branch_that_drops_an_item_fails_the_merger) {
         }
         EXPECT_TRUE(p.finished());
     });
+}
+
+TEST(pipeline_faults, read_and_write_lines_report_files_they_cannot_open) {
+    run_bounded("lines_errors", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::read_lines("/nonexistent/parafork_input"), pf::write_lines("/dev/null"));
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage read_lines"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("cannot open /nonexistent/parafork_input: No such file"), std::string::npos)
+                << e.what();
+        }
+        auto q = pf::ez(pf::iter(0, 10), [](int x) { return std::to_string(x); },
+                        pf::write_lines("/nonexistent/dir/parafork_output"));
+        try {
+            q.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage write_lines"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("cannot open /nonexistent/dir/parafork_output"), std::string::npos)
+                << e.what();
+        }
+    });
+}
+
+TEST(pipeline_faults, line_files_are_close_on_exec) {
+    PARAFORK_LEAK_CHECK();
+    std::string path = "/tmp/parafork_lines_" + std::to_string(::getpid());
+    {
+        pf::detail::line_writer w;
+        w.open(path);
+        EXPECT_NE(::fcntl(w.fd(), F_GETFD) & FD_CLOEXEC, 0);
+        w.buffer() = "one\n\nthree";  // an empty line and a last line without a newline
+        w.close();
+    }
+    pf::detail::line_reader r;
+    r.open(path);
+    EXPECT_NE(::fcntl(r.fd(), F_GETFD) & FD_CLOEXEC, 0);
+    std::vector<std::string> lines;
+    std::string line;
+    while (r.next(line)) lines.push_back(line);
+    EXPECT_EQ(lines, (std::vector<std::string>{"one", "", "three"}));
+    ::unlink(path.c_str());
 }
