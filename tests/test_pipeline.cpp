@@ -319,6 +319,30 @@ TEST(pipeline, graph_errors_are_found_when_built) {
     EXPECT_TRUE(p.pids().empty());
 }
 
+TEST(pipeline, a_stage_whose_type_is_known_only_at_build_is_checked_by_start) {
+    PARAFORK_LEAK_CHECK();
+    // A type-erased stage: its input type is data (a type_index), not part of its C++ type, so
+    // only the built graph can compare it with what its upstream puts.
+    struct erased final : pf::detail::leaf_base {
+        void run(pf::detail::stage_context&) override {}
+    };
+    auto leaf = std::make_shared<erased>();
+    leaf->name = "erased";
+    leaf->in = typeid(std::string);
+    auto src = pf::ez(pf::iter(0, 3));
+    auto root = pf::detail::make_group_node(pf::detail::node_spec::kind::serial,
+                                            {src.spec(), pf::detail::make_leaf_node(leaf)}, typeid(void),
+                                            typeid(void));
+    pf::pipeline<void, void> p(root);
+    try {
+        p.start();
+        ADD_FAILURE() << "no exception";
+    } catch (const pf::error& e) {
+        EXPECT_STREQ(e.what(), "parafork: stage erased takes std::string but is fed int");
+    }
+    EXPECT_TRUE(p.pids().empty());
+}
+
 TEST(pipeline, one_million_items_through_parallel_stages) {
     PARAFORK_LEAK_CHECK();
     constexpr int n = 1'000'000;

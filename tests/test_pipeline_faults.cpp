@@ -309,8 +309,34 @@ TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
             p.join();
             ADD_FAILURE() << "no exception";
         } catch (const pf::remote_error& e) {
-            EXPECT_NE(e.message().find("no xcut named 'nope'"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("stage Asks has no xcut named 'nope' (it has db)"), std::string::npos)
+                << e.what();
         }
+    });
+}
+
+TEST(pipeline_faults, xcut_of_the_wrong_type_fails_the_stage_before_its_first_item) {
+    run_bounded("xcut_type", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Asks : pf::stage<int> {
+            pf::xcut_handle<int> h;
+            void setup() { h = xcut<int>("log"); }  // asked for in setup(): checked before any item
+            void process(int x) {
+                h.put(x);
+                put(x);
+            }
+        };
+        auto side = pf::ez([](const std::string&) {});
+        auto p = pf::ez(pf::iter(0, 10), Asks{}).xcut("log", side);
+        std::size_t got = 0;
+        try {
+            for ([[maybe_unused]] int v : p.items()) ++got;
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage Asks"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("xcut 'log' takes std::string, not int"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(got, 0u) << "the stage handled items before its xcut was checked";
     });
 }
 

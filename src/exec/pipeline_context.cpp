@@ -11,9 +11,14 @@ namespace parafork::detail {
 
 std::string type_name(std::type_index t) {
     std::string n = demangle(t.name());
-    for (const char* ns : {"parafork::detail::", "parafork::"}) {
-        for (auto at = n.find(ns); at != std::string::npos; at = n.find(ns)) n.erase(at, std::string(ns).size());
-    }
+    auto replace_all = [&](std::string_view from, std::string_view to) {
+        for (auto at = n.find(from); at != std::string::npos; at = n.find(from, at + to.size()))
+            n.replace(at, from.size(), to);
+    };
+    for (const char* ns : {"parafork::detail::", "parafork::"}) replace_all(ns, "");
+    // What messages about item types mention most: say it the way it is written.
+    replace_all("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+    replace_all("std::__cxx11::", "std::");
     return n;
 }
 
@@ -149,7 +154,10 @@ std::size_t stage_context::find_xcut(std::string_view want, std::type_index type
                         ", not " + type_name(type));
         return k;
     }
-    throw error("parafork: stage " + name + " has no xcut named '" + std::string(want) + "'");
+    std::string have;
+    for (auto& x : xcuts) have += (have.empty() ? "" : ", ") + x.name;
+    throw error("parafork: stage " + name + " has no xcut named '" + std::string(want) + "' (" +
+                (have.empty() ? std::string("it has none") : "it has " + have) + ")");
 }
 
 void stage_context::finish() {
