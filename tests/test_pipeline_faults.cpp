@@ -277,6 +277,7 @@ TEST(pipeline_faults, watch_reports_queues_on_stderr) {
         ::unlink(path);
         EXPECT_NE(text.str().find("items/s"), std::string::npos) << text.str();
         EXPECT_NE(text.str().find("Slow -> fn"), std::string::npos) << text.str();
+        EXPECT_EQ(text.str().find("\x1b["), std::string::npos) << "escape sequences in a file";
     });
 }
 
@@ -597,5 +598,40 @@ TEST(pipeline_faults, initialize_runs_in_the_parent_before_the_fork) {
             EXPECT_NE(r[2], ::getpid()) << "process() ran in the parent";
         }
         EXPECT_EQ(v[2][3], 2);
+    });
+}
+
+TEST(pipeline_faults, watch_redraws_in_place_on_a_terminal) {
+    run_bounded("watch_tty", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        ASSERT_GE(master, 0);
+        ASSERT_EQ(::grantpt(master), 0);
+        ASSERT_EQ(::unlockpt(master), 0);
+        int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+        ASSERT_GE(slave, 0);
+        pf::sys::set_nonblocking(master);
+        int saved = ::dup(2);
+        ::dup2(slave, 2);
+        std::string text;
+        auto drain = [&] {
+            char buf[4096];
+            for (long n; (n = ::read(master, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+        };
+        {
+            // Long enough for a few redraws (one every 0.5 s); the terminal is read as it goes.
+            auto p = pf::ez(pf::iter(0, 1400), Slow{}, add1);
+            for ([[maybe_unused]] int v : p.watch().items()) drain();
+        }
+        ::dup2(saved, 2);
+        ::close(saved);
+        drain();  // the slave is still open: what was written is still there to read
+        ::close(slave);
+        ::close(master);
+        // A terminal gets line clears, and from the second frame on the cursor moves back up
+        // over the previous frame (a header and three queues, the parent reading the last).
+        EXPECT_NE(text.find("\x1b[2K"), std::string::npos) << text;
+        EXPECT_NE(text.find("\x1b[4A"), std::string::npos) << text;
+        EXPECT_NE(text.find("Slow -> fn"), std::string::npos) << text;
     });
 }
