@@ -316,6 +316,28 @@ TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
     });
 }
 
+TEST(pipeline_faults, an_unset_xcut_handle_fails_the_stage) {
+    run_bounded("xcut_unset", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Forgot : pf::stage<int> {
+            pf::xcut_handle<std::string> h;  // never asked for
+            void process(int x) {
+                h.put("x");
+                put(x);
+            }
+        };
+        auto side = pf::ez([](const std::string&) {});
+        auto p = pf::ez(pf::iter(0, 10), Forgot{}).xcut("log", side);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(e.message().find("xcut handle that xcut<Q>(name) did not give"), std::string::npos) << e.what();
+            EXPECT_EQ(e.type_name(), "std::logic_error");
+        }
+    });
+}
+
 TEST(pipeline_faults, xcut_of_the_wrong_type_fails_the_stage_before_its_first_item) {
     run_bounded("xcut_type", 30, [] {
         PARAFORK_LEAK_CHECK();
@@ -523,8 +545,12 @@ TEST(pipeline_faults, a_source_blocked_on_a_full_queue_sleeps_and_the_queue_stay
         };
         auto p = pf::ez(Counted(made), Stalled{});
         p.start();
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        long n1 = made->load();
+        // Until the queue is full: the count stops growing (a loaded machine may take a while).
+        long n1 = -1;
+        for (int i = 0; i < 50 && made->load() != n1; ++i) {
+            n1 = made->load();
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
         long before = cpu_ticks(p.pids()[0]);
         std::this_thread::sleep_for(std::chrono::milliseconds(1000));
         long after = cpu_ticks(p.pids()[0]);
