@@ -249,6 +249,11 @@ TEST(pipeline, read_and_write_lines) {
     int n = 0;
     while (std::getline(f, line)) EXPECT_EQ(line, "line " + std::to_string(n++) + "!");
     EXPECT_EQ(n, 100);
+    // Past one 64 KiB write, and back through read_lines: the same lines, in order.
+    pf::ez(pf::iter(0, 20000), [](int x) { return "row " + std::to_string(x); }, pf::write_lines(out_path)).join();
+    auto back = pf::ez(pf::read_lines(out_path)).list();
+    ASSERT_EQ(back.size(), 20000u);
+    for (int i = 0; i < 20000; ++i) ASSERT_EQ(back[static_cast<std::size_t>(i)], "row " + std::to_string(i));
     ::unlink(in_path.c_str());
     ::unlink(out_path.c_str());
 }
@@ -314,6 +319,30 @@ TEST(pipeline, graph_errors_are_found_when_built) {
     EXPECT_TRUE(p.pids().empty());
 }
 
+TEST(pipeline, a_stage_whose_type_is_known_only_at_build_is_checked_by_start) {
+    PARAFORK_LEAK_CHECK();
+    // A type-erased stage: its input type is data (a type_index), not part of its C++ type, so
+    // only the built graph can compare it with what its upstream puts.
+    struct erased final : pf::detail::leaf_base {
+        void run(pf::detail::stage_context&) override {}
+    };
+    auto leaf = std::make_shared<erased>();
+    leaf->name = "erased";
+    leaf->in = typeid(std::string);
+    auto src = pf::ez(pf::iter(0, 3));
+    auto root = pf::detail::make_group_node(pf::detail::node_spec::kind::serial,
+                                            {src.spec(), pf::detail::make_leaf_node(leaf)}, typeid(void),
+                                            typeid(void));
+    pf::pipeline<void, void> p(root);
+    try {
+        p.start();
+        ADD_FAILURE() << "no exception";
+    } catch (const pf::error& e) {
+        EXPECT_STREQ(e.what(), "parafork: stage erased takes std::string but is fed int");
+    }
+    EXPECT_TRUE(p.pids().empty());
+}
+
 TEST(pipeline, one_million_items_through_parallel_stages) {
     PARAFORK_LEAK_CHECK();
     constexpr int n = 1'000'000;
@@ -344,4 +373,66 @@ TEST(pipeline, forty_five_processes) {
     p.start();
     EXPECT_EQ(p.pids().size(), 45u);
     p.join();
+}
+
+TEST(pipeline, ordered_group_puts_from_teardown_come_after_every_item) {
+    PARAFORK_LEAK_CHECK();
+    // batch() puts its last, short batch when its input ends: that batch belongs to no input,
+    // so it must neither trip the reordering nor jump ahead of numbered items.
+    auto v = pf::ez(pf::iter(0, 95), pf::workers(2, pf::batch(10)).ordered()).list();
+    std::vector<int> all;
+    std::size_t short_at = v.size();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i].size() < 10 && short_at == v.size()) short_at = i;
+        if (short_at < v.size()) {
+            EXPECT_LT(v[i].size(), 10u) << "a full batch after a late one";
+        }
+        for (int x : v[i]) all.push_back(x);
+    }
+    EXPECT_GE(v.size() - short_at, 1u);  // 95 items cannot all fall into full batches
+    EXPECT_LE(v.size() - short_at, 2u);  // one leftover per worker at most
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), 95u);
+    for (int i = 0; i < 95; ++i) EXPECT_EQ(all[static_cast<std::size_t>(i)], i);
+
+    // A class stage putting in setup() and teardown(): numbered items stay in input order, the
+    // rest come after them, without the meta of the last item.
+    struct Edges : pf::stage<int> {
+        void setup() { put(-1); }
+        void process(int x) {
+            meta()["k"] = "v";
+            put(x);
+        }
+        void teardown() {
+            if (!meta().empty()) throw std::logic_error("teardown saw an item's meta");
+            put(-2);
+        }
+    };
+    auto w = pf::ez(pf::iter(0, 3000), pf::as<Edges>(3).ordered(), add1).list();
+    ASSERT_EQ(w.size(), 3006u);
+    for (int k = 0; k < 3000; ++k) ASSERT_EQ(w[static_cast<std::size_t>(k)], k + 1);
+    std::vector<int> tail(w.begin() + 3000, w.end());
+    std::sort(tail.begin(), tail.end());
+    EXPECT_EQ(tail, (std::vector<int>{-1, -1, -1, 0, 0, 0}));
+}
+
+TEST(pipeline, zip_rejects_a_branch_that_loses_order) {
+    PARAFORK_LEAK_CHECK();
+    auto p = pf::ez(pf::iter(0, 100), pf::zip(add1, pf::serial(add1, pf::workers(2, mul2))));
+    try {
+        p.start();
+        ADD_FAILURE() << "no exception";
+    } catch (const pf::error& e) {
+        EXPECT_NE(std::string(e.what()).find("zip branch serial(fn, parallel(fn#0, fn#1)) contains parallel"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_TRUE(p.pids().empty());
+    // Ordered, the same branch pairs correctly.
+    auto v = pf::ez(pf::iter(0, 2000), pf::zip(add1, pf::serial(add1, pf::workers(2, mul2).ordered()))).list();
+    ASSERT_EQ(v.size(), 2000u);
+    for (int i = 0; i < 2000; ++i) {
+        ASSERT_EQ(std::get<0>(v[static_cast<std::size_t>(i)]), i + 1);
+        ASSERT_EQ(std::get<1>(v[static_cast<std::size_t>(i)]), 2 * (i + 1));
+    }
 }

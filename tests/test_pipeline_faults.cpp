@@ -4,16 +4,20 @@
 #include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/stages.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace pf = parafork;
@@ -103,7 +107,14 @@ TEST(pipeline_faults, exception_in_sink) {
     run_bounded("exception_in_sink", 60, [] {
         PARAFORK_LEAK_CHECK();
         auto p = pf::ez(pf::constant(1), pf::workers(2, add1), ThrowingSink{});  // endless source
-        EXPECT_THROW(p.join(), pf::remote_error);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage ThrowingSink"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("sink broke"), std::string::npos) << e.what();
+            EXPECT_EQ(e.type_name(), "std::invalid_argument");
+        }
         // join() again reports the same failure rather than hanging.
         EXPECT_THROW(p.join(), pf::remote_error);
     });
@@ -197,15 +208,26 @@ TEST(pipeline_faults, idle_pipeline_uses_no_cpu) {
             explicit Gated(int f) : fd(f) {}
             void setup() {
                 char c;
-                while (::read(fd, &c, 1) == 1) put(c);
+                while (::read(fd, &c, 1) == 1) {
+                    put(c);
+                    flush();  // sent now, not when the next byte comes
+                }
                 stop();
             }
         };
         auto p = pf::ez(Gated(gate_fd), add1, pf::workers(3, add1), add1);
-        p.start();
+        auto items = p.items();
         gate.read.reset();
         pf::sys::write_all(gate_write.get(), "ab", 2);  // some traffic first, then quiet
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        // Both items went all the way through before the quiet part is measured.
+        auto it = items.begin();
+        ASSERT_NE(it, items.end());
+        int first = *it;
+        ++it;
+        ASSERT_NE(it, items.end());
+        int second = *it;
+        EXPECT_EQ(first + second, 'a' + 'b' + 6);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
         long before = 0, after = 0;
         for (pid_t pid : p.pids()) before += cpu_ticks(pid);
         std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -213,8 +235,8 @@ TEST(pipeline_faults, idle_pipeline_uses_no_cpu) {
         // Six processes over one second: a spinning one alone would burn ~100 ticks.
         EXPECT_LE(after - before, 10) << "idle stages used CPU";
         gate_write.reset();  // the source sees EOF and the graph finishes
-        auto v = p.list();
-        EXPECT_EQ(v.size(), 2u);
+        ++it;
+        EXPECT_EQ(it, items.end());
     });
 }
 
@@ -255,6 +277,7 @@ TEST(pipeline_faults, watch_reports_queues_on_stderr) {
         ::unlink(path);
         EXPECT_NE(text.str().find("items/s"), std::string::npos) << text.str();
         EXPECT_NE(text.str().find("Slow -> fn"), std::string::npos) << text.str();
+        EXPECT_EQ(text.str().find("\x1b["), std::string::npos) << "escape sequences in a file";
     });
 }
 
@@ -287,8 +310,56 @@ TEST(pipeline_faults, unknown_xcut_name_fails_the_stage) {
             p.join();
             ADD_FAILURE() << "no exception";
         } catch (const pf::remote_error& e) {
-            EXPECT_NE(e.message().find("no xcut named 'nope'"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("stage Asks has no xcut named 'nope' (it has db)"), std::string::npos)
+                << e.what();
         }
+    });
+}
+
+TEST(pipeline_faults, an_unset_xcut_handle_fails_the_stage) {
+    run_bounded("xcut_unset", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Forgot : pf::stage<int> {
+            pf::xcut_handle<std::string> h;  // never asked for
+            void process(int x) {
+                h.put("x");
+                put(x);
+            }
+        };
+        auto side = pf::ez([](const std::string&) {});
+        auto p = pf::ez(pf::iter(0, 10), Forgot{}).xcut("log", side);
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(e.message().find("xcut handle that xcut<Q>(name) did not give"), std::string::npos) << e.what();
+            EXPECT_EQ(e.type_name(), "std::logic_error");
+        }
+    });
+}
+
+TEST(pipeline_faults, xcut_of_the_wrong_type_fails_the_stage_before_its_first_item) {
+    run_bounded("xcut_type", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Asks : pf::stage<int> {
+            pf::xcut_handle<int> h;
+            void setup() { h = xcut<int>("log"); }  // asked for in setup(): checked before any item
+            void process(int x) {
+                h.put(x);
+                put(x);
+            }
+        };
+        auto side = pf::ez([](const std::string&) {});
+        auto p = pf::ez(pf::iter(0, 10), Asks{}).xcut("log", side);
+        std::size_t got = 0;
+        try {
+            for ([[maybe_unused]] int v : p.items()) ++got;
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage Asks"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("xcut 'log' takes std::string, not int"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(got, 0u) << "the stage handled items before its xcut was checked";
     });
 }
 
@@ -319,5 +390,274 @@ TEST(pipeline_faults, no_orphans_when_the_parent_is_killed) {
             }
             EXPECT_TRUE(gone) << "stage " << pid << " outlived its parent";
         }
+    });
+}
+
+TEST(pipeline_faults, items_of_a_temporary_keep_the_pipeline_alive) {
+    run_bounded("items_temporary", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        long long sum = 0;
+        int n = 0;
+        for (int v : pf::ez(pf::iter(0, 1000), add1).items()) {
+            sum += v;
+            ++n;
+        }
+        EXPECT_EQ(n, 1000);
+        EXPECT_EQ(sum, 1000LL * 1001 / 2);
+        // Lazy: an endless source, a few items, then the loop leaves and the range (which owns
+        // the pipeline) ends it instead of draining forever.
+        auto t0 = std::chrono::steady_clock::now();
+        n = 0;
+        for (int v : pf::ez(pf::constant(1), add1).items()) {
+            EXPECT_EQ(v, 2);
+            if (++n == 5) break;
+        }
+        EXPECT_EQ(n, 5);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    });
+}
+
+TEST(pipeline_faults, leaving_items_early_then_destroying_does_not_hang) {
+    run_bounded("items_break", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        std::vector<pid_t> pids;
+        auto t0 = std::chrono::steady_clock::now();
+        {
+            auto p = pf::ez(pf::constant(1), add1, pf::workers(2, add1));
+            int n = 0;
+            for (int v : p.items()) {
+                EXPECT_EQ(v, 3);
+                if (++n == 5) break;
+            }
+            EXPECT_EQ(n, 5);
+            pids = p.pids();
+            EXPECT_FALSE(p.finished());
+        }  // the destructor stops the graph: the source would never end on its own
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+        ASSERT_EQ(pids.size(), 4u);
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
+    });
+}
+
+TEST(pipeline_faults, zip_branch_that_drops_an_item_fails_the_merger) {
+    run_bounded("zip_count", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::iter(0, 100), pf::zip(add1, pf::filter([](int x) { return x != 50; })));
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage zip"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("zip branches produced different numbers of items"), std::string::npos)
+                << e.what();
+            EXPECT_EQ(e.type_name(), "protocol_error");
+        }
+        EXPECT_TRUE(p.finished());
+    });
+}
+
+TEST(pipeline_faults, read_and_write_lines_report_files_they_cannot_open) {
+    run_bounded("lines_errors", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto p = pf::ez(pf::read_lines("/nonexistent/parafork_input"), pf::write_lines("/dev/null"));
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage read_lines"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("cannot open /nonexistent/parafork_input: No such file"), std::string::npos)
+                << e.what();
+        }
+        auto q = pf::ez(pf::iter(0, 10), [](int x) { return std::to_string(x); },
+                        pf::write_lines("/nonexistent/dir/parafork_output"));
+        try {
+            q.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_NE(std::string(e.what()).find("stage write_lines"), std::string::npos) << e.what();
+            EXPECT_NE(e.message().find("cannot open /nonexistent/dir/parafork_output"), std::string::npos)
+                << e.what();
+        }
+    });
+}
+
+TEST(pipeline_faults, line_files_are_close_on_exec) {
+    PARAFORK_LEAK_CHECK();
+    std::string path = "/tmp/parafork_lines_" + std::to_string(::getpid());
+    {
+        pf::detail::line_writer w;
+        w.open(path);
+        EXPECT_NE(::fcntl(w.fd(), F_GETFD) & FD_CLOEXEC, 0);
+        w.buffer() = "one\n\nthree";  // an empty line and a last line without a newline
+        w.close();
+    }
+    pf::detail::line_reader r;
+    r.open(path);
+    EXPECT_NE(::fcntl(r.fd(), F_GETFD) & FD_CLOEXEC, 0);
+    std::vector<std::string> lines;
+    std::string line;
+    while (r.next(line)) lines.push_back(line);
+    EXPECT_EQ(lines, (std::vector<std::string>{"one", "", "three"}));
+    ::unlink(path.c_str());
+}
+
+TEST(pipeline_faults, a_parent_waiting_in_join_uses_little_cpu) {
+    run_bounded("join_cpu", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Sleepy : pf::stage<int> {
+            void setup() {
+                ::usleep(1'200'000);
+                put(1);
+                stop();
+            }
+        };
+        auto p = pf::ez(Sleepy{}, add1, [](int) {});
+        p.start();
+        auto t0 = std::chrono::steady_clock::now();
+        long before = cpu_ticks(::getpid());
+        p.join();
+        long after = cpu_ticks(::getpid());
+        EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+        // It wakes every 20 ms to look at the stages: cheap, nowhere near a spinning core.
+        EXPECT_LE(after - before, 15) << "the parent used CPU while waiting";
+    });
+}
+
+TEST(pipeline_faults, a_source_blocked_on_a_full_queue_sleeps_and_the_queue_stays_bounded) {
+    run_bounded("backpressure", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        pf::sys::mapping shared(-1, sizeof(std::atomic<long>));
+        auto* made = new (shared.data()) std::atomic<long>(0);
+        struct Counted : pf::stage<int> {
+            std::atomic<long>* made;
+            explicit Counted(std::atomic<long>* m) : made(m) {}
+            void setup() {
+                for (;;) {
+                    put(1);
+                    made->fetch_add(1, std::memory_order_relaxed);
+                }
+            }
+        };
+        struct Stalled : pf::stage<> {
+            void process(int) {
+                for (;;) ::pause();
+            }
+        };
+        auto p = pf::ez(Counted(made), Stalled{});
+        p.start();
+        // Until the queue is full: the count stops growing (a loaded machine may take a while).
+        long n1 = -1;
+        for (int i = 0; i < 50 && made->load() != n1; ++i) {
+            n1 = made->load();
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        long before = cpu_ticks(p.pids()[0]);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        long after = cpu_ticks(p.pids()[0]);
+        long n2 = made->load();
+        EXPECT_GT(n1, 0);
+        EXPECT_EQ(n2, n1) << "the source kept putting into a full queue";
+        // A 1 MiB queue of ~9-byte records plus one 64 KiB batch in hand: well under a million.
+        EXPECT_LT(n2, 1'000'000);
+        EXPECT_LE(after - before, 10) << "a source waiting for room used CPU";
+        p.stop();
+        for (pid_t pid : p.pids()) EXPECT_NE(::kill(pid, 0), 0);
+    });
+}
+
+TEST(pipeline_faults, print_and_stamp_write_to_stdout) {
+    run_bounded("print_stamp", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        char path[] = "/tmp/parafork_stdout_XXXXXX";
+        int fd = ::mkstemp(path);
+        ASSERT_GE(fd, 0);
+        std::fflush(stdout);
+        std::cout.flush();
+        int saved = ::dup(1);
+        ::dup2(fd, 1);
+        ::close(fd);
+        std::vector<int> out;
+        {
+            auto p = pf::ez(pf::iter(1, 4), pf::print("n"), pf::stamp("done"), pf::batch(2), pf::print(),
+                            [](const std::vector<int>& v) { return std::make_tuple(v.size(), v.front() == 1); },
+                            pf::print("t"), [](std::tuple<std::size_t, bool> t) { return int(std::get<0>(t)); });
+            out = p.list();
+        }
+        ::dup2(saved, 1);
+        ::close(saved);
+        std::ifstream in(path);
+        std::stringstream text;
+        text << in.rdbuf();
+        ::unlink(path);
+        EXPECT_EQ(out, (std::vector<int>{2, 1}));
+        // Each stage is a process of its own: compare each one's lines, in order.
+        auto lines_with = [&](const std::string& prefix) {
+            std::string got, line;
+            std::istringstream is(text.str());
+            while (std::getline(is, line))
+                if (line.rfind(prefix, 0) == 0) got += line + "\n";
+            return got;
+        };
+        EXPECT_EQ(lines_with("n "), "n 1\nn 2\nn 3\n") << text.str();
+        EXPECT_EQ(lines_with("done "), "done 1\ndone 2\ndone 3\n") << text.str();
+        EXPECT_EQ(lines_with("["), "[1, 2]\n[3]\n") << text.str();
+        EXPECT_EQ(lines_with("t "), "t (2, true)\nt (1, false)\n") << text.str();
+    });
+}
+
+TEST(pipeline_faults, initialize_runs_in_the_parent_before_the_fork) {
+    run_bounded("initialize", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct Init : pf::stage<std::vector<long>> {
+            long parent_pid = 0, config = 0;
+            void initialize() {
+                parent_pid = ::getpid();  // the process that calls start()
+                config = 42;
+            }
+            void process(int x) { put(std::vector<long>{parent_pid, config, static_cast<long>(::getpid()), x}); }
+        };
+        auto v = pf::ez(pf::iter(0, 3), Init{}).list();
+        ASSERT_EQ(v.size(), 3u);
+        for (auto& r : v) {
+            EXPECT_EQ(r[0], ::getpid()) << "initialize() ran somewhere else";
+            EXPECT_EQ(r[1], 42) << "the stage process did not get initialize()'s state";
+            EXPECT_NE(r[2], ::getpid()) << "process() ran in the parent";
+        }
+        EXPECT_EQ(v[2][3], 2);
+    });
+}
+
+TEST(pipeline_faults, watch_redraws_in_place_on_a_terminal) {
+    run_bounded("watch_tty", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        ASSERT_GE(master, 0);
+        ASSERT_EQ(::grantpt(master), 0);
+        ASSERT_EQ(::unlockpt(master), 0);
+        int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+        ASSERT_GE(slave, 0);
+        pf::sys::set_nonblocking(master);
+        int saved = ::dup(2);
+        ::dup2(slave, 2);
+        std::string text;
+        auto drain = [&] {
+            char buf[4096];
+            for (long n; (n = ::read(master, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+        };
+        {
+            // Long enough for a few redraws (one every 0.5 s); the terminal is read as it goes.
+            auto p = pf::ez(pf::iter(0, 1400), Slow{}, add1);
+            for ([[maybe_unused]] int v : p.watch().items()) drain();
+        }
+        ::dup2(saved, 2);
+        ::close(saved);
+        drain();  // the slave is still open: what was written is still there to read
+        ::close(slave);
+        ::close(master);
+        // A terminal gets line clears, and from the second frame on the cursor moves back up
+        // over the previous frame (a header and three queues, the parent reading the last).
+        EXPECT_NE(text.find("\x1b[2K"), std::string::npos) << text;
+        EXPECT_NE(text.find("\x1b[4A"), std::string::npos) << text;
+        EXPECT_NE(text.find("Slow -> fn"), std::string::npos) << text;
     });
 }

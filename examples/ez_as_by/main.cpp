@@ -18,4 +18,5 @@ int main() {
     std::printf("as<SomeTask>(8): %zu items for 16 inputs (each handled once)\n", shared.size());
     auto every = pf::ez(pf::iter(0, 16), pf::by<SomeTask>(3, "x", "y")).list();
     std::printf("by<SomeTask>(3): %zu items for 16 inputs (each handled by all three)\n", every.size());
+    return shared.size() == 16 && every.size() == 48 ? 0 : 1;
 }

@@ -9,5 +9,6 @@ namespace pf = parafork;
 long sum(const std::vector<int>& rows) { return std::accumulate(rows.begin(), rows.end(), 0L); }
 
 int main() {
-    pf::ez(pf::iter(1, 23), pf::batch(5), pf::print("batch"), sum, pf::print("sum")).join();
+    auto sums = pf::ez(pf::iter(1, 23), pf::batch(5), pf::print("batch"), sum, pf::print("sum")).list();
+    return sums == std::vector<long>{15, 40, 65, 90, 43} ? 0 : 1;  // 1..5, 6..10, ..., 21..22
 }

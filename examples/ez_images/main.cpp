@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <set>
+#include <stdexcept>
 #include <vector>
 
 namespace pf = parafork;
@@ -55,13 +57,17 @@ image watermark(image im) {
     return im;
 }
 
-struct SaveTo : pf::stage<> {
+// "Saves" each picture (prints its checksum) and puts the path it would have written.
+struct SaveTo : pf::stage<std::string> {
     std::string dir;
     explicit SaveTo(std::string d) : dir(std::move(d)) {}
     void process(const image& im) {
         unsigned sum = 0;
         for (auto p : im.px) sum = sum * 31 + p;
-        std::printf("%s/%s %dx%d checksum %08x\n", dir.c_str(), meta().at("fname").c_str(), im.w, im.h, sum);
+        std::string path = dir + "/" + meta().at("fname");
+        std::printf("%s %dx%d checksum %08x\n", path.c_str(), im.w, im.h, sum);
+        if (im.w != 320 || im.h != 240 || im.px[0] != 255) throw std::runtime_error(path + ": not processed");
+        put(path);
     }
 };
 
@@ -69,5 +75,7 @@ int main() {
     auto p = pf::ez(ImgFiles(12), pf::workers(3, pf::named("resize", resize)), pf::named("enhance", enhance),
                     pf::named("watermark", watermark), SaveTo("site_pics"));
     p.print_layout();
-    p.start().join();
+    auto saved = p.list();
+    std::set<std::string> names(saved.begin(), saved.end());
+    return saved.size() == 12 && names.size() == 12 && names.count("site_pics/pic11.ppm") == 1 ? 0 : 1;
 }

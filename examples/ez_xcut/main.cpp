@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <map>
+#include <stdexcept>
 
 namespace pf = parafork;
 
@@ -16,6 +17,9 @@ struct DBWriter : pf::stage<> {
     void process(const query& q) { table[q.first] += 1; }
     void teardown() {
         for (auto& [stmt, n] : table) std::printf("db: %-28s x%d\n", stmt.c_str(), n);
+        // Every stage's statements arrived: 30 items seen, every third one valid.
+        if (table["UPDATE stats SET seen += 1"] != 30 || table["UPDATE stats SET valid = 1"] != 10)
+            throw std::runtime_error("db: statements missing");
         std::printf("db: committed\n");
     }
 };

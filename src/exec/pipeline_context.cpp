@@ -11,17 +11,21 @@ namespace parafork::detail {
 
 std::string type_name(std::type_index t) {
     std::string n = demangle(t.name());
-    for (const char* ns : {"parafork::detail::", "parafork::"}) {
-        for (auto at = n.find(ns); at != std::string::npos; at = n.find(ns)) n.erase(at, std::string(ns).size());
-    }
+    auto replace_all = [&](std::string_view from, std::string_view to) {
+        for (auto at = n.find(from); at != std::string::npos; at = n.find(from, at + to.size()))
+            n.replace(at, from.size(), to);
+    };
+    for (const char* ns : {"parafork::detail::", "parafork::"}) replace_all(ns, "");
+    // What messages about item types mention most: say it the way it is written.
+    replace_all("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+    replace_all("std::__cxx11::", "std::");
     return n;
 }
 
 void reorder_buffer::add(const record_view& r) {
     if (!(r.flags & rec_seq)) {
-        if (loose_count_ == 0) loose_.clear();
-        loose_.append(r.whole);
-        ++loose_count_;
+        late_.append(r.whole);
+        ++late_count_;
         return;
     }
     if (r.seq < next_) throw protocol_error("parafork: ordered pipeline saw an item twice");
@@ -37,11 +41,6 @@ void reorder_buffer::add(const record_view& r) {
 bool reorder_buffer::pop(std::string& msg) {
     begin_message(msg);
     std::uint32_t n = 0;
-    if (loose_count_) {
-        msg.append(loose_);
-        n += loose_count_;
-        loose_count_ = 0;
-    }
     while (!pending_.empty()) {
         auto it = pending_.begin();
         if (it->first != next_ || !it->second.done) break;
@@ -57,16 +56,15 @@ bool reorder_buffer::pop(std::string& msg) {
 bool reorder_buffer::drain(std::string& msg) {
     begin_message(msg);
     std::uint32_t n = 0;
-    if (loose_count_) {
-        msg.append(loose_);
-        n += loose_count_;
-        loose_count_ = 0;
-    }
     for (auto& [seq, e] : pending_) {
         msg.append(e.records);
         n += e.count;
     }
     pending_.clear();
+    msg.append(late_);
+    n += late_count_;
+    late_.clear();
+    late_count_ = 0;
     set_message_count(msg, n);
     return n > 0;
 }
@@ -156,7 +154,10 @@ std::size_t stage_context::find_xcut(std::string_view want, std::type_index type
                         ", not " + type_name(type));
         return k;
     }
-    throw error("parafork: stage " + name + " has no xcut named '" + std::string(want) + "'");
+    std::string have;
+    for (auto& x : xcuts) have += (have.empty() ? "" : ", ") + x.name;
+    throw error("parafork: stage " + name + " has no xcut named '" + std::string(want) + "' (" +
+                (have.empty() ? std::string("it has none") : "it has " + have) + ")");
 }
 
 void stage_context::finish() {

@@ -49,6 +49,18 @@ std::string describe(const node_spec& n) {
 }
 
 
+namespace {
+
+// The first group below n whose outputs leave in arrival order rather than input order.
+const node_spec* unordered_group(const node_spec& n) {
+    if (n.k == node_spec::kind::parallel && !n.ordered && n.kids.size() > 1) return &n;
+    for (auto& k : n.kids)
+        if (auto* u = unordered_group(*k)) return u;
+    return nullptr;
+}
+
+} // namespace
+
 int graph_plan::new_edge(std::type_index t) {
     edges.push_back({});
     edges.back().type = t;
@@ -115,6 +127,12 @@ void graph_plan::wire(const node_spec& n, int in, int out, std::vector<xcut_bind
             merger.leaf = n.leaf;
             merger.out = out;
             merger.xcuts = xs;
+            // The merger pairs the i-th item of each branch: a branch whose workers compete
+            // would pair items of different inputs, silently.
+            for (auto& k : n.kids)
+                if (auto* u = unordered_group(*k))
+                    throw error("parafork: zip branch " + describe(*k) + " contains " + describe(*u) +
+                                ", which loses input order; zip pairs items by position (use .ordered())");
             for (auto& k : n.kids) {
                 int b = -1;
                 if (in >= 0) {

@@ -59,7 +59,7 @@ struct runtime::impl : graph_plan {
     std::string out_ordered_msg;
 
     std::exception_ptr failure;
-    bool started = false, finished = false;
+    bool started = false, finished = false, dropped = false;
     // Ctrl-C is ours from the first wait on the graph until it is over.
     std::optional<sys::sigint_guard> sigint;
 
@@ -379,6 +379,9 @@ void runtime::join() {
 void runtime::stop() noexcept {
     if (p_->started && !p_->finished) p_->stop_all();
 }
+
+void runtime::output_dropped() noexcept { p_->dropped = true; }
+bool runtime::output_was_dropped() const noexcept { return p_->dropped; }
 
 bool runtime::started() const noexcept { return p_->started; }
 bool runtime::finished() const noexcept { return p_->finished; }

@@ -5,20 +5,91 @@
 #include <parafork/sys/signals.hpp>
 
 #include <cerrno>
-#include <fstream>
+#include <cstring>
+#include <fcntl.h>
 #include <poll.h>
 #include <system_error>
 #include <unistd.h>
 
 namespace parafork {
 
-void detail::read_lines_source::setup() {
-    std::ifstream in(path);
-    if (!in) throw error("parafork: read_lines cannot open " + path);
+namespace detail {
+
+namespace {
+[[noreturn]] void file_error(const char* what, const std::string& path) {
+    throw error(std::string("parafork: ") + what + " " + path + ": " + std::strerror(errno));
+}
+} // namespace
+
+void line_reader::open(const std::string& path) {
+    path_ = path;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) file_error("read_lines cannot open", path);
+    fd_ = sys::unique_fd(fd);
+}
+
+bool line_reader::next(std::string& line) {
+    for (;;) {
+        if (auto nl = buf_.find('\n', at_); nl != std::string::npos) {
+            line.assign(buf_, at_, nl - at_);
+            at_ = nl + 1;
+            return true;
+        }
+        if (eof_) {
+            if (at_ >= buf_.size()) return false;
+            line.assign(buf_, at_);  // a last line without a newline
+            at_ = buf_.size();
+            return true;
+        }
+        buf_.erase(0, at_);
+        at_ = 0;
+        char chunk[64 * 1024];
+        long n;
+        try {
+            n = sys::read_some(fd_.get(), chunk, sizeof chunk);
+        } catch (const std::system_error& e) {
+            throw error("parafork: read_lines failed reading " + path_ + ": " + e.what());
+        }
+        if (n <= 0) eof_ = true;  // a blocking fd: -1 (EAGAIN) cannot happen
+        else buf_.append(chunk, static_cast<std::size_t>(n));
+    }
+}
+
+void line_writer::open(const std::string& path) {
+    path_ = path;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) file_error("write_lines cannot open", path);
+    fd_ = sys::unique_fd(fd);
+}
+
+void line_writer::write_buffer() {
+    try {
+        sys::write_all(fd_.get(), buf_.data(), buf_.size());
+    } catch (const std::system_error& e) {
+        throw error("parafork: write_lines failed writing " + path_ + ": " + e.what());
+    }
+    buf_.clear();
+}
+
+void line_writer::write_if_full() {
+    if (buf_.size() >= 64 * 1024) write_buffer();
+}
+
+void line_writer::close() {
+    if (!fd_) return;
+    write_buffer();
+    if (::close(fd_.release()) != 0) file_error("write_lines failed writing", path_);
+}
+
+void read_lines_source::setup() {
+    line_reader in;
+    in.open(path);
     std::string line;
-    while (std::getline(in, line)) put(line);
+    while (in.next(line)) put(line);
     stop();
 }
+
+} // namespace detail
 
 void command_stage::setup() {
     auto to = sys::make_pipe();

@@ -20,6 +20,7 @@
 #include <exception>
 #include <iostream>
 #include <iterator>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,9 @@
 
 namespace parafork {
 
-// The items a pipeline puts out of its last stage, lazily, in the parent.
+// The items a pipeline puts out of its last stage, lazily, in the parent. Dropped before its
+// end (a loop that breaks), it tells the pipeline so: its destructor then stops the graph
+// instead of draining it (an endless source would never let it finish).
 template <class T>
 class item_range {
 public:
@@ -52,6 +55,12 @@ public:
     };
 
     explicit item_range(detail::runtime* rt) : rt_(rt) {}
+    item_range(item_range&& o) noexcept
+        : rt_(std::exchange(o.rt_, nullptr)), cur_(std::move(o.cur_)), meta_(std::move(o.meta_)), ended_(o.ended_) {}
+    item_range& operator=(item_range&&) = delete;
+    ~item_range() {
+        if (rt_ && !ended_) rt_->output_dropped();
+    }
     iterator begin() {
         if (!advance()) return iterator();
         return iterator(this);
@@ -63,7 +72,10 @@ public:
 private:
     bool advance() {
         detail::record_view r;
-        if (!rt_->next_output(r)) return false;
+        if (!rt_->next_output(r)) {
+            ended_ = true;
+            return false;
+        }
         cur_ = wire::decode<T>(r.payload);
         if (r.flags & detail::rec_meta) meta_ = wire::decode<meta_map>(r.meta);
         else if (!meta_.empty()) meta_.clear();
@@ -72,6 +84,25 @@ private:
     detail::runtime* rt_;
     T cur_{};
     meta_map meta_;
+    bool ended_ = false;
+};
+
+template <class In, class Out>
+class pipeline;
+
+// items() of a temporary pipeline (`for (auto x : ez(...).items())`): the range keeps the
+// pipeline alive for as long as the loop runs.
+template <class T>
+class owning_item_range {
+public:
+    explicit owning_item_range(pipeline<void, T>&& p);
+    auto begin() { return r_.begin(); }
+    std::default_sentinel_t end() const noexcept { return {}; }
+    const meta_map& meta() const noexcept { return r_.meta(); }
+
+private:
+    pipeline<void, T> p_;  // declared first: destroyed after the range has said how it ended
+    item_range<T> r_;
 };
 
 // A built graph. In is what its first stage takes (void: it begins with a source, so it can
@@ -90,10 +121,11 @@ public:
     pipeline& operator=(const pipeline&) = delete;
 
     // Not joined yet: waits for the graph to finish (errors go to stderr), or with
-    // daemonize(), or while an exception unwinds past it, stops it.
+    // daemonize(), while an exception unwinds past it, or once an items() range was dropped
+    // before its end, stops it.
     ~pipeline() {
         if (!rt_ || !rt_->started() || rt_->finished()) return;
-        if (daemon_ || std::uncaught_exceptions() > 0) {
+        if (daemon_ || std::uncaught_exceptions() > 0 || rt_->output_was_dropped()) {
             rt_->stop();
             return;
         }
@@ -161,11 +193,18 @@ public:
     bool finished() const noexcept { return rt_ && rt_->finished(); }
 
     // The output, lazily, as it comes (starts the graph if needed).
-    item_range<Out> items()
+    item_range<Out> items() &
         requires(!std::is_void_v<Out>)
     {
         if (!rt_) start();
         return item_range<Out>(rt_.get());
+    }
+    // Of a temporary: the range owns the pipeline.
+    owning_item_range<Out> items() &&
+        requires(!std::is_void_v<Out>)
+    {
+        if (!rt_) start();
+        return owning_item_range<Out>(std::move(*this));
     }
     // The whole output once the graph has finished.
     std::vector<Out> list()
@@ -195,11 +234,17 @@ public:
     const std::shared_ptr<detail::node_spec>& spec() const noexcept { return root_; }
 
 private:
+    template <class T>
+    friend class owning_item_range;
+
     std::shared_ptr<detail::node_spec> root_;
     std::unique_ptr<detail::runtime> rt_;
     detail::run_options opts_;
     bool daemon_ = false;
 };
+
+template <class T>
+owning_item_range<T>::owning_item_range(pipeline<void, T>&& p) : p_(std::move(p)), r_(p_.rt_.get()) {}
 
 // True when a stage of type X (a stage class or a callable) can take items of type T: the
 // check a graph applies, at compile time, to every pair of connected stages.

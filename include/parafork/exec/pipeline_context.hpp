@@ -41,8 +41,10 @@ private:
     };
     std::map<std::uint64_t, entry> pending_;
     std::uint64_t next_ = 0;
-    std::string loose_;  // records without a sequence number pass straight through
-    std::uint32_t loose_count_ = 0;
+    // Records without a sequence number (put in a worker's setup or teardown, outside any
+    // input) belong to no position: they are held back and delivered after every numbered one.
+    std::string late_;
+    std::uint32_t late_count_ = 0;
 };
 
 enum class seq_mode : std::uint8_t { none, assign, carry };
@@ -116,6 +118,12 @@ public:
     void end_item() {
         if (cur_seq && has_carry) emit_end_markers();
         check_age();
+    }
+    // The input is over (teardown / finish next): what is put from now on belongs to no item,
+    // so it carries neither the last item's sequence number nor its meta.
+    void end_input() noexcept {
+        cur_seq.reset();
+        meta.clear();
     }
 
     template <class U>

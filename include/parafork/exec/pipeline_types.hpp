@@ -84,7 +84,10 @@ template <class Q>
 class xcut_handle {
 public:
     xcut_handle() = default;
-    void put(const Q& q) { ctx_->put_xcut(k_, q); }
+    void put(const Q& q) {
+        if (!ctx_) throw std::logic_error("parafork: put() on an xcut handle that xcut<Q>(name) did not give");
+        ctx_->put_xcut(k_, q);
+    }
 
 private:
     friend class detail::stage_base;
@@ -202,6 +205,7 @@ struct class_leaf final : leaf_base {
                 c.end_item();
             }
         }
+        c.end_input();
         if constexpr (requires(S& t) { t.teardown(); }) s.teardown();
     }
 };

@@ -4,7 +4,6 @@
 // items through an external program's stdin/stdout, one line per item.
 
 #include <cstddef>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <concepts>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include <parafork/exec/pipeline.hpp>
+#include <parafork/sys/fd.hpp>
 
 namespace parafork {
 namespace detail {
@@ -33,6 +33,7 @@ struct body_leaf final : leaf_base {
             body(c, wire::decode<Wire>(r.payload));
             c.end_item();
         }
+        c.end_input();
         if constexpr (requires { body.finish(c); }) body.finish(c);
     }
 };
@@ -112,6 +113,33 @@ struct constant_source : stage<T> {
         for (std::size_t i = 0; !limit || i < *limit; ++i) this->put(value);
         this->stop();
     }
+};
+
+// Files of read_lines / write_lines, opened O_CLOEXEC (no program a stage runs inherits them).
+class line_reader {
+public:
+    void open(const std::string& path);  // throws parafork::error naming the path
+    bool next(std::string& line);        // a line without its newline; false at the end
+    int fd() const noexcept { return fd_.get(); }
+
+private:
+    sys::unique_fd fd_;
+    std::string path_, buf_;
+    std::size_t at_ = 0;
+    bool eof_ = false;
+};
+class line_writer {
+public:
+    void open(const std::string& path);  // created or truncated; throws naming the path
+    std::string& buffer() noexcept { return buf_; }
+    void write_if_full();                 // writes the buffer once it holds 64 KiB
+    void close();                         // writes the rest; throws if any write failed
+    int fd() const noexcept { return fd_.get(); }
+
+private:
+    void write_buffer();
+    sys::unique_fd fd_;
+    std::string path_, buf_;
 };
 
 struct read_lines_source : stage<std::string> {
@@ -204,19 +232,20 @@ struct write_lines_node : custom_node {
         using Up = std::conditional_t<is_unknown<Up0>, std::string, Up0>;
         struct body {
             std::string path;
-            std::ofstream out;
-            void begin() {
-                out.open(path);
-                if (!out) throw error("parafork: write_lines cannot open " + path);
-            }
+            line_writer out;
+            void begin() { out.open(path); }
             void operator()(stage_context&, Up&& x) {
-                format_item(out, x);
-                out << '\n';
+                if constexpr (std::is_convertible_v<const Up&, std::string_view>) {
+                    out.buffer() += std::string_view(x);
+                } else {
+                    std::ostringstream os;
+                    format_item(os, x);
+                    out.buffer() += os.str();
+                }
+                out.buffer() += '\n';
+                out.write_if_full();
             }
-            void finish(stage_context&) {
-                out.flush();
-                if (!out) throw error("parafork: write_lines failed writing " + path);
-            }
+            void finish(stage_context&) { out.close(); }
         };
         return body_node<void, Up>("write_lines", body{path, {}});
     }
