@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -257,6 +258,109 @@ TEST(cli_pipe, halt_now_stops_at_the_first_failure) {
     EXPECT_EQ(rows.size(), 2u);  // the header and the one failed job
 }
 
+TEST(cli_pipe, halt_now_kills_the_running_job_and_soon_lets_it_finish) {
+    PARAFORK_LEAK_CHECK();
+    // -j2, one block per record: "f" fails at once while "s" is still running; "n" would
+    // start only after one of them finished, and the failure stops that in both modes.
+    auto job = [](const char* late) {
+        return std::vector<std::string>{"sh", "-c", std::string("read l; [ $l = f ] && exit 1; [ $l = s ] && ") + late +
+                                                        "; echo never"};
+    };
+    std::vector<std::string> args = {"pipe", "-j2", "--block", "1", "--halt", "now", "--"};
+    for (auto& a : job("{ sleep 30; echo late; }")) args.push_back(a);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = run_cli(args, "f\ns\nn\n", 40);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "--halt now waited for the running job";
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "");
+    args = {"pipe", "-j2", "--block", "1", "--halt", "soon", "--"};
+    for (auto& a : job("{ sleep 1; echo late; exit 0; }")) args.push_back(a);
+    r = run_cli(args, "f\ns\nn\n", 40);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "late\n");  // the running job finished and was written; "n" never ran
+}
+
+TEST(cli_pipe, unordered_writes_in_completion_order) {
+    PARAFORK_LEAK_CHECK();
+    const std::vector<std::string> cmd = {"--", "sh", "-c", "read l; [ $l = slow ] && sleep 1; echo $l"};
+    std::vector<std::string> args = {"pipe", "-j2", "--block", "1", "--unordered"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    auto r = run_cli(args, "slow\nfast\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "fast\nslow\n");
+    args = {"pipe", "-j2", "--block", "1"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    EXPECT_EQ(run_cli(args, "slow\nfast\n").out, "slow\nfast\n");
+}
+
+TEST(cli_pipe, record_longer_than_a_block_stays_whole) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = "short\n" + std::string(10'000, 'x') + "\nend\n";
+    auto r = run_cli({"pipe", "--block", "1K", "--", "awk", awk_len}, input);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "5\n10000\n3\n");
+}
+
+TEST(cli_pipe, comma_separated_records) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 0; i < 3000; ++i) input += "r" + std::to_string(i) + ",";
+    // Each block must end at a comma and hold whole records only: a job counts its records.
+    auto r = run_cli({"pipe", "--record-sep", ",", "-j2", "--block", "1K", "--", "sh", "-c",
+                      R"(d=$(cat); case "$d" in *,) ;; *) echo BAD;; esac; printf %s "$d" | tr , '\n' | grep -c '^r[0-9]*$')"},
+                     input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto counts = split_lines(r.out);
+    EXPECT_GT(counts.size(), 10u);
+    long sum = 0;
+    for (auto& c : counts) sum += std::stol(c);  // "BAD" throws: the test fails
+    EXPECT_EQ(sum, 3000);
+}
+
+// Job environment: its own process group, SIGINT not ignored (Ctrl-C is ours; we stop jobs).
+TEST(cli_pipe, job_has_its_own_process_group_and_default_sigint) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--", "sh", "-c",
+                      "cat >/dev/null; echo $$ $(cut -d' ' -f5 /proc/$$/stat); grep SigIgn /proc/self/status"},
+                     "x\n");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = split_lines(r.out);
+    ASSERT_EQ(lines.size(), 2u) << r.out;
+    std::istringstream ids(lines[0]);
+    long pid = 0, pgrp = -1;
+    ids >> pid >> pgrp;
+    EXPECT_EQ(pid, pgrp) << lines[0];
+    ASSERT_TRUE(lines[1].starts_with("SigIgn:")) << lines[1];
+    unsigned long long ignored = std::stoull(lines[1].substr(7), nullptr, 16);
+    EXPECT_EQ(ignored & (1ull << (SIGINT - 1)), 0u) << lines[1];
+}
+
+// A timeout stops the whole job, `sleep` in `sh -c 'sleep 60 | cat'` included.
+TEST(cli_pipe, timeout_stops_the_jobs_grandchildren) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("grandchild.pids");
+    auto r = run_cli({"pipe", "--timeout", "300ms", "--", "sh", "-c",
+                      "cat >/dev/null; sh -c 'echo $$ >> " + pidfile + "; exec sleep 60' | cat"},
+                     "x\n", 30);
+    auto pids = split_lines(slurp(pidfile));
+    ::unlink(pidfile.c_str());
+    EXPECT_EQ(r.status, 1) << r.err;
+    ASSERT_EQ(pids.size(), 1u);
+    pid_t sleeper = std::stoi(pids[0]);
+    // An orphan, dead, may stay a zombie until its new parent reaps it: that counts as dead.
+    auto alive_now = [&] {
+        std::ifstream f("/proc/" + std::to_string(sleeper) + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(f)), {});
+        auto close = stat.rfind(')');
+        return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+    };
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (alive_now() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    bool alive = alive_now();
+    if (alive) ::kill(sleeper, SIGKILL);
+    EXPECT_FALSE(alive) << "the job's grandchild outlived its timeout";
+}
+
 // ---- run -------------------------------------------------------------------------------------
 
 TEST(cli_run, placeholder_is_replaced_or_the_line_appended) {
@@ -285,12 +389,13 @@ TEST(cli_run, keep_order_or_completion_order) {
     auto r = run_cli(args, input);
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, input);
-    args = {"run", "-j3"};
-    args.insert(args.end(), cmd.begin(), cmd.end());
-    r = run_cli(args, input);
-    auto got = split_lines(r.out);
-    std::sort(got.begin(), got.end());
-    EXPECT_EQ(got, (std::vector<std::string>{"1", "2", "3"}));
+    // Without -k, completion order: the long sleep (1.5 s) finishes well after the short one.
+    const std::vector<std::string> slow_first = {"--", "sh", "-c", "sleep $1; echo $1", "sh", "{}"};
+    args = {"run", "-j2"};
+    args.insert(args.end(), slow_first.begin(), slow_first.end());
+    r = run_cli(args, "1.5\n0\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "0\n1.5\n");
 }
 
 TEST(cli_run, sort_each_file_like_the_serial_loop) {
@@ -368,6 +473,16 @@ TEST(cli, usage_errors_and_help) {
     auto h = run_cli({"pipe", "--help"}, "");
     EXPECT_EQ(h.status, 0);
     EXPECT_NE(h.out.find("Examples:"), std::string::npos);
+    h = run_cli({"run", "--help"}, "");
+    EXPECT_EQ(h.status, 0);
+    EXPECT_NE(h.out.find("{}"), std::string::npos) << h.out;
+    h = run_cli({"--help"}, "");
+    EXPECT_EQ(h.status, 0);
+    for (const char* mode : {"pipe", "coproc", "run"}) EXPECT_NE(h.out.find(mode), std::string::npos) << h.out;
+    auto both = run_cli({"pipe", "-k", "-u", "--", "cat"}, "x\n");
+    EXPECT_EQ(both.status, 2);
+    EXPECT_NE(both.err.find("contradict"), std::string::npos) << both.err;
+    EXPECT_EQ(both.out, "");
 }
 
 // ---- coproc ----------------------------------------------------------------------------------
@@ -408,9 +523,33 @@ TEST(cli_coproc, two_answers_for_one_record_is_a_protocol_error) {
     auto r = run_cli({"coproc", "-j2", "--", "sh", "-c", "while read x; do echo $x; echo extra; done"}, "1\n2\n3\n");
     EXPECT_EQ(r.status, 1);
     EXPECT_NE(r.err.find("exactly one record"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("more answers than it got"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("record 2 '2'"), std::string::npos) << r.err;  // unanswered, named
+    // "extra" was credited to a later record: answers not yet verified are not printed.
+    EXPECT_EQ(r.out.find("extra"), std::string::npos) << r.out;
     r = run_cli({"coproc", "--", "parafork-no-such-command"}, "1\n");
     EXPECT_EQ(r.status, 127);
     EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, fewer_answers_than_records_is_a_protocol_error_at_eof) {
+    PARAFORK_LEAK_CHECK();
+    // grep answers only the matching records: x1 and x2 would be credited to records 1 and 2.
+    auto r = run_cli({"coproc", "-j1", "--", "grep", "x"}, "a\nx1\nb\nx2\nc\n");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("fewer records than it got"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("record 5 'c'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("no answer was written"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, null_separated_records) {
+    PARAFORK_LEAK_CHECK();
+    // A newline inside a record, an empty record, an unterminated last one.
+    constexpr char in[] = "a b\0line\ntwo\0\0last", want[] = "A B\0LINE\nTWO\0\0LAST\0";
+    auto r = run_cli({"coproc", "-j2", "--null", "--", "tr", "a-z", "A-Z"}, std::string_view(in, sizeof in - 1));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, std::string(want, sizeof want - 1));
 }
 
 // ---- Ctrl-C ----------------------------------------------------------------------------------
