@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <dirent.h>
 #include <fstream>
 #include <iterator>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <string>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -630,6 +632,47 @@ long vm_hwm_kib(pid_t pid) {
     return -1;
 }
 
+// Bytes in parafork's memory files (blocks, captured output), which RSS does not count: the
+// memfds open in parafork or in its jobs, each counted once.
+std::size_t memfd_bytes(pid_t parafork) {
+    std::vector<pid_t> pids{parafork};
+    if (auto* proc = ::opendir("/proc")) {
+        while (auto* e = ::readdir(proc)) {
+            if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+            std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+            std::string stat((std::istreambuf_iterator<char>(f)), {});
+            auto close = stat.rfind(')');
+            if (close == std::string::npos) continue;
+            std::istringstream rest(stat.substr(close + 2));
+            char state;
+            long ppid = 0;
+            rest >> state >> ppid;
+            if (ppid == parafork) pids.push_back(std::atoi(e->d_name));
+        }
+        ::closedir(proc);
+    }
+    std::vector<ino_t> seen;
+    std::size_t total = 0;
+    for (pid_t pid : pids) {
+        std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        auto* d = ::opendir(dir.c_str());
+        if (!d) continue;
+        while (auto* e = ::readdir(d)) {
+            std::string link = dir + "/" + e->d_name;
+            char target[256];
+            long n = ::readlink(link.c_str(), target, sizeof target - 1);
+            if (n <= 0) continue;
+            if (!std::string_view(target, static_cast<std::size_t>(n)).starts_with("/memfd:parafork-")) continue;
+            struct stat st {};
+            if (::stat(link.c_str(), &st) != 0 || std::find(seen.begin(), seen.end(), st.st_ino) != seen.end()) continue;
+            seen.push_back(st.st_ino);
+            total += static_cast<std::size_t>(st.st_size);
+        }
+        ::closedir(d);
+    }
+    return total;
+}
+
 } // namespace
 
 // 100 MB through `pipe` with 1 MiB blocks: output checked line by line, memory bounded.
@@ -662,6 +705,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
     from_cli.write.reset();
 
     long hwm = 0;
+    std::size_t buffered = 0;  // the most bytes seen in memory files at once
     std::size_t line = 0, bad = 0;
     std::string partial;
     char buf[1 << 16];
@@ -674,6 +718,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
         long n = sys::read_some(from_cli.read.get(), buf, sizeof buf);
         if (n == 0) break;
         if (reads % 16 == 0) hwm = std::max(hwm, vm_hwm_kib(c.pid()));
+        if (reads % 8 == 0) buffered = std::max(buffered, memfd_bytes(c.pid()));
         partial.append(buf, static_cast<std::size_t>(n));
         std::size_t start = 0;
         for (std::size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -696,4 +741,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
     EXPECT_GT(hwm, 0);
     EXPECT_LT(hwm, 64 * 1024) << "parafork's peak RSS (KiB) for a 100 MB input";
     EXPECT_LT(ru.ru_maxrss, 64 * 1024) << "peak RSS (KiB) of parafork or one of its jobs";
+    // 2N jobs in flight (a 1 MiB block and its output each) and one block cut ahead.
+    EXPECT_GT(buffered, 0u);
+    EXPECT_LT(buffered, std::size_t{12} << 20) << "bytes held in memory files";
 }
