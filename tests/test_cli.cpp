@@ -262,22 +262,27 @@ TEST(cli_pipe, halt_now_stops_at_the_first_failure) {
 
 TEST(cli_pipe, halt_now_kills_the_running_job_and_soon_lets_it_finish) {
     PARAFORK_LEAK_CHECK();
-    // -j2, one block per record: "f" fails at once while "s" is still running; "n" would
-    // start only after one of them finished, and the failure stops that in both modes.
-    auto job = [](const char* late) {
-        return std::vector<std::string>{"sh", "-c", std::string("read l; [ $l = f ] && exit 1; [ $l = s ] && ") + late +
-                                                        "; echo never"};
+    // -j2, one block per record: "f" fails once "s" is running (s leaves a marker file); "n"
+    // could start only after one of them finished, and the failure stops that in both modes.
+    std::string marker = temp_path("halt.started");
+    auto job = [&](const char* late) {
+        return std::vector<std::string>{
+            "sh", "-c",
+            "read l; [ $l = f ] && { while [ ! -e " + marker + " ]; do sleep 0.01; done; exit 1; }; [ $l = s ] && { touch " +
+                marker + "; " + late + "; }; echo never"};
     };
     std::vector<std::string> args = {"pipe", "-j2", "--block", "1", "--halt", "now", "--"};
-    for (auto& a : job("{ sleep 30; echo late; }")) args.push_back(a);
+    for (auto& a : job("sleep 30; echo late")) args.push_back(a);
     auto t0 = std::chrono::steady_clock::now();
     auto r = run_cli(args, "f\ns\nn\n", 40);
+    ::unlink(marker.c_str());
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "--halt now waited for the running job";
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_EQ(r.out, "");
     args = {"pipe", "-j2", "--block", "1", "--halt", "soon", "--"};
-    for (auto& a : job("{ sleep 1; echo late; exit 0; }")) args.push_back(a);
+    for (auto& a : job("sleep 1; echo late; exit 0")) args.push_back(a);
     r = run_cli(args, "f\ns\nn\n", 40);
+    ::unlink(marker.c_str());
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_EQ(r.out, "late\n");  // the running job finished and was written; "n" never ran
 }
@@ -526,7 +531,10 @@ TEST(cli_coproc, two_answers_for_one_record_is_a_protocol_error) {
     EXPECT_EQ(r.status, 1);
     EXPECT_NE(r.err.find("exactly one record"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("more answers than it got"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("record 2 '2'"), std::string::npos) << r.err;  // unanswered, named
+    // The records not answered yet are named (which depends on how far the copies got).
+    EXPECT_TRUE(r.err.find("records still unanswered: ") != std::string::npos ||
+                r.err.find("the copy held record") != std::string::npos)
+        << r.err;
     // "extra" was credited to a later record: answers not yet verified are not printed.
     EXPECT_EQ(r.out.find("extra"), std::string::npos) << r.out;
     r = run_cli({"coproc", "--", "parafork-no-such-command"}, "1\n");

@@ -284,6 +284,9 @@ int run_coproc(const settings& s) {
         std::fprintf(stderr, "parafork coproc: --joblog is for pipe and run (coproc has no per-record jobs)\n");
         return exit_usage;
     }
+    // Held from before the copies start: a Ctrl-C while they start must not be lost (nor,
+    // with SIGINT ignored by whoever started us, ignored).
+    sys::sigint_guard sigint;
     std::optional<coproc_run> run;
     try {
         run.emplace(s);
