@@ -342,6 +342,24 @@ TEST(cli_pipe, job_has_its_own_process_group_and_default_sigint) {
     EXPECT_EQ(ignored & (1ull << (SIGINT - 1)), 0u) << lines[1];
 }
 
+namespace {
+
+// A process that is gone or a zombie (an orphan stays one until its new parent reaps it).
+bool process_alive(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+}
+
+bool dies_within(pid_t pid, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (process_alive(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    return !process_alive(pid);
+}
+
+} // namespace
+
 // A timeout stops the whole job, `sleep` in `sh -c 'sleep 60 | cat'` included.
 TEST(cli_pipe, timeout_stops_the_jobs_grandchildren) {
     PARAFORK_LEAK_CHECK();
@@ -354,18 +372,33 @@ TEST(cli_pipe, timeout_stops_the_jobs_grandchildren) {
     EXPECT_EQ(r.status, 1) << r.err;
     ASSERT_EQ(pids.size(), 1u);
     pid_t sleeper = std::stoi(pids[0]);
-    // An orphan, dead, may stay a zombie until its new parent reaps it: that counts as dead.
-    auto alive_now = [&] {
-        std::ifstream f("/proc/" + std::to_string(sleeper) + "/stat");
-        std::string stat((std::istreambuf_iterator<char>(f)), {});
-        auto close = stat.rfind(')');
-        return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
-    };
-    auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (alive_now() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-    bool alive = alive_now();
+    bool alive = !dies_within(sleeper, 5s);
     if (alive) ::kill(sleeper, SIGKILL);
     EXPECT_FALSE(alive) << "the job's grandchild outlived its timeout";
+}
+
+// A job dies with parafork even when parafork gets no chance to stop it (SIGKILL).
+TEST(cli_pipe, job_dies_when_parafork_is_killed) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("orphan.pids");
+    auto in = memfd_with("x\n");
+    auto out = sys::make_memfd("test-out", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = out.get();
+    sys::child c(sys::spawn({cli, "pipe", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 60"}, so));
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (split_lines(slurp(pidfile)).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    auto pids = split_lines(slurp(pidfile));
+    ::unlink(pidfile.c_str());
+    ASSERT_EQ(pids.size(), 1u) << read_all(out.get());
+    c.kill_and_reap();
+    pid_t job = std::stoi(pids[0]);
+    bool gone = dies_within(job, 5s);
+    if (!gone) ::kill(job, SIGKILL);
+    EXPECT_TRUE(gone) << "the job outlived parafork";
 }
 
 // ---- run -------------------------------------------------------------------------------------
