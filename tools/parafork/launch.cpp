@@ -68,7 +68,7 @@ const std::string& launcher::resolve(const std::string& name) {
     std::string found = name;
     if (name.find('/') == std::string::npos) {
         const char* env = std::getenv("PATH");
-        std::string path = env ? env : "/usr/local/bin:/bin:/usr/bin";
+        std::string path = env ? env : "/bin:/usr/bin";  // execvp's default
         for (std::size_t at = 0; at <= path.size();) {
             std::size_t end = path.find(':', at);
             if (end == std::string::npos) end = path.size();
@@ -87,11 +87,12 @@ const std::string& launcher::resolve(const std::string& name) {
 pid_t launcher::start(const std::vector<std::string>& argv, const launch_fds& fds) {
     if (argv.empty() || argv[0].empty()) throw std::system_error(ENOENT, std::generic_category(), "exec ''");
     const std::string& path = resolve(argv[0]);
+    if (path.find('/') == std::string::npos) throw std::system_error(ENOENT, std::generic_category(), "exec " + argv[0]);
+    // Built before vfork: the child may not allocate.
     std::vector<char*> args;
-    args.reserve(argv.size() + 2);
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    if (path.find('/') == std::string::npos) throw std::system_error(ENOENT, std::generic_category(), "exec " + argv[0]);
 
     volatile int error = 0;
     pid_t parent = ::getpid();
