@@ -401,6 +401,29 @@ TEST(cli_pipe, job_dies_when_parafork_is_killed) {
     EXPECT_TRUE(gone) << "the job outlived parafork";
 }
 
+// The command is looked up on PATH (once) the way execvp does: a directory whose file is not
+// executable is passed over, and an executable without a #! line runs under /bin/sh.
+TEST(cli_run, command_found_on_path_like_execvp) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir1 = temp_path("path1"), dir2 = temp_path("path2");
+    ASSERT_EQ(::mkdir(dir1.c_str(), 0700), 0);
+    ASSERT_EQ(::mkdir(dir2.c_str(), 0700), 0);
+    const std::string name = "parafork-test-script";
+    std::ofstream(dir1 + "/" + name) << "echo not executable\n";
+    std::ofstream(dir2 + "/" + name) << "echo script ran \"$1\"\n";
+    ::chmod((dir2 + "/" + name).c_str(), 0700);
+    std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+    ::setenv("PATH", (dir1 + ":" + dir2 + ":" + old_path).c_str(), 1);
+    auto r = run_cli({"run", "-k", "-j2", "--", name, ":::", "a", "b", "c"}, "");
+    ::setenv("PATH", old_path.c_str(), 1);
+    for (auto& d : {dir1, dir2}) {
+        ::unlink((d + "/" + name).c_str());
+        ::rmdir(d.c_str());
+    }
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "script ran a\nscript ran b\nscript ran c\n");
+}
+
 // ---- run -------------------------------------------------------------------------------------
 
 TEST(cli_run, placeholder_is_replaced_or_the_line_appended) {
