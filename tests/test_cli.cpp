@@ -358,7 +358,52 @@ bool dies_within(pid_t pid, std::chrono::milliseconds limit) {
     return !process_alive(pid);
 }
 
+// How many of pid's open fds are memory files whose name starts with `name`.
+std::size_t open_memfds(pid_t pid, std::string_view name) {
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    std::size_t n = 0;
+    if (auto* d = ::opendir(dir.c_str())) {
+        while (auto* e = ::readdir(d)) {
+            char target[256];
+            long len = ::readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+            if (len > 0 && std::string_view(target, static_cast<std::size_t>(len)).starts_with("/memfd:" + std::string(name)))
+                ++n;
+        }
+        ::closedir(d);
+    }
+    return n;
+}
+
 } // namespace
+
+// While every slot is busy, two blocks wait cut and ready (and no more are read).
+TEST(cli_pipe, two_blocks_are_cut_ahead_of_the_jobs) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("ahead.pids");
+    auto in = memfd_with(make_lines(2'000));
+    auto out = sys::make_memfd("test-out", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = out.get();
+    sys::child c(sys::spawn({cli, "pipe", "-j1", "--block", "1K", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 30"}, so));
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (split_lines(slurp(pidfile)).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    auto pids = split_lines(slurp(pidfile));
+    ASSERT_EQ(pids.size(), 1u) << read_all(out.get());
+    // The parent cuts right after it starts the job; give it a moment on a busy machine.
+    std::size_t ready = 0;
+    deadline = std::chrono::steady_clock::now() + 5s;
+    while ((ready = open_memfds(c.pid(), "parafork-block")) < 2 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(100ms);  // had it read on, a third would show by now
+    ready = open_memfds(c.pid(), "parafork-block");
+    c.kill_and_reap();
+    ::unlink(pidfile.c_str());
+    EXPECT_EQ(ready, 2u);
+    EXPECT_TRUE(dies_within(std::stoi(pids[0]), 5s));
+}
 
 // A timeout stops the whole job, `sleep` in `sh -c 'sleep 60 | cat'` included.
 TEST(cli_pipe, timeout_stops_the_jobs_grandchildren) {
@@ -805,7 +850,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
     EXPECT_GT(hwm, 0);
     EXPECT_LT(hwm, 64 * 1024) << "parafork's peak RSS (KiB) for a 100 MB input";
     EXPECT_LT(ru.ru_maxrss, 64 * 1024) << "peak RSS (KiB) of parafork or one of its jobs";
-    // 2N jobs in flight (a 1 MiB block and its output each) and one block cut ahead.
+    // 2N jobs in flight (a 1 MiB block and its output each) and two blocks cut ahead.
     EXPECT_GT(buffered, 0u);
     EXPECT_LT(buffered, std::size_t{12} << 20) << "bytes held in memory files";
 }
