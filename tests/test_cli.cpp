@@ -16,12 +16,15 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <dirent.h>
 #include <fstream>
+#include <iterator>
 #include <poll.h>
 #include <sstream>
 #include <string>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -257,6 +260,215 @@ TEST(cli_pipe, halt_now_stops_at_the_first_failure) {
     EXPECT_EQ(rows.size(), 2u);  // the header and the one failed job
 }
 
+TEST(cli_pipe, halt_now_kills_the_running_job_and_soon_lets_it_finish) {
+    PARAFORK_LEAK_CHECK();
+    // -j2, one block per record: "f" fails once "s" is running (s leaves a marker file); "n"
+    // could start only after one of them finished, and the failure stops that in both modes.
+    std::string marker = temp_path("halt.started");
+    auto job = [&](const char* late) {
+        return std::vector<std::string>{
+            "sh", "-c",
+            "read l; [ $l = f ] && { while [ ! -e " + marker + " ]; do sleep 0.01; done; exit 1; }; [ $l = s ] && { touch " +
+                marker + "; " + late + "; }; echo never"};
+    };
+    std::vector<std::string> args = {"pipe", "-j2", "--block", "1", "--halt", "now", "--"};
+    for (auto& a : job("sleep 30; echo late")) args.push_back(a);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = run_cli(args, "f\ns\nn\n", 40);
+    ::unlink(marker.c_str());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "--halt now waited for the running job";
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "");
+    args = {"pipe", "-j2", "--block", "1", "--halt", "soon", "--"};
+    for (auto& a : job("sleep 1; echo late; exit 0")) args.push_back(a);
+    r = run_cli(args, "f\ns\nn\n", 40);
+    ::unlink(marker.c_str());
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "late\n");  // the running job finished and was written; "n" never ran
+}
+
+TEST(cli_pipe, unordered_writes_in_completion_order) {
+    PARAFORK_LEAK_CHECK();
+    const std::vector<std::string> cmd = {"--", "sh", "-c", "read l; [ $l = slow ] && sleep 1; echo $l"};
+    std::vector<std::string> args = {"pipe", "-j2", "--block", "1", "--unordered"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    auto r = run_cli(args, "slow\nfast\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "fast\nslow\n");
+    args = {"pipe", "-j2", "--block", "1"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    EXPECT_EQ(run_cli(args, "slow\nfast\n").out, "slow\nfast\n");
+}
+
+TEST(cli_pipe, record_longer_than_a_block_stays_whole) {
+    PARAFORK_LEAK_CHECK();
+    std::string input = "short\n" + std::string(10'000, 'x') + "\nend\n";
+    auto r = run_cli({"pipe", "--block", "1K", "--", "awk", awk_len}, input);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "5\n10000\n3\n");
+}
+
+TEST(cli_pipe, comma_separated_records) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 0; i < 3000; ++i) input += "r" + std::to_string(i) + ",";
+    // Each block must end at a comma and hold whole records only: a job counts its records.
+    auto r = run_cli({"pipe", "--record-sep", ",", "-j2", "--block", "1K", "--", "sh", "-c",
+                      R"(d=$(cat); case "$d" in *,) ;; *) echo BAD;; esac; printf %s "$d" | tr , '\n' | grep -c '^r[0-9]*$')"},
+                     input);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto counts = split_lines(r.out);
+    EXPECT_GT(counts.size(), 10u);
+    long sum = 0;
+    for (auto& c : counts) sum += std::stol(c);  // "BAD" throws: the test fails
+    EXPECT_EQ(sum, 3000);
+}
+
+// Job environment: its own process group, SIGINT not ignored (Ctrl-C is ours; we stop jobs).
+TEST(cli_pipe, job_has_its_own_process_group_and_default_sigint) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"pipe", "--", "sh", "-c",
+                      "cat >/dev/null; echo $$ $(cut -d' ' -f5 /proc/$$/stat); grep SigIgn /proc/self/status"},
+                     "x\n");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = split_lines(r.out);
+    ASSERT_EQ(lines.size(), 2u) << r.out;
+    std::istringstream ids(lines[0]);
+    long pid = 0, pgrp = -1;
+    ids >> pid >> pgrp;
+    EXPECT_EQ(pid, pgrp) << lines[0];
+    ASSERT_TRUE(lines[1].starts_with("SigIgn:")) << lines[1];
+    unsigned long long ignored = std::stoull(lines[1].substr(7), nullptr, 16);
+    EXPECT_EQ(ignored & (1ull << (SIGINT - 1)), 0u) << lines[1];
+}
+
+namespace {
+
+// A process that is gone or a zombie (an orphan stays one until its new parent reaps it).
+bool process_alive(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+}
+
+bool dies_within(pid_t pid, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (process_alive(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    return !process_alive(pid);
+}
+
+// How many of pid's open fds are memory files whose name starts with `name`.
+std::size_t open_memfds(pid_t pid, std::string_view name) {
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    std::size_t n = 0;
+    if (auto* d = ::opendir(dir.c_str())) {
+        while (auto* e = ::readdir(d)) {
+            char target[256];
+            long len = ::readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+            if (len > 0 && std::string_view(target, static_cast<std::size_t>(len)).starts_with("/memfd:" + std::string(name)))
+                ++n;
+        }
+        ::closedir(d);
+    }
+    return n;
+}
+
+} // namespace
+
+// While every slot is busy, two blocks wait cut and ready (and no more are read).
+TEST(cli_pipe, two_blocks_are_cut_ahead_of_the_jobs) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("ahead.pids");
+    auto in = memfd_with(make_lines(2'000));
+    auto out = sys::make_memfd("test-out", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = out.get();
+    sys::child c(sys::spawn({cli, "pipe", "-j1", "--block", "1K", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 30"}, so));
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (split_lines(slurp(pidfile)).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    auto pids = split_lines(slurp(pidfile));
+    ASSERT_EQ(pids.size(), 1u) << read_all(out.get());
+    // The parent cuts right after it starts the job; give it a moment on a busy machine.
+    std::size_t ready = 0;
+    deadline = std::chrono::steady_clock::now() + 5s;
+    while ((ready = open_memfds(c.pid(), "parafork-block")) < 2 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(100ms);  // had it read on, a third would show by now
+    ready = open_memfds(c.pid(), "parafork-block");
+    c.kill_and_reap();
+    ::unlink(pidfile.c_str());
+    EXPECT_EQ(ready, 2u);
+    EXPECT_TRUE(dies_within(std::stoi(pids[0]), 5s));
+}
+
+// A timeout stops the whole job, `sleep` in `sh -c 'sleep 60 | cat'` included.
+TEST(cli_pipe, timeout_stops_the_jobs_grandchildren) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("grandchild.pids");
+    auto r = run_cli({"pipe", "--timeout", "300ms", "--", "sh", "-c",
+                      "cat >/dev/null; sh -c 'echo $$ >> " + pidfile + "; exec sleep 60' | cat"},
+                     "x\n", 30);
+    auto pids = split_lines(slurp(pidfile));
+    ::unlink(pidfile.c_str());
+    EXPECT_EQ(r.status, 1) << r.err;
+    ASSERT_EQ(pids.size(), 1u);
+    pid_t sleeper = std::stoi(pids[0]);
+    bool alive = !dies_within(sleeper, 5s);
+    if (alive) ::kill(sleeper, SIGKILL);
+    EXPECT_FALSE(alive) << "the job's grandchild outlived its timeout";
+}
+
+// A job dies with parafork even when parafork gets no chance to stop it (SIGKILL).
+TEST(cli_pipe, job_dies_when_parafork_is_killed) {
+    PARAFORK_LEAK_CHECK();
+    std::string pidfile = temp_path("orphan.pids");
+    auto in = memfd_with("x\n");
+    auto out = sys::make_memfd("test-out", 0);
+    sys::spawn_options so;
+    so.stdin_fd = in.get();
+    so.stdout_fd = out.get();
+    so.stderr_fd = out.get();
+    sys::child c(sys::spawn({cli, "pipe", "--", "sh", "-c", "echo $$ >> " + pidfile + "; exec sleep 60"}, so));
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (split_lines(slurp(pidfile)).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    auto pids = split_lines(slurp(pidfile));
+    ::unlink(pidfile.c_str());
+    ASSERT_EQ(pids.size(), 1u) << read_all(out.get());
+    c.kill_and_reap();
+    pid_t job = std::stoi(pids[0]);
+    bool gone = dies_within(job, 5s);
+    if (!gone) ::kill(job, SIGKILL);
+    EXPECT_TRUE(gone) << "the job outlived parafork";
+}
+
+// The command is looked up on PATH (once) the way execvp does: a directory whose file is not
+// executable is passed over, and an executable without a #! line runs under /bin/sh.
+TEST(cli_run, command_found_on_path_like_execvp) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir1 = temp_path("path1"), dir2 = temp_path("path2");
+    ASSERT_EQ(::mkdir(dir1.c_str(), 0700), 0);
+    ASSERT_EQ(::mkdir(dir2.c_str(), 0700), 0);
+    const std::string name = "parafork-test-script";
+    std::ofstream(dir1 + "/" + name) << "echo not executable\n";
+    std::ofstream(dir2 + "/" + name) << "echo script ran \"$1\"\n";
+    ::chmod((dir2 + "/" + name).c_str(), 0700);
+    std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+    ::setenv("PATH", (dir1 + ":" + dir2 + ":" + old_path).c_str(), 1);
+    auto r = run_cli({"run", "-k", "-j2", "--", name, ":::", "a", "b", "c"}, "");
+    ::setenv("PATH", old_path.c_str(), 1);
+    for (auto& d : {dir1, dir2}) {
+        ::unlink((d + "/" + name).c_str());
+        ::rmdir(d.c_str());
+    }
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "script ran a\nscript ran b\nscript ran c\n");
+}
+
 // ---- run -------------------------------------------------------------------------------------
 
 TEST(cli_run, placeholder_is_replaced_or_the_line_appended) {
@@ -285,12 +497,13 @@ TEST(cli_run, keep_order_or_completion_order) {
     auto r = run_cli(args, input);
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, input);
-    args = {"run", "-j3"};
-    args.insert(args.end(), cmd.begin(), cmd.end());
-    r = run_cli(args, input);
-    auto got = split_lines(r.out);
-    std::sort(got.begin(), got.end());
-    EXPECT_EQ(got, (std::vector<std::string>{"1", "2", "3"}));
+    // Without -k, completion order: the long sleep (1.5 s) finishes well after the short one.
+    const std::vector<std::string> slow_first = {"--", "sh", "-c", "sleep $1; echo $1", "sh", "{}"};
+    args = {"run", "-j2"};
+    args.insert(args.end(), slow_first.begin(), slow_first.end());
+    r = run_cli(args, "1.5\n0\n");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "0\n1.5\n");
 }
 
 TEST(cli_run, sort_each_file_like_the_serial_loop) {
@@ -368,6 +581,16 @@ TEST(cli, usage_errors_and_help) {
     auto h = run_cli({"pipe", "--help"}, "");
     EXPECT_EQ(h.status, 0);
     EXPECT_NE(h.out.find("Examples:"), std::string::npos);
+    h = run_cli({"run", "--help"}, "");
+    EXPECT_EQ(h.status, 0);
+    EXPECT_NE(h.out.find("{}"), std::string::npos) << h.out;
+    h = run_cli({"--help"}, "");
+    EXPECT_EQ(h.status, 0);
+    for (const char* mode : {"pipe", "coproc", "run"}) EXPECT_NE(h.out.find(mode), std::string::npos) << h.out;
+    auto both = run_cli({"pipe", "-k", "-u", "--", "cat"}, "x\n");
+    EXPECT_EQ(both.status, 2);
+    EXPECT_NE(both.err.find("contradict"), std::string::npos) << both.err;
+    EXPECT_EQ(both.out, "");
 }
 
 // ---- coproc ----------------------------------------------------------------------------------
@@ -408,9 +631,36 @@ TEST(cli_coproc, two_answers_for_one_record_is_a_protocol_error) {
     auto r = run_cli({"coproc", "-j2", "--", "sh", "-c", "while read x; do echo $x; echo extra; done"}, "1\n2\n3\n");
     EXPECT_EQ(r.status, 1);
     EXPECT_NE(r.err.find("exactly one record"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("more answers than it got"), std::string::npos) << r.err;
+    // The records not answered yet are named (which depends on how far the copies got).
+    EXPECT_TRUE(r.err.find("records still unanswered: ") != std::string::npos ||
+                r.err.find("the copy held record") != std::string::npos)
+        << r.err;
+    // "extra" was credited to a later record: answers not yet verified are not printed.
+    EXPECT_EQ(r.out.find("extra"), std::string::npos) << r.out;
     r = run_cli({"coproc", "--", "parafork-no-such-command"}, "1\n");
     EXPECT_EQ(r.status, 127);
     EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, fewer_answers_than_records_is_a_protocol_error_at_eof) {
+    PARAFORK_LEAK_CHECK();
+    // grep answers only the matching records: x1 and x2 would be credited to records 1 and 2.
+    auto r = run_cli({"coproc", "-j1", "--", "grep", "x"}, "a\nx1\nb\nx2\nc\n");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("fewer records than it got"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("record 5 'c'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("no answer was written"), std::string::npos) << r.err;
+}
+
+TEST(cli_coproc, null_separated_records) {
+    PARAFORK_LEAK_CHECK();
+    // A newline inside a record, an empty record, an unterminated last one.
+    constexpr char in[] = "a b\0line\ntwo\0\0last", want[] = "A B\0LINE\nTWO\0\0LAST\0";
+    auto r = run_cli({"coproc", "-j2", "--null", "--", "tr", "a-z", "A-Z"}, std::string_view(in, sizeof in - 1));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, std::string(want, sizeof want - 1));
 }
 
 // ---- Ctrl-C ----------------------------------------------------------------------------------
@@ -491,6 +741,47 @@ long vm_hwm_kib(pid_t pid) {
     return -1;
 }
 
+// Bytes in parafork's memory files (blocks, captured output), which RSS does not count: the
+// memfds open in parafork or in its jobs, each counted once.
+std::size_t memfd_bytes(pid_t parafork) {
+    std::vector<pid_t> pids{parafork};
+    if (auto* proc = ::opendir("/proc")) {
+        while (auto* e = ::readdir(proc)) {
+            if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+            std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+            std::string stat((std::istreambuf_iterator<char>(f)), {});
+            auto close = stat.rfind(')');
+            if (close == std::string::npos) continue;
+            std::istringstream rest(stat.substr(close + 2));
+            char state;
+            long ppid = 0;
+            rest >> state >> ppid;
+            if (ppid == parafork) pids.push_back(std::atoi(e->d_name));
+        }
+        ::closedir(proc);
+    }
+    std::vector<ino_t> seen;
+    std::size_t total = 0;
+    for (pid_t pid : pids) {
+        std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        auto* d = ::opendir(dir.c_str());
+        if (!d) continue;
+        while (auto* e = ::readdir(d)) {
+            std::string link = dir + "/" + e->d_name;
+            char target[256];
+            long n = ::readlink(link.c_str(), target, sizeof target - 1);
+            if (n <= 0) continue;
+            if (!std::string_view(target, static_cast<std::size_t>(n)).starts_with("/memfd:parafork-")) continue;
+            struct stat st {};
+            if (::stat(link.c_str(), &st) != 0 || std::find(seen.begin(), seen.end(), st.st_ino) != seen.end()) continue;
+            seen.push_back(st.st_ino);
+            total += static_cast<std::size_t>(st.st_size);
+        }
+        ::closedir(d);
+    }
+    return total;
+}
+
 } // namespace
 
 // 100 MB through `pipe` with 1 MiB blocks: output checked line by line, memory bounded.
@@ -523,6 +814,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
     from_cli.write.reset();
 
     long hwm = 0;
+    std::size_t buffered = 0;  // the most bytes seen in memory files at once
     std::size_t line = 0, bad = 0;
     std::string partial;
     char buf[1 << 16];
@@ -535,6 +827,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
         long n = sys::read_some(from_cli.read.get(), buf, sizeof buf);
         if (n == 0) break;
         if (reads % 16 == 0) hwm = std::max(hwm, vm_hwm_kib(c.pid()));
+        if (reads % 8 == 0) buffered = std::max(buffered, memfd_bytes(c.pid()));
         partial.append(buf, static_cast<std::size_t>(n));
         std::size_t start = 0;
         for (std::size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -557,4 +850,7 @@ TEST(cli_pipe, large_input_streams_in_bounded_memory) {
     EXPECT_GT(hwm, 0);
     EXPECT_LT(hwm, 64 * 1024) << "parafork's peak RSS (KiB) for a 100 MB input";
     EXPECT_LT(ru.ru_maxrss, 64 * 1024) << "peak RSS (KiB) of parafork or one of its jobs";
+    // 2N jobs in flight (a 1 MiB block and its output each) and two blocks cut ahead.
+    EXPECT_GT(buffered, 0u);
+    EXPECT_LT(buffered, std::size_t{12} << 20) << "bytes held in memory files";
 }

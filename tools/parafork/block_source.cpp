@@ -34,7 +34,7 @@ void block_source::reserve(std::size_t cap) {
 }
 
 void block_source::read_input() {
-    while (!eof_ && !ready_) {
+    while (!eof_ && ready_.size() < cut_ahead) {
         if (len_ == cap_) reserve(cap_ * 2);  // one record longer than the block: keep it whole
         // Stop reading at the block size so blocks come out about that big.
         std::size_t limit = len_ < s_.block_size ? s_.block_size : cap_;
@@ -51,14 +51,14 @@ void block_source::read_input() {
         }
         len_ += static_cast<std::size_t>(n);
         total_read_ += static_cast<std::size_t>(n);
-        if (len_ >= s_.block_size) cut(false);
+        cut_what_is_buffered();
         // A pipe or a terminal may block on the next read: go back to poll. A file never does.
         if (!regular_file_) return;
     }
 }
 
 void block_source::cut(bool at_eof) {
-    if (ready_ || len_ == 0) return;
+    if (ready_.size() >= cut_ahead || len_ == 0) return;
     std::size_t end = len_;
     if (!at_eof) {
         auto* p = static_cast<const char*>(::memrchr(buf_.get() + scanned_, s_.record_sep, len_ - scanned_));
@@ -83,20 +83,27 @@ void block_source::cut(bool at_eof) {
     spec.input_bytes = end;
     spec.what = "block " + std::to_string(blocks_) + " (input bytes " + std::to_string(offset_) + "-" +
                 std::to_string(offset_ + end - 1) + ")";
-    ready_ = std::move(spec);
+    ready_.push_back(std::move(spec));
     offset_ += end;
     std::memmove(buf_.get(), buf_.get() + end, len_ - end);
     len_ -= end;
     scanned_ = 0;
 }
 
+// Cuts blocks from what is buffered while whole blocks are there (all of it at EOF).
+void block_source::cut_what_is_buffered() {
+    while (ready_.size() < cut_ahead && len_ > 0 && (eof_ || len_ >= s_.block_size)) {
+        std::size_t before = ready_.size();
+        cut(eof_);
+        if (ready_.size() == before) return;  // no separator yet: read more
+    }
+}
+
 std::optional<job_spec> block_source::take() {
-    if (!ready_) return std::nullopt;
-    std::optional<job_spec> out = std::move(ready_);
-    ready_.reset();
-    // What is left may already make the next block.
-    if (eof_) cut(true);
-    else if (len_ >= s_.block_size) cut(false);
+    if (ready_.empty()) return std::nullopt;
+    std::optional<job_spec> out = std::move(ready_.front());
+    ready_.pop_front();
+    cut_what_is_buffered();  // what is left may already make the next block
     return out;
 }
 

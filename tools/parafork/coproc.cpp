@@ -43,6 +43,16 @@ public:
         if (index >= base_ && index - base_ < recs_.size()) s += " '" + recs_[index - base_].text + "'";
         return s;
     }
+    // The first `n` records not answered yet, for a message.
+    std::string describe_first(std::size_t n) const {
+        std::string s;
+        for (std::size_t i = 0; i < recs_.size() && n; ++i) {
+            if (recs_[i].done) continue;
+            s += (s.empty() ? "" : ", ") + describe(base_ + i);
+            --n;
+        }
+        return s;
+    }
     std::size_t size() const { return recs_.size(); }
     std::size_t bytes() const { return bytes_; }
 
@@ -69,6 +79,7 @@ public:
             feed();
             flush_out();
             // Closes the copies' input first: filters that buffer (awk, sed) flush at EOF.
+            closing_ = true;
             pool_.final_replies([&](std::size_t i, std::string_view r) { take(i, r); });
             flush_out();
         } catch (const interrupted&) {
@@ -79,13 +90,16 @@ public:
             pool_.terminate();
             return exit_output_closed;
         } catch (const worker_died& e) {
+            // A copy that exits normally at the end of its input while it still holds records
+            // answered fewer records than it got (`grep x`): its answers were matched to the
+            // wrong records, so none of the unwritten ones is trustworthy.
+            if (closing_ && e.signal() == 0 && e.exit_code() == 0)
+                return protocol_failure(e.what(), "a copy answered fewer records than it got");
             return fail(e.task(), e.what());
         } catch (const timeout_error& e) {
             return fail(timed_out_request(e.what()), e.what());
         } catch (const protocol_error& e) {
-            return fail(std::nullopt, std::string(e.what()) +
-                                          " (each record must be answered by exactly one record; "
-                                          "a copy sent more answers than it got records)");
+            return protocol_failure(e.what(), "a copy sent more answers than it got records");
         }
         bar_.finish(progress());
         return 0;
@@ -128,6 +142,50 @@ private:
         else
             std::fprintf(stderr, "parafork coproc: %s\n", what.c_str());
         return 1;
+    }
+
+    // Out of protocol, answers were credited to the wrong records until the surplus (or the
+    // shortfall, at EOF) showed: what is not written yet is dropped, not printed as answers.
+    int protocol_failure(const std::string& what, const char* kind) {
+        pool_.terminate();
+        bar_.finish(progress());
+        std::string held = held_records(what);
+        std::fprintf(stderr,
+                     "parafork coproc: %s out of protocol: %s (each record must be answered by exactly one "
+                     "record); %s; %s\n",
+                     s_.command[0].c_str(), kind,
+                     held.empty() ? ("records still unanswered: " + unanswered()).c_str()
+                                  : ("the copy held " + held).c_str(),
+                     written_ ? ("answers after record " + std::to_string(written_) +
+                                 " were not written (those before may be wrong too)")
+                                    .c_str()
+                              : "no answer was written");
+        return 1;
+    }
+
+    // proc_pool names the requests a failed kid held ("... request(s): 3, 4"); 0-based.
+    std::string held_records(std::string_view what) const {
+        auto at = what.find("request(s): ");
+        if (at == std::string_view::npos) return {};
+        std::string s;
+        std::size_t index = 0, digits = 0;
+        for (char c : what.substr(at + 12)) {
+            if (c >= '0' && c <= '9') {
+                index = index * 10 + std::size_t(c - '0');
+                ++digits;
+                continue;
+            }
+            if (digits) s += (s.empty() ? "" : ", ") + pending_.describe(index);
+            index = digits = 0;
+            if (c != ',' && c != ' ') break;
+        }
+        if (digits) s += (s.empty() ? "" : ", ") + pending_.describe(index);
+        return s;
+    }
+
+    std::string unanswered() const {
+        std::string s = pending_.describe_first(4);
+        return s.empty() ? "none" : s;
     }
 
     // Reads stdin in big chunks and sends each record; waits for answers when too many are out.
@@ -189,6 +247,7 @@ private:
         if (out_.empty()) return;
         write_out(1, out_.data(), out_.size());
         out_.clear();
+        written_ = answered_;
     }
 
     // Sleeps until stdin is readable; collects answers meanwhile so the copies never stall on
@@ -214,6 +273,8 @@ private:
     pending_records pending_;
     std::string out_;
     std::size_t answered_ = 0, bytes_in_ = 0;
+    std::size_t written_ = 0;  // answers written to stdout
+    bool closing_ = false;     // the copies' input is closed: a copy exiting now exits normally
 };
 
 } // namespace
@@ -223,6 +284,9 @@ int run_coproc(const settings& s) {
         std::fprintf(stderr, "parafork coproc: --joblog is for pipe and run (coproc has no per-record jobs)\n");
         return exit_usage;
     }
+    // Held from before the copies start: a Ctrl-C while they start must not be lost (nor,
+    // with SIGINT ignored by whoever started us, ignored).
+    sys::sigint_guard sigint;
     std::optional<coproc_run> run;
     try {
         run.emplace(s);

@@ -1,5 +1,6 @@
 #include "engine.hpp"
 #include "joblog.hpp"
+#include "launch.hpp"
 #include "output.hpp"
 #include "progress.hpp"
 
@@ -109,12 +110,11 @@ private:
         std::vector<job*> polled;
         for (;;) {
             sys::sigint_guard::check();
-            emit_ready();  // first: writing out finished jobs makes room for new ones
-            while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
-                auto spec = src_.take();
-                if (!spec) break;
-                start(std::move(*spec));
-            }
+            // A freed slot is refilled before finished output is written, so a core does
+            // not wait on our writes; writing makes room in flight_ for more.
+            start_ready();
+            emit_ready();
+            start_ready();
             emit_ready();  // a job that could not start is finished already
             if (flight_.empty() && (halting_ || src_.exhausted())) return;
 
@@ -152,6 +152,14 @@ private:
         }
     }
 
+    void start_ready() {
+        while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
+            auto spec = src_.take();
+            if (!spec) break;
+            start(std::move(*spec));
+        }
+    }
+
     void start(job_spec spec) {
         auto j = std::make_unique<job>();
         j->seq = ++started_;
@@ -162,12 +170,9 @@ private:
         j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
         j->out = sys::make_memfd("parafork-out", 0);
         j->err = sys::make_memfd("parafork-err", 0);
-        sys::spawn_options so;
-        so.stdin_fd = spec.input ? spec.input.get() : devnull_.get();
-        so.stdout_fd = j->out.get();
-        so.stderr_fd = j->err.get();
+        launch_fds fds{spec.input ? spec.input.get() : devnull_.get(), j->out.get(), j->err.get()};
         try {
-            j->proc = sys::child(sys::spawn(j->argv, so));
+            j->proc = sys::child(launcher_.start(j->argv, fds));
         } catch (const std::system_error& e) {
             j->spawn_error = e.what();
             j->status = sys::exit_status{127, 0};
@@ -188,6 +193,8 @@ private:
         if (!j.running()) return;  // stopped meanwhile by stop_all
         auto st = j.proc.try_wait();
         if (!st) return;  // a pidfd is readable only once the child exited; be safe anyway
+        // What is left of a job we stopped (`sleep` under `sh -c 'sleep 60 | cat'`) goes too.
+        if (j.term_sent) signal_job(j.proc.pid(), SIGKILL);
         j.status = *st;
         j.pidfd.reset();
         --running_;
@@ -250,10 +257,10 @@ private:
             if (!j->term_sent) {
                 j->timed_out = true;
                 j->term_sent = true;
-                j->proc.signal(SIGTERM);
+                signal_job(j->proc.pid(), SIGTERM);
                 j->deadline = now + s_.grace;
             } else {
-                j->proc.signal(SIGKILL);
+                signal_job(j->proc.pid(), SIGKILL);
                 j->deadline.reset();
             }
         }
@@ -272,7 +279,7 @@ private:
         bool any = false;
         for (auto& j : flight_)
             if (j->running() && j->proc.pid() > 0) {
-                j->proc.signal(SIGTERM);
+                signal_job(j->proc.pid(), SIGTERM);
                 any = true;
             }
         if (!any) return;
@@ -285,6 +292,7 @@ private:
                 j->proc.kill_and_reap();
                 st = j->proc.status();
             }
+            signal_job(j->proc.pid(), SIGKILL);  // members of its group that outlived SIGTERM
             j->status = *st;
             j->pidfd.reset();
             --running_;
@@ -304,6 +312,7 @@ private:
     progress_bar bar_;
     std::unique_ptr<joblog> log_;
     sys::unique_fd devnull_;
+    launcher launcher_;
     std::size_t max_flight_;
     std::deque<std::unique_ptr<job>> flight_;  // in input order
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;

@@ -16,15 +16,20 @@ class block_source final : public job_source {
 public:
     block_source(const settings& s);
     int input_fd() const override { return 0; }
-    bool wants_input() const override { return !eof_ && !ready_; }
+    bool wants_input() const override { return !eof_ && ready_.size() < cut_ahead; }
     void read_input() override;
     std::optional<job_spec> take() override;
-    bool exhausted() const override { return eof_ && !ready_ && len_ == 0; }
+    bool exhausted() const override { return eof_ && ready_.empty() && len_ == 0; }
     std::size_t bytes_read() const override { return total_read_; }
     std::optional<std::size_t> bytes_total() const override { return total_; }
 
 private:
+    // Blocks cut ahead of the jobs: two, so when two slots free up together the second does
+    // not wait for a read and a copy.
+    static constexpr std::size_t cut_ahead = 2;
+
     void cut(bool at_eof);
+    void cut_what_is_buffered();
     void reserve(std::size_t cap);
 
     const settings& s_;
@@ -35,7 +40,7 @@ private:
     std::optional<std::size_t> total_;
     bool regular_file_ = false;
     bool eof_ = false;
-    std::optional<job_spec> ready_;
+    std::deque<job_spec> ready_;
 };
 
 // One job per stdin record: the command with `{}` (and {.} {/} {//} {/.} {#}) replaced by
