@@ -261,6 +261,7 @@ long check_message(const std::string& m, std::uint32_t ids) {
 TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("channel chaos", 90, [] {
+        PARAFORK_LEAK_CHECK();  // in the bounded child too: its own children and descriptors
         constexpr std::uint32_t slots = 60, per_slot = 400, ids = slots * per_slot;
         constexpr int live_senders = 4, receivers = 3;
         // The killer first: a process forked while the channel exists holds an end of it.

@@ -238,6 +238,7 @@ TEST(Reliability, ParentKilledMidMapTakesWorkersAndLeavesOnlyTheNamedArray) {
 TEST(Reliability, CtrlCToTheProcessGroupEndsAMapPromptly) {
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("ctrl-c to the group", 60, [] {
+        PARAFORK_LEAK_CHECK();  // in the bounded child too: its own children and descriptors
         ASSERT_EQ(::setpgid(0, 0), 0);  // a group of our own, so the test runner is not hit
         pf::options o;
         o.jobs = 2;
@@ -260,6 +261,7 @@ TEST(Reliability, CtrlCToTheProcessGroupEndsAMapPromptly) {
 TEST(Reliability, ForkingWhileThreadsRunWarnsOnce) {
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("fork warning", 30, [] {
+        PARAFORK_LEAK_CHECK();  // in the bounded child too: its own children and descriptors
         std::atomic<bool> stop{false};
         std::thread t([&] {
             while (!stop) std::this_thread::sleep_for(1ms);
