@@ -85,7 +85,8 @@ void frames_seeds(const fs::path& dir) {
     frames::len_prefix.append(truncated, std::string(100'000, 'y'));
     truncated.resize(2000);
     frames_seed_large(dir, "len_prefix_1m_truncated", 2, 14, 0, truncated);  // max 1 MiB - 1
-    frames_seed_large(dir, "lines_4k", 0, 6, 5, std::string(3000, 'l') + "\n" + std::string(5000, 'm') + "\n");
+    frames_seed_large(dir, "lines_4k", 0, 6, 5,
+                      std::string(3000, 'l') + "\n" + std::string(5000, 'm') + "\n");
 }
 
 } // namespace

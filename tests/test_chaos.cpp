@@ -230,7 +230,9 @@ std::uint64_t fnv(std::string_view s) {
     for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
     return h;
 }
-std::size_t payload_size(std::uint32_t id) { return id % 97 == 0 ? 150'000 : 8 + (id * 7919u) % 1500; }
+std::size_t payload_size(std::uint32_t id) {
+    return id % 97 == 0 ? 150'000 : 8 + (id * 7919u) % 1500;
+}
 std::string make_message(std::uint32_t id) {
     std::string m(sizeof id + payload_size(id), '\0');
     std::memcpy(m.data(), &id, sizeof id);
@@ -295,7 +297,8 @@ TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
         auto start_sender = [&](std::uint32_t slot) {
             return sys::child(sys::fork_call(
                 [&, slot] {
-                    for (std::uint32_t i = 0; i < per_slot; ++i) ch.send_bytes(make_message(slot * per_slot + i));
+                    for (std::uint32_t i = 0; i < per_slot; ++i)
+                        ch.send_bytes(make_message(slot * per_slot + i));
                 },
                 named));
         };
@@ -324,18 +327,20 @@ TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
         }
         stop_write.reset();
         killer.wait();
-        for (auto& r : recv) EXPECT_TRUE(r.wait().ok()) << "a receiver did not end with channel_closed";
+        for (auto& r : recv)
+            EXPECT_TRUE(r.wait().ok()) << "a receiver did not end with channel_closed";
 
         EXPECT_EQ(torn->load(), 0u);
         for (std::uint32_t s = 0; s < slots; ++s) {
             std::uint32_t delivered = 0;
-            while (delivered < per_slot && counts[s * per_slot + delivered].load() == 1) ++delivered;
+            while (delivered < per_slot && counts[s * per_slot + delivered].load() == 1)
+                ++delivered;
             if (finished[s]) {
                 EXPECT_EQ(delivered, per_slot) << "slot " << s;
             }
             for (std::uint32_t i = delivered; i < per_slot; ++i)
-                ASSERT_EQ(counts[s * per_slot + i].load(), 0) << "message " << s * per_slot + i
-                                                              << " delivered twice or out of order";
+                ASSERT_EQ(counts[s * per_slot + i].load(), 0)
+                    << "message " << s * per_slot + i << " delivered twice or out of order";
         }
         EXPECT_LE(ch.dropped_messages(), static_cast<std::uint64_t>(killed));
         EXPECT_GT(killed, 0) << "the killer never struck: the test proved nothing";
@@ -378,7 +383,8 @@ TEST(Chaos, PipelineStageKilledIsWorkerDiedEveryRound) {
                 EXPECT_EQ(e.signal(), SIGKILL);
             }
             EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "round " << round;
-            for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "round " << round << ": " << pid << " survived";
+            for (pid_t pid : pids)
+                EXPECT_NE(::kill(pid, 0), 0) << "round " << round << ": " << pid << " survived";
         }
     });
 }

@@ -72,11 +72,6 @@ int announce_and_sleep(int fd) {
     return fd;
 }
 
-int nap_ms(int ms) {
-    ::usleep(static_cast<useconds_t>(ms) * 1000);
-    return ms;
-}
-
 int twice(int x) { return 2 * x; }
 
 } // namespace
@@ -217,10 +212,13 @@ TEST(Reliability, ParentKilledMidMapTakesWorkersAndLeavesOnlyTheNamedArray) {
     auto t0 = std::chrono::steady_clock::now();
     parent.signal(SIGKILL);
     EXPECT_EQ(parent.wait().signal, SIGKILL);
-    for (pid_t p : pids) EXPECT_TRUE(gone_within(p, 3000ms)) << "pid " << p << " outlived its parent";
-    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    for (pid_t p : pids)
+        EXPECT_TRUE(gone_within(p, 3000ms)) << "pid " << p << " outlived its parent";
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
     for (pid_t p : pf::testing::child_pids()) EXPECT_TRUE(gone_within(p, 3000ms)) << "pid " << p;
-    std::printf("every child gone %lld ms after the parent's SIGKILL\n", static_cast<long long>(took.count()));
+    std::printf("every child gone %lld ms after the parent's SIGKILL\n",
+                static_cast<long long>(took.count()));
     RecordProperty("gone_ms", static_cast<int>(took.count()));
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 
@@ -245,16 +243,26 @@ TEST(Reliability, CtrlCToTheProcessGroupEndsAMapPromptly) {
     pf::testing::run_bounded("ctrl-c to the group", 60, [] {
         PARAFORK_LEAK_CHECK();  // in the bounded child too: its own children and descriptors
         ASSERT_EQ(::setpgid(0, 0), 0);  // a group of our own, so the test runner is not hit
+        // The helper strikes once a task has started (so the map is surely running: a SIGINT
+        // before it would kill this process), and 200 ms later. Children ignore SIGINT, so it
+        // survives its own kill. The pipe comes first: the workers must inherit its write end.
+        auto started = sys::make_pipe();
         pf::options o;
         o.jobs = 2;
         pf::pool p(o);
-        sys::child helper(sys::fork_call([] {  // children ignore SIGINT: it survives its own kill
+        sys::child helper(sys::fork_call([&] {
+            started.write.reset();
+            char c;
+            if (!sys::read_exact(started.read.get(), &c, 1)) return;
             std::this_thread::sleep_for(200ms);
             ::kill(-::getpgrp(), SIGINT);
         }));
+        started.read.reset();
         auto t0 = std::chrono::steady_clock::now();
-        EXPECT_THROW(p.map(&nap_ms, std::vector<int>(4, 30'000)), pf::interrupted);
+        EXPECT_THROW(p.map(&announce_and_sleep, std::vector<int>(4, started.write.get())),
+                     pf::interrupted);
         auto took = std::chrono::steady_clock::now() - t0;
+        started.write.reset();  // whatever happened, the helper is not left waiting
         EXPECT_LT(took, 5s) << "tasks take 30 s; interrupted must come long before";
         EXPECT_TRUE(helper.wait().ok());
         EXPECT_TRUE(pf::testing::child_pids().empty()) << "a worker outlived the interrupted map";
@@ -286,10 +294,12 @@ TEST(Reliability, ForkingWhileThreadsRunWarnsOnce) {
         t.join();
         std::string text;
         char buf[4096];
-        for (long n; (n = ::read(err.read.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+        for (long n; (n = ::read(err.read.get(), buf, sizeof buf)) > 0;)
+            text.append(buf, static_cast<std::size_t>(n));
         const std::string line = "parafork: warning: forking a process that runs 2 threads";
         std::size_t count = 0;
-        for (auto at = text.find(line); at != std::string::npos; at = text.find(line, at + 1)) ++count;
+        for (auto at = text.find(line); at != std::string::npos; at = text.find(line, at + 1))
+            ++count;
         EXPECT_EQ(count, 1u) << "stderr was: " << text;
     });
 }
