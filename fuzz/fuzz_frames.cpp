@@ -1,7 +1,9 @@
 // Fuzzes frame_reader in every framing. Input: 4 header bytes, then the byte stream.
-//   [0] framing: lines, zero_term, len_prefix, fixed      [1] fixed size - 1 (mod 16)
-//   [2] max_frame - 1 (mod 64: small, so the limit is hit) [3] how the stream is split into
-//       reads: 0 = one byte per read, else a seed for read sizes of 0..16 bytes
+//   [0] framing: lines, zero_term, len_prefix, fixed
+//   [1] fixed size - 1 (mod 16); bit 7 picks a large max_frame from [2] (see large_max_frame)
+//   [2] max_frame - 1 (mod 64: small, so the limit is hit), or the large max_frame's code
+//   [3] how the stream is split into reads: 0 = one byte per read, else a seed for read sizes
+//       of 0..16 bytes
 // The stream is parsed twice, split as chosen and whole; both must give the same frames and
 // the same verdict, and the only exception allowed is protocol_error. Every frame must respect
 // its framing and max_frame, and framing the frames again must parse back to them.
@@ -72,14 +74,21 @@ void check_frame(const frames::framing& f, const std::string& frame) {
     }
 }
 
+// 64 << (code % 15), less 1, plus code / 15: from 63 to just over 1 MiB, near powers of two,
+// so a length prefix can be accepted and its frame left to grow (or to end truncated).
+std::size_t large_max_frame(std::uint8_t code) {
+    return (std::size_t{64} << (code % 15)) - 1 + code / 15;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 4) return 0;
     static constexpr frames::kind kinds[] = {frames::kind::lines, frames::kind::zero_term,
                                              frames::kind::len_prefix, frames::kind::fixed};
-    frames::framing f{kinds[data[0] % 4], std::size_t{1} + data[1] % 16,
-                      std::size_t{1} + data[2] % 64};
+    const std::size_t max_frame =
+        (data[1] & 0x80) ? large_max_frame(data[2]) : std::size_t{1} + data[2] % 64;
+    frames::framing f{kinds[data[0] % 4], std::size_t{1} + data[1] % 16, max_frame};
     const std::string_view stream(reinterpret_cast<const char*>(data) + 4, size - 4);
 
     const parsed split = parse(f, stream, data[3]);

@@ -58,6 +58,14 @@ void frames_seed(const fs::path& dir, const std::string& name, std::uint8_t kind
     write(dir, name, bytes.append(stream));
 }
 
+// The same with a large max_frame: `code` as in fuzz_frames.cpp's large_max_frame.
+void frames_seed_large(const fs::path& dir, const std::string& name, std::uint8_t kind,
+                       std::uint8_t code, std::uint8_t split, std::string_view stream) {
+    std::string bytes{static_cast<char>(kind), static_cast<char>(0x80), static_cast<char>(code),
+                      static_cast<char>(split)};
+    write(dir, name, bytes.append(stream));
+}
+
 void frames_seeds(const fs::path& dir) {
     namespace frames = parafork::frames;
     std::string lp;
@@ -70,6 +78,15 @@ void frames_seeds(const fs::path& dir) {
     frames_seed(dir, "len_prefix_split", 2, 1, 32, 9, lp);
     frames_seed(dir, "fixed8", 3, 8, 64, 5, "0123456789abcdef");
     frames_seed(dir, "fixed1", 3, 1, 1, 0, "xyz");
+    std::string big = lp;
+    frames::len_prefix.append(big, std::string(3000, 'x'));
+    frames_seed_large(dir, "len_prefix_4k", 2, 6, 11, big);  // max_frame 4095: accepted
+    std::string truncated;
+    frames::len_prefix.append(truncated, std::string(100'000, 'y'));
+    truncated.resize(2000);
+    frames_seed_large(dir, "len_prefix_1m_truncated", 2, 14, 0, truncated);  // max 1 MiB - 1
+    frames_seed_large(dir, "lines_4k", 0, 6, 5,
+                      std::string(3000, 'l') + "\n" + std::string(5000, 'm') + "\n");
 }
 
 } // namespace

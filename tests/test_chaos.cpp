@@ -1,26 +1,36 @@
 // Chaos soak: a killer process SIGKILLs random kids every few milliseconds while requests
-// stream through; with retries every reply arrives exactly once and is correct.
+// stream through; with retries every reply arrives exactly once and is correct. The same for
+// a channel's senders, and for the stages of a running pipeline.
 #include <parafork/error.hpp>
+#include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/pool.hpp>
 #include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/stages.hpp>
+#include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
 
 #include <gtest/gtest.h>
 
 #include "support/leak_check.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <poll.h>
 #include <random>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
 namespace pf = parafork;
 namespace sys = parafork::sys;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -140,31 +150,241 @@ TEST(Chaos, PoolWithRetriesLosesNothingWhileWorkersAreKilled) {
     std::printf("pool kills: %d\n", kills);
 }
 
-// Without retries a task killed on its own is worker_died (Pool.WorkerKilledFromOutside); a
-// killed multi-task batch is split and re-run to find a culprit, which an outside kill never
-// is, so here every call either returns exact results or reports worker_died - never a hang,
-// never a wrong or missing result.
+// Without retries a task is run alone (chunksize 1), so a worker killed under it is that
+// task's worker_died (a killed multi-task batch would be split and re-run to find a culprit).
+// Every position yields exactly once: its right value, or worker_died - never a hang, never
+// a wrong or missing result - and the killer must have cost some tasks.
 TEST(Chaos, PoolWithoutRetriesNeverHangsNorLies) {
     PARAFORK_LEAK_CHECK();
     pf::options o;
     o.jobs = 2;
+    o.chunksize = 1;
     o.name = "chaos";
     pf::pool p(o);
-    std::vector<std::uint32_t> in(200'000);
+    std::vector<std::uint32_t> in(20'000);
     for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::uint32_t>(i);
     auto stop = sys::make_pipe();
     sys::private_fd stop_write(std::move(stop.write));
     sys::child killer(start_killer(::getpid(), "parafork:chaos", 1, stop.read.get()));
     stop.read.reset();
-    for (int round = 0; round < 20; ++round) {
-        try {
-            auto out = p.map(&triple, in);
-            ASSERT_EQ(out.size(), in.size());
-            for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(out[i], 3 * i);
-        } catch (const pf::worker_died& e) {
-            EXPECT_EQ(e.signal(), SIGKILL);
+    std::size_t died = 0, right = 0;
+    for (int round = 0; round < 3; ++round) {
+        std::size_t i = 0;
+        auto seq = p.imap(&triple, in);
+        for (auto it = seq.begin(); it != seq.end(); ++it, ++i) {
+            ASSERT_LT(i, in.size()) << "more answers than tasks";
+            try {
+                ASSERT_EQ(*it, 3 * i) << "task " << i;
+                ++right;
+            } catch (const pf::worker_died& e) {
+                EXPECT_EQ(e.signal(), SIGKILL);
+                ++died;
+            }
         }
+        ASSERT_EQ(i, in.size()) << "a task never answered";
     }
     stop_write.reset();
     EXPECT_GT(killer.wait().code, 0);
+    EXPECT_GT(died, 0u) << "no task was lost: the loss path was never taken";
+    EXPECT_EQ(right + died, 3 * in.size());
+    std::printf("pool without retries: %zu tasks lost to kills\n", died);
+}
+
+// With retries, imap_unordered names each answer's index: an answer delivered twice, or one
+// lost, shows in the per-index count.
+TEST(Chaos, PoolImapWithRetriesDeliversEachIndexOnce) {
+    PARAFORK_LEAK_CHECK();
+    constexpr std::size_t n = 100'000;
+    pf::options o;
+    o.jobs = 3;
+    o.retries = 1000;
+    o.name = "chaos";
+    pf::pool p(o);
+    std::vector<std::uint32_t> in(n);
+    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::uint32_t>(i);
+    auto stop = sys::make_pipe();
+    sys::private_fd stop_write(std::move(stop.write));
+    sys::child killer(start_killer(::getpid(), "parafork:chaos", 2, stop.read.get()));
+    stop.read.reset();
+    for (int round = 0; round < 3; ++round) {
+        std::vector<std::uint8_t> seen(n, 0);
+        std::size_t count = 0;
+        for (auto&& [i, r] : p.imap_unordered(&triple, in)) {
+            ASSERT_LT(i, n);
+            ASSERT_EQ(seen[i]++, 0) << "answer " << i << " delivered twice";
+            ASSERT_EQ(r, 3 * i);
+            ++count;
+        }
+        ASSERT_EQ(count, n);
+    }
+    stop_write.reset();
+    EXPECT_GT(killer.wait().code, 0) << "the killer never struck: the test proved nothing";
+}
+
+namespace {
+
+// A channel message: id, a payload derived from the id (its length too), and a checksum over
+// both, so a torn, mixed or corrupted message is caught by the receiver.
+std::uint64_t fnv(std::string_view s) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    return h;
+}
+std::size_t payload_size(std::uint32_t id) {
+    return id % 97 == 0 ? 150'000 : 8 + (id * 7919u) % 1500;
+}
+std::string make_message(std::uint32_t id) {
+    std::string m(sizeof id + payload_size(id), '\0');
+    std::memcpy(m.data(), &id, sizeof id);
+    for (std::size_t k = sizeof id; k < m.size(); ++k) m[k] = static_cast<char>(id * 31 + k * 17);
+    std::uint64_t h = fnv(m);
+    m.append(reinterpret_cast<const char*>(&h), sizeof h);
+    return m;
+}
+// The id of a well-formed message, or -1.
+long check_message(const std::string& m, std::uint32_t ids) {
+    std::uint32_t id;
+    std::uint64_t h;
+    if (m.size() < sizeof id + sizeof h) return -1;
+    std::memcpy(&id, m.data(), sizeof id);
+    std::memcpy(&h, m.data() + m.size() - sizeof h, sizeof h);
+    if (id >= ids || m.size() != sizeof id + payload_size(id) + sizeof h) return -1;
+    if (fnv(std::string_view(m).substr(0, m.size() - sizeof h)) != h) return -1;
+    return id;
+}
+
+} // namespace
+
+// Senders SIGKILLed every few milliseconds (some mid-message: every 97th message is larger
+// than the ring) while receivers drain the channel: each message arrives whole and at most
+// once, a sender's delivered messages are exactly those it finished (a prefix of its own), no
+// receiver hangs, and every receiver ends with channel_closed once the senders are gone.
+// Receivers are not killed here: a blocked sender cannot yet tell that a receiver died.
+TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("channel chaos", 90, [] {
+        PARAFORK_LEAK_CHECK();  // in the bounded child too: its own children and descriptors
+        constexpr std::uint32_t slots = 60, per_slot = 400, ids = slots * per_slot;
+        constexpr int live_senders = 4, receivers = 3;
+        // The killer first: a process forked while the channel exists holds an end of it.
+        auto stop = sys::make_pipe();
+        sys::private_fd stop_write(std::move(stop.write));
+        sys::child killer(start_killer(::getpid(), "chsend", 3, stop.read.get()));
+        stop.read.reset();
+
+        sys::mapping shared(-1, ids + sizeof(std::uint64_t));
+        auto* counts = reinterpret_cast<std::atomic<std::uint8_t>*>(shared.data());
+        auto* torn = reinterpret_cast<std::atomic<std::uint64_t>*>(shared.bytes() + ids);
+        pf::channel ch(64 * 1024);
+        ch.close();  // the parent never sends; senders forked later still get their own end
+        std::vector<sys::child> recv;
+        for (int r = 0; r < receivers; ++r)
+            recv.emplace_back(sys::fork_call([&] {
+                std::string m;
+                try {
+                    for (;;) {
+                        ch.receive_bytes_for(m, 20s);  // a hang is a timeout_error: exit 1
+                        long id = check_message(m, ids);
+                        if (id < 0) torn->fetch_add(1);
+                        else counts[id].fetch_add(1);
+                    }
+                } catch (const pf::channel_closed&) {
+                }
+            }));
+
+        sys::child_options named;
+        named.title = "chsend";
+        auto start_sender = [&](std::uint32_t slot) {
+            return sys::child(sys::fork_call(
+                [&, slot] {
+                    for (std::uint32_t i = 0; i < per_slot; ++i)
+                        ch.send_bytes(make_message(slot * per_slot + i));
+                },
+                named));
+        };
+        std::vector<std::pair<std::uint32_t, sys::child>> running;
+        std::vector<bool> finished(slots, false);  // the slot's sender exited normally
+        std::uint32_t next = 0;
+        int killed = 0;
+        while (next < slots || !running.empty()) {
+            while (next < slots && running.size() < live_senders) {
+                running.emplace_back(next, start_sender(next));
+                ++next;
+            }
+            for (auto it = running.begin(); it != running.end();) {
+                if (auto st = it->second.try_wait()) {
+                    if (st->ok()) finished[it->first] = true;
+                    else {
+                        EXPECT_EQ(st->signal, SIGKILL) << st->describe();
+                        ++killed;
+                    }
+                    it = running.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            std::this_thread::sleep_for(1ms);
+        }
+        stop_write.reset();
+        killer.wait();
+        for (auto& r : recv)
+            EXPECT_TRUE(r.wait().ok()) << "a receiver did not end with channel_closed";
+
+        EXPECT_EQ(torn->load(), 0u);
+        for (std::uint32_t s = 0; s < slots; ++s) {
+            std::uint32_t delivered = 0;
+            while (delivered < per_slot && counts[s * per_slot + delivered].load() == 1)
+                ++delivered;
+            if (finished[s]) {
+                EXPECT_EQ(delivered, per_slot) << "slot " << s;
+            }
+            for (std::uint32_t i = delivered; i < per_slot; ++i)
+                ASSERT_EQ(counts[s * per_slot + i].load(), 0)
+                    << "message " << s * per_slot + i << " delivered twice or out of order";
+        }
+        EXPECT_LE(ch.dropped_messages(), static_cast<std::uint64_t>(killed));
+        EXPECT_GT(killed, 0) << "the killer never struck: the test proved nothing";
+        std::printf("channel: %d senders killed, %llu messages dropped\n", killed,
+                    static_cast<unsigned long long>(ch.dropped_messages()));
+        std::fflush(stdout);
+    });
+}
+
+namespace {
+struct Slow : pf::stage<int> {
+    void process(int x) {
+        ::usleep(500);
+        put(x);
+    }
+};
+int add1(int x) { return x + 1; }
+} // namespace
+
+// A running pipeline loses a random stage process to SIGKILL, round after round: join reports
+// worker_died for it promptly, and nothing of the pipeline stays behind.
+TEST(Chaos, PipelineStageKilledIsWorkerDiedEveryRound) {
+    pf::testing::run_bounded("pipeline chaos", 90, [] {
+        std::mt19937 rng(7);
+        for (int round = 0; round < 6; ++round) {
+            PARAFORK_LEAK_CHECK();
+            auto p = pf::ez(pf::constant(7), pf::workers(2, add1), pf::named("slow", Slow{}), add1);
+            p.start();
+            auto pids = p.pids();
+            ASSERT_FALSE(pids.empty());
+            std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 30));
+            pid_t victim = pids[rng() % pids.size()];
+            ASSERT_EQ(::kill(victim, SIGKILL), 0);
+            auto t0 = std::chrono::steady_clock::now();
+            try {
+                p.join();
+                ADD_FAILURE() << "round " << round << ": no exception";
+            } catch (const pf::worker_died& e) {
+                EXPECT_EQ(e.pid(), victim) << "round " << round << ": " << e.what();
+                EXPECT_EQ(e.signal(), SIGKILL);
+            }
+            EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "round " << round;
+            for (pid_t pid : pids)
+                EXPECT_NE(::kill(pid, 0), 0) << "round " << round << ": " << pid << " survived";
+        }
+    });
 }
