@@ -187,3 +187,26 @@ TEST(Sys, JobsRule) {
     EXPECT_THROW(parafork::default_jobs(), parafork::error);
     ::unsetenv("PP_JOBS");
 }
+
+TEST(Sys, StatusLostWhenSigchldIsIgnored) {
+    PARAFORK_LEAK_CHECK();
+    // With SIGCHLD ignored the kernel reaps children itself: waiting must neither throw nor
+    // invent a status, only say it is lost.
+    parafork::testing::run_bounded("sigchld ignored", 20, [] {
+        ::signal(SIGCHLD, SIG_IGN);
+        sys::child a(sys::fork_call([] { sys::exit_child(3); }));
+        auto st = a.wait();
+        EXPECT_TRUE(st.lost);
+        EXPECT_FALSE(st.ok());
+        EXPECT_NE(st.describe().find("lost"), std::string::npos) << st.describe();
+        sys::child b(sys::fork_call([] { ::pause(); }));
+        b.kill_and_reap();
+        ASSERT_TRUE(b.status().has_value());
+        EXPECT_TRUE(b.status()->lost);
+        sys::child c(sys::fork_call([] { sys::exit_child(0); }));
+        auto st2 = c.wait_for(std::chrono::seconds(10));
+        ASSERT_TRUE(st2.has_value());
+        EXPECT_TRUE(st2->lost);
+        EXPECT_FALSE(c.running());
+    });
+}
