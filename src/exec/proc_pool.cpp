@@ -308,12 +308,12 @@ struct proc_pool::impl {
     std::size_t take_held(kid& k) {
         if (k.held.empty()) {
             std::vector<std::size_t> suspects(k.answered.begin(), k.answered.end());
-            throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
-                                     " sent a reply with no request outstanding (more than one "
-                                     "reply per request?); the replies to the requests it held " +
-                                     (suspects.empty() ? std::string("(none)") : list(suspects)) +
-                                     " may be wrong",
-                                 k.proc.pid(), std::move(suspects));
+            std::string what = "proc_pool: kid " + std::to_string(k.proc.pid()) +
+                               " sent a reply with no request outstanding (more than one reply "
+                               "per request?); the replies to the requests it held " +
+                               (suspects.empty() ? std::string("(none)") : list(suspects)) +
+                               " may be wrong";
+            throw protocol_error(what, k.proc.pid(), std::move(suspects));
         }
         held_request h = k.held.front();
         k.held.pop_front();
