@@ -685,3 +685,32 @@ TEST(ProcPool, OrderedModeBoundsRepliesWaitingBehindASlowOne) {
     EXPECT_GT(pulled_at_first, 0u);
     EXPECT_LE(pulled_at_first, window + 1) << "replies piled up behind request 0";
 }
+
+TEST(ProcPool, CtrlCDuringASingleNextReply) {
+    PARAFORK_LEAK_CHECK();
+    // Outside eval() the SIGINT guard is made by the wait itself, once the spin is over.
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::sleep(5);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(1));
+    auto pids = pp.pids();
+    pp.send("x");
+    {
+        sigint_timer t(100);
+        EXPECT_THROW(pp.next_reply(true), pf::interrupted);
+    }
+    for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+    // Round trips one at a time, as an interactive caller makes them.
+    pf::proc_pool echo(echo_kid(frames::lines), frames::lines, jobs(1));
+    for (int i = 0; i < 100; ++i) {
+        std::size_t idx = echo.send(std::to_string(i));
+        auto r = echo.next_reply(true);
+        ASSERT_TRUE(r.has_value());
+        EXPECT_EQ(r->index, idx);
+        EXPECT_EQ(r->data, std::to_string(i));
+    }
+    EXPECT_FALSE(echo.next_reply(true).has_value());
+}

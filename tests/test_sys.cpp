@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <system_error>
@@ -209,4 +210,23 @@ TEST(Sys, StatusLostWhenSigchldIsIgnored) {
         EXPECT_TRUE(st2->lost);
         EXPECT_FALSE(c.running());
     });
+}
+
+TEST(Sys, SpinPollSpinsThenGivesUpOrSleeps) {
+    PARAFORK_LEAK_CHECK();
+    using namespace std::chrono;
+    auto p = sys::make_pipe();
+    pollfd fds{p.read.get(), POLLIN, 0};
+    // Nothing ready: spin_poll returns 0 once the spin is over, poll_spin then sleeps its timeout.
+    auto t0 = steady_clock::now();
+    EXPECT_EQ(sys::spin_poll(&fds, 1, microseconds(2000)), 0);
+    EXPECT_GE(steady_clock::now() - t0, microseconds(2000));
+    t0 = steady_clock::now();
+    EXPECT_EQ(sys::poll_spin(&fds, 1, 30, microseconds(100)), 0);
+    EXPECT_GE(steady_clock::now() - t0, milliseconds(25));
+    // Ready: both return at once.
+    sys::write_all(p.write.get(), "x", 1);
+    EXPECT_EQ(sys::spin_poll(&fds, 1, seconds(10)), 1);
+    EXPECT_EQ(sys::poll_spin(&fds, 1, -1, seconds(10)), 1);
+    EXPECT_TRUE(fds.revents & POLLIN);
 }

@@ -154,6 +154,7 @@ struct proc_pool::impl {
     std::vector<pollfd> pfds;
     std::vector<kid*> pfd_kid;
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+    std::optional<sys::sigint_guard> wait_guard;  // made by a pump about to sleep without one
     sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
@@ -479,7 +480,6 @@ struct proc_pool::impl {
 
     // One round of I/O: write what is queued, sleep in poll, read what came.
     // Returns false if nothing happened within a non-waiting poll.
-    // The caller holds a sigint_guard whenever `wait` (next_reply does).
     bool pump(bool wait) {
         // A kid that closed its stdin is EPIPE, not our death. Only taken when there is
         // something to write: a round trip should cost poll, write and read, little more.
@@ -514,19 +514,34 @@ struct proc_pool::impl {
         }
         if (pfds.empty()) return false;
         int timeout = poll_timeout(wait);
-        bool guarded = timeout != 0 && sys::sigint_guard::fd() >= 0;
-        if (guarded) {
-            pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-            pfd_kid.push_back(nullptr);
+        int r = 0;
+        if (timeout != 0 && opts.spin.count() > 0) {
+            // Spin briefly first: a kid that answers within opts.spin costs no wake-up (and
+            // no SIGINT guard either).
+            auto t0 = clock::now();
+            r = sys::spin_poll(pfds.data(), pfds.size(), opts.spin);
+            if (r < 0 && errno == EINTR) r = 0;
+            if (r == 0 && timeout > 0) {
+                auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
+                timeout = static_cast<int>(std::max<long long>(timeout - spent.count(), 0));
+            }
         }
-        int r;
-        do {
-            // Spin briefly first: a kid that answers within opts.spin costs no wake-up.
-            r = sys::poll_spin(pfds.data(), pfds.size(), timeout, opts.spin);
-        } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
-        if (guarded && sys::sigint_guard::pending()) {
-            sys::sigint_guard::clear();
-            throw interrupted();
+        if (r == 0) {
+            // About to sleep: Ctrl-C must then wake us (and become `interrupted`). One guard
+            // serves the whole next_reply() (or the whole call that holds call_guard).
+            bool guarded = timeout != 0;
+            if (guarded) {
+                if (sys::sigint_guard::fd() < 0) wait_guard.emplace();
+                pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+                pfd_kid.push_back(nullptr);
+            }
+            do {
+                r = ::poll(pfds.data(), pfds.size(), timeout);
+            } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
+            if (guarded && sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                throw interrupted();
+            }
         }
         if (r < 0) sys::throw_errno("poll");
         if (r == 0) {
@@ -569,10 +584,12 @@ struct proc_pool::impl {
     // Any error leaves the batch in an unknown state: stop every kid, so the caller sees a
     // clean pool (a later send() starts fresh kids) and nothing is left running.
     std::optional<reply> next_reply(bool wait) {
-        // One SIGINT guard per call (eval and final_replies hold one for the whole run), not
-        // one per poll: making one costs a pipe and two sigactions.
-        std::optional<sys::sigint_guard> guard;
-        if (wait && !call_guard) guard.emplace();
+        // At most one SIGINT guard per call, made only when a poll is about to sleep (eval and
+        // final_replies hold one for the whole run): making one costs a pipe and two sigactions.
+        struct drop_t {
+            std::optional<sys::sigint_guard>& g;
+            ~drop_t() { g.reset(); }
+        } drop{wait_guard};
         try {
             return next_reply_unguarded(wait);
         } catch (...) {
@@ -693,7 +710,6 @@ void proc_pool::hold_sigint(bool on) {
 }
 
 void proc_pool::finish() {
-    sys::sigint_guard guard;  // one for the whole drain (nested in a call's: just a count)
     close_input();
     while (next_reply(true)) {
     }
