@@ -347,7 +347,6 @@ TEST(ProcPool, KidKilledFromOutside) {
         ASSERT_FALSE(e.tasks().empty());
         EXPECT_EQ(*e.task(), e.tasks().front());
         EXPECT_LT(e.tasks().back(), 2000u);
-        EXPECT_GE(*e.task(), 1u);  // some of its requests were answered before the kill
     }
 }
 
@@ -368,7 +367,9 @@ TEST(ProcPool, AllKidsDying) {
             EXPECT_GT(e.pid(), 0) << e.what();
             EXPECT_EQ(e.signal(), 0) << e.what();
             EXPECT_EQ(e.exit_code(), 0) << e.what();
-            EXPECT_FALSE(e.tasks().empty()) << e.what();
+            // Without retries the first kid to die held requests; with them the pool may
+            // instead give up replacing kids that die idle (then it names no request).
+            if (retries == 0) EXPECT_FALSE(e.tasks().empty()) << e.what();
             for (auto t : e.tasks()) EXPECT_LT(t, 10u);
         }
         EXPECT_TRUE(pp.pids().empty()) << "retries " << retries;
