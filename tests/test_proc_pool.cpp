@@ -369,7 +369,9 @@ TEST(ProcPool, AllKidsDying) {
             EXPECT_EQ(e.exit_code(), 0) << e.what();
             // Without retries the first kid to die held requests; with them the pool may
             // instead give up replacing kids that die idle (then it names no request).
-            if (retries == 0) EXPECT_FALSE(e.tasks().empty()) << e.what();
+            if (retries == 0) {
+                EXPECT_FALSE(e.tasks().empty()) << e.what();
+            }
             for (auto t : e.tasks()) EXPECT_LT(t, 10u);
         }
         EXPECT_TRUE(pp.pids().empty()) << "retries " << retries;
