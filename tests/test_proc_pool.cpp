@@ -637,17 +637,22 @@ TEST(ProcPool, FramesOverMaxFrameAreProtocolErrorsAndStopTheKids) {
 
 namespace {
 
-// Numbers as text, counting how many the pool has pulled.
+// Numbers as text; the pool pulls them lazily. Tracks the most requests ever outstanding
+// (pulled, not yet delivered): in flight plus replies waiting in the parent.
+struct outstanding {
+    std::size_t pulled = 0, delivered = 0, peak = 0;
+};
 struct counted_numbers {
     std::size_t n;
-    std::size_t* pulled;
+    outstanding* o;
     struct iterator {
         using value_type = std::string;
         using difference_type = std::ptrdiff_t;
         std::size_t i;
-        std::size_t* pulled;
+        outstanding* o;
         std::string operator*() const {
-            ++*pulled;
+            ++o->pulled;
+            o->peak = std::max(o->peak, o->pulled - o->delivered);
             return std::to_string(i);
         }
         iterator& operator++() {
@@ -655,10 +660,10 @@ struct counted_numbers {
             return *this;
         }
         void operator++(int) { ++i; }
-        bool operator==(const iterator& o) const { return i == o.i; }
+        bool operator==(const iterator& other) const { return i == other.i; }
     };
-    iterator begin() const { return {0, pulled}; }
-    iterator end() const { return {n, pulled}; }
+    iterator begin() const { return {0, o}; }
+    iterator end() const { return {n, o}; }
 };
 
 } // namespace
@@ -666,7 +671,8 @@ struct counted_numbers {
 TEST(ProcPool, OrderedModeBoundsRepliesWaitingBehindASlowOne) {
     PARAFORK_LEAK_CHECK();
     // Request 0 is slow; the replies after it wait in the parent. They count against the
-    // window, so the pool stops pulling input instead of stashing all of it.
+    // window, so the pool pulls no more input until they are delivered: requests in flight
+    // plus waiting replies stay within one window (without that, two).
     pf::kid_fn first_slow([](int in, int out) {
         pf::serve(in, out, frames::lines, [](std::string_view s) {
             if (s == "0") ::usleep(300000);
@@ -677,16 +683,16 @@ TEST(ProcPool, OrderedModeBoundsRepliesWaitingBehindASlowOne) {
     o.ordered = true;
     pf::proc_pool pp(std::move(first_slow), frames::lines, o);
     constexpr std::size_t n = 20000, window = 2 * 2048;  // jobs x window_requests
-    std::size_t pulled = 0, got = 0, pulled_at_first = 0;
-    pp.eval(counted_numbers{n, &pulled}, [&](std::size_t i, std::string_view r) {
-        if (got == 0) pulled_at_first = pulled;
-        ASSERT_EQ(i, got);
+    outstanding out;
+    pp.eval(counted_numbers{n, &out}, [&](std::size_t i, std::string_view r) {
+        ASSERT_EQ(i, out.delivered);
         EXPECT_EQ(r, std::to_string(i));
-        ++got;
+        ++out.delivered;
     });
-    EXPECT_EQ(got, n);
-    EXPECT_GT(pulled_at_first, 0u);
-    EXPECT_LE(pulled_at_first, window + 1) << "replies piled up behind request 0";
+    EXPECT_EQ(out.delivered, n);
+    EXPECT_EQ(out.pulled, n);
+    EXPECT_GE(out.peak, window / 2);  // the window was used
+    EXPECT_LE(out.peak, window + 1) << "replies piled up behind request 0";
 }
 
 TEST(ProcPool, CtrlCDuringASingleNextReply) {
