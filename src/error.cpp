@@ -41,6 +41,16 @@ worker_died::worker_died(pid_t pid, int signal, int exit_code, std::optional<std
                               signal_name(signal) + ")"
                         : " exited with code " + std::to_string(exit_code)) +
             task_suffix(task) + (detail.empty() ? std::string() : ": " + detail)),
-      pid_(pid), signal_(signal), exit_code_(exit_code), task_(task) {}
+      pid_(pid), signal_(signal), exit_code_(exit_code), task_(task) {
+    if (task) tasks_.push_back(*task);
+}
+
+worker_died::worker_died(pid_t pid, int signal, int exit_code, std::vector<std::size_t> tasks,
+                         std::string detail)
+    : worker_died(pid, signal, exit_code,
+                  tasks.empty() ? std::nullopt : std::optional<std::size_t>(tasks.front()),
+                  std::move(detail)) {
+    tasks_ = std::move(tasks);
+}
 
 } // namespace parafork

@@ -145,3 +145,23 @@ TEST(Codec, StringViewEncodesItsCharacters) {
     EXPECT_EQ(wire::encode(v), wire::encode(s));  // never the pointer
     EXPECT_EQ(wire::decode<std::string>(wire::encode(v)), "view");
 }
+
+TEST(Codec, CountsOfEmptyElementsAreBoundedAcrossNesting) {
+    using nested = std::vector<std::vector<empty_thing>>;
+    auto counts = [](std::initializer_list<std::uint64_t> ns) {
+        std::string b;
+        for (auto n : ns) b.append(reinterpret_cast<const char*>(&n), sizeof n);
+        return b;
+    };
+    // 16 corrupt bytes must not become 2^24 elements (nor 8 more bytes 2^25).
+    EXPECT_THROW(wire::decode<nested>(counts({1, std::uint64_t{1} << 24})), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<nested>(counts({2, 40000, 40000})), parafork::protocol_error);
+    EXPECT_THROW(wire::decode<std::vector<empty_thing>>(counts({1u << 20})), parafork::protocol_error);
+    // Honest data stays within the budget: empty elements up to the allowance, and elements
+    // whose type only might be empty as many as their bytes allow.
+    constexpr std::size_t allowed = wire::reader::max_empty_elements;
+    EXPECT_EQ(wire::decode<std::vector<empty_thing>>(counts({allowed})).size(), allowed);
+    EXPECT_EQ(wire::decode<nested>(counts({2, allowed / 2, allowed / 2}))[1].size(), allowed / 2);
+    std::vector<foo> many(100000, foo{"x", 1.0});
+    EXPECT_EQ(wire::decode<std::vector<foo>>(wire::encode(many)), many);
+}

@@ -95,3 +95,14 @@ TEST(ForkJoin, CtrlCStopsEveryPart) {
                  pf::interrupted);
     ::timer_delete(id);
 }
+
+TEST(ForkJoin, PartsDoNotHoldEarlierPartsResultPipes) {
+    PARAFORK_LEAK_CHECK();
+    // Each part reports how many fds it has: a part that inherited the read ends of the parts
+    // forked before it would see more than the first part does.
+    auto counts = pf::fork_join(pf::nsplit(4, 4), [](std::size_t, pf::slice) {
+        return pf::testing::open_fds().size();
+    });
+    ASSERT_EQ(counts.size(), 4u);
+    for (std::size_t k = 1; k < counts.size(); ++k) EXPECT_EQ(counts[k], counts[0]) << "part " << k;
+}

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/leak_check.hpp"
+
 #include <random>
 #include <string>
 #include <vector>
@@ -116,6 +118,7 @@ TEST(Frames, FinishAtEof) {
 }
 
 TEST(Frames, FillFromPipeLargeFrame) {
+    PARAFORK_LEAK_CHECK();
     auto p = parafork::sys::make_pipe();
     std::string big(1 << 20, 'q');
     std::string framed = frames::len_prefix.frame(big);
@@ -134,6 +137,25 @@ TEST(Frames, FillFromPipeLargeFrame) {
     }
     EXPECT_EQ(got->size(), big.size());
     EXPECT_EQ(*got, big);
+    // Grown with what arrived: no more than twice the frame, not one allocation per announcement.
+    EXPECT_LE(r.capacity(), 4 * framed.size());
+}
+
+TEST(Frames, CorruptHeaderDoesNotAllocateWhatItAnnounces) {
+    PARAFORK_LEAK_CHECK();
+    // A header just under max_frame, then EOF: a truncated frame, found without reserving the
+    // gigabyte the header claims.
+    auto p = parafork::sys::make_pipe();
+    std::uint64_t announced = frames::default_max_frame - 1;
+    parafork::sys::write_all(p.write.get(), &announced, sizeof announced);
+    parafork::sys::write_all(p.write.get(), "abc", 3);
+    p.write.reset();
+    frames::frame_reader r(frames::len_prefix);
+    EXPECT_EQ(r.fill(p.read.get()), 11);
+    EXPECT_FALSE(r.next());
+    EXPECT_EQ(r.fill(p.read.get()), 0);
+    EXPECT_LT(r.capacity(), std::size_t{1} << 20);
+    EXPECT_THROW(r.finish(), parafork::protocol_error);
 }
 
 TEST(Frames, OverMaxRecordWithItsDelimiterInTheSameRead) {

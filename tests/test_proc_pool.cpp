@@ -10,12 +10,16 @@
 
 #include <atomic>
 #include <algorithm>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <set>
 #include <string>
+#include <sys/resource.h>
 #include <system_error>
 #include <unistd.h>
 #include <vector>
@@ -23,6 +27,8 @@
 namespace pf = parafork;
 namespace frames = parafork::frames;
 using namespace std::chrono_literals;
+
+static_assert(frames::default_max_frame == std::size_t{1} << 30, "frames up to 1 GiB by default");
 
 namespace {
 
@@ -206,16 +212,25 @@ TEST(ProcPool, MissingCommandIsAnErrorAtStart) {
 
 namespace {
 
-// A kid that fails on the request "die" in the given way, echoing everything else.
+// A kid that fails on the request "die" in the given way, echoing everything else. It writes
+// each reply at once (serve() batches), so every request before "die" is answered and "die"
+// is the oldest one it holds when it fails.
 pf::kid_fn dying_kid(int how) {
     return pf::kid_fn([how](int in, int out) {
-        pf::serve(in, out, frames::lines, [how](std::string_view s) {
-            if (s == "die") {
-                if (how == 0) ::raise(SIGSEGV);
-                if (how == 1) ::_exit(7);
+        frames::frame_reader r(frames::lines);
+        std::string framed;
+        for (;;) {
+            while (auto req = r.next()) {
+                if (*req == "die") {
+                    if (how == 0) ::raise(SIGSEGV);
+                    if (how == 1) ::_exit(7);
+                }
+                framed.clear();
+                frames::lines.append(framed, *req);
+                pf::sys::write_all(out, framed);
             }
-            return std::string(s);
-        });
+            if (r.fill(in) == 0) return;
+        }
     });
 }
 
@@ -236,20 +251,27 @@ TEST(ProcPool, KidSegfaultIsReported) {
     } catch (const pf::worker_died& e) {
         EXPECT_EQ(e.signal(), SIGSEGV);
         EXPECT_GT(e.pid(), 0);
-        EXPECT_TRUE(e.task().has_value());
-        EXPECT_NE(std::string(e.what()).find("50"), std::string::npos) << e.what();
+        EXPECT_EQ(e.task(), 50u) << e.what();
+        ASSERT_FALSE(e.tasks().empty());
+        EXPECT_EQ(e.tasks().front(), 50u);
+        // Requests are striped over the two kids: the dead one held 50 and those queued behind it.
+        EXPECT_TRUE(std::is_sorted(e.tasks().begin(), e.tasks().end()));
+        EXPECT_LE(e.tasks().back(), 99u);
     }
 }
 
 TEST(ProcPool, KidExitIsReported) {
     PARAFORK_LEAK_CHECK();
     pf::proc_pool pp(dying_kid(1), frames::lines, jobs(2));
+    auto pids = pp.pids();
     try {
         pp.eval(with_die(100, 10), [](std::string_view) {});
         FAIL() << "no error";
     } catch (const pf::worker_died& e) {
         EXPECT_EQ(e.signal(), 0);
         EXPECT_EQ(e.exit_code(), 7);
+        EXPECT_EQ(e.task(), 10u) << e.what();
+        EXPECT_EQ(std::count(pids.begin(), pids.end(), e.pid()), 1) << e.pid();
     }
 }
 
@@ -320,15 +342,40 @@ TEST(ProcPool, KidKilledFromOutside) {
     } catch (const pf::worker_died& e) {
         EXPECT_EQ(e.pid(), victim);
         EXPECT_EQ(e.signal(), SIGKILL);
+        // It was busy: it held requests, the oldest first, none answered yet.
+        ASSERT_TRUE(e.task().has_value());
+        ASSERT_FALSE(e.tasks().empty());
+        EXPECT_EQ(*e.task(), e.tasks().front());
+        EXPECT_LT(e.tasks().back(), 2000u);
     }
 }
 
 TEST(ProcPool, AllKidsDying) {
     PARAFORK_LEAK_CHECK();
-    pf::kid_fn quitter([](int, int) { ::_exit(0); });  // exits without reading anything
-    pf::proc_pool pp(std::move(quitter), frames::lines, jobs(2));
-    std::vector<std::string> reqs(10, "x");
-    EXPECT_THROW(pp.eval(reqs, [](std::string_view) {}), pf::error);
+    // Kids that exit without reading anything, with and without retries: always worker_died
+    // naming a kid and what it held, never a hang.
+    for (unsigned retries : {0u, 3u}) {
+        pf::kid_fn quitter([](int, int) { ::_exit(0); });
+        auto o = jobs(2);
+        o.retries = retries;
+        pf::proc_pool pp(std::move(quitter), frames::lines, o);
+        std::vector<std::string> reqs(10, "x");
+        try {
+            pp.eval(reqs, [](std::string_view) { ADD_FAILURE() << "a reply from a dead kid"; });
+            ADD_FAILURE() << "no error, retries " << retries;
+        } catch (const pf::worker_died& e) {
+            EXPECT_GT(e.pid(), 0) << e.what();
+            EXPECT_EQ(e.signal(), 0) << e.what();
+            EXPECT_EQ(e.exit_code(), 0) << e.what();
+            // Without retries the first kid to die held requests; with them the pool may
+            // instead give up replacing kids that die idle (then it names no request).
+            if (retries == 0) {
+                EXPECT_FALSE(e.tasks().empty()) << e.what();
+            }
+            for (auto t : e.tasks()) EXPECT_LT(t, 10u);
+        }
+        EXPECT_TRUE(pp.pids().empty()) << "retries " << retries;
+    }
 }
 
 TEST(ProcPool, SilentKidTimesOut) {
@@ -432,4 +479,247 @@ TEST(ProcPool, CtrlCStopsTheKidsAndThrowsInterrupted) {
                      pf::interrupted);
     }
     for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+}
+
+TEST(ProcPool, ParentSleepsWhileAKidWorks) {
+    PARAFORK_LEAK_CHECK();
+    // The spin before poll sleeps is bounded (options.spin): while a kid takes 300 ms, the
+    // parent uses almost no CPU.
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::usleep(300000);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(1));
+    auto cpu = [] {
+        rusage ru{};
+        ::getrusage(RUSAGE_SELF, &ru);
+        return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    };
+    auto wall0 = std::chrono::steady_clock::now();
+    auto cpu0 = cpu();
+    std::size_t n = 0;
+    pp.eval(std::vector<std::string>{"slow"}, [&](std::string_view r) {
+        EXPECT_EQ(r, "slow");
+        ++n;
+    });
+    auto used = cpu() - cpu0;
+    EXPECT_EQ(n, 1u);
+    EXPECT_GE(std::chrono::steady_clock::now() - wall0, 300ms);
+    EXPECT_LT(used, 100ms) << std::chrono::duration_cast<std::chrono::microseconds>(used).count()
+                           << " us of CPU while waiting";
+}
+
+namespace {
+
+// The pid a kid's background process wrote, to clean it up after the test.
+struct stray_sleeper {
+    pid_t pid = -1;
+    ~stray_sleeper() {
+        if (pid > 0) ::kill(pid, SIGKILL);
+    }
+};
+
+} // namespace
+
+TEST(ProcPool, KidDeathSeenWhileADescendantHoldsItsStdout) {
+    PARAFORK_LEAK_CHECK();
+    // The kid starts a long sleeper that inherits its stdout, then exits 3 on its first request:
+    // the pipe stays open, yet the death must be reported at once (pidfd), not in 20 s.
+    pf::sys::mapping shared(-1, 4096);
+    auto* sleeper = static_cast<std::atomic<pid_t>*>(shared.data());
+    sleeper->store(-1);
+    pf::kid_fn leaver([sleeper](int in, int) {
+        pid_t p = ::fork();
+        if (p == 0) {
+            ::sleep(20);
+            ::_exit(0);
+        }
+        sleeper->store(p);
+        char c;
+        [[maybe_unused]] auto n = ::read(in, &c, 1);
+        ::_exit(3);
+    });
+    stray_sleeper cleanup;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        pf::proc_pool pp(std::move(leaver), frames::lines, jobs(1));
+        pp.eval(std::vector<std::string>{"a", "b"}, [](std::string_view) {});
+        ADD_FAILURE() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.exit_code(), 3) << e.what();
+        EXPECT_EQ(e.tasks(), (std::vector<std::size_t>{0, 1})) << e.what();
+    }
+    cleanup.pid = sleeper->load();
+    EXPECT_GT(cleanup.pid, 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST(ProcPool, ExternalKidDeathSeenWhileItsBackgroundJobHoldsStdout) {
+    PARAFORK_LEAK_CHECK();
+    char path[] = "/tmp/parafork_test_XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    stray_sleeper cleanup;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        pf::proc_pool pp(pf::kid_cmd{"sh", "-c", std::string("sleep 20 & echo $! > ") + path + "; exit 3"},
+                         frames::lines, jobs(1));
+        pp.eval(std::vector<std::string>{"a"}, [](std::string_view) {});
+        ADD_FAILURE() << "no error";
+    } catch (const pf::worker_died& e) {
+        EXPECT_EQ(e.exit_code(), 3) << e.what();
+        EXPECT_EQ(e.task(), 0u) << e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+    std::ifstream(path) >> cleanup.pid;
+    EXPECT_GT(cleanup.pid, 0);
+    ::unlink(path);
+}
+
+TEST(ProcPool, ExtraReplyIsAProtocolErrorNamingTheKid) {
+    PARAFORK_LEAK_CHECK();
+    // A kid that answers every request twice breaks the one-reply-per-request protocol.
+    pf::kid_fn chatty([](int in, int out) {
+        frames::frame_reader r(frames::lines);
+        std::string framed;
+        for (;;) {
+            while (auto req = r.next()) {
+                framed.clear();
+                frames::lines.append(framed, *req);
+                frames::lines.append(framed, *req);
+                pf::sys::write_all(out, framed);
+            }
+            if (r.fill(in) == 0) return;
+        }
+    });
+    pf::proc_pool pp(std::move(chatty), frames::lines, jobs(1));
+    pid_t kid = pp.pids().at(0);
+    try {
+        pp.eval(std::vector<std::string>{"a", "b", "c"}, [](std::string_view) {});
+        FAIL() << "no error";
+    } catch (const pf::protocol_error& e) {
+        EXPECT_EQ(e.pid(), kid);
+        EXPECT_NE(std::string(e.what()).find(std::to_string(kid)), std::string::npos) << e.what();
+        // All three were sent before any reply came: any of their replies may be wrong.
+        EXPECT_EQ(e.tasks(), (std::vector<std::size_t>{0, 1, 2})) << e.what();
+        EXPECT_NE(std::string(e.what()).find("0, 1, 2"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(::kill(kid, 0), -1) << "the kid was not stopped";
+}
+
+TEST(ProcPool, FramesOverMaxFrameAreProtocolErrorsAndStopTheKids) {
+    PARAFORK_LEAK_CHECK();
+    auto small = frames::lines.with_max_frame(16);
+    {
+        pf::proc_pool pp(echo_kid(small), small, jobs(2));
+        auto pids = pp.pids();
+        EXPECT_THROW(pp.eval(std::vector<std::string>{"ok", std::string(17, 'x')}, [](std::string_view) {}),
+                     pf::protocol_error);
+        for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived";
+        EXPECT_TRUE(pp.pids().empty());
+    }
+    {
+        // The kid frames without the limit, so its long reply reaches the parent, which refuses it.
+        pf::kid_fn longer([](int in, int out) {
+            pf::serve(in, out, frames::lines, [](std::string_view s) { return std::string(s) + std::string(100, 'y'); });
+        });
+        pf::proc_pool pp(std::move(longer), small, jobs(2));
+        auto pids = pp.pids();
+        EXPECT_THROW(pp.eval(std::vector<std::string>{"a", "b"}, [](std::string_view) {}), pf::protocol_error);
+        for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived";
+        EXPECT_TRUE(pp.pids().empty());
+    }
+}
+
+namespace {
+
+// Numbers as text; the pool pulls them lazily. Tracks the most requests ever outstanding
+// (pulled, not yet delivered): in flight plus replies waiting in the parent.
+struct outstanding {
+    std::size_t pulled = 0, delivered = 0, peak = 0;
+};
+struct counted_numbers {
+    std::size_t n;
+    outstanding* o;
+    struct iterator {
+        using value_type = std::string;
+        using difference_type = std::ptrdiff_t;
+        std::size_t i;
+        outstanding* o;
+        std::string operator*() const {
+            ++o->pulled;
+            o->peak = std::max(o->peak, o->pulled - o->delivered);
+            return std::to_string(i);
+        }
+        iterator& operator++() {
+            ++i;
+            return *this;
+        }
+        void operator++(int) { ++i; }
+        bool operator==(const iterator& other) const { return i == other.i; }
+    };
+    iterator begin() const { return {0, o}; }
+    iterator end() const { return {n, o}; }
+};
+
+} // namespace
+
+TEST(ProcPool, OrderedModeBoundsRepliesWaitingBehindASlowOne) {
+    PARAFORK_LEAK_CHECK();
+    // Request 0 is slow; the replies after it wait in the parent. They count against the
+    // window, so the pool pulls no more input until they are delivered: requests in flight
+    // plus waiting replies stay within one window (without that, two).
+    pf::kid_fn first_slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            if (s == "0") ::usleep(300000);
+            return std::string(s);
+        });
+    });
+    auto o = jobs(2);
+    o.ordered = true;
+    pf::proc_pool pp(std::move(first_slow), frames::lines, o);
+    constexpr std::size_t n = 20000, window = 2 * 2048;  // jobs x window_requests
+    outstanding out;
+    pp.eval(counted_numbers{n, &out}, [&](std::size_t i, std::string_view r) {
+        ASSERT_EQ(i, out.delivered);
+        EXPECT_EQ(r, std::to_string(i));
+        ++out.delivered;
+    });
+    EXPECT_EQ(out.delivered, n);
+    EXPECT_EQ(out.pulled, n);
+    EXPECT_GE(out.peak, window / 2);  // the window was used
+    EXPECT_LE(out.peak, window + 1) << "replies piled up behind request 0";
+}
+
+TEST(ProcPool, CtrlCDuringASingleNextReply) {
+    PARAFORK_LEAK_CHECK();
+    // Outside eval() the SIGINT guard is made by the wait itself, once the spin is over.
+    pf::kid_fn slow([](int in, int out) {
+        pf::serve(in, out, frames::lines, [](std::string_view s) {
+            ::sleep(5);
+            return std::string(s);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(1));
+    auto pids = pp.pids();
+    pp.send("x");
+    {
+        sigint_timer t(100);
+        EXPECT_THROW(pp.next_reply(true), pf::interrupted);
+    }
+    for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+    // Round trips one at a time, as an interactive caller makes them.
+    pf::proc_pool echo(echo_kid(frames::lines), frames::lines, jobs(1));
+    for (int i = 0; i < 100; ++i) {
+        std::size_t idx = echo.send(std::to_string(i));
+        auto r = echo.next_reply(true);
+        ASSERT_TRUE(r.has_value());
+        EXPECT_EQ(r->index, idx);
+        EXPECT_EQ(r->data, std::to_string(i));
+    }
+    EXPECT_FALSE(echo.next_reply(true).has_value());
 }

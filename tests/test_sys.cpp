@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <system_error>
@@ -186,4 +187,46 @@ TEST(Sys, JobsRule) {
     ::setenv("PP_JOBS", "-1", 1);
     EXPECT_THROW(parafork::default_jobs(), parafork::error);
     ::unsetenv("PP_JOBS");
+}
+
+TEST(Sys, StatusLostWhenSigchldIsIgnored) {
+    PARAFORK_LEAK_CHECK();
+    // With SIGCHLD ignored the kernel reaps children itself: waiting must neither throw nor
+    // invent a status, only say it is lost.
+    parafork::testing::run_bounded("sigchld ignored", 20, [] {
+        ::signal(SIGCHLD, SIG_IGN);
+        sys::child a(sys::fork_call([] { sys::exit_child(3); }));
+        auto st = a.wait();
+        EXPECT_TRUE(st.lost);
+        EXPECT_FALSE(st.ok());
+        EXPECT_NE(st.describe().find("lost"), std::string::npos) << st.describe();
+        sys::child b(sys::fork_call([] { ::pause(); }));
+        b.kill_and_reap();
+        ASSERT_TRUE(b.status().has_value());
+        EXPECT_TRUE(b.status()->lost);
+        sys::child c(sys::fork_call([] { sys::exit_child(0); }));
+        auto st2 = c.wait_for(std::chrono::seconds(10));
+        ASSERT_TRUE(st2.has_value());
+        EXPECT_TRUE(st2->lost);
+        EXPECT_FALSE(c.running());
+    });
+}
+
+TEST(Sys, SpinPollSpinsThenGivesUpOrSleeps) {
+    PARAFORK_LEAK_CHECK();
+    using namespace std::chrono;
+    auto p = sys::make_pipe();
+    pollfd fds{p.read.get(), POLLIN, 0};
+    // Nothing ready: spin_poll returns 0 once the spin is over, poll_spin then sleeps its timeout.
+    auto t0 = steady_clock::now();
+    EXPECT_EQ(sys::spin_poll(&fds, 1, microseconds(2000)), 0);
+    EXPECT_GE(steady_clock::now() - t0, microseconds(2000));
+    t0 = steady_clock::now();
+    EXPECT_EQ(sys::poll_spin(&fds, 1, 30, microseconds(100)), 0);
+    EXPECT_GE(steady_clock::now() - t0, milliseconds(25));
+    // Ready: both return at once.
+    sys::write_all(p.write.get(), "x", 1);
+    EXPECT_EQ(sys::spin_poll(&fds, 1, seconds(10)), 1);
+    EXPECT_EQ(sys::poll_spin(&fds, 1, -1, seconds(10)), 1);
+    EXPECT_TRUE(fds.revents & POLLIN);
 }

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 #include <sys/types.h>
+#include <utility>
+#include <vector>
 
 namespace parafork {
 
@@ -19,10 +21,21 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// Bytes that do not decode: truncated, corrupt, or over a configured limit.
+// Bytes that do not decode: truncated, corrupt, or over a configured limit. When a child broke
+// the protocol (proc_pool: more replies than requests), pid() names it and tasks() lists the
+// requests whose replies may be wrong; otherwise pid() is -1 and tasks() is empty.
 class protocol_error : public error {
 public:
     using error::error;
+    protocol_error(const std::string& what, pid_t pid, std::vector<std::size_t> tasks)
+        : error(what), pid_(pid), tasks_(std::move(tasks)) {}
+
+    pid_t pid() const noexcept { return pid_; }
+    const std::vector<std::size_t>& tasks() const noexcept { return tasks_; }
+
+private:
+    pid_t pid_ = -1;
+    std::vector<std::size_t> tasks_;
 };
 
 // A call did not finish in time (task_timeout, receive_for, ...).
@@ -61,16 +74,22 @@ public:
     // signal > 0: killed by that signal; otherwise exit_code is what it exited with.
     worker_died(pid_t pid, int signal, int exit_code, std::optional<std::size_t> task = std::nullopt,
                 std::string detail = {});
+    // A worker that held several tasks (proc_pool: every request it had been sent and not
+    // answered, oldest first); task() is the first of them.
+    worker_died(pid_t pid, int signal, int exit_code, std::vector<std::size_t> tasks,
+                std::string detail);
 
     pid_t pid() const noexcept { return pid_; }
     int signal() const noexcept { return signal_; }
     int exit_code() const noexcept { return exit_code_; }
     std::optional<std::size_t> task() const noexcept { return task_; }
+    const std::vector<std::size_t>& tasks() const noexcept { return tasks_; }
 
 private:
     pid_t pid_;
     int signal_, exit_code_;
     std::optional<std::size_t> task_;
+    std::vector<std::size_t> tasks_;
 };
 
 } // namespace parafork

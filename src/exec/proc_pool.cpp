@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <unistd.h>
 #include <span>
+#include <sys/syscall.h>
 #include <variant>
 
 namespace parafork {
@@ -25,6 +26,21 @@ using clock = std::chrono::steady_clock;
 // requests into one write, little enough to bound memory.
 constexpr std::size_t window_requests = 2048;
 constexpr std::size_t window_bytes = 4u << 20;
+
+// How long serve() spins before it sleeps waiting for a request. A function kid's startup sets
+// it to its pool's options.spin; serve() outside a pool keeps the default.
+std::chrono::microseconds g_serve_spin{50};
+
+// Requests answered since a kid was last idle: if it then sends a reply too many, these are
+// the ones whose replies may be someone else's. Only the latest are kept.
+constexpr std::size_t suspects_kept = 64;
+
+// A descriptor that becomes readable when the process exits, whoever holds its pipes; -1 where
+// the kernel has no pidfd_open (then a kid's death shows only as the EOF of its stdout).
+sys::unique_fd open_pidfd(pid_t pid) noexcept {
+    long fd = ::syscall(SYS_pidfd_open, pid, 0);  // always close-on-exec
+    return sys::unique_fd(fd >= 0 ? static_cast<int>(fd) : -1);
+}
 
 // A kid process: forked by us (a sys::child), or by a zygote, which reaps it and tells us.
 class kid_handle {
@@ -103,6 +119,8 @@ struct proc_pool::impl {
         unsigned number = 0;
         kid_handle proc;
         sys::private_fd to, from;
+        sys::private_fd pidfd;     // readable once it has exited (see open_pidfd)
+        std::deque<std::size_t> answered;  // since it was last idle, the latest suspects_kept
         std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
         std::size_t acked = 0, written = 0;
         std::deque<held_request> held;
@@ -128,11 +146,15 @@ struct proc_pool::impl {
     unsigned rr = 0;
     // ordered mode
     std::size_t next_deliver = 0;
-    std::map<std::size_t, std::string> stash;
+    std::map<std::size_t, std::string> stash;  // counted in the window with what is in flight
+    std::size_t stash_bytes = 0;
+    pid_t last_death_pid = -1;  // the kid buried last, for "every kid has died"
+    sys::exit_status last_death;
     std::string current;  // storage for a reply handed out from the stash
     std::vector<pollfd> pfds;
     std::vector<kid*> pfd_kid;
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+    std::optional<sys::sigint_guard> wait_guard;  // made by a pump about to sleep without one
     sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
@@ -169,6 +191,7 @@ struct proc_pool::impl {
                 try {
                     req.write.reset();
                     rep.read.reset();
+                    g_serve_spin = opts.spin;
                     if (opts.worker_init) opts.worker_init();
                     fn(req.read.get(), rep.write.get());
                     if (opts.worker_exit) opts.worker_exit();
@@ -185,6 +208,8 @@ struct proc_pool::impl {
         ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
         k.to = sys::private_fd(std::move(req.write));
         k.from = sys::private_fd(std::move(rep.read));
+        k.pidfd = sys::private_fd(open_pidfd(pid));
+        k.answered.clear();
         sys::set_nonblocking(k.to.get());
         sys::set_nonblocking(k.from.get());
         k.out.clear();
@@ -228,7 +253,10 @@ struct proc_pool::impl {
     }
 
     void assign(kid& k, std::size_t index, std::string_view payload, unsigned attempts) {
-        if (k.held.empty()) k.progress = clock::now();
+        if (k.held.empty()) {
+            k.progress = clock::now();
+            k.answered.clear();
+        }
         std::size_t before = k.out.size();
         framing.append(k.out, payload);
         std::size_t len = k.out.size() - before;
@@ -248,7 +276,12 @@ struct proc_pool::impl {
             for (auto& kp : kids)
                 if (kp->from && !kp->input_closed) k = kp.get();
         }
-        if (!k) throw error("proc_pool: no kid is alive to take the request");
+        if (!k) {
+            if (last_death_pid > 0)
+                throw worker_died(last_death_pid, last_death.signal, last_death.code, std::nullopt,
+                                  "every kid has died; none is left to take the request");
+            throw error("proc_pool: no kid is alive to take the request");
+        }
         std::size_t index = next_index++;
         assign(*k, index, request, 0);
         return index;
@@ -274,10 +307,15 @@ struct proc_pool::impl {
 
     // Matches one reply frame to the oldest request the kid holds.
     std::size_t take_held(kid& k) {
-        if (k.held.empty())
-            throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
-                                 " sent a reply with no request outstanding (more than one "
-                                 "reply per request?)");
+        if (k.held.empty()) {
+            std::vector<std::size_t> suspects(k.answered.begin(), k.answered.end());
+            std::string what = "proc_pool: kid " + std::to_string(k.proc.pid()) +
+                               " sent a reply with no request outstanding (more than one reply "
+                               "per request?); the replies to the requests it held " +
+                               (suspects.empty() ? std::string("(none)") : list(suspects)) +
+                               " may be wrong";
+            throw protocol_error(what, k.proc.pid(), std::move(suspects));
+        }
         held_request h = k.held.front();
         k.held.pop_front();
         --total_held;
@@ -294,29 +332,41 @@ struct proc_pool::impl {
         }
         if (opts.task_timeout.count() > 0) k.progress = clock::now();
         idle_restarts = 0;
+        if (k.answered.size() == suspects_kept) k.answered.pop_front();
+        k.answered.push_back(h.index);
         return h.index;
     }
 
-    std::string held_list(const kid& k) const {
+    static std::string list(const std::vector<std::size_t>& v) {
         std::string s;
         std::size_t shown = 0;
-        for (auto& h : k.held) {
+        for (std::size_t i : v) {
             if (shown++ == 8) {
-                s += ", ...";
+                s += ", ... (" + std::to_string(v.size()) + " in all)";
                 break;
             }
-            s += (s.empty() ? "" : ", ") + std::to_string(h.index);
+            s += (s.empty() ? "" : ", ") + std::to_string(i);
         }
         return s;
+    }
+
+    static std::vector<std::size_t> held_indices(const kid& k) {
+        std::vector<std::size_t> v;
+        v.reserve(k.held.size());
+        for (auto& h : k.held) v.push_back(h.index);
+        return v;
     }
 
     // A kid's stdout ended and every whole reply it sent was taken.
     void on_kid_gone(kid& k) {
         k.from.reset();
         k.to.reset();
+        k.pidfd.reset();
         // Its stdout is closed, so it is exiting: give it the grace period, then kill it.
         auto st = k.proc.wait_for(opts.grace);
         if (!st) st = k.proc.terminate(opts.grace);
+        last_death_pid = k.proc.pid();
+        last_death = *st;
         if (k.held.empty()) {
             if (k.in.buffered())
                 throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
@@ -334,10 +384,11 @@ struct proc_pool::impl {
         }
         // The oldest request is the one the kid was working on: it alone is charged a retry;
         // the ones queued behind it are merely re-sent.
-        if (k.held.front().attempts >= opts.retries)
-            throw worker_died(k.proc.pid(), st->signal, st->code, k.held.front().index,
-                              "kid held " + std::to_string(k.held.size()) + " request(s): " +
-                                  held_list(k));
+        if (k.held.front().attempts >= opts.retries) {
+            auto tasks = held_indices(k);
+            throw worker_died(k.proc.pid(), st->signal, st->code, tasks,
+                              "kid held " + std::to_string(tasks.size()) + " request(s): " + list(tasks));
+        }
         // Replace the kid and hand its requests out again, oldest first.
         std::deque<held_request> lost;
         lost.swap(k.held);
@@ -368,6 +419,7 @@ struct proc_pool::impl {
             if (it != stash.end()) {
                 current = std::move(it->second);
                 stash.erase(it);
+                stash_bytes -= current.size();
                 return reply{next_deliver++, current};
             }
         }
@@ -385,6 +437,7 @@ struct proc_pool::impl {
                     return reply{index, *f};
                 }
                 stash.emplace(index, std::string(*f));
+                stash_bytes += f->size();
             }
             if (k.eof && k.from) on_kid_gone(k);
         }
@@ -428,12 +481,18 @@ struct proc_pool::impl {
     // One round of I/O: write what is queued, sleep in poll, read what came.
     // Returns false if nothing happened within a non-waiting poll.
     bool pump(bool wait) {
-        sys::sigpipe_guard no_sigpipe(true);  // a kid that closed its stdin is EPIPE, not our death
-        sigpipe = &no_sigpipe;
+        // A kid that closed its stdin is EPIPE, not our death. Only taken when there is
+        // something to write: a round trip should cost poll, write and read, little more.
+        std::optional<sys::sigpipe_guard> no_sigpipe;
         struct reset_t {
             sys::sigpipe_guard*& p;
             ~reset_t() { p = nullptr; }
         } reset{sigpipe};
+        for (auto& kp : kids)
+            if (kp->to && kp->written < kp->out.size()) {
+                sigpipe = &no_sigpipe.emplace(true);
+                break;
+            }
         pfds.clear();
         pfd_kid.clear();
         for (auto& kp : kids) {
@@ -443,6 +502,10 @@ struct proc_pool::impl {
             if (k.from && !k.eof) {
                 pfds.push_back({k.from.get(), POLLIN, 0});
                 pfd_kid.push_back(&k);
+                if (k.pidfd) {
+                    pfds.push_back({k.pidfd.get(), POLLIN, 0});
+                    pfd_kid.push_back(&k);
+                }
             }
             if (k.to && k.written < k.out.size()) {
                 pfds.push_back({k.to.get(), POLLOUT, 0});
@@ -451,19 +514,34 @@ struct proc_pool::impl {
         }
         if (pfds.empty()) return false;
         int timeout = poll_timeout(wait);
-        std::optional<sys::sigint_guard> guard;
-        if (timeout != 0) {
-            guard.emplace();
-            pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-            pfd_kid.push_back(nullptr);
+        int r = 0;
+        if (timeout != 0 && opts.spin.count() > 0) {
+            // Spin briefly first: a kid that answers within opts.spin costs no wake-up (and
+            // no SIGINT guard either).
+            auto t0 = clock::now();
+            r = sys::spin_poll(pfds.data(), pfds.size(), opts.spin);
+            if (r < 0 && errno == EINTR) r = 0;
+            if (r == 0 && timeout > 0) {
+                auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
+                timeout = static_cast<int>(std::max<long long>(timeout - spent.count(), 0));
+            }
         }
-        int r;
-        do {
-            r = ::poll(pfds.data(), pfds.size(), timeout);
-        } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
-        if (guard && sys::sigint_guard::pending()) {
-            sys::sigint_guard::clear();
-            throw interrupted();
+        if (r == 0) {
+            // About to sleep: Ctrl-C must then wake us (and become `interrupted`). One guard
+            // serves the whole next_reply() (or the whole call that holds call_guard).
+            bool guarded = timeout != 0;
+            if (guarded) {
+                if (sys::sigint_guard::fd() < 0) wait_guard.emplace();
+                pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+                pfd_kid.push_back(nullptr);
+            }
+            do {
+                r = ::poll(pfds.data(), pfds.size(), timeout);
+            } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
+            if (guarded && sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                throw interrupted();
+            }
         }
         if (r < 0) sys::throw_errno("poll");
         if (r == 0) {
@@ -474,6 +552,19 @@ struct proc_pool::impl {
             kid* k = pfd_kid[i];
             short ev = pfds[i].revents;
             if (!k || !ev) continue;
+            if (k->pidfd && pfds[i].fd == k->pidfd.get()) {
+                // It has exited, though a process it started may still hold its stdout: take
+                // what it wrote (bounded: such a process could write on), then call it ended.
+                for (int j = 0; j < 64 && !k->eof && k->from; ++j) {
+                    long n = k->in.fill(k->from.get());
+                    if (n == 0) k->eof = true;
+                    if (n < 0) break;
+                }
+                k->eof = true;
+                k->pidfd.reset();
+                continue;
+            }
+            if (k->eof || !k->from) continue;  // (its pidfd, seen first, ended it)
             if (pfds[i].events & POLLOUT) {
                 if (ev & (POLLERR | POLLHUP)) {
                     // The kid closed its stdin: it is dying; its EOF on stdout follows.
@@ -493,6 +584,12 @@ struct proc_pool::impl {
     // Any error leaves the batch in an unknown state: stop every kid, so the caller sees a
     // clean pool (a later send() starts fresh kids) and nothing is left running.
     std::optional<reply> next_reply(bool wait) {
+        // At most one SIGINT guard per call, made only when a poll is about to sleep (eval and
+        // final_replies hold one for the whole run): making one costs a pipe and two sigactions.
+        struct drop_t {
+            std::optional<sys::sigint_guard>& g;
+            ~drop_t() { g.reset(); }
+        } drop{wait_guard};
         try {
             return next_reply_unguarded(wait);
         } catch (...) {
@@ -509,8 +606,15 @@ struct proc_pool::impl {
                 if (closing) finish_kids();
                 return std::nullopt;
             }
-            if (total_held && std::none_of(kids.begin(), kids.end(), [&](auto& k) { return alive(*k); }))
-                throw error("proc_pool: every kid has died");
+            if (total_held && std::none_of(kids.begin(), kids.end(), [&](auto& k) { return alive(*k); })) {
+                std::vector<std::size_t> tasks;
+                for (auto& k : kids)
+                    for (auto& h : k->held) tasks.push_back(h.index);
+                std::sort(tasks.begin(), tasks.end());
+                throw worker_died(last_death_pid, last_death.signal, last_death.code, tasks,
+                                  "every kid has died; " + std::to_string(tasks.size()) +
+                                      " request(s) unanswered: " + list(tasks));
+            }
             if (!pump(wait) && !wait) {
                 if (auto r = buffered_reply()) return r;
                 return std::nullopt;
@@ -538,6 +642,7 @@ struct proc_pool::impl {
         started = false;
         closing = false;
         stash.clear();
+        stash_bytes = 0;
         next_index = next_deliver = 0;
         total_held = total_held_bytes = 0;
     }
@@ -557,6 +662,7 @@ struct proc_pool::impl {
         started = false;
         closing = false;
         stash.clear();
+        stash_bytes = 0;
         next_index = next_deliver = 0;
         total_held = total_held_bytes = 0;
     }
@@ -611,8 +717,10 @@ void proc_pool::finish() {
 }
 
 bool proc_pool::over_window() const noexcept {
-    return impl_->total_held >= window_requests * impl_->jobs ||
-           impl_->total_held_bytes >= window_bytes * impl_->jobs;
+    // Replies stashed in ordered mode (waiting behind a slow one) count as in flight: else a
+    // slow first request would let the stash grow with the whole input.
+    return impl_->total_held + impl_->stash.size() >= window_requests * impl_->jobs ||
+           impl_->total_held_bytes + impl_->stash_bytes >= window_bytes * impl_->jobs;
 }
 
 void serve(int in, int out, frames::framing framing,
@@ -636,6 +744,11 @@ void serve(int in, int out, frames::framing framing,
                 flush();
         }
         if (!batch.empty()) flush();  // before we block: the parent may be waiting for these
+        if (g_serve_spin.count() > 0) {
+            // A parent that sends the next request within the spin costs us no wake-up.
+            pollfd p{in, POLLIN, 0};
+            sys::poll_spin(&p, 1, -1, g_serve_spin);
+        }
         long n = reader.fill(in);
         if (n == 0) break;
         if (n < 0) throw error("serve: input descriptor is non-blocking");

@@ -213,20 +213,26 @@ std::size_t recv_fds(int sock, std::span<unique_fd> fds_out, void* payload, std:
 
 namespace parafork::sys {
 
+int spin_poll(pollfd* fds, unsigned long nfds, std::chrono::microseconds spin) {
+    using clock = std::chrono::steady_clock;
+    const auto end = clock::now() + spin;
+    int r;
+    do {
+        r = ::poll(fds, nfds, 0);
+        if (r != 0) return r;
+        ::sched_yield();  // another runnable process on this CPU goes first
+    } while (clock::now() < end);
+    return r;
+}
+
 int poll_spin(pollfd* fds, unsigned long nfds, int timeout_ms, std::chrono::microseconds spin) {
     if (timeout_ms != 0 && spin.count() > 0) {
         using clock = std::chrono::steady_clock;
         const auto start = clock::now();
-        const auto end = start + spin;
-        auto now = start;
-        do {
-            int r = ::poll(fds, nfds, 0);
-            if (r != 0) return r;
-            ::sched_yield();  // another runnable process on this CPU goes first
-            now = clock::now();
-        } while (now < end);
+        int r = spin_poll(fds, nfds, spin);
+        if (r != 0) return r;
         if (timeout_ms > 0) {
-            auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
+            auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
             timeout_ms = static_cast<int>(std::max<long long>(timeout_ms - spent, 0));
         }
     }

@@ -24,6 +24,7 @@
 namespace parafork::sys {
 
 std::string exit_status::describe() const {
+    if (lost) return "status lost (reaped elsewhere: is SIGCHLD ignored?)";
     if (signal > 0) {
         const char* abbrev = sigabbrev_np(signal);
         return "signal " + std::to_string(signal) + " (SIG" + (abbrev ? abbrev : "?") + ")";
@@ -37,12 +38,19 @@ exit_status decode_wait_status(int ws) noexcept {
     return {ws, 0};
 }
 
+namespace {
+// With SIGCHLD ignored the kernel reaps our children itself and waitpid says ECHILD once the
+// child has exited: it is gone, only its status is lost.
+constexpr exit_status lost_status{0, 0, true};
+} // namespace
+
 exit_status wait_pid(pid_t pid) {
     int ws = 0;
     for (;;) {
         pid_t r = ::waitpid(pid, &ws, 0);
         if (r == pid) return decode_wait_status(ws);
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == ECHILD) return lost_status;
         throw_errno("waitpid");
     }
 }
@@ -54,6 +62,7 @@ std::optional<exit_status> try_wait_pid(pid_t pid) {
         if (r == pid) return decode_wait_status(ws);
         if (r == 0) return std::nullopt;
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == ECHILD) return lost_status;
         throw_errno("waitpid");
     }
 }
@@ -251,10 +260,11 @@ exit_status child::terminate(std::chrono::milliseconds grace) {
 void child::kill_and_reap() noexcept {
     if (pid_ > 0 && !status_) {
         ::kill(pid_, SIGKILL);
-        int ws;
-        while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
+        int ws = 0;
+        pid_t r;
+        while ((r = ::waitpid(pid_, &ws, 0)) < 0 && errno == EINTR) {
         }
-        status_ = decode_wait_status(ws);
+        status_ = r == pid_ ? decode_wait_status(ws) : lost_status;  // ECHILD: reaped elsewhere
     }
 }
 

@@ -92,10 +92,11 @@ void frame_reader::reserve_tail(std::size_t want) {
 }
 
 long frame_reader::fill(int fd) {
-    // Read at least 64 KiB at a time; when the frame being read is known to be larger, read
-    // room for all of it so a big frame costs few reads and one allocation.
+    // Read at least 64 KiB at a time; when the frame being read is known to be larger, make
+    // room for more of it, but at most as much again as has already arrived: the buffer grows
+    // geometrically with bytes that came, never with what a (maybe corrupt) header announces.
     std::size_t want = 64 * 1024;
-    if (need_ > buffered()) want = std::max(want, need_ - buffered());
+    if (need_ > buffered()) want = std::clamp(need_ - buffered(), want, std::max(want, buffered()));
     reserve_tail(want);
     long n = sys::read_some(fd, buf_.get() + end_, cap_ - end_);
     if (n > 0) end_ += static_cast<std::size_t>(n);

@@ -38,12 +38,16 @@ file(REAL_PATH "${PREFIX}" real_prefix)
 if(NOT cflags MATCHES "-I${PREFIX}" AND NOT cflags MATCHES "-I${real_prefix}")
   message(FATAL_ERROR "the cflags do not point into ${PREFIX}: ${cflags}")
 endif()
+# The headers need C++20: the flags pkg-config hands out must say so, the consumer adds nothing.
+if(NOT cflags MATCHES "-std=c\\+\\+20")
+  message(FATAL_ERROR "the cflags do not select C++20: ${cflags}")
+endif()
 separate_arguments(cflags UNIX_COMMAND "${cflags}")
 separate_arguments(libs UNIX_COMMAND "${libs}")
 
 get_filename_component(out_dir "${OUT}" DIRECTORY)
 file(MAKE_DIRECTORY "${out_dir}")
-execute_process(COMMAND "${CXX}" -std=c++20 -Wall -Wextra -Werror ${EXTRA_FLAGS} ${cflags}
+execute_process(COMMAND "${CXX}" -Wall -Wextra -Werror ${EXTRA_FLAGS} ${cflags}
   "${SOURCE}" -o "${OUT}" ${libs} "-Wl,-rpath,${libdir}" ${EXTRA_FLAGS} RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "compiling the consumer with pkg-config flags failed (${rc})")

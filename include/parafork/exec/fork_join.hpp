@@ -52,7 +52,7 @@ namespace detail {
 
 struct fork_join_child {
     pid_t pid;
-    sys::unique_fd result;  // read end; empty for void work
+    sys::private_fd result;  // read end; empty for void work. Private: later parts never hold it
 };
 // Waits for every child, collecting the encoded results; throws parafork::error listing the
 // failed parts (or interrupted on SIGINT, after stopping them all).
@@ -65,6 +65,7 @@ auto fork_join(const Parts& parts, Work&& work) {
     using part_t = std::ranges::range_reference_t<const Parts>;
     using R = std::invoke_result_t<Work&, std::size_t, part_t>;
     std::vector<detail::fork_join_child> kids;
+    if constexpr (std::ranges::sized_range<const Parts>) kids.reserve(std::ranges::size(parts));
     try {
         std::size_t k = 0;
         for (auto&& part : parts) {
@@ -88,7 +89,12 @@ auto fork_join(const Parts& parts, Work&& work) {
                 }
                 sys::exit_child(code);
             }
-            kids.push_back({pid, std::move(p.read)});
+            try {
+                kids.push_back({pid, sys::private_fd(std::move(p.read))});
+            } catch (...) {
+                sys::child(pid).kill_and_reap();  // not in `kids` yet: nobody else would reap it
+                throw;
+            }
             ++k;
         }
     } catch (...) {

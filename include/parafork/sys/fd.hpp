@@ -102,6 +102,10 @@ bool read_exact(int fd, void* buf, std::size_t len);
 // A wake-up of an idle CPU can cost tens of microseconds on a virtual machine; a peer that
 // answers within the spin never pays it. Returns what poll returned (-1 with errno EINTR too).
 int poll_spin(struct pollfd* fds, unsigned long nfds, int timeout_ms, std::chrono::microseconds spin);
+// The spinning half alone: polls that do not sleep, for up to `spin`. Returns what the last
+// poll returned (0: nothing became ready within the spin). For callers that must prepare
+// something before they sleep (a SIGINT guard, say) but not pay for it when they need not.
+int spin_poll(struct pollfd* fds, unsigned long nfds, std::chrono::microseconds spin);
 
 // One sendmsg(2) of `len` bytes carrying `fds` (SCM_RIGHTS, at most 64), with MSG_NOSIGNAL and
 // `flags`. Returns bytes sent, or -1 with errno EAGAIN, EPIPE or ECONNRESET (the peer is gone);

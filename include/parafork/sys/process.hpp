@@ -22,17 +22,21 @@ namespace parafork::sys {
 struct exit_status {
     int code = 0;    // valid when signal == 0
     int signal = 0;  // > 0 when killed by a signal
-    bool ok() const noexcept { return signal == 0 && code == 0; }
-    // "exit code 3" or "signal 9 (SIGKILL)"
+    // The process is gone but its status could not be had: someone else reaped it (SIGCHLD set
+    // to SIG_IGN, or SA_NOCLDWAIT, makes the kernel do so). Then code and signal mean nothing.
+    bool lost = false;
+    bool ok() const noexcept { return !lost && signal == 0 && code == 0; }
+    // "exit code 3", "signal 9 (SIGKILL)" or "status lost (...)"
     std::string describe() const;
     // snakefish's convention: the exit code, or the negative signal number.
     int as_int() const noexcept { return signal ? -signal : code; }
 };
 exit_status decode_wait_status(int wstatus) noexcept;
 
-// Blocking waitpid, retried on EINTR.
+// Blocking waitpid, retried on EINTR. A child reaped by someone else (ECHILD) gives a status
+// with `lost` set rather than an exception: the process is gone either way.
 exit_status wait_pid(pid_t pid);
-// Non-blocking; nullopt while the process runs.
+// Non-blocking; nullopt while the process runs (ECHILD as above).
 std::optional<exit_status> try_wait_pid(pid_t pid);
 // Waits up to `timeout`; nullopt if it is still running then.
 std::optional<exit_status> wait_pid_for(pid_t pid, std::chrono::milliseconds timeout);

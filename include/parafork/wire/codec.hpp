@@ -144,7 +144,13 @@ public:
     static constexpr bool is_loading = true;
     static constexpr bool is_saving = false;
 
-    explicit reader(std::string_view in) noexcept : p_(in.data()), end_(in.data() + in.size()) {}
+    explicit reader(std::string_view in) noexcept
+        : p_(in.data()), end_(in.data() + in.size()), empty_budget_(in.size() + max_empty_elements) {}
+
+    // Elements that may encode to nothing (user types, empty tuples) cannot be checked against
+    // the bytes left one by one; instead all such counts in one decode together may not exceed
+    // the input's size plus this many, so corrupt counts cannot multiply through nesting.
+    static constexpr std::size_t max_empty_elements = 65536;
 
     template <class... T>
     reader& operator()(T&... values) {
@@ -182,9 +188,10 @@ public:
         std::uint64_t v;
         read_bytes(&v, sizeof v);
         if (min_each == 0) {
-            // Elements that may encode to nothing: bound the count so a corrupt one cannot
-            // make us allocate without end.
-            if (v > (std::uint64_t{1} << 24) && v > remaining()) fail("element count too large");
+            // Elements that may encode to nothing: each count draws on one budget per decode
+            // (see max_empty_elements), so memory stays linear in the input.
+            if (v > empty_budget_) fail("element count too large");
+            empty_budget_ -= static_cast<std::size_t>(v);
         } else if (v > remaining() / min_each) {
             fail("length exceeds the remaining input");
         }
@@ -203,6 +210,7 @@ private:
     }
     const char* p_;
     const char* end_;
+    std::size_t empty_budget_;
 };
 
 namespace detail {

@@ -71,6 +71,7 @@ public:
     std::optional<std::string_view> finish();
 
     std::size_t buffered() const noexcept { return end_ - begin_; }
+    std::size_t capacity() const noexcept { return cap_; }  // bytes allocated for the buffer
     bool has_frame();  // a whole frame is buffered
     const framing& format() const noexcept { return f_; }
 
