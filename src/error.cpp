@@ -16,6 +16,23 @@ std::string detail::demangle(const char* mangled) {
     return out;
 }
 
+detail::exception_info detail::describe_current_exception() noexcept {
+    exception_info info;
+    try {
+        const std::type_info* t = abi::__cxa_current_exception_type();
+        info.type = t ? demangle(t->name()) : "unknown exception";
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            info.what = e.what();
+        } catch (...) {
+            info.what = "(not a std::exception)";
+        }
+    } catch (...) {
+    }
+    return info;
+}
+
 namespace {
 
 std::string signal_name(int sig) {

@@ -14,6 +14,13 @@ namespace parafork {
 namespace detail {
 // A type's readable name (abi::__cxa_demangle), for error messages; the raw name if that fails.
 std::string demangle(const char* mangled);
+
+// The type name (demangled) and what() of the exception being handled; call from a catch block.
+// An exception not derived from std::exception has what() "(not a std::exception)".
+struct exception_info {
+    std::string type, what;
+};
+exception_info describe_current_exception() noexcept;
 } // namespace detail
 
 class error : public std::runtime_error {

@@ -31,16 +31,11 @@ struct kid_state {
     bool done = false;
 };
 
-std::pair<std::string, std::string> describe_current_exception() {
-    std::string type = "unknown exception", what;
-    if (auto* t = abi::__cxa_current_exception_type()) type = type_name(std::type_index(*t));
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        what = e.what();
-    } catch (...) {
-    }
-    return {type, what};
+// The exception being handled, its type named as the graph's messages name types.
+std::pair<std::string, std::string> describe_stage_exception() {
+    auto info = describe_current_exception();
+    if (auto* t = abi::__cxa_current_exception_type()) info.type = type_name(std::type_index(*t));
+    return {std::move(info.type), std::move(info.what)};
 }
 
 } // namespace
@@ -108,7 +103,7 @@ struct runtime::impl : graph_plan {
             ctx.close_inputs();
             ctx.finish();
         } catch (...) {
-            auto [type, what] = describe_current_exception();
+            auto [type, what] = describe_stage_exception();
             try {
                 auto rec = wire::encode(std::make_pair(type, what));
                 sys::write_all(err.get(), rec.data(), rec.size());

@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <cxxabi.h>
 #include <exception>
 #include <poll.h>
 #include <typeinfo>
@@ -90,17 +89,7 @@ void kid_output::send_large_frame(std::uint64_t index, sys::unique_fd fd, std::u
 
 void kid_output::fail_current(std::uint64_t index) noexcept {
     try {
-        std::string type, what;
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            type = demangle(typeid(e).name());
-            what = e.what();
-        } catch (...) {
-            auto* t = abi::__cxa_current_exception_type();
-            type = t ? demangle(t->name()) : "unknown exception";
-            what = "(not a std::exception)";
-        }
+        auto [type, what] = describe_current_exception();
         close_run();
         scratch_.clear();
         wire::writer w(scratch_);
@@ -136,17 +125,7 @@ void write_note(int fd, msg kind, std::string_view body) {
 // is replaced forever).
 [[noreturn]] void init_failed(int fd) noexcept {
     try {
-        std::string type, what;
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            type = demangle(typeid(e).name());
-            what = e.what();
-        } catch (...) {
-            auto* t = abi::__cxa_current_exception_type();
-            type = t ? demangle(t->name()) : "unknown exception";
-            what = "(not a std::exception)";
-        }
+        auto [type, what] = describe_current_exception();
         std::string body;
         wire::writer w(body);
         w(type, what);

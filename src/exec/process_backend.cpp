@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cxxabi.h>
 #include <deque>
 #include <sched.h>
 #include <sys/mman.h>
@@ -28,20 +27,6 @@ using clock = std::chrono::steady_clock;
 constexpr std::size_t out_limit = 64 * 1024;
 constexpr auto out_max_age = std::chrono::microseconds(200);
 constexpr std::size_t drain_chunk = 64 * 1024;  // ring bytes taken at a time
-
-// Call from a catch block: the current exception's type name and message.
-void describe_current(std::string& type, std::string& what) noexcept {
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        type = demangle(typeid(e).name());
-        what = e.what();
-    } catch (...) {
-        const std::type_info* t = abi::__cxa_current_exception_type();
-        type = t ? demangle(t->name()) : "unknown exception";
-        what.clear();
-    }
-}
 
 struct backend {
     int sock;
@@ -83,8 +68,7 @@ struct backend {
     }
 
     void append_error(char kind, std::uint64_t task) {
-        std::string type, what;
-        describe_current(type, what);
+        auto [type, what] = describe_current_exception();
         std::size_t start = proto::open_frame(out, kind);
         wire::writer w(out);
         w(task, type, what);

@@ -6,33 +6,11 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <cxxabi.h>
 #include <poll.h>
 #include <tuple>
 
 namespace parafork {
 namespace detail {
-
-exception_info describe_current_exception() noexcept {
-    exception_info info;
-    try {
-        const std::type_info* t = abi::__cxa_current_exception_type();
-        if (t) {
-            info.type = demangle(t->name());
-        } else {
-            info.type = "unknown";
-        }
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            info.what = e.what();
-        } catch (...) {
-            info.what = "(an exception not derived from std::exception)";
-        }
-    } catch (...) {
-    }
-    return info;
-}
 
 // The child's report: (0, result, extracted) or (1, type name, what).
 using report = std::tuple<std::uint8_t, std::string, std::string>;

@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <cxxabi.h>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -102,16 +101,9 @@ inline map_failure current_failure(std::size_t at) {
     map_failure f;
     f.pid = ::getpid();
     f.task = static_cast<std::int64_t>(at);
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        f.type = demangle(typeid(e).name());
-        f.what = e.what();
-    } catch (...) {
-        auto* t = abi::__cxa_current_exception_type();
-        f.type = t ? demangle(t->name()) : "unknown exception";
-        f.what = "(not a std::exception)";
-    }
+    auto info = describe_current_exception();
+    f.type = std::move(info.type);
+    f.what = std::move(info.what);
     return f;
 }
 } // namespace detail

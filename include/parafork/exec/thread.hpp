@@ -34,12 +34,6 @@ namespace parafork {
 
 namespace detail {
 
-// The type name (demangled) and what() of the exception being handled.
-struct exception_info {
-    std::string type, what;
-};
-exception_info describe_current_exception() noexcept;
-
 // What a child runs, type-erased: returns (encoded result, encoded extract).
 using child_body = std::function<std::pair<std::string, std::string>()>;
 using merge_body = std::function<void(std::string_view)>;
