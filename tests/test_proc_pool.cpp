@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <iterator>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -479,6 +480,44 @@ TEST(ProcPool, CtrlCStopsTheKidsAndThrowsInterrupted) {
                      pf::interrupted);
     }
     for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+}
+
+namespace {
+
+// An endless input range of "x" requests: eval() over it ends only by an error.
+struct endless_requests {
+    struct iterator {
+        using value_type = std::string_view;
+        using difference_type = std::ptrdiff_t;
+        std::string_view operator*() const { return "x"; }
+        iterator& operator++() { return *this; }
+        void operator++(int) {}
+    };
+    iterator begin() const { return {}; }
+    std::unreachable_sentinel_t end() const { return {}; }
+};
+
+} // namespace
+
+TEST(ProcPool, CtrlCStopsAnEvalWhoseKidsAreAlwaysReady) {
+    // Kids that answer at once keep a reply ready within every spin, so the pump never sleeps
+    // in poll; a Ctrl-C must still end the call as interrupted (not wait for the input's end,
+    // which never comes here).
+    pf::testing::run_bounded("Ctrl-C during a busy eval", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto o = jobs(2);
+        o.spin = std::chrono::seconds(2);  // every reply comes within the spin: no sleep at all
+        pf::proc_pool pp(echo_kid(frames::lines), frames::lines, o);
+        auto pids = pp.pids();
+        std::size_t replies = 0;
+        {
+            sigint_timer t(200);
+            EXPECT_THROW(pp.eval(endless_requests{}, [&](std::string_view) { ++replies; }),
+                         pf::interrupted);
+        }
+        EXPECT_GT(replies, 0u);
+        for (pid_t p : pids) EXPECT_EQ(::kill(p, 0), -1) << "kid " << p << " survived Ctrl-C";
+    });
 }
 
 TEST(ProcPool, ParentSleepsWhileAKidWorks) {

@@ -513,6 +513,12 @@ struct proc_pool::impl {
             }
         }
         if (pfds.empty()) return false;
+        // A Ctrl-C that came while we were busy: kids that always have a reply ready within the
+        // spin never let the sleeping poll below see it, so look before every round.
+        if (sys::sigint_guard::fd() >= 0 && sys::sigint_guard::pending()) {
+            sys::sigint_guard::clear();
+            throw interrupted();
+        }
         int timeout = poll_timeout(wait);
         int r = 0;
         if (timeout != 0 && opts.spin.count() > 0) {
