@@ -8,11 +8,15 @@
 
 #include "support/leak_check.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <iterator>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <system_error>
@@ -65,21 +69,26 @@ TEST(Sys, ChildHasDeathSignalAndIgnoresSigint) {
 
 TEST(Sys, StdioFlushedBeforeFork) {
     PARAFORK_LEAK_CHECK();
-    // Buffered output of the parent must not be printed again by the child.
+    // Buffered output of the parent must not be printed again by the child. A FILE of our own,
+    // fully buffered, holds "parent-line" when we fork: unflushed, the child's copy of that
+    // buffer would write it a second time.
     auto p = sys::make_pipe();
+    FILE* f = ::fdopen(p.write.release(), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(::setvbuf(f, nullptr, _IOFBF, 4096), 0);
+    std::fputs("parent-line\n", f);
     sys::child c(sys::fork_call([&] {
-        ::dup2(p.write.get(), 1);
-        std::printf("parent-line\n");  // buffered in a FILE pointing at the pipe
-        sys::child inner(sys::fork_call([] { std::printf("kid\n"); }));
-        inner.wait();
+        std::fputs("kid\n", f);
+        std::fflush(f);
     }));
-    p.write.reset();
+    EXPECT_TRUE(c.wait().ok());
+    std::fputs("parent-end\n", f);
+    ASSERT_EQ(std::fclose(f), 0);
     std::string all;
     char buf[256];
     long n;
     while ((n = sys::read_some(p.read.get(), buf, sizeof buf)) > 0) all.append(buf, n);
-    c.wait();
-    EXPECT_EQ(all, "parent-line\nkid\n");
+    EXPECT_EQ(all, "parent-line\nkid\nparent-end\n");
 }
 
 TEST(Sys, SpawnReportsMissingCommand) {
@@ -229,4 +238,135 @@ TEST(Sys, SpinPollSpinsThenGivesUpOrSleeps) {
     EXPECT_EQ(sys::spin_poll(&fds, 1, seconds(10)), 1);
     EXPECT_EQ(sys::poll_spin(&fds, 1, -1, seconds(10)), 1);
     EXPECT_TRUE(fds.revents & POLLIN);
+}
+
+namespace {
+
+// The process whose fork wait_for_parent_death delays; 0: no delay.
+pid_t g_hook_parent = 0;
+
+// A fork child handler runs in the child before fork() returns, so before fork_process sets
+// the death signal: waiting there for the parent to exit makes the fork/prctl race certain.
+void wait_for_parent_death() {
+    if (g_hook_parent == 0) return;
+    for (int i = 0; i < 10000 && ::getppid() == g_hook_parent; ++i) ::usleep(1000);
+}
+
+bool g_hit_race = false;
+
+// Forks a middle process that makes a child with fork_process and exits, and returns how that
+// orphan ended. This process is a subreaper, so the orphan is reparented to it and reaped here;
+// one still alive 5 s after the middle process exited fails the test.
+sys::exit_status orphan_end(bool hit_race) {
+    g_hit_race = hit_race;
+    EXPECT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    auto report = sys::make_pipe();
+    pid_t mid = sys::fork_call([&] {
+        auto ready = sys::make_pipe();
+        if (g_hit_race) {
+            g_hook_parent = ::getpid();
+            ::pthread_atfork(nullptr, nullptr, wait_for_parent_death);
+        }
+        pid_t orphan = sys::fork_process();
+        if (orphan == 0) {
+            char b = 1;
+            sys::write_all(ready.write.get(), &b, 1);
+            for (;;) ::pause();
+        }
+        char b;
+        if (!g_hit_race) sys::read_exact(ready.read.get(), &b, 1);  // its death signal is set
+        sys::write_all(report.write.get(), &orphan, sizeof orphan);
+    });
+    report.write.reset();
+    pid_t orphan = -1;
+    EXPECT_TRUE(sys::read_exact(report.read.get(), &orphan, sizeof orphan));
+    EXPECT_TRUE(sys::wait_pid(mid).ok());
+    if (orphan <= 0) return {};
+    if (auto st = sys::wait_pid_for(orphan, std::chrono::seconds(5))) return *st;
+    ADD_FAILURE() << "the child " << orphan << " outlived its parent";
+    ::kill(orphan, SIGKILL);
+    return sys::wait_pid(orphan);
+}
+
+} // namespace
+
+TEST(Sys, ChildDiesWithItsParent) {
+    PARAFORK_LEAK_CHECK();
+    parafork::testing::run_bounded("death signal", 20, [] {
+        auto st = orphan_end(false);
+        EXPECT_EQ(st.signal, SIGKILL) << st.describe();
+    });
+}
+
+TEST(Sys, ChildWhoseParentDiedBeforePrctlExits) {
+    PARAFORK_LEAK_CHECK();
+    // The parent is gone before the child sets PR_SET_PDEATHSIG, so no signal will ever come:
+    // the getppid() re-check must end the child (exit code 1) before it runs anything.
+    parafork::testing::run_bounded("death before prctl", 30, [] {
+        auto st = orphan_end(true);
+        EXPECT_EQ(st.signal, 0) << st.describe();
+        EXPECT_EQ(st.code, 1) << st.describe();
+    });
+}
+
+namespace {
+
+int g_argc = 0;
+char* g_argv[64];
+
+// glibc passes argc and argv to ELF constructors; gtest_main keeps them to itself and then
+// drops its own flags from the array, so keep a copy of the array as the kernel made it.
+[[gnu::constructor]] void keep_argv(int argc, char** argv, char**) {
+    g_argc = std::min(argc, 63);
+    std::copy(argv, argv + g_argc, g_argv);
+}
+
+std::string read_proc(pid_t pid, const char* what) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/" + what, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// /proc/<pid>/cmdline and comm of a child that fork_process titled `title`.
+std::pair<std::string, std::string> titled_child(const std::string& title) {
+    auto ready = sys::make_pipe();
+    sys::child_options co;
+    co.title = title;
+    sys::child c(sys::fork_call(
+        [&] {
+            char b = 1;
+            sys::write_all(ready.write.get(), &b, 1);
+            for (;;) ::pause();
+        },
+        co));
+    ready.write.reset();
+    char b;
+    EXPECT_TRUE(sys::read_exact(ready.read.get(), &b, 1));
+    std::pair<std::string, std::string> out{read_proc(c.pid(), "cmdline"), read_proc(c.pid(), "comm")};
+    c.kill_and_reap();
+    return out;
+}
+
+} // namespace
+
+TEST(Sys, ProcessTitleInCommAndCmdline) {
+    PARAFORK_LEAK_CHECK();
+    ASSERT_GT(g_argc, 0);
+    // 19 characters: comm keeps the first 15 (the kernel's limit), the argv area all of them.
+    const std::string title = "parafork-title-test";
+    // Before init_process_title only comm changes.
+    auto [cmdline0, comm0] = titled_child(title);
+    EXPECT_EQ(comm0, "parafork-title-\n");
+    EXPECT_EQ(cmdline0, read_proc(::getpid(), "cmdline"));
+
+    sys::init_process_title(g_argc, g_argv);
+    auto [cmdline, comm] = titled_child(title);
+    EXPECT_EQ(comm, "parafork-title-\n");
+    // The title takes the extent of the original argv strings (a title longer than that is
+    // cut there); the rest of that extent is zeroed, so ps shows the title alone.
+    std::size_t area = std::strlen(g_argv[0]);
+    for (int i = 1; i < g_argc && g_argv[i] == g_argv[0] + area + 1; ++i) area += 1 + std::strlen(g_argv[i]);
+    std::string want = title.substr(0, std::min(title.size(), area));
+    ASSERT_GT(cmdline.size(), want.size());
+    EXPECT_EQ(cmdline.substr(0, want.size()), want);
+    EXPECT_EQ(cmdline.find_first_not_of('\0', want.size()), std::string::npos);
 }

@@ -118,8 +118,10 @@ private:
     std::optional<exit_status> status_;
 };
 
-// Process titles: comm (what ps -o comm and top show) always; with init_process_title()
-// called from main, also the argv area (what ps -f shows).
+// Process titles: comm (what ps -o comm and top show) always, cut to the kernel's 15
+// characters; with init_process_title() called from main, also the argv area (what ps -f
+// shows), which takes the whole title up to the length of the original command line. Call it
+// before anything (a flag parser) reorders argv: the area ends at the first string out of place.
 void set_process_title(std::string_view title);
 void init_process_title(int argc, char** argv);
 
