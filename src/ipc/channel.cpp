@@ -207,6 +207,8 @@ void atfork_prepare() noexcept {
     g_registry_mu.lock();
     pid_t self = ::getpid();
     for (auto* c : registry()) {
+        // Held across the fork: a child must not inherit it locked by a thread it does not have.
+        c->role_mu.lock();
         for (end_role r : {send_end, recv_end}) {
             auto& t = c->sh->ends[r];
             c->pending_token[r] = next_token();
@@ -234,6 +236,7 @@ void atfork_parent() noexcept {
             }
             c->pending_slot[r] = -1;
         }
+        c->role_mu.unlock();
     }
     g_registry_mu.unlock();
 }
@@ -253,6 +256,7 @@ void atfork_child() noexcept {
             } catch (...) {
             }
         }
+        c->role_mu.unlock();
     }
     g_registry_mu.unlock();
 }

@@ -46,7 +46,13 @@ bool executable_file(const std::string& path) {
     int want[3] = {fds.in, fds.out, fds.err};
     // Move the requested fds above 2 first, so dup2 onto 0..2 cannot clobber one of them.
     for (int i = 0; i < 3; ++i)
-        if (want[i] >= 0 && want[i] <= 2) want[i] = ::fcntl(want[i], F_DUPFD_CLOEXEC, 3);
+        if (want[i] >= 0 && want[i] <= 2) {
+            want[i] = ::fcntl(want[i], F_DUPFD_CLOEXEC, 3);
+            if (want[i] < 0) {  // out of descriptors: the job must not run on ours by mistake
+                *error = errno;
+                ::_exit(127);
+            }
+        }
     for (int i = 0; i < 3; ++i)
         if (want[i] >= 0 && ::dup2(want[i], i) < 0) {
             *error = errno;
