@@ -68,9 +68,9 @@ std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
     // Reap everyone, polling pidfds so Ctrl-C still interrupts a part that runs on.
     std::string failures;
     for (std::size_t i = 0; i < procs.size(); ++i) {
-        int pfd = static_cast<int>(::syscall(SYS_pidfd_open, procs[i].pid(), 0));
-        if (pfd >= 0) {
-            sys::unique_fd owned(pfd);
+        sys::unique_fd owned = sys::open_pidfd(procs[i].pid());
+        if (owned) {
+            int pfd = owned.get();
             pollfd p[2] = {{pfd, POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
             while (::poll(p, 2, -1) < 0 && errno == EINTR && !sys::sigint_guard::pending()) {
             }

@@ -35,13 +35,6 @@ std::chrono::microseconds g_serve_spin{50};
 // the ones whose replies may be someone else's. Only the latest are kept.
 constexpr std::size_t suspects_kept = 64;
 
-// A descriptor that becomes readable when the process exits, whoever holds its pipes; -1 where
-// the kernel has no pidfd_open (then a kid's death shows only as the EOF of its stdout).
-sys::unique_fd open_pidfd(pid_t pid) noexcept {
-    long fd = ::syscall(SYS_pidfd_open, pid, 0);  // always close-on-exec
-    return sys::unique_fd(fd >= 0 ? static_cast<int>(fd) : -1);
-}
-
 // A kid process: forked by us (a sys::child), or by a zygote, which reaps it and tells us.
 class kid_handle {
 public:
@@ -119,7 +112,7 @@ struct proc_pool::impl {
         unsigned number = 0;
         kid_handle proc;
         sys::private_fd to, from;
-        sys::private_fd pidfd;     // readable once it has exited (see open_pidfd)
+        sys::private_fd pidfd;     // readable once it has exited (see sys::open_pidfd)
         std::deque<std::size_t> answered;  // since it was last idle, the latest suspects_kept
         std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
         std::size_t acked = 0, written = 0;
@@ -208,7 +201,7 @@ struct proc_pool::impl {
         ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
         k.to = sys::private_fd(std::move(req.write));
         k.from = sys::private_fd(std::move(rep.read));
-        k.pidfd = sys::private_fd(open_pidfd(pid));
+        k.pidfd = sys::private_fd(sys::open_pidfd(pid));
         k.answered.clear();
         sys::set_nonblocking(k.to.get());
         sys::set_nonblocking(k.from.get());

@@ -394,8 +394,7 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     st.kid = sys::child(pid);
     st.pid = pid;
     // Where pidfds are missing (before Linux 5.3), EOF on the socket is the only sign of death.
-    int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    if (pfd >= 0) st.pidfd = sys::private_fd(sys::unique_fd(pfd));
+    if (auto pfd = sys::open_pidfd(pid)) st.pidfd = sys::private_fd(std::move(pfd));
     // Every read follows a poll; a read that finds nothing must not sleep.
     sys::set_nonblocking(st.sock.get());
     st.ph = process_state::phase::running;

@@ -180,9 +180,9 @@ void zygote::serve(int sock_fd) {
                 }
                 sys::exit_child(rc);
             }
-            int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-            if (pfd < 0) sys::throw_errno("pidfd_open");
-            workers.push_back({pid, sys::unique_fd(pfd)});
+            auto pfd = sys::open_pidfd(pid);
+            if (!pfd) sys::throw_errno("pidfd_open");
+            workers.push_back({pid, std::move(pfd)});
             event e{'S', pid, 0, 0};
             send_msg(sock.get(), &e, sizeof e, {});
         }

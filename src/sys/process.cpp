@@ -12,6 +12,7 @@
 #include <iostream>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <system_error>
 #include <thread>
@@ -124,6 +125,12 @@ void setup_child(pid_t parent, const child_options& opts, const sigset_t& old_ma
 }
 
 } // namespace
+
+unique_fd open_pidfd(pid_t pid) noexcept {
+    // glibc 2.36 declares pidfd_open without C linkage in <sys/pidfd.h>: ask the kernel.
+    long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    return unique_fd(fd >= 0 ? static_cast<int>(fd) : -1);
+}
 
 unsigned thread_count() {
     char buf[1024];

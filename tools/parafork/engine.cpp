@@ -26,9 +26,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage; ask the kernel directly.
-// The descriptor is close-on-exec; it becomes readable when the child exits.
-int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 std::string join_command(const std::vector<std::string>& argv) {
     std::string s;
@@ -181,9 +178,8 @@ private:
             if (o_.spawn_failure_is_fatal) halt_now();
             return;
         }
-        int pfd = open_pidfd(j->proc.pid());
-        if (pfd < 0) sys::throw_errno("pidfd_open");
-        j->pidfd.reset(pfd);
+        j->pidfd = sys::open_pidfd(j->proc.pid());
+        if (!j->pidfd) sys::throw_errno("pidfd_open");
         if (s_.timeout.count() > 0) j->deadline = j->started + s_.timeout;
         ++running_;
         flight_.push_back(std::move(j));

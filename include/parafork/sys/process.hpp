@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <parafork/sys/fd.hpp>
+
 namespace parafork::sys {
 
 // A decoded wait status: either an exit code or the signal that killed the process.
@@ -51,6 +53,10 @@ struct child_options {
     // says so on stderr, once per process, unless the child only execs (spawn) or this is off.
     bool warn_if_threaded = true;
 };
+
+// pidfd_open(2): a close-on-exec descriptor that becomes readable when process `pid` exits,
+// whoever holds its pipes; empty (errno set) where the kernel has none (before Linux 5.3).
+unique_fd open_pidfd(pid_t pid) noexcept;
 
 // Threads of this process (from /proc/self/stat).
 unsigned thread_count();
