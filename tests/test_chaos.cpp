@@ -254,6 +254,22 @@ long check_message(const std::string& m, std::uint32_t ids) {
     return id;
 }
 
+// A receiver's whole life: counts each well-formed message by id, each torn one in `torn`, until
+// channel_closed (a hang is a timeout_error, which fails the child).
+void receive_and_count(pf::channel& ch, std::uint32_t ids, std::atomic<std::uint8_t>* counts,
+                       std::atomic<std::uint64_t>* torn) {
+    std::string m;
+    try {
+        for (;;) {
+            ch.receive_bytes_for(m, std::chrono::seconds(20));
+            long id = check_message(m, ids);
+            if (id < 0) torn->fetch_add(1);
+            else counts[id].fetch_add(1);
+        }
+    } catch (const pf::channel_closed&) {
+    }
+}
+
 } // namespace
 
 // Senders SIGKILLed every few milliseconds (some mid-message: most of every 97th message is
@@ -281,18 +297,7 @@ TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
         ch.close();  // the parent never sends; senders forked later still get their own end
         std::vector<sys::child> recv;
         for (int r = 0; r < receivers; ++r)
-            recv.emplace_back(sys::fork_call([&] {
-                std::string m;
-                try {
-                    for (;;) {
-                        ch.receive_bytes_for(m, 20s);  // a hang is a timeout_error: exit 1
-                        long id = check_message(m, ids);
-                        if (id < 0) torn->fetch_add(1);
-                        else counts[id].fetch_add(1);
-                    }
-                } catch (const pf::channel_closed&) {
-                }
-            }));
+            recv.emplace_back(sys::fork_call([&] { receive_and_count(ch, ids, counts, torn); }));
 
         sys::child_options named;
         named.title = "chsend";
@@ -395,16 +400,7 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
                 [&, wait_for_go] {
                     started->fetch_add(1);
                     while (wait_for_go && go->load() == 0) std::this_thread::sleep_for(1ms);
-                    std::string m;
-                    try {
-                        for (;;) {
-                            ch.receive_bytes_for(m, 20s);  // a hang is a timeout_error: exit 1
-                            long id = check_message(m, ids);
-                            if (id < 0) torn->fetch_add(1);
-                            else counts[id].fetch_add(1);
-                        }
-                    } catch (const pf::channel_closed&) {
-                    }
+                    receive_and_count(ch, ids, counts, torn);
                 },
                 recv_opts));
         };
