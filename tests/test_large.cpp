@@ -1,13 +1,22 @@
 // Large values: sealed memfds over a UNIX socket, mapped by the receiver; nothing in /dev/shm.
+#include <parafork/exec/forked.hpp>
 #include <parafork/exec/map.hpp>
 #include <parafork/exec/pool.hpp>
+#include <parafork/sys/process.hpp>
 #include <parafork/wire/large.hpp>
 
 #include "support/leak_check.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstddef>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <numeric>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <ranges>
 #include <string>
@@ -106,4 +115,130 @@ TEST(Large, NothingLeftWhenThePoolStopsMidTransfer) {
     ::usleep(300'000);  // the memfd is likely made, maybe already queued in the socket
     p.terminate();
     EXPECT_THROW(f.get(), pf::error);
+}
+
+// Large vectors and strings are lent: the parent copies them straight out of the worker's
+// memory while the worker waits. Where the kernel refuses that (a sandbox without
+// process_vm_readv, here a seccomp filter), the worker sends them by memfd instead.
+namespace {
+
+void refuse_process_vm_readv() {
+    sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog fprog{static_cast<unsigned short>(std::size(prog)), prog};
+    ASSERT_EQ(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    ASSERT_EQ(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog), 0);
+}
+
+std::string letters(std::size_t n) {
+    std::string s(n, 'a');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+    return s;
+}
+
+} // namespace
+
+TEST(Large, LentValuesFallBackToMemfdWhereTheKernelRefuses) {
+    pf::testing::run_bounded("seccomp", 100, [] {
+        PARAFORK_LEAK_CHECK();
+        refuse_process_vm_readv();
+        // The filter works: the parent cannot read a child's memory.
+        std::vector<double> mine = ramp(1024);
+        pf::sys::child c(pf::sys::fork_call([] { for (;;) ::pause(); }));
+        std::vector<double> got(1024);
+        errno = 0;
+        EXPECT_FALSE(pf::sys::read_process_memory(c.pid(), reinterpret_cast<std::uintptr_t>(mine.data()),
+                                                  got.data(), sizeof(double) * 1024));
+        EXPECT_EQ(errno, EPERM);
+        c.terminate(std::chrono::milliseconds(50));
+        // So every large result below came by memfd, and all are whole.
+        pf::options o;
+        o.jobs = 2;
+        pf::pool p(o);
+        expect_ramp(p.submit(&ramp, mib64 / 8).get(), mib64 / 8);
+        EXPECT_EQ(p.submit(&letters, std::size_t{3} << 20).get(), letters(std::size_t{3} << 20));
+        auto r = pf::map([](int) { return ramp(mib64 / 16); }, seq(0, 3), o);
+        ASSERT_EQ(r.size(), 3u);
+        for (auto& v : r) expect_ramp(v, mib64 / 16);
+    });
+}
+
+TEST(Large, LentStringsAndVectorsOfStructs) {
+    PARAFORK_LEAK_CHECK();
+    struct point {
+        float x, y, z;
+    };
+    pf::options o;
+    o.jobs = 2;
+    pf::pool p(o);
+    EXPECT_EQ(p.submit(&letters, (std::size_t{5} << 20) + 3).get(), letters((std::size_t{5} << 20) + 3));
+    auto pts = p.submit([](std::size_t n) {
+        std::vector<point> v(n);
+        for (std::size_t i = 0; i < n; ++i) v[i] = {float(i), float(i) * 2, -float(i)};
+        return v;
+    }, std::size_t{300'001}).get();
+    ASSERT_EQ(pts.size(), 300'001u);
+    for (std::size_t i = 0; i < pts.size(); i += 977) {
+        ASSERT_EQ(pts[i].x, float(i));
+        ASSERT_EQ(pts[i].y, float(i) * 2);
+        ASSERT_EQ(pts[i].z, -float(i));
+    }
+}
+
+TEST(Large, AbandonedLargeResultsDoNotStallTheWorker) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o;
+    o.jobs = 1;
+    pf::pool p(o);
+    // Nobody wants these values: the worker must still be told to go on.
+    { auto dropped = p.submit(&ramp, mib64 / 8); }
+    {
+        auto it = p.imap(&ramp, std::vector<std::size_t>(4, mib64 / 16));
+        auto first = it.begin();
+        expect_ramp(*first, mib64 / 16);
+    }
+    // The one worker answers the next call: it was not left waiting on a verdict.
+    auto f = p.submit(&ramp, std::size_t{10});
+    ASSERT_TRUE(f.wait_for(std::chrono::seconds(60)));
+    expect_ramp(f.get(), 10);
+}
+
+TEST(Large, ForkedOrderedJoinsLargeValuesThatArriveOutOfOrder) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o;
+    o.jobs = 2;
+    o.chunksize = 1;
+    o.ordered = true;
+    std::vector<std::size_t> seen;
+    // Item 0 is late: items after it arrive first and must wait, held, for their turn.
+    pf::forked(
+        seq(0, 4),
+        [](int i) {
+            if (i == 0) ::usleep(300'000);
+            return ramp(mib64 / 32 + static_cast<std::size_t>(i));
+        },
+        [&](std::size_t i, std::vector<double>&& v) {
+            expect_ramp(v, mib64 / 32 + i);
+            seen.push_back(i);
+        },
+        o);
+    EXPECT_EQ(seen, (std::vector<std::size_t>{0, 1, 2, 3}));
+}
+
+TEST(Large, MapStopsAtAnErrorWhileLargeValuesArrive) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o;
+    o.jobs = 2;
+    o.chunksize = 1;
+    EXPECT_THROW(pf::map(
+                     [](int i) {
+                         if (i == 1) throw std::runtime_error("no");
+                         return ramp(mib64 / 32);
+                     },
+                     seq(0, 6), o),
+                 pf::remote_error);
 }

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <system_error>
@@ -171,6 +172,47 @@ TEST(Sys, MemfdMappingSharedAcrossFork) {
     while (word->load() != 42) sys::futex_wait(word, 0, std::chrono::milliseconds(100));
     EXPECT_EQ(word->load(), 42u);
     c.wait();
+}
+
+TEST(Sys, ReadProcessMemoryCopiesFromAChild) {
+    PARAFORK_LEAK_CHECK();
+    // Big enough to be split across two threads, odd-sized so the halves are uneven.
+    const std::size_t n = (std::size_t{40} << 20) + 12345;
+    std::vector<unsigned char> buf(n, 0);
+    // One readable page, then one that is not (kept reserved, so nothing else lands there).
+    auto* edge = static_cast<char*>(
+        ::mmap(nullptr, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(edge, MAP_FAILED);
+    ASSERT_EQ(::mprotect(edge + 4096, 4096, PROT_NONE), 0);
+    auto ready = sys::make_pipe();
+    sys::child c(sys::fork_call([&] {
+        for (std::size_t i = 0; i < n; ++i) buf[i] = static_cast<unsigned char>(i * 7 + 1);
+        char x = 1;
+        (void)::write(ready.write.get(), &x, 1);
+        for (;;) ::pause();
+    }));
+    char x;
+    ASSERT_EQ(::read(ready.read.get(), &x, 1), 1);
+    // The child's copy of the buffer, not ours (ours is still all zero).
+    std::vector<unsigned char> got(n, 0);
+    ASSERT_TRUE(sys::read_process_memory(c.pid(), reinterpret_cast<std::uintptr_t>(buf.data()),
+                                         got.data(), n));
+    for (std::size_t i = 0; i < n; i += 997) ASSERT_EQ(got[i], static_cast<unsigned char>(i * 7 + 1));
+    EXPECT_EQ(got[n - 1], static_cast<unsigned char>((n - 1) * 7 + 1));
+    EXPECT_EQ(buf[n - 1], 0);
+    // A range that is not mapped there: refused, not a crash.
+    errno = 0;
+    EXPECT_FALSE(sys::read_process_memory(c.pid(), 4096, got.data(), 4096));
+    EXPECT_NE(errno, 0);
+    // A range that runs off the end of a mapping: refused as a whole (the kernel copies the
+    // part before the hole), the big split copy too.
+    EXPECT_FALSE(sys::read_process_memory(c.pid(), reinterpret_cast<std::uintptr_t>(edge), got.data(), 8192));
+    EXPECT_FALSE(sys::read_process_memory(c.pid(), reinterpret_cast<std::uintptr_t>(edge), got.data(), n));
+    ::munmap(edge, 2 * 4096);
+    pid_t pid = c.pid();
+    c.terminate(std::chrono::milliseconds(50));
+    // Gone and reaped: nothing to read.
+    EXPECT_FALSE(sys::read_process_memory(pid, reinterpret_cast<std::uintptr_t>(buf.data()), got.data(), 16));
 }
 
 TEST(Sys, JobsRule) {

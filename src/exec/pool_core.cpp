@@ -49,6 +49,15 @@ void pool_core::on_values(std::uint64_t first, std::uint32_t count, std::string_
     settle(*c);
 }
 
+bool pool_core::on_lent(std::uint64_t index, const lent_ref& r) {
+    call_state* c = route(index, 1);
+    auto keep = calls_.at(c->base);
+    if (!c->abandoned && !c->lent(index - c->base, r)) return false;  // an abandoned call's
+    c->answered += 1;                                                 // value is not read at all
+    settle(*c);
+    return true;
+}
+
 void pool_core::on_failure(std::uint64_t index, const failure_info& f) {
     call_state* c = route(index, 1);
     auto keep = calls_.at(c->base);

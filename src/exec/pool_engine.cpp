@@ -4,6 +4,7 @@
 #include "pool_kid.hpp"
 
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 #include <parafork/wire/frames.hpp>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <new>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/mman.h>
@@ -24,14 +26,21 @@
 namespace parafork::detail {
 
 // One page shared with a worker: it stores 1 + the item it starts, so after its death the
-// parent knows which item it was running even when the answers before it were still unsent.
+// parent knows which item it was running even when the answers before it were still unsent;
+// and, on a cache line of its own, the parent's verdict on a value the worker lent.
 struct shared_word {
     static constexpr std::size_t bytes = 4096;
     std::uint64_t* p = nullptr;
+    std::atomic<std::uint32_t>* verdict = nullptr;
     shared_word() {
         void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) sys::throw_errno("mmap");
         p = static_cast<std::uint64_t*>(m);
+        verdict = new (static_cast<char*>(m) + 64) std::atomic<std::uint32_t>(verdict_pending);
+    }
+    void answer(std::uint32_t v) noexcept {
+        verdict->store(v, std::memory_order_release);
+        sys::futex_wake(verdict);
     }
     ~shared_word() { ::munmap(p, bytes); }
     shared_word(const shared_word&) = delete;
@@ -91,6 +100,10 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
 }
 
 } // namespace
+
+bool read_lent(const lent_ref& r, void* dst, std::size_t bytes) noexcept {
+    return sys::read_process_memory(r.pid, r.v.address, dst, bytes);
+}
 
 void prepare_bulk_destination(void* p, std::size_t bytes) noexcept {
     constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
@@ -156,7 +169,7 @@ void engine::spawn(std::size_t slot) {
     pid_t pid = sys::fork_process(co);
     if (pid == 0) {
         kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_,
-                     w->running.p};
+                     w->running.p, w->running.verdict};
         kid_main(c);
     }
     w->proc = sys::child(pid);
@@ -313,6 +326,22 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
             r(fi.type_name, fi.message);
             advance(w, 1);
             sink.on_failure(h.first, fi);
+            return;
+        }
+        case msg::lent: {
+            lent_value lv;
+            if (body.size() != sizeof lv) throw protocol_error("parafork: bad lent-value frame");
+            std::memcpy(&lv, body.data(), sizeof lv);
+            // The worker waits for the verdict whatever happens here: taken, or (when the sink
+            // cannot read it, or throws) sent again by memfd.
+            bool taken = false;
+            struct answer_at_exit {
+                shared_word& word;
+                const bool& taken;
+                ~answer_at_exit() { word.answer(taken ? verdict_taken : verdict_resend); }
+            } answer{w.running, taken};
+            taken = sink.on_lent(h.first, lent_ref{w.proc.pid(), lv});
+            if (taken) advance(w, 1);
             return;
         }
         case msg::large: {

@@ -3,6 +3,7 @@
 #include "pool_kid.hpp"
 
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/wire/frames.hpp>
 #include <parafork/wire/large.hpp>
@@ -19,9 +20,9 @@
 namespace parafork::detail {
 
 kid_output::kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each,
-                       std::uint64_t* running)
+                       std::uint64_t* running, std::atomic<std::uint32_t>* verdict)
     : fd_(out_fd), sock_(sock), large_threshold_(large_threshold), flush_each_(flush_each),
-      running_(running) {
+      running_(running), verdict_(verdict) {
     grow(flush_at + 64 * 1024);
 }
 
@@ -64,6 +65,7 @@ void kid_output::close_run() noexcept {
 
 void kid_output::large_contiguous(std::uint64_t index, std::uint64_t count, const void* data,
                                   std::size_t bytes) {
+    if (verdict_ && lend(index, count, data, bytes)) return;
     std::string_view head(reinterpret_cast<const char*>(&count), sizeof count);
     auto fd = wire::to_sealed_memfd(head, std::string_view(static_cast<const char*>(data), bytes));
     send_large_frame(index, std::move(fd), sizeof count + bytes);
@@ -85,6 +87,21 @@ void kid_output::send_large_frame(std::uint64_t index, sys::unique_fd fd, std::u
     put_header(msg::large, 1, index, sizeof size);
     append(&size, sizeof size);
     flush();
+}
+
+bool kid_output::lend(std::uint64_t index, std::uint64_t count, const void* data,
+                      std::size_t bytes) {
+    lent_value lv{count, reinterpret_cast<std::uintptr_t>(data), bytes};
+    verdict_->store(verdict_pending, std::memory_order_relaxed);
+    put_header(msg::lent, 1, index, sizeof lv);
+    append(&lv, sizeof lv);
+    flush();
+    // The value must stay as it is until the parent has copied it. A parent that dies takes
+    // this process with it (PR_SET_DEATHSIG); one that stops this worker kills it.
+    std::uint32_t v;
+    while ((v = verdict_->load(std::memory_order_acquire)) == verdict_pending)
+        (void)sys::futex_wait(verdict_, verdict_pending);
+    return v == verdict_taken;
 }
 
 void kid_output::fail_current(std::uint64_t index) noexcept {
@@ -147,7 +164,7 @@ void kid_main(const kid_config& c) noexcept {
         }
         write_note(c.result_fd, msg::ready, {});
         kid_output out(c.result_fd, c.sock, wire::default_large_threshold,
-                       c.opts->task_timeout.count() > 0, c.running);
+                       c.opts->task_timeout.count() > 0, c.running, c.verdict);
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
         for (;;) {
             // The next job usually follows within microseconds (the parent keeps two in flight):

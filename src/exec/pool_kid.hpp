@@ -11,6 +11,7 @@ struct kid_config {
     void* ctx;
     const options* opts;
     std::uint64_t* running;  // shared with the parent: see kid_output::start
+    std::atomic<std::uint32_t>* verdict;  // shared with the parent: see lent_value
 };
 
 [[noreturn]] void kid_main(const kid_config& c) noexcept;

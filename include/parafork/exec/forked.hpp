@@ -131,6 +131,20 @@ public:
     void on_failure(std::uint64_t index, const failure_info& f) override {
         if (!error) error = make_failure(f, index);
     }
+    bool on_lent(std::uint64_t index, const lent_ref& r) override {
+        if (error) return true;  // cancelled: not even read
+        // A value that must wait for earlier ones goes the ordinary way (held as bytes).
+        if constexpr (lendable<R>) {
+            if (ordered_ && index != next_) return false;
+            auto y = fetch_lent<R>(r);
+            if (!y) return false;
+            call_join(join_, index, *y);
+            next_ = index + 1;
+            if (ordered_) drain();
+            return true;
+        }
+        return false;
+    }
 
     std::exception_ptr error;
 

@@ -31,6 +31,13 @@ struct future_state final : call_state {
         error = make_failure(f, task);
         done = true;
     }
+    bool lent(std::uint64_t, const lent_ref& r) override {
+        if constexpr (lendable<R>) {
+            value = fetch_lent<R>(r);
+            done = value.has_value();
+        }
+        return done;
+    }
 };
 
 } // namespace detail

@@ -137,15 +137,7 @@ struct stream_state final : call_state {
     void values(std::uint64_t local, std::uint32_t count, std::string_view bytes) override {
         if constexpr (!std::is_void_v<R>) {
             if (count == 1) {  // one value, maybe a large one: decode it in one pass
-                R y = decode_one<R>(bytes);
-                if (mode == store_mode::vector) {
-                    if (out->size() <= local) out->resize(local + 1);
-                    (*out)[local] = std::move(y);
-                } else {
-                    item_result<R> res;
-                    res.value = std::move(y);
-                    put(local, std::move(res));
-                }
+                store_one(local, decode_one<R>(bytes));
                 return;
             }
         }
@@ -168,6 +160,26 @@ struct stream_state final : call_state {
             put(local + k, std::move(res));
         }
         if (r.remaining() != 0) wire::reader::fail("trailing bytes after a run of values");
+    }
+    bool lent(std::uint64_t local, const lent_ref& r) override {
+        if constexpr (lendable<R>) {
+            auto y = fetch_lent<R>(r);
+            if (!y) return false;
+            store_one(local, std::move(*y));
+            return true;
+        }
+        return false;
+    }
+    void store_one(std::uint64_t local, std::conditional_t<std::is_void_v<R>, char, R>&& y) {
+        if (mode == store_mode::vector) {
+            if (out->size() <= local) out->resize(local + 1);
+            (*out)[local] = std::move(y);
+        } else {
+            item_result<R> res;
+            if constexpr (std::is_void_v<R>) res.value = true;
+            else res.value = std::move(y);
+            put(local, std::move(res));
+        }
     }
     void failed(std::uint64_t local, const failure_info& f) override {
         item_result<R> res;

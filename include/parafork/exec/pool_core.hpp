@@ -16,6 +16,12 @@ public:
     virtual ~call_state() = default;
     virtual void values(std::uint64_t local, std::uint32_t count, std::string_view bytes) = 0;
     virtual void failed(std::uint64_t local, const failure_info& f) = 0;
+    // A lent large value (see event_sink::on_lent): true once it is stored.
+    virtual bool lent(std::uint64_t local, const lent_ref& r) {
+        (void)local;
+        (void)r;
+        return false;
+    }
 
     std::uint64_t base = 0;
     std::uint64_t pushed = 0, answered = 0;  // items
@@ -48,6 +54,7 @@ public:
 
     void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override;
     void on_failure(std::uint64_t index, const failure_info& f) override;
+    bool on_lent(std::uint64_t index, const lent_ref& r) override;
 
     engine eng;
     std::size_t submitted = 0;

@@ -9,6 +9,7 @@
 // the parent, so a worker that dies or runs past task_timeout is blamed for exactly the item it
 // was running; the items it had not answered are re-queued (retries re-run the blamed one).
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -39,6 +40,8 @@ enum class msg : std::uint8_t {
     large = 12,     // worker -> parent: item `first`'s value comes as a memfd on the socket
     ready = 13,     // worker -> parent: worker_init is done (count 0)
     init_failed = 14,  // worker -> parent: worker_init threw; body = type name, what()
+    lent = 15,      // worker -> parent: item `first`'s value is still in the worker's memory
+                    // (body = lent_value); it waits for the parent's verdict (see kid_output)
 };
 
 struct msg_header {
@@ -50,6 +53,28 @@ struct msg_header {
 };
 static_assert(sizeof(msg_header) == 16);
 inline constexpr std::uint8_t flag_large = 1;  // the body comes as a memfd on the socket
+
+// A large contiguous value (a vector of plain elements, a string) that a worker lends instead
+// of copying it into a memfd: the parent copies it straight out of the worker's memory into
+// the new value (process_vm_readv), then tells the worker it may go on. One copy instead of
+// two. The worker waits on a futex word in the page it shares with the parent.
+struct lent_value {
+    std::uint64_t count;    // elements
+    std::uint64_t address;  // of the first element, in the worker
+    std::uint64_t bytes;    // count * the element's size
+};
+static_assert(sizeof(lent_value) == 24);
+enum : std::uint32_t { verdict_pending = 0, verdict_taken = 1, verdict_resend = 2 };
+
+template <class R>
+struct lendable_t : std::false_type {};
+template <class T, class A>
+struct lendable_t<std::vector<T, A>> : std::bool_constant<wire::detail::memcpy_able<T>> {};
+template <>
+struct lendable_t<std::string> : std::true_type {};
+// The values a worker may lend: their encoding is a count and then their own memory.
+template <class R>
+inline constexpr bool lendable = lendable_t<R>::value;
 
 class kid_output;
 
@@ -69,7 +94,7 @@ struct call_prefix {
 class kid_output {
 public:
     kid_output(int out_fd, int sock, std::size_t large_threshold, bool flush_each,
-               std::uint64_t* running = nullptr);
+               std::uint64_t* running = nullptr, std::atomic<std::uint32_t>* verdict = nullptr);
     kid_output(const kid_output&) = delete;
     kid_output& operator=(const kid_output&) = delete;
 
@@ -81,7 +106,7 @@ public:
             append(&v, sizeof(R));
             end_item();
         } else {
-            if constexpr (contiguous<R>) {
+            if constexpr (lendable<R>) {
                 // A big vector / string goes straight from its own memory into the memfd.
                 std::size_t bytes = v.size() * sizeof(typename R::value_type);
                 if (bytes + sizeof(std::uint64_t) > large_threshold_)
@@ -108,12 +133,6 @@ public:
     void flush();
 
 private:
-    template <class R>
-    struct contiguous_t : std::false_type {};
-    template <class T, class A>
-    struct contiguous_t<std::vector<T, A>> : std::bool_constant<wire::detail::memcpy_able<T>> {};
-    template <class R>
-    static constexpr bool contiguous = std::is_same_v<R, std::string> || contiguous_t<R>::value;
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
     static constexpr std::size_t flush_at = 256 * 1024;  // big writes, well inside a 1 MiB pipe
 
@@ -137,12 +156,14 @@ private:
                           std::size_t bytes);
     void large_scratch(std::uint64_t index);
     void send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size);
+    bool lend(std::uint64_t index, std::uint64_t count, const void* data, std::size_t bytes);
     void close_run() noexcept;
 
     int fd_, sock_;
     std::size_t large_threshold_;
     bool flush_each_;
     std::uint64_t* running_;        // shared with the parent: 1 + the item being run, 0 before
+    std::atomic<std::uint32_t>* verdict_;  // shared with the parent: see lent_value
     std::unique_ptr<char[]> data_;  // the batch of frames being built
     std::size_t size_ = 0, cap_ = 0;
     std::string scratch_;           // one value's encoding (reused: no allocation per item)
@@ -182,6 +203,40 @@ R decode_one(std::string_view bytes) {
     return wire::decode<R>(bytes);
 }
 
+// A value a worker lent (see lent_value), as the parent's sinks see it.
+struct lent_ref {
+    pid_t pid;
+    lent_value v;
+};
+bool read_lent(const lent_ref& r, void* dst, std::size_t bytes) noexcept;
+
+
+// Builds the lent value in the parent: sized (and given huge pages) first, then filled with
+// one copy straight from the worker. Empty when the worker's memory cannot be read (the
+// worker then sends the value by memfd instead); protocol_error for sizes that do not fit R.
+template <class R>
+std::optional<R> fetch_lent(const lent_ref& r) {
+    if constexpr (lendable<R>) {
+        using T = typename R::value_type;
+        R y;
+        if (r.v.count > y.max_size() || r.v.bytes / sizeof(T) != r.v.count ||
+            r.v.bytes % sizeof(T) != 0)
+            throw protocol_error("parafork: a lent value's size does not match its type");
+        // One byte from the far end first: a range that is not there, or a worker we may not
+        // read, costs nothing rather than a huge allocation.
+        char last;
+        if (r.v.bytes && !read_lent({r.pid, {1, r.v.address + r.v.bytes - 1, 1}}, &last, 1))
+            return std::nullopt;
+        y.reserve(static_cast<std::size_t>(r.v.count));
+        prepare_bulk_destination(y.data(), static_cast<std::size_t>(r.v.bytes));
+        y.resize(static_cast<std::size_t>(r.v.count));
+        if (!read_lent(r, y.data(), static_cast<std::size_t>(r.v.bytes))) return std::nullopt;
+        return y;
+    } else {
+        return std::nullopt;
+    }
+}
+
 // How an item failed, as the parent learned it.
 struct failure_info {
     enum class kind : std::uint8_t { remote, died, timeout } what = kind::remote;
@@ -197,6 +252,13 @@ public:
     // `bytes` holds count encoded values (nothing for void); valid during the call only.
     virtual void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) = 0;
     virtual void on_failure(std::uint64_t index, const failure_info& f) = 0;
+    // Item `index`'s value is lent by its worker (see fetch_lent). True once it is taken (or
+    // dropped, if nobody wants it); false asks the worker to send it by memfd instead.
+    virtual bool on_lent(std::uint64_t index, const lent_ref& r) {
+        (void)index;
+        (void)r;
+        return false;
+    }
 
 protected:
     ~event_sink() = default;

@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +59,12 @@ struct child_options {
 // pidfd_open(2): a close-on-exec descriptor that becomes readable when process `pid` exits,
 // whoever holds its pipes; empty (errno set) where the kernel has none (before Linux 5.3).
 unique_fd open_pidfd(pid_t pid) noexcept;
+
+// Copies `bytes` bytes at address `remote` of process `pid` (a child of ours) into `dst` with
+// process_vm_readv(2): one copy, no shared memory in between. False (errno set) where that is
+// not possible: a kernel or sandbox without the call, a child that made itself undumpable or
+// changed its credentials, a range not mapped there, a child already gone.
+bool read_process_memory(pid_t pid, std::uint64_t remote, void* dst, std::size_t bytes) noexcept;
 
 // Threads of this process (from /proc/self/stat).
 unsigned thread_count();
