@@ -189,6 +189,34 @@ TEST(Large, LentStringsAndVectorsOfStructs) {
     }
 }
 
+// 32 MiB and more: sized part by part in this thread while a helper copies the sized parts;
+// elements of 24 bytes, so the parts (whole elements each) are not a power of two and the last
+// one is short.
+TEST(Large, LentValueSplitAcrossTwoThreads) {
+    PARAFORK_LEAK_CHECK();
+    struct triple {
+        double a, b, c;
+    };
+    constexpr std::size_t n = (std::size_t{48} << 20) / sizeof(triple) + 7;
+    pf::options o;
+    o.jobs = 1;
+    pf::pool p(o);
+    auto v = p.submit([](std::size_t k) {
+        std::vector<triple> out(k);
+        for (std::size_t i = 0; i < k; ++i) out[i] = {double(i), -double(i), 0.5 * double(i)};
+        return out;
+    }, n).get();
+    ASSERT_EQ(v.size(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (v[i].a != double(i) || v[i].b != -double(i) || v[i].c != 0.5 * double(i)) {
+            ADD_FAILURE() << "element " << i << " is wrong";
+            break;
+        }
+    }
+    auto s = p.submit(&letters, (std::size_t{40} << 20) + 1).get();
+    EXPECT_EQ(s, letters((std::size_t{40} << 20) + 1));
+}
+
 TEST(Large, AbandonedLargeResultsDoNotStallTheWorker) {
     PARAFORK_LEAK_CHECK();
     pf::options o;

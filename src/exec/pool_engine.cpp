@@ -11,6 +11,7 @@
 #include <parafork/wire/large.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <csignal>
@@ -18,8 +19,12 @@
 #include <cstring>
 #include <fcntl.h>
 #include <new>
+#include <optional>
 #include <poll.h>
+#include <sched.h>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -101,8 +106,52 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
 
 } // namespace
 
-bool read_lent(const lent_ref& r, void* dst, std::size_t bytes) noexcept {
-    return sys::read_process_memory(r.pid, r.v.address, dst, bytes);
+bool copy_lent(const lent_ref& r, char* dst, std::size_t elem,
+               void (*size_to)(void* ctx, std::size_t elems), void* ctx) {
+    const auto bytes = static_cast<std::size_t>(r.v.bytes);
+    const auto count = static_cast<std::size_t>(r.v.count);
+    // One byte from the far end first: a range that is not there, or a worker we may not read,
+    // costs nothing rather than a huge zero-fill.
+    char last;
+    if (bytes && !sys::read_process_memory(r.pid, r.v.address + bytes - 1, &last, 1)) return false;
+    constexpr std::size_t split_at = std::size_t{32} << 20, part_bytes = std::size_t{8} << 20;
+    cpu_set_t cpus;
+    if (bytes < split_at || ::sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) < 2) {
+        size_to(ctx, count);
+        return sys::read_process_memory(r.pid, r.v.address, dst, bytes);
+    }
+    // This thread sizes part after part; a helper copies each part once it is sized, and this
+    // thread joins in the copying when it is done sizing. Both are bound by the kernel's page
+    // handling (faults, zeroing, pinning), not by memory bandwidth.
+    const std::size_t part = std::max<std::size_t>(1, part_bytes / elem) * elem;
+    const std::size_t parts = (bytes + part - 1) / part;
+    std::atomic<std::uint32_t> sized{0};
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> ok{true};
+    auto copy = [&](bool behind) noexcept {
+        for (std::size_t k; (k = next.fetch_add(1)) < parts;) {
+            if (behind)
+                for (std::uint32_t s; (s = sized.load(std::memory_order_acquire)) <= k;) sized.wait(s);
+            std::size_t at = k * part, len = std::min(part, bytes - at);
+            if (ok.load(std::memory_order_relaxed) &&
+                !sys::read_process_memory(r.pid, r.v.address + at, dst + at, len))
+                ok.store(false, std::memory_order_relaxed);
+        }
+    };
+    std::optional<std::thread> helper;
+    try {
+        helper.emplace(copy, true);
+    } catch (const std::system_error&) {
+        // No thread to be had: this one does everything, in order.
+    }
+    for (std::size_t k = 0; k < parts; ++k) {
+        size_to(ctx, std::min((k + 1) * part, bytes) / elem);
+        sized.store(static_cast<std::uint32_t>(k + 1), std::memory_order_release);
+        sized.notify_one();
+    }
+    copy(false);
+    if (helper) helper->join();
+    return ok.load();
 }
 
 void prepare_bulk_destination(void* p, std::size_t bytes) noexcept {

@@ -11,7 +11,6 @@
 #include <exception>
 #include <iostream>
 #include <poll.h>
-#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -134,9 +133,8 @@ unique_fd open_pidfd(pid_t pid) noexcept {
     return unique_fd(fd >= 0 ? static_cast<int>(fd) : -1);
 }
 
-namespace {
-
-bool read_process_range(pid_t pid, std::uint64_t remote, char* to, std::size_t bytes) noexcept {
+bool read_process_memory(pid_t pid, std::uint64_t remote, void* dst, std::size_t bytes) noexcept {
+    auto* to = static_cast<char*>(dst);
     while (bytes) {
         // The kernel may stop early (a signal, a page it could not pin): go on from there. A
         // range that is not mapped in the child ends in an error or a 0.
@@ -153,30 +151,6 @@ bool read_process_range(pid_t pid, std::uint64_t remote, char* to, std::size_t b
         bytes -= static_cast<std::size_t>(n);
     }
     return true;
-}
-
-} // namespace
-
-bool read_process_memory(pid_t pid, std::uint64_t remote, void* dst, std::size_t bytes) noexcept {
-    auto* to = static_cast<char*>(dst);
-    // The copy is bound by page handling in the kernel, per CPU: a big one is split in two
-    // when this process may use two CPUs (a thread that cannot start just means one part).
-    constexpr std::size_t split_at = std::size_t{32} << 20;
-    cpu_set_t cpus;
-    if (bytes >= split_at && ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1) {
-        std::size_t half = (bytes / 2) & ~std::size_t{4095};
-        std::atomic<bool> second_ok{false};
-        try {
-            std::thread t([&] { second_ok = read_process_range(pid, remote + half, to + half, bytes - half); });
-            bool first_ok = read_process_range(pid, remote, to, half);
-            int first_errno = errno;
-            t.join();
-            if (!first_ok) errno = first_errno;
-            return first_ok && second_ok;
-        } catch (const std::system_error&) {
-        }
-    }
-    return read_process_range(pid, remote, to, bytes);
 }
 
 unsigned thread_count() {

@@ -208,7 +208,13 @@ struct lent_ref {
     pid_t pid;
     lent_value v;
 };
-bool read_lent(const lent_ref& r, void* dst, std::size_t bytes) noexcept;
+// Copies r's bytes into dst. `size_to(ctx, k)` makes the destination k elements long (each
+// `elem` bytes; dst has room for all); it is called with growing k, in the calling thread, and
+// each part is copied only once its elements exist. A big value is cut into parts so that
+// sizing (which zero-fills) and copying run on two CPUs at once. False if a part cannot be
+// read (see sys::read_process_memory).
+bool copy_lent(const lent_ref& r, char* dst, std::size_t elem,
+               void (*size_to)(void* ctx, std::size_t elems), void* ctx);
 
 
 // Builds the lent value in the parent: sized (and given huge pages) first, then filled with
@@ -222,15 +228,12 @@ std::optional<R> fetch_lent(const lent_ref& r) {
         if (r.v.count > y.max_size() || r.v.bytes / sizeof(T) != r.v.count ||
             r.v.bytes % sizeof(T) != 0)
             throw protocol_error("parafork: a lent value's size does not match its type");
-        // One byte from the far end first: a range that is not there, or a worker we may not
-        // read, costs nothing rather than a huge allocation.
-        char last;
-        if (r.v.bytes && !read_lent({r.pid, {1, r.v.address + r.v.bytes - 1, 1}}, &last, 1))
-            return std::nullopt;
         y.reserve(static_cast<std::size_t>(r.v.count));
         prepare_bulk_destination(y.data(), static_cast<std::size_t>(r.v.bytes));
-        y.resize(static_cast<std::size_t>(r.v.count));
-        if (!read_lent(r, y.data(), static_cast<std::size_t>(r.v.bytes))) return std::nullopt;
+        // The storage does not move from here on: every size_to stays within the capacity.
+        if (!copy_lent(r, reinterpret_cast<char*>(y.data()), sizeof(T),
+                       [](void* ctx, std::size_t k) { static_cast<R*>(ctx)->resize(k); }, &y))
+            return std::nullopt;
         return y;
     } else {
         return std::nullopt;
