@@ -225,6 +225,25 @@ TEST(Forked, TaskPastTimeoutFailsTheCall) {
     }
 }
 
+// A task that answered in time is not blamed because the parent read the answer late: here the
+// parent is busy in join(0) (3 s) while item 1 answers at 0.3 s and its deadline (1.5 s)
+// passes. The answer waiting in the pipe is read before any verdict on lateness.
+TEST(Forked, AnswerWaitingInThePipeIsNotATimeout) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(2);
+    o.chunksize = 1;
+    o.task_timeout = std::chrono::milliseconds(1500);
+    std::vector<int> joined;
+    pf::forked(seq(0, 2), [](int x) {
+        ::usleep(x == 0 ? 100'000 : 300'000);
+        return x;
+    }, [&](int y) {
+        if (y == 0) ::usleep(3'000'000);
+        joined.push_back(y);
+    }, o);
+    EXPECT_EQ(joined, (std::vector<int>{0, 1}));
+}
+
 TEST(Forked, RetriesReRunAnItemWhoseKidWasKilled) {
     PARAFORK_LEAK_CHECK();
     // The kid running item 3 kills itself the first time only (a marker file remembers).
