@@ -18,7 +18,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <system_error>
 #include <thread>
@@ -258,6 +260,43 @@ TEST(Pool, WorkerKilledFromOutsideWithoutRetries) {
         EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
     }
     EXPECT_NE(p.submit(&my_pid).get(), pid);  // replaced
+}
+
+TEST(Pool, WorkerKilledWhileIdleBlamesNoTask) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(1));  // no retries: a blamed task would fail
+    int pid = p.submit(&my_pid).get();
+    ::kill(pid, SIGKILL);
+    std::this_thread::sleep_for(100ms);  // dead before the next task is even sent to it
+    int next = p.submit(&my_pid).get();  // runs on the replacement, not worker_died
+    EXPECT_NE(next, pid);
+    EXPECT_EQ(p.submit(&nap, 7).get(), 7);
+}
+
+namespace {
+// Makes this worker's job pipe read as empty for good: it leaves at once, before starting
+// anything (the one read-only pipe a worker has is its job pipe).
+void lose_the_job_pipe() {
+    for (int fd = 3; fd < 256; ++fd) {
+        struct stat st;
+        int fl = ::fcntl(fd, F_GETFL);
+        if (fl < 0 || ::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode) || (fl & O_ACCMODE) != O_RDONLY)
+            continue;
+        int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ::dup3(null, fd, O_CLOEXEC);
+        ::close(null);
+    }
+}
+} // namespace
+
+TEST(Pool, WorkerThatAlwaysDiesBeforeStartingIsBlamedInTheEnd) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o = jobs(1);
+    o.worker_init = &lose_the_job_pipe;
+    pf::pool p(o);
+    auto f = p.submit(&nap, 1);
+    ASSERT_TRUE(f.wait_for(60s)) << "re-queued forever";
+    EXPECT_THROW(f.get(), pf::worker_died);
 }
 
 TEST(Pool, WorkerKilledFromOutsideWithRetries) {

@@ -90,6 +90,7 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
     s.first = j.first + from;
     s.count = to - from;
     s.tries = j.tries;
+    s.unstarted = j.unstarted;
     s.prefix = j.prefix;
     if (j.kind != msg::range) {
         std::size_t begin = j.offsets[from];
@@ -422,11 +423,21 @@ void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
         flight.pop_front();
         for (auto it = flight.rbegin(); it != flight.rend(); ++it) requeue_front(std::move(*it));
         job rest = done ? slice(front, done, front.count) : std::move(front);
-        // The item it was running; none of this job's (it died between items or jobs): the
-        // first unanswered one, which it was about to start.
-        std::uint32_t at = 0;
-        if (running > rest.first && running - 1 < rest.first + rest.count)
-            at = static_cast<std::uint32_t>(running - 1 - rest.first);
+        const bool started = running > rest.first && running - 1 < rest.first + rest.count;
+        // Not one item of the job was started (each notes itself before its arguments are even
+        // decoded): the worker died idle or between jobs, in library code only, so nothing in
+        // it is to blame and no retry is spent. Bounded, so that a worker that dies that way
+        // again and again (before it can start anything) is blamed like any other in the end.
+        constexpr unsigned max_unstarted = 3;
+        if (!started && why.what == failure_info::kind::died && rest.unstarted < max_unstarted) {
+            ++rest.unstarted;
+            requeue_front(std::move(rest));
+            if (!stopped_) spawn(slot);
+            return;
+        }
+        // The item it was running; none of this job's: the first unanswered one, which it was
+        // about to start.
+        std::uint32_t at = started ? static_cast<std::uint32_t>(running - 1 - rest.first) : 0;
         if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
         job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
         bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;

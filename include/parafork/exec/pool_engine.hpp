@@ -8,6 +8,8 @@
 // flight in order, and each worker notes the item it is starting in a word of memory shared with
 // the parent, so a worker that dies or runs past task_timeout is blamed for exactly the item it
 // was running; the items it had not answered are re-queued (retries re-run the blamed one).
+// A worker that dies before it starts any item of its job (killed while idle, say) blames none:
+// the job runs on the replacement.
 
 #include <atomic>
 #include <chrono>
@@ -275,6 +277,7 @@ struct job {
     std::vector<std::uint32_t> offsets;   // items / call: where each item starts in body
     std::uint32_t prefix = 0;             // call: bytes of call_prefix at the body's front
     unsigned tries = 0;                   // re-runs spent on this job's items
+    unsigned unstarted = 0;               // workers lost holding it before it started
 };
 
 struct worker;
