@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstddef>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <ranges>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace pf = parafork;
@@ -215,6 +217,40 @@ TEST(Large, LentValueSplitAcrossTwoThreads) {
     }
     auto s = p.submit(&letters, (std::size_t{40} << 20) + 1).get();
     EXPECT_EQ(s, letters((std::size_t{40} << 20) + 1));
+}
+
+// The worker dies while the parent copies the value it lent (a thread of its own kills it a
+// moment after the value is handed over). Whatever the timing, the caller gets either the
+// whole value or worker_died: never a hang, never a torn value. (A killer that fires after its
+// value got through kills the worker during the next task, which then fails: also counted.)
+TEST(Large, WorkerKilledWhileItsValueIsCopied) {
+    PARAFORK_LEAK_CHECK();
+    pf::options o;
+    o.jobs = 1;
+    pf::pool p(o);
+    int whole = 0, died = 0;
+    for (unsigned delay_us : {0u, 5'000u, 20'000u, 60'000u}) {
+        auto f = p.submit([](unsigned us) {
+            auto v = ramp(mib64 * 2);  // 128 MiB
+            std::thread([us] {
+                ::usleep(us);
+                ::raise(SIGKILL);
+            }).detach();
+            return v;
+        }, delay_us);
+        try {
+            expect_ramp(f.get(), mib64 * 2);
+            ++whole;
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            ++died;
+        }
+    }
+    EXPECT_EQ(whole + died, 4);
+    // A worker whose value got through dies a moment later all the same (its thread still
+    // fires): let the last one go, then the pool, which replaced each, still works.
+    ::usleep(200'000);
+    expect_ramp(p.submit(&ramp, std::size_t{100}).get(), 100);
 }
 
 TEST(Large, AbandonedLargeResultsDoNotStallTheWorker) {
