@@ -432,28 +432,31 @@ void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
         if (!started && why.what == failure_info::kind::died && rest.unstarted < max_unstarted) {
             ++rest.unstarted;
             requeue_front(std::move(rest));
-            if (!stopped_) spawn(slot);
-            return;
-        }
-        // The item it was running; none of this job's: the first unanswered one, which it was
-        // about to start.
-        std::uint32_t at = started ? static_cast<std::uint32_t>(running - 1 - rest.first) : 0;
-        if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
-        job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
-        bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;
-        std::uint64_t blamed = culprit.first;
-        if (again) {
-            ++culprit.tries;
-            requeue_front(std::move(culprit));
-        }
-        // Finished, but their answers died in its buffer: they run again.
-        if (at > 0) requeue_front(slice(rest, 0, at));
-        if (!again) {
-            ++done_;
-            sink.on_failure(blamed, why);
+        } else {
+            // The item it was running; none of this job's: the first unanswered one, which it
+            // was about to start.
+            blame(std::move(rest), started ? static_cast<std::uint32_t>(running - 1 - rest.first) : 0,
+                  sink, why);
         }
     }
     if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
+}
+
+void engine::blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why) {
+    if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
+    job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
+    bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;
+    std::uint64_t blamed = culprit.first;
+    if (again) {
+        ++culprit.tries;
+        requeue_front(std::move(culprit));
+    }
+    // Finished, but their answers died in its buffer: they run again.
+    if (at > 0) requeue_front(slice(rest, 0, at));
+    if (!again) {
+        ++done_;
+        sink.on_failure(blamed, why);
+    }
 }
 
 long engine::read_from(worker& w, event_sink& sink) {

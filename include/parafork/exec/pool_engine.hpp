@@ -109,7 +109,8 @@ public:
             end_item();
         } else {
             if constexpr (lendable<R>) {
-                // A big vector / string goes straight from its own memory into the memfd.
+                // A big vector / string is lent (see lent_value), or where the parent cannot
+                // read this process goes straight from its own memory into a memfd.
                 std::size_t bytes = v.size() * sizeof(typename R::value_type);
                 if (bytes + sizeof(std::uint64_t) > large_threshold_)
                     return large_contiguous(index, v.size(), v.data(), bytes);
@@ -217,7 +218,6 @@ struct lent_ref {
 // read (see sys::read_process_memory).
 bool copy_lent(const lent_ref& r, char* dst, std::size_t elem,
                void (*size_to)(void* ctx, std::size_t elems), void* ctx);
-
 
 // Builds the lent value in the parent: sized (and given huge pages) first, then filled with
 // one copy straight from the worker. Empty when the worker's memory cannot be read (the
@@ -337,6 +337,8 @@ private:
     bool drain(std::size_t slot, event_sink& sink);
     void handle_frame(worker& w, std::string_view frame, event_sink& sink);
     void lost(worker& w, event_sink& sink, const failure_info& why);
+    // Fails (or, with retries left, re-queues) item `at` of `rest`; the others run again.
+    void blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why);
     void wait_for_exits();
     void advance(worker& w, std::uint32_t n);
     void requeue_front(job&& j);
