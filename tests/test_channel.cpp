@@ -394,8 +394,7 @@ TEST(channel, a_blocked_receiver_sleeps) {
         pf::sys::child receiver(pf::sys::fork_call([&] { (void)ch.receive<int>(); }));
         std::this_thread::sleep_for(1s);
         // utime and stime (fields 14 and 15 of /proc/<pid>/stat), after the command's ")".
-        std::ifstream in("/proc/" + std::to_string(receiver.pid()) + "/stat");
-        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::string stat = pf::testing::read_proc("/proc/" + std::to_string(receiver.pid()) + "/stat");
         std::istringstream rest(stat.substr(stat.rfind(')') + 2));
         std::string field;
         long utime = 0, stime = 0;

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <dirent.h>
+#include <fcntl.h>
 #include <fstream>
 #include <iterator>
 #include <poll.h>
@@ -346,8 +347,7 @@ namespace {
 
 // A process that is gone or a zombie (an orphan stays one until its new parent reaps it).
 bool process_alive(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    std::string stat = parafork::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
     auto close = stat.rfind(')');
     return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
 }
@@ -735,7 +735,7 @@ void append_big_line(std::string& buf, std::size_t i) {
 }
 
 long vm_hwm_kib(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::istringstream f(parafork::testing::read_proc("/proc/" + std::to_string(pid) + "/status"));
     for (std::string line; std::getline(f, line);)
         if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
     return -1;
@@ -748,8 +748,7 @@ std::size_t memfd_bytes(pid_t parafork) {
     if (auto* proc = ::opendir("/proc")) {
         while (auto* e = ::readdir(proc)) {
             if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
-            std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-            std::string stat((std::istreambuf_iterator<char>(f)), {});
+            std::string stat = parafork::testing::read_proc(std::string("/proc/") + e->d_name + "/stat");
             auto close = stat.rfind(')');
             if (close == std::string::npos) continue;
             std::istringstream rest(stat.substr(close + 2));

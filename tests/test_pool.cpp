@@ -91,8 +91,7 @@ std::chrono::microseconds self_cpu() {
 }
 // CPU time of another process from /proc/<pid>/stat (utime + stime, fields 14 and 15).
 std::chrono::milliseconds cpu_of(int pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string all = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
     std::istringstream rest(all.substr(all.rfind(')') + 2));  // after "(comm) "
     std::string field;
     long long utime = 0, stime = 0;

@@ -110,8 +110,7 @@ struct stubborn {
 
 // utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15).
 long cpu_ticks(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string s = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
     std::istringstream rest(s.substr(s.rfind(')') + 2));
     std::vector<std::string> fields;
     for (std::string x; rest >> x;) fields.push_back(x);
@@ -139,8 +138,7 @@ bool wait_zombie(pid_t pid) {
 
 // A process not ours: dead (reaped or a zombie waiting for init).
 bool gone_or_zombie(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string s = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
     auto close = s.rfind(')');
     return close == std::string::npos || close + 2 >= s.size() || s[close + 2] == 'Z' || s[close + 2] == 'X';
 }

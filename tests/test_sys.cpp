@@ -364,8 +364,7 @@ char* g_argv[64];
 }
 
 std::string read_proc(pid_t pid, const char* what) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/" + what, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+    return parafork::testing::read_proc("/proc/" + std::to_string(pid) + "/" + what);
 }
 
 // /proc/<pid>/cmdline and comm of a child that fork_process titled `title`.

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <dirent.h>
+#include <fcntl.h>
 #include <exception>
 #include <fstream>
 #include <signal.h>
@@ -13,6 +14,17 @@
 #include <unistd.h>
 
 namespace parafork::testing {
+
+std::string read_proc(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    std::string text;
+    char buf[4096];
+    for (long n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return text;
+}
+
 namespace {
 
 std::set<std::string> list_dir(const char* path) {

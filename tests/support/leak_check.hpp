@@ -10,6 +10,10 @@
 
 namespace parafork::testing {
 
+// The text of a file under /proc, or "" if it cannot be read. The process may exit between the
+// open and the read; std::ifstream's stream-buffer iterators throw then, this does not.
+std::string read_proc(const std::string& path);
+
 std::set<int> open_fds();
 std::set<std::string> shm_entries();
 // Children of this process that are zombies (exited, not reaped).
