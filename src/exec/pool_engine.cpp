@@ -71,6 +71,8 @@ struct worker {
     std::size_t completed = 0;         // items answered over the worker's life
     bool ready = false;                // worker_init is done: the task_timeout clock may run
     bool retiring = false;             // max_tasks_per_worker reached: no new jobs
+    std::vector<sys::unique_fd> inbox;  // descriptors for the value of item inbox_item
+    std::uint64_t inbox_item = 0;
 
     std::size_t unanswered() const noexcept {
         std::size_t n = 0;
@@ -363,11 +365,34 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     const job& j = w.flight.front();
     if (h.first != j.first + w.front_done || h.count == 0 || h.count > j.count - w.front_done)
         throw protocol_error("parafork: a worker answered out of order");
+    // Descriptors announced for this value are its to take while it is decoded; any it does not
+    // take close here. Decoding never reaches for descriptors of anything else.
+    std::vector<sys::unique_fd> fds;
+    if (!w.inbox.empty() && w.inbox_item == h.first && static_cast<msg>(h.kind) != msg::descriptors)
+        fds = std::move(w.inbox);
+    w.inbox.clear();
+    incoming_fds_scope fd_scope(fds);
     switch (static_cast<msg>(h.kind)) {
         case msg::values:
             advance(w, h.count);
             sink.on_values(h.first, h.count, body);
             return;
+        case msg::descriptors: {
+            std::uint64_t n = 0;
+            if (body.size() != sizeof n) throw protocol_error("parafork: bad descriptors frame");
+            std::memcpy(&n, body.data(), sizeof n);
+            if (n == 0 || n > max_descriptors)
+                throw protocol_error("parafork: a result announced " + std::to_string(n) + " descriptors");
+            std::vector<sys::unique_fd> got(static_cast<std::size_t>(n));
+            std::uint64_t sent = 0;
+            if (sys::recv_fds(w.sock.get(), got, &sent, sizeof sent) == 0 || sent != n)
+                throw protocol_error("parafork: a result's descriptors did not arrive");
+            for (auto& fd : got)
+                if (!fd) throw protocol_error("parafork: a result's descriptors did not arrive");
+            w.inbox = std::move(got);
+            w.inbox_item = h.first;
+            return;
+        }
         case msg::failure: {
             failure_info fi;
             fi.what = failure_info::kind::remote;

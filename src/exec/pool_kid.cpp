@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
 #include <poll.h>
 #include <typeinfo>
 #include <unistd.h>
@@ -102,6 +103,26 @@ bool kid_output::lend(std::uint64_t index, std::uint64_t count, const void* data
     while ((v = verdict_->load(std::memory_order_acquire)) == verdict_pending)
         (void)sys::futex_wait(verdict_, verdict_pending);
     return v == verdict_taken;
+}
+
+void kid_output::with_descriptors(std::uint64_t index) {
+    std::vector<int> fds;
+    fds.swap(outgoing_fds());
+    if (fds.size() > max_descriptors)
+        throw error("parafork: a result may carry at most " + std::to_string(max_descriptors) +
+                    " descriptors");
+    // The frames before it go first, then the descriptors, then the frame that announces them,
+    // then the value in a run of its own: the parent knows which value they belong to.
+    flush();
+    std::uint64_t n = fds.size();
+    sys::send_fds(sock_, fds, std::string_view(reinterpret_cast<const char*>(&n), sizeof n));
+    put_header(msg::descriptors, 1, index, sizeof n);
+    append(&n, sizeof n);
+    if (scratch_.size() > large_threshold_) return large_scratch(index);
+    start_run(index);
+    append(scratch_.data(), scratch_.size());
+    end_item();
+    flush();
 }
 
 void kid_output::fail_current(std::uint64_t index) noexcept {

@@ -91,6 +91,7 @@ backend* g_backend = nullptr;
 } // namespace
 
 sys::unique_fd take_incoming_fd() {
+    if (auto* scope = current_incoming_fds()) return scope->take();
     if (!g_backend || g_backend->task_fd_next >= g_backend->task_fds.size())
         throw protocol_error("parafork: a passed_fd argument arrived without its descriptor");
     return std::move(g_backend->task_fds[g_backend->task_fd_next++]);

@@ -324,11 +324,6 @@ bool wait_reply(process_state& st, const reply_slot& slot,
 
 void note_reported(process_state& st) noexcept { st.reported = true; }
 
-std::vector<int>& outgoing_fds() noexcept {
-    thread_local std::vector<int> fds;
-    return fds;
-}
-
 } // namespace detail
 
 using detail::process_state;

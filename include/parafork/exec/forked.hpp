@@ -125,7 +125,10 @@ public:
             deliver(first, count, bytes);
             if (ordered_) drain();
         } else {
-            held_.emplace(first, held{count, std::string(bytes)});
+            // Kept for later with the descriptors it carries (a shared_array's memory).
+            std::vector<sys::unique_fd> fds;
+            if (auto* scope = current_incoming_fds()) fds = scope->rest();
+            held_.emplace(first, held{count, std::string(bytes), std::move(fds)});
         }
     }
     void on_failure(std::uint64_t index, const failure_info& f) override {
@@ -152,6 +155,7 @@ private:
     struct held {
         std::uint32_t count;
         std::string bytes;
+        std::vector<sys::unique_fd> fds;
     };
 
     void deliver(std::uint64_t first, std::uint32_t count, std::string_view bytes) {
@@ -174,8 +178,10 @@ private:
         next_ = first + count;
     }
     void drain() {
-        for (auto it = held_.begin(); it != held_.end() && it->first == next_; it = held_.erase(it))
+        for (auto it = held_.begin(); it != held_.end() && it->first == next_; it = held_.erase(it)) {
+            incoming_fds_scope fd_scope(it->second.fds);
             deliver(it->first, it->second.count, it->second.bytes);
+        }
     }
 
     Join& join_;
@@ -241,7 +247,9 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
                 j.first = next;
                 while (it != end && j.count < chunk) {
                     j.offsets.push_back(static_cast<std::uint32_t>(j.body.size()));
+                    detail::outgoing_fds().clear();
                     wire::encode_to(j.body, static_cast<const std::ranges::range_value_t<range_t>&>(*it));
+                    detail::refuse_descriptors("items of a forked input range that is not random access");
                     ++j.count;
                     ++it;
                 }

@@ -110,10 +110,12 @@ using arg_t = std::conditional_t<
     std::string, std::decay_t<A>>;
 template <class A>
 void encode_arg(std::string& out, const A& a) {
+    outgoing_fds().clear();
     if constexpr (std::is_same_v<arg_t<A>, std::string> && !std::is_same_v<std::decay_t<A>, std::string>)
         wire::encode_to(out, std::string_view(a));
     else
         wire::encode_to(out, a);
+    refuse_descriptors("pool task arguments");
 }
 
 template <class R>
@@ -239,7 +241,9 @@ private:
     template <class Item>
     static void encode_item(std::string& body, const Item& x) {
         // A single argument goes as itself; starmap items already are tuples.
+        outgoing_fds().clear();
         wire::encode_to(body, x);
+        refuse_descriptors("pool task arguments");
     }
     std::uint64_t auto_chunk() const {
         if constexpr (std::ranges::sized_range<View>) {

@@ -28,6 +28,7 @@
 #include <parafork/options.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/wire/codec.hpp>
+#include <parafork/wire/descriptors.hpp>
 
 struct pollfd;
 
@@ -44,6 +45,8 @@ enum class msg : std::uint8_t {
     init_failed = 14,  // worker -> parent: worker_init threw; body = type name, what()
     lent = 15,      // worker -> parent: item `first`'s value is still in the worker's memory
                     // (body = lent_value); it waits for the parent's verdict (see kid_output)
+    descriptors = 16,  // worker -> parent: item `first`'s value (the next frame, alone) carries
+                       // descriptors; body = their number, they come on the socket
 };
 
 struct msg_header {
@@ -66,6 +69,7 @@ struct lent_value {
     std::uint64_t bytes;    // count * the element's size
 };
 static_assert(sizeof(lent_value) == 24);
+inline constexpr std::size_t max_descriptors = 64;  // per result (one sendmsg)
 enum : std::uint32_t { verdict_pending = 0, verdict_taken = 1, verdict_resend = 2 };
 
 template <class R>
@@ -116,7 +120,9 @@ public:
                     return large_contiguous(index, v.size(), v.data(), bytes);
             }
             scratch_.clear();
+            outgoing_fds().clear();
             wire::encode_to(scratch_, v);  // may throw: then nothing of it was kept
+            if (!outgoing_fds().empty()) return with_descriptors(index);
             if (scratch_.size() > large_threshold_) return large_scratch(index);
             if (!continues(index)) start_run(index);
             append(scratch_.data(), scratch_.size());
@@ -160,6 +166,7 @@ private:
     void large_scratch(std::uint64_t index);
     void send_large_frame(std::uint64_t index, sys::unique_fd fd, std::uint64_t size);
     bool lend(std::uint64_t index, std::uint64_t count, const void* data, std::size_t bytes);
+    void with_descriptors(std::uint64_t index);
     void close_run() noexcept;
 
     int fd_, sock_;

@@ -21,6 +21,7 @@
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/wire/codec.hpp>
+#include <parafork/wire/descriptors.hpp>
 
 namespace parafork {
 
@@ -58,11 +59,6 @@ struct backend_hooks {
     void (*post_run)(void* actor);
 };
 
-// Descriptors the arguments being encoded want passed (SCM_RIGHTS) with their frame.
-std::vector<int>& outgoing_fds() noexcept;
-// Backend side: the next descriptor that came with the frame being decoded.
-sys::unique_fd take_incoming_fd();
-
 // Waits (doing the frontend's I/O meanwhile) until `slot` is answered or the timeout passes.
 bool wait_reply(process_state& st, const reply_slot& slot,
                 std::optional<std::chrono::milliseconds> timeout);
@@ -76,26 +72,6 @@ void emit_end();
 void emit_abort() noexcept;
 
 } // namespace detail
-
-// A descriptor as a call argument: the frontend lends one of its descriptors, the backend gets
-// its own copy of it (SCM_RIGHTS over the process socket), open and O_CLOEXEC. This is how
-// memory made after start (a memfd) reaches a running backend.
-//   void attach(pf::passed_fd fd);                     // a member of the actor
-//   w.call(&worker::attach, pf::passed_fd(memfd.get()));
-class passed_fd {
-public:
-    passed_fd() = default;
-    explicit passed_fd(int borrowed) noexcept : borrowed_(borrowed) {}
-    explicit passed_fd(sys::unique_fd owned) noexcept : owned_(std::move(owned)) {}
-
-    int get() const noexcept { return owned_ ? owned_.get() : borrowed_; }
-    // Ownership of a received descriptor (backend side); empty for a borrowed one.
-    sys::unique_fd take() noexcept { return std::move(owned_); }
-
-private:
-    int borrowed_ = -1;
-    sys::unique_fd owned_;
-};
 
 // A message a backend emitted, as the frontend received it. Its type is checked on the way out.
 class message {
@@ -275,21 +251,3 @@ protected:
 
 } // namespace parafork
 
-namespace parafork::wire {
-// The descriptor itself travels beside the bytes; the bytes only mark its place.
-template <>
-struct codec<passed_fd> {
-    static constexpr bool is_custom = true;
-    static void encode(writer& w, const passed_fd& p) {
-        if (p.get() < 0) throw error("parafork: passed_fd holds no descriptor");
-        parafork::detail::outgoing_fds().push_back(p.get());
-        w.write_bytes("F", 1);
-    }
-    static void decode(reader& r, passed_fd& p) {
-        char mark;
-        r.read_bytes(&mark, 1);
-        if (mark != 'F') reader::fail("bad passed_fd marker");
-        p = passed_fd(parafork::detail::take_incoming_fd());
-    }
-};
-} // namespace parafork::wire
