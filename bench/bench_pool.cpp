@@ -4,6 +4,7 @@
 //   >= 0.95 (PARAFORK_BENCH_PI_LOG2=28 for a shorter run).
 #include <parafork/exec/map.hpp>
 #include <parafork/exec/pool.hpp>
+#include <parafork/ipc/shared_array.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -79,6 +80,21 @@ void result_256mib(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * (256u << 20)));
 }
 BENCHMARK(result_256mib)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The same 256 MiB as a shared_array: what comes back is the memory itself (a descriptor and a
+// mapping), so the cost does not depend on the size.
+void result_256mib_shared_array(benchmark::State& state) {
+    pf::shared_array<double> big({(256u << 20) / sizeof(double)});
+    std::iota(big.begin(), big.end(), 0.0);
+    pf::pool p([big](int) { return big; }, jobs(1));
+    benchmark::DoNotOptimize(p.apply(0).get().data());
+    for (auto _ : state) {
+        auto r = p.apply(0).get();
+        benchmark::DoNotOptimize(r.data()[r.size() - 1]);  // touch it: the mapping is real
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * (256u << 20)));
+}
+BENCHMARK(result_256mib_shared_array)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // The floor on this machine: one copy of 256 MiB into a fresh std::vector (page faults and
 // all), what any result that ends in a new vector must pay at least once.
