@@ -20,7 +20,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <poll.h>
 #include <random>
 #include <string>
@@ -34,29 +33,40 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Kills a random child of `target` whose name starts with `prefix`, every `every_ms`, until
-// `stop` becomes readable (EOF); exits with the number of kills (capped at 255).
-pid_t start_killer(pid_t target, std::string prefix, int every_ms, int stop) {
-    return sys::fork_call([=] {
-        std::mt19937 rng(42);
-        int kills = 0;
-        for (;;) {
-            pollfd p{stop, POLLIN, 0};
-            if (::poll(&p, 1, every_ms) != 0) break;
-            std::vector<pid_t> victims;
-            for (pid_t pid : pf::testing::child_pids_of(target)) {
-                std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-                std::string name;
-                std::getline(comm, name);
-                if (name.rfind(prefix, 0) == 0) victims.push_back(pid);
+// From a process of its own, kills a random child of this process whose name starts with
+// `prefix`, every `every_ms`, until stop(), which returns the number of kills (capped at 255).
+class killer {
+public:
+    killer(std::string prefix, int every_ms) {
+        auto stop = sys::make_pipe();
+        stop_ = sys::private_fd(std::move(stop.write));  // private: the killer must not hold it
+        proc_ = sys::child(sys::fork_call([target = ::getpid(), prefix, every_ms, fd = stop.read.get()] {
+            std::mt19937 rng(42);
+            int kills = 0;
+            for (;;) {
+                pollfd p{fd, POLLIN, 0};
+                if (::poll(&p, 1, every_ms) != 0) break;
+                std::vector<pid_t> victims;
+                for (pid_t pid : pf::testing::child_pids_of(target)) {
+                    auto name = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/comm");
+                    if (name.rfind(prefix, 0) == 0) victims.push_back(pid);
+                }
+                if (victims.empty()) continue;
+                ::kill(victims[rng() % victims.size()], SIGKILL);
+                ++kills;
             }
-            if (victims.empty()) continue;
-            ::kill(victims[rng() % victims.size()], SIGKILL);
-            ++kills;
-        }
-        sys::exit_child(std::min(kills, 255));
-    });
-}
+            sys::exit_child(std::min(kills, 255));
+        }));
+    }
+    int stop() {
+        stop_.reset();
+        return proc_.wait().code;
+    }
+
+private:
+    sys::private_fd stop_;
+    sys::child proc_;
+};
 
 } // namespace
 
@@ -73,10 +83,7 @@ TEST(Chaos, ProcPoolWithRetriesLosesNothingWhileKidsAreKilled) {
                          });
                      }),
                      pf::frames::zero_term, o);
-    auto stop = sys::make_pipe();
-    sys::private_fd stop_write(std::move(stop.write));  // the killer must not hold it
-    sys::child killer(start_killer(::getpid(), "chaos#", 2, stop.read.get()));
-    stop.read.reset();
+    killer chaos("chaos#", 2);
 
     std::vector<char> seen(n, 0);
     std::size_t count = 0;
@@ -90,8 +97,7 @@ TEST(Chaos, ProcPoolWithRetriesLosesNothingWhileKidsAreKilled) {
         ++count;
         ASSERT_EQ(std::stoull(std::string(r)), 3 * i);
     });
-    stop_write.reset();
-    int kills = killer.wait().code;
+    int kills = chaos.stop();
     EXPECT_EQ(count, n);
     EXPECT_GT(kills, 0) << "the killer never struck: the test proved nothing";
     RecordProperty("kills", kills);
@@ -110,16 +116,17 @@ TEST(Chaos, ProcPoolWithoutRetriesReportsTheLoss) {
                          });
                      }),
                      pf::frames::lines, o);
-    auto stop = sys::make_pipe();
-    sys::private_fd stop_write(std::move(stop.write));
-    sys::child killer(start_killer(::getpid(), "chaos#", 20, stop.read.get()));
-    stop.read.reset();
+    killer chaos("chaos#", 20);
     EXPECT_THROW(pp.eval(std::vector<std::string>(100000, "z"), [](std::string_view) {}), pf::worker_died);
-    stop_write.reset();
-    killer.wait();
+    chaos.stop();
 }
 
 namespace {
+std::vector<std::uint32_t> indices(std::size_t n) {
+    std::vector<std::uint32_t> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint32_t>(i);
+    return v;
+}
 std::uint64_t triple(std::uint32_t x) { return std::uint64_t{x} * 3; }
 // The same after about 100 µs of work: a worker killed between tasks blames none (the next task
 // runs on its replacement), so a kill must land mid-task for a task to be lost.
@@ -139,21 +146,16 @@ TEST(Chaos, PoolWithRetriesLosesNothingWhileWorkersAreKilled) {
     o.retries = 1000;  // per task: a task can be lost many times in a row here
     o.name = "chaos";
     pf::pool p(o);
-    std::vector<std::uint32_t> in(n);
-    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::uint32_t>(i);
+    auto in = indices(n);
 
-    auto stop = sys::make_pipe();
-    sys::private_fd stop_write(std::move(stop.write));
-    sys::child killer(start_killer(::getpid(), "parafork:chaos", 2, stop.read.get()));
-    stop.read.reset();
+    killer chaos("parafork:chaos", 2);
     std::vector<std::uint64_t> out;
     for (int round = 0; round < 3; ++round) {  // several rounds, so the killer strikes mid-run
         out = p.map(&triple, in);
         ASSERT_EQ(out.size(), n);
         for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], 3 * i) << "task " << i;
     }
-    stop_write.reset();
-    int kills = killer.wait().code;
+    int kills = chaos.stop();
     EXPECT_GT(kills, 0) << "the killer never struck: the test proved nothing";
     std::printf("pool kills: %d\n", kills);
 }
@@ -169,12 +171,8 @@ TEST(Chaos, PoolWithoutRetriesNeverHangsNorLies) {
     o.chunksize = 1;
     o.name = "chaos";
     pf::pool p(o);
-    std::vector<std::uint32_t> in(5'000);
-    for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::uint32_t>(i);
-    auto stop = sys::make_pipe();
-    sys::private_fd stop_write(std::move(stop.write));
-    sys::child killer(start_killer(::getpid(), "parafork:chaos", 1, stop.read.get()));
-    stop.read.reset();
+    auto in = indices(5'000);
+    killer chaos("parafork:chaos", 1);
     std::size_t died = 0, right = 0;
     for (int round = 0; round < 3; ++round) {
         std::size_t i = 0;
@@ -191,8 +189,7 @@ TEST(Chaos, PoolWithoutRetriesNeverHangsNorLies) {
         }
         ASSERT_EQ(i, in.size()) << "a task never answered";
     }
-    stop_write.reset();
-    EXPECT_GT(killer.wait().code, 0);
+    EXPECT_GT(chaos.stop(), 0);
     EXPECT_GT(died, 0u) << "no task was lost: the loss path was never taken";
     EXPECT_EQ(right + died, 3 * in.size());
     std::printf("pool without retries: %zu tasks lost to kills\n", died);
@@ -208,12 +205,8 @@ TEST(Chaos, PoolImapWithRetriesDeliversEachIndexOnce) {
     o.retries = 1000;
     o.name = "chaos";
     pf::pool p(o);
-    std::vector<std::uint32_t> in(n);
-    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::uint32_t>(i);
-    auto stop = sys::make_pipe();
-    sys::private_fd stop_write(std::move(stop.write));
-    sys::child killer(start_killer(::getpid(), "parafork:chaos", 2, stop.read.get()));
-    stop.read.reset();
+    auto in = indices(n);
+    killer chaos("parafork:chaos", 2);
     for (int round = 0; round < 3; ++round) {
         std::vector<std::uint8_t> seen(n, 0);
         std::size_t count = 0;
@@ -225,8 +218,7 @@ TEST(Chaos, PoolImapWithRetriesDeliversEachIndexOnce) {
         }
         ASSERT_EQ(count, n);
     }
-    stop_write.reset();
-    EXPECT_GT(killer.wait().code, 0) << "the killer never struck: the test proved nothing";
+    EXPECT_GT(chaos.stop(), 0) << "the killer never struck: the test proved nothing";
 }
 
 namespace {
@@ -293,10 +285,7 @@ TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
         constexpr std::uint32_t slots = 60, per_slot = 400, ids = slots * per_slot;
         constexpr int live_senders = 4, receivers = 3;
         // The killer first: a process forked while the channel exists holds an end of it.
-        auto stop = sys::make_pipe();
-        sys::private_fd stop_write(std::move(stop.write));
-        sys::child killer(start_killer(::getpid(), "chsend", 3, stop.read.get()));
-        stop.read.reset();
+        killer chaos("chsend", 3);
 
         sys::mapping shared(-1, ids + sizeof(std::uint64_t));
         auto* counts = reinterpret_cast<std::atomic<std::uint8_t>*>(shared.data());
@@ -340,8 +329,7 @@ TEST(Chaos, ChannelSendersKilledNeverTearNorDuplicate) {
             }
             std::this_thread::sleep_for(1ms);
         }
-        stop_write.reset();
-        killer.wait();
+        chaos.stop();
         for (auto& r : recv)
             EXPECT_TRUE(r.wait().ok()) << "a receiver did not end with channel_closed";
 
@@ -384,10 +372,7 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
         constexpr std::uint32_t ids = base2 + 2 * per_slot2;
         constexpr std::size_t live_senders = 3, live_receivers = 3;
         constexpr int closed_code = 3;  // a sender's exit code when its send threw channel_closed
-        auto stop = sys::make_pipe();
-        sys::private_fd stop_write(std::move(stop.write));
-        sys::child killer(start_killer(::getpid(), "chx-", 3, stop.read.get()));
-        stop.read.reset();
+        killer chaos("chx-", 3);
 
         // Per id: deliveries, and whether a sender began sending it; then the torn count, the
         // go flag of phase 2's receivers and how many of them started.
@@ -459,8 +444,7 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
             });
             std::this_thread::sleep_for(1ms);
         }
-        stop_write.reset();
-        killer.wait();
+        chaos.stop();
         reap(receivers, [&](const sys::exit_status& st) {
             if (st.signal == SIGKILL) ++receivers_killed;
             else ADD_FAILURE() << "a receiver ended with " << st.describe() << " mid-run";
