@@ -89,18 +89,6 @@ std::chrono::microseconds self_cpu() {
     auto us = [](const timeval& t) { return std::int64_t{t.tv_sec} * 1'000'000 + t.tv_usec; };
     return std::chrono::microseconds(us(ru.ru_utime) + us(ru.ru_stime));
 }
-// CPU time of another process from /proc/<pid>/stat (utime + stime, fields 14 and 15).
-std::chrono::milliseconds cpu_of(int pid) {
-    std::string all = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream rest(all.substr(all.rfind(')') + 2));  // after "(comm) "
-    std::string field;
-    long long utime = 0, stime = 0;
-    for (int k = 3; k <= 15 && rest >> field; ++k) {
-        if (k == 14) utime = std::stoll(field);
-        if (k == 15) stime = std::stoll(field);
-    }
-    return std::chrono::milliseconds((utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK));
-}
 
 // Sends `sig` to this process after `ms` from a helper child; returns the helper's pid.
 pid_t signal_self_later(int sig, int ms) {
@@ -503,9 +491,9 @@ TEST(Pool, WaitingSpinsBrieflyThenSleeps) {
     EXPECT_EQ(p.submit(&nap, 300).get(), 300);
     EXPECT_LT(self_cpu() - before, 100ms);
     // An idle worker sleeps in its read once its spin has passed.
-    auto worker_before = cpu_of(pid);
+    auto worker_before = pf::testing::cpu_time(pid);
     std::this_thread::sleep_for(300ms);
-    EXPECT_LT(cpu_of(pid) - worker_before, 50ms);
+    EXPECT_LT(pf::testing::cpu_time(pid) - worker_before, 50ms);
     // Without the spin every wait sleeps at once; answers are the same.
     pf::options o = jobs(1);
     o.spin = std::chrono::microseconds(0);

@@ -108,15 +108,6 @@ struct stubborn {
     int square(int x) { return x * x; }
 };
 
-// utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15).
-long cpu_ticks(pid_t pid) {
-    std::string s = pf::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream rest(s.substr(s.rfind(')') + 2));
-    std::vector<std::string> fields;
-    for (std::string x; rest >> x;) fields.push_back(x);
-    return std::stol(fields.at(11)) + std::stol(fields.at(12));
-}
-
 // This thread's CPU time so far.
 std::chrono::microseconds thread_cpu() {
     rusage ru{};
@@ -586,10 +577,10 @@ TEST(process, an_idle_backend_and_a_waiting_frontend_use_almost_no_cpu) {
         w.start();
         EXPECT_EQ(w.ask(&counter::square, 3).get(), 9);
         // The backend spins for options.spin (50 us), then sleeps: over 300 ms it may use a
-        // tick or two, a spinning one would use about 30.
-        long before = cpu_ticks(w.pid());
+        // tick or two (10-20 ms), a spinning one would use about 300 ms.
+        auto before = pf::testing::cpu_time(w.pid());
         std::this_thread::sleep_for(300ms);
-        EXPECT_LE(cpu_ticks(w.pid()) - before, 5);
+        EXPECT_LE(pf::testing::cpu_time(w.pid()) - before, 50ms);
         // And a frontend waiting 300 ms for an answer sleeps too.
         auto cpu0 = thread_cpu();
         auto t0 = std::chrono::steady_clock::now();

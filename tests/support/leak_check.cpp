@@ -15,6 +15,21 @@
 
 namespace parafork::testing {
 
+std::chrono::milliseconds cpu_time(int pid) {
+    // Fields 14 and 15 (utime, stime, in clock ticks), counted after the ")" that ends comm.
+    std::string stat = read_proc("/proc/" + std::to_string(pid) + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 > stat.size()) return {};
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    long long utime = 0, stime = 0;
+    for (int k = 3; k <= 15 && rest >> field; ++k) {
+        if (k == 14) utime = std::stoll(field);
+        if (k == 15) stime = std::stoll(field);
+    }
+    return std::chrono::milliseconds((utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK));
+}
+
 std::string read_proc(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return {};

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 #include <string>
 
@@ -13,6 +14,10 @@ namespace parafork::testing {
 // The text of a file under /proc, or "" if it cannot be read. The process may exit between the
 // open and the read; std::ifstream's stream-buffer iterators throw then, this does not.
 std::string read_proc(const std::string& path);
+
+// CPU time (user + system) a process has used so far, from /proc/<pid>/stat; zero once it is
+// gone.
+std::chrono::milliseconds cpu_time(int pid);
 
 std::set<int> open_fds();
 std::set<std::string> shm_entries();
