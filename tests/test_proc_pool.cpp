@@ -635,6 +635,7 @@ TEST(ProcPool, ExtraReplyIsAProtocolErrorNamingTheKid) {
             if (r.fill(in) == 0) return;
         }
     });
+    pf::kid_fn chatty_too = chatty;
     pf::proc_pool pp(std::move(chatty), frames::lines, jobs(1));
     pid_t kid = pp.pids().at(0);
     try {
@@ -648,6 +649,17 @@ TEST(ProcPool, ExtraReplyIsAProtocolErrorNamingTheKid) {
         EXPECT_NE(std::string(e.what()).find("0, 1, 2"), std::string::npos) << e.what();
     }
     EXPECT_EQ(::kill(kid, 0), -1) << "the kid was not stopped";
+    // With 100 outstanding, only the latest 64 answered are named, oldest first.
+    pf::proc_pool many(std::move(chatty_too), frames::lines, jobs(1));
+    try {
+        many.eval(std::vector<std::string>(100, "x"), [](std::string_view) {});
+        FAIL() << "no error";
+    } catch (const pf::protocol_error& e) {
+        std::vector<std::size_t> latest;
+        for (std::size_t i = 36; i < 100; ++i) latest.push_back(i);
+        EXPECT_EQ(e.tasks(), latest) << e.what();
+        EXPECT_NE(std::string(e.what()).find("(64 in all)"), std::string::npos) << e.what();
+    }
 }
 
 TEST(ProcPool, FramesOverMaxFrameAreProtocolErrorsAndStopTheKids) {

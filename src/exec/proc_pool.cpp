@@ -6,6 +6,7 @@
 #include <parafork/sys/signals.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <deque>
@@ -14,7 +15,6 @@
 #include <poll.h>
 #include <unistd.h>
 #include <span>
-#include <sys/syscall.h>
 #include <variant>
 
 namespace parafork {
@@ -113,7 +113,10 @@ struct proc_pool::impl {
         kid_handle proc;
         sys::private_fd to, from;
         sys::private_fd pidfd;     // readable once it has exited (see sys::open_pidfd)
-        std::deque<std::size_t> answered;  // since it was last idle, the latest suspects_kept
+        // Since it was last idle: the latest suspects_kept answered requests, in a ring (no
+        // allocation per reply); answered_n counts them all.
+        std::array<std::size_t, suspects_kept> answered{};
+        std::size_t answered_n = 0;
         std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
         std::size_t acked = 0, written = 0;
         std::deque<held_request> held;
@@ -202,7 +205,7 @@ struct proc_pool::impl {
         k.to = sys::private_fd(std::move(req.write));
         k.from = sys::private_fd(std::move(rep.read));
         k.pidfd = sys::private_fd(sys::open_pidfd(pid));
-        k.answered.clear();
+        k.answered_n = 0;
         sys::set_nonblocking(k.to.get());
         sys::set_nonblocking(k.from.get());
         k.out.clear();
@@ -248,7 +251,7 @@ struct proc_pool::impl {
     void assign(kid& k, std::size_t index, std::string_view payload, unsigned attempts) {
         if (k.held.empty()) {
             k.progress = clock::now();
-            k.answered.clear();
+            k.answered_n = 0;
         }
         std::size_t before = k.out.size();
         framing.append(k.out, payload);
@@ -301,7 +304,10 @@ struct proc_pool::impl {
     // Matches one reply frame to the oldest request the kid holds.
     std::size_t take_held(kid& k) {
         if (k.held.empty()) {
-            std::vector<std::size_t> suspects(k.answered.begin(), k.answered.end());
+            std::vector<std::size_t> suspects;
+            for (std::size_t i = k.answered_n > suspects_kept ? k.answered_n - suspects_kept : 0;
+                 i < k.answered_n; ++i)
+                suspects.push_back(k.answered[i % suspects_kept]);
             std::string what = "proc_pool: kid " + std::to_string(k.proc.pid()) +
                                " sent a reply with no request outstanding (more than one reply "
                                "per request?); the replies to the requests it held " +
@@ -325,8 +331,7 @@ struct proc_pool::impl {
         }
         if (opts.task_timeout.count() > 0) k.progress = clock::now();
         idle_restarts = 0;
-        if (k.answered.size() == suspects_kept) k.answered.pop_front();
-        k.answered.push_back(h.index);
+        k.answered[k.answered_n++ % suspects_kept] = h.index;
         return h.index;
     }
 
