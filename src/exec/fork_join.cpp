@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <poll.h>
 #include <stdexcept>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace parafork {
