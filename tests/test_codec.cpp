@@ -165,3 +165,82 @@ TEST(Codec, CountsOfEmptyElementsAreBoundedAcrossNesting) {
     std::vector<foo> many(100000, foo{"x", 1.0});
     EXPECT_EQ(wire::decode<std::vector<foo>>(wire::encode(many)), many);
 }
+
+// What goes by memcpy: only types whose every byte pattern is a value and that point nowhere.
+namespace {
+
+enum class colour : unsigned char { red, green };
+enum small : short { tiny, big };
+struct grid {
+    int cells[2][3];
+    double scale;
+    bool operator==(const grid&) const = default;
+};
+struct flagged {  // a bool inside: field by field, the bool checked
+    int n;
+    bool on;
+    bool operator==(const flagged&) const = default;
+};
+struct record {  // not trivially copyable: field by field, no serialize() needed
+    std::string name;
+    colour c;
+    std::vector<flagged> flags;
+    std::optional<grid> g;
+    bool operator==(const record&) const = default;
+};
+class sealed {  // a class the codec cannot look into, vouched for below
+public:
+    sealed() = default;
+    explicit sealed(int v) : v_(v) {}
+    bool operator==(const sealed&) const = default;
+
+private:
+    int v_ = 0;
+};
+
+} // namespace
+
+template <>
+struct parafork::wire::trivially_encodable<sealed> : std::true_type {};
+
+TEST(Codec, PlainTypesAreThoseWithNoInvalidBytesAndNoPointers) {
+    namespace d = wire::detail;
+    static_assert(d::memcpy_able<int> && d::memcpy_able<double> && d::memcpy_able<point>);
+    static_assert(d::memcpy_able<colour> && d::memcpy_able<small> && d::memcpy_able<std::byte>);
+    static_assert(d::memcpy_able<grid> && d::memcpy_able<std::array<grid, 2>>);
+    static_assert(!d::memcpy_able<bool> && !d::memcpy_able<flagged>);
+    static_assert(!d::memcpy_able<std::optional<int>> && !d::memcpy_able<record>);
+    static_assert(d::memcpy_able<sealed>);
+    static_assert(d::field_count<grid> == 2 && d::field_count<record> == 4);
+    static_assert(d::min_encoded_size<flagged>() == sizeof(int) + 1);
+}
+
+TEST(Codec, AggregatesGoFieldByField) {
+    round_trip(grid{{{1, 2, 3}, {4, 5, 6}}, 0.5});
+    round_trip(flagged{7, true});
+    round_trip(std::vector<flagged>{{1, false}, {2, true}});
+    round_trip(record{"r", colour::green, {{3, true}}, grid{{{9}}, 2.0}});
+    round_trip(record{});
+    round_trip(colour::red);
+    round_trip(big);
+    round_trip(sealed(5));
+    EXPECT_EQ(wire::encode(flagged{1, true}).size(), sizeof(int) + 1);
+}
+
+TEST(Codec, BoolsInsideAggregatesAreChecked) {
+    std::string bytes = wire::encode(flagged{1, true});
+    bytes.back() = 2;
+    EXPECT_THROW(wire::decode<flagged>(bytes), parafork::protocol_error);
+    std::string many = wire::encode(std::vector<flagged>{{1, false}, {2, true}});
+    many.back() = '\xff';
+    EXPECT_THROW(wire::decode<std::vector<flagged>>(many), parafork::protocol_error);
+}
+
+TEST(Codec, AggregateCountsAreCheckedAgainstTheirSmallestEncoding) {
+    // Each flagged takes at least 5 bytes: a count of 4 with 19 bytes behind it is corrupt.
+    std::string bytes = wire::encode(std::vector<flagged>{{1, false}, {2, true}, {3, true}});
+    std::uint64_t four = 4;
+    std::memcpy(bytes.data(), &four, sizeof four);
+    bytes += "abcd";
+    EXPECT_THROW(wire::decode<std::vector<flagged>>(bytes), parafork::protocol_error);
+}

@@ -1,16 +1,23 @@
 #pragma once
 // The codec: values to bytes and back, for everything that crosses a process boundary.
 //
-//  - trivially copyable types go by memcpy (their bytes are their value on one machine);
-//  - std::string, vector, array, map, unordered_map, set, optional, variant, pair, tuple and
-//    bool are built in;
+//  - plain values go by memcpy: types for which every byte pattern is a valid value and which
+//    point nowhere (integers, floating point, enums with a fixed underlying type, arrays and
+//    aggregates of those). bool goes as one byte checked on the way in;
+//  - std::string, vector, array, map, unordered_map, set, optional, variant, pair and tuple
+//    are built in;
 //  - user types by cereal's convention: a member or free `serialize(Archive& ar)` calling
 //    `ar(a, b, c)`, or a `save(Archive&) const` / `load(Archive&)` pair. Types written for
-//    cereal work unchanged; `Archive::is_loading` tells the two directions apart.
+//    cereal work unchanged; `Archive::is_loading` tells the two directions apart;
+//  - other aggregates (`struct item { std::string name; bool ok; };`) field by field.
 //
 // Decoding trusts no byte: every read is bounds-checked and a truncated or corrupt buffer throws
 // parafork::protocol_error; lengths are checked against what remains before anything is
-// allocated. Raw pointers cannot be encoded (they mean nothing in another process).
+// allocated. Pointers, and anything holding one (std::span, a struct with a pointer field), do
+// not compile: they mean nothing in another process. Neither do enums without a fixed
+// underlying type (their valid values cannot be known, so a decoded one cannot be checked) nor
+// trivially copyable classes the codec cannot look into (constructors, private fields): give
+// those serialize(), or vouch for them with trivially_encodable<T> below.
 
 #include <array>
 #include <cstddef>
@@ -30,6 +37,7 @@
 #include <vector>
 
 #include <parafork/error.hpp>
+#include <parafork/wire/detail/fields.hpp>
 
 namespace parafork::wire {
 
@@ -40,6 +48,12 @@ class reader;
 // over a type completely.
 template <class T, class Enable = void>
 struct codec;
+
+// Specialize to std::true_type for a trivially copyable class the codec cannot look into (one
+// with constructors or private fields) to send it by memcpy. By doing so you promise that every
+// byte pattern is a valid value and that it holds no pointer, handle or reference.
+template <class T>
+struct trivially_encodable : std::false_type {};
 
 namespace detail {
 
@@ -75,28 +89,56 @@ concept has_save_load = requires(const T& c, T& t, writer& w, reader& r) {
 template <class T>
 concept has_custom_codec = requires { codec<T>::is_custom; };
 
-// Types whose bytes are their value. A user type with serialize() is not memcpy'd even when
-// it is trivially copyable: its author said how it goes.
-// std::optional and std::variant are excluded even when trivially copyable: their tag bytes
-// must be validated on the way in, not trusted.
 template <class T>
-constexpr bool memcpy_able_base = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                                  !std::is_same_v<T, std::string_view> &&
-                                  !std::is_member_pointer_v<T> && !std::is_same_v<T, bool> &&
-                                  !is_optional<T>::value && !is_variant<T>::value &&
-                                  !has_member_serialize<T, writer> &&
-                                  !has_free_serialize<T, writer> && !has_save_load<T> &&
-                                  !has_custom_codec<T>;
+constexpr bool has_own_codec = has_member_serialize<T, writer> || has_free_serialize<T, writer> ||
+                               has_save_load<T> || has_custom_codec<T>;
+
+// An enum whose every underlying value is one of its values ([dcl.enum]): scoped enums and
+// `enum E : int`. Only these accept E{n}.
 template <class T>
-struct memcpy_able_t : std::bool_constant<memcpy_able_base<T>> {};
-template <class T, std::size_t N>
-struct memcpy_able_t<std::array<T, N>> : memcpy_able_t<T> {};
-template <class A, class B>
-struct memcpy_able_t<std::pair<A, B>> : std::false_type {};
-template <class... T>
-struct memcpy_able_t<std::tuple<T...>> : std::false_type {};
+concept fixed_enum = std::is_enum_v<T> && requires { T{std::underlying_type_t<T>{}}; };
+
 template <class T>
-constexpr bool memcpy_able = memcpy_able_t<T>::value;
+constexpr bool plain_check();
+
+template <class L>
+struct all_plain;
+template <class... F>
+struct all_plain<type_list<F...>> : std::bool_constant<(plain_check<F>() && ...)> {};
+
+// Types whose bytes are their value: any byte pattern is valid and nothing points anywhere.
+// A user type with serialize() is not memcpy'd even when it would qualify: its author said how
+// it goes. std::optional and std::variant are excluded even when trivially copyable: their tag
+// bytes must be validated on the way in, not trusted.
+template <class T>
+constexpr bool plain_check() {
+    if constexpr (has_own_codec<T>) return false;
+    else if constexpr (trivially_encodable<T>::value) return std::is_trivially_copyable_v<T>;
+    else if constexpr (std::is_same_v<T, bool>) return false;
+    else if constexpr (std::is_arithmetic_v<T>) return true;
+    else if constexpr (std::is_enum_v<T>) return fixed_enum<T>;
+    else if constexpr (std::is_array_v<T>) return plain_check<std::remove_extent_t<T>>();
+    else if constexpr (is_std_array<T>::value) return plain_check<typename T::value_type>();
+    else if constexpr (is_optional<T>::value || is_variant<T>::value || is_tuple_like<T>::value)
+        return false;
+    else if constexpr (!std::is_trivially_copyable_v<T>) return false;
+    else if constexpr (reflectable<T>) return all_plain<field_types<T>>::value;
+    else return false;
+}
+
+template <class T>
+constexpr bool memcpy_able = plain_check<T>();
+
+// Aggregates that are not plain go field by field.
+template <class T>
+constexpr bool by_fields_check() {
+    if constexpr (has_own_codec<T> || memcpy_able<T> || is_std_array<T>::value ||
+                  is_tuple_like<T>::value)
+        return false;
+    else return reflectable<T>;
+}
+template <class T>
+constexpr bool by_fields = by_fields_check<T>();
 
 } // namespace detail
 
@@ -216,8 +258,17 @@ private:
 namespace detail {
 
 template <class T>
+constexpr std::size_t min_encoded_size();
+template <class L>
+struct min_fields_size;
+template <class... F>
+struct min_fields_size<type_list<F...>> : std::integral_constant<std::size_t, (min_encoded_size<F>() + ... + 0)> {};
+
+template <class T>
 constexpr std::size_t min_encoded_size() {
     if constexpr (memcpy_able<T>) return sizeof(T) ? sizeof(T) : 0;
+    else if constexpr (std::is_array_v<T>) return std::extent_v<T> * min_encoded_size<std::remove_extent_t<T>>();
+    else if constexpr (by_fields<T>) return min_fields_size<field_types<T>>::value;
     else if constexpr (std::is_same_v<T, bool> || is_optional<T>::value) return 1;
     else if constexpr (std::is_same_v<T, std::string> || is_std_vector<T>::value ||
                        is_map_like<T>::value || is_set_like<T>::value)
@@ -227,8 +278,18 @@ constexpr std::size_t min_encoded_size() {
 }
 
 template <class T>
+constexpr void static_assert_encodable() {
+    static_assert(!std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                      !std::is_null_pointer_v<T>,
+                  "parafork: pointers cannot cross a process boundary (nor types holding one)");
+    static_assert(!std::is_enum_v<T> || fixed_enum<T>,
+                  "parafork: an enum without a fixed underlying type cannot be checked on decode; "
+                  "declare it with one (enum E : int { ... }, or enum class)");
+}
+
+template <class T>
 void encode_value(writer& w, const T& v) {
-    static_assert(!std::is_pointer_v<T>, "parafork: raw pointers cannot cross a process boundary");
+    static_assert_encodable<T>();
     if constexpr (has_custom_codec<T>) {
         codec<T>::encode(w, v);
     } else if constexpr (has_member_serialize<T, writer>) {
@@ -253,7 +314,7 @@ void encode_value(writer& w, const T& v) {
         } else {
             for (const auto& e : v) encode_value(w, static_cast<const E&>(e));
         }
-    } else if constexpr (is_std_array<T>::value) {
+    } else if constexpr (is_std_array<T>::value || std::is_array_v<T>) {
         for (const auto& e : v) encode_value(w, e);
     } else if constexpr (is_map_like<T>::value || is_set_like<T>::value) {
         w.write_size(v.size());
@@ -276,10 +337,14 @@ void encode_value(writer& w, const T& v) {
         std::visit([&](const auto& alt) { encode_value(w, alt); }, v);
     } else if constexpr (is_tuple_like<T>::value) {
         std::apply([&](const auto&... e) { (encode_value(w, e), ...); }, v);
+    } else if constexpr (by_fields<T>) {
+        apply_fields(v, [&](const auto&... f) { (encode_value(w, f), ...); });
     } else {
         static_assert(sizeof(T) == 0,
                       "parafork: this type cannot be encoded; give it a serialize(Archive&) member "
-                      "(cereal's convention) or specialize parafork::wire::codec<T>");
+                      "(cereal's convention), specialize parafork::wire::codec<T>, or, for a "
+                      "trivially copyable type that holds no pointer, parafork::wire::"
+                      "trivially_encodable<T>");
     }
 }
 
@@ -301,6 +366,7 @@ void decode_variant(reader& r, V& v, std::uint32_t idx) {
 
 template <class T>
 void decode_value(reader& r, T& v) {
+    static_assert_encodable<T>();
     if constexpr (has_custom_codec<T>) {
         codec<T>::decode(r, v);
     } else if constexpr (has_member_serialize<T, reader>) {
@@ -335,7 +401,7 @@ void decode_value(reader& r, T& v) {
                 v.push_back(std::move(e));
             }
         }
-    } else if constexpr (is_std_array<T>::value) {
+    } else if constexpr (is_std_array<T>::value || std::is_array_v<T>) {
         for (auto& e : v) decode_value(r, e);
     } else if constexpr (is_map_like<T>::value) {
         using K = typename T::key_type;
@@ -376,6 +442,8 @@ void decode_value(reader& r, T& v) {
         decode_variant(r, v, idx);
     } else if constexpr (is_tuple_like<T>::value) {
         std::apply([&](auto&... e) { (decode_value(r, e), ...); }, v);
+    } else if constexpr (by_fields<T>) {
+        apply_fields(v, [&](auto&... f) { (decode_value(r, f), ...); });
     } else {
         static_assert(sizeof(T) == 0,
                       "parafork: this type cannot be decoded; give it a serialize(Archive&) member "
