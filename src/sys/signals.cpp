@@ -16,28 +16,43 @@ std::mutex g_mutex;
 int g_depth = 0;
 struct sigaction g_old_action;
 std::atomic<int> g_pending{0};
-int g_pipe[2] = {-1, -1};  // made with the first guard, closed with the last; callers poll [0]
+// Made with the first guard, closed with the last; callers poll the read end. Both ends are
+// private: a forked child closes them at once, so no child can write a Ctrl-C into a parent.
+int g_read = -1;
+std::atomic<int> g_write{-1};
+// Handlers between reading g_write and finishing their write: the last guard waits for none to
+// be left before it closes the pipe, so no handler (on any thread) writes to a closed, maybe
+// reused, descriptor number.
+std::atomic<int> g_in_handler{0};
 
 void on_sigint(int) {
     int saved = errno;
-    g_pending.store(1, std::memory_order_relaxed);
+    g_in_handler.fetch_add(1);
+    g_pending.store(1);
+    int fd = g_write.load();
     char c = 1;
-    [[maybe_unused]] auto n = ::write(g_pipe[1], &c, 1);
+    if (fd >= 0) [[maybe_unused]] auto n = ::write(fd, &c, 1);
+    g_in_handler.fetch_sub(1);
     errno = saved;
 }
 
 void drain_pipe() noexcept {
     char buf[64];
-    while (g_pipe[0] >= 0 && ::read(g_pipe[0], buf, sizeof buf) > 0) {
+    while (g_read >= 0 && ::read(g_read, buf, sizeof buf) > 0) {
     }
 }
 
 // The pipe lives only while some guard does, so no descriptor outlives a call.
 void close_pipe() noexcept {
-    for (int& fd : g_pipe) {
-        if (fd >= 0) ::close(fd);
-        fd = -1;
+    int w = g_write.exchange(-1);
+    while (g_in_handler.load() != 0) {  // a handler mid-write: it is a few instructions from done
     }
+    for (int fd : {g_read, w}) {
+        if (fd < 0) continue;
+        unregister_private_fd(fd);
+        ::close(fd);
+    }
+    g_read = -1;
 }
 
 } // namespace
@@ -45,9 +60,20 @@ void close_pipe() noexcept {
 sigint_guard::sigint_guard() {
     std::lock_guard lock(g_mutex);
     if (g_depth++ == 0) {
-        if (::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        int ends[2];
+        if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) {
             --g_depth;
             throw_errno("pipe2");
+        }
+        g_read = ends[0];
+        g_write.store(ends[1]);
+        try {
+            register_private_fd(ends[0]);
+            register_private_fd(ends[1]);
+        } catch (...) {
+            --g_depth;
+            close_pipe();
+            throw;
         }
         struct sigaction sa {};
         sa.sa_handler = on_sigint;
@@ -72,7 +98,7 @@ sigint_guard::~sigint_guard() {
     }
 }
 
-int sigint_guard::fd() noexcept { return g_pipe[0]; }
+int sigint_guard::fd() noexcept { return g_read; }
 
 bool sigint_guard::pending() noexcept { return g_pending.load(std::memory_order_relaxed) != 0; }
 
