@@ -214,44 +214,6 @@ int report_child_exception() noexcept {
     return 1;
 }
 
-pid_t spawn(const std::vector<std::string>& argv, const spawn_options& opts) {
-    if (argv.empty() || argv[0].empty()) throw std::invalid_argument("spawn: empty command");
-    std::vector<char*> args;
-    args.reserve(argv.size() + 1);
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-
-    auto err = make_pipe();
-    child_options co = opts.child;
-    co.warn_if_threaded = false;  // the child only execs: safe with threads
-    pid_t pid = fork_process(co);
-    if (pid == 0) {
-        // Only async-signal-safe calls from here on: the parent may have had threads.
-        int want[3] = {opts.stdin_fd, opts.stdout_fd, opts.stderr_fd};
-        // Move the requested fds above 2 first, so dup2 onto 0..2 cannot clobber one of them.
-        for (int i = 0; i < 3; ++i)
-            if (want[i] >= 0 && want[i] <= 2) want[i] = ::fcntl(want[i], F_DUPFD_CLOEXEC, 3);
-        for (int i = 0; i < 3; ++i)
-            if (want[i] >= 0 && ::dup2(want[i], i) < 0) goto fail;  // dup2 clears FD_CLOEXEC
-        ::execvp(args[0], args.data());
-    fail:
-        int e = errno;
-        [[maybe_unused]] auto w = ::write(err.write.get(), &e, sizeof e);
-        ::_exit(127);
-    }
-    err.write.reset();
-    int child_errno = 0;
-    long n;
-    do {
-        n = ::read(err.read.get(), &child_errno, sizeof child_errno);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        wait_pid(pid);
-        throw std::system_error(child_errno, std::generic_category(), "exec " + argv[0]);
-    }
-    return pid;
-}
-
 child& child::operator=(child&& o) noexcept {
     if (this != &o) {
         kill_and_reap();

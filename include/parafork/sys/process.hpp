@@ -100,11 +100,20 @@ struct spawn_options {
     int stdin_fd = -1;   // -1: inherit
     int stdout_fd = -1;
     int stderr_fd = -1;
-    child_options child{};
+    child_options child{};  // death_signal and ignore_sigint apply; a title does not survive exec
+    bool new_process_group = false;  // the child leads a group of its own (signal it as -pid)
+    // The program to run, already found (find_executable); empty: argv[0], searched in PATH.
+    std::string path;
 };
-// fork + execvp through a close-on-exec error pipe: a command that cannot be executed is
-// reported here as std::system_error naming it, not as a child that exits 127 later.
+// The one way parafork starts a program, for the library and the command alike: vfork + execve
+// (no copy of the parent's page tables, however big the parent), with the child's setup limited
+// to system calls. A command that cannot be executed is reported here as std::system_error
+// naming it, not as a child that exits 127 later; a child that cannot be given the descriptors
+// asked for (the table is full) never runs on the parent's instead. A file without a #! line
+// runs through /bin/sh, as execvp does.
 pid_t spawn(const std::vector<std::string>& argv, const spawn_options& opts = {});
+// execvp's search of PATH for `name` (returned as is when it holds a '/'); empty if not found.
+std::string find_executable(const std::string& name);
 
 // Owns a child: the destructor kills (SIGKILL) and reaps it if nobody waited.
 class child {
