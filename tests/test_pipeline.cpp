@@ -172,7 +172,7 @@ TEST(pipeline, zip_merges_broadcast_branches_per_item) {
 TEST(pipeline, builtins_filter_map_batch_constant) {
     PARAFORK_LEAK_CHECK();
     auto evens = pf::ez(pf::iter(0, 100), pf::filter([](int x) { return x % 2 == 0; }),
-                        pf::map([](int x) { return x / 2; }))
+                        pf::transform([](int x) { return x / 2; }))
                      .list();
     EXPECT_EQ(evens.size(), 50u);
     EXPECT_EQ(evens.back(), 49);

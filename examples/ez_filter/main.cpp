@@ -13,7 +13,7 @@ bool is_prime(int n) {
 }
 
 int main() {
-    auto squares = pf::ez(pf::iter(1, 60), pf::filter(is_prime), pf::map([](int p) { return p * p; }),
+    auto squares = pf::ez(pf::iter(1, 60), pf::filter(is_prime), pf::transform([](int p) { return p * p; }),
                           pf::print("prime squared:"))
                        .list();
     return squares.size() == 17 && squares.front() == 4 && squares.back() == 59 * 59 ? 0 : 1;  // 17 primes < 60

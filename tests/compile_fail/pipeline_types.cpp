@@ -30,6 +30,9 @@ void build() {
 #elif defined(PARAFORK_CF_BRANCH_TYPES)
     // Two workers on one queue putting int and std::string into the next queue.
     auto p = pf::ez(pf::iter(0, 3), pf::parallel(add1, to_text));
+#elif defined(PARAFORK_CF_OLD_MAP_STAGE)
+    // The stage is transform(f) now; map(f) is deprecated (built with the warning an error).
+    auto p = pf::ez(pf::iter(0, 3), pf::map(add1));
 #else
 #error "define one of the PARAFORK_CF_* cases"
 #endif

@@ -1,6 +1,6 @@
 #pragma once
 // Built-in pipeline stages (mpyx's wrappers): sources iter, constant, read_lines; pass-through
-// print, stamp; transforms filter, map, batch; the sink write_lines; and command, which streams
+// print, stamp; transforms filter, transform, batch; the sink write_lines; and command, which streams
 // items through an external program's stdin/stdout, one line per item.
 
 #include <cstddef>
@@ -279,10 +279,17 @@ auto filter(P pred) {
     n.pred = std::move(pred);
     return n;
 }
-// f(item) for every item (the same as putting f itself in the graph).
+// f(item) for every item (the same as putting f itself in the graph). Not called map: that
+// name is the parallel map(f, range), which returns a vector.
 template <class F>
+auto transform(F f) {
+    return named("transform", std::move(f));
+}
+// The old name of transform(f), kept for one release.
+template <class F>
+[[deprecated("parafork: the stage map(f) is now transform(f); map(f, range) is the parallel map")]]
 auto map(F f) {
-    return named("map", std::move(f));
+    return transform(std::move(f));
 }
 // Groups items into std::vector batches of `size` (the last one may be shorter).
 inline detail::batch_node batch(std::size_t size = 64) {
