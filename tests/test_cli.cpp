@@ -537,6 +537,59 @@ TEST(cli_run, failures_name_the_line_and_count_in_the_status) {
     EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
 }
 
+// A command that cannot start ends the run at once with 127, whatever the number of inputs
+// or jobs (an odd count once left the engine polling with nothing to wait for).
+TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {
+    PARAFORK_LEAK_CHECK();
+    const std::string bad = "parafork-no-such-command";
+    std::vector<std::vector<std::string>> runs = {
+        {"run", "-j", "2", bad, ":::", "1", "2", "3", "4", "5"},
+        {"run", "-j", "1", bad, ":::", "1", "2", "3"},
+        {"run", "-j", "2", bad, ":::", "1", "2", "3", "4"},
+        {"run", "-k", "-j", "3", "--", bad, ":::", "1", "2", "3", "4", "5", "6", "7"},
+        {"run", "-j", "2", bad},
+    };
+    for (auto& args : runs) {
+        bool from_stdin = std::find(args.begin(), args.end(), ":::") == args.end();
+        auto r = run_cli(args, from_stdin ? "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n" : "", 20);
+        EXPECT_EQ(r.status, 127) << args.size() << " args: " << r.err;
+        EXPECT_NE(r.err.find("cannot start"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+    auto p = run_cli({"pipe", "--", bad}, make_lines(100), 20);
+    EXPECT_EQ(p.status, 127) << p.err;
+    EXPECT_NE(p.err.find(bad), std::string::npos) << p.err;
+}
+
+// An option parafork does not know is a usage error naming it, not a program to run.
+TEST(cli, unknown_option_before_the_command_is_a_usage_error) {
+    PARAFORK_LEAK_CHECK();
+    for (const char* opt : {"--link", "--no-such-option", "-Z"}) {
+        auto r = run_cli({"run", opt, "echo", ":::", "A"}, "", 20);
+        EXPECT_EQ(r.status, 2) << opt << ": " << r.err;
+        EXPECT_NE(r.err.find(std::string("unknown option ") + opt), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+    auto r = run_cli({"run", "-j", "2", "--frob", "echo", ":::", "A"}, "", 20);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("--frob"), std::string::npos) << r.err;
+    r = run_cli({"pipe", "--frob", "cat"}, "x\n", 20);
+    EXPECT_EQ(r.status, 2) << r.err;
+    r = run_cli({"coproc", "--frob", "cat"}, "x\n", 20);
+    EXPECT_EQ(r.status, 2) << r.err;
+    // After "--" the command may be anything, and its own options are its own.
+    r = run_cli({"run", "--", "echo", "--link", ":::", "A"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "--link A\n");
+    r = run_cli({"run", "echo", "-n", ":::", "A"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "A");
+    // "-" alone is not an option.
+    r = run_cli({"run", "-k", "--", "-", ":::", "A"}, "", 20);
+    EXPECT_EQ(r.status, 127) << r.err;
+}
+
 TEST(cli_run, timeout_kills_the_job) {
     PARAFORK_LEAK_CHECK();
     auto r = run_cli({"run", "--timeout", "300ms", "--", "sleep", "{}"}, "30\n0\n", 30);

@@ -94,6 +94,11 @@ public:
         }
         finish_bar();
         if (log_) log_->flush();
+        if (cannot_start_) {
+            // Every later job would fail the same way: the run ends here, as a shell's 127.
+            std::fprintf(stderr, "parafork: cannot start the command: %s\n", cannot_start_->c_str());
+            return exit_cannot_start;
+        }
         if (failed_) {
             std::fprintf(stderr, "parafork: %zu of %zu job(s) failed; first: %s: %s\n", failed_, finished_,
                          first_failure_what_.c_str(), first_failure_reason_.c_str());
@@ -109,10 +114,14 @@ private:
             sys::sigint_guard::check();
             // A freed slot is refilled before finished output is written, so a core does
             // not wait on our writes; writing makes room in flight_ for more.
-            start_ready();
-            emit_ready();
-            start_ready();
-            emit_ready();  // a job that could not start is finished already
+            // A freed slot is refilled until no job starts: a job that could not start is
+            // finished at once, and polling with no job running would wait forever.
+            for (;;) {
+                std::size_t started = started_, in_flight = flight_.size();
+                start_ready();
+                emit_ready();
+                if (started_ == started && flight_.size() == in_flight) break;
+            }
             if (flight_.empty() && (halting_ || src_.exhausted())) return;
 
             fds.clear();
@@ -175,7 +184,10 @@ private:
             j->status = sys::exit_status{127, 0};
             flight_.push_back(std::move(j));
             finished(*flight_.back());
-            if (o_.spawn_failure_is_fatal) halt_now();
+            if (o_.spawn_failure_is_fatal) {
+                if (!cannot_start_) cannot_start_ = flight_.back()->spawn_error;
+                halt_now();
+            }
             return;
         }
         j->pidfd = sys::open_pidfd(j->proc.pid());
@@ -314,6 +326,7 @@ private:
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
+    std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run
 };
 
 } // namespace

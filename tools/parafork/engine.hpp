@@ -37,8 +37,8 @@ public:
 };
 
 struct engine_options {
-    // A job that cannot be started (command not found) stops the run: in pipe mode every job
-    // runs the same command, so the next would fail the same way.
+    // A job that cannot be started (command not found) stops the run with status 127: the
+    // next job would fail the same way.
     bool spawn_failure_is_fatal = false;
 };
 

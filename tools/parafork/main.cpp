@@ -100,6 +100,16 @@ int main(int argc, char** argv) {
         return exit_usage;
     }
     CLI::App* sub = pipe->parsed() ? pipe : run->parsed() ? run : coproc;
+    // prefix_command() passes an unknown option on as the command's name: refuse it instead
+    // of running a program called "--link". After "--", the command may be anything.
+    if (auto rest = sub->remaining(); !rest.empty()) {
+        const std::string& first = rest.front();
+        if (first.size() > 1 && first[0] == '-') {
+            std::fprintf(stderr, "parafork %s: unknown option %s (use -- before a command that starts with -)\n",
+                         sub->get_name().c_str(), first.c_str());
+            return exit_usage;
+        }
+    }
     if (command.empty()) command = sub->remaining();
     else if (!sub->remaining().empty()) {
         std::fprintf(stderr, "parafork: unexpected arguments before \"--\": %s\n", sub->remaining().front().c_str());

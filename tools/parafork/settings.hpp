@@ -35,6 +35,7 @@ char parse_separator(std::string_view text);
 
 // Exit statuses (GNU parallel's convention for job failures).
 inline constexpr int exit_usage = 2;
+inline constexpr int exit_cannot_start = 127;  // as a shell's "command not found"
 inline constexpr int exit_interrupted = 130;
 inline constexpr int exit_output_closed = 141;  // like a filter killed by SIGPIPE
 inline constexpr int exit_internal = 255;
