@@ -707,6 +707,25 @@ TEST(cli_coproc, fewer_answers_than_records_is_a_protocol_error_at_eof) {
     EXPECT_NE(r.err.find("no answer was written"), std::string::npos) << r.err;
 }
 
+// --record-sep other than newline or NUL: the copies get and answer records ended by it.
+TEST(cli_coproc, comma_separated_records_are_framed_by_the_comma) {
+    PARAFORK_LEAK_CHECK();
+    // awk with RS="," and ORS=",": one answer per record, each ended by a comma; a newline
+    // inside a record is part of it.
+    const std::string awk = "BEGIN{RS=\",\";ORS=\",\"} {print toupper($0); fflush()}";
+    auto r = run_cli({"coproc", "-j2", "--record-sep", ",", "--", "awk", awk}, "a,b b,c\nd,e", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "A,B B,C\nD,E,");
+    // A copy that answers with newlines (its own framing) gives one record too few per
+    // comma: at EOF that is a record without an answer, named, and nothing is printed.
+    r = run_cli({"coproc", "-j1", "--record-sep", ",", "--", "awk", "BEGIN{RS=\",\"} {print; fflush()}"},
+                "x,y,z,", 20);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("out of protocol"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("record "), std::string::npos) << r.err;
+}
+
 TEST(cli_coproc, null_separated_records) {
     PARAFORK_LEAK_CHECK();
     // A newline inside a record, an empty record, an unterminated last one.

@@ -15,7 +15,7 @@ namespace frames = parafork::frames;
 namespace {
 
 std::vector<frames::framing> all_framings(std::size_t fixed_n) {
-    return {frames::lines, frames::zero_term, frames::len_prefix, frames::fixed_size(fixed_n)};
+    return {frames::lines, frames::zero_term, frames::len_prefix, frames::fixed_size(fixed_n), frames::delimited(',')};
 }
 
 std::string payload_for(const frames::framing& f, std::size_t n, unsigned seed) {
@@ -23,8 +23,7 @@ std::string payload_for(const frames::framing& f, std::size_t n, unsigned seed) 
     std::mt19937 rng(seed);
     for (auto& c : s) {
         c = static_cast<char>(rng() % 256);
-        if (f.type == frames::kind::lines && c == '\n') c = 'n';
-        if (f.type == frames::kind::zero_term && c == '\0') c = '0';
+        if (f.is_delimited() && c == f.delimiter()) c = c == 'd' ? 'e' : 'd';
     }
     return s;
 }
@@ -101,6 +100,8 @@ TEST(Frames, BadPayloadsAreRefused) {
     EXPECT_THROW(frames::lines.frame("a\nb"), parafork::protocol_error);
     EXPECT_THROW(frames::zero_term.frame(std::string("a\0b", 3)), parafork::protocol_error);
     EXPECT_THROW(frames::fixed<4>.frame("abc"), parafork::protocol_error);
+    EXPECT_THROW(frames::delimited(',').frame("a,b"), parafork::protocol_error);
+    EXPECT_EQ(frames::delimited(',').frame("a\nb"), "a\nb,");  // only its own byte ends a frame
     EXPECT_THROW(frames::frame_reader(frames::fixed_size(0)), std::invalid_argument);
 }
 
@@ -110,6 +111,13 @@ TEST(Frames, FinishAtEof) {
     EXPECT_EQ(*lr.next(), "a");
     EXPECT_FALSE(lr.next());
     EXPECT_EQ(*lr.finish(), "last");  // an unterminated last line is a record, as in text tools
+
+    frames::frame_reader cr(frames::delimited('\x1e'));
+    cr.feed("a\nb\x1e\x1elast");
+    EXPECT_EQ(*cr.next(), "a\nb");
+    EXPECT_EQ(*cr.next(), "");
+    EXPECT_FALSE(cr.next());
+    EXPECT_EQ(*cr.finish(), "last");
 
     frames::frame_reader pr(frames::len_prefix);
     pr.feed(frames::len_prefix.frame("whole").substr(0, 10));

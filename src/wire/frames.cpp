@@ -25,6 +25,7 @@ const char* framing::name() const noexcept {
         case kind::zero_term: return "zero_term";
         case kind::len_prefix: return "len_prefix";
         case kind::fixed: return "fixed";
+        case kind::delimited: return "delimited";
     }
     return "?";
 }
@@ -32,7 +33,8 @@ const char* framing::name() const noexcept {
 std::size_t framing::overhead() const noexcept {
     switch (type) {
         case kind::lines:
-        case kind::zero_term: return 1;
+        case kind::zero_term:
+        case kind::delimited: return 1;
         case kind::len_prefix: return header;
         case kind::fixed: return 0;
     }
@@ -43,8 +45,9 @@ void framing::append(std::string& out, std::string_view payload) const {
     if (payload.size() > max_frame) too_big(payload.size(), max_frame);
     switch (type) {
         case kind::lines:
-        case kind::zero_term: {
-            char delim = type == kind::lines ? '\n' : '\0';
+        case kind::zero_term:
+        case kind::delimited: {
+            char delim = delimiter();
             if (payload.find(delim) != std::string_view::npos)
                 throw protocol_error(std::string("parafork: a ") + name() +
                                      " frame cannot contain its delimiter");
@@ -114,8 +117,9 @@ bool frame_reader::has_frame() {
     const char* p = buf_.get() + begin_;
     switch (f_.type) {
         case kind::lines:
-        case kind::zero_term: {
-            char delim = f_.type == kind::lines ? '\n' : '\0';
+        case kind::zero_term:
+        case kind::delimited: {
+            char delim = f_.delimiter();
             if (scanned_ < avail) {
                 const void* hit = std::memchr(p + scanned_, delim, avail - scanned_);
                 if (hit) {
@@ -156,7 +160,8 @@ std::optional<std::string_view> frame_reader::next() {
     std::string_view payload;
     switch (f_.type) {
         case kind::lines:
-        case kind::zero_term: payload = {p, need_ - 1}; break;
+        case kind::zero_term:
+        case kind::delimited: payload = {p, need_ - 1}; break;
         case kind::len_prefix: payload = {p + header, need_ - header}; break;
         case kind::fixed: payload = {p, need_}; break;
     }
@@ -171,7 +176,7 @@ std::optional<std::string_view> frame_reader::finish() {
     if (auto f = next()) return f;
     std::size_t avail = buffered();
     if (avail == 0) return std::nullopt;
-    if (f_.type == kind::lines || f_.type == kind::zero_term) {
+    if (f_.is_delimited()) {
         std::string_view rest(buf_.get() + begin_, avail);
         begin_ = end_ = 0;
         scanned_ = need_ = 0;

@@ -70,7 +70,7 @@ class coproc_run {
 public:
     explicit coproc_run(const settings& s)
         : s_(s), bar_(s.bar),
-          pool_(kid_cmd(s.command), s.record_sep == '\0' ? frames::zero_term : frames::lines, pool_options(s)) {}
+          pool_(kid_cmd(s.command), framing_for(s.record_sep), pool_options(s)) {}
 
     int run() {
         sys::sigint_guard sigint;
@@ -106,6 +106,11 @@ public:
     }
 
 private:
+    // The copies read and answer records ended by the same separator as ours.
+    static frames::framing framing_for(char sep) {
+        return sep == '\n' ? frames::lines : sep == '\0' ? frames::zero_term : frames::delimited(sep);
+    }
+
     static options pool_options(const settings& s) {
         options o;
         o.jobs = s.jobs;

@@ -2,6 +2,7 @@
 // Framing of messages over a byte stream (procpool's Lines / 0term / LenPfx / Ob):
 //   frames::lines       payload then '\n' (the payload may not contain '\n')
 //   frames::zero_term   payload then '\0' (the payload may not contain '\0')
+//   frames::delimited(c) payload then the byte c (the payload may not contain c)
 //   frames::len_prefix  8-byte little-endian length, then the payload
 //   frames::fixed<N>    exactly N bytes, no header
 // A frame may arrive in any number of reads and a read may hold many frames. Frames larger than
@@ -16,13 +17,13 @@
 
 namespace parafork::frames {
 
-enum class kind : std::uint8_t { lines, zero_term, len_prefix, fixed };
+enum class kind : std::uint8_t { lines, zero_term, len_prefix, fixed, delimited };
 
 inline constexpr std::size_t default_max_frame = std::size_t{1} << 30;
 
 struct framing {
     kind type = kind::len_prefix;
-    std::size_t size = 0;  // the frame size, for kind::fixed
+    std::size_t size = 0;  // the frame size, for kind::fixed; the delimiter byte, for kind::delimited
     std::size_t max_frame = default_max_frame;
 
     constexpr framing with_max_frame(std::size_t max) const {
@@ -31,6 +32,13 @@ struct framing {
         return f;
     }
     const char* name() const noexcept;
+    // The byte that ends a frame, for lines, zero_term and delimited.
+    constexpr char delimiter() const noexcept {
+        return type == kind::lines ? '\n' : type == kind::delimited ? static_cast<char>(size) : '\0';
+    }
+    constexpr bool is_delimited() const noexcept {
+        return type == kind::lines || type == kind::zero_term || type == kind::delimited;
+    }
 
     // Appends `payload` framed to `out`. Throws protocol_error when it cannot be framed (a
     // delimiter inside it, a wrong size for fixed, or more than max_frame).
@@ -50,6 +58,8 @@ inline constexpr framing len_prefix{kind::len_prefix};
 template <std::size_t N>
 inline constexpr framing fixed{kind::fixed, N};
 constexpr framing fixed_size(std::size_t n) { return framing{kind::fixed, n}; }
+// Records ended by any one byte (a CSV's ',', ASCII's record separator 0x1e ...).
+constexpr framing delimited(char delim) { return framing{kind::delimited, static_cast<unsigned char>(delim)}; }
 
 // Accumulates bytes (from an fd or fed by hand) and splits them into frames.
 class frame_reader {
