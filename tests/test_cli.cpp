@@ -68,9 +68,8 @@ std::string read_all(int fd) {
 
 int as_status(const sys::exit_status& st) { return st.signal ? 128 + st.signal : st.code; }
 
-// Runs `parafork args...` with `input` on stdin; a run over `seconds` is killed and fails.
-result run_cli(std::vector<std::string> args, std::string_view input, int seconds = 60) {
-    args.insert(args.begin(), cli);
+// Runs `program args...` with `input` on stdin; a run over `seconds` is killed and fails.
+result run_program(std::vector<std::string> args, std::string_view input, int seconds) {
     auto in = memfd_with(input);
     auto out = sys::make_memfd("test-out", 0);
     auto err = sys::make_memfd("test-err", 0);
@@ -90,6 +89,17 @@ result run_cli(std::vector<std::string> args, std::string_view input, int second
     r.out = read_all(out.get());
     r.err = read_all(err.get());
     return r;
+}
+
+result run_cli(std::vector<std::string> args, std::string_view input, int seconds = 60) {
+    args.insert(args.begin(), cli);
+    return run_program(std::move(args), input, seconds);
+}
+
+// GNU parallel itself (installed by scripts/install-deps), to compare outputs with.
+result run_gnu_parallel(std::vector<std::string> args, std::string_view input, int seconds = 60) {
+    args.insert(args.begin(), {"/usr/bin/parallel", "--will-cite"});
+    return run_program(std::move(args), input, seconds);
 }
 
 // Deterministic "random" lines of 0..62 printable characters.
@@ -535,6 +545,32 @@ TEST(cli_run, failures_name_the_line_and_count_in_the_status) {
     r = run_cli({"run", "--", "parafork-no-such-command"}, "a\n");
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.err.find("parafork-no-such-command"), std::string::npos) << r.err;
+}
+
+// The same command line gives GNU parallel's output: records from ::: or stdin, each
+// replacement string, the record appended when no argument has one.
+TEST(cli_run, output_matches_gnu_parallel_for_records_and_replacement_strings) {
+    PARAFORK_LEAK_CHECK();
+    struct line {
+        std::vector<std::string> args;
+        std::string input;
+    };
+    std::vector<line> lines = {
+        {{"-k", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "a/b.c", "d.e", "f", "/x/y.tar.gz", "./.h"}, ""},
+        {{"-k", "echo", ":::", "a", "b c", "d"}, ""},
+        {{"-k", "echo", "X", "{}"}, "a b\nc\n\nlast"},
+        {{"-k", "-j1", "echo", "x{}y"}, "1\n2\n3\n"},
+        {{"-k", "-0", "echo", "[{}]"}, std::string("a\nb\0c\0", 6)},
+    };
+    for (auto& l : lines) {
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), l.args.begin(), l.args.end());
+        auto ours = run_cli(args, l.input, 30);
+        auto gnu = run_gnu_parallel(l.args, l.input, 30);
+        ASSERT_EQ(gnu.status, 0) << "GNU parallel: " << gnu.err;
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << l.args[1];
+    }
 }
 
 // A command that cannot start ends the run at once with 127, whatever the number of inputs

@@ -20,13 +20,11 @@ std::string_view dirname_of(std::string_view p) {
     if (slash == std::string_view::npos) return ".";
     return slash == 0 ? std::string_view("/") : p.substr(0, slash);
 }
-// Drops the extension of the last path component ("a/b.tar.gz" -> "a/b.tar").
+// Drops the extension of the last path component ("a/b.tar.gz" -> "a/b.tar"), by GNU
+// parallel's rule s:\.[^/.]*$:: (so a dot file loses all of its name: "d/.h" -> "d/").
 std::string_view without_ext(std::string_view p) {
-    auto slash = p.rfind('/');
     auto dot = p.rfind('.');
-    if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash) ||
-        dot == (slash == std::string_view::npos ? 0 : slash + 1))
-        return p;
+    if (dot == std::string_view::npos || p.find('/', dot) != std::string_view::npos) return p;
     return p.substr(0, dot);
 }
 
