@@ -562,7 +562,8 @@ void become(channel_core& c, end_role role) {
 
 // False if the message did not go through within the wait: it did not start, or (a wait
 // with a deadline) it was voided part way, which receivers count as dropped.
-bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
+bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
+                  const std::atomic<std::uint32_t>* abandoned = nullptr) {
     auto* sh = c.sh;
     if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
     become(c, send_end);
@@ -575,7 +576,8 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     // message that fits needs no receiver yet; one forked later may take it).
     bool started = false;
     auto idle = [&] {
-        if (count_open_ends(sh->ends[recv_end]) != 0) return;
+        bool gone = abandoned && abandoned->load(std::memory_order_acquire) != 0;
+        if (!gone && count_open_ends(sh->ends[recv_end]) != 0) return;
         if (started) sh->need_abort = 1;  // the next sender, or a receiver, voids the rest
         throw channel_closed("parafork: channel has no receiver left");
     };
@@ -691,6 +693,40 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
 }
 
 } // namespace
+} // namespace detail
+
+namespace detail {
+
+int channel_arm(channel& ch, std::size_t bytes) {
+    auto& c = *ch.core_;
+    wake_side side = bytes == 0 ? wake_data : wake_space;
+    auto ready = [&] {
+        if (bytes == 0) return c.sh->head.load(std::memory_order_acquire) != c.sh->tail.load(std::memory_order_acquire);
+        return free_space(c) >= chunk_align + align_up(bytes) + chunk_align;  // and an abort owed
+    };
+    if (ready()) return -1;
+    waiters_of(c, side).fetch_add(1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ready()) {
+        waiters_of(c, side).fetch_sub(1);
+        return -1;
+    }
+    return c.wake[side].get();
+}
+
+void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned) {
+    send_message(*ch.core_, bytes, channel_wait::infinite(), &abandoned);
+}
+
+void channel_wake_senders(channel& ch) noexcept { notify(*ch.core_, wake_space); }
+
+void channel_disarm(channel& ch, std::size_t bytes) noexcept {
+    auto& c = *ch.core_;
+    wake_side side = bytes == 0 ? wake_data : wake_space;
+    waiters_of(c, side).fetch_sub(1);
+    sys::eventfd_drain(c.wake[side].get());
+}
+
 } // namespace detail
 
 void channel::send_bytes(std::string_view bytes) { send_message(*core_, bytes, channel_wait::infinite()); }
