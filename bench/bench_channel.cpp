@@ -5,7 +5,14 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <string>
+#include <thread>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace pf = parafork;
 
@@ -62,6 +69,41 @@ void BM_channel_ping_pong(benchmark::State& state) {
     state.SetLabel("round trip");
 }
 BENCHMARK(BM_channel_ping_pong)->UseRealTime();
+
+// From a sender's last act to the receiver's channel_closed, while the receiver sleeps: the
+// sender closes its end (end of stream), or is killed by SIGKILL (a death noticed by pidfd).
+// The sender stamps CLOCK_MONOTONIC into shared memory just before. Median over 100 runs.
+void closed_latency(benchmark::State& state, bool kill_sender) {
+    auto* stamp = static_cast<std::atomic<std::int64_t>*>(
+        ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    for (auto _ : state) {
+        pf::channel ch(4096);
+        pf::sys::child peer(pf::sys::fork_call([&] {
+            ch.send(1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the receiver is asleep by now
+            stamp->store(std::chrono::steady_clock::now().time_since_epoch().count());
+            if (kill_sender) ::kill(::getpid(), SIGKILL);
+            ch.close();
+            for (;;) ::pause();  // still alive: only the closed end tells the receiver
+        }));
+        ch.receive<int>();
+        try {
+            ch.receive<int>();
+        } catch (const pf::channel_closed&) {
+        }
+        auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        state.SetIterationTime(static_cast<double>(now - stamp->load()) / 1e9);
+        ::kill(peer.pid(), SIGKILL);
+        peer.wait();
+    }
+    ::munmap(stamp, 4096);
+}
+void BM_channel_end_of_stream_latency(benchmark::State& state) { closed_latency(state, false); }
+void BM_channel_death_notice_latency(benchmark::State& state) { closed_latency(state, true); }
+BENCHMARK(BM_channel_end_of_stream_latency)
+    ->Iterations(1)->Repetitions(100)->UseManualTime()->Unit(benchmark::kMicrosecond)->ReportAggregatesOnly(true);
+BENCHMARK(BM_channel_death_notice_latency)
+    ->Iterations(1)->Repetitions(100)->UseManualTime()->Unit(benchmark::kMicrosecond)->ReportAggregatesOnly(true);
 
 } // namespace
 

@@ -6,6 +6,7 @@
 #include <parafork/sys/process.hpp>
 
 #include "support/leak_check.hpp"
+#include "../src/ipc/channel_layout.hpp"  // a test that writes the ring as a hostile peer would
 
 #include <atomic>
 #include <chrono>
@@ -503,4 +504,41 @@ TEST(channel, threads_of_one_process_can_share_it) {
         EXPECT_FALSE(ch.try_receive<int>().has_value());
     }
     EXPECT_EQ(map_count().memfd, before.memfd);  // thread stacks and arenas stay cached
+}
+
+namespace {
+
+// The shared header of the newest channel of this process, found through /proc/self/maps as a
+// peer with the mapping would write it.
+pf::detail::channel_shared* newest_channel_header() {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    std::uintptr_t addr = 0;
+    while (std::getline(maps, line))
+        if (line.find("parafork-channel") != std::string::npos) addr = std::stoull(line, nullptr, 16);
+    return reinterpret_cast<pf::detail::channel_shared*>(addr);
+}
+
+} // namespace
+
+TEST(channel, a_length_field_beyond_what_can_arrive_is_refused_before_any_allocation) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("hostile length", 60, [] {
+        for (std::uint64_t total : {std::uint64_t{1} << 40, std::uint64_t{1} << 62, std::uint64_t{2}}) {
+            pf::channel ch(4096);
+            ch.send(std::int32_t{7});
+            auto* sh = newest_channel_header();
+            ASSERT_NE(sh, nullptr);
+            ASSERT_EQ(sh->magic, pf::detail::channel_magic);
+            auto* data = reinterpret_cast<char*>(sh) + pf::detail::channel_data_offset();
+            pf::detail::chunk_header h;
+            std::memcpy(&h, data, sizeof h);
+            ASSERT_EQ(h.total, h.len);
+            h.total = total;  // what a hostile or half-dead sender could have written
+            std::memcpy(data, &h, sizeof h);
+            std::string out;
+            EXPECT_THROW(ch.receive_bytes(out), pf::protocol_error) << total;
+            EXPECT_LT(out.capacity(), std::size_t{1} << 20) << total;
+        }
+    });
 }

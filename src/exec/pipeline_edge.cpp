@@ -4,20 +4,14 @@ namespace parafork::detail {
 
 bool edge_writer::send(std::string_view msg) {
     if (!open_) return false;
-    for (;;) {
-        try {
-            ch_->send_bytes_for(msg, std::chrono::milliseconds(100));
-            return true;
-        } catch (const timeout_error&) {
-            // Still full: fine while somebody reads; give up once nobody ever will.
-            if (stats_ && stats_->abandoned.load(std::memory_order_acquire)) {
-                close();
-                return false;
-            }
-        } catch (const channel_closed&) {
-            close();  // no process can receive any more: every reader is gone
-            return false;
-        }
+    try {
+        // Sleeps while the ring is full; the parent wakes it when it flags the queue abandoned.
+        if (stats_) channel_send_unless(*ch_, msg, stats_->abandoned);
+        else ch_->send_bytes(msg);
+        return true;
+    } catch (const channel_closed&) {
+        close();  // no process can receive any more, or the queue was abandoned
+        return false;
     }
 }
 
@@ -47,19 +41,6 @@ int edge_reader::try_receive(std::string_view& msg) {
     if (!open_) return -1;
     try {
         if (!ch_->try_receive_bytes(buf_)) return 0;
-    } catch (const channel_closed&) {
-        close();
-        return -1;
-    }
-    return classify(msg);
-}
-
-int edge_reader::receive_for(std::string_view& msg, std::chrono::milliseconds timeout) {
-    if (!open_) return -1;
-    try {
-        ch_->receive_bytes_for(buf_, timeout);
-    } catch (const timeout_error&) {
-        return 0;
     } catch (const channel_closed&) {
         close();
         return -1;

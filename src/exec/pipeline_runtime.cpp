@@ -181,7 +181,10 @@ struct runtime::impl : graph_plan {
     void reader_done(int e) {
         auto u = static_cast<std::size_t>(e);
         if (readers_left[u] == 0 || --readers_left[u] != 0) return;
-        if (!edges[u].parent_reads) stats(e)->abandoned.store(1, std::memory_order_release);
+        if (!edges[u].parent_reads) {
+            stats(e)->abandoned.store(1, std::memory_order_release);
+            if (u < chans.size() && chans[u]) channel_wake_senders(*chans[u]);
+        }
     }
     // Publishes owed end markers without ever blocking; true if some are still owed.
     bool send_owed_ends() {
@@ -259,26 +262,45 @@ struct runtime::impl : graph_plan {
     }
 
     // Handles whatever the stages reported: sleeps up to `timeout_ms` (-1: until something
-    // happens) for a stage to report or exit, or for SIGINT.
-    void check_kids(int timeout_ms) {
-        if (send_owed_ends() && (timeout_ms < 0 || timeout_ms > 20)) timeout_ms = 20;
+    // happens) for a stage to report or exit, for SIGINT, for room for an owed end marker, or
+    // (out_fd >= 0, armed by the caller) for data on the output queue.
+    void check_kids(int timeout_ms, int out_fd = -1) {
         std::vector<pollfd> fds;
         fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+        if (out_fd >= 0) fds.push_back({out_fd, POLLIN, 0});
+        std::size_t first_kid = fds.size();
         std::vector<kid_state*> who;
         for (auto& k : kids)
             if (!k.done) {
                 fds.push_back({k.err.get(), POLLIN, 0});
                 who.push_back(&k);
             }
+        // Queues that owe end markers but are full: sleep until their readers make room.
+        std::vector<std::size_t> armed;
+        if (send_owed_ends() && timeout_ms != 0) {
+            for (std::size_t e = 0; e < ends_owed.size(); ++e) {
+                if (ends_owed[e] == 0) continue;
+                int fd = channel_arm(*chans[e], edge_end_marker.size());
+                if (fd < 0) {
+                    timeout_ms = 0;  // room came meanwhile: retry at once
+                    continue;
+                }
+                armed.push_back(e);
+                fds.push_back({fd, POLLIN, 0});
+            }
+        }
         int r = ::poll(fds.data(), fds.size(), timeout_ms);
-        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        int err = errno;
+        for (std::size_t e : armed) channel_disarm(*chans[e], edge_end_marker.size());
+        if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
         if (sys::sigint_guard::pending()) {
             sys::sigint_guard::clear();
             fail(std::make_exception_ptr(interrupted()));
             return;
         }
         for (std::size_t i = 0; i < who.size(); ++i)
-            if (fds[1 + i].revents) on_kid_event(*who[i]);
+            if (fds[first_kid + i].revents) on_kid_event(*who[i]);
+        if (!armed.empty()) send_owed_ends();
     }
 
     void finish_up() {
@@ -316,10 +338,20 @@ struct runtime::impl : graph_plan {
                 std::string_view msg;
                 int got = out_reader.try_receive(msg);
                 if (got == 0) {
-                    // Nothing yet: look at the stages, then wait a little on the queue.
+                    // Nothing yet: look at the stages, then sleep until data comes or a stage
+                    // reports (its end, its death, or an owed end marker that now fits).
                     check_kids(0);
                     if (failure) continue;
-                    got = out_reader.receive_for(msg, std::chrono::milliseconds(20));
+                    int fd = out_reader.arm();
+                    if (fd < 0) continue;  // data came meanwhile
+                    try {
+                        check_kids(-1, fd);
+                    } catch (...) {
+                        out_reader.disarm();
+                        throw;
+                    }
+                    out_reader.disarm();
+                    continue;
                 }
                 if (got > 0) {
                     record_cursor c(msg);

@@ -24,6 +24,8 @@ pid_t start_watcher(const graph_plan& g, const edge_stats* stats) {
         bool drawn = false;
         auto t0 = std::chrono::steady_clock::now();
         for (;;) {
+            // A display refresh, periodic by design. It is its own process and nothing waits
+            // for it: stopping ends it with a signal (default action) at once, mid-sleep.
             std::this_thread::sleep_for(std::chrono::milliseconds(500));
             auto t1 = std::chrono::steady_clock::now();
             double dt = std::chrono::duration<double>(t1 - t0).count();

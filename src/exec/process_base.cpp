@@ -78,10 +78,12 @@ void send_fds_ahead(process_state& st, const std::vector<int>& fds) {
             read_ready(st);
             return;
         }
-        // No room (unlikely: only wake-up bytes travel this way): read meanwhile.
-        pollfd p{st.sock.get(), POLLIN | POLLOUT, 0};
-        if (::poll(&p, 1, 50) < 0 && errno != EINTR) sys::throw_errno("poll");
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+        // No room (unlikely: only wake-up bytes travel this way): read meanwhile. Sleeps until
+        // room, a reply, or the backend's exit (pidfd: a grandchild may hold the socket open).
+        pollfd p[2] = {{st.sock.get(), POLLIN | POLLOUT, 0}, {st.pidfd.get(), POLLIN, 0}};
+        if (::poll(p, st.pidfd ? 2 : 1, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+        if (p[1].revents & POLLIN) check_alive(st);
     }
 }
 

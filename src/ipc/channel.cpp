@@ -1,4 +1,6 @@
 #include <parafork/ipc/channel.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
 
 #include "channel_layout.hpp"
 
@@ -11,6 +13,7 @@
 #include <new>
 #include <vector>
 
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -62,7 +65,10 @@ struct unlock_on_exit {
     ~unlock_on_exit() { pthread_mutex_unlock(m); }
 };
 
-bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+// A zombie counts as dead: its pidfd is readable, so a sleeper watching it would not sleep.
+bool pid_alive(pid_t pid) { return pid > 0 && !sys::process_exited(pid); }
+
+void notify_both(channel_core& c);
 
 std::uint64_t now_ns() {
     return static_cast<std::uint64_t>(
@@ -233,6 +239,7 @@ void atfork_parent() noexcept {
                 } else {
                     t.unregistered_ends.fetch_sub(1);
                 }
+                notify_both(*c);
             }
             c->pending_slot[r] = -1;
         }
@@ -255,6 +262,7 @@ void atfork_child() noexcept {
                 if (slot >= 0) c->my_slot[r] = take_slot(t, slot, c->pending_token[r]) ? slot : claim_live(t);
             } catch (...) {
             }
+            notify_both(*c);  // a sleeper watching our parent's pidfd for this end watches us now
         }
         c->role_mu.unlock();
     }
@@ -275,8 +283,10 @@ void unregister_core(channel_core* c) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Waiting: spin briefly, then sleep on a futex word (with a bounded sleep so liveness checks
-// run even when nobody wakes us).
+// Waiting: spin briefly, then sleep in poll(2) on the side's eventfd and on a pidfd per peer
+// end, so the sleep ends on the event itself (data, space, an end closed, a peer's death, the
+// deadline) and never on a timer. The eventfd is written only when a waiter registered, so
+// the busy path makes no system call. One sleeper per side: a waiter holds send_mu or recv_mu.
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -284,26 +294,69 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Spin briefly, then yield the CPU for a while, then sleep on the futex. The yielding phase
-// matters both ways: on a busy machine it hands the core to the peer we wait for; on an idle
-// one it keeps this vCPU awake, since waking a halted vCPU costs tens of microseconds.
+// Spin briefly, then yield the CPU for a while, then sleep. The yielding phase matters both
+// ways: on a busy machine it hands the core to the peer we wait for; on an idle one it keeps
+// this vCPU awake, since waking a halted vCPU costs tens of microseconds.
 // Bounded by time, not iterations: a pause instruction takes 1 to 40 ns depending on the CPU.
 constexpr auto spin_budget = std::chrono::microseconds(10);
 constexpr auto yield_budget = std::chrono::microseconds(100);
-constexpr auto poll_interval = std::chrono::milliseconds(20);
 
-void notify(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiters) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters.load(std::memory_order_relaxed) != 0) {
-        seq.fetch_add(1);
-        sys::futex_wake_all(&seq);
-    }
+// The side a waiter sleeps on: data (receivers) or space (senders).
+enum wake_side : int { wake_data = 0, wake_space = 1 };
+
+std::atomic<std::uint32_t>& waiters_of(channel_core& c, wake_side s) {
+    return s == wake_data ? c.sh->data_waiters : c.sh->space_waiters;
 }
 
-// Waits until ready() holds; false if the wait ran out. idle() runs before each sleep.
+void notify(channel_core& c, wake_side s) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiters_of(c, s).load(std::memory_order_relaxed) != 0) sys::eventfd_signal(c.wake[s].get());
+}
+void notify_both(channel_core& c) {
+    notify(c, wake_data);
+    notify(c, wake_space);
+}
+
+// What a sleeper polls: its eventfd, one pidfd per peer end (the ends of `peers`) held by
+// another process, and the time at which a pending reservation expires. A peer we cannot
+// watch (gone already) makes the sleep end at once, so idle() re-counts the ends.
+struct sleep_set {
+    std::vector<pollfd> fds;
+    std::vector<sys::unique_fd> pidfds;
+    std::uint64_t wake_ns = ~std::uint64_t{0};
+
+    void collect(channel_core& c, wake_side side, end_table& peers) {
+        fds.assign(1, pollfd{c.wake[side].get(), POLLIN, 0});
+        pidfds.clear();
+        wake_ns = ~std::uint64_t{0};
+        pid_t self = ::getpid();
+        std::uint32_t hwm = std::min<std::uint32_t>(peers.slot_hwm.load(), channel_slots);
+        for (std::uint32_t i = 0; i < hwm; ++i) {
+            auto& s = peers.slots[i];
+            std::uint32_t st = s.state.load();
+            if (st == slot_reserving) {
+                wake_ns = std::min(wake_ns, now_ns() + 1'000'000);  // a fork in progress: microseconds
+                continue;
+            }
+            if (st != slot_live && st != slot_pending) continue;
+            pid_t pid = s.pid.load();
+            if (st == slot_pending) wake_ns = std::min(wake_ns, s.since.load() + pending_grace_ns);
+            if (pid == self) continue;  // our own end: closing it notifies
+            sys::unique_fd fd = sys::open_pidfd(pid);
+            if (!fd) {
+                wake_ns = 0;
+                continue;
+            }
+            fds.push_back({fd.get(), POLLIN, 0});
+            pidfds.push_back(std::move(fd));
+        }
+    }
+};
+
+// Waits until ready() holds; false if the wait ran out. idle() runs before each sleep and
+// after each wake: it re-counts the peer ends and throws when the wait can never end.
 template <class Ready, class Idle>
-bool wait_until(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiters, channel_wait w,
-                Ready ready, Idle idle) {
+bool wait_until(channel_core& c, wake_side side, channel_wait w, Ready ready, Idle idle) {
     if (ready()) return true;
     if (w.kind == channel_wait::never) return false;
     auto start = channel_clock::now();
@@ -316,23 +369,38 @@ bool wait_until(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& wai
         ::sched_yield();
         if (ready()) return true;
     }
+    auto& waiters = waiters_of(c, side);
+    end_table& peers = c.sh->ends[side == wake_data ? send_end : recv_end];
+    sleep_set set;
     for (;;) {
         idle();
         if (ready()) return true;
-        std::chrono::nanoseconds sleep = poll_interval;
+        std::uint64_t limit_ns = ~std::uint64_t{0};
         if (w.kind == channel_wait::until) {
             auto now = channel_clock::now();
             if (now >= w.deadline) return false;
-            sleep = std::min<std::chrono::nanoseconds>(sleep, w.deadline - now);
+            limit_ns = static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(w.deadline.time_since_epoch()).count());
         }
+        // Register, then re-check: a notifier that missed our count made ready() true first.
         waiters.fetch_add(1);
-        std::uint32_t s = seq.load();
+        std::atomic_thread_fence(std::memory_order_seq_cst);
         if (ready()) {
             waiters.fetch_sub(1);
             return true;
         }
-        sys::futex_wait(&seq, s, sleep);
+        set.collect(c, side, peers);
+        limit_ns = std::min(limit_ns, set.wake_ns);
+        int timeout = -1;
+        if (limit_ns != ~std::uint64_t{0}) {
+            std::uint64_t now = now_ns();
+            std::uint64_t left = limit_ns > now ? limit_ns - now : 0;
+            timeout = static_cast<int>(std::min<std::uint64_t>((left + 999'999) / 1'000'000, 1u << 30));
+        }
+        int r = sys::poll_spin(set.fds.data(), set.fds.size(), timeout, std::chrono::microseconds(0));
         waiters.fetch_sub(1);
+        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        sys::eventfd_drain(c.wake[side].get());  // before the re-check: a later notice stays
         if (ready()) return true;
     }
 }
@@ -368,7 +436,7 @@ void put_chunk(channel_core& c, std::uint32_t flags, std::uint64_t total, const 
     copy_in(c, pos + chunk_align, src, len);
     std::memcpy(c.data + pos % c.cap, &h, sizeof h);
     sh->head.store(pos + chunk_align + align_up(len), std::memory_order_release);
-    notify(sh->data_seq, sh->data_waiters);
+    notify(c, wake_data);
 }
 
 // The caller holds send_mu: writes the abort chunk a dead or departed sender owed, if room.
@@ -376,8 +444,7 @@ template <class Idle>
 bool settle_abort(channel_core& c, channel_wait w, Idle idle) {
     auto* sh = c.sh;
     if (!sh->need_abort) return true;
-    bool room = wait_until(sh->space_seq, sh->space_waiters, w,
-                           [&] { return free_space(c) >= chunk_align; }, idle);
+    bool room = wait_until(c, wake_space, w, [&] { return free_space(c) >= chunk_align; }, idle);
     if (!room) return false;
     put_chunk(c, chunk_abort, 0, nullptr, 0);
     sh->need_abort = 0;
@@ -416,6 +483,8 @@ channel_core::channel_core(std::size_t capacity) {
     for (auto& t : sh->ends)
         for (auto& s : t.slots) init_robust_mutex(&s.mu);
     data = map.bytes() + channel_data_offset();
+    wake[wake_data] = sys::make_eventfd();
+    wake[wake_space] = sys::make_eventfd();
     my_slot[send_end] = claim_live(sh->ends[send_end]);
     my_slot[recv_end] = claim_live(sh->ends[recv_end]);
     register_core(this);
@@ -426,8 +495,8 @@ channel_core::~channel_core() {
     bool had_send = my_slot[send_end] >= 0, had_recv = my_slot[recv_end] >= 0;
     release_end(*this, send_end);
     release_end(*this, recv_end);
-    if (had_send) notify(sh->data_seq, sh->data_waiters);    // receivers re-check for closure
-    if (had_recv) notify(sh->space_seq, sh->space_waiters);  // and senders for no receiver
+    if (had_send) notify(*this, wake_data);   // receivers re-check for closure
+    if (had_recv) notify(*this, wake_space);  // and senders for no receiver
     if (keep_mapped) new sys::mapping(std::move(map));     // deliberately never unmapped
 }
 
@@ -460,7 +529,7 @@ void channel::close() {
     c.closed = true;
     if (c.my_slot[send_end] >= 0) {
         release_end(c, send_end);
-        notify(c.sh->data_seq, c.sh->data_waiters);
+        notify(c, wake_data);
     }
 }
 
@@ -486,15 +555,15 @@ void become(channel_core& c, end_role role) {
     end_role gone = role == send_end ? recv_end : send_end;
     if (!other.load() && c.my_slot[gone] >= 0) {
         release_end(c, gone);
-        if (gone == send_end) notify(c.sh->data_seq, c.sh->data_waiters);
-        else notify(c.sh->space_seq, c.sh->space_waiters);
+        notify(c, gone == send_end ? wake_data : wake_space);
     }
     done.store(true, std::memory_order_release);
 }
 
 // False if the message did not go through within the wait: it did not start, or (a wait
 // with a deadline) it was voided part way, which receivers count as dropped.
-bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
+bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
+                  const std::atomic<std::uint32_t>* abandoned = nullptr) {
     auto* sh = c.sh;
     if (c.closed) throw channel_closed("parafork: channel closed for sending in this process");
     become(c, send_end);
@@ -507,7 +576,8 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     // message that fits needs no receiver yet; one forked later may take it).
     bool started = false;
     auto idle = [&] {
-        if (count_open_ends(sh->ends[recv_end]) != 0) return;
+        bool gone = abandoned && abandoned->load(std::memory_order_acquire) != 0;
+        if (!gone && count_open_ends(sh->ends[recv_end]) != 0) return;
         if (started) sh->need_abort = 1;  // the next sender, or a receiver, voids the rest
         throw channel_closed("parafork: channel has no receiver left");
     };
@@ -518,7 +588,7 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
     // A message that fits goes in one chunk (so it is never split); a larger one streams.
     std::uint64_t whole = chunk_align + align_up(n);
     std::uint64_t need = whole <= c.cap ? whole : stream_min;
-    if (!wait_until(sh->space_seq, sh->space_waiters, w, [&] { return free_space(c) >= need; }, idle))
+    if (!wait_until(c, wake_space, w, [&] { return free_space(c) >= need; }, idle))
         return false;
 
     // A deadline bounds the whole message; try_send's "no wait" only its start (a streamed
@@ -538,7 +608,7 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w) {
         off += len;
         if (off == n) return true;
         std::uint64_t rest = std::min<std::uint64_t>(chunk_align + align_up(n - off), stream_min);
-        if (!wait_until(sh->space_seq, sh->space_waiters, rest_wait, [&] { return free_space(c) >= rest; }, idle)) {
+        if (!wait_until(c, wake_space, rest_wait, [&] { return free_space(c) >= rest; }, idle)) {
             sh->need_abort = 1;  // timed out part way: void the message
             settle_abort(c, channel_wait::none(), [] {});
             return false;
@@ -557,7 +627,7 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     // A receiver that died mid-message left chunks without a first flag: skipped below.
 
     bool mid = false;
-    std::size_t got = 0;
+    std::uint64_t got = 0, total = 0;
     auto has_data = [&] {
         return sh->head.load(std::memory_order_acquire) != sh->tail.load(std::memory_order_relaxed);
     };
@@ -570,7 +640,7 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     };
     for (;;) {
         // The timeout bounds the wait for a message to begin; one that began is finished.
-        if (!wait_until(sh->data_seq, sh->data_waiters, mid ? channel_wait::infinite() : w, has_data, idle)) {
+        if (!wait_until(c, wake_data, mid ? channel_wait::infinite() : w, has_data, idle)) {
             // Nothing ready for a call that does not wait: a poller must still learn that the
             // channel closed (or that a dead sender's message is void), or it would poll forever.
             if (w.kind != channel_wait::never) return false;
@@ -586,7 +656,7 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
             throw protocol_error("parafork: corrupt channel ring");
         auto advance = [&] {
             sh->tail.store(pos + size, std::memory_order_release);
-            notify(sh->space_seq, sh->space_waiters);
+            notify(c, wake_space);
         };
         if (h.flags & chunk_abort) {
             if (mid) sh->dropped.fetch_add(1);
@@ -597,16 +667,24 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
         if (h.flags & chunk_first) {
             if (mid) sh->dropped.fetch_add(1);
             mid = true;
-            if (h.total > out.max_size()) throw protocol_error("parafork: corrupt channel ring");
-            // Once per message; a reused buffer of the same size is not even cleared.
-            out.resize(static_cast<std::size_t>(h.total));
+            // The length is the sender's word (a dead or hostile one may have written it), so
+            // memory follows what arrived: a message that fits in the ring comes whole in this
+            // chunk; a longer one streams, and the buffer grows as its pieces come.
+            total = h.total;
+            bool whole = total <= c.cap && chunk_align + align_up(total) <= c.cap;
+            if (whole ? (h.len != total || !(h.flags & chunk_last)) : (h.len >= total || total > out.max_size()))
+                throw protocol_error("parafork: corrupt channel ring");
+            // A reused buffer of the right size is not even cleared.
+            if (whole || out.size() > total) out.resize(static_cast<std::size_t>(total));
             got = 0;
         } else if (!mid) {
             advance();  // the rest of a message whose receiver died: nobody gets it
             continue;
         }
-        if (got + h.len > out.size() || ((h.flags & chunk_last) && got + h.len != out.size()))
+        if (got + h.len > total || ((h.flags & chunk_last) && got + h.len != total))
             throw protocol_error("parafork: corrupt channel ring");
+        if (got + h.len > out.size())
+            out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(total, std::max<std::uint64_t>(got + h.len, 2 * out.size()))));
         copy_out(c, pos + chunk_align, out.data() + got, h.len);
         got += h.len;
         advance();
@@ -615,6 +693,40 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
 }
 
 } // namespace
+} // namespace detail
+
+namespace detail {
+
+int channel_arm(channel& ch, std::size_t bytes) {
+    auto& c = *ch.core_;
+    wake_side side = bytes == 0 ? wake_data : wake_space;
+    auto ready = [&] {
+        if (bytes == 0) return c.sh->head.load(std::memory_order_acquire) != c.sh->tail.load(std::memory_order_acquire);
+        return free_space(c) >= chunk_align + align_up(bytes) + chunk_align;  // and an abort owed
+    };
+    if (ready()) return -1;
+    waiters_of(c, side).fetch_add(1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ready()) {
+        waiters_of(c, side).fetch_sub(1);
+        return -1;
+    }
+    return c.wake[side].get();
+}
+
+void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned) {
+    send_message(*ch.core_, bytes, channel_wait::infinite(), &abandoned);
+}
+
+void channel_wake_senders(channel& ch) noexcept { notify(*ch.core_, wake_space); }
+
+void channel_disarm(channel& ch, std::size_t bytes) noexcept {
+    auto& c = *ch.core_;
+    wake_side side = bytes == 0 ? wake_data : wake_space;
+    waiters_of(c, side).fetch_sub(1);
+    sys::eventfd_drain(c.wake[side].get());
+}
+
 } // namespace detail
 
 void channel::send_bytes(std::string_view bytes) { send_message(*core_, bytes, channel_wait::infinite()); }

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string>
 
+#include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 
 namespace parafork::detail {
@@ -52,12 +53,12 @@ struct alignas(64) channel_shared {
     std::uint64_t capacity;
 
     alignas(64) std::atomic<std::uint64_t> head;  // senders publish whole chunks here
-    std::atomic<std::uint32_t> data_seq;          // futex: bumped when data arrives
-    std::atomic<std::uint32_t> data_waiters;
+    std::atomic<std::uint32_t> data_seq;          // unused (kept for the layout)
+    std::atomic<std::uint32_t> data_waiters;      // receivers asleep: senders signal the eventfd
 
     alignas(64) std::atomic<std::uint64_t> tail;  // receivers consume whole chunks here
-    std::atomic<std::uint32_t> space_seq;         // futex: bumped when space frees up
-    std::atomic<std::uint32_t> space_waiters;
+    std::atomic<std::uint32_t> space_seq;         // unused (kept for the layout)
+    std::atomic<std::uint32_t> space_waiters;     // senders asleep: receivers signal the eventfd
 
     alignas(64) pthread_mutex_t send_mu;  // held by a sender for a whole message
     std::uint32_t need_abort;             // under send_mu: a message was left unfinished
@@ -79,6 +80,9 @@ struct channel_core {
     channel_shared* sh = nullptr;
     std::byte* data = nullptr;
     std::uint64_t cap = 0;
+    // Written when a waiter registered in data_waiters / space_waiters (index: wake_side).
+    // Children forked later share them, as they share the mapping.
+    sys::unique_fd wake[2];
 
     // This process's ends by end_role (-1: none), and the slots reserved for a child being
     // forked. Atomics: threads of one process may share a channel object; these change on

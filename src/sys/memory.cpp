@@ -5,6 +5,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -75,6 +76,24 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
 
 void futex_wake(std::atomic<std::uint32_t>* word, int count) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+unique_fd make_eventfd() {
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw_errno("eventfd");
+    return unique_fd(fd);
+}
+
+void eventfd_signal(int fd) noexcept {
+    std::uint64_t one = 1;
+    while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+}
+
+void eventfd_drain(int fd) noexcept {
+    std::uint64_t v;
+    while (::read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+    }
 }
 
 } // namespace parafork::sys

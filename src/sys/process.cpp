@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
@@ -70,15 +71,26 @@ std::optional<exit_status> try_wait_pid(pid_t pid) {
 }
 
 std::optional<exit_status> wait_pid_for(pid_t pid, std::chrono::milliseconds timeout) {
-    // A pidfd would let us sleep in poll; fall back to short sleeps where it is missing.
+    // The pidfd turns readable when the child exits: one sleep, woken by the exit itself.
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto nap = std::chrono::microseconds(50);
+    unique_fd pfd = open_pidfd(pid);
     for (;;) {
         if (auto st = try_wait_pid(pid)) return st;
-        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-        std::this_thread::sleep_for(nap);
-        if (nap < std::chrono::milliseconds(5)) nap *= 2;
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return std::nullopt;
+        if (!pfd) throw_errno("pidfd_open");  // the child exists (not reaped): out of descriptors
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+        pollfd p{pfd.get(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(std::min<long long>(left, INT_MAX))) < 0 && errno != EINTR)
+            throw_errno("poll");
     }
+}
+
+bool process_exited(pid_t pid) noexcept {
+    unique_fd pfd = open_pidfd(pid);
+    if (!pfd) return errno == ESRCH;
+    pollfd p{pfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
 }
 
 exit_status terminate_and_reap(pid_t pid, std::chrono::milliseconds grace) {

@@ -6,8 +6,8 @@
 //  - the parent knows how many stage processes write a queue and how many read it; once every
 //    writer has exited cleanly it publishes one end marker per reader behind their last
 //    messages, and each reader stops at the first marker it takes;
-//  - once every reader has exited, the parent flags the queue abandoned; a writer blocked on
-//    the full ring sees the flag on its next timed wait and stops writing there.
+//  - once every reader has exited, the parent flags the queue abandoned and wakes a writer
+//    blocked on the full ring, which then stops writing there.
 
 #include <atomic>
 #include <chrono>
@@ -60,8 +60,12 @@ public:
     bool receive(std::string_view& msg);
     // Non-blocking: 1 a message, 0 nothing yet, -1 the end.
     int try_receive(std::string_view& msg);
-    // Waits up to `timeout`: 1 a message, 0 nothing yet, -1 the end.
-    int receive_for(std::string_view& msg, std::chrono::milliseconds timeout);
+    // For a caller's own poll: the descriptor that turns readable when data comes (after
+    // try_receive returned 0), or -1 if data is there already; then disarm().
+    int arm() { return open_ ? channel_arm(*ch_, 0) : -1; }
+    void disarm() noexcept {
+        if (open_) channel_disarm(*ch_, 0);
+    }
     void close() noexcept {
         open_ = false;
         ch_.reset();

@@ -21,6 +21,7 @@
 //    left (every receiver died or left) throws channel_closed instead of waiting forever.
 //    See docs/channel.md for the details and limits.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +59,20 @@ struct channel_wait {
 };
 // The encode buffer of the calling thread: typed sends reuse it (no allocation per message).
 std::string& channel_encode_buffer();
+} // namespace detail
+class channel;
+namespace detail {
+// For a caller that sleeps in its own poll(2) beside a channel (the pipeline parent on its
+// queues): registers as the sleeper for data (`bytes` == 0) or for room for `bytes`, and
+// returns the descriptor to poll; -1 if that is there already (nothing registered). After the
+// poll, channel_disarm with the same `bytes`. A side has one sleeper at a time: a channel's
+// own waits hold its send or receive lock, so this caller must be the only one on that side.
+int channel_arm(channel& ch, std::size_t bytes);
+void channel_disarm(channel& ch, std::size_t bytes) noexcept;
+// send_bytes that also gives up (channel_closed) once `abandoned` is set; whoever sets it
+// calls channel_wake_senders so a sender asleep on a full ring sees it at once.
+void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned);
+void channel_wake_senders(channel& ch) noexcept;
 } // namespace detail
 
 class channel {
@@ -136,6 +151,10 @@ public:
     std::size_t open_receivers() const;
 
 private:
+    friend int detail::channel_arm(channel&, std::size_t);
+    friend void detail::channel_disarm(channel&, std::size_t) noexcept;
+    friend void detail::channel_send_unless(channel&, std::string_view, const std::atomic<std::uint32_t>&);
+    friend void detail::channel_wake_senders(channel&) noexcept;
     void send_bytes_until(std::string_view bytes, detail::channel_wait w);
     void receive_bytes_until(std::string& out, detail::channel_wait w);
     template <class T>

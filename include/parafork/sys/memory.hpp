@@ -49,4 +49,12 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
 void futex_wake(std::atomic<std::uint32_t>* word, int count = 1);
 inline void futex_wake_all(std::atomic<std::uint32_t>* word) { futex_wake(word, 0x7fffffff); }
 
+// eventfd(2), close-on-exec and non-blocking: a wake-up that can sit in one poll(2) beside
+// pidfds and the SIGINT descriptor. Forked children share it (one counter for all).
+unique_fd make_eventfd();
+// Makes it readable (adds 1); never blocks (a counter near overflow is readable already).
+void eventfd_signal(int fd) noexcept;
+// Makes it unreadable again (reads the counter to zero); no effect when it was not readable.
+void eventfd_drain(int fd) noexcept;
+
 } // namespace parafork::sys

@@ -59,6 +59,9 @@ struct child_options {
 // pidfd_open(2): a close-on-exec descriptor that becomes readable when process `pid` exits,
 // whoever holds its pipes; empty (errno set) where the kernel has none (before Linux 5.3).
 unique_fd open_pidfd(pid_t pid) noexcept;
+// True once process `pid` has exited (a zombie has), or no such process exists. Unlike kill(pid, 0),
+// which still finds a zombie.
+bool process_exited(pid_t pid) noexcept;
 
 // Copies `bytes` bytes at address `remote` of process `pid` (a child of ours) into `dst` with
 // process_vm_readv(2): one copy, no shared memory in between. False (errno set) where that is

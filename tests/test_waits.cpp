@@ -1,0 +1,188 @@
+// Every wait in the library wakes on its event: an idle pool worker, an idle process<Actor>
+// backend, a channel receiver and the stages of a pipeline (and the parent reading its output)
+// must not wake on a timer. A wait that re-checks every 20 ms wakes 100 times in 2 s; one that
+// sleeps until its event wakes not at all. Counted from the kernel's context-switch counters.
+#include <parafork/exec/pipeline.hpp>
+#include <parafork/exec/pool.hpp>
+#include <parafork/exec/process.hpp>
+#include <parafork/exec/stages.hpp>
+#include <parafork/ipc/channel.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace pf = parafork;
+using namespace std::chrono_literals;
+using pf::testing::run_bounded;
+
+namespace {
+
+// Context switches of one thread (voluntary + not): each sleep that ends adds at least one.
+long switches_of_task(const std::string& status_path) {
+    std::istringstream in(pf::testing::read_proc(status_path));
+    std::string line;
+    long n = 0;
+    while (std::getline(in, line))
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+            n += std::stol(line.substr(line.find(':') + 1));
+    return n;
+}
+
+// Of every thread of `pid`.
+long switches(pid_t pid) {
+    long n = 0;
+    std::error_code ec;
+    auto dir = "/proc/" + std::to_string(pid) + "/task";
+    for (auto& t : std::filesystem::directory_iterator(dir, ec))
+        n += switches_of_task(t.path().string() + "/status");
+    return n;
+}
+
+constexpr long max_wakeups = 5;  // in 2 s; a 20 ms poll would make 100, a 500 ms one 4 per thread
+constexpr auto quiet = 2s;
+
+// Lets the waits reach their sleep (spins and yields end within a millisecond), then counts.
+template <class Count>
+long wakeups_over_quiet(Count count) {
+    std::this_thread::sleep_for(200ms);
+    long before = count();
+    std::this_thread::sleep_for(quiet);
+    return count() - before;
+}
+
+int square(int x) { return x * x; }
+int add1(int x) { return x + 1; }
+pid_t my_pid() { return ::getpid(); }
+
+struct echo : pf::actor {
+    int twice(int x) const { return 2 * x; }
+};
+
+} // namespace
+
+TEST(waits, an_idle_pool_worker_does_not_wake) {
+    run_bounded("idle pool", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::options o;
+        o.jobs = 1;
+        pf::pool p(o);
+        EXPECT_EQ(p.submit(&square, 3).get(), 9);
+        std::vector<pid_t> pids{p.submit(&my_pid).get()};
+        long n = wakeups_over_quiet([&] {
+            long s = 0;
+            for (pid_t pid : pids) s += switches(pid);
+            return s;
+        });
+        EXPECT_LT(n, max_wakeups) << "idle pool workers woke up";
+        EXPECT_EQ(p.submit(&square, 4).get(), 16);
+    });
+}
+
+TEST(waits, an_idle_process_backend_does_not_wake) {
+    run_bounded("idle process", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<echo> w;
+        w.start();
+        EXPECT_EQ(w.ask(&echo::twice, 3).get(), 6);
+        long n = wakeups_over_quiet([&] { return switches(w.pid()); });
+        EXPECT_LT(n, max_wakeups) << "an idle process<Actor> woke up";
+        EXPECT_EQ(w.ask(&echo::twice, 4).get(), 8);
+        w.join();
+    });
+}
+
+TEST(waits, a_channel_receiver_sleeps_until_data_comes) {
+    run_bounded("idle receiver", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::channel ch(4096), back(4096);
+        pf::sys::child kid(pf::sys::fork_call([&] { back.send(ch.receive<int>() + 1); }));
+        long n = wakeups_over_quiet([&] { return switches(kid.pid()); });
+        EXPECT_LT(n, max_wakeups) << "a receiver on an empty channel woke up";
+        ch.send(41);
+        EXPECT_EQ(back.receive<int>(), 42);
+        EXPECT_TRUE(kid.wait().ok());
+    });
+}
+
+TEST(waits, a_channel_sender_sleeps_while_the_ring_is_full) {
+    run_bounded("idle sender", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::channel ch(4096), done(4096);
+        pf::sys::child kid(pf::sys::fork_call([&] {
+            const std::string block(1000, 'x');
+            for (int i = 0; i < 16; ++i) ch.send_bytes(block);  // 16 KB into a 4 KiB ring
+            done.send(1);
+        }));
+        long n = wakeups_over_quiet([&] { return switches(kid.pid()); });
+        EXPECT_LT(n, max_wakeups) << "a sender on a full channel woke up";
+        std::string buf;
+        for (int i = 0; i < 16; ++i) ch.receive_bytes(buf);
+        EXPECT_EQ(done.receive<int>(), 1);
+        EXPECT_TRUE(kid.wait().ok());
+    });
+}
+
+TEST(waits, idle_pipeline_stages_and_the_reading_parent_do_not_wake) {
+    run_bounded("idle pipeline", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        auto gate = pf::sys::make_pipe();
+        int gate_fd = gate.read.get();
+        pf::sys::private_fd gate_write(std::move(gate.write));
+        // A source that waits (in read) for the test; the other stages wait on empty queues.
+        struct Gated : pf::stage<int> {
+            int fd;
+            explicit Gated(int f) : fd(f) {}
+            void setup() {
+                char c;
+                while (::read(fd, &c, 1) == 1) {
+                    put(c);
+                    flush();
+                }
+                stop();
+            }
+        };
+        auto p = pf::ez(Gated(gate_fd), add1, pf::workers(2, add1));
+        auto items = p.items();  // starts the stages
+        gate.read.reset();
+        std::atomic<pid_t> reader_tid{0};
+        std::atomic<long> sum{0};
+        std::thread reader([&] {
+            reader_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+            for (int v : items) sum += v;
+        });
+        while (reader_tid == 0) std::this_thread::sleep_for(1ms);
+        pf::sys::write_all(gate_write.get(), "a", 1);
+        while (sum == 0) std::this_thread::sleep_for(1ms);  // traffic went all the way through
+        auto pids = p.pids();
+        std::string reader_status = "/proc/self/task/" + std::to_string(reader_tid.load()) + "/status";
+        long stages = 0, parent = 0;
+        std::vector<long> before;
+        std::this_thread::sleep_for(200ms);
+        for (pid_t pid : pids) before.push_back(switches(pid));
+        long parent_before = switches_of_task(reader_status);
+        std::this_thread::sleep_for(quiet);
+        for (std::size_t i = 0; i < pids.size(); ++i) {
+            long n = switches(pids[i]) - before[i];
+            EXPECT_LT(n, max_wakeups) << "stage process " << pids[i] << " woke up";
+            stages += n;
+        }
+        parent = switches_of_task(reader_status) - parent_before;
+        EXPECT_LT(parent, max_wakeups) << "the parent waiting for output woke up";
+        gate_write.reset();  // the source sees EOF and the graph finishes
+        reader.join();
+        EXPECT_EQ(sum.load(), 'a' + 2);
+        (void)stages;
+    });
+}
