@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
 #include <pty.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <forward_list>
 #include <list>
@@ -354,4 +356,45 @@ TEST(Forked, AJoinThatThrowsStopsTheKids) {
                                 if (y == 10) throw std::logic_error("join gave up");
                             }, jobs(2)),
                  std::logic_error);
+}
+
+namespace {
+// Where a kid notes the grandchild it leaves behind (a page mapped before the kids fork).
+std::atomic<int>* grandchild_page() {
+    static auto* p = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return new (m) std::atomic<int>(0);
+    }();
+    return p;
+}
+} // namespace
+
+// A kid that forks a grandchild (which inherits its pipe ends and sleeps on) and then dies is
+// reported at once, by its pidfd, not when the grandchild finally exits.
+TEST(Forked, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::forked(seq(0, 4), [](int x) {
+                if (x == 1) {
+                    pid_t g = ::fork();
+                    if (g == 0) {
+                        ::sleep(30);
+                        ::_exit(0);
+                    }
+                    grandchild_page()->store(g);
+                    ::raise(SIGKILL);
+                }
+                return x;
+            }, [](int) {}, jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+        }
+        if (int g = grandchild_page()->exchange(0); g > 0) ::kill(g, SIGKILL);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10))
+            << "waited for the grandchild";
+    });
 }

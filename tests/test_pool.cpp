@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -682,4 +684,68 @@ TEST(Pool, ImapUnorderedYieldsInCompletionOrder) {
     }
     ASSERT_EQ(order.size(), 3u);
     EXPECT_NE(order.front(), 0u);  // the slow first item does not hold back the others
+}
+
+namespace {
+// A page shared with every worker (mapped before the pool forks them): where a task notes the
+// grandchild it leaves behind, so the test can kill it.
+std::atomic<int>* grandchild_page() {
+    static auto* p = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return new (m) std::atomic<int>(0);
+    }();
+    return p;
+}
+// Forks a grandchild that holds every pipe end the worker had and sleeps 30 s, then dies:
+// by SIGKILL when `how` is 1, by _exit(3) otherwise.
+int orphan_then_die(int how) {
+    pid_t g = ::fork();
+    if (g == 0) {
+        ::sleep(30);
+        ::_exit(0);
+    }
+    grandchild_page()->store(g);
+    if (how == 1) ::raise(SIGKILL);
+    ::_exit(3);
+}
+void kill_grandchild() {
+    int g = grandchild_page()->exchange(0);
+    if (g > 0) ::kill(g, SIGKILL);
+}
+} // namespace
+
+// The death is seen by its pidfd at once, not when the grandchild lets the results pipe close.
+TEST(Pool, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        pf::pool p(jobs(2));
+        auto t0 = std::chrono::steady_clock::now();
+        auto f = p.submit(&orphan_then_die, 1);
+        try {
+            f.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
+        }
+        kill_grandchild();
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "waited for the grandchild";
+        EXPECT_EQ(p.submit(&square, 5).get(), 25);
+    });
+}
+
+TEST(Map, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::map([](int x) { return x == 2 ? orphan_then_die(0) : x; }, seq(0, 4), jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.exit_code(), 3);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(2));
+        }
+        kill_grandchild();
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "waited for the grandchild";
+    });
 }

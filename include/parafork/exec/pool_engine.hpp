@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <sys/types.h>
 #include <vector>
 
@@ -341,6 +342,8 @@ private:
     void send(worker& w, job&& j);
     bool flush_out(worker& w);
     long read_from(worker& w, event_sink& sink);
+    // The worker's pidfd says it is gone: reads what it left in the pipe, then reports it.
+    void exited(worker& w, event_sink& sink);
     bool drain(std::size_t slot, event_sink& sink);
     void handle_frame(worker& w, std::string_view frame, event_sink& sink);
     void lost(worker& w, event_sink& sink, const failure_info& why);
@@ -366,6 +369,8 @@ private:
     bool progress_tty_ = false;
     std::size_t launches_ = 0;
     std::vector<struct pollfd> pollfds_;
+    // Whose descriptor each pollfds_ entry after the first is: slot and launch number.
+    std::vector<std::pair<unsigned, std::size_t>> polled_;
 };
 
 } // namespace parafork::detail
