@@ -749,3 +749,32 @@ TEST(Map, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
         EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "waited for the grandchild";
     });
 }
+
+namespace {
+// Encodes fine in the worker; refuses to decode in the parent.
+struct refused_on_load {
+    int x = 0;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(x);
+        if constexpr (Ar::is_loading) throw std::runtime_error("refused on load");
+    }
+};
+refused_on_load make_refused(int x) { return {x}; }
+std::string big_string(int n) { return std::string(static_cast<std::size_t>(n), 'x'); }
+} // namespace
+
+// An answer whose handling throws does not strand the answers read with it: the lent value
+// after it still gets its verdict, so its worker does not wait forever.
+TEST(Pool, AFrameThatThrowsDoesNotStrandTheRestOfItsBatch) {
+    pf::testing::run_bounded("batch", 30, [] {
+        pf::pool p(jobs(1));
+        auto a = p.submit(&make_refused, 1);
+        auto b = p.submit(&big_string, 4 << 20);  // lent: its worker waits for a verdict
+        std::this_thread::sleep_for(500ms);       // both answers wait in the pipe: one read
+        EXPECT_THROW(a.get(), std::runtime_error);
+        ASSERT_TRUE(b.wait_for(10s)) << "the lent value's worker was stranded";
+        EXPECT_EQ(b.get().size(), std::size_t{4} << 20);
+        EXPECT_EQ(p.submit(&square, 6).get(), 36);
+    });
+}

@@ -439,6 +439,26 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     }
 }
 
+void engine::handle_frames(worker& w, event_sink& sink) {
+    std::exception_ptr first;
+    for (;;) {
+        std::optional<std::string_view> f;
+        try {
+            f = w.reader.next();
+        } catch (...) {  // the stream itself is broken: nothing after this can be framed
+            if (!first) first = std::current_exception();
+            break;
+        }
+        if (!f) break;
+        try {
+            handle_frame(w, *f, sink);
+        } catch (...) {
+            if (!first) first = std::current_exception();
+        }
+    }
+    if (first) std::rethrow_exception(first);
+}
+
 void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
 
 void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
@@ -495,7 +515,7 @@ long engine::read_from(worker& w, event_sink& sink) {
     if (n < 0) return n;
     if (n > 0) {
         last_event_ = clock::now();
-        while (auto f = w.reader.next()) handle_frame(w, *f, sink);
+        handle_frames(w, sink);
         return n;
     }
     // EOF: the worker exited (or died).
@@ -507,7 +527,7 @@ void engine::exited(worker& w, event_sink& sink) {
     // What it wrote before it went is in the pipe already: read all of it before blaming. A
     // grandchild may still hold the pipe open (no EOF), so stop at the first empty read.
     for (long n; (n = w.reader.fill(w.result_r.get())) > 0;)
-        while (auto f = w.reader.next()) handle_frame(w, *f, sink);
+        handle_frames(w, sink);
     auto st = w.proc.wait();
     failure_info why;
     why.what = failure_info::kind::died;

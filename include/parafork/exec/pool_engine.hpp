@@ -346,6 +346,9 @@ private:
     void exited(worker& w, event_sink& sink);
     bool drain(std::size_t slot, event_sink& sink);
     void handle_frame(worker& w, std::string_view frame, event_sink& sink);
+    // Every whole frame read so far; one that throws leaves the others handled (a worker may
+    // wait on a verdict in one of them), and the first exception is rethrown after them.
+    void handle_frames(worker& w, event_sink& sink);
     void lost(worker& w, event_sink& sink, const failure_info& why);
     // Fails (or, with retries left, re-queues) item `at` of `rest`; the others run again.
     void blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why);
