@@ -224,6 +224,8 @@ TEST(Forked, TaskPastTimeoutFailsTheCall) {
         FAIL() << "no exception";
     } catch (const pf::timeout_error& e) {
         EXPECT_NE(std::string(e.what()).find("task 4"), std::string::npos) << e.what();
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(4));
+        EXPECT_GT(e.pid(), 0);
     }
 }
 

@@ -307,7 +307,13 @@ TEST(Pool, TaskPastTimeoutFailsAndItsWorkerIsReplaced) {
     pf::pool p(o);
     int pid = p.submit(&my_pid).get();
     auto f = p.submit(&nap, 20'000);
-    EXPECT_THROW(f.get(), pf::timeout_error);
+    try {
+        f.get();
+        ADD_FAILURE() << "no timeout_error";
+    } catch (const pf::timeout_error& e) {
+        EXPECT_EQ(e.pid(), pid);  // the worker that ran it, and which task it was
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+    }
     EXPECT_NE(p.submit(&my_pid).get(), pid);
     EXPECT_EQ(p.submit(&nap, 10).get(), 10);
 }

@@ -178,7 +178,7 @@ std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
         case failure_info::kind::timeout:
             return std::make_exception_ptr(timeout_error(
                 "parafork: task " + std::to_string(task) + " ran past task_timeout; worker " +
-                std::to_string(f.pid) + " was killed"));
+                std::to_string(f.pid) + " was killed", f.pid, task));
     }
     return {};
 }
