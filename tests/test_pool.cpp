@@ -784,3 +784,23 @@ TEST(Pool, AFrameThatThrowsDoesNotStrandTheRestOfItsBatch) {
         EXPECT_EQ(p.submit(&square, 6).get(), 36);
     });
 }
+
+namespace {
+// A sized range whose size() says more than it yields.
+struct overstated {
+    std::vector<int> v{1, 2, 3, 4};
+    auto begin() const { return v.begin(); }
+    auto end() const { return v.end(); }
+    std::size_t size() const { return v.size() + 3; }
+};
+} // namespace
+
+// map's result has one answered value per item, or map throws: never default values standing
+// in for items that were never run.
+TEST(Pool, MapNeverReturnsAResultWithUnansweredItems) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    overstated in;
+    EXPECT_THROW(p.map(&square, in), pf::error);
+    EXPECT_EQ(p.map(&square, seq(0, 5)), (std::vector<int>{0, 1, 4, 9, 16}));  // still serves
+}
