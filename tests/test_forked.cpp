@@ -400,3 +400,23 @@ TEST(Forked, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
             << "waited for the grandchild";
     });
 }
+
+// The first error ends a map of slow tasks at once: the worker that threw reports it without
+// finishing its chunk (10,000 tasks of 20 ms in automatic chunks used to take 12 s here).
+TEST(Map, FirstErrorOfSlowTasksIsReportedPromptly) {
+    pf::testing::run_bounded("first error", 60, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::map([](int x) {
+                if (x == 3) throw std::runtime_error("task 3 failed");
+                ::usleep(20'000);
+                return x;
+            }, seq(0, 10'000), jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(3));
+            EXPECT_EQ(e.message(), "task 3 failed");
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+    });
+}
