@@ -420,3 +420,30 @@ TEST(Map, FirstErrorOfSlowTasksIsReportedPromptly) {
         EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
     });
 }
+
+namespace {
+int* ran_by_page() {  // which kid ran each item (a page the kids share)
+    static int* p = static_cast<int*>(
+        ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    return p;
+}
+} // namespace
+
+// Automatic chunks follow the measured cost of an item: 5 ms items go a chunk or two at a
+// time, so the kids take turns along the range (fixed chunks of total / (8 * jobs) = 25 items
+// made about 16 long runs), and the tail, a timeout or a cancel waits for little.
+TEST(Map, AutomaticChunksAreSmallForSlowItems) {
+    ran_by_page();
+    pf::testing::run_bounded("chunks", 60, [] {
+        int* ran = ran_by_page();
+        auto out = pf::map([](int x) {
+            ran_by_page()[x] = ::getpid();
+            ::usleep(5'000);
+            return x;
+        }, seq(0, 400), jobs(2));
+        ASSERT_EQ(out.size(), 400u);
+        int runs = 1;
+        for (int i = 1; i < 400; ++i) runs += ran[i] != ran[i - 1];
+        EXPECT_GE(runs, 60) << "items went in long chunks";
+    });
+}

@@ -305,6 +305,7 @@ public:
     std::size_t in_flight() const noexcept;
     bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
     bool stopped() const noexcept { return stopped_; }
+    std::uint64_t answered() const noexcept { return done_; }  // items answered or failed
 
     void push(job j) { queue_.push_back(std::move(j)); }
     // Drops queued jobs whose items lie in [lo, hi); returns how many items were dropped.
