@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
 #include <pty.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <forward_list>
 #include <list>
@@ -222,6 +224,8 @@ TEST(Forked, TaskPastTimeoutFailsTheCall) {
         FAIL() << "no exception";
     } catch (const pf::timeout_error& e) {
         EXPECT_NE(std::string(e.what()).find("task 4"), std::string::npos) << e.what();
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(4));
+        EXPECT_GT(e.pid(), 0);
     }
 }
 
@@ -354,4 +358,92 @@ TEST(Forked, AJoinThatThrowsStopsTheKids) {
                                 if (y == 10) throw std::logic_error("join gave up");
                             }, jobs(2)),
                  std::logic_error);
+}
+
+namespace {
+// Where a kid notes the grandchild it leaves behind (a page mapped before the kids fork).
+std::atomic<int>* grandchild_page() {
+    static auto* p = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return new (m) std::atomic<int>(0);
+    }();
+    return p;
+}
+} // namespace
+
+// A kid that forks a grandchild (which inherits its pipe ends and sleeps on) and then dies is
+// reported at once, by its pidfd, not when the grandchild finally exits.
+TEST(Forked, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::forked(seq(0, 4), [](int x) {
+                if (x == 1) {
+                    pid_t g = ::fork();
+                    if (g == 0) {
+                        ::sleep(30);
+                        ::_exit(0);
+                    }
+                    grandchild_page()->store(g);
+                    ::raise(SIGKILL);
+                }
+                return x;
+            }, [](int) {}, jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+        }
+        if (int g = grandchild_page()->exchange(0); g > 0) ::kill(g, SIGKILL);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10))
+            << "waited for the grandchild";
+    });
+}
+
+// The first error ends a map of slow tasks at once: the worker that threw reports it without
+// finishing its chunk (10,000 tasks of 20 ms in automatic chunks used to take 12 s here).
+TEST(Map, FirstErrorOfSlowTasksIsReportedPromptly) {
+    pf::testing::run_bounded("first error", 60, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::map([](int x) {
+                if (x == 3) throw std::runtime_error("task 3 failed");
+                ::usleep(20'000);
+                return x;
+            }, seq(0, 10'000), jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::remote_error& e) {
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(3));
+            EXPECT_EQ(e.message(), "task 3 failed");
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+    });
+}
+
+namespace {
+int* ran_by_page() {  // which kid ran each item (a page the kids share)
+    static int* p = static_cast<int*>(
+        ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    return p;
+}
+} // namespace
+
+// Automatic chunks follow the measured cost of an item: 5 ms items go a chunk or two at a
+// time, so the kids take turns along the range (fixed chunks of total / (8 * jobs) = 25 items
+// made about 16 long runs), and the tail, a timeout or a cancel waits for little.
+TEST(Map, AutomaticChunksAreSmallForSlowItems) {
+    ran_by_page();
+    pf::testing::run_bounded("chunks", 60, [] {
+        int* ran = ran_by_page();
+        auto out = pf::map([](int x) {
+            ran_by_page()[x] = ::getpid();
+            ::usleep(5'000);
+            return x;
+        }, seq(0, 400), jobs(2));
+        ASSERT_EQ(out.size(), 400u);
+        int runs = 1;
+        for (int i = 1; i < 400; ++i) runs += ran[i] != ran[i - 1];
+        EXPECT_GE(runs, 60) << "items went in long chunks";
+    });
 }

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -305,7 +307,13 @@ TEST(Pool, TaskPastTimeoutFailsAndItsWorkerIsReplaced) {
     pf::pool p(o);
     int pid = p.submit(&my_pid).get();
     auto f = p.submit(&nap, 20'000);
-    EXPECT_THROW(f.get(), pf::timeout_error);
+    try {
+        f.get();
+        ADD_FAILURE() << "no timeout_error";
+    } catch (const pf::timeout_error& e) {
+        EXPECT_EQ(e.pid(), pid);  // the worker that ran it, and which task it was
+        EXPECT_EQ(e.task(), std::optional<std::size_t>(1));
+    }
     EXPECT_NE(p.submit(&my_pid).get(), pid);
     EXPECT_EQ(p.submit(&nap, 10).get(), 10);
 }
@@ -682,4 +690,117 @@ TEST(Pool, ImapUnorderedYieldsInCompletionOrder) {
     }
     ASSERT_EQ(order.size(), 3u);
     EXPECT_NE(order.front(), 0u);  // the slow first item does not hold back the others
+}
+
+namespace {
+// A page shared with every worker (mapped before the pool forks them): where a task notes the
+// grandchild it leaves behind, so the test can kill it.
+std::atomic<int>* grandchild_page() {
+    static auto* p = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return new (m) std::atomic<int>(0);
+    }();
+    return p;
+}
+// Forks a grandchild that holds every pipe end the worker had and sleeps 30 s, then dies:
+// by SIGKILL when `how` is 1, by _exit(3) otherwise.
+int orphan_then_die(int how) {
+    pid_t g = ::fork();
+    if (g == 0) {
+        ::sleep(30);
+        ::_exit(0);
+    }
+    grandchild_page()->store(g);
+    if (how == 1) ::raise(SIGKILL);
+    ::_exit(3);
+}
+void kill_grandchild() {
+    int g = grandchild_page()->exchange(0);
+    if (g > 0) ::kill(g, SIGKILL);
+}
+} // namespace
+
+// The death is seen by its pidfd at once, not when the grandchild lets the results pipe close.
+TEST(Pool, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        pf::pool p(jobs(2));
+        auto t0 = std::chrono::steady_clock::now();
+        auto f = p.submit(&orphan_then_die, 1);
+        try {
+            f.get();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(0));
+        }
+        kill_grandchild();
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "waited for the grandchild";
+        EXPECT_EQ(p.submit(&square, 5).get(), 25);
+    });
+}
+
+TEST(Map, DeathIsReportedAtOnceWhileAGrandchildHoldsThePipe) {
+    grandchild_page();
+    pf::testing::run_bounded("grandchild", 25, [] {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            pf::map([](int x) { return x == 2 ? orphan_then_die(0) : x; }, seq(0, 4), jobs(2));
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.exit_code(), 3);
+            EXPECT_EQ(e.task(), std::optional<std::size_t>(2));
+        }
+        kill_grandchild();
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "waited for the grandchild";
+    });
+}
+
+namespace {
+// Encodes fine in the worker; refuses to decode in the parent.
+struct refused_on_load {
+    int x = 0;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(x);
+        if constexpr (Ar::is_loading) throw std::runtime_error("refused on load");
+    }
+};
+refused_on_load make_refused(int x) { return {x}; }
+std::string big_string(int n) { return std::string(static_cast<std::size_t>(n), 'x'); }
+} // namespace
+
+// An answer whose handling throws does not strand the answers read with it: the lent value
+// after it still gets its verdict, so its worker does not wait forever.
+TEST(Pool, AFrameThatThrowsDoesNotStrandTheRestOfItsBatch) {
+    pf::testing::run_bounded("batch", 30, [] {
+        pf::pool p(jobs(1));
+        auto a = p.submit(&make_refused, 1);
+        auto b = p.submit(&big_string, 4 << 20);  // lent: its worker waits for a verdict
+        std::this_thread::sleep_for(500ms);       // both answers wait in the pipe: one read
+        EXPECT_THROW(a.get(), std::runtime_error);
+        ASSERT_TRUE(b.wait_for(10s)) << "the lent value's worker was stranded";
+        EXPECT_EQ(b.get().size(), std::size_t{4} << 20);
+        EXPECT_EQ(p.submit(&square, 6).get(), 36);
+    });
+}
+
+namespace {
+// A sized range whose size() says more than it yields.
+struct overstated {
+    std::vector<int> v{1, 2, 3, 4};
+    auto begin() const { return v.begin(); }
+    auto end() const { return v.end(); }
+    std::size_t size() const { return v.size() + 3; }
+};
+} // namespace
+
+// map's result has one answered value per item, or map throws: never default values standing
+// in for items that were never run.
+TEST(Pool, MapNeverReturnsAResultWithUnansweredItems) {
+    PARAFORK_LEAK_CHECK();
+    pf::pool p(jobs(2));
+    overstated in;
+    EXPECT_THROW(p.map(&square, in), pf::error);
+    EXPECT_EQ(p.map(&square, seq(0, 5)), (std::vector<int>{0, 1, 4, 9, 16}));  // still serves
 }

@@ -45,10 +45,20 @@ private:
     std::vector<std::size_t> tasks_;
 };
 
-// A call did not finish in time (task_timeout, receive_for, ...).
+// A call did not finish in time (task_timeout, receive_for, ...). For a task killed past
+// task_timeout, pid() is the worker that ran it and task() the task; otherwise -1 and empty.
 class timeout_error : public error {
 public:
     using error::error;
+    timeout_error(const std::string& what, pid_t pid, std::optional<std::size_t> task)
+        : error(what), pid_(pid), task_(task) {}
+
+    pid_t pid() const noexcept { return pid_; }
+    std::optional<std::size_t> task() const noexcept { return task_; }
+
+private:
+    pid_t pid_ = -1;
+    std::optional<std::size_t> task_;
 };
 
 // The caller's process got SIGINT (Ctrl-C) during a call; the call stopped its children.

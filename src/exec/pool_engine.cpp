@@ -55,13 +55,17 @@ struct shared_word {
 
 struct worker {
     unsigned slot = 0;
+    std::size_t id = 0;  // launch number: tells a worker from its successor in the same slot
     shared_word running;
     sys::child proc;
     sys::private_fd task_w, result_r, sock;
     // Our own copy of the job pipe's read end: with a reader always there, writing to a worker
-    // that died is never SIGPIPE (no signal-mask juggling per write); its EOF on the results
-    // pipe is how we learn of the death.
+    // that died is never SIGPIPE (no signal-mask juggling per write).
     sys::private_fd task_keep;
+    // Readable once the worker is gone, whoever still holds its pipes (a grandchild it forked):
+    // death is learnt from this, not from EOF on the results pipe. Empty without pidfd support,
+    // and then EOF is all there is.
+    sys::private_fd pidfd;
     frames::frame_reader reader{frames::len_prefix, 256 * 1024};
     std::string out;
     std::size_t out_off = 0;
@@ -174,7 +178,7 @@ std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
         case failure_info::kind::timeout:
             return std::make_exception_ptr(timeout_error(
                 "parafork: task " + std::to_string(task) + " ran past task_timeout; worker " +
-                std::to_string(f.pid) + " was killed"));
+                std::to_string(f.pid) + " was killed", f.pid, task));
     }
     return {};
 }
@@ -212,6 +216,7 @@ void engine::spawn(std::size_t slot) {
     widen_pipe(tasks.write.get());
     auto w = std::make_unique<worker>();
     w->slot = static_cast<unsigned>(slot);
+    w->id = launches_;
     // Registered before the fork: this worker and every later child close them at once.
     w->task_w = sys::private_fd(std::move(tasks.write));
     w->result_r = sys::private_fd(std::move(results.read));
@@ -225,6 +230,7 @@ void engine::spawn(std::size_t slot) {
         kid_main(c);
     }
     w->proc = sys::child(pid);
+    w->pidfd = sys::private_fd(sys::open_pidfd(pid));
     // Children forked later (other workers, forked's kids) have no use for this worker's page.
     (void)::madvise(w->running.p, shared_word::bytes, MADV_DONTFORK);
     w->task_keep = sys::private_fd(std::move(tasks.read));
@@ -317,7 +323,7 @@ bool engine::flush_out(worker& w) {
         try {
             n = sys::write_some(w.task_w.get(), w.out.data() + w.out_off, w.out.size() - w.out_off);
         } catch (const std::system_error&) {
-            // EPIPE: the worker is gone; its EOF on the results pipe tells the story.
+            // EPIPE: the worker is gone; its pidfd tells the story.
             w.out.clear();
             w.out_off = 0;
             return true;
@@ -433,6 +439,26 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     }
 }
 
+void engine::handle_frames(worker& w, event_sink& sink) {
+    std::exception_ptr first;
+    for (;;) {
+        std::optional<std::string_view> f;
+        try {
+            f = w.reader.next();
+        } catch (...) {  // the stream itself is broken: nothing after this can be framed
+            if (!first) first = std::current_exception();
+            break;
+        }
+        if (!f) break;
+        try {
+            handle_frame(w, *f, sink);
+        } catch (...) {
+            if (!first) first = std::current_exception();
+        }
+    }
+    if (first) std::rethrow_exception(first);
+}
+
 void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
 
 void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
@@ -489,10 +515,19 @@ long engine::read_from(worker& w, event_sink& sink) {
     if (n < 0) return n;
     if (n > 0) {
         last_event_ = clock::now();
-        while (auto f = w.reader.next()) handle_frame(w, *f, sink);
+        handle_frames(w, sink);
         return n;
     }
     // EOF: the worker exited (or died).
+    exited(w, sink);
+    return 0;
+}
+
+void engine::exited(worker& w, event_sink& sink) {
+    // What it wrote before it went is in the pipe already: read all of it before blaming. A
+    // grandchild may still hold the pipe open (no EOF), so stop at the first empty read.
+    for (long n; (n = w.reader.fill(w.result_r.get())) > 0;)
+        handle_frames(w, sink);
     auto st = w.proc.wait();
     failure_info why;
     why.what = failure_info::kind::died;
@@ -509,15 +544,14 @@ long engine::read_from(worker& w, event_sink& sink) {
                                                      "before it was ready (in worker_init?)"));
     if (fatal_) {
         workers_[slot].reset();
-        return 0;
+        return;
     }
     if (w.flight.empty()) {
         workers_[slot].reset();
         if (!stopped_ && !closing_) spawn(slot);  // recycled, or died between jobs
-        return 0;
+        return;
     }
     lost(w, sink, why);
-    return 0;
 }
 
 bool engine::drain(std::size_t slot, event_sink& sink) {
@@ -564,11 +598,20 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
     sys::sigint_guard guard;
     auto& fds = pollfds_;
     fds.clear();
+    polled_.clear();
     fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
     for (auto& w : workers_) {
         if (!w) continue;
         fds.push_back({w->result_r.get(), POLLIN, 0});
-        if (w->out_off < w->out.size() && w->task_w) fds.push_back({w->task_w.get(), POLLOUT, 0});
+        polled_.emplace_back(w->slot, w->id);
+        if (w->pidfd) {
+            fds.push_back({w->pidfd.get(), POLLIN, 0});
+            polled_.emplace_back(w->slot, w->id);
+        }
+        if (w->out_off < w->out.size() && w->task_w) {
+            fds.push_back({w->task_w.get(), POLLOUT, 0});
+            polled_.emplace_back(w->slot, w->id);
+        }
     }
     auto now = clock::now();
     std::optional<clock::time_point> wake = deadline;
@@ -599,19 +642,17 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
         throw interrupted();
     }
     if (r > 0) {
-        for (auto& p : fds) {
-            if (!p.revents || p.fd == sys::sigint_guard::fd()) continue;
-            for (auto& w : workers_) {
-                if (!w) continue;
-                if (p.events == POLLOUT && w->task_w.get() == p.fd) {
-                    flush_out(*w);
-                    break;
-                }
-                if (p.events == POLLIN && w->result_r.get() == p.fd) {
-                    read_from(*w, sink);
-                    break;
-                }
-            }
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+            const auto& p = fds[i];
+            if (!p.revents) continue;
+            // Only a worker still in its slot: one replaced during this loop is gone, and its
+            // descriptors' numbers may belong to its successor by now.
+            auto [slot, id] = polled_[i - 1];
+            worker* w = workers_[slot].get();
+            if (!w || w->id != id) continue;
+            if (p.events == POLLOUT) flush_out(*w);
+            else if (p.fd == w->pidfd.get()) exited(*w, sink);
+            else read_from(*w, sink);
         }
     }
     rethrow_fatal();
@@ -657,8 +698,9 @@ void engine::join(event_sink& sink) {
 }
 
 void engine::wait_for_exits() {
-    // A worker's results pipe reaches EOF when it exits: poll those and the SIGINT pipe rather
-    // than block in waitpid, so Ctrl-C during a worker_exit that hangs is still ours.
+    // Each worker's pidfd says when it has exited (its results pipe is read meanwhile, so it never
+    // blocks writing): polled with the SIGINT pipe rather than blocking in waitpid, so Ctrl-C
+    // during a worker_exit that hangs is still ours.
     std::vector<std::size_t> slots;
     for (;;) {
         auto& fds = pollfds_;
@@ -669,9 +711,14 @@ void engine::wait_for_exits() {
             if (workers_[k]) {
                 fds.push_back({workers_[k]->result_r.get(), POLLIN, 0});
                 slots.push_back(k);
+                if (workers_[k]->pidfd) {
+                    fds.push_back({workers_[k]->pidfd.get(), POLLIN, 0});
+                    slots.push_back(k);
+                }
             }
         if (slots.empty()) return;
-        // A grandchild may hold a results pipe open after its worker exited: look now and then.
+        // Without a pidfd, a grandchild may hold a results pipe open after its worker exited:
+        // look now and then.
         int r = ::poll(fds.data(), fds.size(), 100);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (sys::sigint_guard::pending()) {
@@ -680,8 +727,13 @@ void engine::wait_for_exits() {
             throw interrupted();
         }
         for (std::size_t i = 1; r > 0 && i < fds.size(); ++i) {
-            if (!fds[i].revents) continue;
             auto& w = workers_[slots[i - 1]];
+            if (!fds[i].revents || !w) continue;
+            if (fds[i].fd == w->pidfd.get()) {
+                w->proc.wait();
+                w.reset();
+                continue;
+            }
             long n = w->reader.fill(w->result_r.get());
             if (n == 0) {
                 w->proc.wait();

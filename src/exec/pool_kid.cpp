@@ -134,7 +134,9 @@ void kid_output::fail_current(std::uint64_t index) noexcept {
         w(type, what);
         put_header(msg::failure, 1, index, scratch_.size());
         append(scratch_.data(), scratch_.size());
-        if (flush_each_) flush();
+        // Sent at once, not with the rest of the chunk: a failure usually ends the call, and the
+        // caller should not wait for the items after it (failures are rare: one write each).
+        flush();
     } catch (...) {
         ::_exit(70);  // cannot report: the parent sees a dead worker instead
     }

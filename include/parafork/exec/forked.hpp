@@ -14,6 +14,7 @@
 // rethrown; Ctrl-C stops the kids and throws parafork::interrupted.
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -200,6 +201,33 @@ inline std::uint64_t auto_stream_chunk(std::uint64_t seen, unsigned jobs) {
     return std::clamp<std::uint64_t>(seen / (std::uint64_t{jobs} * 4), 1, 1024);
 }
 
+// Automatic chunks sized by the measured cost of an item: each takes about `target` of a
+// worker's time, so slow items go in small chunks (a timeout, a cancel and the tail stay short)
+// and trivial ones in big chunks (per-chunk overhead vanishes). The estimate counts start-up as
+// work, so it errs small; chunks at most double from one to the next, from 1.
+class chunk_sizer {
+public:
+    using clock = std::chrono::steady_clock;
+    static constexpr std::chrono::milliseconds target{10};
+
+    std::uint64_t next(std::uint64_t cap, std::uint64_t answered, unsigned jobs) {
+        std::uint64_t want = std::min(cap, last_ * 2);
+        if (answered > 0) {
+            auto busy = std::chrono::duration<double>(clock::now() - start_).count() * jobs;
+            double fit = std::chrono::duration<double>(target).count() * static_cast<double>(answered) / busy;
+            if (fit < static_cast<double>(want)) want = static_cast<std::uint64_t>(fit);
+        } else {
+            want = std::min(want, last_);  // nothing measured yet: stay where we are
+        }
+        last_ = std::max<std::uint64_t>(want, 1);
+        return last_;
+    }
+
+private:
+    clock::time_point start_ = clock::now();
+    std::uint64_t last_ = 1;
+};
+
 } // namespace detail
 
 template <std::ranges::input_range Range, class Body, class Join>
@@ -222,10 +250,12 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
     const unsigned jobs = eng.size();
 
     if constexpr (indexed) {
-        const std::uint64_t chunk = o.chunksize ? o.chunksize : detail::auto_index_chunk(total, jobs);
+        const std::uint64_t cap = detail::auto_index_chunk(total, jobs);
+        detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
             while (next < total && eng.queued() < 2 * jobs) {
+                const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng.answered(), jobs);
                 detail::job j;
                 j.kind = detail::msg::range;
                 j.first = next;
@@ -238,10 +268,13 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
     } else {
         auto it = std::ranges::begin(range);
         auto end = std::ranges::end(range);
+        detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
             while (it != end && eng.queued() < 2 * jobs) {
-                const std::uint64_t chunk = o.chunksize ? o.chunksize : detail::auto_stream_chunk(next, jobs);
+                const std::uint64_t chunk =
+                    o.chunksize ? o.chunksize
+                                : sizer.next(detail::auto_stream_chunk(next, jobs), eng.answered(), jobs);
                 detail::job j;
                 j.kind = detail::msg::items;
                 j.first = next;

@@ -547,6 +547,14 @@ private:
             core_->abandon(*st);
             std::rethrow_exception(st->first_error);
         }
+        // Every item answered, and as many as the result holds (a sized range whose size() is
+        // more than it yields would leave default values at the end): never a short result.
+        if (!st->finished() || out.size() != st->pushed) {
+            if (!st->finished()) core_->abandon(*st);
+            throw error("parafork: pool::map: " + std::to_string(st->answered) + " of " +
+                        std::to_string(st->pushed) + " items answered for a result of " +
+                        std::to_string(out.size()) + (st->finished() ? "" : " (call not finished)"));
+        }
         return out;
     }
 

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <sys/types.h>
 #include <vector>
 
@@ -304,6 +305,7 @@ public:
     std::size_t in_flight() const noexcept;
     bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
     bool stopped() const noexcept { return stopped_; }
+    std::uint64_t answered() const noexcept { return done_; }  // items answered or failed
 
     void push(job j) { queue_.push_back(std::move(j)); }
     // Drops queued jobs whose items lie in [lo, hi); returns how many items were dropped.
@@ -341,8 +343,13 @@ private:
     void send(worker& w, job&& j);
     bool flush_out(worker& w);
     long read_from(worker& w, event_sink& sink);
+    // The worker's pidfd says it is gone: reads what it left in the pipe, then reports it.
+    void exited(worker& w, event_sink& sink);
     bool drain(std::size_t slot, event_sink& sink);
     void handle_frame(worker& w, std::string_view frame, event_sink& sink);
+    // Every whole frame read so far; one that throws leaves the others handled (a worker may
+    // wait on a verdict in one of them), and the first exception is rethrown after them.
+    void handle_frames(worker& w, event_sink& sink);
     void lost(worker& w, event_sink& sink, const failure_info& why);
     // Fails (or, with retries left, re-queues) item `at` of `rest`; the others run again.
     void blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why);
@@ -366,6 +373,8 @@ private:
     bool progress_tty_ = false;
     std::size_t launches_ = 0;
     std::vector<struct pollfd> pollfds_;
+    // Whose descriptor each pollfds_ entry after the first is: slot and launch number.
+    std::vector<std::pair<unsigned, std::size_t>> polled_;
 };
 
 } // namespace parafork::detail
