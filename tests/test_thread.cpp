@@ -5,6 +5,7 @@
 #include <parafork/exec/thread.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <csignal>
@@ -154,6 +155,28 @@ TEST(thread, killed_from_outside_is_worker_died_not_a_hang) {
             EXPECT_EQ(e.pid(), t.pid());
         }
         EXPECT_EQ(t.exit_status(), -SIGKILL);
+        EXPECT_FALSE(t.is_alive());
+    });
+}
+
+TEST(thread, a_death_is_reported_at_once_though_a_grandchild_holds_the_pipe) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        pf::thread t([&g] {
+            g.leave_and_die(30);
+            return 1;
+        });
+        t.start();
+        ASSERT_GT(g.pid(), 0);
+        try {
+            t.join();
+            ADD_FAILURE() << "join returned";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), t.pid());
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
         EXPECT_FALSE(t.is_alive());
     });
 }
