@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -79,6 +80,23 @@ TEST(ForkJoin, FailedPartsAreListed) {
         EXPECT_NE(what.find("SIGSEGV"), std::string::npos) << what;
         EXPECT_EQ(what.find("part 0"), std::string::npos) << what;
     }
+}
+
+TEST(ForkJoin, ADeathIsReportedAtOnceThoughAGrandchildHoldsThePipe) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        try {
+            pf::fork_join(pf::nsplit(2, 2), [&g](std::size_t k, pf::slice) {
+                if (k == 0) g.leave_and_die(30);
+                return 7;
+            });
+            ADD_FAILURE() << "no error";
+        } catch (const pf::error& e) {
+            EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
+        }
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
+    });
 }
 
 TEST(ForkJoin, CtrlCStopsEveryPart) {

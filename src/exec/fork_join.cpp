@@ -29,56 +29,61 @@ std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
     procs.reserve(kids.size());
     for (auto& k : kids) procs.emplace_back(k.pid);  // owned from here: killed + reaped on any exit
     std::vector<std::string> results(kids.size());
-    std::vector<bool> open(kids.size());
-    for (std::size_t i = 0; i < kids.size(); ++i) open[i] = bool(kids[i].result);
+    // A part is done when its child is gone, seen by pidfd: a grandchild that inherited the
+    // result pipe may hold it open long after. Without a pidfd, look again now and then.
+    std::vector<sys::unique_fd> pidfds(kids.size());
+    bool all_pidfds = true;
+    for (std::size_t i = 0; i < kids.size(); ++i) {
+        pidfds[i] = sys::open_pidfd(kids[i].pid);
+        all_pidfds = all_pidfds && bool(pidfds[i]);
+        if (kids[i].result) sys::set_nonblocking(kids[i].result.get());
+    }
 
     sys::sigint_guard guard;
     std::vector<pollfd> pfds;
-    std::vector<std::size_t> who;
     char buf[64 * 1024];
-    // Read every result pipe to EOF (a child writes its result, then exits).
-    for (;;) {
-        pfds.clear();
-        who.clear();
-        for (std::size_t i = 0; i < kids.size(); ++i)
-            if (open[i]) {
-                pfds.push_back({kids[i].result.get(), POLLIN, 0});
-                who.push_back(i);
+    auto drain = [&](std::size_t i) {
+        for (;;) {
+            long n = sys::read_some(kids[i].result.get(), buf, sizeof buf);
+            if (n > 0) {
+                results[i].append(buf, static_cast<std::size_t>(n));
+                continue;
             }
-        if (pfds.empty()) break;
+            if (n == 0) kids[i].result.reset();
+            return;
+        }
+    };
+    for (;;) {
+        std::size_t running = 0;
+        for (std::size_t i = 0; i < kids.size(); ++i) {
+            if (!procs[i].running()) continue;
+            if (kids[i].result) drain(i);
+            if (procs[i].try_wait()) {
+                if (kids[i].result) drain(i);  // all it wrote before it exited
+                kids[i].result.reset();
+                pidfds[i].reset();
+            } else {
+                ++running;
+            }
+        }
+        if (!running) break;
+        pfds.clear();
+        for (std::size_t i = 0; i < kids.size(); ++i) {
+            if (!procs[i].running()) continue;
+            if (kids[i].result) pfds.push_back({kids[i].result.get(), POLLIN, 0});
+            if (pidfds[i]) pfds.push_back({pidfds[i].get(), POLLIN, 0});
+        }
         pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-        int r = ::poll(pfds.data(), pfds.size(), -1);
+        int r = ::poll(pfds.data(), pfds.size(), all_pidfds ? -1 : 50);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (sys::sigint_guard::pending()) {
             for (auto& p : procs) p.terminate();
             sys::sigint_guard::check();
         }
-        for (std::size_t j = 0; j + 1 < pfds.size(); ++j) {
-            if (!pfds[j].revents) continue;
-            std::size_t i = who[j];
-            long n = sys::read_some(kids[i].result.get(), buf, sizeof buf);
-            if (n > 0) results[i].append(buf, static_cast<std::size_t>(n));
-            else if (n == 0) {
-                open[i] = false;
-                kids[i].result.reset();
-            }
-        }
     }
-    // Reap everyone, polling pidfds so Ctrl-C still interrupts a part that runs on.
     std::string failures;
     for (std::size_t i = 0; i < procs.size(); ++i) {
-        sys::unique_fd owned = sys::open_pidfd(procs[i].pid());
-        if (owned) {
-            int pfd = owned.get();
-            pollfd p[2] = {{pfd, POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
-            while (::poll(p, 2, -1) < 0 && errno == EINTR && !sys::sigint_guard::pending()) {
-            }
-            if (sys::sigint_guard::pending()) {
-                for (auto& pr : procs) pr.terminate();
-                sys::sigint_guard::check();
-            }
-        }
-        auto st = procs[i].wait();
+        const auto& st = *procs[i].status();
         if (!st.ok())
             failures += (failures.empty() ? "" : "; ") + std::string("part ") + std::to_string(i) +
                         " (pid " + std::to_string(procs[i].pid()) + ") " + st.describe();
