@@ -5,6 +5,7 @@
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -237,5 +238,28 @@ TEST(generator, join_before_consuming_keeps_the_values) {
         EXPECT_FALSE(g.is_alive());
         for (int i = 0; i < 5000; ++i) ASSERT_EQ(g.next(), i);
         EXPECT_FALSE(g.next().has_value());
+    });
+}
+
+TEST(generator, a_death_is_reported_at_once_though_a_grandchild_holds_the_channel) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        pf::generator<int> gen([&g](pf::yield<int>& y) {
+            y(1);
+            g.leave_and_die(30);
+        });
+        gen.start();
+        ASSERT_GT(g.pid(), 0);
+        EXPECT_EQ(gen.next(), 1);
+        try {
+            gen.next();
+            ADD_FAILURE() << "next did not throw";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), gen.pid());
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_THROW(gen.join(), pf::worker_died);
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the channel
     });
 }
