@@ -1,6 +1,7 @@
 #include <parafork/exec/fork_join.hpp>
 #include <parafork/error.hpp>
 #include <parafork/sys/signals.hpp>
+#include <parafork/wire/codec.hpp>
 
 #include <cerrno>
 #include <poll.h>
@@ -23,6 +24,47 @@ std::vector<slice> nsplit(std::size_t length, std::size_t parts) {
 }
 
 namespace detail {
+namespace {
+
+// A part's report is 'r' and its result's encoding, or 'x' and (type name, what) of its
+// exception. Throws if the part failed; otherwise leaves the result's encoding in `report`.
+void check_part(const sys::child& proc, std::size_t part, std::string& report) {
+    const auto& st = *proc.status();
+    if (!report.empty() && report[0] == 'x') {
+        std::pair<std::string, std::string> ex;
+        try {
+            ex = wire::decode<std::pair<std::string, std::string>>(std::string_view(report).substr(1));
+        } catch (const protocol_error&) {
+            throw worker_died(proc.pid(), st.signal, st.code, part, "fork_join part sent a corrupt report");
+        }
+        throw remote_error(std::move(ex.first), std::move(ex.second), proc.pid(), part);
+    }
+    if (!st.ok() || report.empty() || report[0] != 'r')
+        throw worker_died(proc.pid(), st.signal, st.code, part,
+                          st.ok() ? "fork_join part ended without a result" : "fork_join part died");
+    report.erase(0, 1);
+}
+
+} // namespace
+
+void fork_join_report_result(int fd, const std::string& encoded) noexcept {
+    try {
+        sys::write_all(fd, "r");
+        sys::write_all(fd, encoded);
+    } catch (...) {
+        sys::exit_child(1);  // the parent is gone
+    }
+    sys::exit_child(0);
+}
+
+void fork_join_report_exception(int fd) noexcept {
+    auto info = describe_current_exception();
+    try {
+        sys::write_all(fd, "x" + wire::encode(std::make_pair(std::move(info.type), std::move(info.what))));
+    } catch (...) {
+    }
+    sys::exit_child(1);
+}
 
 std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
     std::vector<sys::child> procs;
@@ -62,6 +104,7 @@ std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
                 if (kids[i].result) drain(i);  // all it wrote before it exited
                 kids[i].result.reset();
                 pidfds[i].reset();
+                check_part(procs[i], i, results[i]);  // throws: procs' destructors stop the rest
             } else {
                 ++running;
             }
@@ -81,14 +124,6 @@ std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
             sys::sigint_guard::check();
         }
     }
-    std::string failures;
-    for (std::size_t i = 0; i < procs.size(); ++i) {
-        const auto& st = *procs[i].status();
-        if (!st.ok())
-            failures += (failures.empty() ? "" : "; ") + std::string("part ") + std::to_string(i) +
-                        " (pid " + std::to_string(procs[i].pid()) + ") " + st.describe();
-    }
-    if (!failures.empty()) throw error("fork_join: " + failures);
     return results;
 }
 
