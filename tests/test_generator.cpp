@@ -263,3 +263,23 @@ TEST(generator, a_death_is_reported_at_once_though_a_grandchild_holds_the_channe
         EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the channel
     });
 }
+
+TEST(generator, a_moved_from_generator_throws_not_started) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("moved from", 30, [] {
+        pf::generator<int> a([](pf::yield<int>& y) { y(5); });
+        a.start();
+        pf::generator<int> b(std::move(a));
+        EXPECT_THROW(a.next(), pf::error);
+        EXPECT_THROW(a.try_next(), pf::error);
+        EXPECT_THROW(a.join(), pf::error);
+        EXPECT_THROW(a.try_join(), pf::error);
+        EXPECT_THROW(a.start(), pf::error);
+        EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_FALSE(a.started());
+        EXPECT_FALSE(a.is_alive());
+        EXPECT_EQ(a.pid(), -1);
+        EXPECT_EQ(b.next(), 5);
+        b.join();
+    });
+}

@@ -774,3 +774,19 @@ TEST(ProcPool, CtrlCDuringASingleNextReply) {
     }
     EXPECT_FALSE(echo.next_reply(true).has_value());
 }
+
+TEST(ProcPool, AMovedFromPoolThrowsLogicError) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool a(pf::kid_cmd{PARAFORK_KID_ECHO}, frames::lines, jobs(1));
+    pf::proc_pool b(std::move(a));
+    EXPECT_THROW(a.size(), std::logic_error);
+    EXPECT_THROW(a.pids(), std::logic_error);
+    EXPECT_THROW(a.in_flight(), std::logic_error);
+    EXPECT_THROW(a.send("x"), std::logic_error);
+    EXPECT_THROW(a.next_reply(), std::logic_error);
+    EXPECT_THROW(a.finish(), std::logic_error);
+    EXPECT_THROW(a.terminate(), std::logic_error);
+    std::vector<std::string> got;
+    b.eval(std::vector<std::string>{"hi"}, [&](std::string_view r) { got.emplace_back(r); });
+    EXPECT_EQ(got, (std::vector<std::string>{"hi"}));
+}

@@ -234,3 +234,21 @@ TEST(thread, a_thousand_threads_leave_no_fd_mapping_or_zombie) {
         EXPECT_TRUE(pf::testing::zombie_children().empty());
     });
 }
+
+TEST(thread, a_moved_from_thread_throws_not_started) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("moved from", 30, [] {
+        pf::thread a([] { return 3; });
+        a.start();
+        pf::thread b(std::move(a));
+        EXPECT_THROW(a.join(), pf::error);
+        EXPECT_THROW(a.try_join(), pf::error);
+        EXPECT_THROW(a.start(), pf::error);
+        EXPECT_THROW(a.result<int>(), pf::error);
+        EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_FALSE(a.started());
+        EXPECT_FALSE(a.is_alive());
+        EXPECT_EQ(a.pid(), -1);
+        EXPECT_EQ(b.result<int>(), 3);
+    });
+}

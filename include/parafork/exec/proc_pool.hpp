@@ -63,9 +63,10 @@ public:
     proc_pool(proc_pool&&) noexcept;
     proc_pool& operator=(proc_pool&&) noexcept;
 
-    unsigned size() const noexcept;
+    // Every member below throws std::logic_error on a pool that was moved from.
+    unsigned size() const;
     std::vector<pid_t> pids() const;
-    std::size_t in_flight() const noexcept;  // sent, not yet answered
+    std::size_t in_flight() const;  // sent, not yet answered
 
     // Queues one request (framed, written in batches); returns its index. Starts the kids if
     // they are not running. Never blocks.
@@ -135,7 +136,8 @@ private:
         }
     }
     void hold_sigint(bool on);
-    bool over_window() const noexcept;
+    bool over_window() const;
+    impl& live() const;  // throws std::logic_error once moved from
     void close_input();
     std::unique_ptr<impl> impl_;
 };
