@@ -180,7 +180,16 @@ void zygote::serve(int sock_fd) {
                 sys::exit_child(rc);
             }
             auto pfd = sys::open_pidfd(pid);
-            if (!pfd) sys::throw_errno("pidfd_open");
+            if (!pfd) {
+                // Out of descriptors (or a kernel without pidfds): this spawn fails, the server
+                // and its other workers go on.
+                int err = errno;
+                ::kill(pid, SIGKILL);
+                sys::wait_pid(pid);
+                event e{'F', 0, err, 0};
+                send_msg(sock.get(), &e, sizeof e, {});
+                continue;
+            }
             workers.push_back({pid, std::move(pfd)});
             event e{'S', pid, 0, 0};
             send_msg(sock.get(), &e, sizeof e, {});
