@@ -74,8 +74,10 @@ public:
     // The next reply: with wait, blocks until one comes (nullopt when nothing is in flight);
     // without, returns only what is ready now.
     std::optional<reply> next_reply(bool wait = true);
-    // Closes the kids' input (so filters that buffer their output flush it) and waits for every
-    // reply; the kids exit and are reaped. A later send() starts fresh kids.
+    // Closes the kids' input (so filters that buffer their output flush it), waits for every
+    // reply in flight and DISCARDS it (take replies first with next_reply or final_replies to
+    // keep them); a kid that dies meanwhile is thrown. The kids exit and are reaped. A later
+    // send() starts fresh kids.
     void finish();
     // Stops every kid now (SIGTERM, grace, SIGKILL), reaps them; in-flight requests are dropped.
     void terminate();
