@@ -139,6 +139,23 @@ TEST(Zygote, SurvivesAFailedPidfdOpen) {
     });
 }
 
+TEST(Zygote, StatusesNobodyWaitsForAreBounded) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("unclaimed", 90, [] {
+        pf::zygote z;
+        constexpr std::size_t n = pf::zygote::max_unclaimed + 200;
+        std::vector<pid_t> pids;
+        for (std::size_t i = 0; i < n; ++i) pids.push_back(z.spawn(&exit_with, {}, 0));
+        // The last ones are kept (waiting also reads every exit that came before theirs)...
+        for (std::size_t i = n - 50; i < n; ++i) EXPECT_EQ(z.wait(pids[i]).code, 0);
+        // ...the oldest were dropped: waiting for one is an error at once, not a hang.
+        EXPECT_THROW(z.wait(pids[0]), pf::error);
+        // As is a pid already waited for, and one the zygote never spawned.
+        EXPECT_THROW(z.wait(pids[n - 1]), pf::error);
+        EXPECT_THROW(z.wait(::getpid()), pf::error);
+    });
+}
+
 TEST(Zygote, WorkersDieWithTheZygote) {
     PARAFORK_LEAK_CHECK();
     auto p = sys::make_pipe();
