@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -62,23 +63,70 @@ TEST(ForkJoin, VoidWorkRunsEveryPart) {
     EXPECT_EQ(hits->load(), 5);
 }
 
-TEST(ForkJoin, FailedPartsAreListed) {
+TEST(ForkJoin, AnExceptionIsRemoteErrorWithItsTypeMessageAndPart) {
     PARAFORK_LEAK_CHECK();
-    try {
-        pf::fork_join(pf::nsplit(4, 4), [](std::size_t k, pf::slice) {
-            if (k == 1) throw std::runtime_error("part one fails");
-            if (k == 3) ::raise(SIGSEGV);
-            return 0;
-        });
-        FAIL() << "no error";
-    } catch (const pf::error& e) {
-        std::string what = e.what();
-        EXPECT_NE(what.find("part 1"), std::string::npos) << what;
-        EXPECT_NE(what.find("exit code 1"), std::string::npos) << what;
-        EXPECT_NE(what.find("part 3"), std::string::npos) << what;
-        EXPECT_NE(what.find("SIGSEGV"), std::string::npos) << what;
-        EXPECT_EQ(what.find("part 0"), std::string::npos) << what;
-    }
+    pf::testing::run_bounded("remote_error", 30, [] {
+        try {
+            pf::fork_join(pf::nsplit(3, 3), [](std::size_t k, pf::slice) {
+                if (k == 1) throw std::out_of_range("part one fails");
+                if (k == 2) ::sleep(20);  // stopped once part 1 has failed
+                return 0;
+            });
+            ADD_FAILURE() << "no error";
+        } catch (const pf::remote_error& e) {
+            EXPECT_EQ(e.message(), "part one fails");
+            EXPECT_NE(e.type_name().find("out_of_range"), std::string::npos) << e.type_name();
+            EXPECT_EQ(e.task(), 1u);
+            EXPECT_GT(e.pid(), 0);
+        }
+    });
+}
+
+TEST(ForkJoin, ADeathIsWorkerDiedWithPidSignalAndPart) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("worker_died", 30, [] {
+        try {
+            pf::fork_join(pf::nsplit(3, 3), [](std::size_t k, pf::slice) {
+                if (k == 2) ::raise(SIGSEGV);
+                if (k == 0) ::sleep(20);  // stopped once part 2 has died
+            });
+            ADD_FAILURE() << "no error";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGSEGV);
+            EXPECT_EQ(e.task(), 2u);
+            EXPECT_GT(e.pid(), 0);
+        }
+        try {
+            pf::fork_join(pf::nsplit(2, 2), [](std::size_t k, pf::slice) {
+                if (k == 1) ::_exit(5);
+                return 1;
+            });
+            ADD_FAILURE() << "no error";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), 0);
+            EXPECT_EQ(e.exit_code(), 5);
+            EXPECT_EQ(e.task(), 1u);
+        }
+    });
+}
+
+TEST(ForkJoin, ADeathIsReportedAtOnceThoughAGrandchildHoldsThePipe) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        try {
+            pf::fork_join(pf::nsplit(2, 2), [&g](std::size_t k, pf::slice) {
+                if (k == 0) g.leave_and_die(30);
+                return 7;
+            });
+            ADD_FAILURE() << "no error";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.signal(), SIGKILL);
+            EXPECT_EQ(e.task(), 0u);
+            EXPECT_GT(e.pid(), 0);
+        }
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
+    });
 }
 
 TEST(ForkJoin, CtrlCStopsEveryPart) {

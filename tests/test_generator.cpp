@@ -5,6 +5,7 @@
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -237,5 +238,48 @@ TEST(generator, join_before_consuming_keeps_the_values) {
         EXPECT_FALSE(g.is_alive());
         for (int i = 0; i < 5000; ++i) ASSERT_EQ(g.next(), i);
         EXPECT_FALSE(g.next().has_value());
+    });
+}
+
+TEST(generator, a_death_is_reported_at_once_though_a_grandchild_holds_the_channel) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        pf::generator<int> gen([&g](pf::yield<int>& y) {
+            y(1);
+            g.leave_and_die(30);
+        });
+        gen.start();
+        ASSERT_GT(g.pid(), 0);
+        EXPECT_EQ(gen.next(), 1);
+        try {
+            gen.next();
+            ADD_FAILURE() << "next did not throw";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), gen.pid());
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_THROW(gen.join(), pf::worker_died);
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the channel
+    });
+}
+
+TEST(generator, a_moved_from_generator_throws_not_started) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("moved from", 30, [] {
+        pf::generator<int> a([](pf::yield<int>& y) { y(5); });
+        a.start();
+        pf::generator<int> b(std::move(a));
+        EXPECT_THROW(a.next(), pf::error);
+        EXPECT_THROW(a.try_next(), pf::error);
+        EXPECT_THROW(a.join(), pf::error);
+        EXPECT_THROW(a.try_join(), pf::error);
+        EXPECT_THROW(a.start(), pf::error);
+        EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_FALSE(a.started());
+        EXPECT_FALSE(a.is_alive());
+        EXPECT_EQ(a.pid(), -1);
+        EXPECT_EQ(b.next(), 5);
+        b.join();
     });
 }

@@ -9,6 +9,7 @@
 #include <parafork/sys/memory.hpp>
 
 #include <atomic>
+#include <thread>
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -773,4 +774,43 @@ TEST(ProcPool, CtrlCDuringASingleNextReply) {
         EXPECT_EQ(r->data, std::to_string(i));
     }
     EXPECT_FALSE(echo.next_reply(true).has_value());
+}
+
+TEST(ProcPool, AMovedFromPoolThrowsLogicError) {
+    PARAFORK_LEAK_CHECK();
+    pf::proc_pool a(pf::kid_cmd{PARAFORK_KID_ECHO}, frames::lines, jobs(1));
+    pf::proc_pool b(std::move(a));
+    EXPECT_THROW(a.size(), std::logic_error);
+    EXPECT_THROW(a.pids(), std::logic_error);
+    EXPECT_THROW(a.in_flight(), std::logic_error);
+    EXPECT_THROW(a.send("x"), std::logic_error);
+    EXPECT_THROW(a.next_reply(), std::logic_error);
+    EXPECT_THROW(a.finish(), std::logic_error);
+    EXPECT_THROW(a.terminate(), std::logic_error);
+    std::vector<std::string> got;
+    b.eval(std::vector<std::string>{"hi"}, [&](std::string_view r) { got.emplace_back(r); });
+    EXPECT_EQ(got, (std::vector<std::string>{"hi"}));
+}
+
+TEST(ProcPool, FinishRunsEveryRequestInFlightAndDiscardsTheReplies) {
+    PARAFORK_LEAK_CHECK();
+    // Each kid counts, in shared memory, the requests it answered; they are slow enough that
+    // finish() must wait for them.
+    pf::sys::mapping shared(-1, 4096);
+    auto* answered = static_cast<std::atomic<int>*>(shared.data());
+    answered->store(0);
+    pf::kid_fn slow([answered](int in, int out) {
+        pf::serve(in, out, frames::lines, [answered](std::string_view r) {
+            std::this_thread::sleep_for(50ms);
+            answered->fetch_add(1);
+            return std::string(r);
+        });
+    });
+    pf::proc_pool pp(std::move(slow), frames::lines, jobs(2));
+    for (int i = 0; i < 6; ++i) pp.send("r" + std::to_string(i));
+    pp.finish();
+    EXPECT_EQ(answered->load(), 6);   // every request ran to its reply
+    EXPECT_EQ(pp.in_flight(), 0u);
+    EXPECT_FALSE(pp.next_reply(false));  // and none of the replies is left to take
+    EXPECT_FALSE(pp.next_reply(true));
 }

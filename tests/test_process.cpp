@@ -735,3 +735,25 @@ TEST(process, stop_returns_at_once_and_join_waits_for_the_calls_before_it) {
 }
 
 } // namespace
+
+TEST(process, a_moved_from_process_throws_logic_error) {
+    run_bounded("moved from", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> a;
+        a.start();
+        pf::process<counter> b(std::move(a));
+        EXPECT_THROW(a.pid(), std::logic_error);
+        EXPECT_THROW(a.name(), std::logic_error);
+        EXPECT_THROW(a.started(), std::logic_error);
+        EXPECT_THROW(a.running(), std::logic_error);
+        EXPECT_THROW(a.fd(), std::logic_error);
+        EXPECT_THROW(a.exit_status(), std::logic_error);
+        EXPECT_THROW(a.pending_asks(), std::logic_error);
+        EXPECT_THROW(a.call(&counter::add, 1), std::logic_error);
+        EXPECT_THROW(a.ask(&counter::get_total), std::logic_error);
+        EXPECT_THROW(a.join(), std::logic_error);
+        b.call(&counter::add, 2);
+        EXPECT_EQ(b.ask(&counter::get_total).get(), 2);
+        b.join();
+    });
+}

@@ -5,6 +5,7 @@
 #include <parafork/exec/thread.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <csignal>
@@ -158,6 +159,28 @@ TEST(thread, killed_from_outside_is_worker_died_not_a_hang) {
     });
 }
 
+TEST(thread, a_death_is_reported_at_once_though_a_grandchild_holds_the_pipe) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("grandchild", 20, [] {
+        pf::testing::lingering_grandchild g;
+        pf::thread t([&g] {
+            g.leave_and_die(30);
+            return 1;
+        });
+        t.start();
+        ASSERT_GT(g.pid(), 0);
+        try {
+            t.join();
+            ADD_FAILURE() << "join returned";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), t.pid());
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
+        EXPECT_FALSE(t.is_alive());
+    });
+}
+
 TEST(thread, a_child_that_exits_early_is_worker_died) {
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("exit", 60, [] {
@@ -209,5 +232,23 @@ TEST(thread, a_thousand_threads_leave_no_fd_mapping_or_zombie) {
         EXPECT_EQ(pf::testing::open_fds(), fds);
         expect_same_maps(maps, map_count());
         EXPECT_TRUE(pf::testing::zombie_children().empty());
+    });
+}
+
+TEST(thread, a_moved_from_thread_throws_not_started) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("moved from", 30, [] {
+        pf::thread a([] { return 3; });
+        a.start();
+        pf::thread b(std::move(a));
+        EXPECT_THROW(a.join(), pf::error);
+        EXPECT_THROW(a.try_join(), pf::error);
+        EXPECT_THROW(a.start(), pf::error);
+        EXPECT_THROW(a.result<int>(), pf::error);
+        EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_FALSE(a.started());
+        EXPECT_FALSE(a.is_alive());
+        EXPECT_EQ(a.pid(), -1);
+        EXPECT_EQ(b.result<int>(), 3);
     });
 }

@@ -11,6 +11,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
+#include <sys/resource.h>
+#include <system_error>
+#include <fcntl.h>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -100,6 +104,55 @@ TEST(Zygote, ThreadedParentForksWithoutDeadlock) {
         }
         stop = true;
         for (auto& t : threads) t.join();
+    });
+}
+
+TEST(Zygote, SurvivesAFailedPidfdOpen) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("pidfd_open fails", 30, [] {
+        // The zygote's server inherits a descriptor limit that leaves it one free slot: the
+        // pidfd of its first worker fits, that of a second fails with EMFILE.
+        int k = ::dup(0);
+        ASSERT_GE(k, 0);
+        ::close(k);
+        ASSERT_EQ(::fcntl(k + 1, F_GETFD), -1);  // k and k + 1 are free: the socketpair takes them
+        rlimit old{};
+        ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+        rlimit low = old;
+        low.rlim_cur = static_cast<rlim_t>(k + 2);
+        ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+        std::optional<pf::zygote> z;
+        z.emplace();
+        ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);  // ours only; the server keeps the low one
+        pid_t a = z->spawn(+[](std::span<const int>) { ::pause(); }, {});
+        try {
+            z->spawn(&exit_with, {}, 3);
+            ADD_FAILURE() << "spawn succeeded without a free descriptor in the zygote";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), EMFILE) << e.what();
+        }
+        // The zygote is still there: it reaps the first worker and forks others once a slot frees.
+        z->signal(a, SIGKILL);
+        EXPECT_EQ(z->wait(a).signal, SIGKILL);
+        pid_t c = z->spawn(&exit_with, {}, 7);
+        EXPECT_EQ(z->wait(c).code, 7);
+    });
+}
+
+TEST(Zygote, StatusesNobodyWaitsForAreBounded) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("unclaimed", 90, [] {
+        pf::zygote z;
+        constexpr std::size_t n = pf::zygote::max_unclaimed + 200;
+        std::vector<pid_t> pids;
+        for (std::size_t i = 0; i < n; ++i) pids.push_back(z.spawn(&exit_with, {}, 0));
+        // The last ones are kept (waiting also reads every exit that came before theirs)...
+        for (std::size_t i = n - 50; i < n; ++i) EXPECT_EQ(z.wait(pids[i]).code, 0);
+        // ...the oldest were dropped: waiting for one is an error at once, not a hang.
+        EXPECT_THROW(z.wait(pids[0]), pf::error);
+        // As is a pid already waited for, and one the zygote never spawned.
+        EXPECT_THROW(z.wait(pids[n - 1]), pf::error);
+        EXPECT_THROW(z.wait(::getpid()), pf::error);
     });
 }
 

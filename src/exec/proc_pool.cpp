@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <map>
 #include <poll.h>
+#include <stdexcept>
 #include <unistd.h>
 #include <span>
 #include <variant>
@@ -693,38 +694,43 @@ proc_pool::~proc_pool() = default;
 proc_pool::proc_pool(proc_pool&&) noexcept = default;
 proc_pool& proc_pool::operator=(proc_pool&&) noexcept = default;
 
-unsigned proc_pool::size() const noexcept { return impl_->jobs; }
+proc_pool::impl& proc_pool::live() const {
+    if (!impl_) throw std::logic_error("parafork::proc_pool: used after it was moved from");
+    return *impl_;
+}
+
+unsigned proc_pool::size() const { return live().jobs; }
 
 std::vector<pid_t> proc_pool::pids() const {
     std::vector<pid_t> out;
-    for (auto& k : impl_->kids)
+    for (auto& k : live().kids)
         if (k->proc.running()) out.push_back(k->proc.pid());
     return out;
 }
 
-std::size_t proc_pool::in_flight() const noexcept { return impl_->total_held; }
-std::size_t proc_pool::send(std::string_view request) { return impl_->send(request); }
-std::optional<reply> proc_pool::next_reply(bool wait) { return impl_->next_reply(wait); }
-void proc_pool::terminate() { impl_->shutdown(false); }
-void proc_pool::close_input() { impl_->close_input(); }
+std::size_t proc_pool::in_flight() const { return live().total_held; }
+std::size_t proc_pool::send(std::string_view request) { return live().send(request); }
+std::optional<reply> proc_pool::next_reply(bool wait) { return live().next_reply(wait); }
+void proc_pool::terminate() { live().shutdown(false); }
+void proc_pool::close_input() { live().close_input(); }
 
 void proc_pool::hold_sigint(bool on) {
-    if (on && !impl_->call_guard) impl_->call_guard.emplace();
-    if (!on) impl_->call_guard.reset();
+    if (on && !live().call_guard) live().call_guard.emplace();
+    if (!on) live().call_guard.reset();
 }
 
 void proc_pool::finish() {
     close_input();
     while (next_reply(true)) {
     }
-    impl_->shutdown(true);
+    live().shutdown(true);
 }
 
-bool proc_pool::over_window() const noexcept {
+bool proc_pool::over_window() const {
     // Replies stashed in ordered mode (waiting behind a slow one) count as in flight: else a
     // slow first request would let the stash grow with the whole input.
-    return impl_->total_held + impl_->stash.size() >= window_requests * impl_->jobs ||
-           impl_->total_held_bytes + impl_->stash_bytes >= window_bytes * impl_->jobs;
+    return live().total_held + live().stash.size() >= window_requests * live().jobs ||
+           live().total_held_bytes + live().stash_bytes >= window_bytes * live().jobs;
 }
 
 void serve(int in, int out, frames::framing framing,

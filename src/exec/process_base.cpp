@@ -9,6 +9,7 @@
 #include <cstring>
 #include <cerrno>
 #include <poll.h>
+#include <stdexcept>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -363,16 +364,21 @@ void process_base::shutdown() noexcept {
     }
 }
 
-const std::string& process_base::name() const noexcept { return st_->opts.name; }
-pid_t process_base::pid() const noexcept { return st_->pid; }
-bool process_base::started() const noexcept { return st_->ph != process_state::phase::idle; }
-bool process_base::running() const noexcept { return st_->live(); }
-int process_base::fd() const noexcept { return st_->live() ? st_->sock.get() : -1; }
-std::optional<sys::exit_status> process_base::exit_status() const noexcept { return st_->status; }
-std::size_t process_base::pending_asks() const noexcept { return st_->pending.size(); }
+process_state& process_base::live_state() const {
+    if (!st_) throw std::logic_error("parafork::process: used after it was moved from");
+    return *st_;
+}
+
+const std::string& process_base::name() const { return live_state().opts.name; }
+pid_t process_base::pid() const { return live_state().pid; }
+bool process_base::started() const { return live_state().ph != process_state::phase::idle; }
+bool process_base::running() const { return live_state().live(); }
+int process_base::fd() const { return live_state().live() ? st_->sock.get() : -1; }
+std::optional<sys::exit_status> process_base::exit_status() const { return live_state().status; }
+std::size_t process_base::pending_asks() const { return live_state().pending.size(); }
 
 void process_base::start_backend(const detail::backend_hooks& hooks) {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.ph != process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' was already started");
     auto pair = sys::make_socketpair();
@@ -397,7 +403,7 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
 }
 
 std::string& process_base::begin_task(bool ask, detail::trampoline t, std::size_t& frame_start) {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.ph == process_state::phase::running) {
         // A backend that died while busy (no wake-up to send, no reply awaited) would go
         // unnoticed until the next wait: a cheap look at its pidfd makes this call throw.
@@ -434,7 +440,7 @@ void process_base::abort_task(std::size_t frame_start) noexcept {
 }
 
 void process_base::end_call(std::size_t frame_start) {
-    auto& st = *st_;
+    auto& st = live_state();
     detail::finish_frame(st, frame_start);
     ++st.next_task;
     detail::write_policy(st);
@@ -442,7 +448,7 @@ void process_base::end_call(std::size_t frame_start) {
 }
 
 std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_start) {
-    auto& st = *st_;
+    auto& st = live_state();
     detail::finish_frame(st, frame_start);
     auto slot = std::make_shared<detail::reply_slot>();
     st.pending.emplace_back(st.next_task++, slot);
@@ -453,7 +459,7 @@ std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_star
 }
 
 void process_base::stop() {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.ph == process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' is not started");
     if (st.ph != process_state::phase::running) return;
@@ -463,7 +469,7 @@ void process_base::stop() {
 }
 
 void process_base::queue_stop() {
-    auto& st = *st_;
+    auto& st = live_state();
     if (!st.out_pending()) {
         st.out.clear();
         st.out_off = 0;
@@ -474,7 +480,7 @@ void process_base::queue_stop() {
 }
 
 sys::exit_status process_base::join() {
-    auto& st = *st_;
+    auto& st = live_state();
     stop();
     detail::wait_until(st, [&] { return !st.live(); }, std::nullopt);
     if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
@@ -482,14 +488,14 @@ sys::exit_status process_base::join() {
 }
 
 sys::exit_status process_base::terminate() {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.ph == process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' is not started");
     if (st.live()) detail::on_backend_end(st, true);
     return *st.status;
 }
 
-process_base::batch_guard::batch_guard(process_base& p) : st_(p.st_) { ++st_->batch_depth; }
+process_base::batch_guard::batch_guard(process_base& p) : st_(p.st_) { ++p.live_state().batch_depth; }
 process_base::batch_guard::~batch_guard() {
     if (--st_->batch_depth == 0) {
         try {
@@ -500,10 +506,10 @@ process_base::batch_guard::~batch_guard() {
     }
 }
 
-void process_base::flush() { detail::flush_all(*st_); }
+void process_base::flush() { detail::flush_all(live_state()); }
 
 bool process_base::has_message() {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.inbox.empty() && st.live()) detail::pump(st, 0, false);
     return !st.inbox.empty();
 }
@@ -518,7 +524,7 @@ namespace {
 } // namespace
 
 message* process_base::next_message(wait_mode mode, std::chrono::milliseconds timeout) {
-    auto& st = *st_;
+    auto& st = live_state();
     if (st.ph == process_state::phase::idle)
         throw error("parafork: process '" + st.opts.name + "' is not started");
     if (st.inbox.empty()) {

@@ -22,6 +22,7 @@ struct thread_state {
 
     sys::private_fd pipe;  // read end of the child's report
     sys::child child;
+    sys::unique_fd pidfd;  // readable once the child is gone, whoever still holds the pipe
     std::string buf;
     bool done = false;  // joined: status, result or err are final
     std::optional<sys::exit_status> status;
@@ -123,26 +124,42 @@ void thread::start() {
     sys::set_nonblocking(read_end.get());
     st_->child = sys::child(pid);
     st_->pipe = std::move(read_end);
+    st_->pidfd = sys::open_pidfd(pid);
 }
 
 void thread::join() {
     auto& s = detail::need_started(st_);
     if (!s.done) {
         sys::sigint_guard guard;
-        while (!detail::drain(s)) {
-            pollfd fds[2] = {{s.pipe.get(), POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0}};
-            if (::poll(fds, 2, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        // Done at end of file or when the child is gone: a grandchild that inherited the
+        // pipe's write end keeps it open, so the pidfd, not end of file, tells of a death.
+        // Once the child has exited, all it wrote is in the pipe.
+        for (;;) {
+            if (detail::drain(s)) break;
+            if (auto st = s.child.try_wait()) {
+                s.status = st;
+                detail::drain(s);
+                break;
+            }
+            pollfd fds[3] = {{s.pipe.get(), POLLIN, 0},
+                             {sys::sigint_guard::fd(), POLLIN, 0},
+                             {s.pidfd.get(), POLLIN, 0}};
+            // Without a pidfd (a kernel before 5.3, or out of descriptors), look again now and then.
+            int n = ::poll(fds, s.pidfd ? 3 : 2, s.pidfd ? -1 : 50);
+            if (n < 0 && errno != EINTR) sys::throw_errno("poll");
             if (sys::sigint_guard::pending()) {
                 sys::sigint_guard::clear();
                 s.status = s.child.terminate();
                 s.pipe.reset();
+                s.pidfd.reset();
                 s.done = true;
                 s.err = std::make_exception_ptr(interrupted());
                 break;
             }
         }
         if (!s.done) {
-            s.status = s.child.wait();
+            if (!s.status) s.status = s.child.wait();
+            s.pidfd.reset();
             detail::finish(s);
         }
     }
@@ -152,10 +169,12 @@ void thread::join() {
 bool thread::try_join() {
     auto& s = detail::need_started(st_);
     if (!s.done) {
-        if (!detail::drain(s)) return false;
+        bool eof = detail::drain(s);
         auto st = s.child.try_wait();
-        if (!st) return false;  // the report is in; the child is still on its way out
+        if (!st) return false;  // still running, or the report is in and it is on its way out
+        if (!eof) detail::drain(s);  // what it wrote before exiting; a grandchild may hold the pipe
         s.status = st;
+        s.pidfd.reset();
         detail::finish(s);
     }
     if (s.err) std::rethrow_exception(s.err);

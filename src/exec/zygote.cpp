@@ -83,10 +83,23 @@ bool zygote::read_event(std::optional<std::chrono::milliseconds> timeout) {
     std::size_t n = recv_msg(sock_.get(), &e, sizeof e, none);
     if (n == 0) server_gone();
     if (n != sizeof e) throw protocol_error("zygote: malformed event");
-    if (e.type == 'S') spawned_.push_back(e.pid);
-    else if (e.type == 'F') spawned_.push_back(-e.code);
-    else if (e.type == 'E') exited_[e.pid] = sys::exit_status{e.code, e.signal};
-    else throw protocol_error("zygote: unknown event");
+    if (e.type == 'S') {
+        running_.insert(e.pid);
+        spawned_.push_back(e.pid);
+    } else if (e.type == 'F') {
+        spawned_.push_back(-e.code);
+    } else if (e.type == 'E') {
+        running_.erase(e.pid);
+        exited_[e.pid] = {sys::exit_status{e.code, e.signal}, exits_seen_++};
+        if (exited_.size() > max_unclaimed) {
+            auto oldest = exited_.begin();
+            for (auto it = exited_.begin(); it != exited_.end(); ++it)
+                if (it->second.second < oldest->second.second) oldest = it;
+            exited_.erase(oldest);
+        }
+    } else {
+        throw protocol_error("zygote: unknown event");
+    }
     return true;
 }
 
@@ -108,10 +121,14 @@ std::optional<sys::exit_status> zygote::wait_for(pid_t worker, std::chrono::mill
             std::lock_guard lock(mutex_);
             auto it = exited_.find(worker);
             if (it != exited_.end()) {
-                auto st = it->second;
+                auto st = it->second.first;
                 exited_.erase(it);
                 return st;
             }
+            if (!running_.count(worker))
+                throw error("zygote: pid " + std::to_string(worker) +
+                            " is no running worker (never spawned here, already waited for, or its "
+                            "status was dropped as one of more than max_unclaimed)");
             if (!sock_) throw error("zygote: the server is gone");
             // Read in short slices so other threads get the lock between them.
             read_event(std::chrono::milliseconds(10));
@@ -180,7 +197,16 @@ void zygote::serve(int sock_fd) {
                 sys::exit_child(rc);
             }
             auto pfd = sys::open_pidfd(pid);
-            if (!pfd) sys::throw_errno("pidfd_open");
+            if (!pfd) {
+                // Out of descriptors (or a kernel without pidfds): this spawn fails, the server
+                // and its other workers go on.
+                int err = errno;
+                ::kill(pid, SIGKILL);
+                sys::wait_pid(pid);
+                event e{'F', 0, err, 0};
+                send_msg(sock.get(), &e, sizeof e, {});
+                continue;
+            }
             workers.push_back({pid, std::move(pfd)});
             event e{'S', pid, 0, 0};
             send_msg(sock.get(), &e, sizeof e, {});

@@ -2,7 +2,9 @@
 // fork_join: one forked child per part, all at once; the parent waits for the slowest (join).
 // Children see everything the parent had ("set up" memory is shared copy-on-write). A part's
 // work may return a value (any codec type): fork_join then returns them in part order.
-// Failed parts (an exception, an exit code, a signal) are reported together in one error.
+// The first part to fail stops the others and is thrown: an exception in the work as
+// remote_error (its type and message), a death or a nonzero exit as worker_died (pid, signal
+// or exit code); either way task() is the part's index.
 
 #include <cstddef>
 #include <cstdint>
@@ -52,11 +54,14 @@ namespace detail {
 
 struct fork_join_child {
     pid_t pid;
-    sys::private_fd result;  // read end; empty for void work. Private: later parts never hold it
+    sys::private_fd result;  // read end of the part's report. Private: later parts never hold it
 };
-// Waits for every child, collecting the encoded results; throws parafork::error listing the
-// failed parts (or interrupted on SIGINT, after stopping them all).
+// Waits for every child, collecting the encoded results; on the first failure stops the rest
+// and throws remote_error or worker_died (or interrupted on SIGINT, after stopping them all).
 std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids);
+// In a part's child: the report of a result (its encoding), or of the exception being handled.
+[[noreturn]] void fork_join_report_result(int fd, const std::string& encoded) noexcept;
+[[noreturn]] void fork_join_report_exception(int fd) noexcept;
 
 } // namespace detail
 
@@ -69,25 +74,20 @@ auto fork_join(const Parts& parts, Work&& work) {
     try {
         std::size_t k = 0;
         for (auto&& part : parts) {
-            sys::fd_pair p;
-            if constexpr (!std::is_void_v<R>) p = sys::make_pipe();
+            sys::fd_pair p = sys::make_pipe();
             sys::child_options co;
             co.title = "fork_join#" + std::to_string(k);
             pid_t pid = sys::fork_process(co);
             if (pid == 0) {
-                int code = 0;
+                p.read.reset();
+                std::string out;
                 try {
-                    p.read.reset();
-                    if constexpr (std::is_void_v<R>) {
-                        work(k, part);
-                    } else {
-                        std::string out = wire::encode(work(k, part));
-                        sys::write_all(p.write.get(), out);
-                    }
+                    if constexpr (std::is_void_v<R>) work(k, part);
+                    else out = wire::encode(work(k, part));
                 } catch (...) {
-                    code = sys::report_child_exception();
+                    detail::fork_join_report_exception(p.write.get());
                 }
-                sys::exit_child(code);
+                detail::fork_join_report_result(p.write.get(), out);
             }
             try {
                 kids.push_back({pid, sys::private_fd(std::move(p.read))});

@@ -63,9 +63,10 @@ public:
     proc_pool(proc_pool&&) noexcept;
     proc_pool& operator=(proc_pool&&) noexcept;
 
-    unsigned size() const noexcept;
+    // Every member below throws std::logic_error on a pool that was moved from.
+    unsigned size() const;
     std::vector<pid_t> pids() const;
-    std::size_t in_flight() const noexcept;  // sent, not yet answered
+    std::size_t in_flight() const;  // sent, not yet answered
 
     // Queues one request (framed, written in batches); returns its index. Starts the kids if
     // they are not running. Never blocks.
@@ -73,8 +74,10 @@ public:
     // The next reply: with wait, blocks until one comes (nullopt when nothing is in flight);
     // without, returns only what is ready now.
     std::optional<reply> next_reply(bool wait = true);
-    // Closes the kids' input (so filters that buffer their output flush it) and waits for every
-    // reply; the kids exit and are reaped. A later send() starts fresh kids.
+    // Closes the kids' input (so filters that buffer their output flush it), waits for every
+    // reply in flight and DISCARDS it (take replies first with next_reply or final_replies to
+    // keep them); a kid that dies meanwhile is thrown. The kids exit and are reaped. A later
+    // send() starts fresh kids.
     void finish();
     // Stops every kid now (SIGTERM, grace, SIGKILL), reaps them; in-flight requests are dropped.
     void terminate();
@@ -135,7 +138,8 @@ private:
         }
     }
     void hold_sigint(bool on);
-    bool over_window() const noexcept;
+    bool over_window() const;
+    impl& live() const;  // throws std::logic_error once moved from
     void close_input();
     std::unique_ptr<impl> impl_;
 };

@@ -155,15 +155,16 @@ public:
     // exit, then terminated. Prefer join(): it waits as long as the calls take.
     ~process_base();
 
-    const std::string& name() const noexcept;
-    pid_t pid() const noexcept;         // -1 before start
-    bool started() const noexcept;
-    bool running() const noexcept;      // started and not yet seen to exit
+    // Every member below throws std::logic_error on a process that was moved from.
+    const std::string& name() const;
+    pid_t pid() const;  // -1 before start
+    bool started() const;
+    bool running() const;  // started and not yet seen to exit
     // The frontend's socket to the backend (-1 when not running): poll it for POLLIN to learn
     // that messages or replies arrived (or use a selector, which also handles what is buffered).
-    int fd() const noexcept;
+    int fd() const;
     // How the backend ended; nullopt while it runs.
-    std::optional<sys::exit_status> exit_status() const noexcept;
+    std::optional<sys::exit_status> exit_status() const;
 
     // Asks the backend to leave its loop after every call sent before this one (they all run,
     // then post_run); returns at once, never waiting even for room in the ring (the next wait
@@ -197,7 +198,7 @@ public:
     // Messages the backend emitted, in order; a call that threw in the backend is an entry too:
     // receiving it throws remote_error (its task is the call's index in send order).
     bool has_message();                      // never blocks
-    std::size_t pending_asks() const noexcept;
+    std::size_t pending_asks() const;
     message receive_message();               // waits; throws when the backend ended and none is left
     std::optional<message> try_receive_message();
     std::optional<message> receive_message_for(std::chrono::milliseconds timeout);
@@ -218,6 +219,7 @@ protected:
     std::shared_ptr<detail::reply_slot> end_ask(std::size_t frame_start);
     void abort_task(std::size_t frame_start) noexcept;
     const std::shared_ptr<detail::process_state>& state() const noexcept { return st_; }
+    detail::process_state& live_state() const;  // throws std::logic_error once moved from
 
 private:
     friend class selector;

@@ -14,7 +14,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
+#include <set>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -56,7 +58,11 @@ public:
         return spawn_raw(payload, fds);
     }
 
-    // The worker's exit status, waiting for it; each worker is waited for once.
+    // The worker's exit status, waiting for it; each worker is waited for once. The statuses of
+    // the last max_unclaimed workers that exited are kept for wait; waiting for an older one,
+    // for one already waited for, or for a pid this zygote never spawned throws
+    // parafork::error at once.
+    static constexpr std::size_t max_unclaimed = 1024;
     sys::exit_status wait(pid_t worker);
     std::optional<sys::exit_status> wait_for(pid_t worker, std::chrono::milliseconds timeout);
     // Signals a worker (it is an ordinary process of this user).
@@ -81,7 +87,11 @@ private:
     sys::child server_;
     sys::private_fd sock_;
     std::mutex mutex_;
-    std::map<pid_t, sys::exit_status> exited_;
+    // Statuses not yet waited for, each with the order it came in: at most max_unclaimed are
+    // kept (the oldest go first), so a program that never waits does not grow without bound.
+    std::map<pid_t, std::pair<sys::exit_status, std::uint64_t>> exited_;
+    std::uint64_t exits_seen_ = 0;
+    std::set<pid_t> running_;     // spawned and not yet seen to exit
     std::vector<pid_t> spawned_;  // replies to spawn requests, in order
 };
 
