@@ -112,10 +112,10 @@ private:
         std::vector<job*> polled;
         for (;;) {
             sys::sigint_guard::check();
-            // A freed slot is refilled before finished output is written, so a core does
-            // not wait on our writes; writing makes room in flight_ for more.
-            // A freed slot is refilled until no job starts: a job that could not start is
-            // finished at once, and polling with no job running would wait forever.
+            // A freed slot is refilled before finished output is written, so a core does not
+            // wait on our writes; writing makes room in flight_ for more. Both go on until
+            // nothing changes: a job that could not start is finished at once, and polling
+            // with no job running would wait forever.
             for (;;) {
                 std::size_t started = started_, in_flight = flight_.size();
                 start_ready();
