@@ -1,7 +1,8 @@
 #pragma once
-// Starting a job: vfork + execve of a command resolved on PATH once, the job in a process
-// group of its own (so a timeout or Ctrl-C reaches `sh -c 'a | b'`'s grandchildren too),
-// SIGINT at its default (Ctrl-C is ours: we stop the jobs), SIGKILL when we die.
+// Starting a job: sys::spawn (the library's vfork + execve) of a command resolved on PATH once,
+// the job in a process group of its own (so a timeout or Ctrl-C reaches `sh -c 'a | b'`'s
+// grandchildren too), SIGINT at its default (Ctrl-C is ours: we stop the jobs), SIGKILL when
+// we die.
 
 #include <map>
 #include <string>
