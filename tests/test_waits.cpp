@@ -186,3 +186,21 @@ TEST(waits, idle_pipeline_stages_and_the_reading_parent_do_not_wake) {
         (void)stages;
     });
 }
+
+// join waits for each worker's worker_exit; it sleeps until a worker exits (pidfd), not in
+// 100 ms slices.
+TEST(waits, a_pool_joining_workers_that_take_their_time_does_not_wake) {
+    run_bounded("pool join", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::options o;
+        o.jobs = 2;
+        o.worker_exit = [] { std::this_thread::sleep_for(2s); };
+        pf::pool p(o);
+        EXPECT_EQ(p.submit(&square, 3).get(), 9);
+        p.close();
+        auto self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/status";
+        long before = switches_of_task(self);
+        p.join();
+        EXPECT_LT(switches_of_task(self) - before, max_wakeups);
+    });
+}

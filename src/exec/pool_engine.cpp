@@ -717,9 +717,11 @@ void engine::wait_for_exits() {
                 }
             }
         if (slots.empty()) return;
-        // Without a pidfd, a grandchild may hold a results pipe open after its worker exited:
-        // look now and then.
-        int r = ::poll(fds.data(), fds.size(), 100);
+        // Every worker's exit wakes us by its pidfd. Only without one (a kernel before 5.3) may a
+        // grandchild hold a results pipe open after its worker exited: then look now and then.
+        bool all_watched = true;
+        for (auto k : slots) all_watched = all_watched && workers_[k]->pidfd;
+        int r = ::poll(fds.data(), fds.size(), all_watched ? -1 : 100);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (sys::sigint_guard::pending()) {
             terminate();
