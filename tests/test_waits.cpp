@@ -2,6 +2,7 @@
 // backend, a channel receiver and the stages of a pipeline (and the parent reading its output)
 // must not wake on a timer. A wait that re-checks every 20 ms wakes 100 times in 2 s; one that
 // sleeps until its event wakes not at all. Counted from the kernel's context-switch counters.
+#include <parafork/exec/generator.hpp>
 #include <parafork/exec/pipeline.hpp>
 #include <parafork/exec/pool.hpp>
 #include <parafork/exec/process.hpp>
@@ -202,5 +203,26 @@ TEST(waits, a_pool_joining_workers_that_take_their_time_does_not_wake) {
         long before = switches_of_task(self);
         p.join();
         EXPECT_LT(switches_of_task(self) - before, max_wakeups);
+    });
+}
+
+// A parent waiting on a generator whose producer is slow sleeps until a value or the producer's
+// exit, not in 50 ms slices.
+TEST(waits, a_parent_waiting_on_a_slow_generator_does_not_wake) {
+    run_bounded("generator next", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::generator<int> g([](pf::yield<int>& y) {
+            std::this_thread::sleep_for(2s);
+            y(7);
+        });
+        g.start();
+        auto self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/status";
+        long before = switches_of_task(self);
+        auto v = g.next();
+        EXPECT_LT(switches_of_task(self) - before, max_wakeups);
+        ASSERT_TRUE(v);
+        EXPECT_EQ(*v, 7);
+        EXPECT_FALSE(g.next());
+        g.join();
     });
 }

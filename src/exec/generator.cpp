@@ -4,6 +4,7 @@
 #include <parafork/sys/signals.hpp>
 
 #include <chrono>
+#include <poll.h>
 #include <tuple>
 
 namespace parafork::detail {
@@ -25,6 +26,7 @@ struct generator_base::state {
     std::string extracted;
     bool joined = false;
     std::optional<sys::exit_status> status;
+    sys::unique_fd pidfd;  // the producer's, opened at the first wait that sleeps
 };
 
 namespace {
@@ -133,12 +135,19 @@ bool pump(generator_base::state& s, std::string& msg, bool block) {
     for (;;) {
         if (block) {
             if (!guard) guard.emplace();
-            try {
-                ch.receive_bytes_for(msg, std::chrono::milliseconds(50));
-                return take(s, msg, pid);
-            } catch (const timeout_error&) {
-            } catch (const channel_closed&) {
+            if (!s.pidfd && !s.status) s.pidfd = sys::open_pidfd(pid);
+            // Sleep until a value comes (the channel's eventfd), the producer exits (its pidfd)
+            // or Ctrl-C: no time slices. Without a pidfd, look at the producer now and then.
+            int data_fd = detail::channel_arm(ch, 0);
+            if (data_fd >= 0) {
+                pollfd fds[3] = {{data_fd, POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0},
+                                 {s.pidfd.get(), POLLIN, 0}};
+                int r = ::poll(fds, s.pidfd ? 3 : 2, s.pidfd ? -1 : 50);
+                int err = errno;
+                detail::channel_disarm(ch, 0);
+                if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
             }
+            if (poll_message(ch, msg)) return take(s, msg, pid);
             if (sys::sigint_guard::pending()) {
                 sys::sigint_guard::clear();
                 s.status = s.child.terminate();
