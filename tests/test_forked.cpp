@@ -2,6 +2,7 @@
 #include <parafork/exec/forked.hpp>
 #include <parafork/exec/map.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <gtest/gtest.h>
@@ -360,16 +361,7 @@ TEST(Forked, AJoinThatThrowsStopsTheKids) {
                  std::logic_error);
 }
 
-namespace {
-// Where a kid notes the grandchild it leaves behind (a page mapped before the kids fork).
-std::atomic<int>* grandchild_page() {
-    static auto* p = [] {
-        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        return new (m) std::atomic<int>(0);
-    }();
-    return p;
-}
-} // namespace
+using parafork::testing::grandchild_page;
 
 // A kid that forks a grandchild (which inherits its pipe ends and sleeps on) and then dies is
 // reported at once, by its pidfd, not when the grandchild finally exits.

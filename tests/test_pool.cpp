@@ -4,6 +4,7 @@
 #include <parafork/exec/pool.hpp>
 #include <parafork/exec/zygote.hpp>
 
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <gtest/gtest.h>
@@ -692,16 +693,8 @@ TEST(Pool, ImapUnorderedYieldsInCompletionOrder) {
     EXPECT_NE(order.front(), 0u);  // the slow first item does not hold back the others
 }
 
+using parafork::testing::grandchild_page;
 namespace {
-// A page shared with every worker (mapped before the pool forks them): where a task notes the
-// grandchild it leaves behind, so the test can kill it.
-std::atomic<int>* grandchild_page() {
-    static auto* p = [] {
-        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        return new (m) std::atomic<int>(0);
-    }();
-    return p;
-}
 // Forks a grandchild that holds every pipe end the worker had and sleeps 30 s, then dies:
 // by SIGKILL when `how` is 1, by _exit(3) otherwise.
 int orphan_then_die(int how) {

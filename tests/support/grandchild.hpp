@@ -4,11 +4,24 @@
 // worker's death at once, not when the grandchild closes those pipes. The grandchild is not
 // the library's child: this object kills it when it goes out of scope.
 
+#include <atomic>
 #include <csignal>
+#include <new>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 namespace parafork::testing {
+
+// A page shared with every worker forked after its first call: where a task notes the
+// grandchild it leaves behind, so the test can kill it (call it once before the workers fork).
+inline std::atomic<int>* grandchild_page() {
+    static auto* p = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return new (m) std::atomic<int>(0);
+    }();
+    return p;
+}
 
 class lingering_grandchild {
 public:
