@@ -70,6 +70,9 @@ void check_frame(const frames::framing& f, const std::string& frame) {
         case frames::kind::fixed:
             if (frame.size() != f.size) fail("a fixed frame has the wrong size");
             break;
+        case frames::kind::delimited:
+            if (frame.find(f.delimiter()) != std::string::npos) fail("a delimited frame holds its delimiter");
+            break;
         case frames::kind::len_prefix: break;
     }
 }
@@ -85,10 +88,12 @@ std::size_t large_max_frame(std::uint8_t code) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 4) return 0;
     static constexpr frames::kind kinds[] = {frames::kind::lines, frames::kind::zero_term,
-                                             frames::kind::len_prefix, frames::kind::fixed};
+                                             frames::kind::len_prefix, frames::kind::fixed,
+                                             frames::kind::delimited};
     const std::size_t max_frame =
         (data[1] & 0x80) ? large_max_frame(data[2]) : std::size_t{1} + data[2] % 64;
-    frames::framing f{kinds[data[0] % 4], std::size_t{1} + data[1] % 16, max_frame};
+    // The size is a fixed frame's size or, for delimited, its delimiter byte (1 to 16).
+    frames::framing f{kinds[data[0] % 5], std::size_t{1} + data[1] % 16, max_frame};
     const std::string_view stream(reinterpret_cast<const char*>(data) + 4, size - 4);
 
     const parsed split = parse(f, stream, data[3]);
