@@ -446,7 +446,7 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
             });
             std::this_thread::sleep_for(1ms);
         }
-        chaos.stop();
+        int kills = chaos.stop();
         reap(receivers, [&](const sys::exit_status& st) {
             if (st.signal == SIGKILL) ++receivers_killed;
             else ADD_FAILURE() << "a receiver ended with " << st.describe() << " mid-run";
@@ -455,8 +455,10 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
         sent[parent_id].store(1);
         ch.send_bytes(make_message(parent_id));  // the parent's receive end goes with it
         ch.close();
-        // The killer's last strike may not have been reapable yet above: a SIGKILL here is that
-        // one (SIGKILL cannot be caught, so its victim ran no code after the killer exited).
+        // The killer's last strikes may not have been reapable yet above (a SIGKILL is delivered
+        // asynchronously, and on a busy machine more than one can land between two reaps): a
+        // SIGKILL here is one of them, never more than the killer made (a victim of SIGKILL runs
+        // no code after it, so none of these can have misbehaved first).
         int late_kills = 0;
         for (auto& r : receivers) {
             auto st = r.wait_for(15s);
@@ -464,8 +466,10 @@ TEST(Chaos, ChannelSendersAndReceiversKilled) {
             if (st->signal == SIGKILL) ++late_kills;
             else EXPECT_TRUE(st->ok()) << "a receiver did not end with channel_closed: " << st->describe();
         }
-        EXPECT_LE(late_kills, 1);
         receivers_killed += late_kills;
+        if (kills < 255) {  // the killer's count is an exit code: exact below 255
+            EXPECT_LE(senders_killed + receivers_killed, kills) << "SIGKILLs the killer never sent";
+        }
         receivers.clear();
         EXPECT_EQ(counts[parent_id].load(), 1) << "sent after the last kill, to live receivers";
 
