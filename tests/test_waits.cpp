@@ -30,13 +30,15 @@ using pf::testing::run_bounded;
 
 namespace {
 
-// Context switches of one thread (voluntary + not): each sleep that ends adds at least one.
+// Sleeps of one thread: each time it blocks, its voluntary context-switch count goes up by one.
+// Preemptions (nonvoluntary switches) are not wake-ups and vary with the machine's load, so
+// they are not counted.
 long switches_of_task(const std::string& status_path) {
     std::istringstream in(pf::testing::read_proc(status_path));
     std::string line;
     long n = 0;
     while (std::getline(in, line))
-        if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
             n += std::stol(line.substr(line.find(':') + 1));
     return n;
 }
@@ -202,7 +204,8 @@ TEST(waits, a_pool_joining_workers_that_take_their_time_does_not_wake) {
         auto self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/status";
         long before = switches_of_task(self);
         p.join();
-        EXPECT_LT(switches_of_task(self) - before, max_wakeups);
+        // Each worker's exit wakes the joiner once; anything beyond that is a timer.
+        EXPECT_LT(switches_of_task(self) - before, max_wakeups + o.jobs);
     });
 }
 
