@@ -3,8 +3,8 @@
 //   30 ms per GiB of 4 KiB pages on the development VM),
 // - moving a payload to a kid and back versus its size (proc_pool, len_prefix frames),
 // - one request's round trip versus the message size.
-#include <parafork/exec/fork_join.hpp>
-#include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/coproc/fork_join.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 
 #include <benchmark/benchmark.h>
 

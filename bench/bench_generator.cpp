@@ -1,6 +1,6 @@
 // Generator cost per item streamed from the child (snakefish's Generator.next: 72.8 us), and
 // the cost of a timestamp (CLOCK_MONOTONIC through the vDSO; docs/thread.md says why).
-#include <parafork/exec/generator.hpp>
+#include <parafork/exec/thread/generator.hpp>
 #include <parafork/ipc/timestamp.hpp>
 
 #include <benchmark/benchmark.h>

@@ -1,7 +1,7 @@
 // Items per second through Iter -> add1 -> (mul2, mul2 in parallel) -> collect in the parent:
 // the topology mpyx's documentation measures (6,154 items/s there).
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -2,8 +2,8 @@
 //   submit().get() round trip <= 10 us; map of a trivial function over 10M ints >= 48 M items/s;
 //   a 256 MiB std::vector<double> result >= 8 GB/s; pi over 2^32 terms on 2 jobs: efficiency
 //   >= 0.95 (PARAFORK_BENCH_PI_LOG2=28 for a shorter run).
-#include <parafork/exec/map.hpp>
-#include <parafork/exec/pool.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
 #include <parafork/ipc/shared_array.hpp>
 
 #include <benchmark/benchmark.h>

@@ -1,7 +1,7 @@
 // proc_pool throughput and latency. Reference (2-core development VM): cligen's procpool does
 // 1.04 M req/s with 0term frames and 0.56 M req/s with 8-byte objects; goal >= 3x that. A pipe
 // round trip there is 6-7 us; goal for one request's round trip <= 10 us.
-#include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 
 #include <benchmark/benchmark.h>
 

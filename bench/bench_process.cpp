@@ -1,7 +1,7 @@
 // process<Actor>: ask round trip, call throughput (written through, and batched), against the
 // floor of a raw socketpair round trip between the same two processes.
 // Targets: ask().get() <= 10 us; call >= 1 M calls/s.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 

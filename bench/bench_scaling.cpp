@@ -2,8 +2,8 @@
 // PARAFORK_BENCH_PI_LOG2 for another size) with fork_join over nsplit at jobs = 1 ... 2 x CPUs,
 // next to the same split on std::jthread and the plain serial loop. bench/report.py turns the
 // times into speedup and efficiency (serial time / (time x jobs)).
-#include <parafork/exec/fork_join.hpp>
-#include <parafork/options.hpp>
+#include <parafork/exec/coproc/fork_join.hpp>
+#include <parafork/exec/core/options.hpp>
 
 #include <benchmark/benchmark.h>
 

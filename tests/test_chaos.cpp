@@ -2,10 +2,10 @@
 // stream through; with retries every reply arrives exactly once and is correct. The same for
 // a channel's senders and receivers, and for the stages of a running pipeline.
 #include <parafork/error.hpp>
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/pool.hpp>
-#include <parafork/exec/proc_pool.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>

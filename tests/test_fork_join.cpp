@@ -1,5 +1,5 @@
 #include <parafork/error.hpp>
-#include <parafork/exec/fork_join.hpp>
+#include <parafork/exec/coproc/fork_join.hpp>
 #include <parafork/sys/memory.hpp>
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // forked, map and starmap: results, order, indices, void bodies, streams, errors, Ctrl-C.
-#include <parafork/exec/forked.hpp>
-#include <parafork/exec/map.hpp>
+#include <parafork/exec/forked/forked.hpp>
+#include <parafork/exec/forked/map.hpp>
 
 #include "support/grandchild.hpp"
 #include "support/leak_check.hpp"

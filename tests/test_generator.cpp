@@ -1,7 +1,7 @@
 // parafork::generator: streaming with read-ahead, blocking and polling reads, the producer's
 // exception at its item, a killed producer, extract/merge, and join before consumption.
 
-#include <parafork/exec/generator.hpp>
+#include <parafork/exec/thread/generator.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
 

@@ -1,7 +1,7 @@
 // Large values: sealed memfds over a UNIX socket, mapped by the receiver; nothing in /dev/shm.
-#include <parafork/exec/forked.hpp>
-#include <parafork/exec/map.hpp>
-#include <parafork/exec/pool.hpp>
+#include <parafork/exec/forked/forked.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/wire/large.hpp>
 

@@ -1,6 +1,6 @@
 // map / starmap with extract and merge: each worker's state comes back and is merged once.
 #include <parafork/error.hpp>
-#include <parafork/exec/map.hpp>
+#include <parafork/exec/forked/map.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Pipelines: graph shapes, stage kinds, order, meta, xcut, built-ins.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"

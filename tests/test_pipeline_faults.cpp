@@ -1,8 +1,8 @@
 // Pipelines under failure: an exception anywhere, a stage killed from outside, stop(), a reader
 // that stops early; and an idle pipeline that must not use the CPU. Every case must leave no
 // process, zombie, descriptor or /dev/shm entry behind.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>

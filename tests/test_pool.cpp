@@ -1,8 +1,8 @@
 // pool: futures, map / imap / imap_unordered, errors, crashes, kills, timeouts, recycling,
 // worker hooks, titles, Ctrl-C.
-#include <parafork/exec/map.hpp>
-#include <parafork/exec/pool.hpp>
-#include <parafork/exec/zygote.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/core/zygote.hpp>
 
 #include "support/grandchild.hpp"
 #include "support/leak_check.hpp"

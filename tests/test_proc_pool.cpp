@@ -1,5 +1,5 @@
 #include <parafork/error.hpp>
-#include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/sys/fd.hpp>
 
 #include <gtest/gtest.h>

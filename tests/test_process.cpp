@@ -1,8 +1,8 @@
 // process<Actor>: calls and asks in order, messages up, pre/post_run, faults (exceptions in
 // called and asked methods, a backend SIGKILLed with asks pending), many asks in flight.
 // Every test runs in a bounded child (a hang fails it) and checks for leaks.
-#include <parafork/exec/process.hpp>
-#include <parafork/exec/selector.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/process/selector.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"

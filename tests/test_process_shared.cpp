@@ -1,6 +1,6 @@
 // process<Actor> with shared_array: made before start (shared by fork), made after start (handed
 // over as a descriptor), the same memory on both sides, nothing in /dev/shm after any kill.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"

@@ -1,10 +1,10 @@
 // The library's promises under hostile conditions: the parent killed outright, Ctrl-C to the
 // whole process group, descriptors, processes or memory running out, forking while threads run.
 #include <parafork/error.hpp>
-#include <parafork/exec/fork_join.hpp>
-#include <parafork/exec/pool.hpp>
-#include <parafork/exec/proc_pool.hpp>
-#include <parafork/exec/zygote.hpp>
+#include <parafork/exec/coproc/fork_join.hpp>
+#include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/core/zygote.hpp>
 #include <parafork/ipc/channel.hpp>
 #include <parafork/ipc/shared_array.hpp>
 #include <parafork/sys/fd.hpp>

@@ -1,6 +1,6 @@
 // selector: many processes' messages, plain fds and a timeout at once.
-#include <parafork/exec/process.hpp>
-#include <parafork/exec/selector.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/process/selector.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/signals.hpp>
 

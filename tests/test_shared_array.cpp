@@ -2,9 +2,9 @@
 // with a running child (fd over SCM_RIGHTS), as the result of pool / forked / map tasks, named
 // arrays, and nothing left in /dev/shm.
 
-#include <parafork/exec/forked.hpp>
-#include <parafork/exec/map.hpp>
-#include <parafork/exec/pool.hpp>
+#include <parafork/exec/forked/forked.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
 #include <parafork/ipc/shared_array.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>

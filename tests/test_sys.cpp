@@ -1,5 +1,5 @@
 #include <parafork/error.hpp>
-#include <parafork/options.hpp>
+#include <parafork/exec/core/options.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>

@@ -2,7 +2,7 @@
 // and message (100 at once), children killed from outside or exiting early, polling, and
 // 1,000 threads without a leaked fd, mapping or zombie.
 
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/thread.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/grandchild.hpp"

@@ -2,11 +2,11 @@
 // backend, a channel receiver and the stages of a pipeline (and the parent reading its output)
 // must not wake on a timer. A wait that re-checks every 20 ms wakes 100 times in 2 s; one that
 // sleeps until its event wakes not at all. Counted from the kernel's context-switch counters.
-#include <parafork/exec/generator.hpp>
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/pool.hpp>
-#include <parafork/exec/process.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/thread/generator.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>

@@ -1,6 +1,6 @@
 #include <parafork/error.hpp>
-#include <parafork/exec/proc_pool.hpp>
-#include <parafork/exec/zygote.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/core/zygote.hpp>
 #include <parafork/sys/fd.hpp>
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // as<S>(n, args...): n processes competing for items; by<S>(n, args...): n processes that
 // each get every item.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <cstdio>
 

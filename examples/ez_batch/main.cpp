@@ -1,6 +1,6 @@
 // batch(n) groups items into vectors, e.g. to hand a model or a database n rows at a time.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <numeric>
 

@@ -1,7 +1,7 @@
 // mpyx's first example: Count(5) -> AddX(10) -> Print prints 11..15, each stage in its own
 // process.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 namespace pf = parafork;
 

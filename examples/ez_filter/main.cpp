@@ -1,6 +1,6 @@
 // filter(pred) passes on only the items pred accepts; map(f) transforms them.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 
 namespace pf = parafork;

@@ -1,7 +1,7 @@
 // An image pipeline on synthetic pictures: generate -> resize (the slow step, so three
 // processes share it) -> enhance -> watermark -> save. The file name travels in meta().
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <cstdint>
 #include <cstdio>

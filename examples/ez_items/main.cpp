@@ -1,6 +1,6 @@
 // items() hands the output to the parent lazily, as it comes; list() waits and returns all.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <cstdio>
 

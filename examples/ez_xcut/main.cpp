@@ -1,7 +1,7 @@
 // xcut: one database writer shared by every stage. Each stage puts statements into the side
 // pipeline through xcut<T>("db"); the writer commits at teardown, after every stage is done.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <cstdio>
 #include <map>

@@ -1,7 +1,7 @@
 // zip(...) sends each item to every branch (a broadcast) and puts one tuple per item with
 // what each branch made of it.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Results with heap memory (strings) come back from the kids without any code of yours.
-#include <parafork/exec/forked.hpp>
+#include <parafork/exec/forked/forked.hpp>
 
 #include <algorithm>
 #include <cstdio>

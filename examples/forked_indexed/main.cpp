@@ -1,5 +1,5 @@
 // The iteration index in body and join: result[i] = f lands every value in its slot.
-#include <parafork/exec/forked.hpp>
+#include <parafork/exec/forked/forked.hpp>
 
 #include <cstdio>
 #include <string>

@@ -1,5 +1,5 @@
 // pi by the Leibniz series, its terms summed in batches by forked kids (cligen's piPar).
-#include <parafork/exec/forked.hpp>
+#include <parafork/exec/forked/forked.hpp>
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // snakefish's map and starmap: a function over a sequence, in parallel, results in order.
-#include <parafork/exec/map.hpp>
+#include <parafork/exec/forked/map.hpp>
 
 #include <cmath>
 #include <cstdio>

@@ -10,8 +10,8 @@
 // result from that worker's array and hands it the next job. Other descriptors (a device, a
 // socket) would go into the same selector with add_fd. The manager checks every result against
 // its own computation and each job's being done exactly once: it exits 1 otherwise.
-#include <parafork/exec/process.hpp>
-#include <parafork/exec/selector.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/process/selector.hpp>
 
 #include <chrono>
 #include <cmath>

@@ -1,7 +1,7 @@
 // Call a method in a forked process (valkka multiprocess tutorial, part I.1: ping.py).
 // The frontend's call() returns at once; ping() runs in the backend, in send order. Exits 1 if
 // the backend did not get every ping in order.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <chrono>
 #include <cstdio>

@@ -1,7 +1,7 @@
 // Call a method and receive messages from the backend (tutorial part I.3: ping_pong.py).
 // The backend emit()s typed messages; the frontend receive<T>()s them (and exits 1 if one is
 // not the answer to its ping).
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <cstdio>
 #include <string>

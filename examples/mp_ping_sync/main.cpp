@@ -1,7 +1,7 @@
 // Call a method in a forked process and wait until it is done (tutorial part I.2: ping2.py).
 // ask() returns a future; for a void method its get() is the synchronization point. Exits 1 if
 // get() returned before the backend had finished.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <chrono>
 #include <cstdio>

@@ -3,7 +3,7 @@
 // nothing left in /dev/shm. pre_run / post_run run in the backend around its loop: the place
 // for what must not be forked (devices, threads, models). Exits 1 if the frontend does not see
 // what the backend drew.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <cstdio>
 #include <numeric>

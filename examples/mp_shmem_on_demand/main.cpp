@@ -2,7 +2,7 @@
 // The frontend makes an array while the backend runs and passes it in a call: its memory
 // descriptor travels over the process socket and the backend maps the same memory. Exits 1 if
 // the frontend does not see what the backend wrote.
-#include <parafork/exec/process.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <cstdio>
 #include <map>

@@ -1,5 +1,5 @@
 // A pool of pre-forked workers: futures, map, lazy imap, and what happens when a task fails.
-#include <parafork/exec/pool.hpp>
+#include <parafork/exec/pool/pool.hpp>
 
 #include <cstdio>
 #include <numeric>

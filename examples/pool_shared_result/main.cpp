@@ -1,7 +1,7 @@
 // Large results without a copy: a task returns a shared_array made in the worker, and the
 // parent receives the same memory (its descriptor travels beside the answer). Here each task
 // renders a band of a Mandelbrot image; the bands come back as they are, not as bytes.
-#include <parafork/exec/pool.hpp>
+#include <parafork/exec/pool/pool.hpp>
 #include <parafork/ipc/shared_array.hpp>
 
 #include <cstdio>

@@ -1,5 +1,5 @@
 // A channel with two senders and one receiver: blocking receives, then non-blocking ones.
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/thread.hpp>
 #include <parafork/ipc/channel.hpp>
 
 #include <chrono>

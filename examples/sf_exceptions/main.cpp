@@ -1,7 +1,7 @@
 // Exceptions thrown in a thread and in a generator come back to the parent with their type
 // name and message.
-#include <parafork/exec/generator.hpp>
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/generator.hpp>
+#include <parafork/exec/thread/thread.hpp>
 
 #include <cstdio>
 #include <stdexcept>

@@ -1,6 +1,6 @@
 // Fork-join with a merged global counter (snakefish's extract/merge): each thread counts in its
 // own copy of the global, extract sends the copy up, merge adds it into the parent's.
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/thread.hpp>
 
 #include <cstdio>
 #include <vector>

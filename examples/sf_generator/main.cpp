@@ -1,5 +1,5 @@
 // A generator in a child: blocking next() and non-blocking try_next().
-#include <parafork/exec/generator.hpp>
+#include <parafork/exec/thread/generator.hpp>
 
 #include <chrono>
 #include <cstdio>

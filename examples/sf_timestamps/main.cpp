@@ -2,7 +2,7 @@
 // variant: the reading is not taken before the child's earlier work) and sends them up; the
 // parent merges the two streams in time order. Exits non-zero if the stamps contradict what is
 // known: each child's own events in order, all between the parent's readings before and after.
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/thread.hpp>
 #include <parafork/ipc/channel.hpp>
 #include <parafork/ipc/timestamp.hpp>
 

@@ -1,5 +1,5 @@
 // Polling a thread with try_join while the parent does other things.
-#include <parafork/exec/thread.hpp>
+#include <parafork/exec/thread/thread.hpp>
 
 #include <chrono>
 #include <cstdio>

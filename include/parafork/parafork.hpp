@@ -2,7 +2,7 @@
 // parafork: process-based parallelism for C++20 on Linux. The umbrella header.
 
 #include <parafork/error.hpp>
-#include <parafork/options.hpp>
+#include <parafork/exec/core/options.hpp>
 
 // sys: descriptors, processes, signals, shared memory
 #include <parafork/sys/fd.hpp>
@@ -21,16 +21,16 @@
 #include <parafork/ipc/timestamp.hpp>
 
 // exec: the ways to run work in processes
-#include <parafork/exec/fork_join.hpp>
-#include <parafork/exec/forked.hpp>
-#include <parafork/exec/future.hpp>
-#include <parafork/exec/generator.hpp>
-#include <parafork/exec/map.hpp>
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/pool.hpp>
-#include <parafork/exec/proc_pool.hpp>
-#include <parafork/exec/process.hpp>
-#include <parafork/exec/selector.hpp>
-#include <parafork/exec/stages.hpp>
-#include <parafork/exec/thread.hpp>
-#include <parafork/exec/zygote.hpp>
+#include <parafork/exec/coproc/fork_join.hpp>
+#include <parafork/exec/forked/forked.hpp>
+#include <parafork/exec/core/future.hpp>
+#include <parafork/exec/thread/generator.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/process/selector.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
+#include <parafork/exec/thread/thread.hpp>
+#include <parafork/exec/core/zygote.hpp>

@@ -1,8 +1,8 @@
 // Graphs whose types disagree must not compile. Built by ctest with one of the macros below;
 // each failing case is expected to stop at its static_assert (the test matches the message),
 // and the control case, the same graph with matching types, must compile.
-#include <parafork/exec/pipeline.hpp>
-#include <parafork/exec/stages.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 
 #include <string>
 #include <vector>

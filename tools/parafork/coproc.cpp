@@ -6,7 +6,7 @@
 #include "progress.hpp"
 
 #include <parafork/error.hpp>
-#include <parafork/exec/proc_pool.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/signals.hpp>
 

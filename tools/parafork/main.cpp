@@ -5,7 +5,7 @@
 #include "settings.hpp"
 
 #include <parafork/error.hpp>
-#include <parafork/options.hpp>
+#include <parafork/exec/core/options.hpp>
 
 #include <CLI/CLI.hpp>
 

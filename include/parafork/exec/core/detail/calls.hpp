@@ -1,0 +1,69 @@
+#pragma once
+// The pool's router (internal): many calls (futures, maps, lazy iterators) share one engine.
+// Each call owns a span of item ids; answers are routed to the call whose span holds them.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include <parafork/exec/core/detail/engine.hpp>
+
+namespace parafork::detail {
+
+class call_state {
+public:
+    virtual ~call_state() = default;
+    virtual void values(std::uint64_t local, std::uint32_t count, std::string_view bytes) = 0;
+    virtual void failed(std::uint64_t local, const failure_info& f) = 0;
+    // A lent large value (see event_sink::on_lent): true once it is stored.
+    virtual bool lent(std::uint64_t local, const lent_ref& r) {
+        (void)local;
+        (void)r;
+        return false;
+    }
+
+    std::uint64_t base = 0;
+    std::uint64_t pushed = 0, answered = 0;  // items
+    bool sealed = false;                     // no more items will be pushed
+    bool abandoned = false;                  // the owner is gone: answers are dropped
+    // Lazy readers (imap) count what the caller has taken: the feeder stays a bounded
+    // distance ahead of the reader, not of the workers, so a slow reader bounds memory too.
+    bool lazy = false;
+    std::uint64_t taken = 0;
+    bool finished() const noexcept { return sealed && answered == pushed; }
+};
+
+class pool_core final : public event_sink {
+public:
+    static constexpr std::uint64_t span = std::uint64_t{1} << 40;  // ids per call
+
+    explicit pool_core(const options& o) : eng(o, nullptr, nullptr) {}
+
+    // Registers a call and gives it its id span.
+    void open(std::shared_ptr<call_state> c);
+    // Queues a job whose `first` is the call's own item index.
+    void push(call_state& c, job j);
+    // Runs the engine once (see engine::pump).
+    bool pump(std::optional<engine::clock::time_point> deadline = std::nullopt) {
+        return eng.pump(*this, deadline);
+    }
+    void seal(call_state& c);
+    // Cancels what the call has queued; answers still in flight are dropped when they come.
+    void abandon(call_state& c);
+
+    void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override;
+    void on_failure(std::uint64_t index, const failure_info& f) override;
+    bool on_lent(std::uint64_t index, const lent_ref& r) override;
+
+    engine eng;
+    std::size_t submitted = 0;
+
+private:
+    call_state* route(std::uint64_t id, std::uint32_t count);
+    void settle(call_state& c);
+    std::map<std::uint64_t, std::shared_ptr<call_state>> calls_;
+    std::uint64_t next_base_ = 0;
+};
+
+} // namespace parafork::detail

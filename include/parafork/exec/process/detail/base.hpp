@@ -1,0 +1,255 @@
+#pragma once
+// The type-independent half of parafork::process<Actor> (see exec/process/process.hpp): the socket to
+// the backend, the queue of messages it emitted, the futures of asks in flight, and the
+// backend's life (start, stop, join, terminate). Everything here is compiled once, in src/exec.
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <parafork/error.hpp>
+#include <parafork/exec/core/options.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/wire/codec.hpp>
+#include <parafork/wire/descriptors.hpp>
+
+namespace parafork {
+
+class selector;
+class process_base;
+
+namespace detail {
+
+// A type's tag is the address of a per-type variable. Frontend and backend are the same binary
+// after fork, so the address names the same type on both sides.
+template <class T>
+inline char type_tag_anchor = 0;
+template <class T>
+std::uint64_t type_tag() noexcept {
+    return reinterpret_cast<std::uint64_t>(&type_tag_anchor<std::remove_cvref_t<T>>);
+}
+
+// The answer to one ask: encoded result bytes, or the exception to throw from get().
+struct reply_slot {
+    enum class state : std::uint8_t { pending, value, failed };
+    state st = state::pending;
+    std::string bytes;
+    std::exception_ptr error;
+};
+
+struct process_state;  // src/exec/process_base.cpp
+
+// Runs in the backend: decodes the arguments that follow in `in`, calls the member on the
+// actor, and appends the encoded result to `*reply` when it is an ask (reply == nullptr: call).
+using trampoline = void (*)(void* actor, wire::reader& in, std::string* reply);
+
+struct backend_hooks {
+    void* actor;
+    void (*pre_run)(void* actor);   // nullptr when the actor has none
+    void (*post_run)(void* actor);
+};
+
+// Waits (doing the frontend's I/O meanwhile) until `slot` is answered or the timeout passes.
+bool wait_reply(process_state& st, const reply_slot& slot,
+                std::optional<std::chrono::milliseconds> timeout);
+// Tells the process this slot's failure has been seen by the user (join() stays quiet).
+void note_reported(process_state& st) noexcept;
+
+// Backend side of emit(): frames `tag` plus the bytes `encode` appends, and writes them to the
+// frontend at once. Throws parafork::error outside a backend.
+std::string& emit_begin(std::uint64_t tag);
+void emit_end();
+void emit_abort() noexcept;
+
+} // namespace detail
+
+// A message a backend emitted, as the frontend received it. Its type is checked on the way out.
+class message {
+public:
+    message() = default;
+    message(std::uint64_t tag, std::string bytes) : tag_(tag), bytes_(std::move(bytes)) {}
+
+    template <class T>
+    bool is() const noexcept {
+        return tag_ == detail::type_tag<T>();
+    }
+    // Decodes the message as T; protocol_error if it was emitted as another type.
+    template <class T>
+    T as() const {
+        if (!is<T>()) wrong_type(typeid(T).name());
+        return wire::decode<T>(bytes_);
+    }
+    std::string_view bytes() const noexcept { return bytes_; }
+
+private:
+    [[noreturn]] static void wrong_type(const char* wanted);
+    std::uint64_t tag_ = 0;
+    std::string bytes_;
+};
+
+// The result of process<Actor>::ask; the same shape as pool's future<R> (valid, ready, wait,
+// wait_for, get once). get() waits for the backend's answer (doing the frontend's
+// I/O meanwhile) and returns it, or throws remote_error (the method threw), worker_died (the
+// backend died first) or interrupted (SIGINT while waiting; the backend is then terminated).
+template <class R>
+class process_future {
+public:
+    process_future() = default;
+
+    bool valid() const noexcept { return slot_ != nullptr; }
+    // True once the answer is here; never blocks (held calls are written only as room allows).
+    bool ready() { return valid() && (done() || detail::wait_reply(*st_, *slot_, std::chrono::milliseconds(0))); }
+    void wait() const {
+        check_valid();
+        detail::wait_reply(*st_, *slot_, std::nullopt);
+    }
+    template <class Rep, class Period>
+    bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+        check_valid();
+        return detail::wait_reply(*st_, *slot_, std::chrono::ceil<std::chrono::milliseconds>(timeout));
+    }
+    R get() {
+        wait();
+        auto slot = std::move(slot_);
+        auto st = std::move(st_);
+        if (slot->st == detail::reply_slot::state::failed) {
+            detail::note_reported(*st);
+            std::rethrow_exception(slot->error);
+        }
+        if constexpr (!std::is_void_v<R>) return wire::decode<R>(slot->bytes);
+    }
+
+private:
+    friend class process_base;
+    template <class>
+    friend class process;
+    process_future(std::shared_ptr<detail::process_state> st, std::shared_ptr<detail::reply_slot> slot)
+        : st_(std::move(st)), slot_(std::move(slot)) {}
+    bool done() const noexcept { return slot_->st != detail::reply_slot::state::pending; }
+    void check_valid() const {
+        if (!slot_) throw error("parafork: process_future has no result (moved from or already got)");
+    }
+
+    std::shared_ptr<detail::process_state> st_;
+    std::shared_ptr<detail::reply_slot> slot_;
+};
+
+class process_base {
+public:
+    explicit process_base(options o);
+    process_base(process_base&&) noexcept;
+    process_base& operator=(process_base&&) noexcept;
+    process_base(const process_base&) = delete;
+    process_base& operator=(const process_base&) = delete;
+    // A backend still running is stopped after its queued calls, given options.grace to
+    // exit, then terminated. Prefer join(): it waits as long as the calls take.
+    ~process_base();
+
+    // Every member below throws std::logic_error on a process that was moved from.
+    const std::string& name() const;
+    pid_t pid() const;  // -1 before start
+    bool started() const;
+    bool running() const;  // started and not yet seen to exit
+    // The frontend's socket to the backend (-1 when not running): poll it for POLLIN to learn
+    // that messages or replies arrived (or use a selector, which also handles what is buffered).
+    int fd() const;
+    // How the backend ended; nullopt while it runs.
+    std::optional<sys::exit_status> exit_status() const;
+
+    // Asks the backend to leave its loop after every call sent before this one (they all run,
+    // then post_run); returns at once, never waiting even for room in the ring (the next wait
+    // on this process writes what is held). Calls and asks after stop() throw.
+    void stop();
+    // stop() if not yet, then waits for the backend to exit, keeping its messages for
+    // receive. Throws worker_died if it died and nothing (a future, receive) reported that yet.
+    sys::exit_status join();
+    // SIGTERM, options.grace to exit, SIGKILL; always reaps. Asks pending fail with worker_died.
+    sys::exit_status terminate();
+
+    // A call is in the backend's hands when call() returns: copied into a ring of shared
+    // memory the backend drains (a system call only to wake a sleeping backend; when the ring
+    // is full, call() waits for room, reading what the backend sends meanwhile). Inside a
+    // batch, calls are held in the frontend and copied 64 KiB at a time, and when the batch
+    // ends or anything waits: a little less work per call, and no wake-up until the end.
+    class batch_guard {
+    public:
+        explicit batch_guard(process_base& p);
+        ~batch_guard();
+        batch_guard(const batch_guard&) = delete;
+        batch_guard& operator=(const batch_guard&) = delete;
+
+    private:
+        std::shared_ptr<detail::process_state> st_;
+    };
+    batch_guard batch() { return batch_guard(*this); }
+    // Writes whatever is held, waiting for room in the ring as long as it takes.
+    void flush();
+
+    // Messages the backend emitted, in order; a call that threw in the backend is an entry too:
+    // receiving it throws remote_error (its task is the call's index in send order).
+    bool has_message();                      // never blocks
+    std::size_t pending_asks() const;
+    message receive_message();               // waits; throws when the backend ended and none is left
+    std::optional<message> try_receive_message();
+    std::optional<message> receive_message_for(std::chrono::milliseconds timeout);
+
+protected:
+    enum class wait_mode : std::uint8_t { poll, timed, block };
+    // The message at the front of the queue, waiting as `mode` says; nullptr when none came.
+    // A call's error at the front is removed and thrown; an ended backend with nothing left
+    // throws (poll: only a death nobody was told of).
+    message* next_message(wait_mode mode, std::chrono::milliseconds timeout);
+    void drop_message() noexcept;
+
+    void start_backend(const detail::backend_hooks& hooks);
+    // Appends a task frame header (call or ask) to the outgoing buffer and returns the buffer
+    // for the arguments; returns the frame's start for end_* / abort_task.
+    std::string& begin_task(bool ask, detail::trampoline t, std::size_t& frame_start);
+    void end_call(std::size_t frame_start);
+    std::shared_ptr<detail::reply_slot> end_ask(std::size_t frame_start);
+    void abort_task(std::size_t frame_start) noexcept;
+    const std::shared_ptr<detail::process_state>& state() const noexcept { return st_; }
+    detail::process_state& live_state() const;  // throws std::logic_error once moved from
+
+private:
+    friend class selector;
+    void shutdown() noexcept;
+    void queue_stop();
+    std::shared_ptr<detail::process_state> st_;
+};
+
+// Backend side: sends `value` to the frontend, which reads it with receive<T>() (or
+// receive_message()). Callable from any code running in a backend (methods, pre_run, post_run).
+template <class T>
+void emit(const T& value) {
+    std::string& out = detail::emit_begin(detail::type_tag<T>());
+    try {
+        wire::encode_to(out, value);
+    } catch (...) {
+        detail::emit_abort();
+        throw;
+    }
+    detail::emit_end();
+}
+
+// An optional base for actors: emit() as a member, for readability in methods.
+class actor {
+protected:
+    template <class T>
+    static void emit(const T& value) {
+        parafork::emit(value);
+    }
+};
+
+} // namespace parafork
+

@@ -1,0 +1,774 @@
+#include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/core/zygote.hpp>
+#include <parafork/error.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <fcntl.h>
+#include <map>
+#include <poll.h>
+#include <stdexcept>
+#include <unistd.h>
+#include <span>
+#include <variant>
+
+namespace parafork {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// How much the parent keeps in flight per kid during eval(): enough to batch many tiny
+// requests into one write, little enough to bound memory.
+constexpr std::size_t window_requests = 2048;
+constexpr std::size_t window_bytes = 4u << 20;
+
+// How long serve() spins before it sleeps waiting for a request. A function kid's startup sets
+// it to its pool's options.spin; serve() outside a pool keeps the default.
+std::chrono::microseconds g_serve_spin{50};
+
+// Requests answered since a kid was last idle: if it then sends a reply too many, these are
+// the ones whose replies may be someone else's. Only the latest are kept.
+constexpr std::size_t suspects_kept = 64;
+
+// A kid process: forked by us (a sys::child), or by a zygote, which reaps it and tells us.
+class kid_handle {
+public:
+    kid_handle() = default;
+    explicit kid_handle(pid_t pid) : own_(pid) {}
+    kid_handle(zygote& z, pid_t pid) : z_(&z), zpid_(pid) {}
+    kid_handle(kid_handle&& o) noexcept
+        : own_(std::move(o.own_)), z_(std::exchange(o.z_, nullptr)), zpid_(std::exchange(o.zpid_, -1)),
+          zst_(o.zst_) {}
+    kid_handle& operator=(kid_handle&& o) noexcept {
+        if (this != &o) {
+            kill_and_reap();
+            own_ = std::move(o.own_);
+            z_ = std::exchange(o.z_, nullptr);
+            zpid_ = std::exchange(o.zpid_, -1);
+            zst_ = o.zst_;
+        }
+        return *this;
+    }
+    ~kid_handle() { kill_and_reap(); }
+
+    pid_t pid() const noexcept { return z_ ? zpid_ : own_.pid(); }
+    bool running() const noexcept { return z_ ? (zpid_ > 0 && !zst_) : own_.running(); }
+
+    std::optional<sys::exit_status> wait_for(std::chrono::milliseconds t) {
+        if (!z_) return own_.wait_for(t);
+        if (!zst_) zst_ = z_->wait_for(zpid_, t);
+        return zst_;
+    }
+    sys::exit_status terminate(std::chrono::milliseconds grace) {
+        if (!z_) return own_.terminate(grace);
+        if (!zst_) {
+            ::kill(zpid_, SIGTERM);
+            if (!wait_for(grace)) {
+                ::kill(zpid_, SIGKILL);
+                zst_ = z_->wait(zpid_);
+            }
+        }
+        return *zst_;
+    }
+    void kill_and_reap() noexcept {
+        if (!z_) return own_.kill_and_reap();
+        if (zpid_ > 0 && !zst_) {
+            ::kill(zpid_, SIGKILL);
+            try {
+                zst_ = z_->wait(zpid_);
+            } catch (...) {
+                zst_ = sys::exit_status{0, SIGKILL};  // the zygote is gone, and the kid with it
+            }
+        }
+    }
+
+private:
+    sys::child own_;
+    zygote* z_ = nullptr;
+    pid_t zpid_ = -1;
+    std::optional<sys::exit_status> zst_;
+};
+
+// Runs a function-pointer kid in a worker forked by a zygote.
+void zygote_kid(std::span<const int> fds, std::uintptr_t fn) {
+    reinterpret_cast<void (*)(int, int)>(fn)(fds[0], fds[1]);
+}
+
+struct held_request {
+    std::size_t index;
+    std::size_t framed_len;
+    unsigned attempts;
+};
+
+} // namespace
+
+struct proc_pool::impl {
+    struct kid {
+        unsigned number = 0;
+        kid_handle proc;
+        sys::private_fd to, from;
+        sys::private_fd pidfd;     // readable once it has exited (see sys::open_pidfd)
+        // Since it was last idle: the latest suspects_kept answered requests, in a ring (no
+        // allocation per reply); answered_n counts them all.
+        std::array<std::size_t, suspects_kept> answered{};
+        std::size_t answered_n = 0;
+        std::string out;           // framed requests; [acked, size) unanswered, [written, size) unsent
+        std::size_t acked = 0, written = 0;
+        std::deque<held_request> held;
+        frames::frame_reader in;
+        bool input_closed = false;  // we closed its stdin (finish)
+        bool eof = false;           // its stdout reached EOF
+        clock::time_point progress{};
+
+        explicit kid(frames::framing f) : in(f) {}
+        std::size_t unanswered_bytes() const noexcept { return out.size() - acked; }
+    };
+
+    std::variant<kid_fn, kid_cmd> spec;
+    frames::framing framing;
+    options opts;
+    unsigned jobs;
+    std::vector<std::unique_ptr<kid>> kids;
+    bool started = false;
+    bool closing = false;
+    std::size_t next_index = 0;
+    unsigned idle_restarts = 0;  // replacements of idle kids since the last reply
+    std::size_t total_held = 0, total_held_bytes = 0;
+    unsigned rr = 0;
+    // ordered mode
+    std::size_t next_deliver = 0;
+    std::map<std::size_t, std::string> stash;  // counted in the window with what is in flight
+    std::size_t stash_bytes = 0;
+    pid_t last_death_pid = -1;  // the kid buried last, for "every kid has died"
+    sys::exit_status last_death;
+    std::string current;  // storage for a reply handed out from the stash
+    std::vector<pollfd> pfds;
+    std::vector<kid*> pfd_kid;
+    std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
+    std::optional<sys::sigint_guard> wait_guard;  // made by a pump about to sleep without one
+    sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
+
+    impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
+        : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)) {}
+
+    ~impl() { shutdown(true); }
+
+    void start_kid(kid& k) {
+        auto req = sys::make_pipe();  // parent writes requests
+        auto rep = sys::make_pipe();  // parent reads replies
+        sys::child_options co;
+        co.title = opts.name + "#" + std::to_string(k.number);
+        pid_t pid;
+        if (opts.zygote) {
+            auto* fn = std::get_if<kid_fn>(&spec);
+            if (!fn || !fn->ptr)
+                throw std::invalid_argument("proc_pool: through a zygote, kids must be plain function "
+                                            "pointers (a captureless lambda will do)");
+            int fds[] = {req.read.get(), rep.write.get()};
+            pid = opts.zygote->spawn(&zygote_kid, fds, reinterpret_cast<std::uintptr_t>(fn->ptr));
+            k.proc = kid_handle(*opts.zygote, pid);
+        } else if (auto* cmd = std::get_if<kid_cmd>(&spec)) {
+            sys::spawn_options so;
+            so.stdin_fd = req.read.get();
+            so.stdout_fd = rep.write.get();
+            so.child = co;
+            pid = sys::spawn(cmd->argv, so);
+            k.proc = kid_handle(pid);
+        } else {
+            auto& fn = std::get<kid_fn>(spec).fn;
+            pid = sys::fork_process(co);
+            if (pid == 0) {
+                int code = 0;
+                try {
+                    req.write.reset();
+                    rep.read.reset();
+                    g_serve_spin = opts.spin;
+                    if (opts.worker_init) opts.worker_init();
+                    fn(req.read.get(), rep.write.get());
+                    if (opts.worker_exit) opts.worker_exit();
+                } catch (...) {
+                    code = sys::report_child_exception();
+                }
+                sys::exit_child(code);
+            }
+            k.proc = kid_handle(pid);
+        }
+        // Bigger pipes mean fewer wake-ups for bulk replies; the kernel may refuse (limits):
+        // then the default 64 KiB stays, which is only slower.
+        ::fcntl(rep.read.get(), F_SETPIPE_SZ, 1 << 20);
+        ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
+        k.to = sys::private_fd(std::move(req.write));
+        k.from = sys::private_fd(std::move(rep.read));
+        k.pidfd = sys::private_fd(sys::open_pidfd(pid));
+        k.answered_n = 0;
+        sys::set_nonblocking(k.to.get());
+        sys::set_nonblocking(k.from.get());
+        k.out.clear();
+        k.acked = k.written = 0;
+        k.held.clear();
+        k.in = frames::frame_reader(framing);
+        k.input_closed = k.eof = false;
+        k.progress = clock::now();
+    }
+
+    void ensure_started() {
+        if (started) return;
+        if (jobs == 0) throw std::invalid_argument("proc_pool: jobs must be at least 1");
+        kids.clear();
+        try {
+            for (unsigned i = 0; i < jobs; ++i) {
+                kids.push_back(std::make_unique<kid>(framing));
+                kids.back()->number = i;
+                start_kid(*kids.back());
+            }
+        } catch (...) {
+            kids.clear();  // sys::child kills and reaps whatever did start
+            throw;
+        }
+        started = true;
+        closing = false;
+    }
+
+    bool alive(const kid& k) const noexcept { return k.proc.pid() > 0 && !k.eof && k.from; }
+
+    kid* pick_kid() {
+        kid* best = nullptr;
+        std::size_t n = kids.size();
+        for (std::size_t j = 0; j < n; ++j) {
+            kid& k = *kids[(rr + j) % n];
+            if (!alive(k) || k.input_closed) continue;
+            if (!best || k.held.size() < best->held.size()) best = &k;
+        }
+        rr = (rr + 1) % std::max<std::size_t>(n, 1);
+        return best;
+    }
+
+    void assign(kid& k, std::size_t index, std::string_view payload, unsigned attempts) {
+        if (k.held.empty()) {
+            k.progress = clock::now();
+            k.answered_n = 0;
+        }
+        std::size_t before = k.out.size();
+        framing.append(k.out, payload);
+        std::size_t len = k.out.size() - before;
+        k.held.push_back({index, len, attempts});
+        ++total_held;
+        total_held_bytes += len;
+    }
+
+    std::size_t send(std::string_view request) {
+        ensure_started();
+        if (closing) throw error("proc_pool: send() after final_replies() began");
+        kid* k = pick_kid();
+        if (!k) {
+            // Every kid is dead but not yet buried (its EOF seen, its replies maybe still
+            // buffered). Queue on one of them: burying it re-sends its requests to a
+            // replacement (with retries) or reports them lost.
+            for (auto& kp : kids)
+                if (kp->from && !kp->input_closed) k = kp.get();
+        }
+        if (!k) {
+            if (last_death_pid > 0)
+                throw worker_died(last_death_pid, last_death.signal, last_death.code, std::nullopt,
+                                  "every kid has died; none is left to take the request");
+            throw error("proc_pool: no kid is alive to take the request");
+        }
+        std::size_t index = next_index++;
+        assign(*k, index, request, 0);
+        return index;
+    }
+
+    void flush(kid& k) {
+        while (k.written < k.out.size()) {
+            ssize_t n = ::write(k.to.get(), k.out.data() + k.written, k.out.size() - k.written);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) return;  // pipe full: poll tells us when to go on
+                if (errno == EPIPE) {         // it closed its stdin: its death shows as EOF
+                    if (sigpipe) sigpipe->note_epipe();
+                    k.to.reset();
+                    return;
+                }
+                sys::throw_errno("write");
+            }
+            k.written += static_cast<std::size_t>(n);
+        }
+        if (k.input_closed && k.to) k.to.reset();
+    }
+
+    // Matches one reply frame to the oldest request the kid holds.
+    std::size_t take_held(kid& k) {
+        if (k.held.empty()) {
+            std::vector<std::size_t> suspects;
+            for (std::size_t i = k.answered_n > suspects_kept ? k.answered_n - suspects_kept : 0;
+                 i < k.answered_n; ++i)
+                suspects.push_back(k.answered[i % suspects_kept]);
+            std::string what = "proc_pool: kid " + std::to_string(k.proc.pid()) +
+                               " sent a reply with no request outstanding (more than one reply "
+                               "per request?); the replies to the requests it held " +
+                               (suspects.empty() ? std::string("(none)") : list(suspects)) +
+                               " may be wrong";
+            throw protocol_error(what, k.proc.pid(), std::move(suspects));
+        }
+        held_request h = k.held.front();
+        k.held.pop_front();
+        --total_held;
+        total_held_bytes -= h.framed_len;
+        k.acked += h.framed_len;
+        if (k.acked > k.written) k.written = k.acked;  // (cannot happen with honest kids)
+        if (k.acked == k.out.size()) {
+            k.out.clear();
+            k.acked = k.written = 0;
+        } else if (k.acked > (1u << 20) && k.acked > k.out.size() / 2) {
+            k.out.erase(0, k.acked);
+            k.written -= k.acked;
+            k.acked = 0;
+        }
+        if (opts.task_timeout.count() > 0) k.progress = clock::now();
+        idle_restarts = 0;
+        k.answered[k.answered_n++ % suspects_kept] = h.index;
+        return h.index;
+    }
+
+    static std::string list(const std::vector<std::size_t>& v) {
+        std::string s;
+        std::size_t shown = 0;
+        for (std::size_t i : v) {
+            if (shown++ == 8) {
+                s += ", ... (" + std::to_string(v.size()) + " in all)";
+                break;
+            }
+            s += (s.empty() ? "" : ", ") + std::to_string(i);
+        }
+        return s;
+    }
+
+    static std::vector<std::size_t> held_indices(const kid& k) {
+        std::vector<std::size_t> v;
+        v.reserve(k.held.size());
+        for (auto& h : k.held) v.push_back(h.index);
+        return v;
+    }
+
+    // A kid's stdout ended and every whole reply it sent was taken.
+    void on_kid_gone(kid& k) {
+        k.from.reset();
+        k.to.reset();
+        k.pidfd.reset();
+        // Its stdout is closed, so it is exiting: give it the grace period, then kill it.
+        auto st = k.proc.wait_for(opts.grace);
+        if (!st) st = k.proc.terminate(opts.grace);
+        last_death_pid = k.proc.pid();
+        last_death = *st;
+        if (k.held.empty()) {
+            if (k.in.buffered())
+                throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
+                                     " ended inside a reply frame");
+            // A kid that died idle lost nothing. With retries it is replaced, so the pool keeps
+            // its size; a kid that keeps dying before any reply cannot make us fork forever.
+            if (!k.input_closed && opts.retries > 0) {
+                if (++idle_restarts > jobs * (opts.retries + 1))
+                    throw worker_died(k.proc.pid(), st->signal, st->code, std::nullopt,
+                                      "kids keep dying without answering; gave up replacing them");
+                start_kid(k);
+                if (closing) k.input_closed = true;
+            }
+            return;  // a normal exit at finish(), or an idle kid that left
+        }
+        // The oldest request is the one the kid was working on: it alone is charged a retry;
+        // the ones queued behind it are merely re-sent.
+        if (k.held.front().attempts >= opts.retries) {
+            auto tasks = held_indices(k);
+            throw worker_died(k.proc.pid(), st->signal, st->code, tasks,
+                              "kid held " + std::to_string(tasks.size()) + " request(s): " + list(tasks));
+        }
+        // Replace the kid and hand its requests out again, oldest first.
+        std::deque<held_request> lost;
+        lost.swap(k.held);
+        std::string bytes = k.out.substr(k.acked);
+        total_held -= lost.size();
+        for (auto& h : lost) total_held_bytes -= h.framed_len;
+        start_kid(k);
+        ++lost.front().attempts;
+        std::size_t off = 0;
+        for (auto& h : lost) {
+            std::string_view framed(bytes.data() + off, h.framed_len);
+            off += h.framed_len;
+            kid* dest = pick_kid();
+            if (!dest) dest = &k;
+            if (dest->held.empty()) dest->progress = clock::now();
+            dest->out.append(framed);
+            dest->held.push_back(h);
+            ++total_held;
+            total_held_bytes += h.framed_len;
+        }
+        if (closing) k.input_closed = true;
+    }
+
+    // Hands out the next reply that is already buffered, if any.
+    std::optional<reply> buffered_reply() {
+        if (opts.ordered) {
+            auto it = stash.find(next_deliver);
+            if (it != stash.end()) {
+                current = std::move(it->second);
+                stash.erase(it);
+                stash_bytes -= current.size();
+                return reply{next_deliver++, current};
+            }
+        }
+        std::size_t n = kids.size();
+        for (std::size_t j = 0; j < n; ++j) {
+            kid& k = *kids[(rr + j) % n];
+            while (auto f = k.in.next()) {
+                std::size_t index = take_held(k);
+                if (!opts.ordered) {
+                    rr = static_cast<unsigned>((rr + j) % n);
+                    return reply{index, *f};
+                }
+                if (index == next_deliver) {
+                    ++next_deliver;
+                    return reply{index, *f};
+                }
+                stash.emplace(index, std::string(*f));
+                stash_bytes += f->size();
+            }
+            if (k.eof && k.from) on_kid_gone(k);
+        }
+        return std::nullopt;
+    }
+
+    bool anything_pending() const noexcept {
+        if (total_held || !stash.empty()) return true;
+        for (auto& k : kids)
+            if (k->from) return closing;  // at finish we wait for every kid's EOF
+        return false;
+    }
+
+    int poll_timeout(bool wait) const {
+        if (!wait) return 0;
+        if (opts.task_timeout.count() <= 0) return -1;
+        auto now = clock::now();
+        auto soonest = clock::time_point::max();
+        for (auto& k : kids)
+            if (!k->held.empty()) soonest = std::min(soonest, k->progress + opts.task_timeout);
+        if (soonest == clock::time_point::max()) return -1;
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(soonest - now).count() + 1;
+        return static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
+    }
+
+    void check_timeouts() {
+        if (opts.task_timeout.count() <= 0) return;
+        auto now = clock::now();
+        for (auto& kp : kids) {
+            kid& k = *kp;
+            if (k.held.empty() || now - k.progress < opts.task_timeout) continue;
+            pid_t pid = k.proc.pid();
+            std::size_t task = k.held.front().index;
+            k.proc.kill_and_reap();
+            throw timeout_error("proc_pool: kid " + std::to_string(pid) + " gave no reply to request " +
+                                std::to_string(task) + " within " +
+                                std::to_string(opts.task_timeout.count()) + " ms; killed");
+        }
+    }
+
+    // One round of I/O: write what is queued, sleep in poll, read what came.
+    // Returns false if nothing happened within a non-waiting poll.
+    bool pump(bool wait) {
+        // A kid that closed its stdin is EPIPE, not our death. Only taken when there is
+        // something to write: a round trip should cost poll, write and read, little more.
+        std::optional<sys::sigpipe_guard> no_sigpipe;
+        struct reset_t {
+            sys::sigpipe_guard*& p;
+            ~reset_t() { p = nullptr; }
+        } reset{sigpipe};
+        for (auto& kp : kids)
+            if (kp->to && kp->written < kp->out.size()) {
+                sigpipe = &no_sigpipe.emplace(true);
+                break;
+            }
+        pfds.clear();
+        pfd_kid.clear();
+        for (auto& kp : kids) {
+            kid& k = *kp;
+            if (k.to && k.written < k.out.size()) flush(k);
+            else if (k.to && k.input_closed) k.to.reset();
+            if (k.from && !k.eof) {
+                pfds.push_back({k.from.get(), POLLIN, 0});
+                pfd_kid.push_back(&k);
+                if (k.pidfd) {
+                    pfds.push_back({k.pidfd.get(), POLLIN, 0});
+                    pfd_kid.push_back(&k);
+                }
+            }
+            if (k.to && k.written < k.out.size()) {
+                pfds.push_back({k.to.get(), POLLOUT, 0});
+                pfd_kid.push_back(&k);
+            }
+        }
+        if (pfds.empty()) return false;
+        // A Ctrl-C that came while we were busy: kids that always have a reply ready within the
+        // spin never let the sleeping poll below see it, so look before every round.
+        if (sys::sigint_guard::fd() >= 0 && sys::sigint_guard::pending()) {
+            sys::sigint_guard::clear();
+            throw interrupted();
+        }
+        int timeout = poll_timeout(wait);
+        int r = 0;
+        if (timeout != 0 && opts.spin.count() > 0) {
+            // Spin briefly first: a kid that answers within opts.spin costs no wake-up (and
+            // no SIGINT guard either).
+            auto t0 = clock::now();
+            r = sys::spin_poll(pfds.data(), pfds.size(), opts.spin);
+            if (r < 0 && errno == EINTR) r = 0;
+            if (r == 0 && timeout > 0) {
+                auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
+                timeout = static_cast<int>(std::max<long long>(timeout - spent.count(), 0));
+            }
+        }
+        if (r == 0) {
+            // About to sleep: Ctrl-C must then wake us (and become `interrupted`). One guard
+            // serves the whole next_reply() (or the whole call that holds call_guard).
+            bool guarded = timeout != 0;
+            if (guarded) {
+                if (sys::sigint_guard::fd() < 0) wait_guard.emplace();
+                pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+                pfd_kid.push_back(nullptr);
+            }
+            do {
+                r = ::poll(pfds.data(), pfds.size(), timeout);
+            } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
+            if (guarded && sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                throw interrupted();
+            }
+        }
+        if (r < 0) sys::throw_errno("poll");
+        if (r == 0) {
+            check_timeouts();
+            return false;
+        }
+        for (std::size_t i = 0; i < pfds.size(); ++i) {
+            kid* k = pfd_kid[i];
+            short ev = pfds[i].revents;
+            if (!k || !ev) continue;
+            if (k->pidfd && pfds[i].fd == k->pidfd.get()) {
+                // It has exited, though a process it started may still hold its stdout: take
+                // what it wrote (bounded: such a process could write on), then call it ended.
+                for (int j = 0; j < 64 && !k->eof && k->from; ++j) {
+                    long n = k->in.fill(k->from.get());
+                    if (n == 0) k->eof = true;
+                    if (n < 0) break;
+                }
+                k->eof = true;
+                k->pidfd.reset();
+                continue;
+            }
+            if (k->eof || !k->from) continue;  // (its pidfd, seen first, ended it)
+            if (pfds[i].events & POLLOUT) {
+                if (ev & (POLLERR | POLLHUP)) {
+                    // The kid closed its stdin: it is dying; its EOF on stdout follows.
+                    k->to.reset();
+                } else {
+                    flush(*k);
+                }
+                continue;
+            }
+            long n = k->in.fill(k->from.get());
+            if (n == 0) k->eof = true;
+        }
+        check_timeouts();
+        return true;
+    }
+
+    // Any error leaves the batch in an unknown state: stop every kid, so the caller sees a
+    // clean pool (a later send() starts fresh kids) and nothing is left running.
+    std::optional<reply> next_reply(bool wait) {
+        // At most one SIGINT guard per call, made only when a poll is about to sleep (eval and
+        // final_replies hold one for the whole run): making one costs a pipe and two sigactions.
+        struct drop_t {
+            std::optional<sys::sigint_guard>& g;
+            ~drop_t() { g.reset(); }
+        } drop{wait_guard};
+        try {
+            return next_reply_unguarded(wait);
+        } catch (...) {
+            shutdown(false);
+            throw;
+        }
+    }
+
+    std::optional<reply> next_reply_unguarded(bool wait) {
+        if (!started) return std::nullopt;
+        for (;;) {
+            if (auto r = buffered_reply()) return r;
+            if (!anything_pending()) {
+                if (closing) finish_kids();
+                return std::nullopt;
+            }
+            if (total_held && std::none_of(kids.begin(), kids.end(), [&](auto& k) { return alive(*k); })) {
+                std::vector<std::size_t> tasks;
+                for (auto& k : kids)
+                    for (auto& h : k->held) tasks.push_back(h.index);
+                std::sort(tasks.begin(), tasks.end());
+                throw worker_died(last_death_pid, last_death.signal, last_death.code, tasks,
+                                  "every kid has died; " + std::to_string(tasks.size()) +
+                                      " request(s) unanswered: " + list(tasks));
+            }
+            if (!pump(wait) && !wait) {
+                if (auto r = buffered_reply()) return r;
+                return std::nullopt;
+            }
+        }
+    }
+
+    void close_input() {
+        if (!started) return;
+        closing = true;
+        for (auto& k : kids) k->input_closed = true;
+    }
+
+    void finish_kids() {
+        for (auto& k : kids) {
+            k->to.reset();
+            if (k->from && !k->eof) continue;  // still running; shutdown() handles it
+            k->from.reset();
+            if (k->proc.running()) {
+                auto st = k->proc.wait_for(opts.grace);
+                if (!st) k->proc.terminate(opts.grace);
+            }
+        }
+        kids.clear();
+        started = false;
+        closing = false;
+        stash.clear();
+        stash_bytes = 0;
+        next_index = next_deliver = 0;
+        total_held = total_held_bytes = 0;
+    }
+
+    void shutdown(bool graceful) noexcept {
+        try {
+            for (auto& k : kids) k->to.reset();  // EOF on their stdin asks them to exit
+            for (auto& k : kids) {
+                k->from.reset();
+                if (!k->proc.running()) continue;
+                if (graceful && k->proc.wait_for(opts.grace)) continue;
+                k->proc.terminate(opts.grace);
+            }
+        } catch (...) {
+        }
+        kids.clear();  // sys::child kills and reaps anything left
+        started = false;
+        closing = false;
+        stash.clear();
+        stash_bytes = 0;
+        next_index = next_deliver = 0;
+        total_held = total_held_bytes = 0;
+    }
+};
+
+proc_pool::proc_pool(kid_fn kid, frames::framing framing, const options& opts)
+    : impl_(std::make_unique<impl>(std::move(kid), framing, opts)) {
+    impl_->ensure_started();
+}
+
+namespace {
+kid_cmd checked(kid_cmd k) {
+    if (k.argv.empty() || k.argv[0].empty()) throw std::invalid_argument("proc_pool: empty command");
+    return k;
+}
+} // namespace
+
+proc_pool::proc_pool(kid_cmd kid, frames::framing framing, const options& opts)
+    : impl_(std::make_unique<impl>(checked(std::move(kid)), framing, opts)) {
+    impl_->ensure_started();
+}
+
+proc_pool::~proc_pool() = default;
+proc_pool::proc_pool(proc_pool&&) noexcept = default;
+proc_pool& proc_pool::operator=(proc_pool&&) noexcept = default;
+
+proc_pool::impl& proc_pool::live() const {
+    if (!impl_) throw std::logic_error("parafork::proc_pool: used after it was moved from");
+    return *impl_;
+}
+
+unsigned proc_pool::size() const { return live().jobs; }
+
+std::vector<pid_t> proc_pool::pids() const {
+    std::vector<pid_t> out;
+    for (auto& k : live().kids)
+        if (k->proc.running()) out.push_back(k->proc.pid());
+    return out;
+}
+
+std::size_t proc_pool::in_flight() const { return live().total_held; }
+std::size_t proc_pool::send(std::string_view request) { return live().send(request); }
+std::optional<reply> proc_pool::next_reply(bool wait) { return live().next_reply(wait); }
+void proc_pool::terminate() { live().shutdown(false); }
+void proc_pool::close_input() { live().close_input(); }
+
+void proc_pool::hold_sigint(bool on) {
+    if (on && !live().call_guard) live().call_guard.emplace();
+    if (!on) live().call_guard.reset();
+}
+
+void proc_pool::finish() {
+    close_input();
+    while (next_reply(true)) {
+    }
+    live().shutdown(true);
+}
+
+bool proc_pool::over_window() const {
+    // Replies stashed in ordered mode (waiting behind a slow one) count as in flight: else a
+    // slow first request would let the stash grow with the whole input.
+    return live().total_held + live().stash.size() >= window_requests * live().jobs ||
+           live().total_held_bytes + live().stash_bytes >= window_bytes * live().jobs;
+}
+
+void serve(int in, int out, frames::framing framing,
+           const std::function<void(std::string_view, std::string&)>& fn) {
+    frames::frame_reader reader(framing);
+    std::string batch, rep;
+    clock::time_point oldest{};  // when the oldest unsent reply was made
+    auto flush = [&] {
+        sys::write_all(out, batch);
+        batch.clear();
+    };
+    for (;;) {
+        while (auto req = reader.next()) {
+            rep.clear();
+            fn(*req, rep);
+            if (batch.empty()) oldest = clock::now();
+            framing.append(batch, rep);
+            // Batch fast replies into big writes, but never sit on a reply for long: slow
+            // requests behind it must not delay it (progress, timeouts, ordered output).
+            if (batch.size() >= (64u << 10) || clock::now() - oldest >= std::chrono::microseconds(500))
+                flush();
+        }
+        if (!batch.empty()) flush();  // before we block: the parent may be waiting for these
+        if (g_serve_spin.count() > 0) {
+            // A parent that sends the next request within the spin costs us no wake-up.
+            pollfd p{in, POLLIN, 0};
+            sys::poll_spin(&p, 1, -1, g_serve_spin);
+        }
+        long n = reader.fill(in);
+        if (n == 0) break;
+        if (n < 0) throw error("serve: input descriptor is non-blocking");
+    }
+    if (auto last = reader.finish()) {
+        rep.clear();
+        fn(*last, rep);
+        framing.append(batch, rep);
+        flush();
+    }
+}
+
+} // namespace parafork

@@ -1,0 +1,222 @@
+#include <parafork/exec/core/zygote.hpp>
+#include <parafork/error.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace parafork {
+namespace {
+
+constexpr std::size_t max_fds = 8;
+constexpr std::size_t max_payload = 64 * 1024;
+
+struct event {
+    char type;  // 'S' spawned, 'F' fork failed, 'E' exited
+    pid_t pid;
+    int code;
+    int signal;
+};
+
+// One datagram with descriptors (SOCK_SEQPACKET keeps message boundaries).
+void send_msg(int sock, const void* data, std::size_t len, std::span<const int> fds) {
+    if (sys::send_with_fds(sock, data, len, fds) < 0) sys::throw_errno("sendmsg");
+}
+
+std::size_t recv_msg(int sock, void* data, std::size_t len, std::vector<sys::unique_fd>& fds) {
+    return sys::recv_with_fds(sock, data, len, fds);
+}
+
+} // namespace
+
+zygote::zygote(std::string name) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) sys::throw_errno("socketpair");
+    sys::unique_fd ours(sv[0]), theirs(sv[1]);
+    sys::child_options co;
+    co.title = std::move(name);
+    pid_t pid = sys::fork_process(co);
+    if (pid == 0) {
+        ours.reset();
+        serve(theirs.release());
+    }
+    server_ = sys::child(pid);
+    sock_ = sys::private_fd(std::move(ours));
+}
+
+zygote::~zygote() {
+    sock_.reset();  // EOF: the server kills its workers and exits
+    if (!server_.wait_for(std::chrono::seconds(2))) server_.kill_and_reap();
+}
+
+pid_t zygote::spawn_raw(const std::string& payload, std::span<const int> fds) {
+    if (fds.size() > max_fds) throw std::invalid_argument("zygote: at most 8 descriptors per worker");
+    if (payload.size() > max_payload) throw std::invalid_argument("zygote: arguments over 64 KiB");
+    std::lock_guard lock(mutex_);
+    if (!sock_) throw error("zygote: the server is gone");
+    try {
+        send_msg(sock_.get(), payload.data(), payload.size(), fds);
+    } catch (const std::system_error& e) {
+        if (e.code().value() != EPIPE && e.code().value() != ECONNRESET) throw;
+        server_gone();
+    }
+    spawned_.clear();
+    while (spawned_.empty()) read_event(std::nullopt);
+    pid_t pid = spawned_.front();
+    if (pid < 0) sys::throw_errno("fork (in zygote)", -pid);
+    return pid;
+}
+
+bool zygote::read_event(std::optional<std::chrono::milliseconds> timeout) {
+    if (timeout) {
+        pollfd p{sock_.get(), POLLIN, 0};
+        int r = ::poll(&p, 1, static_cast<int>(timeout->count()));
+        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (r <= 0) return false;
+    }
+    event e{};
+    std::vector<sys::unique_fd> none;
+    std::size_t n = recv_msg(sock_.get(), &e, sizeof e, none);
+    if (n == 0) server_gone();
+    if (n != sizeof e) throw protocol_error("zygote: malformed event");
+    if (e.type == 'S') {
+        running_.insert(e.pid);
+        spawned_.push_back(e.pid);
+    } else if (e.type == 'F') {
+        spawned_.push_back(-e.code);
+    } else if (e.type == 'E') {
+        running_.erase(e.pid);
+        exited_[e.pid] = {sys::exit_status{e.code, e.signal}, exits_seen_++};
+        if (exited_.size() > max_unclaimed) {
+            auto oldest = exited_.begin();
+            for (auto it = exited_.begin(); it != exited_.end(); ++it)
+                if (it->second.second < oldest->second.second) oldest = it;
+            exited_.erase(oldest);
+        }
+    } else {
+        throw protocol_error("zygote: unknown event");
+    }
+    return true;
+}
+
+void zygote::server_gone() {
+    auto st = server_.wait();
+    sock_.reset();
+    throw worker_died(server_.pid(), st.signal, st.code, std::nullopt, "the zygote died");
+}
+
+sys::exit_status zygote::wait(pid_t worker) {
+    for (;;)
+        if (auto st = wait_for(worker, std::chrono::hours(24))) return *st;
+}
+
+std::optional<sys::exit_status> zygote::wait_for(pid_t worker, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        {
+            std::lock_guard lock(mutex_);
+            auto it = exited_.find(worker);
+            if (it != exited_.end()) {
+                auto st = it->second.first;
+                exited_.erase(it);
+                return st;
+            }
+            if (!running_.count(worker))
+                throw error("zygote: pid " + std::to_string(worker) +
+                            " is no running worker (never spawned here, already waited for, or its "
+                            "status was dropped as one of more than max_unclaimed)");
+            if (!sock_) throw error("zygote: the server is gone");
+            // Read in short slices so other threads get the lock between them.
+            read_event(std::chrono::milliseconds(10));
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    }
+}
+
+void zygote::signal(pid_t worker, int sig) const { ::kill(worker, sig); }
+
+void zygote::serve(int sock_fd) {
+    // Runs in the zygote process; never returns.
+    sys::private_fd sock(sys::unique_fd{sock_fd});  // workers forked from here close it
+    struct worker {
+        pid_t pid;
+        sys::unique_fd pidfd;
+    };
+    std::vector<worker> workers;
+    std::vector<pollfd> pfds;
+    std::string buf(max_payload, '\0');
+    int code = 0;
+    try {
+        for (;;) {
+            pfds.clear();
+            pfds.push_back({sock.get(), POLLIN, 0});
+            for (auto& w : workers) pfds.push_back({w.pidfd.get(), POLLIN, 0});
+            if (::poll(pfds.data(), pfds.size(), -1) < 0) {
+                if (errno == EINTR) continue;
+                sys::throw_errno("poll");
+            }
+            for (std::size_t i = 1; i < pfds.size(); ++i) {
+                if (!pfds[i].revents) continue;
+                worker& w = workers[i - 1];
+                auto st = sys::wait_pid(w.pid);
+                event e{'E', w.pid, st.code, st.signal};
+                send_msg(sock.get(), &e, sizeof e, {});
+                w.pid = -1;
+            }
+            std::erase_if(workers, [](const worker& w) { return w.pid < 0; });
+            if (!pfds[0].revents) continue;
+            std::vector<sys::unique_fd> fds;
+            std::size_t n = recv_msg(sock.get(), buf.data(), buf.size(), fds);
+            if (n == 0) break;  // the program closed us: stop
+            std::uintptr_t tramp = 0, fn = 0;
+            std::string_view msg(buf.data(), n);
+            wire::reader r(msg);
+            r(tramp, fn);
+            std::string_view args = msg.substr(msg.size() - r.remaining());
+            pid_t pid;
+            try {
+                pid = sys::fork_process();
+            } catch (const std::system_error& err) {
+                event e{'F', 0, err.code().value(), 0};
+                send_msg(sock.get(), &e, sizeof e, {});
+                continue;
+            }
+            if (pid == 0) {
+                int rc = 0;
+                try {
+                    std::vector<int> raw;
+                    for (auto& f : fds) raw.push_back(f.get());
+                    reinterpret_cast<tramp_t>(tramp)(fn, args, raw);
+                } catch (...) {
+                    rc = sys::report_child_exception();
+                }
+                sys::exit_child(rc);
+            }
+            auto pfd = sys::open_pidfd(pid);
+            if (!pfd) {
+                // Out of descriptors (or a kernel without pidfds): this spawn fails, the server
+                // and its other workers go on.
+                int err = errno;
+                ::kill(pid, SIGKILL);
+                sys::wait_pid(pid);
+                event e{'F', 0, err, 0};
+                send_msg(sock.get(), &e, sizeof e, {});
+                continue;
+            }
+            workers.push_back({pid, std::move(pfd)});
+            event e{'S', pid, 0, 0};
+            send_msg(sock.get(), &e, sizeof e, {});
+        }
+    } catch (...) {
+        code = sys::report_child_exception();
+    }
+    for (auto& w : workers) ::kill(w.pid, SIGKILL);
+    for (auto& w : workers) sys::wait_pid(w.pid);
+    sys::exit_child(code);
+}
+
+} // namespace parafork

@@ -1,0 +1,427 @@
+// The parent side of a pipeline: queues, forking, and watching every stage so that the first
+// failure stops them all.
+#include "plan.hpp"
+
+#include <parafork/error.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+#include <parafork/ipc/channel.hpp>
+#include <parafork/wire/codec.hpp>
+
+#include <cxxabi.h>
+#include <poll.h>
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <set>
+#include <thread>
+#include <unistd.h>
+
+namespace parafork::detail {
+namespace {
+
+struct kid_state {
+    sys::child proc;
+    sys::private_fd err;
+    std::string name;
+    std::size_t index = 0;
+    std::string report;
+    bool done = false;
+};
+
+// The exception being handled, its type named as the graph's messages name types.
+std::pair<std::string, std::string> describe_stage_exception() {
+    auto info = describe_current_exception();
+    if (auto* t = abi::__cxa_current_exception_type()) info.type = type_name(std::type_index(*t));
+    return {std::move(info.type), std::move(info.what)};
+}
+
+} // namespace
+
+struct runtime::impl : graph_plan {
+    std::vector<std::optional<channel>> chans;  // one per queue in use
+    std::vector<std::size_t> writers_left, readers_left, ends_owed;
+    sys::mapping stats_map;
+    std::vector<kid_state> kids;
+    sys::child watcher;
+
+    edge_reader out_reader;
+    bool out_ended = true;
+    record_cursor out_cur;
+    std::unique_ptr<reorder_buffer> out_reorder;
+    std::string out_ordered_msg;
+
+    std::exception_ptr failure;
+    bool started = false, finished = false, dropped = false;
+    // Ctrl-C is ours from the first wait on the graph until it is over.
+    std::optional<sys::sigint_guard> sigint;
+
+    // ---- running -----------------------------------------------------------------------
+
+    edge_stats* stats(int e) const {
+        return static_cast<edge_stats*>(stats_map.data()) + e;
+    }
+
+    [[noreturn]] void child_main(std::size_t i, sys::unique_fd err) {
+        int code = 0;
+        try {
+            auto& p = procs[i];
+            stage_context ctx;
+            ctx.name = p.leaf->name;
+            for (int e : p.ins) {
+                in_port in;
+                in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
+                in.stats = stats(e);
+                if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = std::make_unique<reorder_buffer>();
+                ctx.ins.push_back(std::move(in));
+            }
+            for (int e : p.outs) {
+                out_port o;
+                o.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
+                o.stats = stats(e);
+                auto& ed = edges[static_cast<std::size_t>(e)];
+                o.mode = ed.sequenced ? seq_mode::assign : ed.reorder ? seq_mode::carry : seq_mode::none;
+                ctx.has_carry = ctx.has_carry || o.mode == seq_mode::carry;
+                ctx.outs.push_back(std::move(o));
+            }
+            for (std::size_t x = 0; x < p.xcuts.size(); ++x) {
+                xcut_port xp;
+                xp.name = p.xcuts[x].name;
+                xp.type = p.xcuts[x].type;
+                int e = p.xcut_edges[x];
+                xp.port.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
+                xp.port.stats = stats(e);
+                ctx.xcuts.push_back(std::move(xp));
+            }
+            try {
+                p.leaf->run(ctx);
+            } catch (const downstream_gone&) {
+                // Nobody reads what we put any more: end quietly, as a shell filter does.
+            }
+            ctx.close_inputs();
+            ctx.finish();
+        } catch (...) {
+            auto [type, what] = describe_stage_exception();
+            try {
+                auto rec = wire::encode(std::make_pair(type, what));
+                sys::write_all(err.get(), rec.data(), rec.size());
+            } catch (...) {
+            }
+            code = 1;
+        }
+        sys::exit_child(code);
+    }
+
+    void fork_stage(std::size_t i) {
+        auto& p = procs[i];
+        auto errp = sys::make_pipe();
+        sys::child_options co;
+        co.title = opts.name + ":" + p.leaf->name;
+        pid_t pid = sys::fork_process(co);
+        if (pid == 0) {
+            errp.read.reset();
+            child_main(i, std::move(errp.write));
+        }
+        kid_state k;
+        k.proc = sys::child(pid);
+        sys::set_nonblocking(errp.read.get());
+        k.err = sys::private_fd(std::move(errp.read));
+        k.name = p.leaf->name;
+        k.index = i;
+        kids.push_back(std::move(k));
+    }
+
+    void start() {
+        plan();
+        chans.resize(edges.size());
+        writers_left.assign(edges.size(), 0);
+        readers_left.assign(edges.size(), 0);
+        ends_owed.assign(edges.size(), 0);
+        for (std::size_t e = 0; e < edges.size(); ++e) {
+            if (!used(e)) continue;
+            chans[e].emplace(edge_capacity);
+            writers_left[e] = edges[e].writers.size();
+            readers_left[e] = edges[e].readers.size();
+        }
+        stats_map = sys::mapping(-1, sizeof(edge_stats) * (edges.size() + 1));
+        for (std::size_t e = 0; e < edges.size(); ++e) new (stats(static_cast<int>(e))) edge_stats();
+        std::set<leaf_base*> initialized;
+        for (auto& p : procs)
+            if (initialized.insert(p.leaf.get()).second) p.leaf->initialize();
+        started = true;
+        try {
+            for (std::size_t i = 0; i < procs.size(); ++i) fork_stage(i);
+            if (opts.watch) watcher = sys::child(start_watcher(*this, stats(0)));
+        } catch (...) {
+            stop_all();
+            finished = true;
+            throw;
+        }
+        if (out_edge >= 0) {
+            out_reader = edge_reader(*chans[static_cast<std::size_t>(out_edge)]);
+            out_ended = false;
+            if (edges[static_cast<std::size_t>(out_edge)].reorder) out_reorder = std::make_unique<reorder_buffer>();
+        }
+    }
+
+    void close_output() {
+        out_reader.close();
+        out_ended = true;
+    }
+
+    // A writer exited cleanly: after the last one, each reader is owed an end marker.
+    void writer_done(int e) {
+        auto u = static_cast<std::size_t>(e);
+        if (writers_left[u] == 0 || --writers_left[u] != 0) return;
+        ends_owed[u] = edges[u].readers.size() + (edges[u].parent_reads ? 1 : 0);
+    }
+    // A reader exited cleanly: after the last one, writers may stop waiting for room.
+    void reader_done(int e) {
+        auto u = static_cast<std::size_t>(e);
+        if (readers_left[u] == 0 || --readers_left[u] != 0) return;
+        if (!edges[u].parent_reads) {
+            stats(e)->abandoned.store(1, std::memory_order_release);
+            if (u < chans.size() && chans[u]) channel_wake_senders(*chans[u]);
+        }
+    }
+    // Publishes owed end markers without ever blocking; true if some are still owed.
+    bool send_owed_ends() {
+        if (chans.empty()) return false;  // over: the queues are gone
+        bool left = false;
+        for (std::size_t e = 0; e < ends_owed.size(); ++e) {
+            while (ends_owed[e] > 0 && chans[e]->try_send_bytes(edge_end_marker)) --ends_owed[e];
+            left = left || ends_owed[e] > 0;
+        }
+        return left;
+    }
+
+    void stop_all() noexcept {
+        for (auto& k : kids)
+            if (!k.done) k.proc.signal(SIGTERM);
+        for (auto& k : kids) {
+            if (k.done) continue;
+            try {
+                k.proc.terminate(std::chrono::milliseconds(200));
+            } catch (...) {
+                k.proc.kill_and_reap();
+            }
+            k.done = true;
+            k.err.reset();
+        }
+        if (watcher.pid() > 0) watcher.kill_and_reap();
+        close_output();
+        chans.clear();
+        finished = true;
+        sigint.reset();
+    }
+
+    void fail(std::exception_ptr e) {
+        if (!failure) failure = e;
+        stop_all();
+    }
+
+    void on_kid_event(kid_state& k) {
+        if (k.done) return;  // stopped along with the others after an earlier failure
+        char buf[4096];
+        for (;;) {
+            long n = sys::read_some(k.err.get(), buf, sizeof buf);
+            if (n < 0) return;  // more later
+            if (n == 0) break;
+            k.report.append(buf, static_cast<std::size_t>(n));
+        }
+        auto st = k.proc.wait();
+        k.done = true;
+        k.err.reset();
+        if (failure) return;
+        std::string where = "stage " + k.name;
+        if (!k.report.empty()) {
+            std::string type = "unknown", what = k.report;
+            try {
+                std::tie(type, what) = wire::decode<std::pair<std::string, std::string>>(k.report);
+            } catch (const protocol_error&) {
+            }
+            fail(std::make_exception_ptr(
+                remote_error(type, where + ": " + what, k.proc.pid(), k.index)));
+        } else if (!st.ok()) {
+            fail(std::make_exception_ptr(worker_died(k.proc.pid(), st.signal, st.code, k.index, where)));
+        } else {
+            auto& p = procs[k.index];
+            for (int e : p.outs) writer_done(e);
+            for (int e : p.xcut_edges) writer_done(e);
+            for (int e : p.ins) reader_done(e);
+            send_owed_ends();
+        }
+    }
+
+    bool all_done() const {
+        for (auto& k : kids)
+            if (!k.done) return false;
+        return true;
+    }
+
+    // Handles whatever the stages reported: sleeps up to `timeout_ms` (-1: until something
+    // happens) for a stage to report or exit, for SIGINT, for room for an owed end marker, or
+    // (out_fd >= 0, armed by the caller) for data on the output queue.
+    void check_kids(int timeout_ms, int out_fd = -1) {
+        std::vector<pollfd> fds;
+        fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+        if (out_fd >= 0) fds.push_back({out_fd, POLLIN, 0});
+        std::size_t first_kid = fds.size();
+        std::vector<kid_state*> who;
+        for (auto& k : kids)
+            if (!k.done) {
+                fds.push_back({k.err.get(), POLLIN, 0});
+                who.push_back(&k);
+            }
+        // Queues that owe end markers but are full: sleep until their readers make room.
+        std::vector<std::size_t> armed;
+        if (send_owed_ends() && timeout_ms != 0) {
+            for (std::size_t e = 0; e < ends_owed.size(); ++e) {
+                if (ends_owed[e] == 0) continue;
+                int fd = channel_arm(*chans[e], edge_end_marker.size());
+                if (fd < 0) {
+                    timeout_ms = 0;  // room came meanwhile: retry at once
+                    continue;
+                }
+                armed.push_back(e);
+                fds.push_back({fd, POLLIN, 0});
+            }
+        }
+        int r = ::poll(fds.data(), fds.size(), timeout_ms);
+        int err = errno;
+        for (std::size_t e : armed) channel_disarm(*chans[e], edge_end_marker.size());
+        if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
+        if (sys::sigint_guard::pending()) {
+            sys::sigint_guard::clear();
+            fail(std::make_exception_ptr(interrupted()));
+            return;
+        }
+        for (std::size_t i = 0; i < who.size(); ++i)
+            if (fds[first_kid + i].revents) on_kid_event(*who[i]);
+        if (!armed.empty()) send_owed_ends();
+    }
+
+    void finish_up() {
+        if (watcher.pid() > 0) watcher.terminate(std::chrono::milliseconds(100));
+        close_output();
+        chans.clear();  // later forks of this process need not carry our queues
+        finished = true;
+        sigint.reset();
+    }
+
+    bool next_output(record_view& r) {
+        if (!sigint && !finished) sigint.emplace();
+        for (;;) {
+            if (!failure && sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                fail(std::make_exception_ptr(interrupted()));
+            }
+            if (failure) {
+                sigint.reset();
+                finished = true;
+                std::rethrow_exception(failure);
+            }
+            if (out_cur.next(r)) {
+                if (r.flags & rec_end) continue;
+                return true;
+            }
+            if (out_reorder) {
+                bool got = out_ended ? out_reorder->drain(out_ordered_msg) : out_reorder->pop(out_ordered_msg);
+                if (got) {
+                    out_cur = record_cursor(out_ordered_msg);
+                    continue;
+                }
+            }
+            if (!out_ended) {
+                std::string_view msg;
+                int got = out_reader.try_receive(msg);
+                if (got == 0) {
+                    // Nothing yet: look at the stages, then sleep until data comes or a stage
+                    // reports (its end, its death, or an owed end marker that now fits).
+                    check_kids(0);
+                    if (failure) continue;
+                    int fd = out_reader.arm();
+                    if (fd < 0) continue;  // data came meanwhile
+                    try {
+                        check_kids(-1, fd);
+                    } catch (...) {
+                        out_reader.disarm();
+                        throw;
+                    }
+                    out_reader.disarm();
+                    continue;
+                }
+                if (got > 0) {
+                    record_cursor c(msg);
+                    stats(out_edge)->received.fetch_add(c.count(), std::memory_order_relaxed);
+                    if (!out_reorder) {
+                        out_cur = c;
+                    } else {
+                        record_view x;
+                        while (c.next(x)) out_reorder->add(x);
+                    }
+                } else if (got < 0) {
+                    close_output();
+                }
+                continue;
+            }
+            if (finished) return false;
+            if (all_done()) {
+                finish_up();
+                return false;
+            }
+            check_kids(-1);
+        }
+    }
+};
+
+runtime::runtime(std::shared_ptr<node_spec> root, run_options opts) : p_(std::make_unique<impl>()) {
+    p_->root = std::move(root);
+    p_->opts = std::move(opts);
+}
+
+runtime::~runtime() {
+    if (p_->started && !p_->finished) p_->stop_all();
+}
+
+void runtime::start() {
+    if (p_->started) throw std::logic_error("parafork: pipeline already started");
+    p_->start();
+}
+
+bool runtime::next_output(record_view& r) {
+    if (!p_->started) throw std::logic_error("parafork: pipeline not started");
+    return p_->next_output(r);
+}
+
+void runtime::join() {
+    if (!p_->started) throw std::logic_error("parafork: pipeline not started");
+    record_view r;
+    while (p_->next_output(r)) {
+    }
+}
+
+void runtime::stop() noexcept {
+    if (p_->started && !p_->finished) p_->stop_all();
+}
+
+void runtime::output_dropped() noexcept { p_->dropped = true; }
+bool runtime::output_was_dropped() const noexcept { return p_->dropped; }
+
+bool runtime::started() const noexcept { return p_->started; }
+bool runtime::finished() const noexcept { return p_->finished; }
+
+std::vector<pid_t> runtime::pids() const {
+    std::vector<pid_t> v;
+    for (auto& k : p_->kids) v.push_back(k.proc.pid());
+    return v;
+}
+
+void runtime::print_layout(std::ostream& os, bool dot) const {
+    p_->plan();
+    p_->print_layout(os, dot);
+}
+
+} // namespace parafork::detail

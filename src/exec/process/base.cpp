@@ -1,0 +1,580 @@
+// The frontend of process<Actor>: writing tasks, reading answers and messages, and the
+// backend's life. Waits never block forever: every poll here watches the backend's pidfd beside
+// its socket, so a death wakes it even when a child the backend forked keeps the socket open.
+#include "state.hpp"
+
+#include <parafork/sys/signals.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <cerrno>
+#include <poll.h>
+#include <stdexcept>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace parafork {
+namespace detail {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr std::size_t batch_limit = 64 * 1024;      // a batch writes when this much is held
+constexpr std::size_t batch_hard_limit = 4 << 20;   // and waits for room beyond this
+// A call looks at the pidfd at most this often: a stream of calls stays free of system calls.
+constexpr auto alive_check_every = std::chrono::microseconds(20);
+
+// Runs pump() until done() holds, the backend is gone, or the timeout passes. A SIGINT while
+// waiting terminates the backend and throws interrupted.
+template <class Done>
+bool wait_until(process_state& st, Done done, std::optional<std::chrono::milliseconds> timeout) {
+    if (done()) return true;
+    if (!st.live()) return done();
+    if (timeout && timeout->count() <= 0) {
+        pump(st, 0, false);
+        return done();
+    }
+    auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    // Most waits (an ask's round trip) end within microseconds: the first look spins for
+    // options.spin (a sleeping CPU's wake-up would cost more than the answer) and then sleeps
+    // up to 1 ms, both without the SIGINT guard, sparing them its two sigaction calls. A Ctrl-C
+    // in that millisecond gets the program's own SIGINT disposition, as outside any call.
+    {
+        pump(st, 1, false, st.opts.spin);
+        if (done()) return true;
+        if (!st.live()) return done();
+        if (timeout && clock::now() >= deadline) return false;
+    }
+    sys::sigint_guard guard;
+    for (;;) {
+        int ms = -1;
+        if (timeout) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+        }
+        pump(st, ms, true);
+        if (done()) return true;
+        if (!st.live()) return done();
+        if (timeout && clock::now() >= deadline) return false;
+    }
+}
+
+// Waits as long as it takes: only where the caller asked for that (a call outside a batch, the
+// end of a batch, flush()). Timed waits write what they hold as room appears, within their time.
+void flush_all(process_state& st) {
+    if (!st.out_pending()) return;
+    if (try_flush(st)) return;
+    wait_until(st, [&] { return !st.out_pending(); }, std::nullopt);
+}
+
+// A frame whose arguments hold descriptors: they go first, over the socket (SCM_RIGHTS, one
+// byte of payload); the frame follows through the ring, and the backend, on reaching it, reads
+// the socket until its descriptors are there.
+void send_fds_ahead(process_state& st, const std::vector<int>& fds) {
+    const char mark = 'f';
+    while (st.live()) {
+        if (sys::send_with_fds(st.sock.get(), &mark, 1, fds, MSG_DONTWAIT) >= 0) return;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            read_ready(st);
+            return;
+        }
+        // No room (unlikely: only wake-up bytes travel this way): read meanwhile. Sleeps until
+        // room, a reply, or the backend's exit (pidfd: a grandchild may hold the socket open).
+        pollfd p[2] = {{st.sock.get(), POLLIN | POLLOUT, 0}, {st.pidfd.get(), POLLIN, 0}};
+        if (::poll(p, st.pidfd ? 2 : 1, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+        if (p[1].revents & POLLIN) check_alive(st);
+    }
+}
+
+void finish_frame(process_state& st, std::size_t start) {
+    proto::close_frame(st.out, start);
+    auto& fds = outgoing_fds();
+    if (fds.empty()) return;
+    if (fds.size() > proto::max_fds) {
+        st.out.resize(start);
+        fds.clear();
+        throw error("parafork: at most 16 descriptors per call");
+    }
+    st.out[start + proto::header + 1] = static_cast<char>(fds.size());
+    std::vector<int> sending;
+    sending.swap(fds);
+    send_fds_ahead(st, sending);
+}
+
+// After a task frame: written through, or held while a batch is open.
+void write_policy(process_state& st) {
+    if (st.batch_depth == 0) {
+        flush_all(st);
+    } else if (st.out.size() - st.out_off >= batch_limit) {
+        if (!try_flush(st) && st.out.size() - st.out_off >= batch_hard_limit) flush_all(st);
+    }
+}
+
+void handle_frame(process_state& st, std::string_view frame) {
+    wire::reader r(frame);
+    char kind;
+    r.read_bytes(&kind, 1);
+    switch (kind) {
+        case proto::reply:
+        case proto::ask_error: {
+            std::uint64_t task;
+            r.read_bytes(&task, sizeof task);
+            if (st.pending.empty() || st.pending.front().first != task)
+                wire::reader::fail("an answer for a task that was not asked");
+            auto slot = std::move(st.pending.front().second);
+            st.pending.pop_front();
+            if (kind == proto::reply) {
+                slot->bytes.assign(r.take(r.remaining()));
+                slot->st = reply_slot::state::value;
+            } else {
+                std::string type, what;
+                r(type, what);
+                slot->error = std::make_exception_ptr(remote_error(type, what, st.pid, task));
+                slot->st = reply_slot::state::failed;
+            }
+            return;
+        }
+        case proto::call_error: {
+            std::uint64_t task;
+            std::string type, what;
+            r(task, type, what);
+            std::optional<std::size_t> t;
+            if (task != proto::no_task) t = task;
+            st.inbox.push_back({{}, std::make_exception_ptr(remote_error(type, what, st.pid, t))});
+            return;
+        }
+        case proto::wake: return;  // ring space: the next try_flush uses it
+        case proto::msg: {
+            std::uint64_t tag;
+            r.read_bytes(&tag, sizeof tag);
+            st.inbox.push_back({message(tag, std::string(r.take(r.remaining()))), nullptr});
+            return;
+        }
+        default: wire::reader::fail("unknown frame kind from a backend");
+    }
+}
+
+} // namespace
+
+process_state::~process_state() {
+    // Whatever the frontend did, the backend is reaped (sys::child's destructor kills it
+    // if still running) and its socket closed.
+}
+
+namespace {
+
+// Copies what fits of the held bytes into the ring; returns the count copied.
+std::size_t ring_write(process_state& st) {
+    auto* h = ring_head(st.ring);
+    std::uint64_t tail = h->tail.load(std::memory_order_relaxed);  // ours alone
+    std::uint64_t head = h->head.load(std::memory_order_acquire);
+    std::size_t space = ring_capacity - static_cast<std::size_t>(tail - head);
+    std::size_t k = std::min(space, st.out.size() - st.out_off);
+    if (k == 0) return 0;
+    std::size_t pos = static_cast<std::size_t>(tail % ring_capacity);
+    std::size_t first = std::min(k, ring_capacity - pos);
+    const char* src = st.out.data() + st.out_off;
+    std::memcpy(ring_data(st.ring) + pos, src, first);
+    std::memcpy(ring_data(st.ring), src + first, k - first);
+    h->tail.store(tail + k, std::memory_order_release);
+    st.out_off += k;
+    return k;
+}
+
+// After moving tail: a sleeping backend gets one wake-up byte.
+void wake_backend(process_state& st) {
+    auto* h = ring_head(st.ring);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!h->backend_sleeping.load(std::memory_order_relaxed)) return;
+    if (h->backend_sleeping.exchange(0) == 0) return;
+    char c = proto::wake;
+    for (;;) {
+        ssize_t n = ::send(st.sock.get(), &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return;
+        if (errno == EINTR) continue;
+        // Full of wake-ups already: the backend will wake anyway.
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EPIPE || errno == ECONNRESET) {
+            read_ready(st);  // reads what it left, then sees the end
+            return;
+        }
+        sys::throw_errno("send");
+    }
+}
+
+} // namespace
+
+bool try_flush(process_state& st) {
+    if (st.out_pending() && st.live()) {
+        if (ring_write(st)) wake_backend(st);
+        if (st.out_pending() && st.live()) {
+            // Full: ask the backend for a wake-up when it frees space, then look once more.
+            auto* h = ring_head(st.ring);
+            h->frontend_waiting.store(1, std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (ring_write(st)) wake_backend(st);
+            if (st.out_pending() && st.live()) return false;
+        }
+    }
+    st.out.clear();
+    st.out_off = 0;
+    return true;
+}
+
+void read_ready(process_state& st) {
+    if (!st.live()) return;
+    long n = st.in.fill(st.sock.get());
+    if (n == 0) {
+        on_backend_end(st, false);
+        return;
+    }
+    while (auto f = st.in.next()) handle_frame(st, *f);
+}
+
+short wanted_events(const process_state&) noexcept {
+    // Room in the ring is announced by a 'w' frame: only ever POLLIN.
+    return POLLIN;
+}
+
+void handle_events(process_state& st, short sock_revents, short pidfd_revents) {
+    if (!st.live()) return;
+    if (sock_revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
+    if (pidfd_revents & (POLLIN | POLLHUP | POLLERR)) on_backend_exit(st);
+    if (st.live() && st.out_pending()) try_flush(st);
+}
+
+void on_backend_exit(process_state& st) {
+    // What it wrote before exiting is still in the socket: read it (bounded, in case a child
+    // of the backend that holds the socket keeps writing), then reap.
+    for (int i = 0; i < 1024 && st.live(); ++i) {
+        pollfd p{st.sock.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) break;
+        read_ready(st);
+    }
+    on_backend_end(st, false);
+}
+
+void check_alive(process_state& st) {
+    if (!st.live() || !st.pidfd) return;
+    pollfd p{st.pidfd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) on_backend_exit(st);
+}
+
+void pump(process_state& st, int timeout_ms, bool with_sigint, std::chrono::microseconds spin) {
+    if (!st.live()) return;
+    if (st.out_pending()) try_flush(st);
+    if (!st.live()) return;
+    pollfd p[3] = {{st.sock.get(), wanted_events(st), 0},
+                   {st.pidfd.get(), POLLIN, 0},  // -1 (ignored by poll) without pidfds
+                   {sys::sigint_guard::fd(), POLLIN, 0}};
+    // Waiting for ring space relies on the backend's 'w'; a bounded sleep is the safety net.
+    if (st.out_pending() && (timeout_ms < 0 || timeout_ms > 50)) timeout_ms = 50;
+    int n = sys::poll_spin(p, with_sigint ? 3 : 2, timeout_ms, spin);
+    if (n < 0) {
+        if (errno == EINTR) return;
+        sys::throw_errno("poll");
+    }
+    if (with_sigint && sys::sigint_guard::pending()) {
+        // Ctrl-C is the parent's: stop the backend, then tell the caller.
+        on_backend_end(st, true);
+        sys::sigint_guard::check();
+    }
+    if (n > 0) handle_events(st, p[0].revents, p[1].revents);
+}
+
+void on_backend_end(process_state& st, bool by_terminate) {
+    if (!st.live()) return;
+    st.sock.reset();
+    st.pidfd.reset();
+    if (by_terminate) {
+        st.terminated = true;
+        st.status = st.kid.terminate(st.opts.grace);
+    } else {
+        // EOF (the backend closed its end, which it does only by exiting) or its pidfd.
+        st.status = st.kid.wait_for(std::max(st.opts.grace, std::chrono::milliseconds(1000)));
+        if (!st.status) st.status = st.kid.terminate(st.opts.grace);
+    }
+    st.ph = process_state::phase::finished;
+    st.ring.reset();
+    st.out.clear();
+    st.out_off = 0;
+    const auto& s = *st.status;
+    std::string why = "process '" + st.opts.name + "' " +
+                      (by_terminate ? "was terminated" : "ended") + " before answering";
+    for (auto& [task, slot] : st.pending) {
+        slot->error = std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why));
+        slot->st = reply_slot::state::failed;
+    }
+    st.pending.clear();
+}
+
+void throw_died(process_state& st, std::optional<std::uint64_t> task) {
+    st.reported = true;
+    const auto& s = *st.status;
+    throw worker_died(st.pid, s.signal, s.code, task, "process '" + st.opts.name + "' has ended");
+}
+
+bool wait_reply(process_state& st, const reply_slot& slot,
+                std::optional<std::chrono::milliseconds> timeout) {
+    auto done = [&] { return slot.st != reply_slot::state::pending; };
+    if (done()) return true;
+    // No flush first: wait_until writes held calls as room appears, within the timeout.
+    return wait_until(st, done, timeout);
+}
+
+void note_reported(process_state& st) noexcept { st.reported = true; }
+
+} // namespace detail
+
+using detail::process_state;
+namespace proto = detail::proto;
+
+void message::wrong_type(const char* wanted) {
+    throw protocol_error("parafork: the next message is not a " + detail::demangle(wanted) +
+                         " (it was emitted as another type)");
+}
+
+process_base::process_base(options o) : st_(std::make_shared<process_state>(std::move(o))) {}
+process_base::process_base(process_base&&) noexcept = default;
+process_base& process_base::operator=(process_base&& o) noexcept {
+    if (this != &o) {
+        shutdown();
+        st_ = std::move(o.st_);
+    }
+    return *this;
+}
+
+process_base::~process_base() { shutdown(); }
+
+void process_base::shutdown() noexcept {
+    if (!st_ || !st_->live()) return;
+    auto& st = *st_;
+    try {
+        // Bounded: the stop is written as room appears while we wait, never more than grace.
+        if (st.ph == process_state::phase::running) queue_stop();
+        detail::wait_until(st, [&] { return !st.live(); }, st.opts.grace);
+    } catch (...) {
+    }
+    try {
+        if (st.live()) detail::on_backend_end(st, true);
+    } catch (...) {
+        // sys::child's destructor still kills and reaps it.
+    }
+}
+
+process_state& process_base::live_state() const {
+    if (!st_) throw std::logic_error("parafork::process: used after it was moved from");
+    return *st_;
+}
+
+const std::string& process_base::name() const { return live_state().opts.name; }
+pid_t process_base::pid() const { return live_state().pid; }
+bool process_base::started() const { return live_state().ph != process_state::phase::idle; }
+bool process_base::running() const { return live_state().live(); }
+int process_base::fd() const { return live_state().live() ? st_->sock.get() : -1; }
+std::optional<sys::exit_status> process_base::exit_status() const { return live_state().status; }
+std::size_t process_base::pending_asks() const { return live_state().pending.size(); }
+
+void process_base::start_backend(const detail::backend_hooks& hooks) {
+    auto& st = live_state();
+    if (st.ph != process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' was already started");
+    auto pair = sys::make_socketpair();
+    st.ring = sys::mapping(-1, detail::ring_map_size);
+    new (st.ring.data()) detail::ring_header{};
+    // Registered before the fork: this backend and every later child close it at once.
+    st.sock = sys::private_fd(std::move(pair.read));
+    sys::child_options co;
+    co.title = st.opts.name;
+    pid_t pid = sys::fork_process(co);
+    if (pid == 0) detail::run_backend(pair.write.get(), st.ring.data(), hooks, st.opts);
+    pair.write.reset();
+    // Children forked later need not inherit this backend's ring.
+    ::madvise(st.ring.data(), st.ring.size(), MADV_DONTFORK);
+    st.kid = sys::child(pid);
+    st.pid = pid;
+    // Where pidfds are missing (before Linux 5.3), EOF on the socket is the only sign of death.
+    if (auto pfd = sys::open_pidfd(pid)) st.pidfd = sys::private_fd(std::move(pfd));
+    // Every read follows a poll; a read that finds nothing must not sleep.
+    sys::set_nonblocking(st.sock.get());
+    st.ph = process_state::phase::running;
+}
+
+std::string& process_base::begin_task(bool ask, detail::trampoline t, std::size_t& frame_start) {
+    auto& st = live_state();
+    if (st.ph == process_state::phase::running) {
+        // A backend that died while busy (no wake-up to send, no reply awaited) would go
+        // unnoticed until the next wait: a cheap look at its pidfd makes this call throw.
+        auto now = detail::clock::now();
+        if (now - st.alive_checked >= detail::alive_check_every) {
+            st.alive_checked = now;
+            detail::check_alive(st);
+        }
+    }
+    switch (st.ph) {
+        case process_state::phase::idle:
+            throw error("parafork: process '" + st.opts.name + "' is not started");
+        case process_state::phase::stopping:
+            throw error("parafork: process '" + st.opts.name + "' is stopping; no more calls");
+        case process_state::phase::finished:
+            if (st.died()) detail::throw_died(st, st.next_task);
+            throw error("parafork: process '" + st.opts.name + "' has ended; no more calls");
+        case process_state::phase::running: break;
+    }
+    if (!st.out_pending()) {
+        st.out.clear();
+        st.out_off = 0;
+    }
+    detail::outgoing_fds().clear();
+    frame_start = proto::open_frame(st.out, ask ? proto::ask : proto::call);
+    st.out.push_back('\0');  // descriptors riding with the frame, patched in finish_frame
+    proto::put_u64(st.out, reinterpret_cast<std::uint64_t>(t));
+    return st.out;
+}
+
+void process_base::abort_task(std::size_t frame_start) noexcept {
+    st_->out.resize(frame_start);
+    detail::outgoing_fds().clear();
+}
+
+void process_base::end_call(std::size_t frame_start) {
+    auto& st = live_state();
+    detail::finish_frame(st, frame_start);
+    ++st.next_task;
+    detail::write_policy(st);
+    if (st.ph == process_state::phase::finished && st.died()) detail::throw_died(st, st.next_task - 1);
+}
+
+std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_start) {
+    auto& st = live_state();
+    detail::finish_frame(st, frame_start);
+    auto slot = std::make_shared<detail::reply_slot>();
+    st.pending.emplace_back(st.next_task++, slot);
+    // Written now unless batching: the caller will wait for it soon, and a deep pipeline of
+    // asks is the point of futures.
+    detail::write_policy(st);
+    return slot;
+}
+
+void process_base::stop() {
+    auto& st = live_state();
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.ph != process_state::phase::running) return;
+    // Never waits: what does not fit in the ring now is written by the next wait (join,
+    // receive, a future, a selector) or by the destructor.
+    queue_stop();
+}
+
+void process_base::queue_stop() {
+    auto& st = live_state();
+    if (!st.out_pending()) {
+        st.out.clear();
+        st.out_off = 0;
+    }
+    proto::close_frame(st.out, proto::open_frame(st.out, proto::stop));
+    st.ph = process_state::phase::stopping;
+    detail::try_flush(st);
+}
+
+sys::exit_status process_base::join() {
+    auto& st = live_state();
+    stop();
+    detail::wait_until(st, [&] { return !st.live(); }, std::nullopt);
+    if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+    return *st.status;
+}
+
+sys::exit_status process_base::terminate() {
+    auto& st = live_state();
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.live()) detail::on_backend_end(st, true);
+    return *st.status;
+}
+
+process_base::batch_guard::batch_guard(process_base& p) : st_(p.st_) { ++p.live_state().batch_depth; }
+process_base::batch_guard::~batch_guard() {
+    if (--st_->batch_depth == 0) {
+        try {
+            detail::flush_all(*st_);
+        } catch (...) {
+            // A backend that died is reported by the next call, ask or receive.
+        }
+    }
+}
+
+void process_base::flush() { detail::flush_all(live_state()); }
+
+bool process_base::has_message() {
+    auto& st = live_state();
+    if (st.inbox.empty() && st.live()) detail::pump(st, 0, false);
+    return !st.inbox.empty();
+}
+
+namespace {
+
+[[noreturn]] void no_message_left(process_state& st) {
+    if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+    throw error("parafork: process '" + st.opts.name + "' has ended; no message is left");
+}
+
+} // namespace
+
+message* process_base::next_message(wait_mode mode, std::chrono::milliseconds timeout) {
+    auto& st = live_state();
+    if (st.ph == process_state::phase::idle)
+        throw error("parafork: process '" + st.opts.name + "' is not started");
+    if (st.inbox.empty()) {
+        if (mode == wait_mode::poll) {
+            if (st.live()) detail::pump(st, 0, false);
+        } else {
+            std::optional<std::chrono::milliseconds> limit;
+            if (mode == wait_mode::timed) limit = timeout;
+            detail::wait_until(st, [&] { return !st.inbox.empty(); }, limit);
+        }
+    }
+    if (st.inbox.empty()) {
+        if (st.live()) return nullptr;
+        if (mode == wait_mode::poll) {
+            if (st.died() && !st.reported) detail::throw_died(st, std::nullopt);
+            return nullptr;
+        }
+        no_message_left(st);
+    }
+    auto& front = st.inbox.front();
+    if (front.error) {
+        auto e = std::move(front.error);
+        st.inbox.pop_front();
+        std::rethrow_exception(e);
+    }
+    return &front.msg;
+}
+
+void process_base::drop_message() noexcept { st_->inbox.pop_front(); }
+
+message process_base::receive_message() {
+    message m = std::move(*next_message(wait_mode::block, {}));
+    drop_message();
+    return m;
+}
+
+std::optional<message> process_base::try_receive_message() {
+    message* m = next_message(wait_mode::poll, {});
+    if (!m) return std::nullopt;
+    message out = std::move(*m);
+    drop_message();
+    return out;
+}
+
+std::optional<message> process_base::receive_message_for(std::chrono::milliseconds timeout) {
+    message* m = next_message(wait_mode::timed, timeout);
+    if (!m) return std::nullopt;
+    message out = std::move(*m);
+    drop_message();
+    return out;
+}
+
+} // namespace parafork

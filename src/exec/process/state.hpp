@@ -1,0 +1,138 @@
+#pragma once
+// Internals of process<Actor> shared by the frontend (process_base.cpp), the backend
+// (process_backend.cpp) and the selector: the wire protocol and the frontend's state.
+//
+// Frontend -> backend frames go through a ring in shared memory (made before the fork), so a
+// call costs a copy, not a system call, while the backend is busy; the socket then carries
+// only wake-up bytes (when the backend sleeps) and descriptors (SCM_RIGHTS, sent before the
+// frame that uses them). Backend -> frontend frames go over the socket. EOF / POLLHUP on the
+// socket is how either side learns the other is gone; the frontend also watches a pidfd of the
+// backend, since a child the backend forked may still hold the backend's end of the socket.
+//
+// Every frame is frames::len_prefix (8-byte length, then the payload); a payload starts with a
+// kind byte. Tasks (calls and asks) are numbered by both sides in send order, so no frame
+// carries its number downwards; answers carry it back for checking.
+//   frontend -> backend   'c' nfds trampoline member-bytes args a call
+//                         'a' nfds trampoline member-bytes args an ask
+//                         's'                                   leave the loop
+// (nfds: a byte, the descriptors sent with the frame's first bytes for passed_fd arguments)
+//   backend -> frontend   'r' task result                       an ask's answer
+//                         'e' task type what                    an ask that threw
+//                         'E' task type what                    a call (or pre/post_run) that threw
+//                         'm' tag bytes                         emit(value)
+//                         'w'                                   ring space freed (a wake-up)
+
+#include <parafork/exec/process/detail/base.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/wire/frames.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace parafork::detail {
+
+namespace proto {
+constexpr char call = 'c', ask = 'a', stop = 's';
+constexpr char reply = 'r', ask_error = 'e', call_error = 'E', msg = 'm', wake = 'w';
+constexpr std::uint64_t no_task = ~std::uint64_t{0};
+constexpr std::size_t header = 8;
+constexpr std::size_t max_fds = 16;  // descriptors per task frame
+
+inline std::size_t open_frame(std::string& out, char kind) {
+    std::size_t start = out.size();
+    out.append(header, '\0');
+    out.push_back(kind);
+    return start;
+}
+inline void close_frame(std::string& out, std::size_t start) {
+    std::uint64_t n = out.size() - start - header;
+    std::memcpy(out.data() + start, &n, header);
+}
+inline void put_u64(std::string& out, std::uint64_t v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+} // namespace proto
+
+// The frontend -> backend byte stream. tail and head only grow; each side writes one of them.
+// A side about to sleep raises its flag, then re-checks the ring (with a full fence between,
+// as the other side has between moving its counter and reading the flag): one of the two always
+// sees the other, so no wake-up is lost.
+struct ring_header {
+    alignas(64) std::atomic<std::uint64_t> tail{0};
+    alignas(64) std::atomic<std::uint64_t> head{0};
+    alignas(64) std::atomic<std::uint32_t> backend_sleeping{0};
+    alignas(64) std::atomic<std::uint32_t> frontend_waiting{0};
+};
+constexpr std::size_t ring_capacity = 256 * 1024;
+constexpr std::size_t ring_map_size = sizeof(ring_header) + ring_capacity;
+inline ring_header* ring_head(const sys::mapping& m) noexcept { return static_cast<ring_header*>(m.data()); }
+inline char* ring_data(const sys::mapping& m) noexcept {
+    return static_cast<char*>(m.data()) + sizeof(ring_header);
+}
+
+struct inbox_item {
+    message msg;
+    std::exception_ptr error;  // set: a call that threw in the backend
+};
+
+struct process_state {
+    enum class phase : std::uint8_t { idle, running, stopping, finished };
+
+    explicit process_state(options o) : opts(std::move(o)) {}
+    ~process_state();
+
+    options opts;
+    phase ph = phase::idle;
+    sys::private_fd sock;           // frontend's end (non-blocking)
+    sys::private_fd pidfd;          // the backend's pidfd (readable once it exited); may be empty
+    sys::mapping ring;              // ring_header + ring_capacity bytes, shared with the backend
+    sys::child kid;
+    pid_t pid = -1;
+    frames::frame_reader in{frames::len_prefix, 4096};
+    std::string out;                // frames not yet written
+    std::size_t out_off = 0;        // bytes of `out` already written
+    std::uint64_t next_task = 0;
+    std::deque<std::pair<std::uint64_t, std::shared_ptr<reply_slot>>> pending;
+    std::deque<inbox_item> inbox;
+    int batch_depth = 0;
+    std::optional<sys::exit_status> status;
+    bool terminated = false;        // ended by terminate(): not a surprise
+    bool reported = false;          // the user has seen an error about its end
+    std::chrono::steady_clock::time_point alive_checked{};  // the last look at pidfd by a call
+
+    bool out_pending() const noexcept { return out_off < out.size(); }
+    bool died() const noexcept { return status && !status->ok() && !terminated; }
+    bool live() const noexcept { return ph == phase::running || ph == phase::stopping; }
+};
+
+// Writes what it can without blocking; false if bytes remain (socket full).
+bool try_flush(process_state& st);
+// Reads once from the socket and handles every whole frame; handles EOF.
+void read_ready(process_state& st);
+// One poll of the socket and pidfd (and the SIGINT fd when a guard is alive) for up to
+// timeout_ms, spinning first for up to `spin` (sys::poll_spin).
+void pump(process_state& st, int timeout_ms, bool with_sigint,
+          std::chrono::microseconds spin = std::chrono::microseconds(0));
+// The backend's socket reached EOF (or terminate): reap, fail what is pending.
+void on_backend_end(process_state& st, bool by_terminate);
+// What to poll for on the socket, and what to do with the results for the socket and the
+// pidfd (the selector's hooks).
+short wanted_events(const process_state& st) noexcept;
+void handle_events(process_state& st, short sock_revents, short pidfd_revents);
+// The pidfd became readable: reads what the backend wrote before it exited, then ends it.
+void on_backend_exit(process_state& st);
+// A look at the pidfd that never blocks (a call's liveness check): ends a backend that exited.
+void check_alive(process_state& st);
+[[noreturn]] void throw_died(process_state& st, std::optional<std::uint64_t> task);
+
+// The backend: runs the actor's loop on `sock`; never returns.
+[[noreturn]] void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts);
+
+} // namespace parafork::detail

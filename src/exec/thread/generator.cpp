@@ -1,0 +1,239 @@
+#include <parafork/exec/thread/generator.hpp>
+
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <chrono>
+#include <poll.h>
+#include <tuple>
+
+namespace parafork::detail {
+
+// Messages on the channel, by their first byte: 'v' a value, 'e' the end (then the extract
+// value), 'x' an exception (then its type name and message).
+struct generator_base::state {
+    producer_body body;
+    merge_body merge;
+    std::size_t read_ahead = 0;
+
+    std::optional<channel> ch;
+    sys::child child;
+    std::deque<std::string> pending;  // values read ahead by join/try_join, not yet taken
+    bool ended = false;               // the end, the exception or the death was seen
+    std::exception_ptr err;           // the producer's exception or death, at the stream's end
+    bool err_thrown = false;          // next() already threw it (join then does not)
+    bool died = false;
+    std::string extracted;
+    bool joined = false;
+    std::optional<sys::exit_status> status;
+    sys::unique_fd pidfd;  // the producer's, opened at the first wait that sleeps
+};
+
+namespace {
+
+[[noreturn]] void run_producer(producer_body& body, channel& ch) noexcept {
+    try {
+        std::string x = body(ch);
+        x.insert(x.begin(), 'e');
+        ch.send_bytes(x);
+    } catch (...) {
+        auto info = describe_current_exception();
+        try {
+            std::string msg = "x" + wire::encode(std::make_pair(info.type, info.what));
+            ch.send_bytes(msg);
+        } catch (...) {
+            sys::exit_child(1);
+        }
+    }
+    sys::exit_child(0);
+}
+
+// Handles one message; false for anything that is not a value (the value stays in `msg`).
+bool take(generator_base::state& s, std::string& msg, pid_t pid) {
+    if (msg.empty()) throw protocol_error("parafork: empty generator message");
+    switch (msg[0]) {
+    case 'v': return true;
+    case 'e':
+        s.ended = true;
+        s.extracted.assign(msg, 1);
+        return false;
+    case 'x': {
+        auto [type, what] = wire::decode<std::pair<std::string, std::string>>(std::string_view(msg).substr(1));
+        s.ended = true;
+        s.err = std::make_exception_ptr(remote_error(std::move(type), std::move(what), pid));
+        return false;
+    }
+    default: throw protocol_error("parafork: bad generator message");
+    }
+}
+
+} // namespace
+
+generator_base::generator_base() noexcept = default;
+generator_base::generator_base(generator_base&&) noexcept = default;
+generator_base& generator_base::operator=(generator_base&&) noexcept = default;
+generator_base::~generator_base() = default;
+
+generator_base::generator_base(producer_body body, merge_body merge, std::size_t read_ahead)
+    : st_(std::make_unique<state>()) {
+    st_->body = std::move(body);
+    st_->merge = std::move(merge);
+    st_->read_ahead = read_ahead;
+}
+
+void generator_base::start() {
+    if (!st_) throw error("parafork::generator: empty generator");
+    if (st_->child.pid() > 0) throw error("parafork::generator: already started");
+    st_->ch.emplace(st_->read_ahead);
+    pid_t pid = sys::fork_process();
+    if (pid == 0) run_producer(st_->body, *st_->ch);
+    st_->child = sys::child(pid);
+}
+
+bool generator_base::started() const noexcept { return st_ && st_->child.pid() > 0; }
+bool generator_base::joined() const noexcept { return st_ && st_->joined; }
+pid_t generator_base::pid() const noexcept { return st_ ? st_->child.pid() : -1; }
+
+bool generator_base::done() const noexcept {
+    return st_ && st_->ended && st_->pending.empty() && (!st_->err || st_->err_thrown);
+}
+
+int generator_base::exit_status() const {
+    if (!st_ || !st_->status) throw error("parafork::generator: not joined");
+    return st_->status->as_int();
+}
+
+bool generator_base::is_alive() {
+    if (!started() || st_->status) return false;
+    if (auto st = st_->child.try_wait()) {
+        st_->status = st;
+        return false;
+    }
+    return true;
+}
+
+namespace {
+
+// Reads the next message into `msg`: true for a value. Sets s.ended on the end, an exception
+// or the producer's death. With block, waits (for the producer, or its death); without, false
+// when nothing is ready.
+// A message if one is ready. A closed channel (every end gone) is no message: the producer's
+// exit status says what happened.
+bool poll_message(channel& ch, std::string& msg) {
+    try {
+        return ch.try_receive_bytes(msg);
+    } catch (const channel_closed&) {
+        return false;
+    }
+}
+
+bool pump(generator_base::state& s, std::string& msg, bool block) {
+    pid_t pid = s.child.pid();
+    channel& ch = *s.ch;
+    if (poll_message(ch, msg)) return take(s, msg, pid);
+    std::optional<sys::sigint_guard> guard;  // only once we really wait
+    for (;;) {
+        if (block) {
+            if (!guard) guard.emplace();
+            if (!s.pidfd && !s.status) s.pidfd = sys::open_pidfd(pid);
+            // Sleep until a value comes (the channel's eventfd), the producer exits (its pidfd)
+            // or Ctrl-C: no time slices. Without a pidfd, look at the producer now and then.
+            int data_fd = detail::channel_arm(ch, 0);
+            if (data_fd >= 0) {
+                pollfd fds[3] = {{data_fd, POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0},
+                                 {s.pidfd.get(), POLLIN, 0}};
+                int r = ::poll(fds, s.pidfd ? 3 : 2, s.pidfd ? -1 : 50);
+                int err = errno;
+                detail::channel_disarm(ch, 0);
+                if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
+            }
+            if (poll_message(ch, msg)) return take(s, msg, pid);
+            if (sys::sigint_guard::pending()) {
+                sys::sigint_guard::clear();
+                s.status = s.child.terminate();
+                s.ended = s.died = true;
+                s.err = std::make_exception_ptr(interrupted());
+                throw interrupted();
+            }
+        }
+        // Nothing came: is the producer still there?
+        if (!s.status) s.status = s.child.try_wait();
+        if (s.status) {
+            // It wrote everything before it exited: what is in the ring is all there is.
+            if (poll_message(ch, msg)) return take(s, msg, pid);
+            s.ended = s.died = true;
+            s.err = std::make_exception_ptr(worker_died(pid, s.status->signal, s.status->code, std::nullopt,
+                                                        "generator producer ended without finishing"));
+            return false;
+        }
+        if (!block) return false;
+    }
+}
+
+} // namespace
+
+bool generator_base::next_raw(std::string& out, bool block) {
+    if (!started()) throw error("parafork::generator: not started");
+    auto& s = *st_;
+    for (;;) {
+        if (!s.pending.empty()) {
+            out = std::move(s.pending.front());
+            s.pending.pop_front();
+            return true;
+        }
+        if (s.ended) {
+            if (s.err && !s.err_thrown) {
+                s.err_thrown = true;
+                std::rethrow_exception(s.err);
+            }
+            return false;
+        }
+        if (pump(s, out, block)) return true;
+        if (!block && !s.ended) return false;
+    }
+}
+
+namespace {
+
+void finish_join(generator_base::state& s) {
+    if (!s.status) s.status = s.child.wait();
+    s.joined = true;
+    s.ch.reset();
+    if (!s.err && s.merge) s.merge(s.extracted);  // user code: its exception goes to the caller
+}
+
+} // namespace
+
+void generator_base::join() {
+    if (!started()) throw error("parafork::generator: not started");
+    auto& s = *st_;
+    if (!s.joined) {
+        // Values nobody took yet are kept for next(); the producer must be able to finish.
+        std::string msg;
+        while (!s.ended)
+            if (pump(s, msg, true)) s.pending.push_back(std::move(msg));
+        finish_join(s);
+    }
+    // A death is join's to report too. A producer's exception is next()'s to throw at its
+    // item; one the consumer never reached is join's as well, as a thread's join reports it.
+    if (s.err && (s.died || !s.err_thrown)) std::rethrow_exception(s.err);
+}
+
+bool generator_base::try_join() {
+    if (!started()) throw error("parafork::generator: not started");
+    auto& s = *st_;
+    if (!s.joined) {
+        std::string msg;
+        while (!s.ended) {
+            if (pump(s, msg, false)) s.pending.push_back(std::move(msg));
+            else if (!s.ended) return false;
+        }
+        if (!s.status) s.status = s.child.try_wait();
+        if (!s.status) return false;
+        finish_join(s);
+    }
+    if (s.err && (s.died || !s.err_thrown)) std::rethrow_exception(s.err);
+    return true;
+}
+
+} // namespace parafork::detail
