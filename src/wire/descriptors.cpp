@@ -35,6 +35,11 @@ std::vector<sys::unique_fd> incoming_fds_scope::rest() {
 
 incoming_fds_scope* current_incoming_fds() noexcept { return t_innermost; }
 
+sys::unique_fd take_incoming_fd() {
+    if (t_innermost) return t_innermost->take();
+    throw protocol_error("parafork: a value that carries a descriptor arrived without it");
+}
+
 void refuse_descriptors(const char* where) {
     auto& fds = outgoing_fds();
     if (fds.empty()) return;

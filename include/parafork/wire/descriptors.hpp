@@ -43,7 +43,8 @@ namespace detail {
 std::vector<int>& outgoing_fds() noexcept;
 
 // The next descriptor that came with the bytes being decoded: from the innermost
-// incoming_fds_scope of this thread, else (in a process backend) from the running task's.
+// incoming_fds_scope of this thread (whoever decodes received bytes opens one over the
+// descriptors that came with them); protocol_error when there is none.
 sys::unique_fd take_incoming_fd();
 
 // While alive, take_incoming_fd() in this thread draws from `fds`, first to last.

@@ -34,8 +34,7 @@ struct backend {
     clock::time_point out_since{};
     std::size_t emit_start = 0;
     std::deque<sys::unique_fd> fds;  // received, not yet given to a task
-    std::vector<sys::unique_fd> task_fds;  // the running task's, for take_incoming_fd
-    std::size_t task_fd_next = 0;
+    std::vector<sys::unique_fd> task_fds;  // the running task's (decoded in its fds scope)
 
     void flush() {
         std::size_t off = 0;
@@ -90,13 +89,6 @@ backend* g_backend = nullptr;
 
 } // namespace
 
-sys::unique_fd take_incoming_fd() {
-    if (auto* scope = current_incoming_fds()) return scope->take();
-    if (!g_backend || g_backend->task_fd_next >= g_backend->task_fds.size())
-        throw protocol_error("parafork: a passed_fd argument arrived without its descriptor");
-    return std::move(g_backend->task_fds[g_backend->task_fd_next++]);
-}
-
 std::string& emit_begin(std::uint64_t tag) {
     if (!g_backend) throw error("parafork: emit() called outside a process backend");
     outgoing_fds().clear();
@@ -127,7 +119,7 @@ void run_backend(int sock, void* ring, const backend_hooks& hooks, const options
     ::madvise(ring, ring_map_size, MADV_DONTFORK);
     int code = 0;
     try {
-        backend b{sock, {}, {}, 0, {}, {}, 0};
+        backend b{sock, {}, {}, 0, {}, {}};
         g_backend = &b;
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
         auto* h = static_cast<ring_header*>(ring);
@@ -161,7 +153,6 @@ void run_backend(int sock, void* ring, const backend_hooks& hooks, const options
                 r.read_bytes(&nfds, 1);
                 // This task's descriptors: what it does not take is closed after it.
                 b.task_fds.clear();
-                b.task_fd_next = 0;
                 // They were sent ahead of the frame: on the socket by now, if not yet read.
                 while (b.fds.size() < nfds && !eof)
                     if (!b.read_socket()) eof = true;
@@ -174,6 +165,7 @@ void run_backend(int sock, void* ring, const backend_hooks& hooks, const options
                 // The frontend is our own parent, the same binary: the address is a trampoline
                 // it instantiated (see exec/process/process.hpp).
                 auto t = reinterpret_cast<trampoline>(addr);
+                incoming_fds_scope task_fd_scope(b.task_fds);  // what passed_fd arguments take
                 b.flush_stale();
                 if (kind == proto::call) {
                     try {
