@@ -239,4 +239,20 @@ int poll_spin(pollfd* fds, unsigned long nfds, int timeout_ms, std::chrono::micr
     return ::poll(fds, nfds, timeout_ms);
 }
 
+int poll_fds(pollfd* fds, std::size_t nfds, int timeout_ms) {
+    int r = ::poll(fds, static_cast<nfds_t>(nfds), timeout_ms);
+    if (r < 0 && errno != EINTR) throw_errno("poll");
+    return r;
+}
+
+long send_some(int sock, const void* buf, std::size_t len, int flags) {
+    for (;;) {
+        ssize_t n = ::send(sock, buf, len, flags | MSG_NOSIGNAL);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EPIPE || errno == ECONNRESET) return -1;
+        throw_errno("send");
+    }
+}
+
 } // namespace parafork::sys

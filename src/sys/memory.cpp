@@ -78,6 +78,8 @@ void futex_wake(std::atomic<std::uint32_t>* word, int count) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
+void dont_fork(void* addr, std::size_t len) noexcept { ::madvise(addr, len, MADV_DONTFORK); }
+
 unique_fd make_eventfd() {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw_errno("eventfd");

@@ -12,6 +12,7 @@
 #include <exception>
 #include <iostream>
 #include <poll.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -138,6 +139,8 @@ void setup_child(pid_t parent, const child_options& opts, const sigset_t& old_ma
 }
 
 } // namespace
+
+bool send_signal(pid_t pid, int sig) noexcept { return ::kill(pid, sig) == 0; }
 
 unique_fd open_pidfd(pid_t pid) noexcept {
     // glibc 2.36 declares pidfd_open without C linkage in <sys/pidfd.h>: ask the kernel.

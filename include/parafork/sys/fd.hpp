@@ -97,6 +97,14 @@ void write_all(int fd, const void* buf, std::size_t len);
 inline void write_all(int fd, std::string_view s) { write_all(fd, s.data(), s.size()); }
 bool read_exact(int fd, void* buf, std::size_t len);
 
+// poll(2) for up to `timeout_ms` (-1: no limit). Returns the number of ready descriptors, 0
+// on timeout, or -1 when a signal handler interrupted the sleep (EINTR): the caller re-checks
+// what it waits for (Ctrl-C, a deadline) and polls again. Other failures throw.
+int poll_fds(struct pollfd* fds, std::size_t nfds, int timeout_ms);
+// send(2) with MSG_NOSIGNAL (a vanished peer is an error, not SIGPIPE), retried on EINTR.
+// Returns bytes sent, or -1 with errno EAGAIN, EPIPE or ECONNRESET; other failures throw.
+long send_some(int sock, const void* buf, std::size_t len, int flags = 0);
+
 // poll(2) that first spins for up to `spin` (polls that do not sleep, yielding the CPU between
 // them) before it sleeps for the rest of `timeout_ms` (-1: no limit; 0: one look, no spin).
 // A wake-up of an idle CPU can cost tens of microseconds on a virtual machine; a peer that

@@ -52,6 +52,9 @@ inline void futex_wake_all(std::atomic<std::uint32_t>* word) { futex_wake(word, 
 // eventfd(2), close-on-exec and non-blocking: a wake-up that can sit in one poll(2) beside
 // pidfds and the SIGINT descriptor. Forked children share it (one counter for all).
 unique_fd make_eventfd();
+// madvise(MADV_DONTFORK): children forked later do not get this mapping (a ring of the
+// parent's, say, that a child must not touch or keep alive). Best effort: never fails.
+void dont_fork(void* addr, std::size_t len) noexcept;
 // Makes it readable (adds 1); never blocks (a counter near overflow is readable already).
 void eventfd_signal(int fd) noexcept;
 // Makes it unreadable again (reads the counter to zero); no effect when it was not readable.

@@ -59,6 +59,8 @@ struct child_options {
 // pidfd_open(2): a close-on-exec descriptor that becomes readable when process `pid` exits,
 // whoever holds its pipes; empty (errno set) where the kernel has none (before Linux 5.3).
 unique_fd open_pidfd(pid_t pid) noexcept;
+// kill(2) that never throws: false when there is no such process (or no permission).
+bool send_signal(pid_t pid, int sig) noexcept;
 // True once process `pid` has exited (a zombie has), or no such process exists. Unlike kill(pid, 0),
 // which still finds a zombie.
 bool process_exited(pid_t pid) noexcept;

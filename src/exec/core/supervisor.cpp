@@ -63,7 +63,7 @@ supervisor::id supervisor::watch(pid_t pid) {
     if (!fd) {
         // Without a pidfd the child could die unseen: it must not run unwatched.
         int err = errno;
-        ::kill(pid, SIGKILL);
+        sys::send_signal(pid, SIGKILL);
         sys::wait_pid(pid);
         throw std::system_error(err, std::generic_category(), "pidfd_open");
     }
@@ -124,11 +124,8 @@ supervisor::wake supervisor::poll_once(std::span<pollfd> fds, std::optional<cloc
     }
     for (;;) {
         if (sig_fd >= 0 && sys::sigint_guard::pending()) return wake::interrupted;
-        int r = ::poll(scratch_.data(), scratch_.size(), poll_timeout(deadline));
-        if (r < 0) {
-            if (errno == EINTR) continue;  // a handler ran: the pending check above decides
-            sys::throw_errno("poll");
-        }
+        int r = sys::poll_fds(scratch_.data(), scratch_.size(), poll_timeout(deadline));
+        if (r < 0) continue;  // a handler ran: the pending check above decides
         for (std::size_t i = 0; i < watched_.size(); ++i) {
             if (scratch_[first_kid + i].revents) {
                 reap(watched_[i]);
@@ -149,7 +146,7 @@ supervisor::wake supervisor::poll_once(std::span<pollfd> fds, std::optional<cloc
 }
 
 void supervisor::signal(id k, int sig) const noexcept {
-    if (k < kids_.size() && kids_[k].pid > 0 && !kids_[k].status) ::kill(kids_[k].pid, sig);
+    if (k < kids_.size() && kids_[k].pid > 0 && !kids_[k].status) sys::send_signal(kids_[k].pid, sig);
 }
 
 sys::exit_status supervisor::stop(id k) {
@@ -158,12 +155,10 @@ sys::exit_status supervisor::stop(id k) {
     pollfd p{c.pidfd.get(), POLLIN, 0};
     // No first signal: nothing to give a grace period to.
     auto deadline = clock::now() + (policy_.signal ? policy_.grace : clock::duration::zero());
-    if (policy_.signal) ::kill(c.pid, policy_.signal);
-    for (;;) {
-        int r = ::poll(&p, 1, poll_timeout(deadline));
-        if (r > 0 || (r < 0 && errno != EINTR) || clock::now() >= deadline) break;
+    if (policy_.signal) sys::send_signal(c.pid, policy_.signal);
+    while (sys::poll_fds(&p, 1, poll_timeout(deadline)) <= 0 && clock::now() < deadline) {
     }
-    if (!p.revents) ::kill(c.pid, SIGKILL);  // a zombie ignores it; the reap below is prompt
+    if (!p.revents) sys::send_signal(c.pid, SIGKILL);  // a zombie ignores it; the reap below is prompt
     reap(k);
     return *kids_[k].status;
 }
@@ -171,7 +166,7 @@ sys::exit_status supervisor::stop(id k) {
 void supervisor::stop_all() noexcept {
     if (live_ == 0) return;
     for (const kid& c : kids_)
-        if (c.pid > 0 && !c.status && policy_.signal) ::kill(c.pid, policy_.signal);
+        if (c.pid > 0 && !c.status && policy_.signal) sys::send_signal(c.pid, policy_.signal);
     auto deadline = clock::now() + (policy_.signal ? policy_.grace : clock::duration::zero());
     // One grace period for all: wait on every pidfd at once, reaping as they go.
     try {
@@ -183,8 +178,7 @@ void supervisor::stop_all() noexcept {
                 scratch_.push_back({kids_[k].pidfd.get(), POLLIN, 0});
                 watched_.push_back(k);
             }
-            int r = ::poll(scratch_.data(), scratch_.size(), poll_timeout(deadline));
-            if (r < 0 && errno != EINTR) break;
+            int r = sys::poll_fds(scratch_.data(), scratch_.size(), poll_timeout(deadline));
             for (std::size_t i = 0; i < watched_.size(); ++i)
                 if (scratch_[i].revents) reap(watched_[i]);
             if (r == 0 || clock::now() >= deadline) break;
@@ -193,7 +187,7 @@ void supervisor::stop_all() noexcept {
     }
     for (id k = 0; k < kids_.size(); ++k) {
         if (kids_[k].pid < 0 || kids_[k].status) continue;
-        ::kill(kids_[k].pid, SIGKILL);
+        sys::send_signal(kids_[k].pid, SIGKILL);
         reap(k);
     }
 }

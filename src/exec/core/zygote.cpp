@@ -74,9 +74,7 @@ pid_t zygote::spawn_raw(const std::string& payload, std::span<const int> fds) {
 bool zygote::read_event(std::optional<std::chrono::milliseconds> timeout) {
     if (timeout) {
         pollfd p{sock_.get(), POLLIN, 0};
-        int r = ::poll(&p, 1, static_cast<int>(timeout->count()));
-        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
-        if (r <= 0) return false;
+        if (sys::poll_fds(&p, 1, static_cast<int>(timeout->count())) <= 0) return false;
     }
     event e{};
     std::vector<sys::unique_fd> none;
@@ -137,7 +135,7 @@ std::optional<sys::exit_status> zygote::wait_for(pid_t worker, std::chrono::mill
     }
 }
 
-void zygote::signal(pid_t worker, int sig) const { ::kill(worker, sig); }
+void zygote::signal(pid_t worker, int sig) const { sys::send_signal(worker, sig); }
 
 void zygote::serve(int sock_fd) {
     // Runs in the zygote process; never returns.
@@ -155,10 +153,7 @@ void zygote::serve(int sock_fd) {
             pfds.clear();
             pfds.push_back({sock.get(), POLLIN, 0});
             for (auto& w : workers) pfds.push_back({w.pidfd.get(), POLLIN, 0});
-            if (::poll(pfds.data(), pfds.size(), -1) < 0) {
-                if (errno == EINTR) continue;
-                sys::throw_errno("poll");
-            }
+            if (sys::poll_fds(pfds.data(), pfds.size(), -1) < 0) continue;
             for (std::size_t i = 1; i < pfds.size(); ++i) {
                 if (!pfds[i].revents) continue;
                 worker& w = workers[i - 1];
@@ -201,7 +196,7 @@ void zygote::serve(int sock_fd) {
                 // Out of descriptors (or a kernel without pidfds): this spawn fails, the server
                 // and its other workers go on.
                 int err = errno;
-                ::kill(pid, SIGKILL);
+                sys::send_signal(pid, SIGKILL);
                 sys::wait_pid(pid);
                 event e{'F', 0, err, 0};
                 send_msg(sock.get(), &e, sizeof e, {});
@@ -214,7 +209,7 @@ void zygote::serve(int sock_fd) {
     } catch (...) {
         code = sys::report_child_exception();
     }
-    for (auto& w : workers) ::kill(w.pid, SIGKILL);
+    for (auto& w : workers) sys::send_signal(w.pid, SIGKILL);
     for (auto& w : workers) sys::wait_pid(w.pid);
     sys::exit_child(code);
 }
