@@ -233,3 +233,38 @@ TEST(Zygote, ProcPoolThroughAZygoteInAThreadedProgram) {
         noisy.join();
     });
 }
+
+namespace {
+// Exits with `code` once a byte arrives on fds[0] (or at EOF).
+void exit_when_told(std::span<const int> fds, int code) {
+    char c;
+    [[maybe_unused]] auto n = ::read(fds[0], &c, 1);
+    ::_exit(code);
+}
+} // namespace
+
+// Several threads wait at once: one reads the zygote's socket, the others sleep until it hands
+// them news; each gets its own worker's status, and a short wait_for beside a long wait ends at
+// its own deadline.
+TEST(Zygote, ThreadsWaitingAtOnceEachGetTheirWorkersStatus) {
+    PARAFORK_LEAK_CHECK();
+    pf::zygote z;
+    auto pa = sys::make_pipe(), pb = sys::make_pipe();
+    int fa[] = {pa.read.get()}, fb[] = {pb.read.get()};
+    pid_t a = z.spawn(&exit_when_told, fa, 3);
+    pid_t b = z.spawn(&exit_when_told, fb, 4);
+    pa.read.reset();
+    pb.read.reset();
+    std::atomic<int> got_a{-1}, got_b{-1};
+    std::thread ta([&] { got_a = z.wait(a).code; });
+    std::thread tb([&] { got_b = z.wait(b).code; });
+    // Both threads are (or soon will be) waiting; a third waiter times out on its own.
+    EXPECT_FALSE(z.wait_for(b, std::chrono::milliseconds(100)));
+    pb.write.reset();  // b exits first
+    tb.join();
+    EXPECT_EQ(got_b.load(), 4);
+    EXPECT_EQ(got_a.load(), -1);
+    pa.write.reset();
+    ta.join();
+    EXPECT_EQ(got_a.load(), 3);
+}

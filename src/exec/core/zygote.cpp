@@ -2,7 +2,9 @@
 #include <parafork/error.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <poll.h>
 #include <sys/socket.h>
@@ -56,7 +58,8 @@ zygote::~zygote() {
 pid_t zygote::spawn_raw(const std::string& payload, std::span<const int> fds) {
     if (fds.size() > max_fds) throw std::invalid_argument("zygote: at most 8 descriptors per worker");
     if (payload.size() > max_payload) throw std::invalid_argument("zygote: arguments over 64 KiB");
-    std::lock_guard lock(mutex_);
+    std::lock_guard serial(spawn_mutex_);  // one request at a time: the next reply is ours
+    std::unique_lock lock(mutex_);
     if (!sock_) throw error("zygote: the server is gone");
     try {
         send_msg(sock_.get(), payload.data(), payload.size(), fds);
@@ -65,17 +68,51 @@ pid_t zygote::spawn_raw(const std::string& payload, std::span<const int> fds) {
         server_gone();
     }
     spawned_.clear();
-    while (spawned_.empty()) read_event(std::nullopt);
+    while (spawned_.empty()) await_event(lock, std::nullopt);
     pid_t pid = spawned_.front();
     if (pid < 0) sys::throw_errno("fork (in zygote)", -pid);
     return pid;
 }
 
-bool zygote::read_event(std::optional<std::chrono::milliseconds> timeout) {
-    if (timeout) {
-        pollfd p{sock_.get(), POLLIN, 0};
-        if (sys::poll_fds(&p, 1, static_cast<int>(timeout->count())) <= 0) return false;
+bool zygote::await_event(std::unique_lock<std::mutex>& lock, std::optional<clock::time_point> deadline) {
+    if (reading_) {  // another thread reads the socket: it wakes us after each event
+        if (!deadline) {
+            events_.wait(lock);
+            return true;
+        }
+        return events_.wait_until(lock, *deadline) == std::cv_status::no_timeout;
     }
+    if (!sock_) throw error("zygote: the server is gone");
+    reading_ = true;
+    // Whatever happens below, the next waiter takes over the reading.
+    struct hand_over {
+        zygote& z;
+        ~hand_over() {
+            z.reading_ = false;
+            z.events_.notify_all();
+        }
+    } next{*this};
+    pollfd p{sock_.get(), POLLIN, 0};
+    int timeout = -1;
+    if (deadline) {  // rounded up: never wake before the deadline
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()).count();
+        timeout = static_cast<int>(std::clamp<decltype(left)>(left, 0, INT_MAX));
+    }
+    lock.unlock();  // the socket has one reader; the others may look at the tables meanwhile
+    int r;
+    try {
+        r = sys::poll_fds(&p, 1, timeout);
+    } catch (...) {
+        lock.lock();
+        throw;
+    }
+    lock.lock();
+    if (!sock_) throw error("zygote: the server is gone");
+    if (r > 0) read_event();
+    return r != 0;
+}
+
+void zygote::read_event() {
     event e{};
     std::vector<sys::unique_fd> none;
     std::size_t n = recv_msg(sock_.get(), &e, sizeof e, none);
@@ -98,7 +135,6 @@ bool zygote::read_event(std::optional<std::chrono::milliseconds> timeout) {
     } else {
         throw protocol_error("zygote: unknown event");
     }
-    return true;
 }
 
 void zygote::server_gone() {
@@ -113,25 +149,21 @@ sys::exit_status zygote::wait(pid_t worker) {
 }
 
 std::optional<sys::exit_status> zygote::wait_for(pid_t worker, std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        {
-            std::lock_guard lock(mutex_);
-            auto it = exited_.find(worker);
-            if (it != exited_.end()) {
-                auto st = it->second.first;
-                exited_.erase(it);
-                return st;
-            }
-            if (!running_.count(worker))
-                throw error("zygote: pid " + std::to_string(worker) +
-                            " is no running worker (never spawned here, already waited for, or its "
-                            "status was dropped as one of more than max_unclaimed)");
-            if (!sock_) throw error("zygote: the server is gone");
-            // Read in short slices so other threads get the lock between them.
-            read_event(std::chrono::milliseconds(10));
+    auto deadline = clock::now() + timeout;
+    std::unique_lock lock(mutex_);
+    for (bool late = false;;) {
+        auto it = exited_.find(worker);
+        if (it != exited_.end()) {
+            auto st = it->second.first;
+            exited_.erase(it);
+            return st;
         }
-        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        if (!running_.count(worker))
+            throw error("zygote: pid " + std::to_string(worker) +
+                        " is no running worker (never spawned here, already waited for, or its "
+                        "status was dropped as one of more than max_unclaimed)");
+        if (late) return std::nullopt;
+        late = !await_event(lock, deadline);  // sleeps until an event or the deadline
     }
 }
 

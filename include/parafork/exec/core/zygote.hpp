@@ -13,6 +13,7 @@
 // with the zygote (PR_SET_PDEATHSIG), and the zygote dies with the program.
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -80,13 +81,22 @@ private:
     }
 
     pid_t spawn_raw(const std::string& payload, std::span<const int> fds);
-    bool read_event(std::optional<std::chrono::milliseconds> timeout);  // one message, locked
+    using clock = std::chrono::steady_clock;
+    // One round of waiting for news; the lock is held on entry and on return. The first thread
+    // to wait reads the socket (polling it without the lock, so the tables stay readable) and
+    // wakes the others after each event; they sleep on events_ meanwhile. Nobody wakes on a
+    // timer. False when the deadline came first.
+    bool await_event(std::unique_lock<std::mutex>& lock, std::optional<clock::time_point> deadline);
+    void read_event();  // one message (readable now), with the lock held
     [[noreturn]] static void serve(int sock);
     [[noreturn]] void server_gone();
 
     sys::child server_;
     sys::private_fd sock_;
-    std::mutex mutex_;
+    std::mutex spawn_mutex_;  // one spawn request outstanding at a time (taken before mutex_)
+    std::mutex mutex_;        // the tables below, sock_ and reading_
+    std::condition_variable events_;
+    bool reading_ = false;    // a thread is polling the socket
     // Statuses not yet waited for, each with the order it came in: at most max_unclaimed are
     // kept (the oldest go first), so a program that never waits does not grow without bound.
     std::map<pid_t, std::pair<sys::exit_status, std::uint64_t>> exited_;
