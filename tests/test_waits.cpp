@@ -5,12 +5,14 @@
 #include <parafork/exec/thread/generator.hpp>
 #include <parafork/exec/pipeline/pipeline.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/core/zygote.hpp>
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 
+#include "support/gated_source.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -143,20 +145,7 @@ TEST(waits, idle_pipeline_stages_and_the_reading_parent_do_not_wake) {
         auto gate = pf::sys::make_pipe();
         int gate_fd = gate.read.get();
         pf::sys::private_fd gate_write(std::move(gate.write));
-        // A source that waits (in read) for the test; the other stages wait on empty queues.
-        struct Gated : pf::stage<int> {
-            int fd;
-            explicit Gated(int f) : fd(f) {}
-            void setup() {
-                char c;
-                while (::read(fd, &c, 1) == 1) {
-                    put(c);
-                    flush();
-                }
-                stop();
-            }
-        };
-        auto p = pf::ez(Gated(gate_fd), add1, pf::workers(2, add1));
+        auto p = pf::ez(pf::testing::gated_source(gate_fd), add1, pf::workers(2, add1));
         auto items = p.items();  // starts the stages
         gate.read.reset();
         std::atomic<pid_t> reader_tid{0};
@@ -227,5 +216,19 @@ TEST(waits, a_parent_waiting_on_a_slow_generator_does_not_wake) {
         EXPECT_EQ(*v, 7);
         EXPECT_FALSE(g.next());
         g.join();
+    });
+}
+
+// A thread waiting for a zygote's worker sleeps until the worker's exit is reported, not in
+// 10 ms slices.
+TEST(waits, a_thread_waiting_for_a_zygote_worker_does_not_wake) {
+    run_bounded("zygote wait", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::zygote z;
+        pid_t w = z.spawn(+[](std::span<const int>) { std::this_thread::sleep_for(2s); }, {});
+        auto self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/status";
+        long before = switches_of_task(self);
+        EXPECT_TRUE(z.wait(w).ok());
+        EXPECT_LT(switches_of_task(self) - before, max_wakeups);
     });
 }
