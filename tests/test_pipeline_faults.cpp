@@ -8,6 +8,7 @@
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
+#include "support/gated_source.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -216,21 +217,7 @@ TEST(pipeline_faults, idle_pipeline_uses_no_cpu) {
         int gate_fd = gate.read.get();
         // Private: no stage process may hold the write end, or the source would never see EOF.
         pf::sys::private_fd gate_write(std::move(gate.write));
-        // A source that waits (in read) for the test to let it go; every other stage waits on
-        // an empty queue meanwhile.
-        struct Gated : pf::stage<int> {
-            int fd;
-            explicit Gated(int f) : fd(f) {}
-            void setup() {
-                char c;
-                while (::read(fd, &c, 1) == 1) {
-                    put(c);
-                    flush();  // sent now, not when the next byte comes
-                }
-                stop();
-            }
-        };
-        auto p = pf::ez(Gated(gate_fd), add1, pf::workers(3, add1), add1);
+        auto p = pf::ez(pf::testing::gated_source(gate_fd), add1, pf::workers(3, add1), add1);
         auto items = p.items();
         gate.read.reset();
         pf::sys::write_all(gate_write.get(), "ab", 2);  // some traffic first, then quiet
