@@ -673,8 +673,18 @@ struct proc_pool::impl {
     }
 };
 
+namespace {
+// Requests go one by one to whichever kid is free; there are no chunks, no recycling and no
+// progress bar here.
+const options& checked(const options& o) {
+    detail::reject_options(o, "parafork::proc_pool",
+                           {option::chunksize, option::max_tasks_per_worker, option::progress});
+    return o;
+}
+} // namespace
+
 proc_pool::proc_pool(kid_fn kid, frames::framing framing, const options& opts)
-    : impl_(std::make_unique<impl>(std::move(kid), framing, opts)) {
+    : impl_(std::make_unique<impl>(std::move(kid), framing, checked(opts))) {
     impl_->ensure_started();
 }
 
@@ -686,7 +696,7 @@ kid_cmd checked(kid_cmd k) {
 } // namespace
 
 proc_pool::proc_pool(kid_cmd kid, frames::framing framing, const options& opts)
-    : impl_(std::make_unique<impl>(checked(std::move(kid)), framing, opts)) {
+    : impl_(std::make_unique<impl>(checked(std::move(kid)), framing, checked(opts))) {
     impl_->ensure_started();
 }
 

@@ -336,7 +336,18 @@ void message::wrong_type(const char* wanted) {
                          " (it was emitted as another type)");
 }
 
-process_base::process_base(options o) : st_(std::make_shared<process_state>(std::move(o))) {}
+namespace {
+// One process, one loop, calls in send order: the pool options mean nothing here.
+options checked(options o) {
+    detail::reject_options(o, "parafork::process",
+                           {option::jobs, option::chunksize, option::ordered, option::task_timeout,
+                            option::retries, option::max_tasks_per_worker, option::progress,
+                            option::zygote});
+    return o;
+}
+} // namespace
+
+process_base::process_base(options o) : st_(std::make_shared<process_state>(checked(std::move(o)))) {}
 process_base::process_base(process_base&&) noexcept = default;
 process_base& process_base::operator=(process_base&& o) noexcept {
     if (this != &o) {

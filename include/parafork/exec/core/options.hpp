@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <string>
 
 namespace parafork {
@@ -32,5 +33,19 @@ struct options {
 // variable throws parafork::error naming it.
 unsigned default_jobs();
 unsigned resolve_jobs(unsigned explicit_jobs);
+
+// The fields of options, by name: for executors that say which ones they cannot honour.
+enum class option : unsigned char {
+    jobs, chunksize, ordered, task_timeout, retries, max_tasks_per_worker, progress, name,
+    worker_init, worker_exit, grace, spin, zygote
+};
+const char* option_name(option f) noexcept;  // "task_timeout", ...
+
+namespace detail {
+// An executor that cannot honour some options rejects them rather than ignore them: throws
+// std::invalid_argument naming the first of `unsupported` that `o` sets (differs from a
+// default-made options) and `executor`.
+void reject_options(const options& o, const char* executor, std::initializer_list<option> unsupported);
+} // namespace detail
 
 } // namespace parafork
