@@ -573,6 +573,138 @@ TEST(cli_run, output_matches_gnu_parallel_for_records_and_replacement_strings) {
     }
 }
 
+namespace {
+
+struct gnu_case {
+    std::vector<std::string> args;  // after "run" / "parallel"
+    std::string input;              // stdin
+};
+
+// Each line through GNU parallel and through `parafork run`: the same output and status.
+void expect_same_as_gnu_parallel(const std::vector<gnu_case>& cases) {
+    for (auto& c : cases) {
+        std::string shown;
+        for (auto& a : c.args) shown += " " + a;
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(args, c.input, 30);
+        auto gnu = run_gnu_parallel(c.args, c.input, 30);
+        ASSERT_EQ(gnu.status, 0) << "GNU parallel" << shown << ": " << gnu.err;
+        EXPECT_EQ(ours.status, 0) << shown << ": " << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << shown;
+    }
+}
+
+// Small files for :::: and -a, removed with the fixture.
+struct input_files {
+    std::string f = temp_path("in-f"), g = temp_path("in-g"), csv = temp_path("in-csv"), nul = temp_path("in-nul");
+    input_files() {
+        std::ofstream(f) << "f1\nf2\n";
+        std::ofstream(g) << "g1\ng2\ng3\n";
+        std::ofstream(csv) << "x,y\n1,2\n 3 , 4 \n";
+        std::ofstream(nul) << std::string("a b\0c\nd\0", 8);
+    }
+    ~input_files() {
+        for (auto* p : {&f, &g, &csv, &nul}) ::unlink(p->c_str());
+    }
+};
+
+} // namespace
+
+// Several input sources, as GNU parallel combines them: every combination, the first source
+// varying slowest; linked sources pairing up; files, stdin among them; splitting and trimming.
+TEST(cli_run, input_sources_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    input_files in;
+    expect_same_as_gnu_parallel({
+        {{"-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::", "x", "y"}, ""},
+        {{"-k", "echo", "[{}]", ":::", "a", "b", "::::", in.f}, ""},
+        {{"-k", "-a", in.f, "-a", in.g, "echo", ":::", "z"}, ""},
+        {{"-k", "--arg-file", in.g, "echo"}, ""},
+        {{"-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2", ":::", "x", "y"}, ""},
+        {{"-k", "echo", "::::", in.f, "::::+", in.g, ":::", "x"}, ""},
+        {{"-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+        {{"-k", "--link", "-a", "-", "echo", ":::", "x", "y", "z"}, "s1\ns2\n"},
+        {{"-k", "echo", ":::", "a", "b", "::::", "-"}, "s1\ns2\n"},
+        {{"-k", "--arg-sep", ",,", "--arg-file-sep", "//", "echo", ",,", "a", "b", ",,+", "1", "2", "//", in.f}, ""},
+        {{"-k", "echo", "{2}", "{1}", "{-1}", "x{3}y", "{3}", ":::", "a", "b", ":::", "1", "2"}, ""},
+        {{"-k", "-E", "STOP", "echo"}, "a\nb\nSTOP\nc\n"},
+        {{"-k", "-E", "b", "echo", ":::", "a", "b", "c", ":::", "x", "y"}, ""},
+        {{"-k", "-d", ",", "printf", "[%s]"}, "a,b,c\n"},
+        {{"-k", "-d", "XY", "printf", "[%s]"}, "aXYbXYXYc"},
+        {{"-k", "-0", "printf", "[%s]", "::::", in.nul, ":::", "1"}, ""},
+        {{"-k", "--colsep", "\\t", "echo", "{2}", "{1}"}, "a\tb c\nd\te f\n"},
+        {{"-k", "--colsep", ",", "printf", "[%s]", "::::", in.csv}, ""},
+        {{"-k", "--colsep", "[0-9]+", "printf", "[%s]"}, "a1b22c,,\n"},
+        {{"-k", "--colsep", ",", "--trim", "n", "printf", "[%s]", "::::", in.csv}, ""},
+        {{"-k", "--trim", "lr", "printf", "[%s]"}, " a , b \n"},
+        {{"-k", "--trim", "r", "printf", "[%s]"}, " a , b \n"},
+        {{"-k", "--header", ":", "--colsep", ",", "echo", "{y}", "{x}", "::::", in.csv}, ""},
+        {{"-k", "--header", ":", "echo", "{a}-{b}", ":::", "a", "1", "2", ":::", "b", "x"}, ""},
+        {{"-k", "--header", ":", "echo", "{name}"}, "name\nv1\nv2\n"},
+    });
+}
+
+// The first source is read as jobs go (a job runs before its input has ended) even when it
+// is combined with others, which are read whole first.
+TEST(cli_run, first_input_source_streams) {
+    PARAFORK_LEAK_CHECK();
+    for (std::vector<std::string> args : {std::vector<std::string>{"run", "-j2", "echo"},
+                                          {"run", "-j2", "-a", "-", "echo", ":::", "x"},
+                                          {"run", "-j2", "echo", "::::", "-", ":::", "x"}}) {
+        args.insert(args.begin(), cli);
+        auto in = sys::make_pipe();
+        auto out = sys::make_memfd("test-out", 0);
+        sys::spawn_options so;
+        so.stdin_fd = in.read.get();
+        so.stdout_fd = out.get();
+        so.stderr_fd = out.get();
+        sys::child c(sys::spawn(args, so));
+        in.read.reset();
+        sys::write_all(in.write.get(), "first\n");
+        auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (read_all(out.get()).empty() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        EXPECT_NE(read_all(out.get()).find("first"), std::string::npos) << args[3] << ": no job before the input ended";
+        sys::write_all(in.write.get(), "second\n");
+        in.write.reset();
+        auto st = c.wait_for(30s);
+        if (!st) c.kill_and_reap();
+        ASSERT_TRUE(st) << "parafork did not finish";
+        EXPECT_EQ(as_status(*st), 0) << read_all(out.get());
+        auto lines = split_lines(read_all(out.get()));
+        EXPECT_EQ(lines.size(), 2u) << read_all(out.get());
+    }
+}
+
+// Bad input sources and input options: a clear message, and exit status 2 (or 255 for a file
+// that cannot be read, as GNU parallel), never a job.
+TEST(cli_run, bad_input_sources_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    struct bad {
+        std::vector<std::string> args;
+        int status;
+        std::string message;
+    };
+    const std::string missing = temp_path("no-such-file");
+    for (auto& b : std::vector<bad>{
+             {{"run", "echo", "::::", missing}, 255, "cannot open input file '" + missing + "'"},
+             {{"run", "-a", missing, "echo"}, 255, "cannot open input file"},
+             {{"run", "--colsep", "(", "echo", ":::", "a"}, 2, "bad --colsep regexp '('"},
+             {{"run", "--trim", "x", "echo", ":::", "a"}, 2, "--trim takes"},
+             {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
+             {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
+             {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
+             {{"run", ":::", "a"}, 2, "no command before the input sources"},
+             {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
+         }) {
+        auto r = run_cli(b.args, "", 20);
+        EXPECT_EQ(r.status, b.status) << b.args[1] << ": " << r.err;
+        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+}
+
 // A command that cannot start ends the run at once with 127, whatever the number of inputs
 // or jobs (an odd count once left the engine polling with nothing to wait for).
 TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {
@@ -601,7 +733,7 @@ TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {
 // An option parafork does not know is a usage error naming it, not a program to run.
 TEST(cli, unknown_option_before_the_command_is_a_usage_error) {
     PARAFORK_LEAK_CHECK();
-    for (const char* opt : {"--link", "--no-such-option", "-Z"}) {
+    for (const char* opt : {"--semaphore", "--no-such-option", "-Z"}) {
         auto r = run_cli({"run", opt, "echo", ":::", "A"}, "", 20);
         EXPECT_EQ(r.status, 2) << opt << ": " << r.err;
         EXPECT_NE(r.err.find(std::string("unknown option ") + opt), std::string::npos) << r.err;

@@ -31,6 +31,9 @@ constexpr const char* examples = R"(Examples:
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
   # records from the command line instead of stdin
   parafork run -k -- gzip -9 {} ::: a.log b.log c.log
+  # every combination of two input sources; a CSV file's columns by name
+  parafork run -k echo {1}-{2} ::: a b ::: 1 2
+  parafork run -k --colsep , --header : echo {name} is {age} :::: people.csv
   # 4 persistent copies of a filter, each line answered by exactly one output line
   parafork coproc -j4 -- awk '{print toupper($0); fflush()}' < names.txt
 
@@ -42,7 +45,67 @@ struct cli_args {
     unsigned jobs = 0;
     std::string timeout, halt, joblog, block = "1M", record_sep;
     bool bar = false, keep_order = false, unordered = false, null_sep = false;
+    // run's input sources
+    std::vector<std::string> arg_files;
+    std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
+    bool link = false;
 };
+
+// run's options that take a string, GNU parallel's spelling.
+void add_run_options(CLI::App* run, cli_args& a) {
+    const struct {
+        const char* flags;
+        std::string cli_args::*value;
+        const char* type;
+        const char* help;
+    } strings[] = {
+        {"-d,--delimiter", &cli_args::delimiter, "DELIM", "Input records end with DELIM (C escapes: \\n, \\t, \\0, \\x1e)"},
+        {"-C,--colsep", &cli_args::colsep, "REGEXP", "Split each input record at REGEXP (ECMAScript) into {1} {2} ..."},
+        {"--header", &cli_args::header, ":", "':': the first value of each input source names its columns: {name}"},
+        {"--trim", &cli_args::trim, "n|l|r|lr", "Trim blanks around each value: n, l, r, lr (default lr with --colsep, else n)"},
+        {"-E", &cli_args::eof, "EOF_STR", "A value equal to EOF_STR ends its input source"},
+        {"--arg-sep", &cli_args::arg_sep, "SEP", "Use SEP instead of ::: (and SEP+ instead of :::+)"},
+        {"--arg-file-sep", &cli_args::arg_file_sep, "SEP", "Use SEP instead of :::: (and SEP+ instead of ::::+)"},
+    };
+    for (auto& o : strings) run->add_option(o.flags, a.*o.value, o.help)->type_name(o.type);
+    run->add_option("-a,--arg-file", a.arg_files, "An input source: FILE's records (- is stdin); repeatable")
+        ->allow_extra_args(false)
+        ->type_name("FILE");
+    run->add_flag("--link,--xapply", a.link, "Input sources advance together, the shorter ones wrapping around");
+}
+
+// run's input settings from its options and the sources after the command.
+input_settings input_from(const cli_args& a, std::vector<std::string>& command) {
+    input_settings in;
+    in.sources = take_input_sources(command, a.arg_sep, a.arg_file_sep);
+    std::vector<input_source> files;
+    for (auto& f : a.arg_files) files.push_back(input_source::file(f));
+    in.sources.insert(in.sources.begin(), files.begin(), files.end());  // -a first, as GNU parallel
+    if (int(a.null_sep) + int(!a.record_sep.empty()) + int(!a.delimiter.empty()) > 1)
+        throw std::invalid_argument("give one of -0, -d and --record-sep");
+    if (a.null_sep) in.delimiter = std::string(1, '\0');
+    else if (!a.record_sep.empty()) in.delimiter = std::string(1, parse_separator(a.record_sep));
+    else if (!a.delimiter.empty()) in.delimiter = decode_escapes(a.delimiter);
+    if (in.delimiter.empty()) throw std::invalid_argument("the delimiter is empty");
+    if (!a.colsep.empty()) {
+        try {
+            in.colsep.emplace(a.colsep, std::regex::ECMAScript | std::regex::optimize);
+        } catch (const std::regex_error& e) {
+            throw std::invalid_argument("bad --colsep regexp '" + a.colsep + "': " + e.what());
+        }
+    }
+    if (!a.header.empty() && a.header != ":")
+        throw std::invalid_argument("--header takes ':' (the first value names the columns), not '" + a.header + "'");
+    in.header = !a.header.empty();
+    std::string trim = a.trim.empty() ? (in.colsep ? "lr" : "n") : a.trim;
+    if (trim != "n" && trim != "l" && trim != "r" && trim != "lr" && trim != "rl")
+        throw std::invalid_argument("--trim takes n, l, r, lr or rl, not '" + trim + "'");
+    in.trim_left = trim.find('l') != std::string::npos;
+    in.trim_right = trim.find('r') != std::string::npos;
+    if (!a.eof.empty()) in.eof = a.eof;
+    in.link = a.link;
+    return in;
+}
 
 void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
     sub->add_option("-j,--jobs", a.jobs, "Jobs in parallel (default: PARAFORK_JOBS, PP_JOBS, or the CPUs)")
@@ -85,6 +148,7 @@ int main(int argc, char** argv) {
     pipe->add_option("--block", a.block, "Block size: 1M (the default), 64K, 16M ...");
     auto* run = app.add_subcommand("run", "Run CMD once per input line with {} replaced by the line (or appended)");
     add_common(run, a, false);
+    add_run_options(run, a);
     auto* coproc = app.add_subcommand(
         "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
     add_common(coproc, a, false);
@@ -123,14 +187,11 @@ int main(int argc, char** argv) {
 
     settings s;
     try {
-        // run: "CMD ARGS ::: A B C" takes its records from the command line, as GNU parallel.
-        auto colons = std::find(command.begin(), command.end(), ":::");
-        if (colons != command.end()) {
-            if (sub != run) throw std::invalid_argument("::: argument lists are for run only");
-            s.arguments.emplace(colons + 1, command.end());
-            command.erase(colons, command.end());
-            if (command.empty()) throw std::invalid_argument("no command before :::");
-        }
+        // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
+        if (sub == run) s.input = input_from(a, command);
+        else if (!take_input_sources(command, ":::", "::::").empty())
+            throw std::invalid_argument("::: and :::: input sources are for run only");
+        if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
         s.jobs = parafork::resolve_jobs(a.jobs);
         if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
@@ -153,6 +214,9 @@ int main(int argc, char** argv) {
         if (sub == pipe) return run_pipe(s);
         if (sub == run) return run_each(s);
         return run_coproc(s);
+    } catch (const usage_error& e) {
+        std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
+        return exit_usage;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
         return exit_internal;

@@ -1,0 +1,143 @@
+#include "template.hpp"
+#include "settings.hpp"
+
+#include <charconv>
+#include <string_view>
+
+namespace parafork::cli {
+namespace {
+
+std::string_view basename_of(std::string_view p) {
+    auto slash = p.rfind('/');
+    return slash == std::string_view::npos ? p : p.substr(slash + 1);
+}
+std::string_view dirname_of(std::string_view p) {
+    auto slash = p.rfind('/');
+    if (slash == std::string_view::npos) return ".";
+    return slash == 0 ? std::string_view("/") : p.substr(0, slash);
+}
+// Drops the extension of the last path component ("a/b.tar.gz" -> "a/b.tar"), by GNU
+// parallel's rule s:\.[^/.]*$:: (so a dot file loses all of its name: "d/.h" -> "d/").
+std::string_view without_ext(std::string_view p) {
+    auto dot = p.rfind('.');
+    if (dot == std::string_view::npos || p.find('/', dot) != std::string_view::npos) return p;
+    return p.substr(0, dot);
+}
+
+std::string_view transformed(replacement r, std::string_view v) {
+    switch (r) {
+        case replacement::no_ext: return without_ext(v);
+        case replacement::basename: return basename_of(v);
+        case replacement::dirname: return dirname_of(v);
+        case replacement::basename_no_ext: return without_ext(basename_of(v));
+        default: return v;
+    }
+}
+
+// The suffixes of {n.} {n/} {n//} {n/.}, longest first so "//" is not read as "/".
+constexpr std::pair<std::string_view, replacement> positional_suffixes[] = {
+    {"//", replacement::dirname}, {"/.", replacement::basename_no_ext}, {"/", replacement::basename},
+    {".", replacement::no_ext},   {"", replacement::all},
+};
+
+// "{n}" "{-n}" "{n.}" ... at the front of `text`: its length, or 0.
+std::size_t match_positional(std::string_view text, long& position, replacement& what) {
+    if (text.size() < 3 || text[0] != '{') return 0;
+    const char* end = text.data() + text.size();
+    auto [p, ec] = std::from_chars(text.data() + 1, end, position);
+    if (ec != std::errc()) return 0;
+    std::string_view rest(p, static_cast<std::size_t>(end - p));
+    for (auto [suffix, r] : positional_suffixes)
+        if (rest.starts_with(suffix) && rest.substr(suffix.size()).starts_with('}')) {
+            what = r;
+            return static_cast<std::size_t>(p - text.data()) + suffix.size() + 1;
+        }
+    return 0;
+}
+
+} // namespace
+
+command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
+                                   const std::map<std::string, std::size_t>& columns) {
+    for (auto& arg : command) {
+        std::vector<piece> pieces;
+        auto literal = [&](char c) {
+            if (pieces.empty() || pieces.back().what != replacement::count) pieces.emplace_back();
+            pieces.back().literal += c;
+        };
+        std::string_view text = arg;
+        while (!text.empty()) {
+            if (text.starts_with("{=") && text.find("=}", 2) != std::string_view::npos)
+                throw usage_error("{= perl expression =} replacement strings are not supported: '" + arg + "'");
+            piece p;
+            std::size_t len = 0;
+            // The named replacement strings, longest first: "{//}" before "{/}".
+            for (std::size_t r = 0; r < static_cast<std::size_t>(replacement::count); ++r) {
+                const std::string& name = names.text[r];
+                if (!name.empty() && name.size() > len && text.starts_with(name)) {
+                    len = name.size();
+                    p.what = static_cast<replacement>(r);
+                }
+            }
+            if (len == 0 && (len = match_positional(text, p.position, p.what)) && p.position == 0)
+                throw usage_error("unknown replacement string '" + std::string(text.substr(0, len)) + "' in '" + arg +
+                                  "' (positions start at {1})");
+            if (len == 0 && text[0] == '{') {
+                auto close = text.find('}');
+                if (close != std::string_view::npos) {
+                    auto it = columns.find(std::string(text.substr(1, close - 1)));
+                    if (it != columns.end()) {
+                        len = close + 1;
+                        p.what = replacement::all;
+                        p.position = static_cast<long>(it->second);
+                    }
+                }
+            }
+            if (len == 0) {
+                literal(text[0]);
+                text.remove_prefix(1);
+                continue;
+            }
+            has_replacements_ = true;
+            pieces.push_back(std::move(p));
+            text.remove_prefix(len);
+        }
+        args_.push_back(std::move(pieces));
+    }
+}
+
+std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {
+    std::vector<std::string> argv;
+    argv.reserve(args_.size() + (has_replacements_ ? 0 : args.size()));
+    auto n = static_cast<long>(args.size());
+    for (auto& pieces : args_) {
+        std::string out;
+        bool missing_only = pieces.size() == 1;
+        for (auto& p : pieces) {
+            if (p.what == replacement::count) {
+                out += p.literal;
+                missing_only = false;
+            } else if (p.what == replacement::seq || p.what == replacement::slot) {
+                out += std::to_string(p.what == replacement::seq ? seq : slot);
+                missing_only = false;
+            } else if (p.position == 0) {
+                for (std::size_t i = 0; i < args.size(); ++i) {
+                    if (i) out += ' ';
+                    out += transformed(p.what, args[i]);
+                }
+                missing_only = false;
+            } else {
+                long i = p.position > 0 ? p.position - 1 : n + p.position;
+                if (i >= 0 && i < n) {
+                    out += transformed(p.what, args[static_cast<std::size_t>(i)]);
+                    missing_only = false;
+                }
+            }
+        }
+        if (!missing_only) argv.push_back(std::move(out));
+    }
+    if (!has_replacements_) argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+} // namespace parafork::cli

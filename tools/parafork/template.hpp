@@ -1,0 +1,50 @@
+#pragma once
+// The command of `run` as a template: its arguments cut once into literal text and GNU
+// parallel's replacement strings, then filled in per job from the job's arguments.
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace parafork::cli {
+
+// What a replacement string stands for. The order is the table's in template.cpp.
+enum class replacement { all, no_ext, basename, dirname, basename_no_ext, seq, slot, count };
+
+// The spelling of each replacement string: GNU parallel's defaults, renamed by -I, --er,
+// --bnr, --dnr, --bner, --seqreplace, --slotreplace.
+struct replacement_names {
+    std::string text[static_cast<std::size_t>(replacement::count)] = {"{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}"};
+    std::string& operator[](replacement r) { return text[static_cast<std::size_t>(r)]; }
+    const std::string& operator[](replacement r) const { return text[static_cast<std::size_t>(r)]; }
+};
+
+// The values one job gets: one per input source (several per source with --colsep).
+using job_args = std::vector<std::string>;
+
+class command_template {
+public:
+    // Throws usage_error for what GNU parallel would read as a replacement string but parafork
+    // cannot fill in: {0}, {= perl expression =}. `columns` names positions (--header :),
+    // 1-based.
+    command_template(const std::vector<std::string>& command, const replacement_names& names,
+                     const std::map<std::string, std::size_t>& columns);
+
+    // The job's argv: each argument with its replacement strings filled in; the arguments
+    // appended when the command has no replacement string. An argument that is nothing but
+    // {n} for a missing n is left out, as GNU parallel's shell drops the empty word.
+    std::vector<std::string> expand(const job_args& args, std::size_t seq, std::size_t slot) const;
+    bool has_replacements() const { return has_replacements_; }
+
+private:
+    struct piece {
+        std::string literal;         // when what == count
+        replacement what = replacement::count;
+        long position = 0;           // {n...}: 1-based, negative from the end; 0: every argument
+    };
+    std::vector<std::vector<piece>> args_;
+    bool has_replacements_ = false;
+};
+
+} // namespace parafork::cli
