@@ -705,6 +705,63 @@ TEST(cli_run, bad_input_sources_are_clear_errors) {
     }
 }
 
+// Every replacement string, of all the arguments and of the n-th one, and each renamed.
+TEST(cli_run, replacement_strings_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::vector<std::string> paths = {":::", "a/b.c", "d.e", "/x/y.tar.gz", "./.h", "f", ":::", "g/h.i", "j"};
+    auto with_paths = [&](std::vector<std::string> args) {
+        args.insert(args.end(), paths.begin(), paths.end());
+        return args;
+    };
+    expect_same_as_gnu_parallel({
+        {with_paths({"-k", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}"}), ""},
+        {with_paths({"-k", "echo", "{1.}", "{1/}", "{1//}", "{1/.}", "{2.}", "{2/}", "{2//}", "{2/.}", "{-1/.}"}), ""},
+        {with_paths({"-k", "echo", "_{1}-{2}_", "{}{}", "{2}{1}"}), ""},
+        {{"-k", "-j1", "echo", "{%}", "{#}", ":::", "a", "b", "c"}, ""},
+        {{"-k", "-I", ",,", "echo", ",,", "{}", "x,,y", ":::", "a", "b"}, ""},
+        {{"-k", "-I", "{}", "echo", "{}", ":::", "a"}, ""},
+        {with_paths({"-k", "--er", "E", "--bnr", "B", "--dnr", "D", "--bner", "BE", "echo", "E", "B", "D", "BE", "{.}"}),
+         ""},
+        {{"-k", "-j1", "--seqreplace", "SEQ", "--slotreplace", "SLOT", "echo", "SEQ", "SLOT", "{#}", ":::", "a", "b"}, ""},
+        {{"-k", "echo", "{#}", "{foo}", "{", "}", "{1", ":::", "a", "b"}, "" },
+    });
+}
+
+// {%} is the job's slot: the jobs running at once hold different slots, 1 to -j.
+TEST(cli_run, slot_numbers_are_distinct_among_running_jobs) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "-j3", "echo", "{%}", ":::", "1", "2", "3", "4", "5", "6", "7"}, "", 30);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto slots = split_lines(r.out);
+    ASSERT_EQ(slots.size(), 7u) << r.out;
+    // The first three start together, before any is reaped.
+    EXPECT_EQ(std::vector<std::string>(slots.begin(), slots.begin() + 3), (std::vector<std::string>{"1", "2", "3"}));
+    for (auto& s : slots) EXPECT_TRUE(s == "1" || s == "2" || s == "3") << s;
+}
+
+// What parafork cannot fill in is a usage error before any job runs, never a literal.
+TEST(cli_run, bad_replacement_strings_are_usage_errors) {
+    PARAFORK_LEAK_CHECK();
+    struct bad {
+        std::vector<std::string> args;
+        std::string message;
+    };
+    for (auto& b : std::vector<bad>{
+             {{"run", "echo", "{0}", ":::", "a"}, "unknown replacement string '{0}'"},
+             {{"run", "echo", "x{0.}", ":::", "a"}, "unknown replacement string '{0.}'"},
+             {{"run", "echo", "{= s/a/b/ =}", ":::", "a"}, "{= perl expression =} replacement strings are not supported"},
+             {{"run", "echo", "x{=$_=}", ":::", "a"}, "not supported"},
+             {{"run", "-I", "", "echo", ":::", "a"}, "cannot be empty"},
+         }) {
+        auto r = run_cli(b.args, "", 20);
+        EXPECT_EQ(r.status, 2) << b.args[2] << ": " << r.err;
+        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+    auto h = run_cli({"run", "--help"}, "");
+    EXPECT_NE(h.out.find("{= perl expression =} is not\n  supported"), std::string::npos) << h.out;
+}
+
 // A command that cannot start ends the run at once with 127, whatever the number of inputs
 // or jobs (an odd count once left the engine polling with nothing to wait for).
 TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {

@@ -203,7 +203,7 @@ bool arg_source::exhausted() const {
     return groups_.empty() || next_row_ >= groups_[0].rows();
 }
 
-std::optional<job_spec> arg_source::take() {
+std::optional<job_spec> arg_source::take(std::size_t slot) {
     if (empty_ || (!first_ && !next_first_row())) return std::nullopt;
     job_args args = *first_;
     const std::size_t later = stream_ ? 0 : 1;  // the groups combined with each first row
@@ -220,7 +220,7 @@ std::optional<job_spec> arg_source::take() {
     }
     std::size_t seq = ++taken_;
     job_spec spec;
-    spec.argv = template_->expand(args, seq, 0);
+    spec.argv = template_->expand(args, seq, slot);
     std::string shown;
     for (auto& a : args) shown += (shown.empty() ? "" : " ") + a;
     if (shown.size() > 60) shown = shown.substr(0, 57) + "...";

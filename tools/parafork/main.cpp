@@ -41,6 +41,16 @@ Exit status: 0 when every job succeeded; the number of failed jobs (101 for more
 100); 130 after Ctrl-C; 2 for a usage error; 255 for other errors.
 Environment: PARAFORK_JOBS (or PP_JOBS) sets the default of -j.)";
 
+constexpr const char* replacement_help = R"(Replacement strings (GNU parallel's):
+  {}  the arguments, joined by spaces    {n}  the n-th argument ({-1}: the last)
+  {.} {/} {//} {/.}  without extension, basename, dirname, basename without extension
+  {n.} {n/} {n//} {n/.}  the same of the n-th argument    {name}  a column, with --header :
+  {#} the job number    {%} the job slot (1 to -j)
+  With none of them in CMD, the arguments are appended. {= perl expression =} is not
+  supported: it is an error (exit status 2).
+
+)";
+
 struct cli_args {
     unsigned jobs = 0;
     std::string timeout, halt, joblog, block = "1M", record_sep;
@@ -49,6 +59,7 @@ struct cli_args {
     std::vector<std::string> arg_files;
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
     bool link = false;
+    replacement_names names;  // -I and the like rename them
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -72,6 +83,21 @@ void add_run_options(CLI::App* run, cli_args& a) {
         ->allow_extra_args(false)
         ->type_name("FILE");
     run->add_flag("--link,--xapply", a.link, "Input sources advance together, the shorter ones wrapping around");
+    // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
+    const struct {
+        const char* flags;
+        replacement what;
+    } renames[] = {
+        {"-I", replacement::all},
+        {"--er,--extensionreplace", replacement::no_ext},
+        {"--bnr,--basenamereplace", replacement::basename},
+        {"--dnr,--dirnamereplace", replacement::dirname},
+        {"--bner,--basenameextensionreplace", replacement::basename_no_ext},
+        {"--seqreplace", replacement::seq},
+        {"--slotreplace", replacement::slot},
+    };
+    for (auto& r : renames)
+        run->add_option(r.flags, a.names[r.what], "Use STR instead of " + a.names[r.what])->type_name("STR");
 }
 
 // run's input settings from its options and the sources after the command.
@@ -149,6 +175,7 @@ int main(int argc, char** argv) {
     auto* run = app.add_subcommand("run", "Run CMD once per input line with {} replaced by the line (or appended)");
     add_common(run, a, false);
     add_run_options(run, a);
+    run->footer(std::string(replacement_help) + examples);
     auto* coproc = app.add_subcommand(
         "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
     add_common(coproc, a, false);
@@ -189,6 +216,9 @@ int main(int argc, char** argv) {
     try {
         // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
         if (sub == run) s.input = input_from(a, command);
+        s.names = a.names;
+        for (auto& name : s.names.text)
+            if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())
             throw std::invalid_argument("::: and :::: input sources are for run only");
         if (command.empty()) throw std::invalid_argument("no command before the input sources");

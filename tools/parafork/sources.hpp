@@ -23,7 +23,7 @@ public:
     int input_fd() const override { return 0; }
     bool wants_input() const override { return !eof_ && ready_.size() < cut_ahead; }
     void read_input() override;
-    std::optional<job_spec> take() override;
+    std::optional<job_spec> take(std::size_t slot) override;
     bool exhausted() const override { return eof_ && ready_.empty() && len_ == 0; }
     std::size_t bytes_read() const override { return total_read_; }
     std::optional<std::size_t> bytes_total() const override { return total_; }
@@ -86,7 +86,7 @@ public:
     int input_fd() const override { return stream_ ? stream_->fd() : 0; }
     bool wants_input() const override { return stream_ && !stream_->eof() && streamed_.size() < s_.jobs; }
     void read_input() override;
-    std::optional<job_spec> take() override;
+    std::optional<job_spec> take(std::size_t slot) override;
     bool exhausted() const override;
     std::size_t bytes_read() const override { return stream_ ? stream_->bytes_read() : 0; }
     std::optional<std::size_t> bytes_total() const override {
