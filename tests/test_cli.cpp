@@ -762,6 +762,66 @@ TEST(cli_run, bad_replacement_strings_are_usage_errors) {
     EXPECT_NE(h.out.find("{= perl expression =} is not\n  supported"), std::string::npos) << h.out;
 }
 
+// Several values per job: -N (and -X) repeat an argument holding {} for each value, -n (and
+// -m) put them all in its place; -m and -X divide the values evenly among the job slots.
+TEST(cli_run, several_values_per_job_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    input_files in;
+    const std::vector<std::string> five = {":::", "a.1", "b/c.2", "d", "e", "f"};
+    auto with_five = [&](std::vector<std::string> args) {
+        args.insert(args.end(), five.begin(), five.end());
+        return args;
+    };
+    expect_same_as_gnu_parallel({
+        {with_five({"-k", "-N2", "echo"}), ""},
+        {with_five({"-k", "-N2", "printf", "_%s_", "{1}-{2}", "x{}y", "{.}", "{#}"}), ""},
+        {with_five({"-k", "-n2", "printf", "_%s_", "{1}-{2}", "x{}y", "{/}", "{#}"}), ""},
+        {with_five({"-k", "--max-args", "3", "echo"}), ""},
+        {with_five({"-k", "-j2", "-m", "printf", "_%s_", "x{}y"}), ""},
+        {with_five({"-k", "-j2", "-X", "printf", "_%s_", "x{}y", "{2}"}), ""},
+        {with_five({"-k", "-j3", "-m", "echo"}), ""},
+        {with_five({"-k", "--xargs", "printf", "_%s_", "x{}y"}), ""},
+        {{"-k", "-N2", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+        {{"-k", "-N3", "echo"}, "1\n2\n3\n4\n5\n6\n7\n"},
+        {{"-k", "-j2", "-m", "echo", "::::", in.g, "-"}, "s1\ns2\n"},
+    });
+}
+
+// --xargs fills a command line (128 KiB of values) and starts another when it is full; the
+// values stream through, whatever their number.
+TEST(cli_run, xargs_splits_long_lines) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 1; i <= 40'000; ++i) input += std::to_string(i) + "\n";
+    auto r = run_cli({"run", "-k", "--xargs", "sh", "-c", "echo $#", "sh"}, input, 60);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto counts = split_lines(r.out);
+    ASSERT_GE(counts.size(), 2u) << r.out;
+    std::size_t total = 0;
+    for (auto& c : counts) total += std::stoul(c);
+    EXPECT_EQ(total, 40'000u);
+}
+
+TEST(cli_run, bad_values_per_job_are_usage_errors) {
+    PARAFORK_LEAK_CHECK();
+    struct bad {
+        std::vector<std::string> args;
+        std::string message;
+    };
+    for (auto& b : std::vector<bad>{
+             {{"run", "-N", "0", "echo", ":::", "a"}, "-N 0: a job takes at least one value"},
+             {{"run", "-n", "0", "echo", ":::", "a"}, "-n 0"},
+             {{"run", "-N", "x", "echo", ":::", "a"}, "--max-replace-args = x"},
+             {{"run", "-N", "2", "-m", "echo", ":::", "a"}, "give one of -N, -n, -m, -X and --xargs"},
+             {{"run", "-X", "--xargs", "echo", ":::", "a"}, "give one of"},
+         }) {
+        auto r = run_cli(b.args, "", 20);
+        EXPECT_EQ(r.status, 2) << b.args[1] << " " << b.args[2] << ": " << r.err;
+        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+}
+
 // A command that cannot start ends the run at once with 127, whatever the number of inputs
 // or jobs (an odd count once left the engine polling with nothing to wait for).
 TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {

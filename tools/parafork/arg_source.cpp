@@ -177,7 +177,10 @@ arg_source::arg_source(const settings& s) : s_(s) {
     odometer_.assign(groups_.size(), 0);
     for (std::size_t k = stream_ ? 0 : 1; k < groups_.size(); ++k)
         if (groups_[k].rows() == 0) empty_ = true;
-    template_ = std::make_unique<command_template>(s.command, s.names, columns);
+    template_ = std::make_unique<command_template>(s.command, s.names, columns, s.batch.context_replace);
+    per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
+    read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
+                                 : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
 }
 
 void arg_source::read_input() { stream_->read_some(streamed_); }
@@ -196,20 +199,29 @@ bool arg_source::next_first_row() {
     return true;
 }
 
-bool arg_source::exhausted() const {
+bool arg_source::rows_exhausted() const {
     if (empty_) return true;
     if (first_) return false;
     if (stream_) return stream_->eof() && streamed_.empty();
     return groups_.empty() || next_row_ >= groups_[0].rows();
 }
 
-std::optional<job_spec> arg_source::take(std::size_t slot) {
-    if (empty_ || (!first_ && !next_first_row())) return std::nullopt;
-    job_args args = *first_;
+bool arg_source::exhausted() const { return rows_exhausted() && batch_.empty() && !held_; }
+
+std::size_t arg_source::rows_left() const {
+    if (empty_) return 0;
+    std::size_t n = stream_ ? streamed_.size() : groups_.empty() ? 0 : groups_[0].rows();
+    for (std::size_t k = stream_ ? 0 : 1; k < groups_.size(); ++k) n *= groups_[k].rows();
+    return n;
+}
+
+bool arg_source::next_row(job_args& out) {
+    if (empty_ || (!first_ && !next_first_row())) return false;
+    out = *first_;
     const std::size_t later = stream_ ? 0 : 1;  // the groups combined with each first row
-    for (std::size_t k = later; k < groups_.size(); ++k) groups_[k].append_row(odometer_[k], args);
+    for (std::size_t k = later; k < groups_.size(); ++k) groups_[k].append_row(odometer_[k], out);
     // The last group varies fastest; when every one has wrapped, the next first row is due.
-    for (std::size_t k = groups_.size();; ) {
+    for (std::size_t k = groups_.size();;) {
         if (k == later) {
             first_.reset();
             break;
@@ -218,6 +230,41 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
         if (++odometer_[k] < groups_[k].rows()) break;
         odometer_[k] = 0;
     }
+    return true;
+}
+
+std::optional<job_spec> arg_source::take(std::size_t slot) {
+    const batching& b = s_.batch;
+    if (per_job_ == 0) {  // -m, -X: the values divided evenly, so all of them are read first
+        if (stream_ && !stream_->eof()) return std::nullopt;
+        per_job_ = std::max<std::size_t>(1, (rows_left() + s_.jobs - 1) / s_.jobs);
+    }
+    // Fill the job: per_job_ values, fewer when a command line is full (--xargs, -m, -X) or
+    // the input has ended.
+    bool full = false;
+    while (!full && batch_.size() < per_job_) {
+        if (!held_) {
+            held_.emplace();
+            if (!next_row(*held_)) {
+                held_.reset();
+                break;
+            }
+        }
+        std::size_t bytes = 0;
+        for (auto& v : *held_) bytes += v.size() + 1;
+        if (b.max_args == 0 && !batch_.empty() && batch_bytes_ + bytes > b.max_line) {
+            full = true;
+            break;
+        }
+        batch_bytes_ += bytes;
+        batch_.push_back(std::move(*held_));
+        held_.reset();
+    }
+    if (batch_.empty() || (!full && batch_.size() < per_job_ && !rows_exhausted())) return std::nullopt;
+    job_args args;
+    for (auto& row : batch_) args.insert(args.end(), std::make_move_iterator(row.begin()), std::make_move_iterator(row.end()));
+    batch_.clear();
+    batch_bytes_ = 0;
     std::size_t seq = ++taken_;
     job_spec spec;
     spec.argv = template_->expand(args, seq, slot);

@@ -60,6 +60,8 @@ struct cli_args {
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
     bool link = false;
     replacement_names names;  // -I and the like rename them
+    long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
+    bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -83,6 +85,12 @@ void add_run_options(CLI::App* run, cli_args& a) {
         ->allow_extra_args(false)
         ->type_name("FILE");
     run->add_flag("--link,--xapply", a.link, "Input sources advance together, the shorter ones wrapping around");
+    run->add_option("-N,--max-replace-args", a.max_replace, "N values per job; {} repeated per value, {1}..{N}")
+        ->type_name("N");
+    run->add_option("-n,--max-args", a.max_args, "N values per job; {} is all of them")->type_name("N");
+    run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
+    run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
+    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
     // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
     const struct {
         const char* flags;
@@ -98,6 +106,23 @@ void add_run_options(CLI::App* run, cli_args& a) {
     };
     for (auto& r : renames)
         run->add_option(r.flags, a.names[r.what], "Use STR instead of " + a.names[r.what])->type_name("STR");
+}
+
+// How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
+batching batching_from(const cli_args& a) {
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n, -m, -X and --xargs");
+    batching b;
+    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}})
+        if (given == 0)
+            throw std::invalid_argument(std::string(flag) + " 0: a job takes at least one value (GNU parallel's " + flag +
+                                        " 0, a job per value without the value, is not supported)");
+    if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
+    if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
+    if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
+    b.context_replace = a.max_replace > 0 || a.spread_context;
+    b.spread = a.spread || a.spread_context;
+    return b;
 }
 
 // run's input settings from its options and the sources after the command.
@@ -217,6 +242,7 @@ int main(int argc, char** argv) {
         // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
         if (sub == run) s.input = input_from(a, command);
         s.names = a.names;
+        if (sub == run) s.batch = batching_from(a);
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())

@@ -33,6 +33,14 @@ struct input_source {
     static input_source file(std::string path, bool linked = false) { return {{}, std::move(path), linked}; }
 };
 
+// How many values (rows of the input sources) one job of `run` takes.
+struct batching {
+    std::size_t max_args = 1;      // -N, -n; 0: as many as a command line holds (--xargs, -m, -X)
+    bool context_replace = false;  // -N, -X: an argument holding {} is repeated per value
+    bool spread = false;           // -m, -X: the values divided evenly among the job slots
+    static constexpr std::size_t max_line = 128 * 1024;  // bytes of values per job, for max_args 0
+};
+
 // How `run` reads and splits its input sources.
 struct input_settings {
     std::vector<input_source> sources;  // empty: stdin
@@ -57,6 +65,7 @@ struct settings {
     std::vector<std::string> command;            // CMD ARGS...
     input_settings input;                        // run
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
+    batching batch;                              // run: -N, -n, -m, -X, --xargs
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

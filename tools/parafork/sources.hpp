@@ -84,7 +84,7 @@ public:
     arg_source(const settings& s);
     ~arg_source() override;
     int input_fd() const override { return stream_ ? stream_->fd() : 0; }
-    bool wants_input() const override { return stream_ && !stream_->eof() && streamed_.size() < s_.jobs; }
+    bool wants_input() const override { return stream_ && !stream_->eof() && streamed_.size() < read_ahead_; }
     void read_input() override;
     std::optional<job_spec> take(std::size_t slot) override;
     bool exhausted() const override;
@@ -96,6 +96,9 @@ public:
 private:
     struct group;
     bool next_first_row();
+    bool next_row(job_args& out);  // the next combination, if it can be had now
+    bool rows_exhausted() const;
+    std::size_t rows_left() const;  // before any is taken
 
     const settings& s_;
     std::optional<record_reader> stream_;  // the first source, when it is streamed
@@ -107,6 +110,12 @@ private:
     bool empty_ = false;                   // a later group has no values: no combination at all
     std::unique_ptr<command_template> template_;
     std::size_t taken_ = 0;
+    // Several values per job: the job being filled, and a value that did not fit into it.
+    std::size_t per_job_ = 1;              // 0: not known until the input is read (-m, -X)
+    std::size_t read_ahead_ = 0;           // records of the first source read ahead of the jobs
+    std::vector<job_args> batch_;
+    std::size_t batch_bytes_ = 0;
+    std::optional<job_args> held_;
 };
 
 } // namespace parafork::cli

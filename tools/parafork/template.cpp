@@ -1,6 +1,7 @@
 #include "template.hpp"
 #include "settings.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -58,7 +59,8 @@ std::size_t match_positional(std::string_view text, long& position, replacement&
 } // namespace
 
 command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
-                                   const std::map<std::string, std::size_t>& columns) {
+                                   const std::map<std::string, std::size_t>& columns, bool context_replace)
+    : context_replace_(context_replace) {
     for (auto& arg : command) {
         std::vector<piece> pieces;
         auto literal = [&](char c) {
@@ -106,35 +108,47 @@ command_template::command_template(const std::vector<std::string>& command, cons
     }
 }
 
+// One argument of the command filled in, appended to argv: several words when {} (or {.} ...)
+// stands for several arguments, the first joined to the text before it and the last to the
+// text after, as the words GNU parallel's shell sees. `only` (context replace, -N and -X)
+// stands for all of them. A word that is nothing but a missing {n} is left out.
+void command_template::expand_word(const std::vector<piece>& pieces, const job_args& args, const std::string* only,
+                                   std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const {
+    std::size_t first = argv.size();
+    argv.emplace_back();
+    bool missing_only = pieces.size() == 1;
+    auto n = static_cast<long>(args.size());
+    for (auto& p : pieces) {
+        if (p.what == replacement::count) {
+            argv.back() += p.literal;
+        } else if (p.what == replacement::seq || p.what == replacement::slot) {
+            argv.back() += std::to_string(p.what == replacement::seq ? seq : slot);
+        } else if (p.position == 0) {
+            if (only) argv.back() += transformed(p.what, *only);
+            for (std::size_t i = 0; !only && i < args.size(); ++i) {
+                if (i) argv.emplace_back();
+                argv.back() += transformed(p.what, args[i]);
+            }
+        } else {
+            long i = p.position > 0 ? p.position - 1 : n + p.position;
+            if (i < 0 || i >= n) continue;
+            argv.back() += transformed(p.what, args[static_cast<std::size_t>(i)]);
+        }
+        missing_only = false;
+    }
+    if (missing_only) argv.resize(first);
+}
+
 std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {
     std::vector<std::string> argv;
-    argv.reserve(args_.size() + (has_replacements_ ? 0 : args.size()));
-    auto n = static_cast<long>(args.size());
+    argv.reserve(args_.size() + args.size());
     for (auto& pieces : args_) {
-        std::string out;
-        bool missing_only = pieces.size() == 1;
-        for (auto& p : pieces) {
-            if (p.what == replacement::count) {
-                out += p.literal;
-                missing_only = false;
-            } else if (p.what == replacement::seq || p.what == replacement::slot) {
-                out += std::to_string(p.what == replacement::seq ? seq : slot);
-                missing_only = false;
-            } else if (p.position == 0) {
-                for (std::size_t i = 0; i < args.size(); ++i) {
-                    if (i) out += ' ';
-                    out += transformed(p.what, args[i]);
-                }
-                missing_only = false;
-            } else {
-                long i = p.position > 0 ? p.position - 1 : n + p.position;
-                if (i >= 0 && i < n) {
-                    out += transformed(p.what, args[static_cast<std::size_t>(i)]);
-                    missing_only = false;
-                }
-            }
-        }
-        if (!missing_only) argv.push_back(std::move(out));
+        bool repeat = context_replace_ && std::any_of(pieces.begin(), pieces.end(), [](const piece& p) {
+            return p.position == 0 && p.what < replacement::seq;
+        });
+        if (!repeat) expand_word(pieces, args, nullptr, seq, slot, argv);
+        else
+            for (auto& a : args) expand_word(pieces, args, &a, seq, slot, argv);
     }
     if (!has_replacements_) argv.insert(argv.end(), args.begin(), args.end());
     return argv;

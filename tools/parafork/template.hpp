@@ -27,13 +27,13 @@ class command_template {
 public:
     // Throws usage_error for what GNU parallel would read as a replacement string but parafork
     // cannot fill in: {0}, {= perl expression =}. `columns` names positions (--header :),
-    // 1-based.
+    // 1-based. With `context_replace` (-N, -X) an argument holding {} (or {.} ...) is repeated
+    // for each of the job's arguments.
     command_template(const std::vector<std::string>& command, const replacement_names& names,
-                     const std::map<std::string, std::size_t>& columns);
+                     const std::map<std::string, std::size_t>& columns, bool context_replace = false);
 
     // The job's argv: each argument with its replacement strings filled in; the arguments
-    // appended when the command has no replacement string. An argument that is nothing but
-    // {n} for a missing n is left out, as GNU parallel's shell drops the empty word.
+    // appended when the command has no replacement string.
     std::vector<std::string> expand(const job_args& args, std::size_t seq, std::size_t slot) const;
     bool has_replacements() const { return has_replacements_; }
 
@@ -43,8 +43,12 @@ private:
         replacement what = replacement::count;
         long position = 0;           // {n...}: 1-based, negative from the end; 0: every argument
     };
+    void expand_word(const std::vector<piece>& pieces, const job_args& args, const std::string* only,
+                     std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const;
+
     std::vector<std::vector<piece>> args_;
     bool has_replacements_ = false;
+    bool context_replace_ = false;
 };
 
 } // namespace parafork::cli
