@@ -595,6 +595,24 @@ void expect_same_as_gnu_parallel(const std::vector<gnu_case>& cases) {
     }
 }
 
+struct bad_case {
+    std::vector<std::string> args;
+    int status;
+    std::string message;  // a part of what stderr must say
+};
+
+// Each line fails before any job runs: its exit status, a message saying why, no output.
+void expect_errors(const std::vector<bad_case>& cases) {
+    for (auto& b : cases) {
+        std::string shown;
+        for (auto& a : b.args) shown += " " + a;
+        auto r = run_cli(b.args, "", 20);
+        EXPECT_EQ(r.status, b.status) << shown << ": " << r.err;
+        EXPECT_NE(r.err.find(b.message), std::string::npos) << shown << ": " << r.err;
+        EXPECT_EQ(r.out, "") << shown;
+    }
+}
+
 // Small files for :::: and -a, removed with the fixture.
 struct input_files {
     std::string f = temp_path("in-f"), g = temp_path("in-g"), csv = temp_path("in-csv"), nul = temp_path("in-nul");
@@ -681,28 +699,18 @@ TEST(cli_run, first_input_source_streams) {
 // that cannot be read, as GNU parallel), never a job.
 TEST(cli_run, bad_input_sources_are_clear_errors) {
     PARAFORK_LEAK_CHECK();
-    struct bad {
-        std::vector<std::string> args;
-        int status;
-        std::string message;
-    };
     const std::string missing = temp_path("no-such-file");
-    for (auto& b : std::vector<bad>{
-             {{"run", "echo", "::::", missing}, 255, "cannot open input file '" + missing + "'"},
-             {{"run", "-a", missing, "echo"}, 255, "cannot open input file"},
-             {{"run", "--colsep", "(", "echo", ":::", "a"}, 2, "bad --colsep regexp '('"},
-             {{"run", "--trim", "x", "echo", ":::", "a"}, 2, "--trim takes"},
-             {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
-             {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
-             {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
-             {{"run", ":::", "a"}, 2, "no command before the input sources"},
-             {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
-         }) {
-        auto r = run_cli(b.args, "", 20);
-        EXPECT_EQ(r.status, b.status) << b.args[1] << ": " << r.err;
-        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
-        EXPECT_EQ(r.out, "");
-    }
+    expect_errors({
+        {{"run", "echo", "::::", missing}, 255, "cannot open input file '" + missing + "'"},
+        {{"run", "-a", missing, "echo"}, 255, "cannot open input file"},
+        {{"run", "--colsep", "(", "echo", ":::", "a"}, 2, "bad --colsep regexp '('"},
+        {{"run", "--trim", "x", "echo", ":::", "a"}, 2, "--trim takes"},
+        {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
+        {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
+        {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
+        {{"run", ":::", "a"}, 2, "no command before the input sources"},
+        {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
+    });
 }
 
 // Every replacement string, of all the arguments and of the n-th one, and each renamed.
@@ -742,22 +750,13 @@ TEST(cli_run, slot_numbers_are_distinct_among_running_jobs) {
 // What parafork cannot fill in is a usage error before any job runs, never a literal.
 TEST(cli_run, bad_replacement_strings_are_usage_errors) {
     PARAFORK_LEAK_CHECK();
-    struct bad {
-        std::vector<std::string> args;
-        std::string message;
-    };
-    for (auto& b : std::vector<bad>{
-             {{"run", "echo", "{0}", ":::", "a"}, "unknown replacement string '{0}'"},
-             {{"run", "echo", "x{0.}", ":::", "a"}, "unknown replacement string '{0.}'"},
-             {{"run", "echo", "{= s/a/b/ =}", ":::", "a"}, "{= perl expression =} replacement strings are not supported"},
-             {{"run", "echo", "x{=$_=}", ":::", "a"}, "not supported"},
-             {{"run", "-I", "", "echo", ":::", "a"}, "cannot be empty"},
-         }) {
-        auto r = run_cli(b.args, "", 20);
-        EXPECT_EQ(r.status, 2) << b.args[2] << ": " << r.err;
-        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
-        EXPECT_EQ(r.out, "");
-    }
+    expect_errors({
+        {{"run", "echo", "{0}", ":::", "a"}, 2, "unknown replacement string '{0}'"},
+        {{"run", "echo", "x{0.}", ":::", "a"}, 2, "unknown replacement string '{0.}'"},
+        {{"run", "echo", "{= s/a/b/ =}", ":::", "a"}, 2, "{= perl expression =} replacement strings are not supported"},
+        {{"run", "echo", "x{=$_=}", ":::", "a"}, 2, "not supported"},
+        {{"run", "-I", "", "echo", ":::", "a"}, 2, "cannot be empty"},
+    });
     auto h = run_cli({"run", "--help"}, "");
     EXPECT_NE(h.out.find("{= perl expression =} is not\n  supported"), std::string::npos) << h.out;
 }
@@ -804,22 +803,38 @@ TEST(cli_run, xargs_splits_long_lines) {
 
 TEST(cli_run, bad_values_per_job_are_usage_errors) {
     PARAFORK_LEAK_CHECK();
-    struct bad {
-        std::vector<std::string> args;
-        std::string message;
-    };
-    for (auto& b : std::vector<bad>{
-             {{"run", "-N", "0", "echo", ":::", "a"}, "-N 0: a job takes at least one value"},
-             {{"run", "-n", "0", "echo", ":::", "a"}, "-n 0"},
-             {{"run", "-N", "x", "echo", ":::", "a"}, "--max-replace-args = x"},
-             {{"run", "-N", "2", "-m", "echo", ":::", "a"}, "give one of -N, -n, -m, -X and --xargs"},
-             {{"run", "-X", "--xargs", "echo", ":::", "a"}, "give one of"},
-         }) {
-        auto r = run_cli(b.args, "", 20);
-        EXPECT_EQ(r.status, 2) << b.args[1] << " " << b.args[2] << ": " << r.err;
-        EXPECT_NE(r.err.find(b.message), std::string::npos) << r.err;
-        EXPECT_EQ(r.out, "");
-    }
+    expect_errors({
+        {{"run", "-N", "0", "echo", ":::", "a"}, 2, "-N 0: a job takes at least one value"},
+        {{"run", "-n", "0", "echo", ":::", "a"}, 2, "-n 0"},
+        {{"run", "-N", "x", "echo", ":::", "a"}, 2, "--max-replace-args = x"},
+        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -m, -X and --xargs"},
+        {{"run", "-X", "--xargs", "echo", ":::", "a"}, 2, "give one of"},
+    });
+}
+
+// A command that is shell syntax runs through /bin/sh -c, the values quoted in it, as GNU
+// parallel runs every command; -q, and a command that is plain words, run without a shell.
+TEST(cli_run, shell_commands_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "echo {} | tr a-z A-Z", ":::", "ab", "c d"}, ""},
+        {{"-k", "echo", "{}", "|", "tr", "a-z", "A-Z", ":::", "ab"}, ""},
+        {{"-k", "echo \"{}\"; echo {#}", ":::", "a  b", "x"}, ""},
+        {{"-k", "X={}; echo \"[$X]\"", ":::", "a b", "$HOME", "`true`"}, ""},
+        {{"-k", "echo $(( {} * 2 ))", ":::", "3", "21"}, ""},
+        {{"-k", "echo {1} {2} | cat", ":::", "a b", ":::", "c'd"}, ""},
+        {{"-k", "-N2", "echo x{}y {#}", ":::", "a", "b", "c"}, ""},
+        {{"-k", "printf '_%s_'", ":::", "a;b", "*", ""}, ""},
+        {{"-k", "-q", "printf", "_%s_", "|", "$HOME", ":::", "a"}, ""},
+    });
+    // Plain words: each is one argument, shell characters and all (GNU parallel would run
+    // "a;b" as two commands here).
+    auto r = run_cli({"run", "-k", "printf", "_%s_", "a;b", "$HOME", "*", ":::", "c"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "_a;b__$HOME__*__c_");
+    // -q: never a shell, so a command that is not a program name cannot start.
+    r = run_cli({"run", "-q", "echo {} | cat", ":::", "a"}, "", 20);
+    EXPECT_EQ(r.status, 127) << r.err;
 }
 
 // A command that cannot start ends the run at once with 127, whatever the number of inputs

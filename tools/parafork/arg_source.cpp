@@ -177,7 +177,8 @@ arg_source::arg_source(const settings& s) : s_(s) {
     odometer_.assign(groups_.size(), 0);
     for (std::size_t k = stream_ ? 0 : 1; k < groups_.size(); ++k)
         if (groups_[k].rows() == 0) empty_ = true;
-    template_ = std::make_unique<command_template>(s.command, s.names, columns, s.batch.context_replace);
+    template_ = std::make_unique<command_template>(
+        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);

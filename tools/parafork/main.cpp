@@ -31,6 +31,8 @@ constexpr const char* examples = R"(Examples:
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
   # records from the command line instead of stdin
   parafork run -k -- gzip -9 {} ::: a.log b.log c.log
+  # a command that is shell syntax runs through /bin/sh -c, each value quoted in it
+  parafork run -k 'zcat {} | wc -l' ::: a.gz b.gz
   # every combination of two input sources; a CSV file's columns by name
   parafork run -k echo {1}-{2} ::: a b ::: 1 2
   parafork run -k --colsep , --header : echo {name} is {age} :::: people.csv
@@ -62,6 +64,7 @@ struct cli_args {
     replacement_names names;  // -I and the like rename them
     long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
+    bool quote = false;                                          // -q
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -91,6 +94,7 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
+    run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
     // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
     const struct {
         const char* flags;
@@ -243,6 +247,7 @@ int main(int argc, char** argv) {
         if (sub == run) s.input = input_from(a, command);
         s.names = a.names;
         if (sub == run) s.batch = batching_from(a);
+        s.no_shell = a.quote;
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())

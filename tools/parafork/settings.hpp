@@ -66,6 +66,7 @@ struct settings {
     input_settings input;                        // run
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
     batching batch;                              // run: -N, -n, -m, -X, --xargs
+    bool no_shell = false;                       // run -q: the command is never a shell string
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

@@ -56,12 +56,44 @@ std::size_t match_positional(std::string_view text, long& position, replacement&
     return 0;
 }
 
+// A value as one shell word: as it is when nothing in it is special to the shell, else in
+// single quotes (so "3" stays 3 in $(( {} * 2 )), as GNU parallel quotes it).
+std::string shell_word(std::string_view v) {
+    constexpr std::string_view safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+=./:,@%^";
+    if (!v.empty() && v.find_first_not_of(safe) == std::string_view::npos) return std::string(v);
+    std::string out = "'";
+    for (char c : v) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+bool needs_shell(const std::vector<std::string>& command) {
+    constexpr std::string_view operators[] = {"|", "||", "&&", ";", "&", "<", ">", ">>", "2>", "2>>", "&>", "2>&1", "|&", ";;"};
+    if (!command.empty() && command[0].find_first_of(" \t\n'\"$;|&<>()`\\*?[#=") != std::string::npos) return true;
+    for (std::size_t i = 1; i < command.size(); ++i)
+        if (std::find(std::begin(operators), std::end(operators), command[i]) != std::end(operators)) return true;
+    return false;
+}
+
 } // namespace
 
 command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
-                                   const std::map<std::string, std::size_t>& columns, bool context_replace)
-    : context_replace_(context_replace) {
+                                   const std::map<std::string, std::size_t>& columns, template_options o)
+    : o_(o), shell_(!o.no_shell && needs_shell(command)) {
+    // Context replace repeats a shell word, "x{}y" of "echo x{}y", not the whole string: the
+    // words are cut at blanks, as GNU parallel does.
+    std::vector<std::string> words;
     for (auto& arg : command) {
+        if (!shell_ || !o.context_replace) {
+            words.push_back(arg);
+            continue;
+        }
+        for (std::size_t at = 0; (at = arg.find_first_not_of(" \t", at)) != std::string::npos;) {
+            auto end = std::min(arg.size(), arg.find_first_of(" \t", at));
+            words.push_back(arg.substr(at, end - at));
+            at = end;
+        }
+    }
+    for (auto& arg : words) {
         std::vector<piece> pieces;
         auto literal = [&](char c) {
             if (pieces.empty() || pieces.back().what != replacement::count) pieces.emplace_back();
@@ -116,6 +148,7 @@ void command_template::expand_word(const std::vector<piece>& pieces, const job_a
                                    std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const {
     std::size_t first = argv.size();
     argv.emplace_back();
+    auto put = [&](std::string_view v) { argv.back() += shell_ ? shell_word(v) : std::string(v); };
     bool missing_only = pieces.size() == 1;
     auto n = static_cast<long>(args.size());
     for (auto& p : pieces) {
@@ -124,15 +157,15 @@ void command_template::expand_word(const std::vector<piece>& pieces, const job_a
         } else if (p.what == replacement::seq || p.what == replacement::slot) {
             argv.back() += std::to_string(p.what == replacement::seq ? seq : slot);
         } else if (p.position == 0) {
-            if (only) argv.back() += transformed(p.what, *only);
+            if (only) put(transformed(p.what, *only));
             for (std::size_t i = 0; !only && i < args.size(); ++i) {
                 if (i) argv.emplace_back();
-                argv.back() += transformed(p.what, args[i]);
+                put(transformed(p.what, args[i]));
             }
         } else {
             long i = p.position > 0 ? p.position - 1 : n + p.position;
             if (i < 0 || i >= n) continue;
-            argv.back() += transformed(p.what, args[static_cast<std::size_t>(i)]);
+            put(transformed(p.what, args[static_cast<std::size_t>(i)]));
         }
         missing_only = false;
     }
@@ -143,15 +176,19 @@ std::vector<std::string> command_template::expand(const job_args& args, std::siz
     std::vector<std::string> argv;
     argv.reserve(args_.size() + args.size());
     for (auto& pieces : args_) {
-        bool repeat = context_replace_ && std::any_of(pieces.begin(), pieces.end(), [](const piece& p) {
+        bool repeat = o_.context_replace && std::any_of(pieces.begin(), pieces.end(), [](const piece& p) {
             return p.position == 0 && p.what < replacement::seq;
         });
         if (!repeat) expand_word(pieces, args, nullptr, seq, slot, argv);
         else
             for (auto& a : args) expand_word(pieces, args, &a, seq, slot, argv);
     }
-    if (!has_replacements_) argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
+    if (!has_replacements_)
+        for (auto& a : args) argv.push_back(shell_ ? shell_word(a) : a);
+    if (!shell_) return argv;
+    std::string line;
+    for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
+    return {"/bin/sh", "-c", std::move(line)};
 }
 
 } // namespace parafork::cli

@@ -20,6 +20,11 @@ struct replacement_names {
     const std::string& operator[](replacement r) const { return text[static_cast<std::size_t>(r)]; }
 };
 
+struct template_options {
+    bool context_replace = false;  // -N, -X: an argument holding {} (or {.} ...) is repeated per value
+    bool no_shell = false;         // -q: never run the command through a shell
+};
+
 // The values one job gets: one per input source (several per source with --colsep).
 using job_args = std::vector<std::string>;
 
@@ -27,15 +32,19 @@ class command_template {
 public:
     // Throws usage_error for what GNU parallel would read as a replacement string but parafork
     // cannot fill in: {0}, {= perl expression =}. `columns` names positions (--header :),
-    // 1-based. With `context_replace` (-N, -X) an argument holding {} (or {.} ...) is repeated
-    // for each of the job's arguments.
+    // 1-based.
     command_template(const std::vector<std::string>& command, const replacement_names& names,
-                     const std::map<std::string, std::size_t>& columns, bool context_replace = false);
+                     const std::map<std::string, std::size_t>& columns, template_options o = {});
 
     // The job's argv: each argument with its replacement strings filled in; the arguments
-    // appended when the command has no replacement string.
+    // appended when the command has no replacement string. A shell command (see uses_shell)
+    // is one string for /bin/sh -c, the values in it quoted.
     std::vector<std::string> expand(const job_args& args, std::size_t seq, std::size_t slot) const;
     bool has_replacements() const { return has_replacements_; }
+    // As GNU parallel's shell would: the first word is not a plain program name (it holds a
+    // blank, a quote, $, ;, |, &, <, >, (, ), `, \, *, ?, [, # or =), or another word is a shell
+    // operator on its own (|, ||, &&, ;, &, <, >, >>, 2>, 2>&1 ...). Never with -q.
+    bool uses_shell() const { return shell_; }
 
 private:
     struct piece {
@@ -48,7 +57,8 @@ private:
 
     std::vector<std::vector<piece>> args_;
     bool has_replacements_ = false;
-    bool context_replace_ = false;
+    template_options o_;
+    bool shell_ = false;
 };
 
 } // namespace parafork::cli
