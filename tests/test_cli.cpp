@@ -190,8 +190,9 @@ TEST(cli_pipe, blocks_end_at_records_and_wc_adds_up) {
     for (auto& l : split_lines(r.out)) total += std::stoul(l), ++blocks;
     EXPECT_EQ(total, 30'000u);
     EXPECT_GT(blocks, 100u);  // many blocks, each ending at a line end
-    // Every block's last byte is a newline: the record separator.
-    r = run_cli({"pipe", "--block", "1K", "--", "sh", "-c", "tail -c 1 | od -An -tx1"}, input);
+    // Every block's last byte is a newline: the record separator. A third of the input still
+    // makes over 300 blocks; three processes each take 40 s on a loaded 2-core machine.
+    r = run_cli({"pipe", "--block", "1K", "--", "sh", "-c", "tail -c 1 | od -An -tx1"}, make_lines(10'000, 3));
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = split_lines(r.out);
     EXPECT_GT(lines.size(), 100u);
@@ -573,6 +574,270 @@ TEST(cli_run, output_matches_gnu_parallel_for_records_and_replacement_strings) {
     }
 }
 
+namespace {
+
+struct gnu_case {
+    std::vector<std::string> args;  // after "run" / "parallel"
+    std::string input;              // stdin
+};
+
+// Each line through GNU parallel and through `parafork run`: the same output and status.
+void expect_same_as_gnu_parallel(const std::vector<gnu_case>& cases) {
+    for (auto& c : cases) {
+        std::string shown;
+        for (auto& a : c.args) shown += " " + a;
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(args, c.input, 30);
+        auto gnu = run_gnu_parallel(c.args, c.input, 30);
+        ASSERT_EQ(gnu.status, 0) << "GNU parallel" << shown << ": " << gnu.err;
+        EXPECT_EQ(ours.status, 0) << shown << ": " << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << shown;
+    }
+}
+
+struct bad_case {
+    std::vector<std::string> args;
+    int status;
+    std::string message;  // a part of what stderr must say
+};
+
+// Each line fails before any job runs: its exit status, a message saying why, no output.
+void expect_errors(const std::vector<bad_case>& cases) {
+    for (auto& b : cases) {
+        std::string shown;
+        for (auto& a : b.args) shown += " " + a;
+        auto r = run_cli(b.args, "", 20);
+        EXPECT_EQ(r.status, b.status) << shown << ": " << r.err;
+        EXPECT_NE(r.err.find(b.message), std::string::npos) << shown << ": " << r.err;
+        EXPECT_EQ(r.out, "") << shown;
+    }
+}
+
+// Small files for :::: and -a, removed with the fixture.
+struct input_files {
+    std::string f = temp_path("in-f"), g = temp_path("in-g"), csv = temp_path("in-csv"), nul = temp_path("in-nul");
+    input_files() {
+        std::ofstream(f) << "f1\nf2\n";
+        std::ofstream(g) << "g1\ng2\ng3\n";
+        std::ofstream(csv) << "x,y\n1,2\n 3 , 4 \n";
+        std::ofstream(nul) << std::string("a b\0c\nd\0", 8);
+    }
+    ~input_files() {
+        for (auto* p : {&f, &g, &csv, &nul}) ::unlink(p->c_str());
+    }
+};
+
+} // namespace
+
+// Several input sources, as GNU parallel combines them: every combination, the first source
+// varying slowest; linked sources pairing up; files, stdin among them; splitting and trimming.
+TEST(cli_run, input_sources_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    input_files in;
+    expect_same_as_gnu_parallel({
+        {{"-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::", "x", "y"}, ""},
+        {{"-k", "echo", "[{}]", ":::", "a", "b", "::::", in.f}, ""},
+        {{"-k", "-a", in.f, "-a", in.g, "echo", ":::", "z"}, ""},
+        {{"-k", "--arg-file", in.g, "echo"}, ""},
+        {{"-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2", ":::", "x", "y"}, ""},
+        {{"-k", "echo", "::::", in.f, "::::+", in.g, ":::", "x"}, ""},
+        {{"-k", "--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+        {{"-k", "--link", "-a", "-", "echo", ":::", "x", "y", "z"}, "s1\ns2\n"},
+        {{"-k", "echo", ":::", "a", "b", "::::", "-"}, "s1\ns2\n"},
+        {{"-k", "--arg-sep", ",,", "--arg-file-sep", "//", "echo", ",,", "a", "b", ",,+", "1", "2", "//", in.f}, ""},
+        {{"-k", "echo", "{2}", "{1}", "{-1}", "x{3}y", "{3}", ":::", "a", "b", ":::", "1", "2"}, ""},
+        {{"-k", "-E", "STOP", "echo"}, "a\nb\nSTOP\nc\n"},
+        {{"-k", "-E", "b", "echo", ":::", "a", "b", "c", ":::", "x", "y"}, ""},
+        {{"-k", "-d", ",", "printf", "[%s]"}, "a,b,c\n"},
+        {{"-k", "-d", "XY", "printf", "[%s]"}, "aXYbXYXYc"},
+        {{"-k", "-0", "printf", "[%s]", "::::", in.nul, ":::", "1"}, ""},
+        {{"-k", "--colsep", "\\t", "echo", "{2}", "{1}"}, "a\tb c\nd\te f\n"},
+        {{"-k", "--colsep", ",", "printf", "[%s]", "::::", in.csv}, ""},
+        {{"-k", "--colsep", "[0-9]+", "printf", "[%s]"}, "a1b22c,,\n"},
+        {{"-k", "--colsep", ",", "--trim", "n", "printf", "[%s]", "::::", in.csv}, ""},
+        {{"-k", "--trim", "lr", "printf", "[%s]"}, " a , b \n"},
+        {{"-k", "--trim", "r", "printf", "[%s]"}, " a , b \n"},
+        {{"-k", "--header", ":", "--colsep", ",", "echo", "{y}", "{x}", "::::", in.csv}, ""},
+        {{"-k", "--header", ":", "echo", "{a}-{b}", ":::", "a", "1", "2", ":::", "b", "x"}, ""},
+        {{"-k", "--header", ":", "echo", "{name}"}, "name\nv1\nv2\n"},
+    });
+}
+
+// The first source is read as jobs go (a job runs before its input has ended) even when it
+// is combined with others, which are read whole first.
+TEST(cli_run, first_input_source_streams) {
+    PARAFORK_LEAK_CHECK();
+    for (std::vector<std::string> args : {std::vector<std::string>{"run", "-j2", "echo"},
+                                          {"run", "-j2", "-a", "-", "echo", ":::", "x"},
+                                          {"run", "-j2", "echo", "::::", "-", ":::", "x"}}) {
+        args.insert(args.begin(), cli);
+        auto in = sys::make_pipe();
+        auto out = sys::make_memfd("test-out", 0);
+        sys::spawn_options so;
+        so.stdin_fd = in.read.get();
+        so.stdout_fd = out.get();
+        so.stderr_fd = out.get();
+        sys::child c(sys::spawn(args, so));
+        in.read.reset();
+        sys::write_all(in.write.get(), "first\n");
+        auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (read_all(out.get()).empty() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        EXPECT_NE(read_all(out.get()).find("first"), std::string::npos) << args[3] << ": no job before the input ended";
+        sys::write_all(in.write.get(), "second\n");
+        in.write.reset();
+        auto st = c.wait_for(30s);
+        if (!st) c.kill_and_reap();
+        ASSERT_TRUE(st) << "parafork did not finish";
+        EXPECT_EQ(as_status(*st), 0) << read_all(out.get());
+        auto lines = split_lines(read_all(out.get()));
+        EXPECT_EQ(lines.size(), 2u) << read_all(out.get());
+    }
+}
+
+// Bad input sources and input options: a clear message, and exit status 2 (or 255 for a file
+// that cannot be read, as GNU parallel), never a job.
+TEST(cli_run, bad_input_sources_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    const std::string missing = temp_path("no-such-file");
+    expect_errors({
+        {{"run", "echo", "::::", missing}, 255, "cannot open input file '" + missing + "'"},
+        {{"run", "-a", missing, "echo"}, 255, "cannot open input file"},
+        {{"run", "--colsep", "(", "echo", ":::", "a"}, 2, "bad --colsep regexp '('"},
+        {{"run", "--trim", "x", "echo", ":::", "a"}, 2, "--trim takes"},
+        {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
+        {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
+        {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
+        {{"run", ":::", "a"}, 2, "no command before the input sources"},
+        {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
+    });
+}
+
+// Every replacement string, of all the arguments and of the n-th one, and each renamed.
+TEST(cli_run, replacement_strings_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::vector<std::string> paths = {":::", "a/b.c", "d.e", "/x/y.tar.gz", "./.h", "f", ":::", "g/h.i", "j"};
+    auto with_paths = [&](std::vector<std::string> args) {
+        args.insert(args.end(), paths.begin(), paths.end());
+        return args;
+    };
+    expect_same_as_gnu_parallel({
+        {with_paths({"-k", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}"}), ""},
+        {with_paths({"-k", "echo", "{1.}", "{1/}", "{1//}", "{1/.}", "{2.}", "{2/}", "{2//}", "{2/.}", "{-1/.}"}), ""},
+        {with_paths({"-k", "echo", "_{1}-{2}_", "{}{}", "{2}{1}"}), ""},
+        {{"-k", "-j1", "echo", "{%}", "{#}", ":::", "a", "b", "c"}, ""},
+        {{"-k", "-I", ",,", "echo", ",,", "{}", "x,,y", ":::", "a", "b"}, ""},
+        {{"-k", "-I", "{}", "echo", "{}", ":::", "a"}, ""},
+        {with_paths({"-k", "--er", "E", "--bnr", "B", "--dnr", "D", "--bner", "BE", "echo", "E", "B", "D", "BE", "{.}"}),
+         ""},
+        {{"-k", "-j1", "--seqreplace", "SEQ", "--slotreplace", "SLOT", "echo", "SEQ", "SLOT", "{#}", ":::", "a", "b"}, ""},
+        {{"-k", "echo", "{#}", "{foo}", "{", "}", "{1", ":::", "a", "b"}, "" },
+    });
+}
+
+// {%} is the job's slot: the jobs running at once hold different slots, 1 to -j.
+TEST(cli_run, slot_numbers_are_distinct_among_running_jobs) {
+    PARAFORK_LEAK_CHECK();
+    auto r = run_cli({"run", "-k", "-j3", "echo", "{%}", ":::", "1", "2", "3", "4", "5", "6", "7"}, "", 30);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto slots = split_lines(r.out);
+    ASSERT_EQ(slots.size(), 7u) << r.out;
+    // The first three start together, before any is reaped.
+    EXPECT_EQ(std::vector<std::string>(slots.begin(), slots.begin() + 3), (std::vector<std::string>{"1", "2", "3"}));
+    for (auto& s : slots) EXPECT_TRUE(s == "1" || s == "2" || s == "3") << s;
+}
+
+// What parafork cannot fill in is a usage error before any job runs, never a literal.
+TEST(cli_run, bad_replacement_strings_are_usage_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"run", "echo", "{0}", ":::", "a"}, 2, "unknown replacement string '{0}'"},
+        {{"run", "echo", "x{0.}", ":::", "a"}, 2, "unknown replacement string '{0.}'"},
+        {{"run", "echo", "{= s/a/b/ =}", ":::", "a"}, 2, "{= perl expression =} replacement strings are not supported"},
+        {{"run", "echo", "x{=$_=}", ":::", "a"}, 2, "not supported"},
+        {{"run", "-I", "", "echo", ":::", "a"}, 2, "cannot be empty"},
+    });
+    auto h = run_cli({"run", "--help"}, "");
+    EXPECT_NE(h.out.find("{= perl expression =} is not\n  supported"), std::string::npos) << h.out;
+}
+
+// Several values per job: -N (and -X) repeat an argument holding {} for each value, -n (and
+// -m) put them all in its place; -m and -X divide the values evenly among the job slots.
+TEST(cli_run, several_values_per_job_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    input_files in;
+    const std::vector<std::string> five = {":::", "a.1", "b/c.2", "d", "e", "f"};
+    auto with_five = [&](std::vector<std::string> args) {
+        args.insert(args.end(), five.begin(), five.end());
+        return args;
+    };
+    expect_same_as_gnu_parallel({
+        {with_five({"-k", "-N2", "echo"}), ""},
+        {with_five({"-k", "-N2", "printf", "_%s_", "{1}-{2}", "x{}y", "{.}", "{#}"}), ""},
+        {with_five({"-k", "-n2", "printf", "_%s_", "{1}-{2}", "x{}y", "{/}", "{#}"}), ""},
+        {with_five({"-k", "--max-args", "3", "echo"}), ""},
+        {with_five({"-k", "-j2", "-m", "printf", "_%s_", "x{}y"}), ""},
+        {with_five({"-k", "-j2", "-X", "printf", "_%s_", "x{}y", "{2}"}), ""},
+        {with_five({"-k", "-j3", "-m", "echo"}), ""},
+        {with_five({"-k", "--xargs", "printf", "_%s_", "x{}y"}), ""},
+        {{"-k", "-N2", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+        {{"-k", "-N3", "echo"}, "1\n2\n3\n4\n5\n6\n7\n"},
+        {{"-k", "-j2", "-m", "echo", "::::", in.g, "-"}, "s1\ns2\n"},
+    });
+}
+
+// --xargs fills a command line (128 KiB of values) and starts another when it is full; the
+// values stream through, whatever their number.
+TEST(cli_run, xargs_splits_long_lines) {
+    PARAFORK_LEAK_CHECK();
+    std::string input;
+    for (int i = 1; i <= 40'000; ++i) input += std::to_string(i) + "\n";
+    auto r = run_cli({"run", "-k", "--xargs", "sh", "-c", "echo $#", "sh"}, input, 60);
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto counts = split_lines(r.out);
+    ASSERT_GE(counts.size(), 2u) << r.out;
+    std::size_t total = 0;
+    for (auto& c : counts) total += std::stoul(c);
+    EXPECT_EQ(total, 40'000u);
+}
+
+TEST(cli_run, bad_values_per_job_are_usage_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"run", "-N", "0", "echo", ":::", "a"}, 2, "-N 0: a job takes at least one value"},
+        {{"run", "-n", "0", "echo", ":::", "a"}, 2, "-n 0"},
+        {{"run", "-N", "x", "echo", ":::", "a"}, 2, "--max-replace-args = x"},
+        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -m, -X and --xargs"},
+        {{"run", "-X", "--xargs", "echo", ":::", "a"}, 2, "give one of"},
+    });
+}
+
+// A command that is shell syntax runs through /bin/sh -c, the values quoted in it, as GNU
+// parallel runs every command; -q, and a command that is plain words, run without a shell.
+TEST(cli_run, shell_commands_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "echo {} | tr a-z A-Z", ":::", "ab", "c d"}, ""},
+        {{"-k", "echo", "{}", "|", "tr", "a-z", "A-Z", ":::", "ab"}, ""},
+        {{"-k", "echo \"{}\"; echo {#}", ":::", "a  b", "x"}, ""},
+        {{"-k", "X={}; echo \"[$X]\"", ":::", "a b", "$HOME", "`true`"}, ""},
+        {{"-k", "echo $(( {} * 2 ))", ":::", "3", "21"}, ""},
+        {{"-k", "echo {1} {2} | cat", ":::", "a b", ":::", "c'd"}, ""},
+        {{"-k", "-N2", "echo x{}y {#}", ":::", "a", "b", "c"}, ""},
+        {{"-k", "printf '_%s_'", ":::", "a;b", "*", ""}, ""},
+        {{"-k", "-q", "printf", "_%s_", "|", "$HOME", ":::", "a"}, ""},
+    });
+    // Plain words: each is one argument, shell characters and all (GNU parallel would run
+    // "a;b" as two commands here).
+    auto r = run_cli({"run", "-k", "printf", "_%s_", "a;b", "$HOME", "*", ":::", "c"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "_a;b__$HOME__*__c_");
+    // -q: never a shell, so a command that is not a program name cannot start.
+    r = run_cli({"run", "-q", "echo {} | cat", ":::", "a"}, "", 20);
+    EXPECT_EQ(r.status, 127) << r.err;
+}
+
 // A command that cannot start ends the run at once with 127, whatever the number of inputs
 // or jobs (an odd count once left the engine polling with nothing to wait for).
 TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {
@@ -601,7 +866,7 @@ TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {
 // An option parafork does not know is a usage error naming it, not a program to run.
 TEST(cli, unknown_option_before_the_command_is_a_usage_error) {
     PARAFORK_LEAK_CHECK();
-    for (const char* opt : {"--link", "--no-such-option", "-Z"}) {
+    for (const char* opt : {"--semaphore", "--no-such-option", "-Z"}) {
         auto r = run_cli({"run", opt, "echo", ":::", "A"}, "", 20);
         EXPECT_EQ(r.status, 2) << opt << ": " << r.err;
         EXPECT_NE(r.err.find(std::string("unknown option ") + opt), std::string::npos) << r.err;

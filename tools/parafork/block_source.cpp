@@ -99,7 +99,7 @@ void block_source::cut_what_is_buffered() {
     }
 }
 
-std::optional<job_spec> block_source::take() {
+std::optional<job_spec> block_source::take(std::size_t) {
     if (ready_.empty()) return std::nullopt;
     std::optional<job_spec> out = std::move(ready_.front());
     ready_.pop_front();

@@ -46,6 +46,7 @@ struct job {
     // rather than pipes, a copy held elsewhere hides no EOF.
     sys::unique_fd out, err;
     std::size_t sent = 0, received = 0;
+    std::size_t slot = 0;                        // while running
     clock::time_point started{};
     double start_epoch = 0;
     std::optional<clock::time_point> deadline;  // timeout, then the SIGKILL deadline
@@ -68,7 +69,7 @@ class engine {
 public:
     engine(job_source& src, const settings& s, const engine_options& o)
         : src_(src), s_(s), o_(o), bar_(s.bar),
-          max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs) {
+          max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
         if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog);
         int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0) sys::throw_errno("open /dev/null");
@@ -160,13 +161,14 @@ private:
 
     void start_ready() {
         while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
-            auto spec = src_.take();
+            std::size_t slot = std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin();
+            auto spec = src_.take(slot + 1);
             if (!spec) break;
-            start(std::move(*spec));
+            start(std::move(*spec), slot);
         }
     }
 
-    void start(job_spec spec) {
+    void start(job_spec spec, std::size_t slot) {
         auto j = std::make_unique<job>();
         j->seq = ++started_;
         j->what = std::move(spec.what);
@@ -193,6 +195,8 @@ private:
         j->pidfd = sys::open_pidfd(j->proc.pid());
         if (!j->pidfd) sys::throw_errno("pidfd_open");
         if (s_.timeout.count() > 0) j->deadline = j->started + s_.timeout;
+        j->slot = slot;
+        slot_busy_[slot] = true;
         ++running_;
         flight_.push_back(std::move(j));
     }
@@ -205,7 +209,7 @@ private:
         if (j.term_sent) signal_job(j.proc.pid(), SIGKILL);
         j.status = *st;
         j.pidfd.reset();
-        --running_;
+        stopped_running(j);
         finished(j);
     }
 
@@ -303,10 +307,15 @@ private:
             signal_job(j->proc.pid(), SIGKILL);  // members of its group that outlived SIGTERM
             j->status = *st;
             j->pidfd.reset();
-            --running_;
+            stopped_running(*j);
             ++stopped_;
             if (account) finished(*j);
         }
+    }
+
+    void stopped_running(job& j) {
+        slot_busy_[j.slot] = false;
+        --running_;
     }
 
     progress_state progress() const {
@@ -322,6 +331,7 @@ private:
     sys::unique_fd devnull_;
     launcher launcher_;
     std::size_t max_flight_;
+    std::vector<bool> slot_busy_;  // by job slot ({%} - 1): a running job holds its slot
     std::deque<std::unique_ptr<job>> flight_;  // in input order
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
     bool halting_ = false;

@@ -30,7 +30,8 @@ public:
     virtual int input_fd() const = 0;
     virtual bool wants_input() const = 0;
     virtual void read_input() = 0;
-    virtual std::optional<job_spec> take() = 0;  // the next ready job, if any
+    // The next ready job, if any, to run in job slot `slot` (1 to -j, free while it runs).
+    virtual std::optional<job_spec> take(std::size_t slot) = 0;
     virtual bool exhausted() const = 0;          // nothing is left to take, ever
     virtual std::size_t bytes_read() const = 0;
     virtual std::optional<std::size_t> bytes_total() const = 0;

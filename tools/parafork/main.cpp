@@ -31,6 +31,11 @@ constexpr const char* examples = R"(Examples:
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
   # records from the command line instead of stdin
   parafork run -k -- gzip -9 {} ::: a.log b.log c.log
+  # a command that is shell syntax runs through /bin/sh -c, each value quoted in it
+  parafork run -k 'zcat {} | wc -l' ::: a.gz b.gz
+  # every combination of two input sources; a CSV file's columns by name
+  parafork run -k echo {1}-{2} ::: a b ::: 1 2
+  parafork run -k --colsep , --header : echo {name} is {age} :::: people.csv
   # 4 persistent copies of a filter, each line answered by exactly one output line
   parafork coproc -j4 -- awk '{print toupper($0); fflush()}' < names.txt
 
@@ -38,11 +43,124 @@ Exit status: 0 when every job succeeded; the number of failed jobs (101 for more
 100); 130 after Ctrl-C; 2 for a usage error; 255 for other errors.
 Environment: PARAFORK_JOBS (or PP_JOBS) sets the default of -j.)";
 
+constexpr const char* replacement_help = R"(Replacement strings (GNU parallel's):
+  {}  the arguments, joined by spaces    {n}  the n-th argument ({-1}: the last)
+  {.} {/} {//} {/.}  without extension, basename, dirname, basename without extension
+  {n.} {n/} {n//} {n/.}  the same of the n-th argument    {name}  a column, with --header :
+  {#} the job number    {%} the job slot (1 to -j)
+  With none of them in CMD, the arguments are appended. {= perl expression =} is not
+  supported: it is an error (exit status 2).
+
+)";
+
 struct cli_args {
     unsigned jobs = 0;
     std::string timeout, halt, joblog, block = "1M", record_sep;
     bool bar = false, keep_order = false, unordered = false, null_sep = false;
+    // run's input sources
+    std::vector<std::string> arg_files;
+    std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
+    bool link = false;
+    replacement_names names;  // -I and the like rename them
+    long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
+    bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
+    bool quote = false;                                          // -q
 };
+
+// run's options that take a string, GNU parallel's spelling.
+void add_run_options(CLI::App* run, cli_args& a) {
+    const struct {
+        const char* flags;
+        std::string cli_args::*value;
+        const char* type;
+        const char* help;
+    } strings[] = {
+        {"-d,--delimiter", &cli_args::delimiter, "DELIM", "Input records end with DELIM (C escapes: \\n, \\t, \\0, \\x1e)"},
+        {"-C,--colsep", &cli_args::colsep, "REGEXP", "Split each input record at REGEXP (ECMAScript) into {1} {2} ..."},
+        {"--header", &cli_args::header, ":", "':': the first value of each input source names its columns: {name}"},
+        {"--trim", &cli_args::trim, "n|l|r|lr", "Trim blanks around each value: n, l, r, lr (default lr with --colsep, else n)"},
+        {"-E", &cli_args::eof, "EOF_STR", "A value equal to EOF_STR ends its input source"},
+        {"--arg-sep", &cli_args::arg_sep, "SEP", "Use SEP instead of ::: (and SEP+ instead of :::+)"},
+        {"--arg-file-sep", &cli_args::arg_file_sep, "SEP", "Use SEP instead of :::: (and SEP+ instead of ::::+)"},
+    };
+    for (auto& o : strings) run->add_option(o.flags, a.*o.value, o.help)->type_name(o.type);
+    run->add_option("-a,--arg-file", a.arg_files, "An input source: FILE's records (- is stdin); repeatable")
+        ->allow_extra_args(false)
+        ->type_name("FILE");
+    run->add_flag("--link,--xapply", a.link, "Input sources advance together, the shorter ones wrapping around");
+    run->add_option("-N,--max-replace-args", a.max_replace, "N values per job; {} repeated per value, {1}..{N}")
+        ->type_name("N");
+    run->add_option("-n,--max-args", a.max_args, "N values per job; {} is all of them")->type_name("N");
+    run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
+    run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
+    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
+    run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
+    // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
+    const struct {
+        const char* flags;
+        replacement what;
+    } renames[] = {
+        {"-I", replacement::all},
+        {"--er,--extensionreplace", replacement::no_ext},
+        {"--bnr,--basenamereplace", replacement::basename},
+        {"--dnr,--dirnamereplace", replacement::dirname},
+        {"--bner,--basenameextensionreplace", replacement::basename_no_ext},
+        {"--seqreplace", replacement::seq},
+        {"--slotreplace", replacement::slot},
+    };
+    for (auto& r : renames)
+        run->add_option(r.flags, a.names[r.what], "Use STR instead of " + a.names[r.what])->type_name("STR");
+}
+
+// How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
+batching batching_from(const cli_args& a) {
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n, -m, -X and --xargs");
+    batching b;
+    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}})
+        if (given == 0)
+            throw std::invalid_argument(std::string(flag) + " 0: a job takes at least one value (GNU parallel's " + flag +
+                                        " 0, a job per value without the value, is not supported)");
+    if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
+    if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
+    if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
+    b.context_replace = a.max_replace > 0 || a.spread_context;
+    b.spread = a.spread || a.spread_context;
+    return b;
+}
+
+// run's input settings from its options and the sources after the command.
+input_settings input_from(const cli_args& a, std::vector<std::string>& command) {
+    input_settings in;
+    in.sources = take_input_sources(command, a.arg_sep, a.arg_file_sep);
+    std::vector<input_source> files;
+    for (auto& f : a.arg_files) files.push_back(input_source::file(f));
+    in.sources.insert(in.sources.begin(), files.begin(), files.end());  // -a first, as GNU parallel
+    if (int(a.null_sep) + int(!a.record_sep.empty()) + int(!a.delimiter.empty()) > 1)
+        throw std::invalid_argument("give one of -0, -d and --record-sep");
+    if (a.null_sep) in.delimiter = std::string(1, '\0');
+    else if (!a.record_sep.empty()) in.delimiter = std::string(1, parse_separator(a.record_sep));
+    else if (!a.delimiter.empty()) in.delimiter = decode_escapes(a.delimiter);
+    if (in.delimiter.empty()) throw std::invalid_argument("the delimiter is empty");
+    if (!a.colsep.empty()) {
+        try {
+            in.colsep.emplace(a.colsep, std::regex::ECMAScript | std::regex::optimize);
+        } catch (const std::regex_error& e) {
+            throw std::invalid_argument("bad --colsep regexp '" + a.colsep + "': " + e.what());
+        }
+    }
+    if (!a.header.empty() && a.header != ":")
+        throw std::invalid_argument("--header takes ':' (the first value names the columns), not '" + a.header + "'");
+    in.header = !a.header.empty();
+    std::string trim = a.trim.empty() ? (in.colsep ? "lr" : "n") : a.trim;
+    if (trim != "n" && trim != "l" && trim != "r" && trim != "lr" && trim != "rl")
+        throw std::invalid_argument("--trim takes n, l, r, lr or rl, not '" + trim + "'");
+    in.trim_left = trim.find('l') != std::string::npos;
+    in.trim_right = trim.find('r') != std::string::npos;
+    if (!a.eof.empty()) in.eof = a.eof;
+    in.link = a.link;
+    return in;
+}
 
 void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
     sub->add_option("-j,--jobs", a.jobs, "Jobs in parallel (default: PARAFORK_JOBS, PP_JOBS, or the CPUs)")
@@ -85,6 +203,8 @@ int main(int argc, char** argv) {
     pipe->add_option("--block", a.block, "Block size: 1M (the default), 64K, 16M ...");
     auto* run = app.add_subcommand("run", "Run CMD once per input line with {} replaced by the line (or appended)");
     add_common(run, a, false);
+    add_run_options(run, a);
+    run->footer(std::string(replacement_help) + examples);
     auto* coproc = app.add_subcommand(
         "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
     add_common(coproc, a, false);
@@ -123,14 +243,16 @@ int main(int argc, char** argv) {
 
     settings s;
     try {
-        // run: "CMD ARGS ::: A B C" takes its records from the command line, as GNU parallel.
-        auto colons = std::find(command.begin(), command.end(), ":::");
-        if (colons != command.end()) {
-            if (sub != run) throw std::invalid_argument("::: argument lists are for run only");
-            s.arguments.emplace(colons + 1, command.end());
-            command.erase(colons, command.end());
-            if (command.empty()) throw std::invalid_argument("no command before :::");
-        }
+        // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
+        if (sub == run) s.input = input_from(a, command);
+        s.names = a.names;
+        if (sub == run) s.batch = batching_from(a);
+        s.no_shell = a.quote;
+        for (auto& name : s.names.text)
+            if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
+        else if (!take_input_sources(command, ":::", "::::").empty())
+            throw std::invalid_argument("::: and :::: input sources are for run only");
+        if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
         s.jobs = parafork::resolve_jobs(a.jobs);
         if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
@@ -153,6 +275,9 @@ int main(int argc, char** argv) {
         if (sub == pipe) return run_pipe(s);
         if (sub == run) return run_each(s);
         return run_coproc(s);
+    } catch (const usage_error& e) {
+        std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
+        return exit_usage;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
         return exit_internal;

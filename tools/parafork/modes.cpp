@@ -13,7 +13,7 @@ int run_pipe(const settings& s) {
 
 int run_each(const settings& s) {
     // A command that cannot start (not found, not executable) would fail for every record.
-    record_source src(s);
+    arg_source src(s);
     return run_jobs(src, s, {.spawn_failure_is_fatal = true});
 }
 

@@ -1,9 +1,11 @@
 #include "settings.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace parafork::cli {
 namespace {
@@ -26,6 +28,31 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 } // namespace
+
+std::vector<input_source> take_input_sources(std::vector<std::string>& command, const std::string& arg_sep,
+                                             const std::string& arg_file_sep) {
+    const std::string linked_arg_sep = arg_sep + "+", linked_file_sep = arg_file_sep + "+";
+    auto first = std::find_if(command.begin(), command.end(), [&](const std::string& t) {
+        return t == arg_sep || t == linked_arg_sep || t == arg_file_sep || t == linked_file_sep;
+    });
+    std::vector<input_source> sources;
+    bool files = false, link_next = false;
+    for (auto it = first; it != command.end(); ++it) {
+        if (*it == arg_sep || *it == linked_arg_sep) {
+            files = false;
+            sources.push_back({{}, std::nullopt, *it == linked_arg_sep});
+        } else if (*it == arg_file_sep || *it == linked_file_sep) {
+            files = true;
+            link_next = *it == linked_file_sep;  // "::::+ f g": f is linked, g is not
+        } else if (files) {
+            sources.push_back(input_source::file(*it, std::exchange(link_next, false)));
+        } else {
+            sources.back().values.push_back(*it);
+        }
+    }
+    command.erase(first, command.end());
+    return sources;
+}
 
 std::chrono::milliseconds parse_duration(std::string_view text) {
     std::string_view rest = text;
@@ -60,6 +87,37 @@ std::size_t parse_size(std::string_view text) {
     double bytes = std::floor(v * scale);
     if (bytes < 1 || bytes > 0x1p40) throw std::invalid_argument("size out of range: '" + std::string(text) + "'");
     return static_cast<std::size_t>(bytes);
+}
+
+std::string decode_escapes(std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\\' || i + 1 == text.size()) {
+            out += text[i];
+            continue;
+        }
+        char c = text[++i];
+        switch (c) {
+            case 'n': out += '\n'; continue;
+            case 't': out += '\t'; continue;
+            case 'r': out += '\r'; continue;
+            case 'a': out += '\a'; continue;
+            case 'f': out += '\f'; continue;
+            case 'v': out += '\v'; continue;
+            case '\\': out += '\\'; continue;
+            default: break;
+        }
+        // \xHH (hex) or \NNN (octal, so \0 is NUL): at most 2 or 3 digits.
+        int base = c == 'x' ? 16 : 8;
+        std::size_t from = c == 'x' ? i + 1 : i, max = base == 16 ? 2 : 3;
+        unsigned v = 0;
+        auto [p, ec] = std::from_chars(text.data() + from, text.data() + std::min(text.size(), from + max), v, base);
+        if (ec != std::errc() || v > 255)
+            throw std::invalid_argument("bad escape in '" + std::string(text) + "' (use \\n, \\t, \\0, \\x1e, \\036)");
+        out += static_cast<char>(v);
+        i = static_cast<std::size_t>(p - text.data()) - 1;
+    }
+    return out;
 }
 
 char parse_separator(std::string_view text) {

@@ -1,16 +1,56 @@
 #pragma once
 // What the command line asks for, shared by the pipe, run and coproc modes.
 
+#include "template.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <regex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace parafork::cli {
 
 enum class halt_policy { never, now, soon };
+
+// A command line that cannot mean anything, found after parsing (a bad replacement string):
+// exit status 2 like the parser's own errors.
+struct usage_error : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
+// One input source of `run`, in command-line order: values after ":::", or a file ("-" is
+// stdin) after "::::" or -a. A linked source (":::+", "::::+") pairs with the one before it.
+struct input_source {
+    std::vector<std::string> values;
+    std::optional<std::string> path;
+    bool linked = false;
+
+    static input_source file(std::string path, bool linked = false) { return {{}, std::move(path), linked}; }
+};
+
+// How many values (rows of the input sources) one job of `run` takes.
+struct batching {
+    std::size_t max_args = 1;      // -N, -n; 0: as many as a command line holds (--xargs, -m, -X)
+    bool context_replace = false;  // -N, -X: an argument holding {} is repeated per value
+    bool spread = false;           // -m, -X: the values divided evenly among the job slots
+    static constexpr std::size_t max_line = 128 * 1024;  // bytes of values per job, for max_args 0
+};
+
+// How `run` reads and splits its input sources.
+struct input_settings {
+    std::vector<input_source> sources;  // empty: stdin
+    std::string delimiter = "\n";       // -d, -0, --record-sep (files and stdin only)
+    std::optional<std::regex> colsep;   // --colsep: each value splits into several arguments
+    bool header = false;                // --header : (the first value of a source names it)
+    bool trim_left = false, trim_right = false;  // --trim
+    std::optional<std::string> eof;     // -E: a value equal to it ends its source
+    bool link = false;                  // --link: every source linked, the shorter ones wrap
+};
 
 struct settings {
     unsigned jobs = 0;                           // resolved (>= 1) before a mode runs
@@ -23,13 +63,22 @@ struct settings {
     char record_sep = '\n';
     std::size_t block_size = std::size_t{1} << 20;  // pipe mode
     std::vector<std::string> command;            // CMD ARGS...
-    std::optional<std::vector<std::string>> arguments;  // run: CMD ... ::: A B C (instead of stdin)
+    input_settings input;                        // run
+    replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
+    batching batch;                              // run: -N, -n, -m, -X, --xargs
+    bool no_shell = false;                       // run -q: the command is never a shell string
 };
 
+// Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),
+// ":::: file1 file2", "::::+ file" (the separators as --arg-sep and --arg-file-sep spell them).
+std::vector<input_source> take_input_sources(std::vector<std::string>& command, const std::string& arg_sep,
+                                             const std::string& arg_file_sep);
 // "10" (seconds), "1.5s", "250ms", "2m", "1h". Throws std::invalid_argument.
 std::chrono::milliseconds parse_duration(std::string_view text);
 // "1048576", "64K", "1M", "1.5M", "1G" (binary multiples, case-insensitive, optional "iB"/"B").
 std::size_t parse_size(std::string_view text);
+// C escapes (\n \t \r \0 \\ \xHH \NNN octal) decoded, as GNU parallel's -d. Throws on a bad one.
+std::string decode_escapes(std::string_view text);
 // One character: a literal, or "\n", "\t", "\0", "\\", or a number like "0x1e".
 char parse_separator(std::string_view text);
 

@@ -1,10 +1,15 @@
 #pragma once
-// Job sources: stdin cut into blocks (pipe mode) or into one job per record (run mode).
+// Job sources: stdin cut into blocks (pipe mode), or the input sources' values, a job per
+// combination (run mode).
 
 #include "engine.hpp"
+#include "template.hpp"
 
 #include <deque>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace parafork::cli {
 
@@ -18,7 +23,7 @@ public:
     int input_fd() const override { return 0; }
     bool wants_input() const override { return !eof_ && ready_.size() < cut_ahead; }
     void read_input() override;
-    std::optional<job_spec> take() override;
+    std::optional<job_spec> take(std::size_t slot) override;
     bool exhausted() const override { return eof_ && ready_.empty() && len_ == 0; }
     std::size_t bytes_read() const override { return total_read_; }
     std::optional<std::size_t> bytes_total() const override { return total_; }
@@ -43,31 +48,74 @@ private:
     std::deque<job_spec> ready_;
 };
 
-// One job per stdin record: the command with `{}` (and {.} {/} {//} {/.} {#}) replaced by
-// the record, or the record appended when no argument holds a placeholder.
-class record_source final : public job_source {
+// Cuts the records out of one input, a file or stdin ("-"), at the delimiter (-d), a read at a
+// time; the end-of-input value (-E) ends it early.
+class record_reader {
 public:
-    record_source(const settings& s);
-    int input_fd() const override { return 0; }
-    bool wants_input() const override { return !eof_ && records_.size() < s_.jobs; }
-    void read_input() override;
-    std::optional<job_spec> take() override;
-    bool exhausted() const override { return eof_ && records_.empty(); }
-    std::size_t bytes_read() const override { return total_read_; }
-    std::optional<std::size_t> bytes_total() const override { return total_; }
+    record_reader(const std::string& path, const input_settings& in);
+    int fd() const { return fd_; }
+    bool eof() const { return eof_; }
+    // One read(2); the records it completes go to `out`. False when the read would block.
+    bool read_some(std::deque<std::string>& out);
+    // Reads until `out` holds `count` records or the input ends, waiting for a slow producer.
+    void read_until(std::deque<std::string>& out, std::size_t count);
+    std::size_t bytes_read() const { return bytes_read_; }
+    std::optional<std::size_t> bytes_total() const { return total_; }
 
 private:
-    const settings& s_;
-    bool has_placeholder_ = false;
-    std::string pending_;  // bytes after the last separator
-    std::deque<std::string> records_;
-    std::size_t total_read_ = 0, taken_ = 0;
-    std::optional<std::size_t> total_;
+    void add(std::string record, std::deque<std::string>& out);
+
+    const input_settings& in_;
+    sys::unique_fd owned_;
+    int fd_ = 0;
+    std::string pending_;  // bytes after the last delimiter
+    std::size_t bytes_read_ = 0;
+    std::optional<std::size_t> total_;  // a regular file's size
     bool eof_ = false;
 };
 
-// Replaces the placeholders of one argument (exposed for tests of the expansion rules).
-std::string expand_placeholders(const std::string& arg, const std::string& record, std::size_t seq);
-bool has_placeholder(const std::string& arg);
+// One job per combination of the input sources' values (GNU parallel's order: the first
+// source varies slowest), linked sources advancing together. The first source is read as
+// jobs start, at most a job's worth per slot ahead, when it is alone in its group and read
+// from a file or stdin; the others are read whole first, since every one of their values
+// pairs with each value of the first.
+class arg_source final : public job_source {
+public:
+    arg_source(const settings& s);
+    ~arg_source() override;
+    int input_fd() const override { return stream_ ? stream_->fd() : 0; }
+    bool wants_input() const override { return stream_ && !stream_->eof() && streamed_.size() < read_ahead_; }
+    void read_input() override;
+    std::optional<job_spec> take(std::size_t slot) override;
+    bool exhausted() const override;
+    std::size_t bytes_read() const override { return stream_ ? stream_->bytes_read() : 0; }
+    std::optional<std::size_t> bytes_total() const override {
+        return stream_ ? stream_->bytes_total() : std::nullopt;
+    }
+
+private:
+    struct group;
+    bool next_first_row();
+    bool next_row(job_args& out);  // the next combination, if it can be had now
+    bool rows_exhausted() const;
+    std::size_t rows_left() const;  // before any is taken
+
+    const settings& s_;
+    std::optional<record_reader> stream_;  // the first source, when it is streamed
+    std::deque<std::string> streamed_;     // its records, not yet taken
+    std::vector<group> groups_;            // read whole (the first too, when not streamed)
+    std::optional<job_args> first_;        // the first group's row being combined
+    std::size_t next_row_ = 0;             // of groups_[0], when it is read whole
+    std::vector<std::size_t> odometer_;    // the row of each later group
+    bool empty_ = false;                   // a later group has no values: no combination at all
+    std::unique_ptr<command_template> template_;
+    std::size_t taken_ = 0;
+    // Several values per job: the job being filled, and a value that did not fit into it.
+    std::size_t per_job_ = 1;              // 0: not known until the input is read (-m, -X)
+    std::size_t read_ahead_ = 0;           // records of the first source read ahead of the jobs
+    std::vector<job_args> batch_;
+    std::size_t batch_bytes_ = 0;
+    std::optional<job_args> held_;
+};
 
 } // namespace parafork::cli
