@@ -238,3 +238,15 @@ TEST(Supervisor, MovedSupervisorKeepsItsChildren) {
     ASSERT_EQ(b.wait({}, in(30s)), supervisor::wake::exited);
     EXPECT_EQ(b.status(k)->code, 5);
 }
+
+// A child forked later must not inherit the pidfds of those before it (an executor's parts
+// would each hold one more descriptor than the last, and keep its siblings' pidfds open).
+TEST(Supervisor, ALaterChildDoesNotHoldEarlierPidfds) {
+    PARAFORK_LEAK_CHECK();
+    supervisor s;
+    auto fd_count = [] { ::_exit(static_cast<int>(pf::testing::open_fds().size())); };
+    auto a = s.fork(fd_count);
+    auto b = s.fork(fd_count);  // a's pidfd is open in the parent now
+    while (s.live() > 0) ASSERT_NE(s.wait({}, in(30s)), supervisor::wake::timeout);
+    EXPECT_EQ(s.status(b)->code, s.status(a)->code);
+}

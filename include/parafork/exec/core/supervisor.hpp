@@ -105,7 +105,7 @@ public:
 private:
     struct kid {
         pid_t pid = -1;
-        sys::unique_fd pidfd;
+        sys::private_fd pidfd;  // private: a later child must not hold an earlier one's pidfd
         std::optional<sys::exit_status> status;
     };
     const kid& at(id k) const;
