@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <fcntl.h>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -281,5 +282,34 @@ TEST(generator, a_moved_from_generator_throws_not_started) {
         EXPECT_EQ(a.pid(), -1);
         EXPECT_EQ(b.next(), 5);
         b.join();
+    });
+}
+
+// The destructor stops a running producer by the shared stop policy: SIGTERM first, then
+// SIGKILL after the grace period.
+TEST(generator, the_destructor_stops_a_running_producer_with_sigterm_first) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("destructor", 30, [] {
+        int p[2];
+        ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+        static int note_fd = -1;
+        note_fd = p[1];
+        {
+            pf::generator<int> g([](pf::yield<int>& yield) {
+                ::signal(SIGTERM, [](int) {
+                    (void)!::write(note_fd, "t", 1);
+                    ::_exit(0);
+                });
+                yield(1);
+                for (;;) ::pause();
+            });
+            g.start();
+            EXPECT_EQ(g.next(), 1);  // the handler is in place
+        }
+        ::close(p[1]);
+        char c = 0;
+        EXPECT_EQ(::read(p[0], &c, 1), 1);  // the producer is reaped: what it wrote is there
+        EXPECT_EQ(c, 't');
+        ::close(p[0]);
     });
 }

@@ -9,6 +9,7 @@
 #include <parafork/sys/signals.hpp>
 
 #include "support/gated_source.hpp"
+#include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
 
 #include <atomic>
@@ -167,6 +168,33 @@ TEST(pipeline_faults, stage_killed_from_outside) {
             EXPECT_NE(std::string(e.what()).find("stage slow"), std::string::npos) << e.what();
         }
         for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
+    });
+}
+
+// A stage that forks a grandchild (which keeps the stage's error pipe) and dies is reported
+// at once, from its pidfd, not when the grandchild lets go of the pipe.
+struct LeavesAGrandchild : pf::stage<int> {
+    pf::testing::lingering_grandchild* g = nullptr;
+    void process(int) { g->leave_and_die(30); }
+};
+
+TEST(pipeline_faults, a_stage_death_is_reported_at_once_though_a_grandchild_holds_its_pipe) {
+    run_bounded("grandchild", 20, [] {
+        PARAFORK_LEAK_CHECK();
+        pf::testing::lingering_grandchild g;
+        LeavesAGrandchild stage;
+        stage.g = &g;
+        auto p = pf::ez(pf::constant(7), pf::named("dies", stage), add1);
+        p.start();
+        auto pids = p.pids();
+        try {
+            p.join();
+            ADD_FAILURE() << "no exception";
+        } catch (const pf::worker_died& e) {
+            EXPECT_EQ(e.pid(), pids.at(1));
+            EXPECT_EQ(e.signal(), SIGKILL);
+        }
+        EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
     });
 }
 

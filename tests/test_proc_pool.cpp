@@ -814,3 +814,32 @@ TEST(ProcPool, FinishRunsEveryRequestInFlightAndDiscardsTheReplies) {
     EXPECT_FALSE(pp.next_reply(false));  // and none of the replies is left to take
     EXPECT_FALSE(pp.next_reply(true));
 }
+
+// Kids that ignore SIGTERM are stopped all at once: the destructor gives them one grace period
+// to exit after their input closes and one after SIGTERM, in all. Stopped one by one, ten
+// such kids took twenty grace periods (4 s).
+TEST(ProcPool, KidsThatIgnoreSigtermAreStoppedInOneGracePeriodInAll) {
+    PARAFORK_LEAK_CHECK();
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    static int ready_fd = -1;
+    ready_fd = ready[1];
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        pf::proc_pool pool(pf::kid_fn([](int, int) {
+                               ::signal(SIGTERM, SIG_IGN);
+                               (void)!::write(ready_fd, "r", 1);
+                               ::sleep(30);
+                           }),
+                           frames::lines, jobs(10));
+        for (int i = 0; i < 10; ++i) {
+            char c;
+            ASSERT_EQ(::read(ready[0], &c, 1), 1);
+        }
+        t0 = std::chrono::steady_clock::now();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2500));
+    EXPECT_TRUE(pf::testing::child_pids().empty());
+    ::close(ready[0]);
+    ::close(ready[1]);
+}

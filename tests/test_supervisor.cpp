@@ -9,6 +9,7 @@
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <system_error>
 #include <unistd.h>
@@ -237,4 +238,28 @@ TEST(Supervisor, MovedSupervisorKeepsItsChildren) {
     EXPECT_EQ(a.size(), 0u);
     ASSERT_EQ(b.wait({}, in(30s)), supervisor::wake::exited);
     EXPECT_EQ(b.status(k)->code, 5);
+}
+
+// A child forked later must not inherit the pidfds of those before it (an executor's parts
+// would each hold one more descriptor than the last, and keep its siblings' pidfds open).
+TEST(Supervisor, ALaterChildDoesNotHoldEarlierPidfds) {
+    PARAFORK_LEAK_CHECK();
+    supervisor s;
+    auto fd_count = [] { ::_exit(static_cast<int>(pf::testing::open_fds().size())); };
+    auto a = s.fork(fd_count);
+    auto b = s.fork(fd_count);  // a's pidfd is open in the parent now
+    while (s.live() > 0) ASSERT_NE(s.wait({}, in(30s)), supervisor::wake::timeout);
+    EXPECT_EQ(s.status(b)->code, s.status(a)->code);
+}
+
+TEST(Supervisor, APidfdIsReadableOnceItsChildExits) {
+    PARAFORK_LEAK_CHECK();
+    supervisor s;
+    auto k = s.fork([] { ::_exit(0); });
+    pollfd p{s.pidfd(k), POLLIN, 0};
+    ASSERT_GE(p.fd, 0);
+    EXPECT_EQ(pf::sys::poll_fds(&p, 1, 30000), 1);  // exited, not yet reaped
+    EXPECT_TRUE(s.alive(k));
+    ASSERT_EQ(s.wait({}, in(30s)), supervisor::wake::exited);
+    EXPECT_EQ(s.pidfd(k), -1);
 }

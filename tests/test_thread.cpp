@@ -9,6 +9,7 @@
 #include "support/leak_check.hpp"
 
 #include <csignal>
+#include <fcntl.h>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -250,5 +251,36 @@ TEST(thread, a_moved_from_thread_throws_not_started) {
         EXPECT_FALSE(a.is_alive());
         EXPECT_EQ(a.pid(), -1);
         EXPECT_EQ(b.result<int>(), 3);
+    });
+}
+
+// The destructor stops a running thread by the shared stop policy: SIGTERM first, so the child
+// can clean up, then SIGKILL after the grace period.
+TEST(thread, the_destructor_stops_a_running_child_with_sigterm_first) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("destructor", 30, [] {
+        int p[2];
+        ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+        static int note_fd = -1;
+        note_fd = p[1];
+        {
+            pf::thread t([] {
+                ::signal(SIGTERM, [](int) {
+                    (void)!::write(note_fd, "t", 1);
+                    ::_exit(0);
+                });
+                (void)!::write(note_fd, "r", 1);
+                for (;;) ::pause();
+            });
+            t.start();
+            char c = 0;
+            ASSERT_EQ(::read(p[0], &c, 1), 1);
+            EXPECT_EQ(c, 'r');
+        }
+        ::close(p[1]);
+        char c = 0;
+        EXPECT_EQ(::read(p[0], &c, 1), 1);  // the child is reaped: what it wrote is there
+        EXPECT_EQ(c, 't');
+        ::close(p[0]);
     });
 }

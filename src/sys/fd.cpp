@@ -75,6 +75,8 @@ void set_nonblocking(int fd, bool on) {
     if (nfl != fl && ::fcntl(fd, F_SETFL, nfl) != 0) throw_errno("fcntl(F_SETFL)");
 }
 
+bool set_pipe_size(int fd, int bytes) noexcept { return ::fcntl(fd, F_SETPIPE_SZ, bytes) >= 0; }
+
 void set_cloexec(int fd, bool on) {
     int fl = ::fcntl(fd, F_GETFD);
     if (fl < 0) throw_errno("fcntl(F_GETFD)");

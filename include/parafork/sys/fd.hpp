@@ -84,6 +84,8 @@ fd_pair make_pipe();                 // pipe2(O_CLOEXEC)
 fd_pair make_socketpair();           // AF_UNIX SOCK_STREAM, SOCK_CLOEXEC; both ends bidirectional
 void set_nonblocking(int fd, bool on = true);
 void set_cloexec(int fd, bool on = true);
+// fcntl(F_SETPIPE_SZ); false where the kernel refuses (limits): the pipe keeps its size.
+bool set_pipe_size(int fd, int bytes) noexcept;
 unique_fd dup_cloexec(int fd);       // fcntl(F_DUPFD_CLOEXEC)
 
 // read(2) retried on EINTR. Returns bytes read, 0 at EOF, -1 with errno EAGAIN when a

@@ -3,10 +3,8 @@
 #include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
 
-#include <cerrno>
 #include <poll.h>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace parafork {
 
@@ -28,19 +26,18 @@ namespace {
 
 // A part's report is 'r' and its result's encoding, or 'x' and (type name, what) of its
 // exception. Throws if the part failed; otherwise leaves the result's encoding in `report`.
-void check_part(const sys::child& proc, std::size_t part, std::string& report) {
-    const auto& st = *proc.status();
+void check_part(pid_t pid, const sys::exit_status& st, std::size_t part, std::string& report) {
     if (!report.empty() && report[0] == 'x') {
         std::pair<std::string, std::string> ex;
         try {
             ex = wire::decode<std::pair<std::string, std::string>>(std::string_view(report).substr(1));
         } catch (const protocol_error&) {
-            throw worker_died(proc.pid(), st.signal, st.code, part, "fork_join part sent a corrupt report");
+            throw worker_died(pid, st.signal, st.code, part, "fork_join part sent a corrupt report");
         }
-        throw remote_error(std::move(ex.first), std::move(ex.second), proc.pid(), part);
+        throw remote_error(std::move(ex.first), std::move(ex.second), pid, part);
     }
     if (!st.ok() || report.empty() || report[0] != 'r')
-        throw worker_died(proc.pid(), st.signal, st.code, part,
+        throw worker_died(pid, st.signal, st.code, part,
                           st.ok() ? "fork_join part ended without a result" : "fork_join part died");
     report.erase(0, 1);
 }
@@ -66,63 +63,44 @@ void fork_join_report_exception(int fd) noexcept {
     sys::exit_child(1);
 }
 
-std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids) {
-    std::vector<sys::child> procs;
-    procs.reserve(kids.size());
-    for (auto& k : kids) procs.emplace_back(k.pid);  // owned from here: killed + reaped on any exit
-    std::vector<std::string> results(kids.size());
-    // A part is done when its child is gone, seen by pidfd: a grandchild that inherited the
-    // result pipe may hold it open long after. Without a pidfd, look again now and then.
-    std::vector<sys::unique_fd> pidfds(kids.size());
-    bool all_pidfds = true;
-    for (std::size_t i = 0; i < kids.size(); ++i) {
-        pidfds[i] = sys::open_pidfd(kids[i].pid);
-        all_pidfds = all_pidfds && bool(pidfds[i]);
-        if (kids[i].result) sys::set_nonblocking(kids[i].result.get());
-    }
-
-    sys::sigint_guard guard;
+std::vector<std::string> fork_join_wait(supervisor& sup, std::vector<sys::private_fd>& pipes) {
+    std::vector<std::string> results(pipes.size());
     std::vector<pollfd> pfds;
+    std::vector<std::size_t> polled;  // the part of each entry in pfds
+    pfds.reserve(pipes.size());
+    polled.reserve(pipes.size());
+    for (auto& p : pipes) sys::set_nonblocking(p.get());
     char buf[64 * 1024];
     auto drain = [&](std::size_t i) {
-        for (;;) {
-            long n = sys::read_some(kids[i].result.get(), buf, sizeof buf);
-            if (n > 0) {
-                results[i].append(buf, static_cast<std::size_t>(n));
-                continue;
-            }
-            if (n == 0) kids[i].result.reset();
-            return;
+        while (pipes[i]) {
+            long n = sys::read_some(pipes[i].get(), buf, sizeof buf);
+            if (n < 0) return;
+            if (n == 0) pipes[i].reset();
+            else results[i].append(buf, static_cast<std::size_t>(n));
         }
     };
-    for (;;) {
-        std::size_t running = 0;
-        for (std::size_t i = 0; i < kids.size(); ++i) {
-            if (!procs[i].running()) continue;
-            if (kids[i].result) drain(i);
-            if (procs[i].try_wait()) {
-                if (kids[i].result) drain(i);  // all it wrote before it exited
-                kids[i].result.reset();
-                pidfds[i].reset();
-                check_part(procs[i], i, results[i]);  // throws: procs' destructors stop the rest
-            } else {
-                ++running;
-            }
-        }
-        if (!running) break;
+    // A part is done when its child is gone, seen by its pidfd: a grandchild that inherited
+    // the result pipe may hold it open long after. The pipes are read as they fill.
+    sys::sigint_guard guard;
+    while (sup.live() > 0) {
         pfds.clear();
-        for (std::size_t i = 0; i < kids.size(); ++i) {
-            if (!procs[i].running()) continue;
-            if (kids[i].result) pfds.push_back({kids[i].result.get(), POLLIN, 0});
-            if (pidfds[i]) pfds.push_back({pidfds[i].get(), POLLIN, 0});
+        polled.clear();
+        for (std::size_t i = 0; i < pipes.size(); ++i) {
+            if (!pipes[i] || !sup.alive(i)) continue;
+            pfds.push_back({pipes[i].get(), POLLIN, 0});
+            polled.push_back(i);
         }
-        pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-        int r = ::poll(pfds.data(), pfds.size(), all_pidfds ? -1 : 50);
-        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
-        if (sys::sigint_guard::pending()) {
-            for (auto& p : procs) p.terminate();
+        auto w = sup.wait(pfds, std::nullopt, [&](supervisor::id i, const sys::exit_status& st) {
+            drain(i);  // all it wrote before it exited
+            pipes[i].reset();
+            check_part(sup.pid(i), st, i, results[i]);  // throws: the supervisor stops the rest
+        });
+        if (w == supervisor::wake::interrupted) {
+            sup.stop_all();
             sys::sigint_guard::check();
         }
+        for (std::size_t e = 0; e < pfds.size(); ++e)
+            if (pfds[e].revents) drain(polled[e]);
     }
     return results;
 }

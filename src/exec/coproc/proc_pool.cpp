@@ -1,4 +1,5 @@
 #include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/exec/core/zygote.hpp>
 #include <parafork/error.hpp>
 #include <parafork/sys/fd.hpp>
@@ -7,14 +8,12 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <deque>
-#include <fcntl.h>
 #include <map>
 #include <poll.h>
 #include <stdexcept>
-#include <unistd.h>
+#include <system_error>
 #include <span>
 #include <variant>
 
@@ -36,62 +35,78 @@ std::chrono::microseconds g_serve_spin{50};
 // the ones whose replies may be someone else's. Only the latest are kept.
 constexpr std::size_t suspects_kept = 64;
 
-// A kid process: forked by us (a sys::child), or by a zygote, which reaps it and tells us.
+// A kid process: forked or spawned through the pool's supervisor, or forked by a zygote, which
+// reaps it and tells us (a supervisor reaps only its own children).
 class kid_handle {
 public:
     kid_handle() = default;
-    explicit kid_handle(pid_t pid) : own_(pid) {}
-    kid_handle(zygote& z, pid_t pid) : z_(&z), zpid_(pid) {}
-    kid_handle(kid_handle&& o) noexcept
-        : own_(std::move(o.own_)), z_(std::exchange(o.z_, nullptr)), zpid_(std::exchange(o.zpid_, -1)),
-          zst_(o.zst_) {}
+    kid_handle(detail::supervisor& s, detail::supervisor::id id) : sup_(&s), id_(id) {}
+    kid_handle(zygote& z, pid_t pid) : z_(&z), zpid_(pid), zpidfd_(sys::open_pidfd(pid)) {}
+    kid_handle(kid_handle&& o) noexcept { *this = std::move(o); }
     kid_handle& operator=(kid_handle&& o) noexcept {
         if (this != &o) {
             kill_and_reap();
-            own_ = std::move(o.own_);
+            sup_ = std::exchange(o.sup_, nullptr);
+            id_ = o.id_;
             z_ = std::exchange(o.z_, nullptr);
             zpid_ = std::exchange(o.zpid_, -1);
+            zpidfd_ = std::move(o.zpidfd_);
             zst_ = o.zst_;
         }
         return *this;
     }
     ~kid_handle() { kill_and_reap(); }
 
-    pid_t pid() const noexcept { return z_ ? zpid_ : own_.pid(); }
-    bool running() const noexcept { return z_ ? (zpid_ > 0 && !zst_) : own_.running(); }
+    pid_t pid() const { return sup_ ? sup_->pid(id_) : zpid_; }
+    const std::optional<sys::exit_status>& status() const { return sup_ ? sup_->status(id_) : zst_; }
+    bool running() const { return (sup_ || z_) && !status(); }
+    // Readable once it has exited (see sys::open_pidfd); -1 once reaped.
+    int pidfd() const { return sup_ ? sup_->pidfd(id_) : (zst_ ? -1 : zpidfd_.get()); }
 
-    std::optional<sys::exit_status> wait_for(std::chrono::milliseconds t) {
-        if (!z_) return own_.wait_for(t);
-        if (!zst_) zst_ = z_->wait_for(zpid_, t);
-        return zst_;
-    }
-    sys::exit_status terminate(std::chrono::milliseconds grace) {
-        if (!z_) return own_.terminate(grace);
-        if (!zst_) {
-            ::kill(zpid_, SIGTERM);
-            if (!wait_for(grace)) {
-                ::kill(zpid_, SIGKILL);
-                zst_ = z_->wait(zpid_);
-            }
+    // Up to the deadline for it to exit by itself, then stopped by the stop policy (SIGTERM,
+    // `grace`, SIGKILL: the supervisor's for its own kids).
+    sys::exit_status reap(clock::time_point deadline, std::chrono::milliseconds grace) {
+        if (sup_) {
+            while (sup_->alive(id_) && clock::now() < deadline)
+                if (sup_->wait({}, deadline) == detail::supervisor::wake::interrupted) break;
+            return sup_->stop(id_);
         }
+        if (!zst_) zst_ = wait_zygote(deadline - clock::now());
+        if (!zst_ && sys::send_signal(zpid_, SIGTERM)) zst_ = wait_zygote(grace);
+        if (!zst_) kill_and_reap();
         return *zst_;
     }
     void kill_and_reap() noexcept {
-        if (!z_) return own_.kill_and_reap();
-        if (zpid_ > 0 && !zst_) {
-            ::kill(zpid_, SIGKILL);
+        if (sup_ && sup_->alive(id_)) sup_->signal(id_, SIGKILL);
+        if (sup_) {
+            try {
+                sup_->stop(id_);  // at once: it is dying
+                sup_->forget(id_);
+            } catch (...) {
+            }
+        }
+        if (z_ && !zst_) {
+            sys::send_signal(zpid_, SIGKILL);
             try {
                 zst_ = z_->wait(zpid_);
             } catch (...) {
                 zst_ = sys::exit_status{0, SIGKILL};  // the zygote is gone, and the kid with it
             }
         }
+        sup_ = nullptr;
     }
 
 private:
-    sys::child own_;
+    std::optional<sys::exit_status> wait_zygote(clock::duration d) {
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(d, clock::duration::zero()));
+        return z_->wait_for(zpid_, ms);
+    }
+
+    detail::supervisor* sup_ = nullptr;
+    detail::supervisor::id id_ = 0;
     zygote* z_ = nullptr;
     pid_t zpid_ = -1;
+    sys::private_fd zpidfd_;
     std::optional<sys::exit_status> zst_;
 };
 
@@ -113,7 +128,6 @@ struct proc_pool::impl {
         unsigned number = 0;
         kid_handle proc;
         sys::private_fd to, from;
-        sys::private_fd pidfd;     // readable once it has exited (see sys::open_pidfd)
         // Since it was last idle: the latest suspects_kept answered requests, in a ring (no
         // allocation per reply); answered_n counts them all.
         std::array<std::size_t, suspects_kept> answered{};
@@ -134,6 +148,7 @@ struct proc_pool::impl {
     frames::framing framing;
     options opts;
     unsigned jobs;
+    detail::supervisor sup;  // before kids: it outlives their handles
     std::vector<std::unique_ptr<kid>> kids;
     bool started = false;
     bool closing = false;
@@ -149,13 +164,14 @@ struct proc_pool::impl {
     sys::exit_status last_death;
     std::string current;  // storage for a reply handed out from the stash
     std::vector<pollfd> pfds;
-    std::vector<kid*> pfd_kid;
+    std::vector<std::pair<kid*, bool>> pfd_kid;  // whose entry each is; true: its pidfd
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
     std::optional<sys::sigint_guard> wait_guard;  // made by a pump about to sleep without one
     sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
-        : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)) {}
+        : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)),
+          sup(stop_policy{SIGTERM, o.grace}) {}
 
     ~impl() { shutdown(true); }
 
@@ -164,48 +180,39 @@ struct proc_pool::impl {
         auto rep = sys::make_pipe();  // parent reads replies
         sys::child_options co;
         co.title = opts.name + "#" + std::to_string(k.number);
-        pid_t pid;
         if (opts.zygote) {
             auto* fn = std::get_if<kid_fn>(&spec);
             if (!fn || !fn->ptr)
                 throw std::invalid_argument("proc_pool: through a zygote, kids must be plain function "
                                             "pointers (a captureless lambda will do)");
             int fds[] = {req.read.get(), rep.write.get()};
-            pid = opts.zygote->spawn(&zygote_kid, fds, reinterpret_cast<std::uintptr_t>(fn->ptr));
+            pid_t pid = opts.zygote->spawn(&zygote_kid, fds, reinterpret_cast<std::uintptr_t>(fn->ptr));
             k.proc = kid_handle(*opts.zygote, pid);
         } else if (auto* cmd = std::get_if<kid_cmd>(&spec)) {
             sys::spawn_options so;
             so.stdin_fd = req.read.get();
             so.stdout_fd = rep.write.get();
             so.child = co;
-            pid = sys::spawn(cmd->argv, so);
-            k.proc = kid_handle(pid);
+            k.proc = kid_handle(sup, sup.spawn(cmd->argv, so));
         } else {
             auto& fn = std::get<kid_fn>(spec).fn;
-            pid = sys::fork_process(co);
-            if (pid == 0) {
-                int code = 0;
-                try {
-                    req.write.reset();
-                    rep.read.reset();
-                    g_serve_spin = opts.spin;
-                    if (opts.worker_init) opts.worker_init();
-                    fn(req.read.get(), rep.write.get());
-                    if (opts.worker_exit) opts.worker_exit();
-                } catch (...) {
-                    code = sys::report_child_exception();
-                }
-                sys::exit_child(code);
-            }
-            k.proc = kid_handle(pid);
+            k.proc = kid_handle(sup, sup.fork(
+                                         [&] {
+                                             req.write.reset();
+                                             rep.read.reset();
+                                             g_serve_spin = opts.spin;
+                                             if (opts.worker_init) opts.worker_init();
+                                             fn(req.read.get(), rep.write.get());
+                                             if (opts.worker_exit) opts.worker_exit();
+                                         },
+                                         co));
         }
         // Bigger pipes mean fewer wake-ups for bulk replies; the kernel may refuse (limits):
         // then the default 64 KiB stays, which is only slower.
-        ::fcntl(rep.read.get(), F_SETPIPE_SZ, 1 << 20);
-        ::fcntl(req.write.get(), F_SETPIPE_SZ, 1 << 20);
+        sys::set_pipe_size(rep.read.get(), 1 << 20);
+        sys::set_pipe_size(req.write.get(), 1 << 20);
         k.to = sys::private_fd(std::move(req.write));
         k.from = sys::private_fd(std::move(rep.read));
-        k.pidfd = sys::private_fd(sys::open_pidfd(pid));
         k.answered_n = 0;
         sys::set_nonblocking(k.to.get());
         sys::set_nonblocking(k.from.get());
@@ -228,7 +235,8 @@ struct proc_pool::impl {
                 start_kid(*kids.back());
             }
         } catch (...) {
-            kids.clear();  // sys::child kills and reaps whatever did start
+            sup.stop_all();
+            kids.clear();
             throw;
         }
         started = true;
@@ -286,17 +294,16 @@ struct proc_pool::impl {
 
     void flush(kid& k) {
         while (k.written < k.out.size()) {
-            ssize_t n = ::write(k.to.get(), k.out.data() + k.written, k.out.size() - k.written);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) return;  // pipe full: poll tells us when to go on
-                if (errno == EPIPE) {         // it closed its stdin: its death shows as EOF
-                    if (sigpipe) sigpipe->note_epipe();
-                    k.to.reset();
-                    return;
-                }
-                sys::throw_errno("write");
+            long n;
+            try {
+                n = sys::write_some(k.to.get(), k.out.data() + k.written, k.out.size() - k.written);
+            } catch (const std::system_error& e) {
+                if (e.code() != std::errc::broken_pipe) throw;
+                if (sigpipe) sigpipe->note_epipe();  // it closed its stdin: its pidfd tells the rest
+                k.to.reset();
+                return;
             }
+            if (n < 0) return;  // pipe full: poll tells us when to go on
             k.written += static_cast<std::size_t>(n);
         }
         if (k.input_closed && k.to) k.to.reset();
@@ -360,10 +367,8 @@ struct proc_pool::impl {
     void on_kid_gone(kid& k) {
         k.from.reset();
         k.to.reset();
-        k.pidfd.reset();
-        // Its stdout is closed, so it is exiting: give it the grace period, then kill it.
-        auto st = k.proc.wait_for(opts.grace);
-        if (!st) st = k.proc.terminate(opts.grace);
+        // Its stdout is closed, so it is exiting: give it the grace period, then stop it.
+        auto st = std::make_optional(k.proc.reap(clock::now() + opts.grace, opts.grace));
         last_death_pid = k.proc.pid();
         last_death = *st;
         if (k.held.empty()) {
@@ -450,16 +455,25 @@ struct proc_pool::impl {
         return false;
     }
 
-    int poll_timeout(bool wait) const {
-        if (!wait) return 0;
-        if (opts.task_timeout.count() <= 0) return -1;
-        auto now = clock::now();
-        auto soonest = clock::time_point::max();
+    // When the first request in flight times out, if one can.
+    std::optional<clock::time_point> timeout_deadline() const {
+        if (opts.task_timeout.count() <= 0) return std::nullopt;
+        std::optional<clock::time_point> soonest;
         for (auto& k : kids)
-            if (!k->held.empty()) soonest = std::min(soonest, k->progress + opts.task_timeout);
-        if (soonest == clock::time_point::max()) return -1;
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(soonest - now).count() + 1;
-        return static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
+            if (!k->held.empty() && (!soonest || k->progress + opts.task_timeout < *soonest))
+                soonest = k->progress + opts.task_timeout;
+        return soonest;
+    }
+
+    // It has exited, though a process it started may still hold its stdout: take what it
+    // wrote (bounded: such a process could write on), then call it ended.
+    static void ended(kid& k) {
+        for (int j = 0; j < 64 && !k.eof && k.from; ++j) {
+            long n = k.in.fill(k.from.get());
+            if (n == 0) k.eof = true;
+            if (n < 0) break;
+        }
+        k.eof = true;
     }
 
     void check_timeouts() {
@@ -498,89 +512,61 @@ struct proc_pool::impl {
             kid& k = *kp;
             if (k.to && k.written < k.out.size()) flush(k);
             else if (k.to && k.input_closed) k.to.reset();
+            if (k.from && !k.eof && !k.proc.running()) ended(k);  // reaped by a wait for another
             if (k.from && !k.eof) {
                 pfds.push_back({k.from.get(), POLLIN, 0});
-                pfd_kid.push_back(&k);
-                if (k.pidfd) {
-                    pfds.push_back({k.pidfd.get(), POLLIN, 0});
-                    pfd_kid.push_back(&k);
+                pfd_kid.push_back({&k, false});
+                if (int fd = k.proc.pidfd(); fd >= 0) {  // also watched by the supervisor: the spin sees it too
+                    pfds.push_back({fd, POLLIN, 0});
+                    pfd_kid.push_back({&k, true});
                 }
             }
             if (k.to && k.written < k.out.size()) {
                 pfds.push_back({k.to.get(), POLLOUT, 0});
-                pfd_kid.push_back(&k);
+                pfd_kid.push_back({&k, false});
             }
         }
         if (pfds.empty()) return false;
         // A Ctrl-C that came while we were busy: kids that always have a reply ready within the
-        // spin never let the sleeping poll below see it, so look before every round.
+        // spin never let the sleeping wait below see it, so look before every round.
         if (sys::sigint_guard::fd() >= 0 && sys::sigint_guard::pending()) {
             sys::sigint_guard::clear();
             throw interrupted();
         }
-        int timeout = poll_timeout(wait);
         int r = 0;
-        if (timeout != 0 && opts.spin.count() > 0) {
-            // Spin briefly first: a kid that answers within opts.spin costs no wake-up (and
-            // no SIGINT guard either).
-            auto t0 = clock::now();
-            r = sys::spin_poll(pfds.data(), pfds.size(), opts.spin);
-            if (r < 0 && errno == EINTR) r = 0;
-            if (r == 0 && timeout > 0) {
-                auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
-                timeout = static_cast<int>(std::max<long long>(timeout - spent.count(), 0));
-            }
-        }
+        // Spin briefly first: a kid that answers within opts.spin costs no wake-up (and no
+        // SIGINT guard either).
+        if (wait && opts.spin.count() > 0) r = std::max(sys::spin_poll(pfds.data(), pfds.size(), opts.spin), 0);
         if (r == 0) {
             // About to sleep: Ctrl-C must then wake us (and become `interrupted`). One guard
             // serves the whole next_reply() (or the whole call that holds call_guard).
-            bool guarded = timeout != 0;
-            if (guarded) {
-                if (sys::sigint_guard::fd() < 0) wait_guard.emplace();
-                pfds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-                pfd_kid.push_back(nullptr);
-            }
-            do {
-                r = ::poll(pfds.data(), pfds.size(), timeout);
-            } while (r < 0 && errno == EINTR && !sys::sigint_guard::pending());
-            if (guarded && sys::sigint_guard::pending()) {
+            if (wait && sys::sigint_guard::fd() < 0) wait_guard.emplace();
+            auto w = sup.wait(pfds, wait ? timeout_deadline() : clock::now());
+            if (w == detail::supervisor::wake::interrupted) {
                 sys::sigint_guard::clear();
                 throw interrupted();
             }
-        }
-        if (r < 0) sys::throw_errno("poll");
-        if (r == 0) {
-            check_timeouts();
-            return false;
+            if (w == detail::supervisor::wake::timeout) {
+                check_timeouts();
+                return false;
+            }
         }
         for (std::size_t i = 0; i < pfds.size(); ++i) {
-            kid* k = pfd_kid[i];
+            auto [k, exited] = pfd_kid[i];
             short ev = pfds[i].revents;
-            if (!k || !ev) continue;
-            if (k->pidfd && pfds[i].fd == k->pidfd.get()) {
-                // It has exited, though a process it started may still hold its stdout: take
-                // what it wrote (bounded: such a process could write on), then call it ended.
-                for (int j = 0; j < 64 && !k->eof && k->from; ++j) {
-                    long n = k->in.fill(k->from.get());
-                    if (n == 0) k->eof = true;
-                    if (n < 0) break;
-                }
-                k->eof = true;
-                k->pidfd.reset();
-                continue;
-            }
-            if (k->eof || !k->from) continue;  // (its pidfd, seen first, ended it)
-            if (pfds[i].events & POLLOUT) {
+            if (!ev || k->eof || !k->from) continue;  // (its pidfd, seen first, ended it)
+            if (exited) {
+                ended(*k);
+            } else if (pfds[i].events & POLLOUT) {
                 if (ev & (POLLERR | POLLHUP)) {
                     // The kid closed its stdin: it is dying; its EOF on stdout follows.
                     k->to.reset();
                 } else {
                     flush(*k);
                 }
-                continue;
+            } else if (k->in.fill(k->from.get()) == 0) {
+                k->eof = true;
             }
-            long n = k->in.fill(k->from.get());
-            if (n == 0) k->eof = true;
         }
         check_timeouts();
         return true;
@@ -608,7 +594,7 @@ struct proc_pool::impl {
         for (;;) {
             if (auto r = buffered_reply()) return r;
             if (!anything_pending()) {
-                if (closing) finish_kids();
+                if (closing) shutdown(true);
                 return std::nullopt;
             }
             if (total_held && std::none_of(kids.begin(), kids.end(), [&](auto& k) { return alive(*k); })) {
@@ -633,37 +619,23 @@ struct proc_pool::impl {
         for (auto& k : kids) k->input_closed = true;
     }
 
-    void finish_kids() {
+    // EOF on their stdin asks them to exit: graceful, they get the grace period to do so; then
+    // the rest are stopped by the stop policy, all at once.
+    void shutdown(bool graceful) noexcept {
         for (auto& k : kids) {
             k->to.reset();
-            if (k->from && !k->eof) continue;  // still running; shutdown() handles it
             k->from.reset();
-            if (k->proc.running()) {
-                auto st = k->proc.wait_for(opts.grace);
-                if (!st) k->proc.terminate(opts.grace);
-            }
         }
-        kids.clear();
-        started = false;
-        closing = false;
-        stash.clear();
-        stash_bytes = 0;
-        next_index = next_deliver = 0;
-        total_held = total_held_bytes = 0;
-    }
-
-    void shutdown(bool graceful) noexcept {
         try {
-            for (auto& k : kids) k->to.reset();  // EOF on their stdin asks them to exit
-            for (auto& k : kids) {
-                k->from.reset();
-                if (!k->proc.running()) continue;
-                if (graceful && k->proc.wait_for(opts.grace)) continue;
-                k->proc.terminate(opts.grace);
-            }
+            auto deadline = clock::now() + (graceful ? opts.grace : std::chrono::milliseconds(0));
+            while (sup.live() > 0 && clock::now() < deadline)
+                if (sup.wait({}, deadline) == detail::supervisor::wake::interrupted) break;
+            sup.stop_all();
+            for (auto& k : kids)  // a zygote's kids
+                if (k->proc.running()) k->proc.reap(deadline, opts.grace);
         } catch (...) {
         }
-        kids.clear();  // sys::child kills and reaps anything left
+        kids.clear();  // their handles kill and reap anything left
         started = false;
         closing = false;
         stash.clear();

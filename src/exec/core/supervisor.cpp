@@ -67,6 +67,14 @@ supervisor::id supervisor::watch(pid_t pid) {
         sys::wait_pid(pid);
         throw std::system_error(err, std::generic_category(), "pidfd_open");
     }
+    sys::private_fd pidfd;
+    try {
+        pidfd = sys::private_fd(std::move(fd));
+    } catch (...) {
+        sys::send_signal(pid, SIGKILL);
+        sys::wait_pid(pid);
+        throw;
+    }
     id k;
     if (!free_.empty()) {
         k = free_.back();
@@ -76,7 +84,7 @@ supervisor::id supervisor::watch(pid_t pid) {
         kids_.emplace_back();
     }
     kids_[k].pid = pid;
-    kids_[k].pidfd = std::move(fd);
+    kids_[k].pidfd = std::move(pidfd);
     kids_[k].status.reset();
     ++live_;
     return k;

@@ -3,6 +3,7 @@
 #include "plan.hpp"
 
 #include <parafork/error.hpp>
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
@@ -17,14 +18,14 @@
 #include <ostream>
 #include <set>
 #include <thread>
-#include <unistd.h>
 
 namespace parafork::detail {
 namespace {
 
 struct kid_state {
-    sys::child proc;
-    sys::private_fd err;
+    supervisor::id id = 0;
+    pid_t pid = -1;
+    sys::private_fd err;  // the stage's error report; its end of file is not its end
     std::string name;
     std::size_t index = 0;
     std::string report;
@@ -44,8 +45,9 @@ struct runtime::impl : graph_plan {
     std::vector<std::optional<channel>> chans;  // one per queue in use
     std::vector<std::size_t> writers_left, readers_left, ends_owed;
     sys::mapping stats_map;
+    supervisor sup;  // forks, watches and stops the stages and the watcher
     std::vector<kid_state> kids;
-    sys::child watcher;
+    std::optional<supervisor::id> watcher;
 
     edge_reader out_reader;
     bool out_ended = true;
@@ -119,18 +121,19 @@ struct runtime::impl : graph_plan {
         auto errp = sys::make_pipe();
         sys::child_options co;
         co.title = opts.name + ":" + p.leaf->name;
-        pid_t pid = sys::fork_process(co);
-        if (pid == 0) {
-            errp.read.reset();
-            child_main(i, std::move(errp.write));
-        }
-        kid_state k;
-        k.proc = sys::child(pid);
+        auto id = sup.fork(
+            [&] {
+                errp.read.reset();
+                child_main(i, std::move(errp.write));
+            },
+            co);
+        kid_state& k = kids.emplace_back();  // if this throws, the supervisor still stops the stage
+        k.id = id;
+        k.pid = sup.pid(id);
         sys::set_nonblocking(errp.read.get());
         k.err = sys::private_fd(std::move(errp.read));
         k.name = p.leaf->name;
         k.index = i;
-        kids.push_back(std::move(k));
     }
 
     void start() {
@@ -153,7 +156,7 @@ struct runtime::impl : graph_plan {
         started = true;
         try {
             for (std::size_t i = 0; i < procs.size(); ++i) fork_stage(i);
-            if (opts.watch) watcher = sys::child(start_watcher(*this, stats(0)));
+            if (opts.watch) watcher = sup.adopt(start_watcher(*this, stats(0)));
         } catch (...) {
             stop_all();
             finished = true;
@@ -197,20 +200,13 @@ struct runtime::impl : graph_plan {
         return left;
     }
 
+    // Every stage and the watcher at once, by the shared stop policy.
     void stop_all() noexcept {
-        for (auto& k : kids)
-            if (!k.done) k.proc.signal(SIGTERM);
+        sup.stop_all();
         for (auto& k : kids) {
-            if (k.done) continue;
-            try {
-                k.proc.terminate(std::chrono::milliseconds(200));
-            } catch (...) {
-                k.proc.kill_and_reap();
-            }
             k.done = true;
             k.err.reset();
         }
-        if (watcher.pid() > 0) watcher.kill_and_reap();
         close_output();
         chans.clear();
         finished = true;
@@ -222,16 +218,21 @@ struct runtime::impl : graph_plan {
         stop_all();
     }
 
-    void on_kid_event(kid_state& k) {
-        if (k.done) return;  // stopped along with the others after an earlier failure
+    // Reads what the stage's error pipe holds now; its end of file closes it.
+    static void read_report(kid_state& k) {
         char buf[4096];
-        for (;;) {
+        for (int i = 0; i < 64 && k.err; ++i) {  // bounded: a grandchild may hold it and write on
             long n = sys::read_some(k.err.get(), buf, sizeof buf);
             if (n < 0) return;  // more later
-            if (n == 0) break;
-            k.report.append(buf, static_cast<std::size_t>(n));
+            if (n == 0) k.err.reset();
+            else k.report.append(buf, static_cast<std::size_t>(n));
         }
-        auto st = k.proc.wait();
+    }
+
+    // The stage exited (its pidfd): what it reported before is in its pipe.
+    void on_kid_exit(kid_state& k) {
+        read_report(k);
+        const sys::exit_status& st = *sup.status(k.id);
         k.done = true;
         k.err.reset();
         if (failure) return;
@@ -242,10 +243,9 @@ struct runtime::impl : graph_plan {
                 std::tie(type, what) = wire::decode<std::pair<std::string, std::string>>(k.report);
             } catch (const protocol_error&) {
             }
-            fail(std::make_exception_ptr(
-                remote_error(type, where + ": " + what, k.proc.pid(), k.index)));
+            fail(std::make_exception_ptr(remote_error(type, where + ": " + what, k.pid, k.index)));
         } else if (!st.ok()) {
-            fail(std::make_exception_ptr(worker_died(k.proc.pid(), st.signal, st.code, k.index, where)));
+            fail(std::make_exception_ptr(worker_died(k.pid, st.signal, st.code, k.index, where)));
         } else {
             auto& p = procs[k.index];
             for (int e : p.outs) writer_done(e);
@@ -266,12 +266,11 @@ struct runtime::impl : graph_plan {
     // (out_fd >= 0, armed by the caller) for data on the output queue.
     void check_kids(int timeout_ms, int out_fd = -1) {
         std::vector<pollfd> fds;
-        fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
         if (out_fd >= 0) fds.push_back({out_fd, POLLIN, 0});
         std::size_t first_kid = fds.size();
         std::vector<kid_state*> who;
         for (auto& k : kids)
-            if (!k.done) {
+            if (!k.done && k.err) {
                 fds.push_back({k.err.get(), POLLIN, 0});
                 who.push_back(&k);
             }
@@ -289,22 +288,31 @@ struct runtime::impl : graph_plan {
                 fds.push_back({fd, POLLIN, 0});
             }
         }
-        int r = ::poll(fds.data(), fds.size(), timeout_ms);
-        int err = errno;
+        std::optional<supervisor::clock::time_point> deadline;
+        if (timeout_ms >= 0) deadline = supervisor::clock::now() + std::chrono::milliseconds(timeout_ms);
+        supervisor::wake w;
+        try {
+            w = sup.wait(fds, deadline);
+        } catch (...) {
+            for (std::size_t e : armed) channel_disarm(*chans[e], edge_end_marker.size());
+            throw;
+        }
         for (std::size_t e : armed) channel_disarm(*chans[e], edge_end_marker.size());
-        if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
-        if (sys::sigint_guard::pending()) {
+        if (w == supervisor::wake::interrupted) {
             sys::sigint_guard::clear();
             fail(std::make_exception_ptr(interrupted()));
             return;
         }
         for (std::size_t i = 0; i < who.size(); ++i)
-            if (fds[first_kid + i].revents) on_kid_event(*who[i]);
+            if (fds[first_kid + i].revents) read_report(*who[i]);
+        // A stage's end is its pidfd, however long a grandchild holds its pipes.
+        for (auto& k : kids)
+            if (!k.done && !sup.alive(k.id)) on_kid_exit(k);
         if (!armed.empty()) send_owed_ends();
     }
 
     void finish_up() {
-        if (watcher.pid() > 0) watcher.terminate(std::chrono::milliseconds(100));
+        if (watcher) sup.stop(*watcher);
         close_output();
         chans.clear();  // later forks of this process need not carry our queues
         finished = true;
@@ -415,7 +423,7 @@ bool runtime::finished() const noexcept { return p_->finished; }
 
 std::vector<pid_t> runtime::pids() const {
     std::vector<pid_t> v;
-    for (auto& k : p_->kids) v.push_back(k.proc.pid());
+    for (auto& k : p_->kids) v.push_back(k.pid);
     return v;
 }
 

@@ -1,18 +1,17 @@
 // The frontend of process<Actor>: writing tasks, reading answers and messages, and the
-// backend's life. Waits never block forever: every poll here watches the backend's pidfd beside
-// its socket, so a death wakes it even when a child the backend forked keeps the socket open.
+// backend's life. Waits never block forever: every wait here is the supervisor's, which watches
+// the backend's pidfd beside its socket, so a death wakes it even when a child the backend
+// forked keeps the socket open.
 #include "state.hpp"
 
 #include <parafork/sys/signals.hpp>
 
 #include <algorithm>
-#include <cstring>
 #include <cerrno>
+#include <cstring>
 #include <poll.h>
 #include <stdexcept>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 namespace parafork {
 namespace detail {
@@ -81,10 +80,10 @@ void send_fds_ahead(process_state& st, const std::vector<int>& fds) {
         }
         // No room (unlikely: only wake-up bytes travel this way): read meanwhile. Sleeps until
         // room, a reply, or the backend's exit (pidfd: a grandchild may hold the socket open).
-        pollfd p[2] = {{st.sock.get(), POLLIN | POLLOUT, 0}, {st.pidfd.get(), POLLIN, 0}};
-        if (::poll(p, st.pidfd ? 2 : 1, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
-        if (p[1].revents & POLLIN) check_alive(st);
+        pollfd p{st.sock.get(), POLLIN | POLLOUT, 0};
+        st.sup.wait({&p, 1}, std::nullopt);
+        if (!st.sup.alive(st.kid)) on_backend_exit(st);
+        else if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_ready(st);
     }
 }
 
@@ -158,11 +157,6 @@ void handle_frame(process_state& st, std::string_view frame) {
 
 } // namespace
 
-process_state::~process_state() {
-    // Whatever the frontend did, the backend is reaped (sys::child's destructor kills it
-    // if still running) and its socket closed.
-}
-
 namespace {
 
 // Copies what fits of the held bytes into the ring; returns the count copied.
@@ -190,18 +184,9 @@ void wake_backend(process_state& st) {
     if (!h->backend_sleeping.load(std::memory_order_relaxed)) return;
     if (h->backend_sleeping.exchange(0) == 0) return;
     char c = proto::wake;
-    for (;;) {
-        ssize_t n = ::send(st.sock.get(), &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) return;
-        if (errno == EINTR) continue;
-        // Full of wake-ups already: the backend will wake anyway.
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        if (errno == EPIPE || errno == ECONNRESET) {
-            read_ready(st);  // reads what it left, then sees the end
-            return;
-        }
-        sys::throw_errno("send");
-    }
+    // Full of wake-ups already (EAGAIN): the backend will wake anyway. A backend that is gone
+    // (EPIPE): read what it left; its pidfd tells the rest.
+    if (sys::send_some(st.sock.get(), &c, 1, MSG_DONTWAIT) < 0 && errno != EAGAIN) read_ready(st);
 }
 
 } // namespace
@@ -250,52 +235,54 @@ void on_backend_exit(process_state& st) {
     // of the backend that holds the socket keeps writing), then reap.
     for (int i = 0; i < 1024 && st.live(); ++i) {
         pollfd p{st.sock.get(), POLLIN, 0};
-        if (::poll(&p, 1, 0) <= 0) break;
+        if (sys::poll_fds(&p, 1, 0) <= 0) break;
         read_ready(st);
     }
     on_backend_end(st, false);
 }
 
 void check_alive(process_state& st) {
-    if (!st.live() || !st.pidfd) return;
-    pollfd p{st.pidfd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0) on_backend_exit(st);
+    if (!st.live()) return;
+    pollfd p{st.pidfd(), POLLIN, 0};
+    if (!st.sup.alive(st.kid) || sys::poll_fds(&p, 1, 0) > 0) on_backend_exit(st);
 }
 
 void pump(process_state& st, int timeout_ms, bool with_sigint, std::chrono::microseconds spin) {
     if (!st.live()) return;
     if (st.out_pending()) try_flush(st);
     if (!st.live()) return;
-    pollfd p[3] = {{st.sock.get(), wanted_events(st), 0},
-                   {st.pidfd.get(), POLLIN, 0},  // -1 (ignored by poll) without pidfds
-                   {sys::sigint_guard::fd(), POLLIN, 0}};
+    pollfd p[2] = {{st.sock.get(), wanted_events(st), 0}, {st.pidfd(), POLLIN, 0}};
     // Waiting for ring space relies on the backend's 'w'; a bounded sleep is the safety net.
     if (st.out_pending() && (timeout_ms < 0 || timeout_ms > 50)) timeout_ms = 50;
-    int n = sys::poll_spin(p, with_sigint ? 3 : 2, timeout_ms, spin);
-    if (n < 0) {
-        if (errno == EINTR) return;
-        sys::throw_errno("poll");
+    // The spin sees the pidfd too; the sleep is the supervisor's, which watches it itself.
+    int n = spin.count() > 0 && timeout_ms != 0 ? sys::spin_poll(p, 2, spin) : 0;
+    if (n == 0) {
+        std::optional<supervisor::clock::time_point> deadline;
+        if (timeout_ms >= 0) deadline = supervisor::clock::now() + std::chrono::milliseconds(timeout_ms);
+        p[1].revents = 0;
+        auto w = st.sup.wait({p, 1}, deadline);
+        if (w == supervisor::wake::interrupted && with_sigint) {
+            // Ctrl-C is the parent's: stop the backend, then tell the caller.
+            on_backend_end(st, true);
+            sys::sigint_guard::check();
+        }
+        if (w == supervisor::wake::exited) p[1].revents = POLLIN;
     }
-    if (with_sigint && sys::sigint_guard::pending()) {
-        // Ctrl-C is the parent's: stop the backend, then tell the caller.
-        on_backend_end(st, true);
-        sys::sigint_guard::check();
-    }
-    if (n > 0) handle_events(st, p[0].revents, p[1].revents);
+    if (n >= 0) handle_events(st, p[0].revents, p[1].revents);
 }
 
 void on_backend_end(process_state& st, bool by_terminate) {
     if (!st.live()) return;
     st.sock.reset();
-    st.pidfd.reset();
     if (by_terminate) {
         st.terminated = true;
-        st.status = st.kid.terminate(st.opts.grace);
     } else {
-        // EOF (the backend closed its end, which it does only by exiting) or its pidfd.
-        st.status = st.kid.wait_for(std::max(st.opts.grace, std::chrono::milliseconds(1000)));
-        if (!st.status) st.status = st.kid.terminate(st.opts.grace);
+        // Its pidfd, or EOF (it closes its end only by exiting): give it time to be gone.
+        auto deadline = supervisor::clock::now() + std::max(st.opts.grace, std::chrono::milliseconds(1000));
+        while (st.sup.alive(st.kid) && supervisor::clock::now() < deadline)
+            if (st.sup.wait({}, deadline) == supervisor::wake::interrupted) break;
     }
+    st.status = st.sup.stop(st.kid);
     st.ph = process_state::phase::finished;
     st.ring.reset();
     st.out.clear();
@@ -371,7 +358,7 @@ void process_base::shutdown() noexcept {
     try {
         if (st.live()) detail::on_backend_end(st, true);
     } catch (...) {
-        // sys::child's destructor still kills and reaps it.
+        // The supervisor's destructor still stops and reaps it.
     }
 }
 
@@ -399,15 +386,11 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     st.sock = sys::private_fd(std::move(pair.read));
     sys::child_options co;
     co.title = st.opts.name;
-    pid_t pid = sys::fork_process(co);
-    if (pid == 0) detail::run_backend(pair.write.get(), st.ring.data(), hooks, st.opts);
+    st.kid = st.sup.fork([&] { detail::run_backend(pair.write.get(), st.ring.data(), hooks, st.opts); }, co);
     pair.write.reset();
     // Children forked later need not inherit this backend's ring.
-    ::madvise(st.ring.data(), st.ring.size(), MADV_DONTFORK);
-    st.kid = sys::child(pid);
-    st.pid = pid;
-    // Where pidfds are missing (before Linux 5.3), EOF on the socket is the only sign of death.
-    if (auto pfd = sys::open_pidfd(pid)) st.pidfd = sys::private_fd(std::move(pfd));
+    sys::dont_fork(st.ring.data(), st.ring.size());
+    st.pid = st.sup.pid(st.kid);
     // Every read follows a poll; a read that finds nothing must not sleep.
     sys::set_nonblocking(st.sock.get());
     st.ph = process_state::phase::running;

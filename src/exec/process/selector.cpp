@@ -8,7 +8,6 @@
 #include <parafork/sys/signals.hpp>
 
 #include <algorithm>
-#include <cerrno>
 
 namespace parafork {
 
@@ -70,7 +69,7 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
                 if (s.proc->out_pending()) detail::try_flush(*s.proc);
                 // Socket and pidfd, side by side (-1 for either is ignored by poll).
                 pfds_.push_back({s.proc->sock.get(), detail::wanted_events(*s.proc), 0});
-                pfds_.push_back({s.proc->pidfd.get(), POLLIN, 0});
+                pfds_.push_back({s.proc->pidfd(), POLLIN, 0});
                 owners_.push_back(i);
             } else {
                 pfds_.push_back({s.fd, s.events, 0});
@@ -84,8 +83,9 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
             auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
             ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
         }
-        int n = ::poll(pfds_.data(), pfds_.size(), ms);
-        if (n < 0 && errno != EINTR) sys::throw_errno("poll");
+        // Each process's supervisor watches one backend; the selector polls their pidfds with
+        // the rest in one poll, and a readable one is reaped by its process's supervisor.
+        int n = sys::poll_fds(pfds_.data(), pfds_.size(), ms);
         if (sys::sigint_guard::pending()) {
             for (auto& s : sources_)
                 if (s.proc) detail::on_backend_end(*s.proc, true);

@@ -5,9 +5,10 @@
 // Frontend -> backend frames go through a ring in shared memory (made before the fork), so a
 // call costs a copy, not a system call, while the backend is busy; the socket then carries
 // only wake-up bytes (when the backend sleeps) and descriptors (SCM_RIGHTS, sent before the
-// frame that uses them). Backend -> frontend frames go over the socket. EOF / POLLHUP on the
-// socket is how either side learns the other is gone; the frontend also watches a pidfd of the
-// backend, since a child the backend forked may still hold the backend's end of the socket.
+// frame that uses them). Backend -> frontend frames go over the socket. The backend learns of the
+// frontend's end by EOF on the socket; the frontend forks the backend through a supervisor and
+// learns of its end by its pidfd, since a child the backend forked may still hold the
+// backend's end of the socket.
 //
 // Every frame is frames::len_prefix (8-byte length, then the payload); a payload starts with a
 // kind byte. Tasks (calls and asks) are numbered by both sides in send order, so no frame
@@ -22,6 +23,7 @@
 //                         'm' tag bytes                         emit(value)
 //                         'w'                                   ring space freed (a wake-up)
 
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/exec/process/detail/base.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
@@ -85,15 +87,14 @@ struct inbox_item {
 struct process_state {
     enum class phase : std::uint8_t { idle, running, stopping, finished };
 
-    explicit process_state(options o) : opts(std::move(o)) {}
-    ~process_state();
+    explicit process_state(options o) : opts(std::move(o)), sup(stop_policy{SIGTERM, opts.grace}) {}
 
     options opts;
     phase ph = phase::idle;
     sys::private_fd sock;           // frontend's end (non-blocking)
-    sys::private_fd pidfd;          // the backend's pidfd (readable once it exited); may be empty
     sys::mapping ring;              // ring_header + ring_capacity bytes, shared with the backend
-    sys::child kid;
+    supervisor sup;                 // forks, watches and stops the backend
+    supervisor::id kid = 0;
     pid_t pid = -1;
     frames::frame_reader in{frames::len_prefix, 4096};
     std::string out;                // frames not yet written
@@ -110,17 +111,20 @@ struct process_state {
     bool out_pending() const noexcept { return out_off < out.size(); }
     bool died() const noexcept { return status && !status->ok() && !terminated; }
     bool live() const noexcept { return ph == phase::running || ph == phase::stopping; }
+    // The backend's pidfd while it lives, else -1 (ignored by poll).
+    int pidfd() const { return live() ? sup.pidfd(kid) : -1; }
 };
 
 // Writes what it can without blocking; false if bytes remain (socket full).
 bool try_flush(process_state& st);
 // Reads once from the socket and handles every whole frame; handles EOF.
 void read_ready(process_state& st);
-// One poll of the socket and pidfd (and the SIGINT fd when a guard is alive) for up to
-// timeout_ms, spinning first for up to `spin` (sys::poll_spin).
+// One wait on the socket and the backend (and Ctrl-C with_sigint) for up to timeout_ms,
+// spinning first for up to `spin` (sys::spin_poll).
 void pump(process_state& st, int timeout_ms, bool with_sigint,
           std::chrono::microseconds spin = std::chrono::microseconds(0));
-// The backend's socket reached EOF (or terminate): reap, fail what is pending.
+// The backend exited, or closed its socket (only ever by exiting), or is to be terminated:
+// reap it, fail what is pending.
 void on_backend_end(process_state& st, bool by_terminate);
 // What to poll for on the socket, and what to do with the results for the socket and the
 // pidfd (the selector's hooks).

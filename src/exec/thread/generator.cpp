@@ -1,10 +1,11 @@
 #include <parafork/exec/thread/generator.hpp>
 
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
-#include <chrono>
 #include <poll.h>
+#include <span>
 #include <tuple>
 
 namespace parafork::detail {
@@ -17,7 +18,9 @@ struct generator_base::state {
     std::size_t read_ahead = 0;
 
     std::optional<channel> ch;
-    sys::child child;
+    supervisor sup;  // forks, watches (pidfd) and stops the producer
+    supervisor::id kid = 0;
+    pid_t pid = -1;
     std::deque<std::string> pending;  // values read ahead by join/try_join, not yet taken
     bool ended = false;               // the end, the exception or the death was seen
     std::exception_ptr err;           // the producer's exception or death, at the stream's end
@@ -25,8 +28,7 @@ struct generator_base::state {
     bool died = false;
     std::string extracted;
     bool joined = false;
-    std::optional<sys::exit_status> status;
-    sys::unique_fd pidfd;  // the producer's, opened at the first wait that sleeps
+    const std::optional<sys::exit_status>& status() const { return sup.status(kid); }
 };
 
 namespace {
@@ -83,40 +85,40 @@ generator_base::generator_base(producer_body body, merge_body merge, std::size_t
 
 void generator_base::start() {
     if (!st_) throw error("parafork::generator: empty generator");
-    if (st_->child.pid() > 0) throw error("parafork::generator: already started");
-    st_->ch.emplace(st_->read_ahead);
-    pid_t pid = sys::fork_process();
-    if (pid == 0) run_producer(st_->body, *st_->ch);
-    st_->child = sys::child(pid);
+    if (st_->pid > 0) throw error("parafork::generator: already started");
+    auto& s = *st_;
+    s.ch.emplace(s.read_ahead);
+    s.kid = s.sup.fork([&s] { run_producer(s.body, *s.ch); });
+    s.pid = s.sup.pid(s.kid);
 }
 
-bool generator_base::started() const noexcept { return st_ && st_->child.pid() > 0; }
+bool generator_base::started() const noexcept { return st_ && st_->pid > 0; }
 bool generator_base::joined() const noexcept { return st_ && st_->joined; }
-pid_t generator_base::pid() const noexcept { return st_ ? st_->child.pid() : -1; }
+pid_t generator_base::pid() const noexcept { return st_ ? st_->pid : -1; }
 
 bool generator_base::done() const noexcept {
     return st_ && st_->ended && st_->pending.empty() && (!st_->err || st_->err_thrown);
 }
 
 int generator_base::exit_status() const {
-    if (!st_ || !st_->status) throw error("parafork::generator: not joined");
-    return st_->status->as_int();
-}
-
-bool generator_base::is_alive() {
-    if (!started() || st_->status) return false;
-    if (auto st = st_->child.try_wait()) {
-        st_->status = st;
-        return false;
-    }
-    return true;
+    if (!started() || !st_->status()) throw error("parafork::generator: not joined");
+    return st_->status()->as_int();
 }
 
 namespace {
 
-// Reads the next message into `msg`: true for a value. Sets s.ended on the end, an exception
-// or the producer's death. With block, waits (for the producer, or its death); without, false
-// when nothing is ready.
+// Notes the producer's exit without sleeping; true while it runs.
+bool look(generator_base::state& s) {
+    if (s.sup.alive(s.kid)) s.sup.wait({}, supervisor::clock::now());
+    return s.sup.alive(s.kid);
+}
+
+} // namespace
+
+bool generator_base::is_alive() { return started() && look(*st_); }
+
+namespace {
+
 // A message if one is ready. A closed channel (every end gone) is no message: the producer's
 // exit status says what happened.
 bool poll_message(channel& ch, std::string& msg) {
@@ -127,43 +129,43 @@ bool poll_message(channel& ch, std::string& msg) {
     }
 }
 
+// One sleep: until `fds` are ready or the producer exits; Ctrl-C stops it and throws.
+void sleep_once(generator_base::state& s, std::span<pollfd> fds) {
+    if (s.sup.wait(fds, std::nullopt) != supervisor::wake::interrupted) return;
+    sys::sigint_guard::clear();
+    s.sup.stop(s.kid);
+    s.ended = s.died = true;
+    s.err = std::make_exception_ptr(interrupted());
+    throw interrupted();
+}
+
 bool pump(generator_base::state& s, std::string& msg, bool block) {
-    pid_t pid = s.child.pid();
+    pid_t pid = s.pid;
     channel& ch = *s.ch;
     if (poll_message(ch, msg)) return take(s, msg, pid);
     std::optional<sys::sigint_guard> guard;  // only once we really wait
     for (;;) {
-        if (block) {
+        if (block && s.sup.alive(s.kid)) {
             if (!guard) guard.emplace();
-            if (!s.pidfd && !s.status) s.pidfd = sys::open_pidfd(pid);
-            // Sleep until a value comes (the channel's eventfd), the producer exits (its pidfd)
-            // or Ctrl-C: no time slices. Without a pidfd, look at the producer now and then.
-            int data_fd = detail::channel_arm(ch, 0);
-            if (data_fd >= 0) {
-                pollfd fds[3] = {{data_fd, POLLIN, 0}, {sys::sigint_guard::fd(), POLLIN, 0},
-                                 {s.pidfd.get(), POLLIN, 0}};
-                int r = ::poll(fds, s.pidfd ? 3 : 2, s.pidfd ? -1 : 50);
-                int err = errno;
-                detail::channel_disarm(ch, 0);
-                if (r < 0 && err != EINTR) sys::throw_errno("poll", err);
+            // Until a value comes (the channel's eventfd), the producer exits or Ctrl-C.
+            if (int fd = detail::channel_arm(ch, 0); fd >= 0) {
+                struct disarm {
+                    channel& ch;
+                    ~disarm() { detail::channel_disarm(ch, 0); }
+                } armed{ch};
+                pollfd p{fd, POLLIN, 0};
+                sleep_once(s, {&p, 1});
             }
             if (poll_message(ch, msg)) return take(s, msg, pid);
-            if (sys::sigint_guard::pending()) {
-                sys::sigint_guard::clear();
-                s.status = s.child.terminate();
-                s.ended = s.died = true;
-                s.err = std::make_exception_ptr(interrupted());
-                throw interrupted();
-            }
         }
         // Nothing came: is the producer still there?
-        if (!s.status) s.status = s.child.try_wait();
-        if (s.status) {
+        if (!look(s)) {
             // It wrote everything before it exited: what is in the ring is all there is.
             if (poll_message(ch, msg)) return take(s, msg, pid);
+            const sys::exit_status& st = *s.status();
             s.ended = s.died = true;
-            s.err = std::make_exception_ptr(worker_died(pid, s.status->signal, s.status->code, std::nullopt,
-                                                        "generator producer ended without finishing"));
+            s.err = std::make_exception_ptr(
+                worker_died(pid, st.signal, st.code, std::nullopt, "generator producer ended without finishing"));
             return false;
         }
         if (!block) return false;
@@ -195,8 +197,12 @@ bool generator_base::next_raw(std::string& out, bool block) {
 
 namespace {
 
+// After the stream's end: the producer exits right after sending it.
 void finish_join(generator_base::state& s) {
-    if (!s.status) s.status = s.child.wait();
+    if (s.sup.alive(s.kid)) {
+        sys::sigint_guard guard;
+        while (s.sup.alive(s.kid)) sleep_once(s, {});
+    }
     s.joined = true;
     s.ch.reset();
     if (!s.err && s.merge) s.merge(s.extracted);  // user code: its exception goes to the caller
@@ -228,8 +234,7 @@ bool generator_base::try_join() {
             if (pump(s, msg, false)) s.pending.push_back(std::move(msg));
             else if (!s.ended) return false;
         }
-        if (!s.status) s.status = s.child.try_wait();
-        if (!s.status) return false;
+        if (look(s)) return false;
         finish_join(s);
     }
     if (s.err && (s.died || !s.err_thrown)) std::rethrow_exception(s.err);

@@ -1,11 +1,10 @@
 #include <parafork/exec/thread/thread.hpp>
 
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
-#include <cerrno>
-#include <cstdlib>
 #include <poll.h>
 #include <tuple>
 
@@ -21,11 +20,12 @@ struct thread_state {
     const std::type_info* result_type = nullptr;
 
     sys::private_fd pipe;  // read end of the child's report
-    sys::child child;
-    sys::unique_fd pidfd;  // readable once the child is gone, whoever still holds the pipe
+    supervisor sup;        // forks, watches (pidfd) and stops the child
+    supervisor::id kid = 0;
+    pid_t pid = -1;
     std::string buf;
+    bool eof = false;
     bool done = false;  // joined: status, result or err are final
-    std::optional<sys::exit_status> status;
     std::string result;
     std::exception_ptr err;
 };
@@ -55,26 +55,28 @@ namespace {
     sys::exit_child(0);
 }
 
-// Reads what the pipe holds; true at end of file.
-bool drain(thread_state& s) {
-    for (;;) {
+// Reads what the pipe holds, until it would block or its end.
+void drain(thread_state& s) {
+    while (!s.eof) {
         std::size_t at = s.buf.size();
         s.buf.resize(at + 65536);
         long n = sys::read_some(s.pipe.get(), s.buf.data() + at, 65536);
         s.buf.resize(at + (n > 0 ? static_cast<std::size_t>(n) : 0));
-        if (n == 0) return true;
-        if (n < 0) return false;
+        if (n == 0) s.eof = true;
+        if (n < 0) return;
     }
 }
 
+// The child has exited and was reaped: all it wrote is in the pipe.
 void finish(thread_state& s) {
+    drain(s);
     s.pipe.reset();
     s.done = true;
-    pid_t pid = s.child.pid();
+    const sys::exit_status& st = *s.sup.status(s.kid);
     try {
         auto [kind, a, b] = wire::decode<report>(s.buf);
         if (kind == 1) {
-            s.err = std::make_exception_ptr(remote_error(std::move(a), std::move(b), pid));
+            s.err = std::make_exception_ptr(remote_error(std::move(a), std::move(b), s.pid));
         } else if (kind == 0) {
             s.result = std::move(a);
             std::string().swap(s.buf);
@@ -85,14 +87,21 @@ void finish(thread_state& s) {
         }
     } catch (const protocol_error&) {
         s.err = std::make_exception_ptr(
-            worker_died(pid, s.status->signal, s.status->code, std::nullopt,
+            worker_died(s.pid, st.signal, st.code, std::nullopt,
                         s.buf.empty() ? "thread ended without a result" : "thread sent a corrupt result"));
     }
     std::string().swap(s.buf);
 }
 
+// Reads the pipe and notes an exit, without sleeping; true once the child was reaped.
+bool look(thread_state& s) {
+    drain(s);
+    if (s.sup.alive(s.kid)) s.sup.wait({}, supervisor::clock::now());
+    return !s.sup.alive(s.kid);
+}
+
 thread_state& need_started(const std::unique_ptr<thread_state>& st) {
-    if (!st || st->child.pid() <= 0) throw error("parafork::thread: not started");
+    if (!st || st->pid <= 0) throw error("parafork::thread: not started");
     return *st;
 }
 
@@ -115,53 +124,37 @@ thread::thread(detail::child_body body, detail::merge_body merge, const std::typ
 
 void thread::start() {
     if (!st_) throw error("parafork::thread: empty thread");
-    if (st_->child.pid() > 0) throw error("parafork::thread: already started");
+    if (st_->pid > 0) throw error("parafork::thread: already started");
     auto [rd, wr] = sys::make_pipe();
     sys::private_fd read_end(std::move(rd));  // later children close it at once
-    pid_t pid = sys::fork_process();
-    if (pid == 0) detail::run_child(st_->body, wr.get());
+    auto& s = *st_;
+    s.kid = s.sup.fork([&s, fd = wr.get()] { detail::run_child(s.body, fd); });
     wr.reset();
     sys::set_nonblocking(read_end.get());
-    st_->child = sys::child(pid);
-    st_->pipe = std::move(read_end);
-    st_->pidfd = sys::open_pidfd(pid);
+    s.pid = s.sup.pid(s.kid);
+    s.pipe = std::move(read_end);
 }
 
 void thread::join() {
     auto& s = detail::need_started(st_);
     if (!s.done) {
         sys::sigint_guard guard;
-        // Done at end of file or when the child is gone: a grandchild that inherited the
-        // pipe's write end keeps it open, so the pidfd, not end of file, tells of a death.
-        // Once the child has exited, all it wrote is in the pipe.
-        for (;;) {
-            if (detail::drain(s)) break;
-            if (auto st = s.child.try_wait()) {
-                s.status = st;
-                detail::drain(s);
-                break;
-            }
-            pollfd fds[3] = {{s.pipe.get(), POLLIN, 0},
-                             {sys::sigint_guard::fd(), POLLIN, 0},
-                             {s.pidfd.get(), POLLIN, 0}};
-            // Without a pidfd (a kernel before 5.3, or out of descriptors), look again now and then.
-            int n = ::poll(fds, s.pidfd ? 3 : 2, s.pidfd ? -1 : 50);
-            if (n < 0 && errno != EINTR) sys::throw_errno("poll");
-            if (sys::sigint_guard::pending()) {
+        // The child's pidfd, not end of file, tells of its end: a grandchild that inherited
+        // the pipe's write end keeps it open. The pipe is read as it fills.
+        while (s.sup.alive(s.kid)) {
+            detail::drain(s);
+            pollfd fd{s.pipe.get(), POLLIN, 0};
+            auto w = s.sup.wait({&fd, s.eof ? 0u : 1u}, std::nullopt);
+            if (w == detail::supervisor::wake::interrupted) {
                 sys::sigint_guard::clear();
-                s.status = s.child.terminate();
+                s.sup.stop(s.kid);
                 s.pipe.reset();
-                s.pidfd.reset();
                 s.done = true;
                 s.err = std::make_exception_ptr(interrupted());
                 break;
             }
         }
-        if (!s.done) {
-            if (!s.status) s.status = s.child.wait();
-            s.pidfd.reset();
-            detail::finish(s);
-        }
+        if (!s.done) detail::finish(s);
     }
     if (s.err) std::rethrow_exception(s.err);
 }
@@ -169,12 +162,7 @@ void thread::join() {
 bool thread::try_join() {
     auto& s = detail::need_started(st_);
     if (!s.done) {
-        bool eof = detail::drain(s);
-        auto st = s.child.try_wait();
-        if (!st) return false;  // still running, or the report is in and it is on its way out
-        if (!eof) detail::drain(s);  // what it wrote before exiting; a grandchild may hold the pipe
-        s.status = st;
-        s.pidfd.reset();
+        if (!detail::look(s)) return false;  // still running
         detail::finish(s);
     }
     if (s.err) std::rethrow_exception(s.err);
@@ -182,18 +170,17 @@ bool thread::try_join() {
 }
 
 bool thread::is_alive() {
-    if (!st_ || st_->child.pid() <= 0 || st_->done) return false;
-    detail::drain(*st_);  // a child blocked writing a large report is alive until we read it
-    return !st_->child.try_wait();
+    if (!st_ || st_->pid <= 0 || st_->done) return false;
+    return !detail::look(*st_);  // a child blocked writing a large report is alive until we read it
 }
 
-bool thread::started() const noexcept { return st_ && st_->child.pid() > 0; }
+bool thread::started() const noexcept { return st_ && st_->pid > 0; }
 bool thread::joined() const noexcept { return st_ && st_->done; }
-pid_t thread::pid() const noexcept { return st_ ? st_->child.pid() : -1; }
+pid_t thread::pid() const noexcept { return st_ ? st_->pid : -1; }
 
 int thread::exit_status() const {
-    if (!st_ || !st_->done || !st_->status) throw error("parafork::thread: not joined");
-    return st_->status->as_int();
+    if (!st_ || !st_->done || !st_->sup.status(st_->kid)) throw error("parafork::thread: not joined");
+    return st_->sup.status(st_->kid)->as_int();
 }
 
 std::string_view thread::result_bytes(const std::type_info& want) {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/wire/codec.hpp>
@@ -52,13 +53,11 @@ std::vector<slice> nsplit(std::size_t length, std::size_t parts);
 
 namespace detail {
 
-struct fork_join_child {
-    pid_t pid;
-    sys::private_fd result;  // read end of the part's report. Private: later parts never hold it
-};
-// Waits for every child, collecting the encoded results; on the first failure stops the rest
-// and throws remote_error or worker_died (or interrupted on SIGINT, after stopping them all).
-std::vector<std::string> fork_join_wait(std::vector<fork_join_child>& kids);
+// Part i is child i of `sup`; results[i] the read end of its report (private: later parts never
+// hold it). Waits for every part, collecting the encoded results; on the first failure stops
+// the rest and throws remote_error or worker_died (or interrupted on SIGINT, after stopping
+// them all).
+std::vector<std::string> fork_join_wait(supervisor& sup, std::vector<sys::private_fd>& results);
 // In a part's child: the report of a result (its encoding), or of the exception being handled.
 [[noreturn]] void fork_join_report_result(int fd, const std::string& encoded) noexcept;
 [[noreturn]] void fork_join_report_exception(int fd) noexcept;
@@ -69,16 +68,17 @@ template <std::ranges::forward_range Parts, class Work>
 auto fork_join(const Parts& parts, Work&& work) {
     using part_t = std::ranges::range_reference_t<const Parts>;
     using R = std::invoke_result_t<Work&, std::size_t, part_t>;
-    std::vector<detail::fork_join_child> kids;
-    if constexpr (std::ranges::sized_range<const Parts>) kids.reserve(std::ranges::size(parts));
-    try {
-        std::size_t k = 0;
-        for (auto&& part : parts) {
-            sys::fd_pair p = sys::make_pipe();
-            sys::child_options co;
-            co.title = "fork_join#" + std::to_string(k);
-            pid_t pid = sys::fork_process(co);
-            if (pid == 0) {
+    detail::supervisor sup;  // stops and reaps every part started, however we leave
+    std::vector<sys::private_fd> pipes;
+    if constexpr (std::ranges::sized_range<const Parts>) pipes.reserve(std::ranges::size(parts));
+    std::size_t k = 0;
+    for (auto&& part : parts) {
+        sys::fd_pair p = sys::make_pipe();
+        pipes.emplace_back();  // room for the read end before the fork
+        sys::child_options co;
+        co.title = "fork_join#" + std::to_string(k);
+        sup.fork(
+            [&] {
                 p.read.reset();
                 std::string out;
                 try {
@@ -88,20 +88,12 @@ auto fork_join(const Parts& parts, Work&& work) {
                     detail::fork_join_report_exception(p.write.get());
                 }
                 detail::fork_join_report_result(p.write.get(), out);
-            }
-            try {
-                kids.push_back({pid, sys::private_fd(std::move(p.read))});
-            } catch (...) {
-                sys::child(pid).kill_and_reap();  // not in `kids` yet: nobody else would reap it
-                throw;
-            }
-            ++k;
-        }
-    } catch (...) {
-        for (auto& c : kids) sys::child(c.pid).kill_and_reap();
-        throw;
+            },
+            co);
+        pipes.back() = sys::private_fd(std::move(p.read));
+        ++k;
     }
-    auto results = detail::fork_join_wait(kids);
+    auto results = detail::fork_join_wait(sup, pipes);
     if constexpr (!std::is_void_v<R>) {
         std::vector<R> out;
         out.reserve(results.size());

@@ -70,6 +70,9 @@ public:
     // The exit status once the child was seen to exit (and was reaped).
     const std::optional<sys::exit_status>& status(id k) const { return at(k).status; }
     const stop_policy& policy() const noexcept { return policy_; }
+    // The child's pidfd while it lives (-1 once reaped), for an executor that polls without
+    // sleeping (a spin) before it sleeps in wait(): it must see a death there too.
+    int pidfd(id k) const { return at(k).pidfd.get(); }
 
     enum class wake {
         ready,        // one of the caller's descriptors has revents set
@@ -105,7 +108,7 @@ public:
 private:
     struct kid {
         pid_t pid = -1;
-        sys::unique_fd pidfd;
+        sys::private_fd pidfd;  // private: a later child must not hold an earlier one's pidfd
         std::optional<sys::exit_status> status;
     };
     const kid& at(id k) const;

@@ -108,7 +108,8 @@ public:
     thread& operator=(thread&&) noexcept;
     thread(const thread&) = delete;
     thread& operator=(const thread&) = delete;
-    // A thread still running is killed (SIGKILL) and reaped.
+    // A thread still running is stopped by the shared stop_policy (SIGTERM, up to 200 ms, then
+    // SIGKILL) and reaped.
     ~thread();
 
     // Forks the child. Throws parafork::error if already started.
