@@ -1,6 +1,6 @@
 // The parent's side of the engine: forking workers, feeding them, reading their answers,
 // noticing deaths and timeouts, and stopping everything on Ctrl-C.
-#include <parafork/exec/core/detail/engine.hpp>
+#include "engine.hpp"
 #include "engine_kid.hpp"
 
 #include <parafork/sys/fd.hpp>
@@ -98,7 +98,7 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
     s.tries = j.tries;
     s.unstarted = j.unstarted;
     s.prefix = j.prefix;
-    if (j.kind != msg::range) {
+    if (j.kind != job_kind::range) {
         std::size_t begin = j.offsets[from];
         std::size_t end = to < j.count ? j.offsets[to] : j.body.size();
         s.body.reserve(j.prefix + (end - begin));
@@ -200,6 +200,22 @@ engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t tot
 }
 
 engine::~engine() { terminate(); }
+
+executor_counters engine::counters() const noexcept {
+    executor_counters c;
+    c.answered = done_;
+    c.failed = failed_;
+    c.retried = retried_;
+    c.queued = queue_.size();
+    c.in_flight = in_flight();
+    for (auto& w : workers_) c.workers += w ? 1 : 0;
+    return c;
+}
+
+std::unique_ptr<executor> make_local_executor(const options& o, job_runner runner, void* ctx,
+                                              std::uint64_t total_items) {
+    return std::make_unique<engine>(o, runner, ctx, total_items);
+}
 
 std::size_t engine::in_flight() const noexcept {
     std::size_t n = 0;
@@ -348,7 +364,7 @@ void engine::advance(worker& w, std::uint32_t n) {
     if (w.flight.empty() && (w.retiring || closing_)) w.task_w.reset();
 }
 
-void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
+void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
     if (f.size() < sizeof(msg_header)) throw protocol_error("parafork: short answer frame");
     msg_header h;
     std::memcpy(&h, f.data(), sizeof h);
@@ -406,6 +422,7 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
             wire::reader r(body);
             r(fi.type_name, fi.message);
             advance(w, 1);
+            ++failed_;
             sink.on_failure(h.first, fi);
             return;
         }
@@ -439,7 +456,7 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     }
 }
 
-void engine::handle_frames(worker& w, event_sink& sink) {
+void engine::handle_frames(worker& w, executor_sink& sink) {
     std::exception_ptr first;
     for (;;) {
         std::optional<std::string_view> f;
@@ -461,7 +478,7 @@ void engine::handle_frames(worker& w, event_sink& sink) {
 
 void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
 
-void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
+void engine::lost(worker& w, executor_sink& sink, const failure_info& why) {
     std::deque<job> flight = std::move(w.flight);
     std::uint32_t done = w.front_done;
     std::uint64_t running = w.running.load();
@@ -493,24 +510,26 @@ void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
     if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
 }
 
-void engine::blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why) {
+void engine::blame(job&& rest, std::uint32_t at, executor_sink& sink, const failure_info& why) {
     if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
     job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
     bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;
     std::uint64_t blamed = culprit.first;
     if (again) {
         ++culprit.tries;
+        ++retried_;
         requeue_front(std::move(culprit));
     }
     // Finished, but their answers died in its buffer: they run again.
     if (at > 0) requeue_front(slice(rest, 0, at));
     if (!again) {
         ++done_;
+        ++failed_;
         sink.on_failure(blamed, why);
     }
 }
 
-long engine::read_from(worker& w, event_sink& sink) {
+long engine::read_from(worker& w, executor_sink& sink) {
     long n = w.reader.fill(w.result_r.get());
     if (n < 0) return n;
     if (n > 0) {
@@ -523,7 +542,7 @@ long engine::read_from(worker& w, event_sink& sink) {
     return 0;
 }
 
-void engine::exited(worker& w, event_sink& sink) {
+void engine::exited(worker& w, executor_sink& sink) {
     // What it wrote before it went is in the pipe already: read all of it before blaming. A
     // grandchild may still hold the pipe open (no EOF), so stop at the first empty read.
     for (long n; (n = w.reader.fill(w.result_r.get())) > 0;)
@@ -554,7 +573,7 @@ void engine::exited(worker& w, event_sink& sink) {
     lost(w, sink, why);
 }
 
-bool engine::drain(std::size_t slot, event_sink& sink) {
+bool engine::drain(std::size_t slot, executor_sink& sink) {
     worker* w = workers_[slot].get();
     for (;;) {
         long n = read_from(*w, sink);
@@ -589,7 +608,7 @@ void engine::draw_progress(bool final) {
     std::fflush(stderr);
 }
 
-bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
+bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline) {
     rethrow_fatal();
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
     respawn_missing();
@@ -685,7 +704,7 @@ void engine::kick() {
     dispatch();
 }
 
-void engine::join(event_sink& sink) {
+void engine::join(executor_sink& sink) {
     sys::sigint_guard ctrl_c;  // from the first pump to the last reap
     while (pump(sink)) {
     }
