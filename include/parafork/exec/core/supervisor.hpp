@@ -70,6 +70,9 @@ public:
     // The exit status once the child was seen to exit (and was reaped).
     const std::optional<sys::exit_status>& status(id k) const { return at(k).status; }
     const stop_policy& policy() const noexcept { return policy_; }
+    // How long a wait polls before it sleeps (0, the default: it sleeps at once). An executor
+    // that expects an answer within microseconds spares itself the wake-up of an idle CPU.
+    void set_spin(std::chrono::microseconds spin) noexcept { spin_ = spin; }
 
     enum class wake {
         ready,        // one of the caller's descriptors has revents set
@@ -95,6 +98,8 @@ public:
     void signal(id k, int sig) const noexcept;
     // Stops one child by the policy and reaps it; returns its status.
     sys::exit_status stop(id k);
+    // SIGKILL to one child now (no grace: it is past saving, say past its deadline) and reaps it.
+    sys::exit_status kill(id k);
     // Stops every live child at once by the policy and reaps them all: at most one grace
     // period in all, however many children.
     void stop_all() noexcept;
@@ -115,6 +120,7 @@ private:
     wake poll_once(std::span<pollfd> fds, std::optional<clock::time_point> deadline);
 
     stop_policy policy_;
+    std::chrono::microseconds spin_{0};
     std::vector<kid> kids_;
     std::vector<id> free_;  // forgotten slots, reused first
     std::size_t live_ = 0;
