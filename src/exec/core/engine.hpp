@@ -25,8 +25,7 @@
 #include <parafork/exec/core/detail/worker.hpp>
 #include <parafork/exec/core/executor.hpp>
 #include <parafork/exec/core/options.hpp>
-
-struct pollfd;
+#include <parafork/exec/core/supervisor.hpp>
 
 namespace parafork::detail {
 
@@ -60,7 +59,8 @@ public:
     void kick() override;
     // See executor::pump. A worker_init that threw is rethrown as remote_error naming
     // worker_init, and the workers are stopped.
-    bool pump(executor_sink& sink, std::optional<clock::time_point> deadline = std::nullopt) override;
+    bool pump(executor_sink& sink,
+              std::optional<clock::time_point> deadline = std::nullopt) override;
     void rethrow_fatal() override;
     // No new jobs; each worker runs worker_exit and exits once its pipe closes. Blocks until
     // all are reaped (pumps until idle first). SIGINT meanwhile (even in a worker_exit that
@@ -77,8 +77,15 @@ private:
     void send(worker& w, job&& j);
     bool flush_out(worker& w);
     long read_from(worker& w, executor_sink& sink);
-    // The worker's pidfd says it is gone: reads what it left in the pipe, then reports it.
-    void exited(worker& w, executor_sink& sink);
+    // The supervisor saw the worker exit (by pidfd): reads what it left in the pipe, then
+    // reports it.
+    void exited(worker& w, const sys::exit_status& st, executor_sink& sink);
+    // Replaces it, or fails (or re-queues) what it held, or notes that workers cannot start.
+    void died(worker& w, const sys::exit_status& st, executor_sink& sink);
+    // Every worker the last wait saw exit, in turn.
+    void handle_exits(executor_sink* sink);
+    // Gives a reaped worker's slot and supervisor entry back.
+    void drop(worker& w);
     bool drain(std::size_t slot, executor_sink& sink);
     void handle_frame(worker& w, std::string_view frame, executor_sink& sink);
     // Every whole frame read so far; one that throws leaves the others handled (a worker may
@@ -95,6 +102,7 @@ private:
     bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
 
     options opts_;
+    supervisor sup_;  // forks, watches (pidfd) and stops the workers
     job_runner runner_;
     void* ctx_;
     unsigned jobs_;
@@ -108,9 +116,10 @@ private:
     clock::time_point started_{}, last_draw_{};
     bool progress_tty_ = false;
     std::size_t launches_ = 0;
-    std::vector<struct pollfd> pollfds_;
-    // Whose descriptor each pollfds_ entry after the first is: slot and launch number.
+    std::vector<pollfd> pollfds_;
+    // Whose descriptor each pollfds_ entry is: slot and launch number.
     std::vector<std::pair<unsigned, std::size_t>> polled_;
+    std::vector<std::pair<supervisor::id, sys::exit_status>> exits_;  // seen by the last wait
 };
 
 } // namespace parafork::detail

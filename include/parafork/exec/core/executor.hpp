@@ -99,7 +99,8 @@ public:
     // answer received to `sink`. False at once when nothing is queued or in flight. Throws
     // interrupted on Ctrl-C (workers stopped), the workers' start-up error (worker_init threw),
     // std::system_error when a lost worker cannot be replaced (its work stays queued).
-    virtual bool pump(executor_sink& sink, std::optional<clock::time_point> deadline = std::nullopt) = 0;
+    virtual bool pump(executor_sink& sink,
+                      std::optional<clock::time_point> deadline = std::nullopt) = 0;
     // Rethrows what made the workers unable to start, if anything did.
     virtual void rethrow_fatal() = 0;
     // Answers everything queued, then lets the workers run worker_exit and exit; reaps them.
