@@ -263,3 +263,43 @@ TEST(Supervisor, APidfdIsReadableOnceItsChildExits) {
     ASSERT_EQ(s.wait({}, in(30s)), supervisor::wake::exited);
     EXPECT_EQ(s.pidfd(k), -1);
 }
+
+// kill() is for a child past saving (a task past its deadline): no first signal, no grace.
+TEST(Supervisor, KillEndsAChildAtOnceWhateverThePolicy) {
+    PARAFORK_LEAK_CHECK();
+    supervisor s({.signal = SIGTERM, .grace = 30s});
+    auto ready = pf::sys::make_pipe();
+    auto k = fork_ignoring_sigterm(s, ready.write.get());
+    ready.write.reset();
+    char c;
+    ASSERT_TRUE(pf::sys::read_exact(ready.read.get(), &c, 1));
+    auto start = supervisor::clock::now();
+    EXPECT_EQ(s.kill(k).signal, SIGKILL);
+    EXPECT_LT(supervisor::clock::now() - start, 10s) << "kill waited for the grace period";
+    EXPECT_FALSE(s.alive(k));
+    EXPECT_EQ(s.kill(k).signal, SIGKILL);  // once reaped, its status again, no signal sent
+}
+
+// A wait that spins first still wakes for every kind of event, and sleeps after the spin.
+TEST(Supervisor, ASpinningWaitSeesDescriptorsExitsAndDeadlines) {
+    PARAFORK_LEAK_CHECK();
+    supervisor s;
+    s.set_spin(2ms);
+    auto p = pf::sys::make_pipe();
+    pf::sys::write_all(p.write.get(), "x");
+    pollfd fds[1] = {{p.read.get(), POLLIN, 0}};
+    EXPECT_EQ(s.wait(fds, in(30s)), supervisor::wake::ready);
+    EXPECT_TRUE(fds[0].revents & POLLIN);
+
+    char c;
+    ASSERT_TRUE(pf::sys::read_exact(p.read.get(), &c, 1));
+    auto k = s.fork([] { ::_exit(3); });
+    int seen = -1;
+    EXPECT_EQ(s.wait(fds, in(30s), [&](supervisor::id id, const pf::sys::exit_status& st) {
+        EXPECT_EQ(id, k);
+        seen = st.code;
+    }), supervisor::wake::exited);
+    EXPECT_EQ(seen, 3);
+
+    EXPECT_EQ(s.wait(fds, in(50ms)), supervisor::wake::timeout);
+}

@@ -9,11 +9,11 @@ void pool_core::open(std::shared_ptr<call_state> c) {
 }
 
 void pool_core::push(call_state& c, job j) {
-    eng.rethrow_fatal();  // a worker_init that threw is every later call's error too
-    if (eng.stopped()) throw error("parafork: the pool was terminated");
+    eng->rethrow_fatal();  // a worker_init that threw is every later call's error too
+    if (eng->stopped()) throw error("parafork: the pool was terminated");
     c.pushed += j.count;
     j.first += c.base;
-    eng.push(std::move(j));
+    eng->push(std::move(j));
 }
 
 void pool_core::seal(call_state& c) {
@@ -22,7 +22,7 @@ void pool_core::seal(call_state& c) {
 }
 
 void pool_core::abandon(call_state& c) {
-    c.pushed -= eng.drop_queued(c.base, c.base + span);
+    c.pushed -= eng->drop_queued(c.base, c.base + span);
     c.abandoned = true;
     c.sealed = true;
     settle(c);

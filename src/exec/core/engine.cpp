@@ -1,6 +1,6 @@
 // The parent's side of the engine: forking workers, feeding them, reading their answers,
 // noticing deaths and timeouts, and stopping everything on Ctrl-C.
-#include <parafork/exec/core/detail/engine.hpp>
+#include "engine.hpp"
 #include "engine_kid.hpp"
 
 #include <parafork/sys/fd.hpp>
@@ -57,15 +57,15 @@ struct worker {
     unsigned slot = 0;
     std::size_t id = 0;  // launch number: tells a worker from its successor in the same slot
     shared_word running;
-    sys::child proc;
+    supervisor::id kid = 0;  // its entry in the engine's supervisor
+    pid_t pid = -1;
     sys::private_fd task_w, result_r, sock;
     // Our own copy of the job pipe's read end: with a reader always there, writing to a worker
     // that died is never SIGPIPE (no signal-mask juggling per write).
     sys::private_fd task_keep;
-    // Readable once the worker is gone, whoever still holds its pipes (a grandchild it forked):
-    // death is learnt from this, not from EOF on the results pipe. Empty without pidfd support,
-    // and then EOF is all there is.
-    sys::private_fd pidfd;
+    // EOF on the results pipe: nothing more to read. Not a death (a grandchild may hold the
+    // pipe long after, or the worker may still be exiting): the supervisor's pidfd says that.
+    bool eof = false;
     frames::frame_reader reader{frames::len_prefix, 256 * 1024};
     std::string out;
     std::size_t out_off = 0;
@@ -98,7 +98,7 @@ job slice(const job& j, std::uint32_t from, std::uint32_t to) {
     s.tries = j.tries;
     s.unstarted = j.unstarted;
     s.prefix = j.prefix;
-    if (j.kind != msg::range) {
+    if (j.kind != job_kind::range) {
         std::size_t begin = j.offsets[from];
         std::size_t end = to < j.count ? j.offsets[to] : j.body.size();
         s.body.reserve(j.prefix + (end - begin));
@@ -184,7 +184,8 @@ std::exception_ptr make_failure(const failure_info& f, std::size_t task) {
 }
 
 engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t total_items)
-    : opts_(o), runner_(runner), ctx_(ctx), jobs_(resolve_jobs(o.jobs)), total_(total_items) {
+    : opts_(o), sup_(stop_policy{SIGTERM, o.grace}), runner_(runner), ctx_(ctx),
+      jobs_(resolve_jobs(o.jobs)), total_(total_items) {
     if (opts_.zygote)
         throw std::invalid_argument("parafork: options::zygote is honoured by proc_pool only; "
                                     "pool, forked and map fork their workers themselves");
@@ -200,6 +201,22 @@ engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t tot
 }
 
 engine::~engine() { terminate(); }
+
+executor_counters engine::counters() const noexcept {
+    executor_counters c;
+    c.answered = done_;
+    c.failed = failed_;
+    c.retried = retried_;
+    c.queued = queue_.size();
+    c.in_flight = in_flight();
+    for (auto& w : workers_) c.workers += w ? 1 : 0;
+    return c;
+}
+
+std::unique_ptr<executor> make_local_executor(const options& o, job_runner runner, void* ctx,
+                                              std::uint64_t total_items) {
+    return std::make_unique<engine>(o, runner, ctx, total_items);
+}
 
 std::size_t engine::in_flight() const noexcept {
     std::size_t n = 0;
@@ -223,16 +240,12 @@ void engine::spawn(std::size_t slot) {
     w->sock = sys::private_fd(std::move(sp.read));
     sys::child_options co;
     co.title = "parafork:" + opts_.name + "#" + std::to_string(slot);
-    pid_t pid = sys::fork_process(co);
-    if (pid == 0) {
-        kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_,
-                     w->running.p, w->running.verdict};
-        kid_main(c);
-    }
-    w->proc = sys::child(pid);
-    w->pidfd = sys::private_fd(sys::open_pidfd(pid));
+    kid_config c{tasks.read.get(), results.write.get(), sp.write.get(), runner_, ctx_, &opts_,
+                 w->running.p, w->running.verdict};
+    w->kid = sup_.fork([&c] { kid_main(c); }, co);
+    w->pid = sup_.pid(w->kid);
     // Children forked later (other workers, forked's kids) have no use for this worker's page.
-    (void)::madvise(w->running.p, shared_word::bytes, MADV_DONTFORK);
+    sys::dont_fork(w->running.p, shared_word::bytes);
     w->task_keep = sys::private_fd(std::move(tasks.read));
     ++launches_;
     sys::set_nonblocking(w->task_w.get());
@@ -348,7 +361,7 @@ void engine::advance(worker& w, std::uint32_t n) {
     if (w.flight.empty() && (w.retiring || closing_)) w.task_w.reset();
 }
 
-void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
+void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
     if (f.size() < sizeof(msg_header)) throw protocol_error("parafork: short answer frame");
     msg_header h;
     std::memcpy(&h, f.data(), sizeof h);
@@ -364,7 +377,7 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
         wire::reader r(body);
         r(type, what);
         if (!fatal_)
-            fatal_ = std::make_exception_ptr(remote_error(type, "worker_init: " + what, w.proc.pid()));
+            fatal_ = std::make_exception_ptr(remote_error(type, "worker_init: " + what, w.pid));
         return;
     }
     if (w.flight.empty()) throw protocol_error("parafork: a worker answered without a job");
@@ -402,10 +415,11 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
         case msg::failure: {
             failure_info fi;
             fi.what = failure_info::kind::remote;
-            fi.pid = w.proc.pid();
+            fi.pid = w.pid;
             wire::reader r(body);
             r(fi.type_name, fi.message);
             advance(w, 1);
+            ++failed_;
             sink.on_failure(h.first, fi);
             return;
         }
@@ -421,7 +435,7 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
                 const bool& taken;
                 ~answer_at_exit() { word.answer(taken ? verdict_taken : verdict_resend); }
             } answer{w.running, taken};
-            taken = sink.on_lent(h.first, lent_ref{w.proc.pid(), lv});
+            taken = sink.on_lent(h.first, lent_ref{w.pid, lv});
             if (taken) advance(w, 1);
             return;
         }
@@ -439,7 +453,7 @@ void engine::handle_frame(worker& w, std::string_view f, event_sink& sink) {
     }
 }
 
-void engine::handle_frames(worker& w, event_sink& sink) {
+void engine::handle_frames(worker& w, executor_sink& sink) {
     std::exception_ptr first;
     for (;;) {
         std::optional<std::string_view> f;
@@ -461,12 +475,12 @@ void engine::handle_frames(worker& w, event_sink& sink) {
 
 void engine::requeue_front(job&& j) { queue_.push_front(std::move(j)); }
 
-void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
+void engine::lost(worker& w, executor_sink& sink, const failure_info& why) {
     std::deque<job> flight = std::move(w.flight);
     std::uint32_t done = w.front_done;
     std::uint64_t running = w.running.load();
     std::size_t slot = w.slot;
-    workers_[slot].reset();  // closes its fds; the process is already reaped
+    drop(w);  // closes its fds; the process is already reaped
     // Everything it held goes back to the queue before a replacement is forked: if that fork
     // fails, nothing is lost and the next pump tries again.
     if (!flight.empty()) {
@@ -493,24 +507,26 @@ void engine::lost(worker& w, event_sink& sink, const failure_info& why) {
     if (!stopped_) spawn(slot);  // a pool keeps its size: the replacement takes the next jobs
 }
 
-void engine::blame(job&& rest, std::uint32_t at, event_sink& sink, const failure_info& why) {
+void engine::blame(job&& rest, std::uint32_t at, executor_sink& sink, const failure_info& why) {
     if (at + 1 < rest.count) requeue_front(slice(rest, at + 1, rest.count));  // never started
     job culprit = rest.count == 1 ? std::move(rest) : slice(rest, at, at + 1);
     bool again = why.what != failure_info::kind::timeout && culprit.tries < opts_.retries;
     std::uint64_t blamed = culprit.first;
     if (again) {
         ++culprit.tries;
+        ++retried_;
         requeue_front(std::move(culprit));
     }
     // Finished, but their answers died in its buffer: they run again.
     if (at > 0) requeue_front(slice(rest, 0, at));
     if (!again) {
         ++done_;
+        ++failed_;
         sink.on_failure(blamed, why);
     }
 }
 
-long engine::read_from(worker& w, event_sink& sink) {
+long engine::read_from(worker& w, executor_sink& sink) {
     long n = w.reader.fill(w.result_r.get());
     if (n < 0) return n;
     if (n > 0) {
@@ -518,20 +534,32 @@ long engine::read_from(worker& w, event_sink& sink) {
         handle_frames(w, sink);
         return n;
     }
-    // EOF: the worker exited (or died).
-    exited(w, sink);
+    // EOF: the worker is exiting (or dead); its pidfd reports that, and then it is read to the
+    // end once more. Not polled from here on: an empty pipe at EOF is always readable.
+    w.eof = true;
     return 0;
 }
 
-void engine::exited(worker& w, event_sink& sink) {
+void engine::exited(worker& w, const sys::exit_status& st, executor_sink& sink) {
     // What it wrote before it went is in the pipe already: read all of it before blaming. A
-    // grandchild may still hold the pipe open (no EOF), so stop at the first empty read.
-    for (long n; (n = w.reader.fill(w.result_r.get())) > 0;)
-        handle_frames(w, sink);
-    auto st = w.proc.wait();
+    // grandchild may still hold the pipe open (no EOF), so stop at the first empty read. A
+    // frame that throws is rethrown once the death is dealt with (it is reaped: no second
+    // notice would come).
+    std::exception_ptr unread;
+    try {
+        for (long n; (n = w.reader.fill(w.result_r.get())) > 0;)
+            handle_frames(w, sink);
+    } catch (...) {
+        unread = std::current_exception();
+    }
+    died(w, st, sink);
+    if (unread) std::rethrow_exception(unread);
+}
+
+void engine::died(worker& w, const sys::exit_status& st, executor_sink& sink) {
     failure_info why;
     why.what = failure_info::kind::died;
-    why.pid = w.proc.pid();
+    why.pid = w.pid;
     why.signal = st.signal;
     why.code = st.code;
     std::size_t slot = w.slot;
@@ -543,22 +571,46 @@ void engine::exited(worker& w, event_sink& sink) {
         fatal_ = std::make_exception_ptr(worker_died(why.pid, why.signal, why.code, std::nullopt,
                                                      "before it was ready (in worker_init?)"));
     if (fatal_) {
-        workers_[slot].reset();
+        drop(w);
         return;
     }
     if (w.flight.empty()) {
-        workers_[slot].reset();
+        drop(w);
         if (!stopped_ && !closing_) spawn(slot);  // recycled, or died between jobs
         return;
     }
     lost(w, sink, why);
 }
 
-bool engine::drain(std::size_t slot, event_sink& sink) {
+void engine::drop(worker& w) {
+    sup_.forget(w.kid);
+    workers_[w.slot].reset();
+}
+
+void engine::handle_exits(executor_sink* sink) {
+    // The supervisor reaped them; which worker each was is found by its entry (a replacement
+    // forked meanwhile may reuse an entry, so each is looked up just before it is handled).
+    std::exception_ptr first;
+    for (auto& [kid, st] : exits_) {
+        auto w = std::find_if(workers_.begin(), workers_.end(),
+                              [k = kid](const auto& p) { return p && p->kid == k; });
+        try {
+            if (w == workers_.end()) sup_.forget(kid);  // forked, but never made a worker
+            else if (sink) exited(**w, st, *sink);
+            else drop(**w);
+        } catch (...) {
+            if (!first) first = std::current_exception();
+        }
+    }
+    exits_.clear();
+    if (first) std::rethrow_exception(first);
+}
+
+bool engine::drain(std::size_t slot, executor_sink& sink) {
     worker* w = workers_[slot].get();
     for (;;) {
         long n = read_from(*w, sink);
-        if (n == 0) return false;  // it exited; read_from dealt with that
+        if (n == 0) return false;  // it is exiting: its pidfd will say so
         if (n < 0) return true;
     }
 }
@@ -589,7 +641,7 @@ void engine::draw_progress(bool final) {
     std::fflush(stderr);
 }
 
-bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
+bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline) {
     rethrow_fatal();
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");
     respawn_missing();
@@ -599,13 +651,10 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
     auto& fds = pollfds_;
     fds.clear();
     polled_.clear();
-    fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
     for (auto& w : workers_) {
         if (!w) continue;
-        fds.push_back({w->result_r.get(), POLLIN, 0});
-        polled_.emplace_back(w->slot, w->id);
-        if (w->pidfd) {
-            fds.push_back({w->pidfd.get(), POLLIN, 0});
+        if (!w->eof) {
+            fds.push_back({w->result_r.get(), POLLIN, 0});
             polled_.emplace_back(w->slot, w->id);
         }
         if (w->out_off < w->out.size() && w->task_w) {
@@ -625,35 +674,31 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
         auto t = now + std::chrono::milliseconds(200);
         if (!wake || t < *wake) wake = t;
     }
-    int timeout_ms = -1;
-    if (wake) {
-        auto ms = std::chrono::ceil<std::chrono::milliseconds>(*wake - now).count();
-        timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
-    }
     // An answer due within microseconds (a job just sent, answers just read) is polled for
     // briefly before sleeping; once a spin has passed with nothing, the wait is a long one and
     // sleeps at once, so an idle or busy-with-long-tasks pool costs no CPU.
-    auto spin = now - last_event_ < opts_.spin ? opts_.spin : std::chrono::microseconds(0);
-    int r = sys::poll_spin(fds.data(), fds.size(), timeout_ms, spin);
-    if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+    sup_.set_spin(now - last_event_ < opts_.spin ? opts_.spin : std::chrono::microseconds(0));
+    // One poll: these pipes, every worker's pidfd and the Ctrl-C descriptor. Exits come first.
+    sup_.wait(fds, wake, [this](supervisor::id k, const sys::exit_status& st) {
+        exits_.emplace_back(k, st);
+    });
     if (sys::sigint_guard::pending()) {
+        exits_.clear();
         terminate();
         sys::sigint_guard::clear();
         throw interrupted();
     }
-    if (r > 0) {
-        for (std::size_t i = 1; i < fds.size(); ++i) {
-            const auto& p = fds[i];
-            if (!p.revents) continue;
-            // Only a worker still in its slot: one replaced during this loop is gone, and its
-            // descriptors' numbers may belong to its successor by now.
-            auto [slot, id] = polled_[i - 1];
-            worker* w = workers_[slot].get();
-            if (!w || w->id != id) continue;
-            if (p.events == POLLOUT) flush_out(*w);
-            else if (p.fd == w->pidfd.get()) exited(*w, sink);
-            else read_from(*w, sink);
-        }
+    handle_exits(&sink);
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        const auto& p = fds[i];
+        if (!p.revents) continue;
+        // Only a worker still in its slot: one replaced during this loop is gone, and its
+        // descriptors' numbers may belong to its successor by now.
+        auto [slot, id] = polled_[i];
+        worker* w = workers_[slot].get();
+        if (!w || w->id != id) continue;
+        if (p.events == POLLOUT) flush_out(*w);
+        else read_from(*w, sink);
     }
     rethrow_fatal();
     if (opts_.task_timeout.count() > 0) {
@@ -666,10 +711,10 @@ bool engine::pump(event_sink& sink, std::optional<clock::time_point> deadline) {
             // The answer may be in the pipe already: read what is there before blaming.
             if (!drain(k, sink) || !late(workers_[k].get())) continue;
             auto* w = workers_[k].get();
-            w->proc.kill_and_reap();
+            sup_.kill(w->kid);
             failure_info why;
             why.what = failure_info::kind::timeout;
-            why.pid = w->proc.pid();
+            why.pid = w->pid;
             lost(*w, sink, why);
         }
         rethrow_fatal();
@@ -685,7 +730,7 @@ void engine::kick() {
     dispatch();
 }
 
-void engine::join(event_sink& sink) {
+void engine::join(executor_sink& sink) {
     sys::sigint_guard ctrl_c;  // from the first pump to the last reap
     while (pump(sink)) {
     }
@@ -698,72 +743,48 @@ void engine::join(event_sink& sink) {
 }
 
 void engine::wait_for_exits() {
-    // Each worker's pidfd says when it has exited (its results pipe is read meanwhile, so it never
-    // blocks writing): polled with the SIGINT pipe rather than blocking in waitpid, so Ctrl-C
-    // during a worker_exit that hangs is still ours.
-    std::vector<std::size_t> slots;
+    // The supervisor's wait says when each worker has exited (its results pipe is read
+    // meanwhile, so it never blocks writing), with the Ctrl-C descriptor in the same poll:
+    // Ctrl-C during a worker_exit that hangs is still ours.
     for (;;) {
         auto& fds = pollfds_;
         fds.clear();
-        slots.clear();
-        fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-        for (std::size_t k = 0; k < workers_.size(); ++k)
-            if (workers_[k]) {
-                fds.push_back({workers_[k]->result_r.get(), POLLIN, 0});
-                slots.push_back(k);
-                if (workers_[k]->pidfd) {
-                    fds.push_back({workers_[k]->pidfd.get(), POLLIN, 0});
-                    slots.push_back(k);
-                }
-            }
-        if (slots.empty()) return;
-        // Every worker's exit wakes us by its pidfd. Only without one (a kernel before 5.3) may a
-        // grandchild hold a results pipe open after its worker exited: then look now and then.
-        bool all_watched = true;
-        for (auto k : slots) all_watched = all_watched && workers_[k]->pidfd;
-        int r = ::poll(fds.data(), fds.size(), all_watched ? -1 : 100);
-        if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        polled_.clear();
+        bool any = false;
+        for (auto& w : workers_) {
+            if (!w) continue;
+            any = true;
+            if (w->eof) continue;
+            fds.push_back({w->result_r.get(), POLLIN, 0});
+            polled_.emplace_back(w->slot, w->id);
+        }
+        if (!any) return;
+        sup_.set_spin(std::chrono::microseconds(0));
+        sup_.wait(fds, std::nullopt, [this](supervisor::id k, const sys::exit_status& st) {
+            exits_.emplace_back(k, st);
+        });
         if (sys::sigint_guard::pending()) {
+            exits_.clear();
             terminate();
             sys::sigint_guard::clear();
             throw interrupted();
         }
-        for (std::size_t i = 1; r > 0 && i < fds.size(); ++i) {
-            auto& w = workers_[slots[i - 1]];
-            if (!fds[i].revents || !w) continue;
-            if (fds[i].fd == w->pidfd.get()) {
-                w->proc.wait();
-                w.reset();
-                continue;
-            }
+        handle_exits(nullptr);
+        for (std::size_t i = 0; i < fds.size(); ++i) {
+            auto [slot, id] = polled_[i];
+            worker* w = workers_[slot].get();
+            if (!fds[i].revents || !w || w->id != id) continue;
             long n = w->reader.fill(w->result_r.get());
-            if (n == 0) {
-                w->proc.wait();
-                w.reset();
-            } else if (n > 0) {
-                while (w->reader.next()) {  // nothing is owed after the last job: drop it
-                }
+            if (n == 0) w->eof = true;
+            while (n > 0 && w->reader.next()) {  // nothing is owed after the last job: drop it
             }
         }
-        for (auto k : slots)
-            if (workers_[k] && workers_[k]->proc.try_wait()) workers_[k].reset();
     }
 }
 
 void engine::terminate() noexcept {
     stopped_ = true;
-    for (auto& w : workers_)
-        if (w) w->proc.signal(SIGTERM);
-    auto deadline = clock::now() + opts_.grace;
-    for (auto& w : workers_) {
-        if (!w) continue;
-        try {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-            if (left.count() > 0) w->proc.wait_for(left);
-        } catch (...) {
-        }
-        w->proc.kill_and_reap();
-    }
+    sup_.stop_all();  // the stop signal to all, one grace period, SIGKILL, all reaped
     workers_.clear();
     queue_.clear();
 }

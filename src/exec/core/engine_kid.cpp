@@ -1,5 +1,5 @@
 // The worker's side of the engine: its main loop and the results stream it writes.
-#include <parafork/exec/core/detail/engine.hpp>
+#include "engine.hpp"
 #include "engine_kid.hpp"
 
 #include <parafork/sys/fd.hpp>
@@ -125,6 +125,22 @@ void kid_output::with_descriptors(std::uint64_t index) {
     flush();
 }
 
+void kid_output::encoded(std::uint64_t index, std::string_view bytes) {
+    if (bytes.size() > large_threshold_) {
+        scratch_.assign(bytes);
+        return large_scratch(index);
+    }
+    if (!continues(index)) start_run(index);
+    append(bytes.data(), bytes.size());
+    end_item();
+}
+
+void put_start(kid_output& out, std::uint64_t index) noexcept { out.start(index); }
+void put_value(kid_output& out, std::uint64_t index, std::string_view encoded) {
+    out.encoded(index, encoded);
+}
+void put_failure(kid_output& out, std::uint64_t index) noexcept { out.fail_current(index); }
+
 void kid_output::fail_current(std::uint64_t index) noexcept {
     try {
         auto [type, what] = describe_current_exception();
@@ -217,7 +233,7 @@ void kid_main(const kid_config& c) noexcept {
                     r.read_bytes(&p, sizeof p);
                     p.fn(p.ctx, h.first, h.count, r, out);
                 } else if ((kind == msg::range || kind == msg::items) && c.runner) {
-                    c.runner(c.ctx, kind, h.first, h.count, body, out);
+                    c.runner(c.ctx, static_cast<job_kind>(kind), h.first, h.count, body, out);
                 } else {
                     throw protocol_error("parafork: unknown job kind");
                 }

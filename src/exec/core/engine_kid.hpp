@@ -1,7 +1,7 @@
 #pragma once
 // The worker's main loop (internal): reads jobs, runs them, writes answers, exits at EOF.
 
-#include <parafork/exec/core/detail/engine.hpp>
+#include "engine.hpp"
 
 namespace parafork::detail {
 

@@ -23,7 +23,7 @@ int poll_timeout(std::optional<supervisor::clock::time_point> deadline) {
 supervisor::~supervisor() { stop_all(); }
 
 supervisor::supervisor(supervisor&& o) noexcept
-    : policy_(o.policy_), kids_(std::move(o.kids_)), free_(std::move(o.free_)),
+    : policy_(o.policy_), spin_(o.spin_), kids_(std::move(o.kids_)), free_(std::move(o.free_)),
       live_(std::exchange(o.live_, 0)), scratch_(std::move(o.scratch_)),
       watched_(std::move(o.watched_)), exited_(std::move(o.exited_)) {
     o.kids_.clear();
@@ -34,6 +34,7 @@ supervisor& supervisor::operator=(supervisor&& o) noexcept {
     if (this != &o) {
         stop_all();
         policy_ = o.policy_;
+        spin_ = o.spin_;
         kids_ = std::move(o.kids_);
         free_ = std::move(o.free_);
         live_ = std::exchange(o.live_, 0);
@@ -132,7 +133,13 @@ supervisor::wake supervisor::poll_once(std::span<pollfd> fds, std::optional<cloc
     }
     for (;;) {
         if (sig_fd >= 0 && sys::sigint_guard::pending()) return wake::interrupted;
-        int r = sys::poll_fds(scratch_.data(), scratch_.size(), poll_timeout(deadline));
+        int r;
+        if (spin_.count() > 0) {
+            r = sys::poll_spin(scratch_.data(), scratch_.size(), poll_timeout(deadline), spin_);
+            if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        } else {
+            r = sys::poll_fds(scratch_.data(), scratch_.size(), poll_timeout(deadline));
+        }
         if (r < 0) continue;  // a handler ran: the pending check above decides
         for (std::size_t i = 0; i < watched_.size(); ++i) {
             if (scratch_[first_kid + i].revents) {
@@ -167,6 +174,14 @@ sys::exit_status supervisor::stop(id k) {
     while (sys::poll_fds(&p, 1, poll_timeout(deadline)) <= 0 && clock::now() < deadline) {
     }
     if (!p.revents) sys::send_signal(c.pid, SIGKILL);  // a zombie ignores it; the reap below is prompt
+    reap(k);
+    return *kids_[k].status;
+}
+
+sys::exit_status supervisor::kill(id k) {
+    const kid& c = at(k);
+    if (c.status) return *c.status;
+    sys::send_signal(c.pid, SIGKILL);
     reap(k);
     return *kids_[k].status;
 }

@@ -53,7 +53,7 @@ public:
     // True once the value (or error) is here; reads whatever answers are waiting, never blocks.
     bool ready() {
         auto& st = state();
-        if (!st.done) core_->pump(detail::engine::clock::now());
+        if (!st.done) core_->pump(detail::executor::clock::now());
         return st.done;
     }
     // Waits for the value or the error; does not throw the task's error (get() does).
@@ -66,10 +66,10 @@ public:
     template <class Rep, class Period>
     bool wait_for(std::chrono::duration<Rep, Period> d) {
         auto& st = state();
-        auto deadline = detail::engine::clock::now() +
-                        std::chrono::duration_cast<detail::engine::clock::duration>(d);
+        auto deadline = detail::executor::clock::now() +
+                        std::chrono::duration_cast<detail::executor::clock::duration>(d);
         sys::sigint_guard ctrl_c;
-        while (!st.done && detail::engine::clock::now() < deadline)
+        while (!st.done && detail::executor::clock::now() < deadline)
             if (!core_->pump(deadline)) break;
         return st.done;
     }

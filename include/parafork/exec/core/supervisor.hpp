@@ -73,6 +73,9 @@ public:
     // The child's pidfd while it lives (-1 once reaped), for an executor that polls without
     // sleeping (a spin) before it sleeps in wait(): it must see a death there too.
     int pidfd(id k) const { return at(k).pidfd.get(); }
+    // How long a wait polls before it sleeps (0, the default: it sleeps at once). An executor
+    // that expects an answer within microseconds spares itself the wake-up of an idle CPU.
+    void set_spin(std::chrono::microseconds spin) noexcept { spin_ = spin; }
 
     enum class wake {
         ready,        // one of the caller's descriptors has revents set
@@ -98,6 +101,8 @@ public:
     void signal(id k, int sig) const noexcept;
     // Stops one child by the policy and reaps it; returns its status.
     sys::exit_status stop(id k);
+    // SIGKILL to one child now (no grace: it is past saving, say past its deadline) and reaps it.
+    sys::exit_status kill(id k);
     // Stops every live child at once by the policy and reaps them all: at most one grace
     // period in all, however many children.
     void stop_all() noexcept;
@@ -118,6 +123,7 @@ private:
     wake poll_once(std::span<pollfd> fds, std::optional<clock::time_point> deadline);
 
     stop_policy policy_;
+    std::chrono::microseconds spin_{0};
     std::vector<kid> kids_;
     std::vector<id> free_;  // forgotten slots, reused first
     std::size_t live_ = 0;

@@ -25,7 +25,9 @@
 #include <type_traits>
 #include <utility>
 
-#include <parafork/exec/core/detail/engine.hpp>
+#include <parafork/exec/core/detail/results.hpp>
+#include <parafork/exec/core/detail/worker.hpp>
+#include <parafork/exec/core/executor.hpp>
 #include <parafork/exec/core/options.hpp>
 #include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
@@ -90,11 +92,11 @@ struct forked_kid {
     Body* body;
     using R = body_result_t<Body, forked_item_t<Range>>;
 
-    static void run(void* ctx, msg kind, std::uint64_t first, std::uint32_t count,
+    static void run(void* ctx, job_kind kind, std::uint64_t first, std::uint32_t count,
                     std::string_view bytes, kid_output& out) {
         auto& self = *static_cast<forked_kid*>(ctx);
         if constexpr (index_mode<Range>) {
-            if (kind != msg::range) throw protocol_error("parafork: forked kid expected a range");
+            if (kind != job_kind::range) throw protocol_error("parafork: forked kid expected a range");
             auto it = std::ranges::begin(*self.range) +
                       static_cast<std::ranges::range_difference_t<Range>>(first);
             for (std::uint32_t k = 0; k < count; ++k, ++it) {
@@ -102,7 +104,7 @@ struct forked_kid {
                 run_item<R>(*self.body, first + k, *it, out);
             }
         } else {
-            if (kind != msg::items) throw protocol_error("parafork: forked kid expected items");
+            if (kind != job_kind::items) throw protocol_error("parafork: forked kid expected items");
             wire::reader r(bytes);
             for (std::uint32_t k = 0; k < count; ++k) {
                 out.start(first + k);
@@ -116,7 +118,7 @@ struct forked_kid {
 
 // Decodes runs of values in the parent and joins them, in input order when asked.
 template <class R, class Join>
-class forked_sink final : public event_sink {
+class forked_sink final : public executor_sink {
 public:
     forked_sink(Join& join, bool ordered) : join_(join), ordered_(ordered) {}
 
@@ -245,25 +247,25 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
     }
     kid_t kid{&range, &body};
     sys::sigint_guard ctrl_c;  // from the fork to the last reap, Ctrl-C is this call's
-    detail::engine eng(o, &kid_t::run, &kid, total);
+    const auto eng = detail::make_local_executor(o, &kid_t::run, &kid, total);
     detail::forked_sink<R, std::remove_reference_t<Join>> sink(join, o.ordered);
-    const unsigned jobs = eng.size();
+    const unsigned jobs = eng->size();
 
     if constexpr (indexed) {
         const std::uint64_t cap = detail::auto_index_chunk(total, jobs);
         detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
-            while (next < total && eng.queued() < 2 * jobs) {
-                const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng.answered(), jobs);
+            while (next < total && eng->counters().queued < 2 * jobs) {
+                const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng->counters().answered, jobs);
                 detail::job j;
-                j.kind = detail::msg::range;
+                j.kind = detail::job_kind::range;
                 j.first = next;
                 j.count = static_cast<std::uint32_t>(std::min<std::uint64_t>({chunk, total - next, UINT32_MAX}));
                 next += j.count;
-                eng.push(std::move(j));
+                eng->push(std::move(j));
             }
-            if (sink.error || !eng.pump(sink) || sink.error) break;
+            if (sink.error || !eng->pump(sink) || sink.error) break;
         }
     } else {
         auto it = std::ranges::begin(range);
@@ -271,12 +273,12 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
         detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
-            while (it != end && eng.queued() < 2 * jobs) {
+            while (it != end && eng->counters().queued < 2 * jobs) {
                 const std::uint64_t chunk =
                     o.chunksize ? o.chunksize
-                                : sizer.next(detail::auto_stream_chunk(next, jobs), eng.answered(), jobs);
+                                : sizer.next(detail::auto_stream_chunk(next, jobs), eng->counters().answered, jobs);
                 detail::job j;
-                j.kind = detail::msg::items;
+                j.kind = detail::job_kind::items;
                 j.first = next;
                 while (it != end && j.count < chunk) {
                     j.offsets.push_back(static_cast<std::uint32_t>(j.body.size()));
@@ -287,16 +289,16 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
                     ++it;
                 }
                 next += j.count;
-                eng.push(std::move(j));
+                eng->push(std::move(j));
             }
-            if (sink.error || !eng.pump(sink) || sink.error) break;
+            if (sink.error || !eng->pump(sink) || sink.error) break;
         }
     }
     if (sink.error) {
-        eng.terminate();
+        eng->terminate();
         std::rethrow_exception(sink.error);
     }
-    eng.join(sink);
+    eng->join(sink);
 }
 
 } // namespace parafork

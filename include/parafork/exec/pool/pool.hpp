@@ -35,6 +35,8 @@
 
 #include <parafork/exec/core/future.hpp>
 #include <parafork/exec/core/detail/calls.hpp>
+#include <parafork/exec/core/detail/results.hpp>
+#include <parafork/exec/core/detail/worker.hpp>
 #include <parafork/exec/core/options.hpp>
 #include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
@@ -210,7 +212,7 @@ public:
     void fill() {
         if (st_.sealed) return;
         if (!it_) it_.emplace(std::ranges::begin(view_));
-        const unsigned jobs = core_.eng.size();
+        const unsigned jobs = core_.eng->size();
         auto end = std::ranges::end(view_);
         for (;;) {
             std::uint64_t chunk = chunksize_ ? chunksize_ : auto_chunk();
@@ -221,7 +223,7 @@ public:
             std::uint64_t behind = st_.lazy ? st_.taken : st_.answered;
             if (st_.pushed - behind >= chunk * 3 * jobs) return;
             job j;
-            j.kind = msg::call;
+            j.kind = job_kind::call;
             j.first = next_;
             j.body = header_;
             j.prefix = static_cast<std::uint32_t>(header_.size());
@@ -248,9 +250,9 @@ private:
     std::uint64_t auto_chunk() const {
         if constexpr (std::ranges::sized_range<View>) {
             auto n = static_cast<std::uint64_t>(std::ranges::size(view_));
-            return std::clamp<std::uint64_t>(n / (std::uint64_t{core_.eng.size()} * 8), 1, 4096);
+            return std::clamp<std::uint64_t>(n / (std::uint64_t{core_.eng->size()} * 8), 1, 4096);
         } else {
-            return std::clamp<std::uint64_t>(next_ / (std::uint64_t{core_.eng.size()} * 4), 1, 1024);
+            return std::clamp<std::uint64_t>(next_ / (std::uint64_t{core_.eng->size()} * 4), 1, 1024);
         }
     }
 
@@ -287,7 +289,7 @@ public:
     imap_sequence(const imap_sequence&) = delete;
     imap_sequence& operator=(const imap_sequence&) = delete;
     ~imap_sequence() {
-        if (!st_->finished() && !core_->eng.stopped()) core_->abandon(*st_);
+        if (!st_->finished() && !core_->eng->stopped()) core_->abandon(*st_);
     }
 
     struct sentinel {};
@@ -421,7 +423,7 @@ public:
         return *this;
     }
 
-    unsigned size() const noexcept { return core_->eng.size(); }
+    unsigned size() const noexcept { return core_->eng->size(); }
 
     // Runs f(args...) in a worker.
     template <class F, class... A>
@@ -483,12 +485,12 @@ public:
     // Waits for all submitted work, then for the workers to run worker_exit and exit.
     void join() {
         if (!closed_) throw error("parafork: pool::join needs close() first");
-        if (!core_->eng.stopped()) core_->eng.join(*core_);
+        if (!core_->eng->stopped()) core_->eng->join(*core_);
     }
     // Stops the workers now (SIGTERM, grace, SIGKILL); waiting futures then throw.
     void terminate() noexcept {
         closed_ = true;
-        if (core_) core_->eng.terminate();
+        if (core_) core_->eng->terminate();
     }
 
 private:
@@ -505,7 +507,7 @@ private:
         st->task = core_->submitted++;
         core_->open(st);
         detail::job j;
-        j.kind = detail::msg::call;
+        j.kind = detail::job_kind::call;
         j.count = 1;
         j.body = detail::call_header<F, Args, Bound>(f);
         j.prefix = static_cast<std::uint32_t>(j.body.size());
@@ -513,7 +515,7 @@ private:
         (detail::encode_arg(j.body, args), ...);
         core_->push(*st, std::move(j));
         core_->seal(*st);
-        core_->eng.kick();  // start it now: hand it to an idle worker
+        core_->eng->kick();  // start it now: hand it to an idle worker
         return future<R>(std::move(st), core_);
     }
 
@@ -525,7 +527,7 @@ private:
         std::vector<R> out;
         if constexpr (std::ranges::sized_range<Range>) {
             out.resize(static_cast<std::size_t>(std::ranges::size(items)));
-            core_->eng.expect_more(out.size());  // progress: done/total for this map
+            core_->eng->expect_more(out.size());  // progress: done/total for this map
         }
         auto st = std::make_shared<detail::stream_state<R>>(detail::store_mode::vector);
         st->out = &out;
@@ -540,7 +542,7 @@ private:
                 if (!core_->pump()) break;
             }
         } catch (...) {
-            if (!core_->eng.stopped()) core_->abandon(*st);
+            if (!core_->eng->stopped()) core_->abandon(*st);
             throw;
         }
         if (st->first_error) {

@@ -1,13 +1,15 @@
 #pragma once
-// The pool's router (internal): many calls (futures, maps, lazy iterators) share one engine.
+// The pool's router (internal): many calls (futures, maps, lazy iterators) share one executor.
 // Each call owns a span of item ids; answers are routed to the call whose span holds them.
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
 
-#include <parafork/exec/core/detail/engine.hpp>
+#include <parafork/exec/core/detail/results.hpp>
+#include <parafork/exec/core/executor.hpp>
 
 namespace parafork::detail {
 
@@ -16,7 +18,7 @@ public:
     virtual ~call_state() = default;
     virtual void values(std::uint64_t local, std::uint32_t count, std::string_view bytes) = 0;
     virtual void failed(std::uint64_t local, const failure_info& f) = 0;
-    // A lent large value (see event_sink::on_lent): true once it is stored.
+    // A lent large value (see executor_sink::on_lent): true once it is stored.
     virtual bool lent(std::uint64_t local, const lent_ref& r) {
         (void)local;
         (void)r;
@@ -34,19 +36,19 @@ public:
     bool finished() const noexcept { return sealed && answered == pushed; }
 };
 
-class pool_core final : public event_sink {
+class pool_core final : public executor_sink {
 public:
     static constexpr std::uint64_t span = std::uint64_t{1} << 40;  // ids per call
 
-    explicit pool_core(const options& o) : eng(o, nullptr, nullptr) {}
+    explicit pool_core(const options& o) : eng(make_local_executor(o)) {}
 
     // Registers a call and gives it its id span.
     void open(std::shared_ptr<call_state> c);
     // Queues a job whose `first` is the call's own item index.
     void push(call_state& c, job j);
-    // Runs the engine once (see engine::pump).
-    bool pump(std::optional<engine::clock::time_point> deadline = std::nullopt) {
-        return eng.pump(*this, deadline);
+    // Runs the executor once (see executor::pump).
+    bool pump(std::optional<executor::clock::time_point> deadline = std::nullopt) {
+        return eng->pump(*this, deadline);
     }
     void seal(call_state& c);
     // Cancels what the call has queued; answers still in flight are dropped when they come.
@@ -56,7 +58,7 @@ public:
     void on_failure(std::uint64_t index, const failure_info& f) override;
     bool on_lent(std::uint64_t index, const lent_ref& r) override;
 
-    engine eng;
+    std::unique_ptr<executor> eng;  // never null
     std::size_t submitted = 0;
 
 private:
