@@ -23,16 +23,49 @@
 namespace py = pybind11;
 namespace pf = parafork;
 
-// Named (not anonymous) so that the type name a worker reports is stable: the parent knows a
-// Python exception by it.
+// A named namespace: task_failure's type name, which a worker reports, is how the parent knows a
+// Python exception; and clang would flag the index iterator's unused operators in an anonymous one.
 namespace parafork_python {
 struct task_failure : std::runtime_error {
     using std::runtime_error::runtime_error;
+};
+
+// Indices 0..n as a sized random-access range (no std::views: clang 14 cannot compile
+// libstdc++ 12's).
+struct index_iterator {
+    using value_type = std::uint64_t;
+    using difference_type = std::ptrdiff_t;
+    using iterator_concept = std::random_access_iterator_tag;
+    using iterator_category = std::random_access_iterator_tag;
+    std::uint64_t i = 0;
+
+    std::uint64_t operator*() const { return i; }
+    std::uint64_t operator[](difference_type n) const { return i + static_cast<std::uint64_t>(n); }
+    index_iterator& operator++() { return ++i, *this; }
+    index_iterator operator++(int) { return {i++}; }
+    index_iterator& operator--() { return --i, *this; }
+    index_iterator operator--(int) { return {i--}; }
+    index_iterator& operator+=(difference_type n) { return i += static_cast<std::uint64_t>(n), *this; }
+    index_iterator& operator-=(difference_type n) { return i -= static_cast<std::uint64_t>(n), *this; }
+    friend index_iterator operator+(index_iterator a, difference_type n) { return a += n; }
+    friend index_iterator operator+(difference_type n, index_iterator a) { return a += n; }
+    friend index_iterator operator-(index_iterator a, difference_type n) { return a -= n; }
+    friend difference_type operator-(index_iterator a, index_iterator b) {
+        return static_cast<difference_type>(a.i - b.i);
+    }
+    friend auto operator<=>(index_iterator, index_iterator) = default;
+};
+struct index_range {
+    std::uint64_t n;
+    index_iterator begin() const { return {0}; }
+    index_iterator end() const { return {n}; }
+    std::size_t size() const { return static_cast<std::size_t>(n); }
 };
 } // namespace parafork_python
 
 namespace {
 
+using parafork_python::index_range;
 constexpr const char* task_failure_name = "parafork_python::task_failure";
 
 // ---- the GIL around fork -------------------------------------------------------------------
@@ -145,38 +178,6 @@ struct item_task {
 };
 
 // ---- in the parent ---------------------------------------------------------------------------
-// Indices 0..n as a sized random-access range (no std::views: clang 14 cannot compile
-// libstdc++ 12's).
-struct index_iterator {
-    using value_type = std::uint64_t;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::random_access_iterator_tag;
-    using iterator_category = std::random_access_iterator_tag;
-    std::uint64_t i = 0;
-
-    std::uint64_t operator*() const { return i; }
-    std::uint64_t operator[](difference_type n) const { return i + static_cast<std::uint64_t>(n); }
-    index_iterator& operator++() { return ++i, *this; }
-    index_iterator operator++(int) { return {i++}; }
-    index_iterator& operator--() { return --i, *this; }
-    index_iterator operator--(int) { return {i--}; }
-    index_iterator& operator+=(difference_type n) { return i += static_cast<std::uint64_t>(n), *this; }
-    index_iterator& operator-=(difference_type n) { return i -= static_cast<std::uint64_t>(n), *this; }
-    friend index_iterator operator+(index_iterator a, difference_type n) { return a += n; }
-    friend index_iterator operator+(difference_type n, index_iterator a) { return a += n; }
-    friend index_iterator operator-(index_iterator a, difference_type n) { return a -= n; }
-    friend difference_type operator-(index_iterator a, index_iterator b) {
-        return static_cast<difference_type>(a.i - b.i);
-    }
-    friend auto operator<=>(index_iterator, index_iterator) = default;
-};
-struct index_range {
-    std::uint64_t n;
-    index_iterator begin() const { return {0}; }
-    index_iterator end() const { return {n}; }
-    std::size_t size() const { return static_cast<std::size_t>(n); }
-};
-
 // A Python iterator as an input range of pickled items, pulled lazily by the engine.
 class pickled_items {
 public:
