@@ -1,0 +1,16 @@
+"""parafork: process-based parallelism on Linux, on parafork's C++ engines.
+
+    import parafork as pf
+    ys = pf.map(lambda x: x * x, range(10**6))   # workers fork at the call
+"""
+
+from . import _core, _parafork
+from ._core import Error, PicklingError, RemoteError, RemoteTraceback, TaskTimeout, WorkerDied
+from ._map import imap, imap_unordered, map, starmap
+
+_parafork._init(_core)
+default_jobs = _parafork.default_jobs
+
+__version__ = "0.1.0"
+__all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Error", "RemoteError",
+           "WorkerDied", "TaskTimeout", "PicklingError", "RemoteTraceback"]

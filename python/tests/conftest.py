@@ -1,0 +1,43 @@
+"""Every test runs bounded (pytest-timeout) and must leave no child, no descriptor and nothing
+in /dev/shm behind."""
+
+import os
+import time
+
+import pytest
+
+
+def children():
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[1] == me:  # ppid
+            found.append((int(entry), fields[0]))  # pid, state (Z: zombie)
+    return found
+
+
+def fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def shm():
+    return set(os.listdir("/dev/shm"))
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_behind():
+    fds_before, shm_before = fds(), shm()
+    yield
+    # A worker killed at the end of a call is reaped before the call returns: nothing to wait for.
+    assert children() == [], "children left behind (pid, state)"
+    # listdir's own descriptor is closed by the time it returns
+    assert fds() - fds_before == set(), "descriptors left open"
+    assert shm() - shm_before == set(), "files left in /dev/shm"

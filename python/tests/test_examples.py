@@ -1,0 +1,17 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
+def test_example_runs(example):
+    r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=50,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    if example.stem == "pi":
+        assert r.stdout.splitlines()[1].startswith("3.14159")
