@@ -68,6 +68,27 @@ fd_pair make_socketpair() {
     return {unique_fd(fds[0]), unique_fd(fds[1])};
 }
 
+fd_pair make_seqpacket_pair() {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) throw_errno("socketpair");
+    return {unique_fd(fds[0]), unique_fd(fds[1])};
+}
+
+unique_fd open_file(const char* path, int flags, unsigned mode) noexcept {
+    return unique_fd(::open(path, flags | O_CLOEXEC, static_cast<mode_t>(mode)));
+}
+
+bool close_now(int& fd) noexcept {
+    if (fd < 0) return true;
+    int r = ::close(std::exchange(fd, -1));
+    return r == 0 || errno == EINTR;  // after EINTR the descriptor is closed on Linux
+}
+
+bool close_now(unique_fd& fd) noexcept {
+    int raw = fd.release();
+    return close_now(raw);
+}
+
 void set_nonblocking(int fd, bool on) {
     int fl = ::fcntl(fd, F_GETFL);
     if (fl < 0) throw_errno("fcntl(F_GETFL)");

@@ -80,6 +80,13 @@ void futex_wake(std::atomic<std::uint32_t>* word, int count) {
 
 void dont_fork(void* addr, std::size_t len) noexcept { ::madvise(addr, len, MADV_DONTFORK); }
 
+void advise_huge_pages(void* addr, std::size_t len) noexcept {
+    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+    auto begin = (reinterpret_cast<std::uintptr_t>(addr) + huge - 1) & ~(huge - 1);
+    auto end = (reinterpret_cast<std::uintptr_t>(addr) + len) & ~(huge - 1);
+    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 unique_fd make_eventfd() {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw_errno("eventfd");

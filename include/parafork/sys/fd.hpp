@@ -82,6 +82,13 @@ struct fd_pair {
 
 fd_pair make_pipe();                 // pipe2(O_CLOEXEC)
 fd_pair make_socketpair();           // AF_UNIX SOCK_STREAM, SOCK_CLOEXEC; both ends bidirectional
+fd_pair make_seqpacket_pair();       // AF_UNIX SOCK_SEQPACKET (message boundaries kept), SOCK_CLOEXEC
+// open(2) with O_CLOEXEC added. Empty on failure, errno saying why (the caller names the file).
+unique_fd open_file(const char* path, int flags, unsigned mode = 0666) noexcept;
+// close(2) now; false if it reported an error (for a written file: data may be lost). The
+// descriptor is gone either way.
+bool close_now(unique_fd& fd) noexcept;
+bool close_now(int& fd) noexcept;  // sets fd to -1
 void set_nonblocking(int fd, bool on = true);
 void set_cloexec(int fd, bool on = true);
 // fcntl(F_SETPIPE_SZ); false where the kernel refuses (limits): the pipe keeps its size.

@@ -35,19 +35,15 @@ namespace parafork::detail {
 // and, on a cache line of its own, the parent's verdict on a value the worker lent.
 struct shared_word {
     static constexpr std::size_t bytes = 4096;
-    std::uint64_t* p = nullptr;
-    std::atomic<std::uint32_t>* verdict = nullptr;
-    shared_word() {
-        void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) sys::throw_errno("mmap");
-        p = static_cast<std::uint64_t*>(m);
-        verdict = new (static_cast<char*>(m) + 64) std::atomic<std::uint32_t>(verdict_pending);
-    }
+    sys::mapping page{-1, bytes};  // anonymous, shared with the worker forked after it
+    std::uint64_t* p = static_cast<std::uint64_t*>(page.data());
+    std::atomic<std::uint32_t>* verdict =
+        new (page.bytes() + 64) std::atomic<std::uint32_t>(verdict_pending);
+    shared_word() = default;
     void answer(std::uint32_t v) noexcept {
         verdict->store(v, std::memory_order_release);
         sys::futex_wake(verdict);
     }
-    ~shared_word() { ::munmap(p, bytes); }
     shared_word(const shared_word&) = delete;
     shared_word& operator=(const shared_word&) = delete;
     std::uint64_t load() const noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -88,7 +84,7 @@ struct worker {
 namespace {
 
 // Bigger pipes mean fewer wake-ups per MiB; the default 64 KiB is the floor if this fails.
-void widen_pipe(int fd) { (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20); }
+void widen_pipe(int fd) { (void)sys::set_pipe_size(fd, 1 << 20); }
 
 job slice(const job& j, std::uint32_t from, std::uint32_t to) {
     job s;
@@ -162,11 +158,8 @@ bool copy_lent(const lent_ref& r, char* dst, std::size_t elem,
 }
 
 void prepare_bulk_destination(void* p, std::size_t bytes) noexcept {
-    constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
-    if (bytes < 2 * huge) return;
-    auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
-    auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
-    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+    if (bytes < (std::size_t{4} << 20)) return;  // two huge pages at least
+    sys::advise_huge_pages(p, bytes);
 }
 
 std::exception_ptr make_failure(const failure_info& f, std::size_t task) {

@@ -154,7 +154,7 @@ void kid_output::fail_current(std::uint64_t index) noexcept {
         // caller should not wait for the items after it (failures are rare: one write each).
         flush();
     } catch (...) {
-        ::_exit(70);  // cannot report: the parent sees a dead worker instead
+        sys::exit_child(70);  // cannot report: the parent sees a dead worker instead
     }
 }
 

@@ -36,9 +36,7 @@ std::size_t recv_msg(int sock, void* data, std::size_t len, std::vector<sys::uni
 } // namespace
 
 zygote::zygote(std::string name) {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) sys::throw_errno("socketpair");
-    sys::unique_fd ours(sv[0]), theirs(sv[1]);
+    auto [ours, theirs] = sys::make_seqpacket_pair();
     sys::child_options co;
     co.title = std::move(name);
     pid_t pid = sys::fork_process(co);

@@ -23,9 +23,8 @@ namespace {
 
 void line_reader::open(const std::string& path) {
     path_ = path;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) file_error("read_lines cannot open", path);
-    fd_ = sys::unique_fd(fd);
+    fd_ = sys::open_file(path.c_str(), O_RDONLY);
+    if (!fd_) file_error("read_lines cannot open", path);
 }
 
 bool line_reader::next(std::string& line) {
@@ -57,9 +56,8 @@ bool line_reader::next(std::string& line) {
 
 void line_writer::open(const std::string& path) {
     path_ = path;
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) file_error("write_lines cannot open", path);
-    fd_ = sys::unique_fd(fd);
+    fd_ = sys::open_file(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
+    if (!fd_) file_error("write_lines cannot open", path);
 }
 
 void line_writer::write_buffer() {
@@ -78,7 +76,7 @@ void line_writer::write_if_full() {
 void line_writer::close() {
     if (!fd_) return;
     write_buffer();
-    if (::close(fd_.release()) != 0) file_error("write_lines failed writing", path_);
+    if (!sys::close_now(fd_)) file_error("write_lines failed writing", path_);
 }
 
 void read_lines_source::setup() {
@@ -133,16 +131,14 @@ void command_stage::pump(bool draining) {
                 // The program stopped reading (like `head`): the rest of the input is not
                 // wanted; its exit status, checked at the end, says whether that was an error.
                 pending_.clear();
-                ::close(in_fd_);
-                in_fd_ = -1;
+                sys::close_now(in_fd_);
                 break;
             }
             if (n < 0) break;
             pending_.erase(0, static_cast<std::size_t>(n));
         }
         if (draining && pending_.empty() && in_fd_ >= 0) {
-            ::close(in_fd_);
-            in_fd_ = -1;
+            sys::close_now(in_fd_);
         }
         bool eof = false;
         for (;;) {
@@ -163,18 +159,16 @@ void command_stage::pump(bool draining) {
         if (eof) {
             if (!partial_.empty()) put(partial_);
             partial_.clear();
-            ::close(out_fd_);
-            out_fd_ = -1;
+            sys::close_now(out_fd_);
             if (in_fd_ >= 0) {
-                ::close(in_fd_);
-                in_fd_ = -1;
+                sys::close_now(in_fd_);
             }
             return;
         }
         if (!draining && pending_.size() < 64 * 1024) return;
         pollfd fds[2] = {{out_fd_, POLLIN, 0}, {in_fd_, POLLOUT, 0}};
         nfds_t n = (in_fd_ >= 0 && !pending_.empty()) ? 2 : 1;
-        if (::poll(fds, n, -1) < 0 && errno != EINTR) sys::throw_errno("poll");
+        sys::poll_fds(fds, n, -1);  // EINTR: look again
     }
 }
 

@@ -46,7 +46,10 @@ pid_t start_watcher(const graph_plan& g, const edge_stats* stats) {
                 out += line;
             }
             drawn = true;
-            [[maybe_unused]] auto n = ::write(2, out.data(), out.size());
+            try {
+                (void)sys::write_some(2, out.data(), out.size());
+            } catch (const std::system_error&) {  // stderr is gone: nothing to draw on
+            }
         }
     }
     return pid;

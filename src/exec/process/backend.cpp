@@ -39,12 +39,11 @@ struct backend {
     void flush() {
         std::size_t off = 0;
         while (off < out.size()) {
-            ssize_t n = ::send(sock, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+            long n = sys::send_some(sock, out.data() + off, out.size() - off);
             if (n >= 0) {
                 off += static_cast<std::size_t>(n);
                 continue;
             }
-            if (errno == EINTR) continue;
             // The frontend is gone (it closed its end or died): nobody is left to serve.
             sys::exit_child(0);
         }
@@ -116,7 +115,7 @@ void emit_abort() noexcept {
 void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts) {
     // Our end of the socket and our ring must not leak into children this backend forks.
     sys::register_private_fd(sock);
-    ::madvise(ring, ring_map_size, MADV_DONTFORK);
+    sys::dont_fork(ring, ring_map_size);
     int code = 0;
     try {
         backend b{sock, {}, {}, 0, {}, {}};
