@@ -580,6 +580,20 @@ void engine::drop(worker& w) {
     workers_[w.slot].reset();
 }
 
+void engine::wait_once(std::span<pollfd> fds, std::optional<clock::time_point> deadline,
+                       executor_sink* sink) {
+    sup_.wait(fds, deadline, [this](supervisor::id k, const sys::exit_status& st) {
+        exits_.emplace_back(k, st);
+    });
+    if (sys::sigint_guard::pending()) {
+        exits_.clear();
+        terminate();
+        sys::sigint_guard::clear();
+        throw interrupted();
+    }
+    handle_exits(sink);
+}
+
 void engine::handle_exits(executor_sink* sink) {
     // The supervisor reaped them; which worker each was is found by its entry (a replacement
     // forked meanwhile may reuse an entry, so each is looked up just before it is handled).
@@ -672,16 +686,7 @@ bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline
     // sleeps at once, so an idle or busy-with-long-tasks pool costs no CPU.
     sup_.set_spin(now - last_event_ < opts_.spin ? opts_.spin : std::chrono::microseconds(0));
     // One poll: these pipes, every worker's pidfd and the Ctrl-C descriptor. Exits come first.
-    sup_.wait(fds, wake, [this](supervisor::id k, const sys::exit_status& st) {
-        exits_.emplace_back(k, st);
-    });
-    if (sys::sigint_guard::pending()) {
-        exits_.clear();
-        terminate();
-        sys::sigint_guard::clear();
-        throw interrupted();
-    }
-    handle_exits(&sink);
+    wait_once(fds, wake, &sink);
     for (std::size_t i = 0; i < fds.size(); ++i) {
         const auto& p = fds[i];
         if (!p.revents) continue;
@@ -753,16 +758,7 @@ void engine::wait_for_exits() {
         }
         if (!any) return;
         sup_.set_spin(std::chrono::microseconds(0));
-        sup_.wait(fds, std::nullopt, [this](supervisor::id k, const sys::exit_status& st) {
-            exits_.emplace_back(k, st);
-        });
-        if (sys::sigint_guard::pending()) {
-            exits_.clear();
-            terminate();
-            sys::sigint_guard::clear();
-            throw interrupted();
-        }
-        handle_exits(nullptr);
+        wait_once(fds, std::nullopt, nullptr);
         for (std::size_t i = 0; i < fds.size(); ++i) {
             auto [slot, id] = polled_[i];
             worker* w = workers_[slot].get();

@@ -18,6 +18,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -82,6 +83,10 @@ private:
     void exited(worker& w, const sys::exit_status& st, executor_sink& sink);
     // Replaces it, or fails (or re-queues) what it held, or notes that workers cannot start.
     void died(worker& w, const sys::exit_status& st, executor_sink& sink);
+    // One supervisor wait over `fds`, the pidfds and Ctrl-C (which stops everyone and throws
+    // interrupted); then the exits it saw, in turn.
+    void wait_once(std::span<pollfd> fds, std::optional<clock::time_point> deadline,
+                   executor_sink* sink);
     // Every worker the last wait saw exit, in turn.
     void handle_exits(executor_sink* sink);
     // Gives a reaped worker's slot and supervisor entry back.
