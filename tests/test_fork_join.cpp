@@ -6,6 +6,7 @@
 
 #include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
+#include "support/sigint_timer.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -132,31 +133,16 @@ TEST(ForkJoin, ADeathIsReportedAtOnceThoughAGrandchildHoldsThePipe) {
 
 TEST(ForkJoin, CtrlCStopsEveryPart) {
     PARAFORK_LEAK_CHECK();
-    sigevent ev{};
-    ev.sigev_notify = SIGEV_SIGNAL;
-    ev.sigev_signo = SIGINT;
-    timer_t id;
-    ASSERT_EQ(::timer_create(CLOCK_MONOTONIC, &ev, &id), 0);
-    itimerspec its{};
-    its.it_value.tv_nsec = 100 * 1000000;
-    ASSERT_EQ(::timer_settime(id, 0, &its, nullptr), 0);
+    pf::testing::sigint_timer ctrl_c(100);
     EXPECT_THROW(pf::fork_join(pf::nsplit(2, 2), [](std::size_t, pf::slice) { ::sleep(30); }),
                  pf::interrupted);
-    ::timer_delete(id);
 }
 
 // Ctrl-C stops every part within one grace period in all, not one per part: twenty parts that
 // ignore SIGTERM took twenty grace periods (4 s) when they were stopped one by one.
 TEST(ForkJoin, CtrlCStopsPartsThatIgnoreSigtermInOneGracePeriod) {
     PARAFORK_LEAK_CHECK();
-    sigevent ev{};
-    ev.sigev_notify = SIGEV_SIGNAL;
-    ev.sigev_signo = SIGINT;
-    timer_t id;
-    ASSERT_EQ(::timer_create(CLOCK_MONOTONIC, &ev, &id), 0);
-    itimerspec its{};
-    its.it_value.tv_nsec = 300 * 1000000;  // after the parts have set SIGTERM aside
-    ASSERT_EQ(::timer_settime(id, 0, &its, nullptr), 0);
+    pf::testing::sigint_timer ctrl_c(300);  // after the parts have set SIGTERM aside
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_THROW(pf::fork_join(pf::nsplit(20, 20),
                                [](std::size_t, pf::slice) {
@@ -165,7 +151,6 @@ TEST(ForkJoin, CtrlCStopsPartsThatIgnoreSigtermInOneGracePeriod) {
                                }),
                  pf::interrupted);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2500));
-    ::timer_delete(id);
 }
 
 TEST(ForkJoin, PartsDoNotHoldEarlierPartsResultPipes) {
