@@ -97,7 +97,7 @@ public:
                 return protocol_failure(e.what(), "a copy answered fewer records than it got");
             return fail(e.task(), e.what());
         } catch (const timeout_error& e) {
-            return fail(timed_out_request(e.what()), e.what());
+            return fail(e.task(), e.what());
         } catch (const protocol_error& e) {
             return protocol_failure(e.what(), "a copy sent more answers than it got records");
         }
@@ -119,19 +119,6 @@ private:
         o.grace = s.grace;
         o.name = "parafork-coproc";
         return o;
-    }
-
-    // proc_pool's timeout_error names the request ("request 2") but carries no index field.
-    static std::optional<std::size_t> timed_out_request(std::string_view what) {
-        auto at = what.find("request ");
-        if (at == std::string_view::npos) return std::nullopt;
-        std::size_t index = 0, digits = 0;
-        for (auto c : what.substr(at + 8)) {
-            if (c < '0' || c > '9') break;
-            index = index * 10 + std::size_t(c - '0');
-            ++digits;
-        }
-        return digits ? std::optional<std::size_t>(index) : std::nullopt;
     }
 
     int fail(std::optional<std::size_t> task, const std::string& what) {

@@ -486,8 +486,9 @@ struct proc_pool::impl {
             std::size_t task = k.held.front().index;
             k.proc.kill_and_reap();
             throw timeout_error("proc_pool: kid " + std::to_string(pid) + " gave no reply to request " +
-                                std::to_string(task) + " within " +
-                                std::to_string(opts.task_timeout.count()) + " ms; killed");
+                                    std::to_string(task) + " within " +
+                                    std::to_string(opts.task_timeout.count()) + " ms; killed",
+                                pid, task);
         }
     }
 
