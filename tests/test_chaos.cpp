@@ -174,7 +174,9 @@ TEST(Chaos, PoolWithoutRetriesNeverHangsNorLies) {
     o.name = "chaos";
     pf::pool p(o);
     auto in = indices(2'000);  // 100 us each, 3 rounds: kills land in every round
-    killer chaos("parafork:chaos", 1);
+    // Without retries every kill costs a task and a respawn; under ASan a respawn takes
+    // milliseconds, so a kill every millisecond would make the run a minute or more of forks.
+    killer chaos("parafork:chaos", pf::testing::sanitized ? 10 : 1);
     std::size_t died = 0, right = 0;
     for (int round = 0; round < 3; ++round) {
         std::size_t i = 0;

@@ -113,17 +113,6 @@ maps_count map_count() {
     }
     return n;
 }
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
 void expect_same_maps(maps_count before, maps_count after) {
     EXPECT_EQ(after.memfd, before.memfd);
     if (!sanitized) {

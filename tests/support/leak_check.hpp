@@ -11,6 +11,19 @@
 
 namespace parafork::testing {
 
+// Built with AddressSanitizer: every fork and exit costs many times more (shadow memory).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 // The text of a file under /proc, or "" if it cannot be read. The process may exit between the
 // open and the read; std::ifstream's stream-buffer iterators throw then, this does not.
 std::string read_proc(const std::string& path);
