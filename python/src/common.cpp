@@ -1,0 +1,140 @@
+#include "common.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+
+namespace parafork_python {
+
+thread_local PyThreadState* t_saved = nullptr;
+helpers* h = nullptr;
+
+namespace {
+thread_local PyThreadState* t_forking = nullptr;
+
+void before_fork() {
+    if (!t_saved) return;
+    t_forking = t_saved;
+    PyEval_RestoreThread(t_saved);
+    PyOS_BeforeFork();
+}
+void after_fork_parent() {
+    if (!t_forking) return;
+    PyOS_AfterFork_Parent();
+    PyEval_SaveThread();
+    t_forking = nullptr;
+}
+void after_fork_child() {
+    if (!t_forking) return;
+    PyOS_AfterFork_Child();
+    t_saved = nullptr;
+    t_forking = nullptr;
+}
+
+[[noreturn]] void raise_object(const py::object& exc) {
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    throw py::error_already_set();
+}
+
+py::object task_of(const std::optional<std::size_t>& t) {
+    return t ? py::object(py::int_(*t)) : py::none();
+}
+} // namespace
+
+void install_fork_hooks() {
+    static std::once_flag hooks;
+    std::call_once(hooks, [] { pthread_atfork(before_fork, after_fork_parent, after_fork_child); });
+}
+
+void throw_task_failure(py::error_already_set& e) {
+    std::string text;
+    try {
+        text = py::str(h->encode_failure(e.value(), e.trace()));
+    } catch (py::error_already_set& again) {
+        text = std::string("!") + again.what();  // the failure itself could not be described
+    }
+    throw task_failure(text);
+}
+
+std::string run_task(PyObject* f, PyObject* arg, bool star) {
+    with_gil g;
+    try {
+        py::bytes b = h->call(py::handle(f), py::handle(arg), star);
+        char* data = nullptr;
+        Py_ssize_t n = 0;
+        PyBytes_AsStringAndSize(b.ptr(), &data, &n);
+        return std::string(data, static_cast<std::size_t>(n));
+    } catch (py::error_already_set& e) {
+        throw_task_failure(e);
+    }
+}
+
+void flush_stdio() {
+    for (const char* s : {"stdout", "stderr"}) {
+        PyObject* f = PySys_GetObject(s);  // borrowed
+        if (f && f != Py_None) {
+            PyObject* r = PyObject_CallMethod(f, "flush", nullptr);
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
+    }
+}
+
+pf::options make_options(const py::object& jobs, const py::object& chunksize, const py::object& timeout,
+                         unsigned retries, bool progress, const py::object& name) {
+    pf::options o;
+    if (!jobs.is_none()) {
+        long j = jobs.cast<long>();
+        if (j <= 0) throw py::value_error("parafork: jobs must be positive");
+        o.jobs = static_cast<unsigned>(j);
+    }
+    if (!chunksize.is_none()) {
+        long c = chunksize.cast<long>();
+        if (c <= 0) throw py::value_error("parafork: chunksize must be positive");
+        o.chunksize = static_cast<std::size_t>(c);
+    }
+    if (!timeout.is_none()) {
+        double t = timeout.cast<double>();
+        if (!(t > 0)) throw py::value_error("parafork: timeout must be positive");
+        o.task_timeout = std::chrono::milliseconds(std::max<long long>(1, std::llround(t * 1000)));
+    }
+    o.retries = retries;
+    o.progress = progress;
+    if (!name.is_none()) o.name = name.cast<std::string>();
+    // Output a task printed would die with its worker: flush it at the worker's clean exit.
+    o.worker_exit = [] {
+        with_gil g;
+        flush_stdio();
+    };
+    return o;
+}
+
+// Turns what parafork threw into the Python exception the caller sees. Holds the GIL.
+[[noreturn]] void raise_python(std::exception_ptr ep) {
+    try {
+        std::rethrow_exception(ep);
+    } catch (py::error_already_set&) {
+        throw;
+    } catch (const pf::remote_error& e) {
+        if (e.type_name() == task_failure_name)
+            raise_object(h->task_failure(e.message(), e.pid(), task_of(e.task())));
+        raise_object(h->remote_error(std::string(e.what()), e.type_name(), e.message(), e.pid(),
+                                     task_of(e.task())));
+    } catch (const pf::worker_died& e) {
+        raise_object(h->worker_died(std::string(e.what()), e.pid(), e.signal(), e.exit_code(),
+                                    task_of(e.task())));
+    } catch (const pf::timeout_error& e) {
+        raise_object(h->task_timeout(std::string(e.what()), e.pid(), task_of(e.task())));
+    } catch (const pf::interrupted&) {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        throw py::error_already_set();
+    } catch (const pf::error& e) {
+        raise_object(h->error(std::string(e.what())));
+    }
+}
+
+
+} // namespace parafork_python
