@@ -80,8 +80,8 @@ std::vector<std::string> fork_join_wait(supervisor& sup, std::vector<sys::privat
         }
     };
     // A part is done when its child is gone, seen by its pidfd: a grandchild that inherited
-    // the result pipe may hold it open long after. The pipes are read as they fill.
-    sys::sigint_guard guard;
+    // the result pipe may hold it open long after. The pipes are read as they fill. Ctrl-C:
+    // fork_join holds the sigint_guard from its first fork.
     while (sup.live() > 0) {
         pfds.clear();
         polled.clear();

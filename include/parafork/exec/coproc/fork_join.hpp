@@ -18,6 +18,7 @@
 #include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
 #include <parafork/wire/codec.hpp>
 
 namespace parafork {
@@ -68,6 +69,9 @@ template <std::ranges::forward_range Parts, class Work>
 auto fork_join(const Parts& parts, Work&& work) {
     using part_t = std::ranges::range_reference_t<const Parts>;
     using R = std::invoke_result_t<Work&, std::size_t, part_t>;
+    // Ctrl-C is the call's from the first fork (before the supervisor, so that the parts are
+    // stopped and reaped before an unhandled SIGINT goes back to the program's own handler).
+    sys::sigint_guard ctrl_c;
     detail::supervisor sup;  // stops and reaps every part started, however we leave
     std::vector<sys::private_fd> pipes;
     if constexpr (std::ranges::sized_range<const Parts>) pipes.reserve(std::ranges::size(parts));
@@ -92,6 +96,7 @@ auto fork_join(const Parts& parts, Work&& work) {
             co);
         pipes.back() = sys::private_fd(std::move(p.read));
         ++k;
+        sys::sigint_guard::check();  // no more forks after Ctrl-C
     }
     auto results = detail::fork_join_wait(sup, pipes);
     if constexpr (!std::is_void_v<R>) {
