@@ -1,6 +1,7 @@
 // forked, map and starmap: results, order, indices, void bodies, streams, errors, Ctrl-C.
 #include <parafork/exec/forked/forked.hpp>
 #include <parafork/exec/forked/map.hpp>
+#include <parafork/sys/memory.hpp>
 
 #include "support/grandchild.hpp"
 #include "support/leak_check.hpp"
@@ -94,6 +95,51 @@ TEST(Forked, OrderedJoinSeesInputOrder) {
     pf::forked(v, [](int x) { return x + 1; }, [&](int y) { seen.push_back(y); }, o);
     ASSERT_EQ(seen.size(), v.size());
     for (int i = 0; i < 5000; ++i) ASSERT_EQ(seen[i], i + 1);
+}
+
+// Results that wait for a slower earlier item are held in the parent; past a bound no more
+// work goes out, so the parent's memory stays bounded. Item 0 waits until the other items stop
+// getting done (or all are): unbounded, all 2,999 others (64 KiB each) would be done and held.
+TEST(Forked, OrderedHoldsABoundedAmountBehindASlowItem) {
+    PARAFORK_LEAK_CHECK();
+    constexpr long total = 3000;
+    pf::sys::mapping shared(-1, 4096);
+    auto* done = static_cast<std::atomic<long>*>(shared.data());
+    auto* seen_by_first = done + 1;
+    std::vector<int> v(total);
+    std::iota(v.begin(), v.end(), 0);
+    pf::options o = jobs(2);
+    o.ordered = true;
+    o.chunksize = 1;
+    long joined = 0;
+    pf::forked(
+        v,
+        [&](int x) {
+            if (x != 0) {
+                done->fetch_add(1);
+                return std::string(64 * 1024, static_cast<char>('a' + x % 26));
+            }
+            long last = -1;
+            auto still = std::chrono::steady_clock::now();
+            while (done->load() < total - 1 && std::chrono::steady_clock::now() - still < std::chrono::seconds(2)) {
+                if (long now = done->load(); now != last) {
+                    last = now;
+                    still = std::chrono::steady_clock::now();
+                }
+                ::usleep(10000);
+            }
+            seen_by_first->store(done->load());
+            return std::string();
+        },
+        [&](std::size_t i, std::string&& y) {
+            ASSERT_EQ(i, static_cast<std::size_t>(joined));
+            ASSERT_EQ(y.size(), i == 0 ? 0u : 64u * 1024);
+            ++joined;
+        },
+        o);
+    EXPECT_EQ(joined, total);
+    // 64 MiB of 64 KiB results is 1,024 held, plus the few in flight when sending stopped.
+    EXPECT_LT(seen_by_first->load(), 1100);
 }
 
 TEST(Forked, VoidBodyCountsJoins) {

@@ -9,8 +9,9 @@
 // their copy of the parent's memory. Any other input range is pulled lazily in the parent and
 // its items stream to the kids (encoded, a bounded number in flight). Values returned by
 // `body` are encoded, batched, and handed to `join` in the parent: in completion order, or in
-// input order with options::ordered. `body` may return void (then `join()` or `join(i)`).
-// The first failure (remote_error, worker_died, timeout_error) cancels the rest and is
+// input order with options::ordered (results waiting for a slower earlier one are held, at
+// most 64 MiB or 4096 runs of them: past that no work is sent until it arrives). `body` may
+// return void (then `join()` or `join(i)`). The first failure (remote_error, worker_died, timeout_error) cancels the rest and is
 // rethrown; Ctrl-C stops the kids and throws parafork::interrupted.
 
 #include <algorithm>
@@ -131,9 +132,15 @@ public:
             // Kept for later with the descriptors it carries (a shared_array's memory).
             std::vector<sys::unique_fd> fds;
             if (auto* scope = current_incoming_fds()) fds = scope->rest();
+            held_bytes_ += bytes.size();
             held_.emplace(first, held{count, std::string(bytes), std::move(fds)});
         }
     }
+    // Results held back behind a slower earlier one: past these bounds no more work is sent,
+    // so memory stays bounded however slow that one item is.
+    static constexpr std::size_t max_held_bytes = std::size_t{64} << 20;
+    static constexpr std::size_t max_held_runs = 4096;
+    bool backed_up() const noexcept { return held_bytes_ > max_held_bytes || held_.size() > max_held_runs; }
     void on_failure(std::uint64_t index, const failure_info& f) override {
         if (!error) error = make_failure(f, index);
     }
@@ -183,6 +190,7 @@ private:
     void drain() {
         for (auto it = held_.begin(); it != held_.end() && it->first == next_; it = held_.erase(it)) {
             incoming_fds_scope fd_scope(it->second.fds);
+            held_bytes_ -= it->second.bytes.size();
             deliver(it->first, it->second.count, it->second.bytes);
         }
     }
@@ -191,6 +199,7 @@ private:
     bool ordered_;
     std::uint64_t next_ = 0;
     std::map<std::uint64_t, held> held_;
+    std::size_t held_bytes_ = 0;
 };
 
 // Chunk sizes when options::chunksize is 0. Index chunks cost nothing to send, so they are big
@@ -256,7 +265,7 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
         detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
-            while (next < total && eng->counters().queued < 2 * jobs) {
+            while (next < total && eng->counters().queued < 2 * jobs && !sink.backed_up()) {
                 const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng->counters().answered, jobs);
                 detail::job j;
                 j.kind = detail::job_kind::range;
@@ -273,7 +282,7 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
         detail::chunk_sizer sizer;
         std::uint64_t next = 0;
         for (;;) {
-            while (it != end && eng->counters().queued < 2 * jobs) {
+            while (it != end && eng->counters().queued < 2 * jobs && !sink.backed_up()) {
                 const std::uint64_t chunk =
                     o.chunksize ? o.chunksize
                                 : sizer.next(detail::auto_stream_chunk(next, jobs), eng->counters().answered, jobs);
