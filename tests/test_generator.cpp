@@ -242,6 +242,36 @@ TEST(generator, join_before_consuming_keeps_the_values) {
     });
 }
 
+// join() keeps what nobody took, but not without bound: a producer that never ends is stopped
+// once 64 MiB wait, and join says so; what was kept is still next()'s, then the same error.
+TEST(generator, join_holds_a_bounded_amount_of_values_nobody_took) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("endless producer joined", 60, [] {
+        pf::generator<std::string> g([](pf::yield<std::string>& y) {
+            for (;;) y(std::string(64 * 1024, 'v'));
+        });
+        g.start();
+        try {
+            g.join();
+            ADD_FAILURE() << "join returned";
+        } catch (const pf::error& e) {
+            EXPECT_NE(std::string(e.what()).find("64 MiB"), std::string::npos) << e.what();
+        }
+        EXPECT_FALSE(g.is_alive());
+        std::size_t kept = 0;
+        try {
+            while (auto v = g.next()) {
+                ASSERT_EQ(v->size(), 64u * 1024);
+                ++kept;
+            }
+            ADD_FAILURE() << "next() ended without the error";
+        } catch (const pf::error&) {
+        }
+        EXPECT_GE(kept, 1024u);  // 64 MiB of 64 KiB values
+        EXPECT_LE(kept, 1100u);
+    });
+}
+
 TEST(generator, a_death_is_reported_at_once_though_a_grandchild_holds_the_channel) {
     PARAFORK_LEAK_CHECK();
     pf::testing::run_bounded("grandchild", 20, [] {

@@ -22,6 +22,7 @@ struct generator_base::state {
     supervisor::id kid = 0;
     pid_t pid = -1;
     std::deque<std::string> pending;  // values read ahead by join/try_join, not yet taken
+    std::size_t pending_bytes = 0;
     bool ended = false;               // the end, the exception or the death was seen
     std::exception_ptr err;           // the producer's exception or death, at the stream's end
     bool err_thrown = false;          // next() already threw it (join then does not)
@@ -181,6 +182,7 @@ bool generator_base::next_raw(std::string& out, bool block) {
         if (!s.pending.empty()) {
             out = std::move(s.pending.front());
             s.pending.pop_front();
+            s.pending_bytes -= out.size();
             return true;
         }
         if (s.ended) {
@@ -210,6 +212,25 @@ void finish_join(generator_base::state& s) {
 
 } // namespace
 
+namespace {
+
+// join/try_join keep the values nobody took yet for next(), up to a bound: a producer that
+// yields on and on past it is stopped, and the caller told, rather than held without limit.
+constexpr std::size_t max_pending_bytes = std::size_t{64} << 20;
+
+void hold(generator_base::state& s, std::string&& msg) {
+    s.pending_bytes += msg.size();
+    s.pending.push_back(std::move(msg));
+    if (s.pending_bytes <= max_pending_bytes) return;
+    s.sup.stop(s.kid);
+    s.ended = s.died = true;
+    s.err = std::make_exception_ptr(error(
+        "parafork::generator: the producer was stopped: join() would have held more than 64 MiB "
+        "of values nobody took (take them with next() before joining)"));
+}
+
+} // namespace
+
 void generator_base::join() {
     if (!started()) throw error("parafork::generator: not started");
     auto& s = *st_;
@@ -217,7 +238,7 @@ void generator_base::join() {
         // Values nobody took yet are kept for next(); the producer must be able to finish.
         std::string msg;
         while (!s.ended)
-            if (pump(s, msg, true)) s.pending.push_back(std::move(msg));
+            if (pump(s, msg, true)) hold(s, std::move(msg));
         finish_join(s);
     }
     // A death is join's to report too. A producer's exception is next()'s to throw at its
@@ -231,7 +252,7 @@ bool generator_base::try_join() {
     if (!s.joined) {
         std::string msg;
         while (!s.ended) {
-            if (pump(s, msg, false)) s.pending.push_back(std::move(msg));
+            if (pump(s, msg, false)) hold(s, std::move(msg));
             else if (!s.ended) return false;
         }
         if (look(s)) return false;
