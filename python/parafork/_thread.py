@@ -213,7 +213,7 @@ class Generator:
         try:
             while True:
                 self._data.receive_bytes(False)  # values still coming are dropped
-        except IndexError:
+        except (IndexError, _parafork.ChannelClosed):
             pass
         return self._thread.try_join()
 
