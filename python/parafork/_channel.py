@@ -38,14 +38,21 @@ class Channel:
 
     def receive(self, block=True, timeout=None):
         """The next object. Waits for one (at most `timeout` seconds, then TimeoutError); with
-        block=False raises IndexError when none is there."""
+        block=False raises IndexError when none is there. A waiting call raises ChannelClosed
+        once the ring is empty and no process can send (every sender closed, exited or died;
+        a process that received before it ever sent is not a sender)."""
         return pickle.loads(self.receive_bytes(block, timeout))
 
     def send_bytes(self, data, block=True, timeout=None):
         return self._ch.send(bytes(data), bool(block), timeout)  # a timeout: TaskTimeout, a TimeoutError
 
     def receive_bytes(self, block=True, timeout=None):
-        b = self._ch.receive(bool(block), timeout)
+        try:
+            b = self._ch.receive(bool(block), timeout)
+        except ChannelClosed:
+            if block:
+                raise
+            b = None  # nothing there: that no process can send any more is for waiting calls
         if b is None:
             if not block:
                 raise IndexError("parafork: channel is empty")

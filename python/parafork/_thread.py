@@ -172,11 +172,17 @@ class Generator:
         if not self._thread.started:
             raise _core.Error("parafork.Generator: not started")
         if self._stopped:
+            if self._thread._t.joined():
+                self._thread.join()  # a child that died says so again
             raise StopIteration
         if not self._asked:
             self._cmd.send_bytes(_NEXT)
             self._asked = True
-        raw = _parafork.receive_watching(self._data._ch, self._thread._t, bool(block))
+        try:
+            raw = _parafork.receive_watching(self._data._ch, self._thread._t, bool(block))
+        except _core.Error:
+            self._release()  # the child is gone
+            raise
         if raw is None:
             raise IndexError("parafork.Generator: the next value is not ready yet")
         self._asked = False
@@ -193,6 +199,12 @@ class Generator:
     def __next__(self):
         return self.next(True)
 
+    def _release(self):
+        # The child is gone: let the channels go now, not whenever the object is collected.
+        self._stopped = True
+        self._cmd.dispose()
+        self._data.dispose()
+
     def _stop(self):
         if not self._stopped and self._thread.started:
             self._stopped = True
@@ -203,19 +215,33 @@ class Generator:
         if not self._thread.started:
             raise _core.Error("parafork.Generator: not started")
         self._stop()
-        _parafork.join_draining(self._data._ch, self._thread._t)
+        if not self._thread._t.joined():
+            try:
+                _parafork.join_draining(self._data._ch, self._thread._t)
+            finally:
+                self._release()
         self._thread.join()
 
     def try_join(self):
         if not self._thread.started:
             raise _core.Error("parafork.Generator: not started")
         self._stop()
+        if self._thread._t.joined():
+            self._thread.join()
+            return True
         try:
             while True:
                 self._data.receive_bytes(False)  # values still coming are dropped
         except (IndexError, _parafork.ChannelClosed):
             pass
-        return self._thread.try_join()
+        try:
+            if not self._thread.try_join():
+                return False
+        except BaseException:
+            self._release()
+            raise
+        self._release()
+        return True
 
     def is_alive(self):
         return self._thread.is_alive()

@@ -176,8 +176,11 @@ public:
     std::size_t capacity() { return get().capacity(); }
     std::size_t size_bytes() { return get().size_bytes(); }
     std::uint64_t dropped() { return get().dropped_messages(); }
-    pf::channel& get() {
-        if (!ch_) throw pf::channel_closed("parafork: channel disposed");
+    pf::channel& get() {  // holds the GIL
+        if (!ch_) {
+            PyErr_SetString(channel_closed_type->ptr(), "parafork: channel disposed");
+            throw py::error_already_set();
+        }
         return *ch_;
     }
 
