@@ -147,18 +147,24 @@ public:
         bool got = false;
         if (!block) {
             got = unlocked([&] { return ch.try_receive_bytes(buf_); });
-        } else if (timeout.is_none()) {
-            got = unlocked([&] { return ch.receive_bytes(buf_), true; });
         } else {
-            auto d = seconds(timeout);
-            got = unlocked([&] {
-                try {
-                    ch.receive_bytes_for(buf_, d);
-                    return true;
-                } catch (const pf::timeout_error&) {
-                    return false;
-                }
-            });
+            // Waits in slices, so Ctrl-C (a Python signal handler) is seen while nothing comes.
+            const bool forever = timeout.is_none();
+            const auto end = std::chrono::steady_clock::now() + (forever ? std::chrono::nanoseconds(0) : seconds(timeout));
+            for (;;) {
+                auto slice = std::chrono::nanoseconds(std::chrono::milliseconds(100));
+                if (!forever) slice = std::min(slice, std::max(std::chrono::nanoseconds(0), end - std::chrono::steady_clock::now()));
+                got = unlocked([&] {
+                    try {
+                        ch.receive_bytes_for(buf_, slice);
+                        return true;
+                    } catch (const pf::timeout_error&) {
+                        return false;
+                    }
+                });
+                if (got || (!forever && std::chrono::steady_clock::now() >= end)) break;
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            }
         }
         if (!got) return py::none();
         py::bytes out(buf_);
@@ -206,12 +212,12 @@ private:
 // Others holding the channel (children forked later) keep it open, so the channel cannot tell
 // of the death: the thread's pidfd does, looked at between short waits.
 py::object receive_watching(py_channel& ch, py_thread& th, bool block) {
-    enum outcome { got, none, ended };
+    enum outcome { got, none, ended, waiting };
     auto& c = ch.get();
     auto& t = th.get();
     std::string buf;
-    outcome r = unlocked([&] {
-        for (;;) {
+    for (;;) {
+        outcome r = unlocked([&] {
             try {
                 if (c.try_receive_bytes(buf)) return got;
                 if (!t.is_alive()) return c.try_receive_bytes(buf) ? got : ended;  // sent just before
@@ -219,13 +225,16 @@ py::object receive_watching(py_channel& ch, py_thread& th, bool block) {
                 c.receive_bytes_for(buf, std::chrono::milliseconds(50));
                 return got;
             } catch (const pf::timeout_error&) {
+                return waiting;
             } catch (const pf::channel_closed&) {
                 return ended;  // no sender left: the child is gone
             }
-        }
-    });
-    if (r == got) return py::bytes(buf);
-    if (r == none) return py::none();
+        });
+        if (r == got) return py::bytes(buf);
+        if (r == none) return py::none();
+        if (r == ended) break;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C while waiting
+    }
     th.join();  // raises if it died or failed
     raise_any(std::make_exception_ptr(pf::error("parafork: generator ended without its value")));
 }

@@ -147,3 +147,42 @@ def test_channel_does_not_pickle():
     import pickle
     with pytest.raises(TypeError):
         pickle.dumps(pf.Channel())
+
+
+def interrupt_in(seconds):
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, raise_interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return old
+
+
+def test_ctrl_c_while_receiving_is_keyboard_interrupt():
+    ch = pf.Channel()
+    h = holder()
+    old = interrupt_in(0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ch.receive()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    del h
+
+
+def test_ctrl_c_while_a_generator_computes_is_keyboard_interrupt():
+    def slow():
+        time.sleep(60)
+        yield 1
+
+    g = pf.Generator(slow)
+    g.start()
+    old = interrupt_in(0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            g.next()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    del g  # its child is stopped and reaped
