@@ -2,6 +2,7 @@
 of globals back into the caller (snakefish's model)."""
 
 import inspect
+import os
 import pickle
 import sys
 
@@ -9,6 +10,8 @@ from . import _core, _parafork
 from ._channel import Channel
 
 __all__ = ["Thread", "Generator", "timestamp", "timestamp_serialized"]
+
+_inherited = []  # Thread handles dropped in a child that inherited them (see Thread.__del__)
 
 timestamp = _parafork.timestamp
 timestamp_serialized = _parafork.timestamp_serialized
@@ -64,6 +67,13 @@ class Thread:
         body = lambda: _outcome(lambda: f(*args, **kwargs))  # noqa: E731
         extract_body = None if extract is None else (lambda: pickle.dumps(extract(g()), 5))
         self._t = _parafork.Thread(body, extract_body)
+        self._owner = os.getpid()
+
+    def __del__(self):
+        # A copy inherited by a forked child must not stop the caller's child when dropped
+        # there (its pid is a sibling's): such copies are kept until that process ends.
+        if getattr(self, "_owner", None) not in (None, os.getpid()):
+            _inherited.append(self._t)
 
     @property
     def _g(self):

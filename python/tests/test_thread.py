@@ -263,3 +263,18 @@ def test_timestamps_are_one_clock_across_processes():
     inside = t.result()
     after = pf.timestamp()
     assert isinstance(inside, int) and before < inside < after
+
+
+def test_a_copy_dropped_in_another_child_leaves_the_sibling_alone():
+    box = [pf.Thread(time.sleep, args=(0.5,))]  # the only reference to the sibling's handle
+    box[0].start()
+
+    def drop():
+        box.clear()  # the child's copy of the handle goes: the sibling must not be stopped
+        return True
+
+    t = pf.Thread(drop)
+    t.start()
+    assert t.result() is True
+    box[0].join()  # ran its full course: exit code 0, not a SIGTERM from its sibling
+    assert box[0].exit_status == 0
