@@ -72,8 +72,11 @@ class Thread:
     def __del__(self):
         # A copy inherited by a forked child must not stop the caller's child when dropped
         # there (its pid is a sibling's): such copies are kept until that process ends.
-        if getattr(self, "_owner", None) not in (None, os.getpid()):
-            _inherited.append(self._t)
+        try:
+            if getattr(self, "_owner", None) not in (None, os.getpid()):
+                _inherited.append(self._t)
+        except Exception:  # interpreter shutdown
+            pass
 
     @property
     def _g(self):
