@@ -7,6 +7,8 @@
 from . import _core, _parafork
 from ._core import Error, PicklingError, RemoteError, RemoteTraceback, TaskTimeout, WorkerDied
 from ._map import imap, imap_unordered, map, starmap
+from ._channel import Channel, ChannelClosed
+from ._thread import Generator, Thread, timestamp, timestamp_serialized
 
 _parafork._init(_core)
 default_jobs = _parafork.default_jobs
@@ -14,3 +16,12 @@ default_jobs = _parafork.default_jobs
 __version__ = "0.1.0"
 __all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Error", "RemoteError",
            "WorkerDied", "TaskTimeout", "PicklingError", "RemoteTraceback"]
+__all__ += ["Thread", "Generator", "Channel", "ChannelClosed", "SharedArray", "timestamp",
+            "timestamp_serialized"]
+
+
+def __getattr__(name):  # SharedArray needs numpy: imported on first use only
+    if name == "SharedArray":
+        from ._shared import SharedArray
+        return SharedArray
+    raise AttributeError(f"module 'parafork' has no attribute {name!r}")

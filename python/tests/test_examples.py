@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+ROOT = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = sorted(ROOT.rglob("*.py"))  # python/examples/snakefish/ too
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES, ids=[str(e.relative_to(ROOT).with_suffix("")) for e in EXAMPLES])
 def test_example_runs(example):
     r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=50,
                        env=dict(os.environ))
