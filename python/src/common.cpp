@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <parafork/sys/signals.hpp>
+
 #include <pthread.h>
 
 #include <algorithm>
@@ -44,9 +46,21 @@ py::object task_of(const std::optional<std::size_t>& t) {
 }
 } // namespace
 
+// A library wait interrupted by a signal: the interpreter's handlers run (KeyboardInterrupt
+// from its SIGINT handler, or whatever a handler raises ends the wait), as Python's own
+// blocking calls do. Only a thread running Python code has handlers to run.
+static void run_python_handlers() {
+    if (!t_saved && !PyGILState_Check()) return;
+    with_gil g;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
 void install_fork_hooks() {
     static std::once_flag hooks;
-    std::call_once(hooks, [] { pthread_atfork(before_fork, after_fork_parent, after_fork_child); });
+    std::call_once(hooks, [] {
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+        pf::sys::set_interruption_check(run_python_handlers);
+    });
 }
 
 void throw_task_failure(py::error_already_set& e) {

@@ -8,6 +8,11 @@
 #include <parafork/ipc/channel.hpp>
 #include <parafork/ipc/shared_array.hpp>
 #include <parafork/ipc/timestamp.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <poll.h>
 
 #include <algorithm>
 #include <chrono>
@@ -147,24 +152,19 @@ public:
         bool got = false;
         if (!block) {
             got = unlocked([&] { return ch.try_receive_bytes(buf_); });
+        } else if (timeout.is_none()) {
+            // A signal ends the wait only if its Python handler raises (check_interruption).
+            got = unlocked([&] { return ch.receive_bytes(buf_), true; });
         } else {
-            // Waits in slices, so Ctrl-C (a Python signal handler) is seen while nothing comes.
-            const bool forever = timeout.is_none();
-            const auto end = std::chrono::steady_clock::now() + (forever ? std::chrono::nanoseconds(0) : seconds(timeout));
-            for (;;) {
-                auto slice = std::chrono::nanoseconds(std::chrono::milliseconds(100));
-                if (!forever) slice = std::min(slice, std::max(std::chrono::nanoseconds(0), end - std::chrono::steady_clock::now()));
-                got = unlocked([&] {
-                    try {
-                        ch.receive_bytes_for(buf_, slice);
-                        return true;
-                    } catch (const pf::timeout_error&) {
-                        return false;
-                    }
-                });
-                if (got || (!forever && std::chrono::steady_clock::now() >= end)) break;
-                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-            }
+            auto d = seconds(timeout);
+            got = unlocked([&] {
+                try {
+                    ch.receive_bytes_for(buf_, d);
+                    return true;
+                } catch (const pf::timeout_error&) {
+                    return false;
+                }
+            });
         }
         if (!got) return py::none();
         py::bytes out(buf_);
@@ -207,34 +207,45 @@ private:
     std::string buf_;
 };
 
+// Sleeps, without the GIL, until `c` has data or the process behind `pidfd` exits; a signal
+// runs the interpreter's handlers (check_interruption), which may raise. The caller must be
+// the channel's only receiver (channel_arm's rule): a generator's parent is.
+void sleep_for_data_or_exit(pf::channel& c, int pidfd) {
+    int fd = pf::detail::channel_arm(c, 0);
+    if (fd < 0) return;  // data came meanwhile
+    struct disarm {
+        pf::channel& c;
+        ~disarm() { pf::detail::channel_disarm(c, 0); }
+    } armed{c};
+    pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    if (pf::sys::poll_fds(p, 2, -1) < 0) pf::sys::check_interruption();
+}
+
 // A generator's next value from its data channel, watching its thread: bytes; None when !block
 // and nothing is there; a child that ended without sending raises (WorkerDied when it died).
 // Others holding the channel (children forked later) keep it open, so the channel cannot tell
-// of the death: the thread's pidfd does, looked at between short waits.
+// of the death: the child's pidfd does, in the same poll as the channel.
 py::object receive_watching(py_channel& ch, py_thread& th, bool block) {
-    enum outcome { got, none, ended, waiting };
+    enum outcome { got, none, ended };
     auto& c = ch.get();
     auto& t = th.get();
     std::string buf;
-    for (;;) {
-        outcome r = unlocked([&] {
-            try {
+    outcome r = unlocked([&] {
+        try {
+            pf::sys::unique_fd pidfd;
+            for (;;) {
                 if (c.try_receive_bytes(buf)) return got;
                 if (!t.is_alive()) return c.try_receive_bytes(buf) ? got : ended;  // sent just before
                 if (!block) return none;
-                c.receive_bytes_for(buf, std::chrono::milliseconds(50));
-                return got;
-            } catch (const pf::timeout_error&) {
-                return waiting;
-            } catch (const pf::channel_closed&) {
-                return ended;  // no sender left: the child is gone
+                if (!pidfd) pidfd = pf::sys::open_pidfd(t.pid());
+                sleep_for_data_or_exit(c, pidfd.get());
             }
-        });
-        if (r == got) return py::bytes(buf);
-        if (r == none) return py::none();
-        if (r == ended) break;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C while waiting
-    }
+        } catch (const pf::channel_closed&) {
+            return ended;  // no sender left: the child is gone
+        }
+    });
+    if (r == got) return py::bytes(buf);
+    if (r == none) return py::none();
     th.join();  // raises if it died or failed
     raise_any(std::make_exception_ptr(pf::error("parafork: generator ended without its value")));
 }
@@ -246,14 +257,17 @@ void join_draining(py_channel& ch, py_thread& th) {
     auto& t = th.get();
     unlocked([&] {
         std::string sink;
+        pf::sys::unique_fd pidfd;
         while (!t.try_join()) {
             try {
-                c.receive_bytes_for(sink, std::chrono::milliseconds(20));
-            } catch (const pf::timeout_error&) {
+                while (c.try_receive_bytes(sink)) {
+                }
             } catch (const pf::channel_closed&) {
                 t.join();  // no sender left: nothing more can block the child
                 return;
             }
+            if (!pidfd) pidfd = pf::sys::open_pidfd(t.pid());
+            sleep_for_data_or_exit(c, pidfd.get());
         }
     });
 }

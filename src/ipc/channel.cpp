@@ -1,6 +1,7 @@
 #include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
 
 #include "channel_layout.hpp"
 
@@ -400,6 +401,7 @@ bool wait_until(channel_core& c, wake_side side, channel_wait w, Ready ready, Id
         int r = sys::poll_spin(set.fds.data(), set.fds.size(), timeout, std::chrono::microseconds(0));
         waiters.fetch_sub(1);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
+        if (r < 0) sys::check_interruption();  // may throw: the callers leave the ring sound
         sys::eventfd_drain(c.wake[side].get());  // before the re-check: a later notice stays
         if (ready()) return true;
     }
@@ -608,7 +610,17 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
         off += len;
         if (off == n) return true;
         std::uint64_t rest = std::min<std::uint64_t>(chunk_align + align_up(n - off), stream_min);
-        if (!wait_until(c, wake_space, rest_wait, [&] { return free_space(c) >= rest; }, idle)) {
+        bool room;
+        try {
+            room = wait_until(c, wake_space, rest_wait, [&] { return free_space(c) >= rest; }, idle);
+        } catch (const channel_closed&) {
+            throw;  // idle() already voided the message
+        } catch (...) {
+            sh->need_abort = 1;  // interrupted part way: void the message
+            settle_abort(c, channel_wait::none(), [] {});
+            throw;
+        }
+        if (!room) {
             sh->need_abort = 1;  // timed out part way: void the message
             settle_abort(c, channel_wait::none(), [] {});
             return false;
@@ -639,8 +651,18 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
         }
     };
     for (;;) {
-        // The timeout bounds the wait for a message to begin; one that began is finished.
-        if (!wait_until(c, wake_data, mid ? channel_wait::infinite() : w, has_data, idle)) {
+        // The timeout bounds the wait for a message to begin; one that began is finished
+        // (unless an interruption check throws: the rest is then skipped, as after a death).
+        bool ready;
+        try {
+            ready = wait_until(c, wake_data, mid ? channel_wait::infinite() : w, has_data, idle);
+        } catch (const channel_closed&) {
+            throw;  // counted by idle()
+        } catch (...) {
+            if (mid) sh->dropped.fetch_add(1);
+            throw;
+        }
+        if (!ready) {
             // Nothing ready for a call that does not wait: a poller must still learn that the
             // channel closed (or that a dead sender's message is void), or it would poll forever.
             if (w.kind != channel_wait::never) return false;

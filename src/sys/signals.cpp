@@ -57,6 +57,16 @@ void close_pipe() noexcept {
 
 } // namespace
 
+namespace {
+std::atomic<interruption_check> g_interruption_check{nullptr};
+} // namespace
+
+void set_interruption_check(interruption_check check) noexcept { g_interruption_check.store(check); }
+
+void check_interruption() {
+    if (auto check = g_interruption_check.load(std::memory_order_relaxed)) check();
+}
+
 sigint_guard::sigint_guard() {
     std::lock_guard lock(g_mutex);
     if (g_depth++ == 0) {

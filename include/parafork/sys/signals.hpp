@@ -24,6 +24,14 @@ public:
     static void check();
 };
 
+// A library wait that a signal handler interrupted (EINTR) calls check_interruption() before it
+// waits again. A language binding sets the check to run its own signal handlers there, which
+// may throw to end the wait (Python's rule for blocking calls: KeyboardInterrupt from its
+// SIGINT handler). Unset, it does nothing: C++ programs see no change.
+using interruption_check = void (*)();
+void set_interruption_check(interruption_check check) noexcept;
+void check_interruption();
+
 // Blocks SIGPIPE in the calling thread for the guard's life, so writing to a dead child's pipe
 // is an EPIPE error rather than the parent's death; a SIGPIPE raised while it lived is
 // discarded. A caller that promises to call note_epipe() whenever a write fails with EPIPE

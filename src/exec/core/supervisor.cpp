@@ -140,7 +140,10 @@ supervisor::wake supervisor::poll_once(std::span<pollfd> fds, std::optional<cloc
         } else {
             r = sys::poll_fds(scratch_.data(), scratch_.size(), poll_timeout(deadline));
         }
-        if (r < 0) continue;  // a handler ran: the pending check above decides
+        if (r < 0) {  // a handler ran: the pending check above decides, or a binding's check
+            sys::check_interruption();
+            continue;
+        }
         for (std::size_t i = 0; i < watched_.size(); ++i) {
             if (scratch_[first_kid + i].revents) {
                 reap(watched_[i]);
