@@ -7,10 +7,11 @@
 from . import _core, _parafork
 from ._core import Error, PicklingError, RemoteError, RemoteTraceback, TaskTimeout, WorkerDied
 from ._map import imap, imap_unordered, map, starmap
+from ._pool import Pool
 
 _parafork._init(_core)
 default_jobs = _parafork.default_jobs
 
 __version__ = "0.1.0"
-__all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Error", "RemoteError",
+__all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Pool", "Error", "RemoteError",
            "WorkerDied", "TaskTimeout", "PicklingError", "RemoteTraceback"]

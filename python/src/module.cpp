@@ -23,4 +23,5 @@ PYBIND11_MODULE(_parafork, m) {
     m.def("default_jobs", [] { return parafork::default_jobs(); },
           "The jobs rule: PARAFORK_JOBS, else PP_JOBS, else the CPUs this process may use.");
     ppy::bind_map(m);
+    ppy::bind_pool(m);
 }
