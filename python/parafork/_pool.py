@@ -8,6 +8,7 @@ cloudpickle when that cannot work (lambdas, closures, functions defined after th
 import itertools
 import os
 import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -387,7 +388,13 @@ class _Handler:
     def _loop(self):
         core, waiting = self.core, self.waiting
         while True:
-            ids = core.serve()
+            try:
+                ids = core.serve()
+            except KeyboardInterrupt:
+                # Ctrl-C came while this thread drove: the workers are stopped; the main
+                # thread gets the signal (and its KeyboardInterrupt) as if it had come there.
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                continue
             if ids is None:
                 return
             for task in ids:

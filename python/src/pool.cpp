@@ -62,6 +62,16 @@ std::optional<clock::time_point> deadline_of(const py::object& timeout) {
 
 py::object exception_of(std::exception_ptr ep) {
     try {
+        try {
+            std::rethrow_exception(ep);
+        } catch (const pf::remote_error& e) {
+            // The initializer raised: the engine names worker_init before the description.
+            static constexpr std::string_view prefix = "worker_init: ";
+            if (e.type_name() == task_failure_name && e.message().rfind(prefix, 0) == 0)
+                ep = std::make_exception_ptr(
+                    pf::remote_error(e.type_name(), e.message().substr(prefix.size()), e.pid(), e.task()));
+        } catch (...) {
+        }
         raise_python(ep);
     } catch (py::error_already_set& e) {
         return e.value();
@@ -222,15 +232,21 @@ public:
                 }
                 if (serve_stop_ && inflight_.empty()) break;
                 if (!driving_ && !stopping_ && !inflight_.empty()) {
-                    interrupted = drive_once(lk, std::nullopt, true) || interrupted;
+                    if (drive_once(lk, std::nullopt, true)) {
+                        interrupted = true;
+                        break;
+                    }
                     continue;
                 }
                 hcv_.wait(lk);
             }
         }
         // Ctrl-C reached this thread (the engine's guard caught it): the pool is stopped and
-        // its tasks failed; the main thread gets its KeyboardInterrupt.
-        if (interrupted) PyErr_SetInterrupt();
+        // its tasks failed; Python passes the SIGINT on to the main thread.
+        if (interrupted) {
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
+            throw py::error_already_set();
+        }
         if (ids.empty()) return py::none();
         py::object out = py::list(ids.size());
         for (std::size_t k = 0; k < ids.size(); ++k)

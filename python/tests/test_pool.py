@@ -370,3 +370,53 @@ def test_unpicklable_argument_fails_the_task_not_the_pool():
         with pytest.raises(pf.PicklingError):
             p.apply(threading.Lock, ())  # the result does not pickle
         assert p.apply(square, (2,)) == 4
+
+
+def _raise_in_init():
+    raise OSError("no config")
+
+
+@pytest.mark.timeout(60)
+def test_initializer_that_raises_fails_every_task_with_its_exception():
+    with pf.Pool(2, initializer=_raise_in_init) as p:
+        with pytest.raises(OSError, match="no config"):
+            p.apply(square, (1,))
+        with pytest.raises(OSError):
+            p.apply_async(square, (1,)).get(timeout=20)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["map", "idle-main"])
+def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
+    # "map": the main thread drives; "idle-main": the handler thread drives while main sleeps.
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        import parafork as pf
+        def nap(x):
+            time.sleep(30)
+        p = pf.Pool(2)
+        print("ready", flush=True)
+        try:
+            if "{where}" == "map":
+                p.map(nap, range(4), chunksize=1)
+            else:
+                r = p.apply_async(nap, (0,))
+                time.sleep(30)
+        except KeyboardInterrupt:
+            kids = [x for x in os.listdir("/proc") if x.isdigit() and
+                    open(f"/proc/{{x}}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+            print("interrupted", len(kids), flush=True)
+        p.terminate()
+        p.join()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.split() == ["interrupted", "0"]
