@@ -224,6 +224,7 @@ public:
         {
             without_gil ng;
             std::unique_lock lk(mu_);
+            std::optional<pf::sys::sigint_guard> ctrl_c;  // while driving, between slices too
             for (;;) {
                 if (!notify_.empty()) {
                     ids.assign(notify_.begin(), notify_.end());
@@ -232,12 +233,14 @@ public:
                 }
                 if (serve_stop_ && inflight_.empty()) break;
                 if (!driving_ && !stopping_ && !inflight_.empty()) {
+                    if (!ctrl_c) ctrl_c.emplace();
                     if (drive_once(lk, std::nullopt, true)) {
                         interrupted = true;
                         break;
                     }
                     continue;
                 }
+                ctrl_c.reset();  // idle: Ctrl-C is Python's again
                 hcv_.wait(lk);
             }
         }
@@ -265,6 +268,18 @@ public:
         closed_ = true;
         progress(lk, [&] { return inflight_.empty(); }, std::nullopt);
         cv_.wait(lk, [&] { return !driving_; });
+        if (broken_) {
+            try {
+                std::rethrow_exception(broken_);
+            } catch (const pf::interrupted&) {  // Ctrl-C during the join
+                stop_serving_locked();
+                lk.unlock();
+                with_gil g;
+                PyErr_SetNone(PyExc_KeyboardInterrupt);
+                throw py::error_already_set();
+            } catch (...) {
+            }
+        }
         if (!broken_ && !joined_) {
             driving_ = true;
             lk.unlock();
@@ -342,6 +357,7 @@ private:
     template <class Pred>
     bool progress(std::unique_lock<std::mutex>& lk, Pred ready, std::optional<clock::time_point> deadline) {
         ++waiters_;
+        pf::sys::sigint_guard ctrl_c;  // the whole wait: Ctrl-C between two slices is ours too
         for (;;) {
             if (ready()) break;
             if (deadline && clock::now() >= *deadline) break;

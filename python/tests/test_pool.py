@@ -403,8 +403,12 @@ def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
                 r = p.apply_async(nap, (0,))
                 time.sleep(30)
         except KeyboardInterrupt:
-            kids = [x for x in os.listdir("/proc") if x.isdigit() and
-                    open(f"/proc/{{x}}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+            def ppid(x):
+                try:
+                    return open(f"/proc/{{x}}/stat").read().rsplit(")", 1)[1].split()[1]
+                except OSError:
+                    return None
+            kids = [x for x in os.listdir("/proc") if x.isdigit() and ppid(x) == str(os.getpid())]
             print("interrupted", len(kids), flush=True)
         p.terminate()
         p.join()
