@@ -5,6 +5,7 @@ _run in a worker; functions go by reference as in multiprocessing, and by value 
 cloudpickle when that cannot work (lambdas, closures, functions defined after the fork).
 """
 
+import atexit
 import itertools
 import os
 import pickle
@@ -13,6 +14,7 @@ import sys
 import threading
 import traceback
 import types
+import weakref
 from multiprocessing import TimeoutError
 
 from . import _core, _parafork
@@ -70,6 +72,15 @@ def _dump_function(f, born):
             return b  # the worker's __main__ has it: by reference, as multiprocessing
     import cloudpickle  # by value: defined after the fork, a lambda, a closure
     return cloudpickle.dumps(f, 5)
+
+
+_live = weakref.WeakSet()  # pools to stop at exit, before daemon threads are frozen
+
+
+@atexit.register
+def _stop_live_pools():
+    for pool in list(_live):
+        pool.terminate()
 
 
 def _report_callback_error():
@@ -443,6 +454,7 @@ class Pool:
                                         bool(progress), name)
         self._processes = self._core.size
         self._handler = _Handler(self._core)
+        _live.add(self)
 
     # -- tasks --------------------------------------------------------------------------------
 

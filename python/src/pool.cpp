@@ -17,6 +17,8 @@
 
 #include "common.hpp"
 
+#include <cxxabi.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -399,6 +401,8 @@ private:
                 pf::sys::sigint_guard ctrl_c;
                 idle = !core_->pump(until);
             }
+        } catch (abi::__forced_unwind&) {  // the thread is being ended: let it
+            throw;
         } catch (...) {
             failed = std::current_exception();
             core_->eng->terminate();

@@ -424,3 +424,43 @@ def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
         proc.kill()
         proc.wait()
     assert out.split() == ["interrupted", "0"]
+
+
+@pytest.mark.timeout(60)
+def test_many_threads_share_one_pool():
+    errors = []
+    with pf.Pool(2) as p:
+        def client(k):
+            try:
+                for i in range(100):
+                    assert p.apply(add, (k, i)) == k + i
+                    if i % 10 == 0:
+                        assert p.map(square, range(k, k + 5)) == [x * x for x in range(k, k + 5)]
+                        assert p.apply_async(add, (i, k)).get(timeout=20) == i + k
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
+@pytest.mark.timeout(60)
+def test_program_that_exits_without_closing_its_pool_exits_cleanly():
+    script = textwrap.dedent("""
+        import time
+        import parafork as pf
+        def nap(x):
+            time.sleep(x)
+            return x
+        p = pf.Pool(2)
+        p.apply_async(nap, (30,), callback=print)
+        print(p.apply_async(nap, (0.01,)).get())
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0.01"]
