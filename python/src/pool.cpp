@@ -155,6 +155,8 @@ public:
             return id;
         }
         pending_.push_back({id, std::move(j)});
+        if (notify) ++notify_inflight_;
+        else if (async) last_async_ = clock::now();
         if (async) {
             if (!driving_) drive_once(lk, std::nullopt, false);  // sends it now
             hcv_.notify_one();
@@ -235,6 +237,14 @@ public:
                 }
                 if (serve_stop_ && inflight_.empty()) break;
                 if (!driving_ && !stopping_ && !inflight_.empty()) {
+                    // Tasks without callbacks, just submitted: their submitter likely waits for
+                    // them next and drives itself (no hand-off); drive only if nobody has.
+                    auto grace = last_async_ + slice;
+                    if (notify_inflight_ == 0 && clock::now() < grace) {
+                        ctrl_c.reset();
+                        hcv_.wait_until(lk, grace);
+                        continue;
+                    }
                     if (!ctrl_c) ctrl_c.emplace();
                     if (drive_once(lk, std::nullopt, true)) {
                         interrupted = true;
@@ -442,6 +452,7 @@ private:
         if (it == inflight_.end()) return;
         info i = it->second;
         inflight_.erase(it);
+        if (i.notify) --notify_inflight_;
         if (forgotten_.erase(id)) return;
         results_[id] = result{std::move(bytes), std::move(error)};
         if (i.notify) notify_.push_back(id);
@@ -462,6 +473,8 @@ private:
     std::condition_variable hcv_;  // the handler thread
     bool driving_ = false, closed_ = false, stopping_ = false, serve_stop_ = false, joined_ = false;
     unsigned waiters_ = 0;
+    std::size_t notify_inflight_ = 0;  // tasks with callbacks, not answered
+    clock::time_point last_async_{};   // the last async submit of a task without callbacks
     std::exception_ptr broken_;
     std::uint64_t next_id_ = 0, next_channel_ = 1;
     std::deque<pending_job> pending_;

@@ -464,3 +464,14 @@ def test_program_that_exits_without_closing_its_pool_exits_cleanly():
                        env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0.01"]
+
+
+def own_comm(_):
+    with open(f"/proc/{os.getpid()}/comm") as f:
+        return f.read().strip()
+
+
+@pytest.mark.timeout(60)
+def test_name_titles_the_workers():
+    with pf.Pool(2, name="pq") as p:
+        assert p.apply(own_comm, (0,)).startswith("parafork:pq")
