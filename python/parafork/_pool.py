@@ -6,6 +6,7 @@ cloudpickle when that cannot work (lambdas, closures, functions defined after th
 """
 
 import atexit
+import collections
 import itertools
 import os
 import pickle
@@ -304,7 +305,8 @@ class IMapIterator:
         self._chunks = chunks  # an iterator of chunks, submitted a bounded number ahead
         self._ordered = ordered
         self._ahead = max(2, 2 * pool._processes)
-        self._tasks = []  # ordered: ids not yet read, in input order
+        # ids submitted and not yet read: in input order, or (unordered) a set
+        self._tasks = collections.deque() if ordered else set()
         self._inflight = 0
         self._items = []
         self._pos = 0
@@ -312,13 +314,17 @@ class IMapIterator:
         self._channel = 0 if ordered else self._core.open_channel()
         self._fill()
 
-    def _fill(self):
-        while not self._done_feeding and self._inflight < self._ahead:
+    def _fill(self, everything=False):
+        while not self._done_feeding and (everything or self._inflight < self._ahead):
             chunk = next(self._chunks, None)
             if chunk is None:
                 self._done_feeding = True
                 break
-            self._tasks.append(self._submit(chunk, self._channel))
+            task = self._submit(chunk, self._channel)
+            if self._ordered:
+                self._tasks.append(task)
+            else:
+                self._tasks.add(task)
             self._inflight += 1
 
     def __iter__(self):
@@ -334,11 +340,12 @@ class IMapIterator:
                 task = self._tasks[0]
                 if not self._core.wait(task, timeout):
                     raise TimeoutError
-                self._tasks.pop(0)
+                self._tasks.popleft()
             else:
                 task = self._core.next_done(self._channel, timeout)
                 if task < 0:
                     raise TimeoutError
+                self._tasks.remove(task)
             self._inflight -= 1
             ok, payload = self._core.take(task)
             self._fill()
@@ -361,7 +368,7 @@ class IMapIterator:
         if core is None:
             return
         try:
-            for task in self._tasks if self._ordered else ():
+            for task in self._tasks:
                 core.forget(task)
             self._close()
         except Exception:
@@ -454,6 +461,7 @@ class Pool:
                                         bool(progress), name)
         self._processes = self._core.size
         self._handler = _Handler(self._core)
+        self._iterators = weakref.WeakSet()  # imap iterators still feeding
         _live.add(self)
 
     # -- tasks --------------------------------------------------------------------------------
@@ -561,7 +569,9 @@ class Pool:
         def submit(chunk, channel):
             return core.submit(pickle.dumps((fbytes, _MAP, chunk, None), 5), channel, False, True)
 
-        return IMapIterator(self, submit, _chunks(iterable, chunksize), ordered)
+        it = IMapIterator(self, submit, _chunks(iterable, chunksize), ordered)
+        self._iterators.add(it)
+        return it
 
     def imap(self, func, iterable, chunksize=1):
         """func over iterable lazily, in input order (a bounded number of chunks ahead)."""
@@ -576,6 +586,8 @@ class Pool:
     def close(self):
         """No more tasks; join() then waits for those submitted."""
         if self._state == "RUN":
+            for it in list(self._iterators):  # their input counts as submitted: send it all
+                it._fill(everything=True)
             self._state = "CLOSE"
             self._core.close()
 

@@ -475,3 +475,16 @@ def own_comm(_):
 def test_name_titles_the_workers():
     with pf.Pool(2, name="pq") as p:
         assert p.apply(own_comm, (0,)).startswith("parafork:pq")
+
+
+@pytest.mark.timeout(60)
+def test_imap_iterates_after_close_as_multiprocessing():
+    def probe(p):
+        it = p.imap(square, range(50))
+        un = p.imap_unordered(square, range(50), chunksize=3)
+        p.close()
+        got = (list(it), sorted(un))
+        p.join()
+        return got
+
+    run_both(probe)
