@@ -245,8 +245,9 @@ class MapResult(ApplyResult):
         if self._channel:
             self._core.drop_channel(self._channel)
             self._channel = 0
-        for task in self._index:  # chunks still running after a failure: drop their answers
-            self._core.forget(task)
+        if self._event is None:  # chunks still running after a failure: drop their answers
+            for task in self._index:  # (with callbacks the handler takes and drops them)
+                self._core.forget(task)
 
     def _drain(self, timeout):
         # Without callbacks: takes finished chunks (in completion order) until settled.
