@@ -9,12 +9,13 @@ from ._core import Error, PicklingError, RemoteError, RemoteTraceback, TaskTimeo
 from ._map import imap, imap_unordered, map, starmap
 from ._channel import Channel, ChannelClosed
 from ._thread import Generator, Thread, timestamp, timestamp_serialized
+from ._pool import Pool
 
 _parafork._init(_core)
 default_jobs = _parafork.default_jobs
 
 __version__ = "0.1.0"
-__all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Error", "RemoteError",
+__all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Pool", "Error", "RemoteError",
            "WorkerDied", "TaskTimeout", "PicklingError", "RemoteTraceback"]
 __all__ += ["Thread", "Generator", "Channel", "ChannelClosed", "SharedArray", "timestamp",
             "timestamp_serialized"]

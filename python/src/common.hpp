@@ -79,4 +79,5 @@ pf::options make_options(const py::object& jobs, const py::object& chunksize, co
 // Each part of the module adds its functions here.
 void bind_map(py::module_& m);
 void bind_snakefish(py::module_& m);
+void bind_pool(py::module_& m);
 } // namespace parafork_python

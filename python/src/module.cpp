@@ -24,4 +24,5 @@ PYBIND11_MODULE(_parafork, m) {
           "The jobs rule: PARAFORK_JOBS, else PP_JOBS, else the CPUs this process may use.");
     ppy::bind_map(m);
     ppy::bind_snakefish(m);
+    ppy::bind_pool(m);
 }

@@ -1,0 +1,114 @@
+"""parafork.Pool against multiprocessing.Pool and concurrent.futures.ProcessPoolExecutor.
+
+    PYTHONPATH=build/release/python /usr/bin/python3 bench/python/bench_pool.py [--quick]
+
+1. apply round trip: pool.apply(f, (i,)) (executor.submit(f, i).result()) for a trivial f,
+   one at a time; the median of several runs of many calls, per call.
+2. idle worker memory: the PSS of each worker of an idle 2-worker pool (after one task each),
+   from /proc/<pid>/smaps_rollup; each pool is made in a fresh interpreter so that none sees
+   another's memory.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import parafork as pf
+
+
+def ident(x):
+    return x
+
+
+def pid_of(_):
+    time.sleep(0.05)  # long enough that both workers take one
+    return os.getpid()
+
+
+def per_call(call, n, runs):
+    for i in range(min(200, n)):
+        call(i)
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        for i in range(n):
+            call(i)
+        samples.append((time.perf_counter() - t) / n * 1e6)
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def round_trips(n, runs):
+    out = {}
+    with pf.Pool(2) as p:
+        out["parafork.Pool.apply"] = per_call(lambda i: p.apply(ident, (i,)), n, runs)
+        out["parafork.Pool.apply_async().get()"] = per_call(lambda i: p.apply_async(ident, (i,)).get(), n, runs)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as p:
+        out["multiprocessing.Pool.apply"] = per_call(lambda i: p.apply(ident, (i,)), n, runs)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        out["ProcessPoolExecutor.submit().result()"] = per_call(lambda i: ex.submit(ident, i).result(), n, runs)
+    return out
+
+
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle_pss(kind):
+    # In a fresh interpreter: the workers' PSS once idle.
+    if kind == "parafork":
+        p = pf.Pool(2)
+    elif kind == "multiprocessing":
+        p = multiprocessing.get_context("fork").Pool(2)
+    else:
+        p = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+    if kind == "futures":
+        pids = set(f.result() for f in [p.submit(pid_of, i) for i in range(8)])
+    else:
+        pids = set(p.map(pid_of, range(8), chunksize=1))
+    time.sleep(0.3)
+    values = [pss_kib(pid) for pid in pids]
+    if kind == "futures":
+        p.shutdown()
+    else:
+        p.terminate()
+        p.join()
+    return values
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--pss", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.pss:
+        print(json.dumps(idle_pss(a.pss)))
+        return
+    n, runs = (500, 3) if a.quick else (5000, 7)
+    print(f"# apply round trip, {runs} runs of {n} calls: median [min-max] us per call")
+    rt = round_trips(n, runs)
+    for name, (med, lo, hi) in rt.items():
+        print(f"{name:40s} {med:8.1f} [{lo:.1f}-{hi:.1f}]")
+    base = rt["multiprocessing.Pool.apply"][0]
+    print(f"speed-up of parafork.Pool.apply over multiprocessing.Pool.apply: "
+          f"{base / rt['parafork.Pool.apply'][0]:.1f}x")
+    print("# idle worker PSS, KiB per worker (2 workers, fresh interpreter each)")
+    for kind in ("parafork", "multiprocessing", "futures"):
+        r = subprocess.run([sys.executable, __file__, "--pss", kind], capture_output=True, text=True,
+                           check=True, env=dict(os.environ))
+        values = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{kind:40s} {' '.join(str(v) for v in values)}")
+
+
+if __name__ == "__main__":
+    main()
