@@ -126,6 +126,9 @@ struct runtime::impl : graph_plan {
         auto errp = sys::make_pipe();
         sys::child_options co;
         co.title = opts.name + ":" + p.leaf->name;
+        // The graph's forks follow one another with no user code between them: the first
+        // looks for threads (a read of /proc) for all of them.
+        co.warn_if_threaded = i == 0;
         auto id = sup.fork(
             [&] {
                 errp.read.reset();
