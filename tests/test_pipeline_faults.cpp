@@ -20,9 +20,11 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <streambuf>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -195,6 +197,70 @@ TEST(pipeline_faults, a_stage_death_is_reported_at_once_though_a_grandchild_hold
             EXPECT_EQ(e.signal(), SIGKILL);
         }
         EXPECT_TRUE(g.alive());  // reported while the grandchild still holds the pipe
+    });
+}
+
+// The end of a stream travels with the data: a reader sees it as soon as the last writer has
+// put its last item, not when that writer's process has exited. Here the source's exit hangs
+// (flushing std::cout, whose buffer waits for a gate) until the test has seen the end pass
+// through the next stage, which puts -1 once its input is over.
+struct gate_buf : std::streambuf {
+    int fd = -1;
+    int sync() override {
+        char c;
+        while (::read(fd, &c, 1) < 0 && errno == EINTR) {
+        }
+        return 0;
+    }
+};
+
+struct SourceThatLingers : pf::stage<int> {
+    int gate_fd = -1;
+    void setup() {
+        static gate_buf buf;
+        buf.fd = gate_fd;
+        std::cout.rdbuf(&buf);  // flushed at the process's exit: it waits for the gate there
+        put(1);
+        put(2);
+        stop();
+    }
+};
+
+struct SaysWhenInputEnds : pf::stage<int> {
+    void process(int x) { put(x); }
+    void teardown() { put(-1); }
+};
+
+TEST(pipeline_faults, the_end_of_a_stream_does_not_wait_for_its_writer_to_exit) {
+    run_bounded("end_before_exit", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto gate = pf::sys::make_pipe();
+        pf::sys::private_fd gate_write(std::move(gate.write));  // no stage holds it
+        SourceThatLingers src;
+        src.gate_fd = gate.read.get();
+        auto p = pf::ez(src, SaysWhenInputEnds{});
+        std::vector<int> seen;
+        for (int v : p.items()) {
+            seen.push_back(v);
+            if (v == -1) gate_write.reset();  // the source may exit now
+        }
+        EXPECT_EQ(seen, (std::vector<int>{1, 2, -1}));
+    });
+}
+
+// A stage that leaves by exit(0) never counted itself out of its queue: the parent does it
+// when it sees the clean exit, and the readers still get their end.
+int exits_at_three(int x) {
+    if (x == 3) ::_exit(0);
+    return x;
+}
+
+TEST(pipeline_faults, a_stage_that_exits_cleanly_by_itself_still_ends_its_queue) {
+    run_bounded("clean_exit", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        auto v = pf::ez(pf::iter(0, 10), pf::named("exits", &exits_at_three), pf::parallel(add1, add1)).list();
+        EXPECT_LE(v.size(), 3u);  // what it had put before may or may not have been sent
+        for (int x : v) EXPECT_LE(x, 3);
     });
 }
 

@@ -75,6 +75,14 @@ struct echo : pf::actor {
     int twice(int x) const { return 2 * x; }
 };
 
+struct napper : pf::actor {
+    void nap() {
+        emit(1);  // the nap has begun
+        std::this_thread::sleep_for(2s);
+    }
+    std::size_t take(const std::string& s) const { return s.size(); }
+};
+
 } // namespace
 
 TEST(waits, an_idle_pool_worker_does_not_wake) {
@@ -176,6 +184,26 @@ TEST(waits, idle_pipeline_stages_and_the_reading_parent_do_not_wake) {
         reader.join();
         EXPECT_EQ(sum.load(), 'a' + 2);
         (void)stages;
+    });
+}
+
+// A call whose frame does not fit in the backend's ring waits for room; the backend frees it
+// only after a 2 s call. The frontend sleeps until the backend says it made room, not in
+// 50 ms slices.
+TEST(waits, a_call_waiting_for_room_in_a_full_ring_does_not_wake) {
+    run_bounded("full ring", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<napper> w;
+        w.start();
+        w.call(&napper::nap);
+        EXPECT_EQ(w.receive<int>(), 1);
+        const std::string big(300 * 1024, 'x');  // more than the 256 KiB ring
+        auto self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/status";
+        long before = switches_of_task(self);
+        auto f = w.ask(&napper::take, big);  // returns once the whole frame is in the ring
+        EXPECT_LT(switches_of_task(self) - before, max_wakeups);
+        EXPECT_EQ(f.get(), big.size());
+        w.join();
     });
 }
 

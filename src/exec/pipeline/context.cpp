@@ -160,10 +160,22 @@ std::size_t stage_context::find_xcut(std::string_view want, std::type_index type
                 (have.empty() ? std::string("it has none") : "it has " + have) + ")");
 }
 
+// Our last item is out: the last writer of a queue ends it for each reader, right behind the
+// data, so the readers need not wait for this process (or the parent) to notice anything.
+void stage_context::end_output(out_port& p) {
+    if (!p.stats || p.stats->writers_left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    for (std::uint32_t i = 0; i < p.stats->readers && !p.dead; ++i)
+        if (!p.w.send(edge_end_marker)) p.dead = true;
+}
+
 void stage_context::finish() {
     try {
         flush_all();
     } catch (const downstream_gone&) {
+    }
+    if (outputs_closed && outputs_closed->exchange(1) == 0) {
+        for (auto& p : outs) end_output(p);
+        for (auto& x : xcuts) end_output(x.port);
     }
     for (auto& p : outs) p.w.close();
     for (auto& x : xcuts) x.port.w.close();

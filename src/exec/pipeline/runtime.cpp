@@ -43,7 +43,7 @@ std::pair<std::string, std::string> describe_stage_exception() {
 
 struct runtime::impl : graph_plan {
     std::vector<std::optional<channel>> chans;  // one per queue in use
-    std::vector<std::size_t> writers_left, readers_left, ends_owed;
+    std::vector<std::size_t> readers_left, ends_owed;
     sys::mapping stats_map;
     supervisor sup;  // forks, watches and stops the stages and the watcher
     std::vector<kid_state> kids;
@@ -65,6 +65,10 @@ struct runtime::impl : graph_plan {
     edge_stats* stats(int e) const {
         return static_cast<edge_stats*>(stats_map.data()) + e;
     }
+    // After the queues' counters: one flag per stage process.
+    outputs_closed_flag* outputs_closed(std::size_t i) const {
+        return reinterpret_cast<outputs_closed_flag*>(static_cast<edge_stats*>(stats_map.data()) + edges.size() + 1) + i;
+    }
 
     [[noreturn]] void child_main(std::size_t i, sys::unique_fd err) {
         int code = 0;
@@ -72,6 +76,7 @@ struct runtime::impl : graph_plan {
             auto& p = procs[i];
             stage_context ctx;
             ctx.name = p.leaf->name;
+            ctx.outputs_closed = outputs_closed(i);
             for (int e : p.ins) {
                 in_port in;
                 in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
@@ -121,6 +126,9 @@ struct runtime::impl : graph_plan {
         auto errp = sys::make_pipe();
         sys::child_options co;
         co.title = opts.name + ":" + p.leaf->name;
+        // The graph's forks follow one another with no user code between them: the first
+        // looks for threads (a read of /proc) for all of them.
+        co.warn_if_threaded = i == 0;
         auto id = sup.fork(
             [&] {
                 errp.read.reset();
@@ -139,17 +147,18 @@ struct runtime::impl : graph_plan {
     void start() {
         plan();
         chans.resize(edges.size());
-        writers_left.assign(edges.size(), 0);
         readers_left.assign(edges.size(), 0);
         ends_owed.assign(edges.size(), 0);
+        stats_map = sys::mapping(-1, sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size());
         for (std::size_t e = 0; e < edges.size(); ++e) {
+            auto* st = new (stats(static_cast<int>(e))) edge_stats();
             if (!used(e)) continue;
             chans[e].emplace(edge_capacity);
-            writers_left[e] = edges[e].writers.size();
+            st->writers_left.store(static_cast<std::uint32_t>(edges[e].writers.size()));
+            st->readers = static_cast<std::uint32_t>(edges[e].readers.size() + (edges[e].parent_reads ? 1 : 0));
             readers_left[e] = edges[e].readers.size();
         }
-        stats_map = sys::mapping(-1, sizeof(edge_stats) * (edges.size() + 1));
-        for (std::size_t e = 0; e < edges.size(); ++e) new (stats(static_cast<int>(e))) edge_stats();
+        for (std::size_t i = 0; i < procs.size(); ++i) new (outputs_closed(i)) outputs_closed_flag(0);
         std::set<leaf_base*> initialized;
         for (auto& p : procs)
             if (initialized.insert(p.leaf.get()).second) p.leaf->initialize();
@@ -174,11 +183,12 @@ struct runtime::impl : graph_plan {
         out_ended = true;
     }
 
-    // A writer exited cleanly: after the last one, each reader is owed an end marker.
+    // A writer that exited cleanly without counting itself out of queue e (it called exit):
+    // after the last writer, each reader is owed an end marker.
     void writer_done(int e) {
         auto u = static_cast<std::size_t>(e);
-        if (writers_left[u] == 0 || --writers_left[u] != 0) return;
-        ends_owed[u] = edges[u].readers.size() + (edges[u].parent_reads ? 1 : 0);
+        if (stats(e)->writers_left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+        ends_owed[u] = stats(e)->readers;
     }
     // A reader exited cleanly: after the last one, writers may stop waiting for room.
     void reader_done(int e) {
@@ -248,8 +258,10 @@ struct runtime::impl : graph_plan {
             fail(std::make_exception_ptr(worker_died(k.pid, st.signal, st.code, k.index, where)));
         } else {
             auto& p = procs[k.index];
-            for (int e : p.outs) writer_done(e);
-            for (int e : p.xcut_edges) writer_done(e);
+            if (outputs_closed(k.index)->exchange(1) == 0) {
+                for (int e : p.outs) writer_done(e);
+                for (int e : p.xcut_edges) writer_done(e);
+            }
             for (int e : p.ins) reader_done(e);
             send_owed_ends();
         }

@@ -252,8 +252,9 @@ void pump(process_state& st, int timeout_ms, bool with_sigint, std::chrono::micr
     if (st.out_pending()) try_flush(st);
     if (!st.live()) return;
     pollfd p[2] = {{st.sock.get(), wanted_events(st), 0}, {st.pidfd(), POLLIN, 0}};
-    // Waiting for ring space relies on the backend's 'w'; a bounded sleep is the safety net.
-    if (st.out_pending() && (timeout_ms < 0 || timeout_ms > 50)) timeout_ms = 50;
+    // Room in a full ring comes as the backend's 'w' on the socket: try_flush raised
+    // frontend_waiting and looked at the ring again after a full fence, and the backend looks at
+    // the flag after a fence once it has moved head, so one of the two always sees the other.
     // The spin sees the pidfd too; the sleep is the supervisor's, which watches it itself.
     int n = spin.count() > 0 && timeout_ms != 0 ? sys::spin_poll(p, 2, spin) : 0;
     if (n == 0) {

@@ -93,6 +93,7 @@ public:
     std::vector<in_port> ins;
     std::vector<out_port> outs;
     std::vector<xcut_port> xcuts;
+    outputs_closed_flag* outputs_closed = nullptr;  // this process's, in the shared mapping
 
     // The next data record of input i; false at its end. Flushes pending output before it
     // sleeps, so nothing waits in a half-full batch while this stage is idle.
@@ -148,7 +149,7 @@ public:
 
     std::size_t find_xcut(std::string_view name, std::type_index type) const;
     void flush_all();
-    void finish();  // flush and close every output
+    void finish();  // flush every output, count this stage out of its queues, close them
     void close_inputs();
 
 private:
@@ -190,6 +191,7 @@ private:
     bool fetch(in_port& in);
     void emit_end_markers();
     bool send(out_port& p);
+    void end_output(out_port& p);
 
     long pending_since_ = -1;
     bool full_ = false;

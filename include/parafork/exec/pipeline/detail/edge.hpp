@@ -3,11 +3,16 @@
 // shared memory; senders sleep while it is full, receivers while it is empty) plus the
 // pipeline's own end-of-stream rule, which does not depend on which processes happen to hold
 // the channel:
-//  - the parent knows how many stage processes write a queue and how many read it; once every
-//    writer has exited cleanly it publishes one end marker per reader behind their last
-//    messages, and each reader stops at the first marker it takes;
+//  - the parent knows how many stage processes write a queue and how many read it, and keeps
+//    the count of writers still writing in shared memory. A writer that has put its last item
+//    counts itself out; the last one publishes one end marker per reader behind its last
+//    messages, and each reader stops at the first marker it takes. A stage that exits cleanly
+//    without having counted itself out (it called exit) is counted out by the parent;
 //  - once every reader has exited, the parent flags the queue abandoned and wakes a writer
 //    blocked on the full ring, which then stops writing there.
+// So the end of a stream travels with the data, at the speed of the queue, and never waits
+// for a process to exit; a stage that dies before counting itself out never ends its queues:
+// the parent sees the death (pidfd) and stops the graph.
 
 #include <atomic>
 #include <chrono>
@@ -22,13 +27,20 @@ namespace parafork::detail {
 
 inline constexpr std::size_t edge_capacity = 1024 * 1024;
 
-// Per-queue counters in a shared mapping: items sent and taken (for watch), and the
-// abandoned flag.
+// Per-queue counters in a shared mapping: items sent and taken (for watch), the abandoned
+// flag, and the end-of-stream count: writers still writing, and the end markers owed to the
+// readers (the parent counted among them when it reads the queue) once none is.
 struct edge_stats {
     std::atomic<std::uint64_t> sent{0};
     std::atomic<std::uint64_t> received{0};
     std::atomic<std::uint32_t> abandoned{0};
+    std::atomic<std::uint32_t> writers_left{0};
+    std::uint32_t readers = 0;  // set before the fork, then read only
 };
+
+// Once per stage process (in the same mapping): set by whichever of the stage or the parent
+// first counts the stage out of the queues it writes.
+using outputs_closed_flag = std::atomic<std::uint32_t>;
 
 // The end marker: a message no encoder produces (a record count of all ones, nothing else).
 inline constexpr std::string_view edge_end_marker{"\xff\xff\xff\xff", 4};
