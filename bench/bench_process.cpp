@@ -81,7 +81,7 @@ void ask_pipelined(benchmark::State& state) {
     pf::process<echo> w;
     w.start();
     const int n = 10000;
-    std::vector<pf::process_future<int>> futs;
+    std::vector<pf::future<int>> futs;
     futs.reserve(n);
     for (auto _ : state) {
         futs.clear();

@@ -291,7 +291,7 @@ TEST(process, backend_killed_with_asks_pending_fails_them_all) {
         w.start();
         EXPECT_EQ(w.ask(&counter::square, 5).get(), 25);
         w.call(&counter::sleep_ms, 10000);
-        std::vector<pf::process_future<int>> futs;
+        std::vector<pf::future<int>> futs;
         for (int i = 0; i < 100; ++i) futs.push_back(w.ask(&counter::square, i));
         ::kill(w.pid(), SIGKILL);
         for (auto& f : futs) {
@@ -365,7 +365,7 @@ TEST(process, ten_thousand_asks_in_flight) {
         // member bytes), and the frontend reads no answer before the first get(): all 10,000
         // are in flight at once.
         w.call(&counter::sleep_ms, 200);
-        std::vector<pf::process_future<int>> futs;
+        std::vector<pf::future<int>> futs;
         futs.reserve(10000);
         for (int i = 0; i < 10000; ++i) futs.push_back(w.ask<&counter::square>(i % 1000));
         EXPECT_EQ(w.pending_asks(), 10000u);
@@ -411,7 +411,7 @@ TEST(process, pre_run_failure_is_received_and_asks_fail) {
         w.start();
         // The backend exits at once: an ask made after the frontend saw that throws at once,
         // one made before fails its future. Either way it is worker_died.
-        std::optional<pf::process_future<int>> f;
+        std::optional<pf::future<int>> f;
         try {
             f = w.ask(&bad_start::ping);
         } catch (const pf::worker_died& e) {
@@ -461,7 +461,7 @@ TEST(process, backend_has_its_title_and_ignores_sigint) {
 TEST(process, destructor_stops_a_running_backend) {
     run_bounded("destructor", 60, +[] {
         PARAFORK_LEAK_CHECK();
-        pf::process_future<int> f;
+        pf::future<int> f;
         {
             pf::process<counter> w;
             w.start();
@@ -502,7 +502,7 @@ TEST(process, misuse_is_an_error_not_a_hang) {
         EXPECT_THROW(w.call(&counter::add, 1), pf::error);
         w.join();
         EXPECT_THROW(w.ask(&counter::square, 1), pf::error);
-        pf::process_future<int> none;
+        pf::future<int> none;
         EXPECT_FALSE(none.valid());
         EXPECT_THROW(none.get(), pf::error);
     });

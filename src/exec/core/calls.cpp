@@ -1,6 +1,36 @@
 #include <parafork/exec/core/detail/calls.hpp>
+#include <parafork/sys/signals.hpp>
+
+#include <string>
 
 namespace parafork::detail {
+
+namespace {
+[[noreturn]] void stopped_before(const answer_slot& s) {
+    throw error("parafork: the pool was stopped (terminate, its destructor or Ctrl-C) before task " +
+                std::to_string(s.task) + " answered");
+}
+} // namespace
+
+bool pool_core::wait(const answer_slot& s, std::optional<clock::time_point> deadline) {
+    if (s.done) return true;
+    if (eng->stopped()) stopped_before(s);
+    if (deadline && clock::now() >= *deadline) {
+        pump(clock::now());  // what has arrived, without sleeping
+        return s.done;
+    }
+    sys::sigint_guard ctrl_c;  // held across the whole wait, not just each poll
+    while (!s.done) {
+        if (deadline && clock::now() >= *deadline) break;
+        if (!pump(deadline)) throw error("parafork: the pool lost task " + std::to_string(s.task));
+    }
+    return s.done;
+}
+
+bool pool_core::poll() {
+    if (eng->stopped()) throw error("parafork: the pool was stopped (terminate, its destructor or Ctrl-C) with tasks unanswered");
+    return pump(clock::now());
+}
 
 void pool_core::open(std::shared_ptr<call_state> c) {
     c->base = next_base_;

@@ -722,6 +722,26 @@ bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline
     return true;
 }
 
+std::optional<executor::clock::time_point> engine::watch(std::vector<pollfd>& fds) {
+    if (stopped_) return std::nullopt;
+    std::optional<clock::time_point> wake;
+    for (auto& w : workers_) {
+        if (!w) continue;
+        if (!w->eof) fds.push_back({w->result_r.get(), POLLIN, 0});
+        if (w->out_off < w->out.size() && w->task_w) fds.push_back({w->task_w.get(), POLLOUT, 0});
+        fds.push_back({sup_.pidfd(w->kid), POLLIN, 0});  // -1 once reaped: poll skips it
+        if (opts_.task_timeout.count() > 0 && w->ready && !w->flight.empty()) {
+            auto t = w->front_since + opts_.task_timeout;
+            if (!wake || t < *wake) wake = t;
+        }
+    }
+    if (progress_tty_) {
+        auto t = clock::now() + std::chrono::milliseconds(200);
+        if (!wake || t < *wake) wake = t;
+    }
+    return wake;
+}
+
 void engine::kick() {
     rethrow_fatal();
     if (stopped_) throw error("parafork: the workers were stopped (terminate or Ctrl-C)");

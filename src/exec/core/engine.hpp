@@ -62,6 +62,7 @@ public:
     // worker_init, and the workers are stopped.
     bool pump(executor_sink& sink,
               std::optional<clock::time_point> deadline = std::nullopt) override;
+    std::optional<clock::time_point> watch(std::vector<pollfd>& fds) override;
     void rethrow_fatal() override;
     // No new jobs; each worker runs worker_exit and exits once its pipe closes. Blocks until
     // all are reaped (pumps until idle first). SIGINT meanwhile (even in a worker_exit that

@@ -125,13 +125,11 @@ void handle_frame(process_state& st, std::string_view frame) {
             auto slot = std::move(st.pending.front().second);
             st.pending.pop_front();
             if (kind == proto::reply) {
-                slot->bytes.assign(r.take(r.remaining()));
-                slot->st = reply_slot::state::value;
+                put_reply(*slot, r.take(r.remaining()));
             } else {
                 std::string type, what;
                 r(type, what);
-                slot->error = std::make_exception_ptr(remote_error(type, what, st.pid, task));
-                slot->st = reply_slot::state::failed;
+                slot->put_error(std::make_exception_ptr(remote_error(type, what, st.pid, task)));
             }
             return;
         }
@@ -292,8 +290,7 @@ void on_backend_end(process_state& st, bool by_terminate) {
     std::string why = "process '" + st.opts.name + "' " +
                       (by_terminate ? "was terminated" : "ended") + " before answering";
     for (auto& [task, slot] : st.pending) {
-        slot->error = std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why));
-        slot->st = reply_slot::state::failed;
+        slot->put_error(std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why)));
     }
     st.pending.clear();
 }
@@ -304,15 +301,13 @@ void throw_died(process_state& st, std::optional<std::uint64_t> task) {
     throw worker_died(st.pid, s.signal, s.code, task, "process '" + st.opts.name + "' has ended");
 }
 
-bool wait_reply(process_state& st, const reply_slot& slot,
+bool wait_reply(process_state& st, const answer_slot& slot,
                 std::optional<std::chrono::milliseconds> timeout) {
-    auto done = [&] { return slot.st != reply_slot::state::pending; };
+    auto done = [&] { return slot.done; };
     if (done()) return true;
     // No flush first: wait_until writes held calls as room appears, within the timeout.
     return wait_until(st, done, timeout);
 }
-
-void note_reported(process_state& st) noexcept { st.reported = true; }
 
 } // namespace detail
 
@@ -442,15 +437,14 @@ void process_base::end_call(std::size_t frame_start) {
     if (st.ph == process_state::phase::finished && st.died()) detail::throw_died(st, st.next_task - 1);
 }
 
-std::shared_ptr<detail::reply_slot> process_base::end_ask(std::size_t frame_start) {
+void process_base::end_ask(std::size_t frame_start, std::shared_ptr<detail::answer_slot> slot) {
     auto& st = live_state();
     detail::finish_frame(st, frame_start);
-    auto slot = std::make_shared<detail::reply_slot>();
-    st.pending.emplace_back(st.next_task++, slot);
+    slot->task = st.next_task;
+    st.pending.emplace_back(st.next_task++, std::move(slot));
     // Written now unless batching: the caller will wait for it soon, and a deep pipeline of
     // asks is the point of futures.
     detail::write_policy(st);
-    return slot;
 }
 
 void process_base::stop() {

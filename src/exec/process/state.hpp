@@ -37,6 +37,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace parafork::detail {
 
@@ -84,7 +86,9 @@ struct inbox_item {
     std::exception_ptr error;  // set: a call that threw in the backend
 };
 
-struct process_state {
+// The frontend's state; shared by the process object, its futures (as their driver) and the
+// selectors that watch it.
+struct process_state final : future_driver {
     enum class phase : std::uint8_t { idle, running, stopping, finished };
 
     explicit process_state(options o) : opts(std::move(o)), sup(stop_policy{SIGTERM, opts.grace}) {}
@@ -100,7 +104,7 @@ struct process_state {
     std::string out;                // frames not yet written
     std::size_t out_off = 0;        // bytes of `out` already written
     std::uint64_t next_task = 0;
-    std::deque<std::pair<std::uint64_t, std::shared_ptr<reply_slot>>> pending;
+    std::deque<std::pair<std::uint64_t, std::shared_ptr<answer_slot>>> pending;
     std::deque<inbox_item> inbox;
     int batch_depth = 0;
     std::optional<sys::exit_status> status;
@@ -113,6 +117,13 @@ struct process_state {
     bool live() const noexcept { return ph == phase::running || ph == phase::stopping; }
     // The backend's pidfd while it lives, else -1 (ignored by poll).
     int pidfd() const { return live() ? sup.pidfd(kid) : -1; }
+
+    // future_driver (src/exec/process/future.cpp): a wait runs this frontend.
+    bool wait(const answer_slot& slot, std::optional<clock::time_point> deadline) override;
+    std::optional<clock::time_point> watch(std::vector<pollfd>& fds) override;
+    bool poll() override;
+    void interrupt() noexcept override;
+    void error_seen(const answer_slot& slot) noexcept override;
 };
 
 // Writes what it can without blocking; false if bytes remain (socket full).
@@ -135,6 +146,12 @@ void on_backend_exit(process_state& st);
 // A look at the pidfd that never blocks (a call's liveness check): ends a backend that exited.
 void check_alive(process_state& st);
 [[noreturn]] void throw_died(process_state& st, std::optional<std::uint64_t> task);
+// Waits (doing the frontend's I/O meanwhile) until `slot` is answered or the timeout passes.
+bool wait_reply(process_state& st, const answer_slot& slot,
+                std::optional<std::chrono::milliseconds> timeout);
+// An ask's answer arrived: decoded into its future, or (bad bytes) that future's error.
+void put_reply(answer_slot& slot, std::string_view bytes);
+
 
 // The backend: runs the actor's loop on `sock`; never returns.
 [[noreturn]] void run_backend(int sock, void* ring, const backend_hooks& hooks, const options& opts);

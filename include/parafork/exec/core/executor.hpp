@@ -12,6 +12,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <poll.h>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -101,6 +102,11 @@ public:
     // std::system_error when a lost worker cannot be replaced (its work stays queued).
     virtual bool pump(executor_sink& sink,
                       std::optional<clock::time_point> deadline = std::nullopt) = 0;
+    // For one poll over several executors (wait_any over futures of several pools and
+    // processes): appends the descriptors pump would sleep on and returns when pump must run
+    // anyway (a task_timeout, the progress bar), if ever. An executor without descriptors
+    // appends none and returns the time at which it wants to be pumped.
+    virtual std::optional<clock::time_point> watch(std::vector<pollfd>& fds) = 0;
     // Rethrows what made the workers unable to start, if anything did.
     virtual void rethrow_fatal() = 0;
     // Answers everything queued, then lets the workers run worker_exit and exit; reaps them.

@@ -503,7 +503,7 @@ private:
         check_open();
         using Args = std::tuple<detail::arg_t<A>...>;
         using R = detail::apply_result_t<F, Args>;
-        auto st = std::make_shared<detail::future_state<R>>();
+        auto st = std::make_shared<detail::submit_state<R>>();
         st->task = core_->submitted++;
         core_->open(st);
         detail::job j;

@@ -161,12 +161,12 @@ public:
     // Runs m(args...) in the backend in send order; the future holds its result.
     template <class M, class... A>
         requires detail::member_of<Actor, M>
-    process_future<typename detail::member_traits<M>::result> ask(M m, A&&... args) {
+    future<typename detail::member_traits<M>::result> ask(M m, A&&... args) {
         return send<true>(&detail::run_member<Actor, M>, &m, sizeof m, m, std::forward<A>(args)...);
     }
     template <auto M, class... A>
         requires detail::member_of<Actor, decltype(M)>
-    process_future<typename detail::member_traits<decltype(M)>::result> ask(A&&... args) {
+    future<typename detail::member_traits<decltype(M)>::result> ask(A&&... args) {
         return send<true>(&detail::run_fixed<Actor, M>, nullptr, 0, M, std::forward<A>(args)...);
     }
 
@@ -217,7 +217,9 @@ private:
             throw;
         }
         if constexpr (Ask) {
-            return process_future<typename traits::result>(state(), end_ask(start));
+            auto slot = std::make_shared<detail::future_state<typename traits::result>>();
+            end_ask(start, slot);
+            return future<typename traits::result>(std::move(slot), driver());
         } else {
             end_call(start);
         }

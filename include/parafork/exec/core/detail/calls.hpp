@@ -7,7 +7,10 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
+#include <parafork/exec/core/detail/future.hpp>
 #include <parafork/exec/core/detail/results.hpp>
 #include <parafork/exec/core/executor.hpp>
 
@@ -36,7 +39,29 @@ public:
     bool finished() const noexcept { return sealed && answered == pushed; }
 };
 
-class pool_core final : public executor_sink {
+// The answer to one pool::submit: a call of one item, whose slot a future<R> holds.
+template <class R>
+struct submit_state final : call_state, future_state<R> {
+    void values(std::uint64_t, std::uint32_t count, std::string_view bytes) override {
+        if (count != 1) throw protocol_error("parafork: a task answered more than one value");
+        put_value(bytes);
+    }
+    void put_value(std::string_view bytes) override {
+        if constexpr (!std::is_void_v<R>) this->value = decode_one<R>(bytes);
+        this->done = true;
+    }
+    void failed(std::uint64_t, const failure_info& f) override { this->put_error(make_failure(f, this->task)); }
+    bool lent(std::uint64_t, const lent_ref& r) override {
+        if constexpr (lendable<R>) {
+            this->value = fetch_lent<R>(r);
+            this->done = this->value.has_value();
+        }
+        return this->done;
+    }
+};
+
+// Routes the executor's answers to calls, and drives the pool for the futures it gave out.
+class pool_core final : public executor_sink, public future_driver {
 public:
     static constexpr std::uint64_t span = std::uint64_t{1} << 40;  // ids per call
 
@@ -53,6 +78,13 @@ public:
     void seal(call_state& c);
     // Cancels what the call has queued; answers still in flight are dropped when they come.
     void abandon(call_state& c);
+
+    // future_driver: a wait pumps the executor; once it was stopped (terminate, the pool's
+    // destructor, Ctrl-C) a future still unanswered throws at once.
+    bool wait(const answer_slot& slot, std::optional<clock::time_point> deadline) override;
+    std::optional<clock::time_point> watch(std::vector<pollfd>& fds) override { return eng->watch(fds); }
+    bool poll() override;
+    void interrupt() noexcept override { eng->terminate(); }
 
     void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override;
     void on_failure(std::uint64_t index, const failure_info& f) override;

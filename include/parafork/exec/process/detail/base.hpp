@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <parafork/error.hpp>
+#include <parafork/exec/core/future.hpp>
 #include <parafork/exec/core/options.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
@@ -39,15 +40,7 @@ std::uint64_t type_tag() noexcept {
     return reinterpret_cast<std::uint64_t>(&type_tag_anchor<std::remove_cvref_t<T>>);
 }
 
-// The answer to one ask: encoded result bytes, or the exception to throw from get().
-struct reply_slot {
-    enum class state : std::uint8_t { pending, value, failed };
-    state st = state::pending;
-    std::string bytes;
-    std::exception_ptr error;
-};
-
-struct process_state;  // src/exec/process_base.cpp
+struct process_state;  // src/exec/process/state.hpp
 
 // Runs in the backend: decodes the arguments that follow in `in`, calls the member on the
 // actor, and appends the encoded result to `*reply` when it is an ask (reply == nullptr: call).
@@ -58,12 +51,6 @@ struct backend_hooks {
     void (*pre_run)(void* actor);   // nullptr when the actor has none
     void (*post_run)(void* actor);
 };
-
-// Waits (doing the frontend's I/O meanwhile) until `slot` is answered or the timeout passes.
-bool wait_reply(process_state& st, const reply_slot& slot,
-                std::optional<std::chrono::milliseconds> timeout);
-// Tells the process this slot's failure has been seen by the user (join() stays quiet).
-void note_reported(process_state& st) noexcept;
 
 // Backend side of emit(): frames `tag` plus the bytes `encode` appends, and writes them to the
 // frontend at once. Throws parafork::error outside a backend.
@@ -97,52 +84,12 @@ private:
     std::string bytes_;
 };
 
-// The result of process<Actor>::ask; the same shape as pool's future<R> (valid, ready, wait,
-// wait_for, get once). get() waits for the backend's answer (doing the frontend's
-// I/O meanwhile) and returns it, or throws remote_error (the method threw), worker_died (the
-// backend died first) or interrupted (SIGINT while waiting; the backend is then terminated).
+// process<Actor>::ask returns the pool's future<R> (exec/core/future.hpp): get() waits for the
+// backend's answer (doing the frontend's I/O meanwhile) and returns it, or throws remote_error
+// (the method threw), worker_died (the backend died first, with pid and signal) or interrupted
+// (SIGINT while waiting; the backend is then terminated). The old name stays for one release.
 template <class R>
-class process_future {
-public:
-    process_future() = default;
-
-    bool valid() const noexcept { return slot_ != nullptr; }
-    // True once the answer is here; never blocks (held calls are written only as room allows).
-    bool ready() { return valid() && (done() || detail::wait_reply(*st_, *slot_, std::chrono::milliseconds(0))); }
-    void wait() const {
-        check_valid();
-        detail::wait_reply(*st_, *slot_, std::nullopt);
-    }
-    template <class Rep, class Period>
-    bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-        check_valid();
-        return detail::wait_reply(*st_, *slot_, std::chrono::ceil<std::chrono::milliseconds>(timeout));
-    }
-    R get() {
-        wait();
-        auto slot = std::move(slot_);
-        auto st = std::move(st_);
-        if (slot->st == detail::reply_slot::state::failed) {
-            detail::note_reported(*st);
-            std::rethrow_exception(slot->error);
-        }
-        if constexpr (!std::is_void_v<R>) return wire::decode<R>(slot->bytes);
-    }
-
-private:
-    friend class process_base;
-    template <class>
-    friend class process;
-    process_future(std::shared_ptr<detail::process_state> st, std::shared_ptr<detail::reply_slot> slot)
-        : st_(std::move(st)), slot_(std::move(slot)) {}
-    bool done() const noexcept { return slot_->st != detail::reply_slot::state::pending; }
-    void check_valid() const {
-        if (!slot_) throw error("parafork: process_future has no result (moved from or already got)");
-    }
-
-    std::shared_ptr<detail::process_state> st_;
-    std::shared_ptr<detail::reply_slot> slot_;
-};
+using process_future [[deprecated("parafork::process_future<R> is now parafork::future<R>")]] = future<R>;
 
 class process_base {
 public:
@@ -216,7 +163,11 @@ protected:
     // for the arguments; returns the frame's start for end_* / abort_task.
     std::string& begin_task(bool ask, detail::trampoline t, std::size_t& frame_start);
     void end_call(std::size_t frame_start);
-    std::shared_ptr<detail::reply_slot> end_ask(std::size_t frame_start);
+    // Registers `slot` for the ask's answer (the backend answers asks in send order).
+    void end_ask(std::size_t frame_start, std::shared_ptr<detail::answer_slot> slot);
+    // What runs this process's frontend for its futures (shares its state: a future that
+    // outlives the process still reaches valid memory, and fails, never hangs).
+    std::shared_ptr<detail::future_driver> driver() const;
     void abort_task(std::size_t frame_start) noexcept;
     const std::shared_ptr<detail::process_state>& state() const noexcept { return st_; }
     detail::process_state& live_state() const;  // throws std::logic_error once moved from
