@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=pf.default_jobs())
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-joblib", action="store_true")
+    ap.add_argument("--no-big", action="store_true", help="skip the 256 MiB result")
     a = ap.parse_args()
     jobs = a.jobs
     expect = list(range(1, N + 1))
@@ -66,56 +67,70 @@ def main():
         rate = f"{nbytes / seconds / 1e9:.2f} GB/s" if nbytes else f"{N / seconds / 1e6:.2f} M items/s"
         rows.append((what, name, seconds, rate))
 
+    def rounds(what, runs, check, nbytes=None):
+        # Alternating rounds, so that a burst of load on the machine hits every entry alike.
+        times = {name: [] for name, _ in runs}
+        for _ in range(a.repeat):
+            for name, fn in runs:
+                t0 = time.perf_counter()
+                out = fn()
+                times[name].append(time.perf_counter() - t0)
+                assert check(out), f"{name}: wrong result"
+                del out
+        for name, _ in runs:
+            row(name, what, min(times[name]), None, lambda out: True, nbytes)
+
     exact = lambda out: out == expect
-    t, out = best(lambda: pf.map(lambda x: x + 1, range(N), jobs=jobs), a.repeat)
-    row("parafork.map", "map 10^6 ints", t, out, exact)
 
     def mp_map():
         with ctx.Pool(jobs) as p:
             return p.map(inc, range(N))
-    t, out = best(mp_map, a.repeat)
-    row("multiprocessing.Pool.map", "map 10^6 ints", t, out, exact)
 
     def cf_map():
         with cf.ProcessPoolExecutor(jobs, mp_context=ctx) as ex:
             return list(ex.map(inc, range(N), chunksize=mp_chunk(N, jobs)))
-    t, out = best(cf_map, a.repeat)
-    row("ProcessPoolExecutor.map", "map 10^6 ints", t, out, exact)
 
+    rounds("map 10^6 ints", [("parafork.map", lambda: pf.map(lambda x: x + 1, range(N), jobs=jobs)),
+                             ("multiprocessing.Pool.map", mp_map),
+                             ("ProcessPoolExecutor.map", cf_map)], exact)
+
+    load_before = os.getloadavg()[0]
+    # One 256 MiB result: made before the call, so the workers have it by fork and the figure is
+    # the transfer (pickle, copy, unpickle), not the making.
+    _big = np.arange(BIG // 8, dtype=np.int64) if not a.no_big else None
+    same = lambda out: len(out) == 1 and np.array_equal(out[0], _big)
+    if a.no_big:
+        big_runs = []
+    else:
+        big_runs = [("parafork.map", lambda: pf.map(big_result, range(1), jobs=1))]
+
+    def mp_big():
+        with ctx.Pool(1) as p:
+            return p.map(big_result, range(1))
+
+    def cf_big():
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            return list(ex.map(big_result, range(1)))
+
+    if not a.no_big:
+        big_runs += [("multiprocessing.Pool.map", mp_big), ("ProcessPoolExecutor.map", cf_big)]
+    if big_runs:
+        rounds("256 MiB numpy result", big_runs, same, BIG)
+
+    # Last: loky leaves threads behind, and forking a threaded process is what parafork warns of.
     if not a.no_joblib:
         import joblib
 
         def jl_map():
             return joblib.Parallel(n_jobs=jobs, backend="loky")(joblib.delayed(inc)(x) for x in range(N))
-        t, out = best(jl_map, 1)  # minutes per run: once
+        t, out = best(jl_map, 1)  # tens of seconds per run: once
         row("joblib (loky)", "map 10^6 ints", t, out, exact)
 
-    # One 256 MiB result: made before the call, so the workers have it by fork and the figure is
-    # the transfer (pickle, copy, unpickle), not the making.
-    _big = np.arange(BIG // 8, dtype=np.int64)
-    same = lambda out: len(out) == 1 and np.array_equal(out[0], _big)
-    t, out = best(lambda: pf.map(big_result, range(1), jobs=1), a.repeat)
-    row("parafork.map", "256 MiB numpy result", t, out, same, BIG)
-    del out
-
-    def mp_big():
-        with ctx.Pool(1) as p:
-            return p.map(big_result, range(1))
-    t, out = best(mp_big, a.repeat)
-    row("multiprocessing.Pool.map", "256 MiB numpy result", t, out, same, BIG)
-    del out
-
-    def cf_big():
-        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            return list(ex.map(big_result, range(1)))
-    t, out = best(cf_big, a.repeat)
-    row("ProcessPoolExecutor.map", "256 MiB numpy result", t, out, same, BIG)
-    del out
-
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"jobs={jobs}, best of {a.repeat}")
+          f"jobs={jobs}, best of {a.repeat}; load average {load_before:.1f} after the maps of "
+          f"10^6 ints, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'workload':<22} {'implementation':<26} {'seconds':>9}  rate")
-    for what, name, seconds, rate in rows:
+    for what, name, seconds, rate in sorted(rows, key=lambda r: r[0], reverse=True):
         print(f"{what:<22} {name:<26} {seconds:9.3f}  {rate}")
     ints = {name: s for what, name, s, _ in rows if what.startswith("map")}
     peer = min(s for name, s in ints.items() if name != "parafork.map")
