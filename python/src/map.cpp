@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace parafork_python {
@@ -29,8 +30,9 @@ namespace {
 namespace pd = pf::detail;
 using clock_type = std::chrono::steady_clock;
 
-// A chunk's results as the engine carries them: the number of results, padding to 64 bytes
-// (the message's buffers keep their alignment where the parent keeps the bytes), the message.
+// A chunk's results as the engine carries them: the number of results, the nanoseconds the
+// worker spent on them (the parent sizes chunks by it), padding to 64 bytes (the message's
+// buffers keep their alignment where the parent keeps the bytes), the message.
 constexpr std::size_t results_head = 64;
 
 py::object core_attr(const char* name) { return py::module_::import("parafork._core").attr(name); }
@@ -66,10 +68,12 @@ void fail_item(pd::kid_output& out, std::uint64_t i, py::error_already_set& e) {
 
 // One answer carrying `items` results, pickled in p: through the pipe when small, lent (or by
 // memfd) when large.
-void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items, const pickled5& p) {
+void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items, std::uint64_t ns,
+                  const pickled5& p) {
     const std::size_t n = results_head + p.size();
     char head[results_head] = {};
     std::memcpy(head, &items, sizeof items);
+    std::memcpy(head + sizeof items, &ns, sizeof ns);
     if (n + sizeof(std::uint64_t) <= pf::wire::default_large_threshold) {
         static std::string s;  // one per worker, reused
         s.clear();
@@ -107,15 +111,17 @@ public:
         if (clock_type::now() - since_ >= k_.flush_every) flush();
     }
     void flush() {
-        since_ = clock_type::now();
+        const auto began = std::exchange(since_, clock_type::now());
         if (!list_) return;
+        const auto ns = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(since_ - began).count());
         py::object l = std::move(list_);  // list_ is empty again
         const auto n = static_cast<std::uint64_t>(PyList_GET_SIZE(l.ptr()));
         const std::uint64_t first = first_;
         first_ += n;
         try {
             pickled5 p(l);
-            send_results(out_, first, n, p);
+            send_results(out_, first, n, ns, p);
             for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
             return;
         } catch (py::error_already_set&) {
@@ -126,7 +132,7 @@ public:
             one.append(PyList_GET_ITEM(l.ptr(), static_cast<Py_ssize_t>(j)));
             try {
                 pickled5 p(one, false);
-                send_results(out_, first + j, 1, p);
+                send_results(out_, first + j, 1, ns / n, p);
             } catch (py::error_already_set&) {
                 try {
                     core_attr("_check_result")(one[0]);
@@ -350,10 +356,24 @@ private:
             if (lazy_ && pushed_ - consumed_ >= 4 * std::uint64_t{jobs_} * last_chunk_) return;
             std::uint64_t cap = sized_ ? pd::auto_index_chunk(total_, jobs_)
                                        : pd::auto_stream_chunk(pushed_, jobs_);
-            last_chunk_ = o_.chunksize ? o_.chunksize : sizer_.next(cap, c.answered, jobs_);
+            last_chunk_ = o_.chunksize ? o_.chunksize : auto_chunk(cap);
             if (sized_) push_range(last_chunk_);
             else push_items(last_chunk_);
         }
+    }
+    // Chunks of about 10 ms of a worker's time, by what the workers measured (not by the wall
+    // clock here, which counts round trips and start-up: on a busy machine that kept chunks
+    // of 1 item, whose round trips then kept the estimate low). From 1 item, at most doubling.
+    std::uint64_t auto_chunk(std::uint64_t cap) {
+        std::uint64_t want = std::min(cap, last_chunk_ * 2);
+        if (measured_items_ == 0) {
+            want = 1;  // nothing measured yet: one item, to learn what an item costs
+        } else {
+            const double per_item = std::max(1.0, measured_ns_ / static_cast<double>(measured_items_));
+            const double fit = 1e7 / per_item;
+            if (fit < static_cast<double>(want)) want = static_cast<std::uint64_t>(fit);
+        }
+        return std::max<std::uint64_t>(want, 1);
     }
     void push_range(std::uint64_t chunk) {
         pd::job j;
@@ -549,6 +569,10 @@ private:
         if (items == 0 || items > UINT32_MAX || (whole && items > room))
             throw pf::protocol_error("parafork: map results do not fit their answers");
         const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(items, room));
+        std::uint64_t ns = 0;
+        std::memcpy(&ns, bytes.data() + sizeof items, sizeof ns);
+        measured_ns_ += static_cast<double>(ns);
+        measured_items_ += items;
         py::object values;
         try {
             values = unpickle5(bytes.substr(results_head), owner);
@@ -633,7 +657,8 @@ private:
     kid_ctx kid_{};
     std::unique_ptr<pd::executor> eng_;
     unsigned jobs_ = 1;
-    pd::chunk_sizer sizer_;
+    double measured_ns_ = 0;
+    std::uint64_t measured_items_ = 0;
     std::uint64_t total_ = 0, pushed_ = 0, got_ = 0, consumed_ = 0, next_ = 0, last_chunk_ = 1;
     bool input_done_ = false, iter_done_ = false, done_ = false;
     py::object error_;                 // map: the first failure
