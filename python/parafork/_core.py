@@ -129,3 +129,27 @@ def _worker_died(what, pid, signal, exitcode, task):
 
 def _task_timeout(what, pid, task):
     return TaskTimeout(what, pid, task)
+
+
+def _check_result(y):
+    """In a worker: raises _ResultNotPicklable when y cannot be pickled (names the type and why)."""
+    try:
+        pickle.dumps(y, 5)
+    except Exception as e:
+        raise _ResultNotPicklable(f"{type(y).__name__} result: {type(e).__name__}: {e}") from e
+
+
+def _input_not_picklable(task, exc):
+    e = PicklingError(f"item {task} of the input (task {task}) cannot be pickled: "
+                      f"{type(exc).__name__}: {exc}", None, task)
+    e.__cause__ = exc
+    return e
+
+
+def _unpickle_failure(first, count, exc):
+    last = first + count - 1
+    which = f"task {first}" if count == 1 else f"tasks {first} to {last}"
+    e = RemoteError(f"the results of {which} cannot be unpickled: {type(exc).__name__}: {exc}",
+                    type(exc).__module__ + "." + type(exc).__qualname__, None, first)
+    e.__cause__ = exc
+    return e

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <mutex>
 
 namespace parafork_python {
@@ -53,6 +55,91 @@ static void run_python_handlers() {
     if (!t_saved && !PyGILState_Check()) return;
     with_gil g;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+namespace {
+struct head5 {
+    std::uint32_t magic;
+    std::uint32_t buffers;
+    std::uint64_t stream;
+};
+constexpr std::uint32_t magic5 = 0x35666670;  // "pff5"
+constexpr std::size_t align5 = 64;
+
+py::object& pickle_attr(const char* name) {
+    static auto* dumps = new py::object(py::module_::import("pickle").attr("dumps"));
+    static auto* loads = new py::object(py::module_::import("pickle").attr("loads"));
+    return std::string_view(name) == "dumps" ? *dumps : *loads;
+}
+} // namespace
+
+pickled5::pickled5(py::handle obj, bool out_of_band) {
+    if (out_of_band)
+        stream_ = pickle_attr("dumps")(obj, 5, py::arg("buffer_callback") = buffers_.attr("append"));
+    else
+        stream_ = pickle_attr("dumps")(obj, 5);
+    const std::size_t n = buffers_.size();
+    head5 h{magic5, static_cast<std::uint32_t>(n), static_cast<std::uint64_t>(PyBytes_GET_SIZE(stream_.ptr()))};
+    std::size_t at = sizeof h + 16 * n + h.stream;
+    std::vector<std::uint64_t> table;
+    for (std::size_t k = 0; k < n; ++k) {
+        const Py_buffer* v = PyPickleBuffer_GetBuffer(buffers_[k].ptr());
+        if (!v) throw py::error_already_set();
+        if (!PyBuffer_IsContiguous(v, 'A')) {
+            PyErr_SetString(PyExc_BufferError, "parafork: an out-of-band buffer is not contiguous");
+            throw py::error_already_set();
+        }
+        views_.push_back(v);
+        ends_.push_back(at);
+        at = (at + align5 - 1) / align5 * align5;
+        offsets_.push_back(at);
+        table.push_back(at);
+        table.push_back(static_cast<std::uint64_t>(v->len));
+        at += static_cast<std::size_t>(v->len);
+    }
+    size_ = at;
+    head_.append(reinterpret_cast<const char*>(&h), sizeof h);
+    head_.append(reinterpret_cast<const char*>(table.data()), table.size() * sizeof(std::uint64_t));
+}
+
+py::object unpickle5(std::string_view msg, py::handle owner) {
+    head5 h;
+    if (msg.size() < sizeof h) throw pf::protocol_error("parafork: short pickled message");
+    std::memcpy(&h, msg.data(), sizeof h);
+    const std::size_t size = msg.size();
+    if (h.magic != magic5 || h.buffers > (size - sizeof h) / 16 ||
+        h.stream > size - sizeof h - 16 * std::size_t{h.buffers})
+        throw pf::protocol_error("parafork: malformed pickled message");
+    const std::size_t stream_at = sizeof h + 16 * std::size_t{h.buffers};
+    if (h.buffers == 0)
+        return pickle_attr("loads")(py::memoryview::from_memory(msg.data() + stream_at,
+                                                                static_cast<Py_ssize_t>(h.stream)));
+    py::object base;
+    std::size_t shift = 0;  // where msg starts in base
+    if (owner) {
+        base = py::reinterpret_borrow<py::object>(owner);
+        shift = static_cast<std::size_t>(msg.data() - PyByteArray_AS_STRING(owner.ptr()));
+    } else {
+        base = py::reinterpret_steal<py::object>(
+            PyByteArray_FromStringAndSize(msg.data(), static_cast<Py_ssize_t>(size)));
+        if (!base) throw py::error_already_set();
+    }
+    py::object view = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(base.ptr()));
+    if (!view) throw py::error_already_set();
+    py::list buffers;
+    std::size_t end = stream_at + h.stream;
+    for (std::uint32_t k = 0; k < h.buffers; ++k) {
+        std::uint64_t at, len;
+        std::memcpy(&at, msg.data() + sizeof h + 16 * k, 8);
+        std::memcpy(&len, msg.data() + sizeof h + 16 * k + 8, 8);
+        if (at < end || at > size || len > size - at)
+            throw pf::protocol_error("parafork: malformed pickled message (buffer table)");
+        end = at + len;
+        buffers.append(view[py::slice(static_cast<Py_ssize_t>(shift + at), static_cast<Py_ssize_t>(shift + end), 1)]);
+    }
+    py::object stream = view[py::slice(static_cast<Py_ssize_t>(shift + stream_at),
+                                       static_cast<Py_ssize_t>(shift + stream_at + h.stream), 1)];
+    return pickle_attr("loads")(stream, py::arg("buffers") = buffers);
 }
 
 void install_fork_hooks() {

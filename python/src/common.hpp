@@ -9,7 +9,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include <parafork/parafork.hpp>
 
@@ -75,6 +77,41 @@ pf::options make_options(const py::object& jobs, const py::object& chunksize, co
                          unsigned retries, bool progress, const py::object& name);
 // Turns what parafork threw into the Python exception the caller sees. Holds the GIL.
 [[noreturn]] void raise_python(std::exception_ptr ep);
+
+// ---- pickle protocol 5, buffers out of band --------------------------------------------------
+// A pickled value as one message: a header, a table of buffers, the pickle stream, then each
+// out-of-band buffer (a numpy array's memory, never copied into the stream) at a 64-byte
+// aligned offset. Built from a live object: the buffers are read from their owners' memory.
+class pickled5 {
+public:
+    // pickle.dumps(obj, 5), its buffers out of band unless `out_of_band` is false. Throws
+    // error_already_set (what dumps raised, or BufferError for a buffer that is not contiguous).
+    explicit pickled5(py::handle obj, bool out_of_band = true);
+    std::size_t size() const noexcept { return size_; }
+    // Appends the message to `out` (a std::string or a std::vector<char>), piece by piece.
+    template <class Out>
+    void write_to(Out& out) const {
+        out.insert(out.end(), head_.begin(), head_.end());
+        auto put = [&out](const char* p, std::size_t n) { out.insert(out.end(), p, p + n); };
+        put(PyBytes_AS_STRING(stream_.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(stream_.ptr())));
+        for (std::size_t k = 0; k < views_.size(); ++k) {
+            out.insert(out.end(), offsets_[k] - ends_[k], '\0');  // alignment
+            put(static_cast<const char*>(views_[k]->buf), static_cast<std::size_t>(views_[k]->len));
+        }
+    }
+
+private:
+    py::bytes stream_;
+    py::list buffers_;                      // the PickleBuffers: they keep views_ valid
+    std::vector<const Py_buffer*> views_;
+    std::vector<std::size_t> offsets_, ends_;  // where buffer k starts; where the piece before it ends
+    std::string head_;                      // header and buffer table
+    std::size_t size_ = 0;
+};
+// A pickled5 message back to its object; a malformed message is parafork::protocol_error.
+// With `owner` (a bytearray that holds `msg`) the out-of-band buffers are views of it (no copy;
+// aligned as the message sits in it); without, the message is copied first.
+py::object unpickle5(std::string_view msg, py::handle owner = py::handle());
 
 // Each part of the module adds its functions here.
 void bind_map(py::module_& m);

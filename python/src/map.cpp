@@ -1,262 +1,703 @@
 // map, starmap, imap, imap_unordered: workers fork at the call, so the function and the input
-// reach them by fork; only results cross, pickled, as bytes through the C++ engine.
+// reach them by fork. One engine job is a chunk of items; a worker runs the whole chunk and
+// pickles its results as ONE list (protocol 5, buffers out of band), and the parent unpickles a
+// chunk at a time. Each item is still the engine's own: a death, a timeout or an exception is
+// blamed on the item that was running, and retries re-run single items.
 
 #include "common.hpp"
 
+#include <parafork/exec/core/detail/results.hpp>
+#include <parafork/exec/core/detail/worker.hpp>
+#include <parafork/exec/core/executor.hpp>
+#include <parafork/exec/forked/forked.hpp>
+#include <parafork/wire/large.hpp>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
-#include <iterator>
+#include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
-#include <type_traits>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace parafork_python {
-// Named, not anonymous: clang would flag the iterator's unused operators in an anonymous one.
-// Indices 0..n as a sized random-access range (no std::views: clang 14 cannot compile
-// libstdc++ 12's).
-struct index_iterator {
-    using value_type = std::uint64_t;
-    using difference_type = std::ptrdiff_t;
-    using iterator_concept = std::random_access_iterator_tag;
-    using iterator_category = std::random_access_iterator_tag;
-    std::uint64_t i = 0;
-
-    std::uint64_t operator*() const { return i; }
-    std::uint64_t operator[](difference_type n) const { return i + static_cast<std::uint64_t>(n); }
-    index_iterator& operator++() { return ++i, *this; }
-    index_iterator operator++(int) { return {i++}; }
-    index_iterator& operator--() { return --i, *this; }
-    index_iterator operator--(int) { return {i--}; }
-    index_iterator& operator+=(difference_type n) { return i += static_cast<std::uint64_t>(n), *this; }
-    index_iterator& operator-=(difference_type n) { return i -= static_cast<std::uint64_t>(n), *this; }
-    friend index_iterator operator+(index_iterator a, difference_type n) { return a += n; }
-    friend index_iterator operator+(difference_type n, index_iterator a) { return a += n; }
-    friend index_iterator operator-(index_iterator a, difference_type n) { return a -= n; }
-    friend difference_type operator-(index_iterator a, index_iterator b) {
-        return static_cast<difference_type>(a.i - b.i);
-    }
-    friend auto operator<=>(index_iterator, index_iterator) = default;
-};
-struct index_range {
-    std::uint64_t n;
-    index_iterator begin() const { return {0}; }
-    index_iterator end() const { return {n}; }
-    std::size_t size() const { return static_cast<std::size_t>(n); }
-};
-
 namespace {
 
-// Sized sequences: the worker indexes its own copy (nothing of the input is sent).
-struct index_task {
+namespace pd = pf::detail;
+using clock_type = std::chrono::steady_clock;
+
+// A chunk's results as the engine carries them: the number of results, the nanoseconds the
+// worker spent on them (the parent sizes chunks by it), padding to 64 bytes (the message's
+// buffers keep their alignment where the parent keeps the bytes), the message.
+constexpr std::size_t results_head = 64;
+
+py::object core_attr(const char* name) { return py::module_::import("parafork._core").attr(name); }
+
+// ---- in a worker -------------------------------------------------------------------------------
+
+struct kid_ctx {
     PyObject* f;
-    PyObject* seq;
+    PyObject* seq;  // a sized sequence the worker indexes, or null (items come pickled)
     bool star;
-    std::string operator()(std::uint64_t i) const {
-        with_gil g;
-        py::object x = py::reinterpret_steal<py::object>(PySequence_GetItem(seq, static_cast<Py_ssize_t>(i)));
-        if (!x) {
-            py::error_already_set e;
-            throw_task_failure(e);
-        }
-        return run_task(f, x.ptr(), star);
-    }
-};
-// Other iterables: the parent pickles each item as it pulls it.
-struct item_task {
-    PyObject* f;
-    bool star;
-    std::string operator()(const std::string& pickled) const {
-        with_gil g;
-        py::object x;
-        try {
-            x = h->loads(py::bytes(pickled));
-        } catch (py::error_already_set& e) {
-            throw_task_failure(e);
-        }
-        return run_task(f, x.ptr(), star);
-    }
+    bool timed;                       // a task_timeout: answers go out every flush_every
+    clock_type::duration flush_every; // results held no longer than this
 };
 
-// ---- in the parent ---------------------------------------------------------------------------
-// A Python iterator as an input range of pickled items, pulled lazily by the engine.
-class pickled_items {
+PyObject* call_f(const kid_ctx& k, PyObject* x) {
+    if (!k.star) return PyObject_CallOneArg(k.f, x);
+    if (PyTuple_Check(x)) return PyObject_Call(k.f, x, nullptr);
+    PyObject* t = PySequence_Tuple(x);
+    if (!t) return nullptr;
+    PyObject* y = PyObject_Call(k.f, t, nullptr);
+    Py_DECREF(t);
+    return y;
+}
+
+// Reports the Python exception being handled as item i's failure.
+void fail_item(pd::kid_output& out, std::uint64_t i, py::error_already_set& e) {
+    try {
+        throw_task_failure(e);
+    } catch (...) {
+        out.fail_current(i);
+    }
+}
+
+// One answer carrying `items` results, pickled in p: through the pipe when small, lent (or by
+// memfd) when large.
+void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items, std::uint64_t ns,
+                  const pickled5& p) {
+    const std::size_t n = results_head + p.size();
+    char head[results_head] = {};
+    std::memcpy(head, &items, sizeof items);
+    std::memcpy(head + sizeof items, &ns, sizeof ns);
+    if (n + sizeof(std::uint64_t) <= pf::wire::default_large_threshold) {
+        static std::string s;  // one per worker, reused
+        s.clear();
+        const std::uint64_t len = n;  // the wire's own encoding of a byte vector: length, bytes
+        s.append(reinterpret_cast<const char*>(&len), sizeof len);
+        s.append(head, results_head);
+        p.write_to(s);
+        out.encoded(first, s);
+    } else {
+        std::vector<char> v;  // filled piece by piece: never zero-filled first
+        v.reserve(n);
+        pd::prepare_bulk_destination(v.data(), n);
+        v.insert(v.end(), head, head + results_head);
+        p.write_to(v);
+        out.value(first, v);
+    }
+}
+
+// The results of a run of items, held until the run ends or has been held flush_every.
+class batch {
 public:
-    pickled_items(PyObject* it, PyObject* dumps) : it_(it), dumps_(dumps) {}
-    struct sentinel {};
-    class iterator {
-    public:
-        using value_type = std::string;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(pickled_items* r) : r_(r) { r_->pull(); }
-        const std::string& operator*() const { return r_->cur_; }
-        iterator& operator++() {
-            r_->pull();
-            return *this;
-        }
-        void operator++(int) { r_->pull(); }
-        friend bool operator==(const iterator& a, sentinel) { return a.r_->done(); }
+    batch(pd::kid_output& out, const kid_ctx& k, std::uint64_t first)
+        : out_(out), k_(k), first_(first), since_(clock_type::now()) {}
 
-    private:
-        pickled_items* r_ = nullptr;
-    };
-    iterator begin() { return iterator(this); }
-    sentinel end() { return {}; }
-    bool done() const noexcept { return done_; }
+    void add(PyObject* y) {  // steals y
+        if (!list_) list_ = py::list();
+        int r = PyList_Append(list_.ptr(), y);
+        Py_DECREF(y);
+        if (r != 0) throw py::error_already_set();
+    }
+    // Before item i starts: answers the held results if they have waited long enough (with a
+    // timeout, so that the parent's clock restarts near each item's start).
+    void before(std::uint64_t n) {
+        if (!list_ || (!k_.timed && (n & 255) != 0)) return;
+        if (clock_type::now() - since_ >= k_.flush_every) flush();
+    }
+    void flush() {
+        const auto began = std::exchange(since_, clock_type::now());
+        if (!list_) return;
+        const auto ns = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(since_ - began).count());
+        py::object l = std::move(list_);  // list_ is empty again
+        const auto n = static_cast<std::uint64_t>(PyList_GET_SIZE(l.ptr()));
+        const std::uint64_t first = first_;
+        first_ += n;
+        try {
+            pickled5 p(l);
+            send_results(out_, first, n, ns, p);
+            for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
+            return;
+        } catch (py::error_already_set&) {
+            // One result at a time, to name the one that cannot be pickled.
+        }
+        for (std::uint64_t j = 0; j < n; ++j) {
+            py::list one;
+            one.append(PyList_GET_ITEM(l.ptr(), static_cast<Py_ssize_t>(j)));
+            try {
+                pickled5 p(one, false);
+                send_results(out_, first + j, 1, ns / n, p);
+            } catch (py::error_already_set&) {
+                try {
+                    core_attr("_check_result")(one[0]);
+                    throw;  // it pickles alone: report what failed here
+                } catch (py::error_already_set& e) {
+                    fail_item(out_, first + j, e);
+                }
+            }
+        }
+    }
+    // After item i failed (its failure sent): the next result is item i + 1's.
+    void skip_to(std::uint64_t i) { first_ = i; }
 
 private:
-    void pull() {
-        with_gil g;
-        py::object x = py::reinterpret_steal<py::object>(PyIter_Next(it_));
-        if (!x) {
-            if (PyErr_Occurred()) throw py::error_already_set();
+    pd::kid_output& out_;
+    const kid_ctx& k_;
+    py::object list_;
+    std::uint64_t first_;
+    clock_type::time_point since_;
+};
+
+// Runs items [first, first + count) in a worker: from its own copy of the sequence, or from
+// the chunk the parent pickled (its first item's index, then the pickled list).
+void run_job(void* ctx, pd::job_kind kind, std::uint64_t first, std::uint32_t count,
+             std::string_view body, pd::kid_output& out) {
+    const auto& k = *static_cast<const kid_ctx*>(ctx);
+    py::object items;
+    std::uint64_t base = 0;
+    if (kind == pd::job_kind::items) {
+        if (body.size() < sizeof base) throw pf::protocol_error("parafork: short map chunk");
+        std::memcpy(&base, body.data(), sizeof base);
+        try {
+            items = unpickle5(body.substr(sizeof base));
+        } catch (py::error_already_set& e) {
+            for (std::uint32_t n = 0; n < count; ++n) {
+                out.start(first + n);
+                fail_item(out, first + n, e);
+            }
+            return;
+        }
+        if (!PyList_Check(items.ptr()) || first < base ||
+            first - base + count > static_cast<std::uint64_t>(PyList_GET_SIZE(items.ptr())))
+            throw pf::protocol_error("parafork: a map chunk does not hold its items");
+    } else if (kind != pd::job_kind::range || !k.seq) {
+        throw pf::protocol_error("parafork: unexpected map job");
+    }
+    batch b(out, k, first);
+    for (std::uint32_t n = 0; n < count; ++n) {
+        const std::uint64_t i = first + n;
+        b.before(n);
+        out.start(i);  // from here a death of this worker is item i's
+        PyObject* x;
+        if (items) {
+            x = PyList_GET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i - base));
+            Py_INCREF(x);
+        } else {
+            x = PySequence_GetItem(k.seq, static_cast<Py_ssize_t>(i));
+        }
+        PyObject* y = x ? call_f(k, x) : nullptr;
+        Py_XDECREF(x);
+        if (!y) {
+            py::error_already_set e;
+            b.flush();
+            fail_item(out, i, e);
+            b.skip_to(i + 1);
+            continue;
+        }
+        b.add(y);
+    }
+    b.flush();
+}
+
+// ---- in the parent -------------------------------------------------------------------------------
+
+// Answered items: values[off, off + count) are items first.. (or error, raised once for all).
+struct piece {
+    std::uint64_t first = 0;
+    std::uint32_t count = 0;
+    py::object values;
+    std::size_t off = 0;
+    py::object error;
+};
+
+py::object to_exception(std::exception_ptr ep) {
+    try {
+        raise_python(ep);
+    } catch (py::error_already_set& e) {
+        return e.value();
+    }
+}
+
+[[noreturn]] void raise_exception(const py::object& exc) {
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    throw py::error_already_set();
+}
+
+// One call of map / imap: the engine, the feeding of chunks, and the answers as they come.
+class map_run final : public pd::executor_sink {
+public:
+    map_run(py::object f, py::object items, bool sized, bool star, bool ordered, bool lazy,
+            pf::options o)
+        : f_(std::move(f)), items_(std::move(items)), sized_(sized), ordered_(ordered),
+          lazy_(lazy), o_(std::move(o)) {
+        if (sized_) {
+            const Py_ssize_t n = PySequence_Size(items_.ptr());
+            if (n < 0) throw py::error_already_set();
+            total_ = static_cast<std::uint64_t>(n);
+        } else {
+            it_ = py::reinterpret_steal<py::object>(PyObject_GetIter(items_.ptr()));
+            if (!it_) throw py::error_already_set();
+            carry_ = py::list();
+        }
+        kid_.f = f_.ptr();
+        kid_.seq = sized_ ? items_.ptr() : nullptr;
+        kid_.star = star;
+        kid_.timed = o_.task_timeout.count() > 0;
+        kid_.flush_every = kid_.timed
+            ? clock_type::duration(std::clamp<std::chrono::microseconds>(
+                  std::chrono::duration_cast<std::chrono::microseconds>(o_.task_timeout) / 64,
+                  std::chrono::microseconds(500), std::chrono::milliseconds(20)))
+            : clock_type::duration(std::chrono::milliseconds(100));
+        if (sized_ && total_ == 0) {
             done_ = true;
             return;
         }
-        cur_ = py::bytes(py::handle(dumps_)(x, 5));
-    }
-    PyObject* it_;
-    PyObject* dumps_;
-    std::string cur_;
-    bool done_ = false;
-};
-
-// map / starmap over a sized sequence: forked in index mode; results kept as bytes in input
-// order, unpickled at the end.
-py::list map_sequence(const py::object& f, const py::object& seq, bool star, const py::object& jobs,
-                      const py::object& chunksize, const py::object& timeout, unsigned retries,
-                      bool progress, const py::object& name) {
-    const Py_ssize_t n = PySequence_Size(seq.ptr());
-    if (n < 0) throw py::error_already_set();
-    pf::options o = make_options(jobs, chunksize, timeout, retries, progress, name);
-    o.ordered = false;
-    std::vector<std::string> out(static_cast<std::size_t>(n));
-    index_task task{f.ptr(), seq.ptr(), star};
-    flush_stdio();
-    std::exception_ptr failed;
-    {
-        without_gil ng;
-        try {
-            pf::forked(index_range{static_cast<std::uint64_t>(n)},
-                       [&task](std::size_t, std::uint64_t i) { return task(i); },
-                       [&out](std::size_t i, std::string&& y) { out[i] = std::move(y); }, o);
-        } catch (...) {
-            failed = std::current_exception();
-        }
-    }
-    if (failed) raise_python(failed);
-    py::list result(n);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        auto& b = out[static_cast<std::size_t>(i)];
-        py::object y = h->loads(py::memoryview::from_memory(b.data(), static_cast<Py_ssize_t>(b.size())));
-        std::string().swap(b);
-        PyList_SET_ITEM(result.ptr(), i, y.release().ptr());
-    }
-    return result;
-}
-
-// imap / imap_unordered: a pool around one callable, made (forked) at the call and driven by
-// the Python iterator, so at most a few chunks per worker are ahead of the consumer.
-class lazy_results {
-public:
-    virtual ~lazy_results() = default;
-    virtual py::object next() = 0;
-};
-
-template <class Task, class Range, bool Ordered>
-class lazy_impl final : public lazy_results {
-    using pool_t = pf::pool<Task>;
-    using seq_t = decltype(std::declval<pool_t&>().imap(std::declval<Range>()));
-    using useq_t = decltype(std::declval<pool_t&>().imap_unordered(std::declval<Range>()));
-    using sequence_t = std::conditional_t<Ordered, seq_t, useq_t>;
-
-    static sequence_t start(pool_t& p, Range&& r) {
-        if constexpr (Ordered) return p.imap(std::move(r));
-        else return p.imap_unordered(std::move(r));
-    }
-
-public:
-    lazy_impl(py::object f, py::object keep, Task task, Range range, const pf::options& o)
-        : f_(std::move(f)), keep_(std::move(keep)), pool_(make_pool(task, o)),
-          seq_(start(*pool_, std::move(range))) {}
-    ~lazy_impl() override {
-        without_gil ng;
-        pool_->terminate();
-    }
-
-    py::object next() override {
         std::exception_ptr failed;
-        std::string bytes;
-        std::size_t index = 0;
-        bool end = false;
+        flush_stdio();
         {
             without_gil ng;
             try {
-                if (!it_) it_.emplace(seq_.begin());
-                else ++*it_;
-                if (*it_ == seq_.end()) {
-                    end = true;
-                } else if constexpr (Ordered) {
-                    bytes = std::move(**it_);
-                } else {
-                    auto& [i, y] = **it_;
-                    index = i;
-                    bytes = std::move(y);
-                }
+                if (sized_) o_.jobs = static_cast<unsigned>(std::min<std::uint64_t>(pf::resolve_jobs(o_.jobs), total_));
+                eng_ = pd::make_local_executor(o_, &run_job, &kid_, total_);
             } catch (...) {
                 failed = std::current_exception();
             }
         }
         if (failed) raise_python(failed);
-        if (end) throw py::stop_iteration();
-        py::object y = h->loads(py::memoryview::from_memory(bytes.data(), static_cast<Py_ssize_t>(bytes.size())));
-        if constexpr (Ordered) return y;
-        else return py::make_tuple(index, y);
+        jobs_ = eng_->size();
+        if (!lazy_ && ordered_) out_.assign(static_cast<std::size_t>(total_), nullptr);
     }
+    ~map_run() {
+        stop();
+        for (PyObject* y : out_) Py_XDECREF(y);
+    }
+    map_run(const map_run&) = delete;
+    map_run& operator=(const map_run&) = delete;
+
+    // map: every result, in input order (or completion order).
+    py::list run() {
+        while (!done_) {
+            feed();
+            if (error_) break;
+            if (!pump()) break;
+            if (error_) break;
+        }
+        if (error_) {
+            stop();
+            raise_exception(error_);
+        }
+        finish();
+        const std::size_t n = out_.size();
+        if (got_ != pushed_ || (ordered_ && n != pushed_))
+            throw pf::protocol_error("parafork: map: " + std::to_string(got_) + " of " +
+                                     std::to_string(pushed_) + " items answered");
+        py::list result(static_cast<Py_ssize_t>(n));
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!out_[i]) throw pf::protocol_error("parafork: map: an item has no result");
+            PyList_SET_ITEM(result.ptr(), static_cast<Py_ssize_t>(i), out_[i]);
+            out_[i] = nullptr;
+        }
+        out_.clear();
+        return result;
+    }
+
+    // imap: the next result (input order, or completion order as (index, result)).
+    py::object next() {
+        for (;;) {
+            if (cur_.count) {
+                const std::uint64_t i = cur_.first + pos_;
+                if (cur_.error) {
+                    py::object e = std::move(cur_.error);
+                    consumed_ += cur_.count;
+                    next_ = cur_.first + cur_.count;
+                    cur_ = piece{};
+                    raise_exception(e);
+                }
+                py::object y = py::reinterpret_borrow<py::object>(
+                    PyList_GET_ITEM(cur_.values.ptr(), static_cast<Py_ssize_t>(cur_.off + pos_)));
+                ++consumed_;
+                if (++pos_ == cur_.count) {
+                    next_ = cur_.first + cur_.count;
+                    cur_ = piece{};
+                    pos_ = 0;
+                }
+                if (pairs_) return py::make_tuple(i, y);
+                return y;
+            }
+            if (take()) continue;
+            if (done_ || (input_done_ && consumed_ == pushed_)) {
+                finish();
+                throw py::stop_iteration();
+            }
+            feed();
+            if (take()) continue;
+            if (!pump() && !take() && !(input_done_ && consumed_ == pushed_)) {
+                stop();
+                throw pf::protocol_error("parafork: imap lost items");
+            }
+        }
+    }
+    bool pairs_ = false;  // imap_unordered: (index, result)
 
 private:
-    static std::unique_ptr<pool_t> make_pool(Task task, const pf::options& o) {
-        flush_stdio();
-        without_gil ng;
-        return std::make_unique<pool_t>(task, o);
+    // Pushes chunks while the engine's queue is short (and, for imap, while not too far ahead
+    // of the consumer).
+    void feed() {
+        if (!eng_ || eng_->stopped()) return;
+        while (!input_done_ && !error_) {
+            const auto c = eng_->counters();
+            if (c.queued >= 2 * jobs_) return;
+            if (lazy_ && pushed_ - consumed_ >= 4 * std::uint64_t{jobs_} * last_chunk_) return;
+            std::uint64_t cap = sized_ ? pd::auto_index_chunk(total_, jobs_)
+                                       : pd::auto_stream_chunk(pushed_, jobs_);
+            last_chunk_ = o_.chunksize ? o_.chunksize : auto_chunk(cap);
+            if (sized_) push_range(last_chunk_);
+            else push_items(last_chunk_);
+        }
+    }
+    // Chunks of about 10 ms of a worker's time, by what the workers measured (not by the wall
+    // clock here, which counts round trips and start-up: on a busy machine that kept chunks
+    // of 1 item, whose round trips then kept the estimate low). From 1 item, at most doubling.
+    std::uint64_t auto_chunk(std::uint64_t cap) {
+        std::uint64_t want = std::min(cap, last_chunk_ * 2);
+        if (measured_items_ == 0) {
+            want = 1;  // nothing measured yet: one item, to learn what an item costs
+        } else {
+            const double per_item = std::max(1.0, measured_ns_ / static_cast<double>(measured_items_));
+            const double fit = 1e7 / per_item;
+            if (fit < static_cast<double>(want)) want = static_cast<std::uint64_t>(fit);
+        }
+        return std::max<std::uint64_t>(want, 1);
+    }
+    void push_range(std::uint64_t chunk) {
+        pd::job j;
+        j.kind = pd::job_kind::range;
+        j.first = pushed_;
+        j.count = static_cast<std::uint32_t>(std::min<std::uint64_t>({chunk, total_ - pushed_, UINT32_MAX}));
+        pushed_ += j.count;
+        if (pushed_ == total_) input_done_ = true;
+        eng_->push(std::move(j));
+    }
+    // Pulls up to `chunk` items and sends them pickled as one list. An item that cannot be
+    // pickled fails as itself; the items around it go on.
+    void push_items(std::uint64_t chunk) {
+        push_items_pulled(chunk);
+        input_done_ = iter_done_ && PyList_GET_SIZE(carry_.ptr()) == 0;
+    }
+    void push_items_pulled(std::uint64_t chunk) {
+        py::list xs;
+        while (static_cast<std::uint64_t>(PyList_GET_SIZE(xs.ptr())) < chunk) {
+            PyObject* x;
+            if (PyList_GET_SIZE(carry_.ptr()) > 0) {
+                x = PyList_GET_ITEM(carry_.ptr(), 0);
+                Py_INCREF(x);
+                if (PySequence_DelItem(carry_.ptr(), 0) != 0) throw py::error_already_set();
+            } else {
+                x = iter_done_ ? nullptr : PyIter_Next(it_.ptr());
+                if (!x) {
+                    if (PyErr_Occurred()) throw py::error_already_set();
+                    iter_done_ = true;
+                    break;
+                }
+            }
+            int r = PyList_Append(xs.ptr(), x);
+            Py_DECREF(x);
+            if (r != 0) throw py::error_already_set();
+        }
+        const auto n = static_cast<std::uint64_t>(PyList_GET_SIZE(xs.ptr()));
+        if (n == 0) return;
+        std::optional<pickled5> p;
+        try {
+            p.emplace(xs);
+        } catch (py::error_already_set&) {
+            std::uint64_t bad = 0;
+            py::object why;
+            for (; bad < n; ++bad) {
+                try {
+                    pickled5 one(xs[bad]);
+                } catch (py::error_already_set& e) {
+                    why = e.value();
+                    break;
+                }
+            }
+            if (bad == n) throw;  // none alone: what the list raised
+            // The items after it wait in carry_ (before anything not yet pulled).
+            py::list rest = xs[py::slice(static_cast<Py_ssize_t>(bad + 1), static_cast<Py_ssize_t>(n), 1)];
+            rest += carry_;
+            carry_ = rest;
+            if (bad > 0) push_items_list(xs[py::slice(0, static_cast<Py_ssize_t>(bad), 1)]);
+            const std::uint64_t at = pushed_++;
+            if (!lazy_ && ordered_) out_.resize(static_cast<std::size_t>(pushed_), nullptr);
+            fail(at, 1, core_attr("_input_not_picklable")(at, why));
+            return;
+        }
+        send_chunk(*p, n);
+    }
+    void push_items_list(py::list xs) {
+        pickled5 p(xs);
+        send_chunk(p, static_cast<std::uint64_t>(PyList_GET_SIZE(xs.ptr())));
+    }
+    void send_chunk(const pickled5& p, std::uint64_t n) {
+        pd::job j;
+        j.kind = pd::job_kind::items;
+        j.first = pushed_;
+        j.count = static_cast<std::uint32_t>(n);
+        j.body.reserve(sizeof(std::uint64_t) + p.size());
+        j.body.append(reinterpret_cast<const char*>(&j.first), sizeof j.first);
+        p.write_to(j.body);
+        // The whole chunk is every part's: a part the engine cuts off (a retry) keeps it.
+        j.prefix = static_cast<std::uint32_t>(j.body.size());
+        j.offsets.assign(static_cast<std::size_t>(n), j.prefix);
+        pushed_ += n;
+        if (!lazy_ && ordered_) out_.resize(static_cast<std::size_t>(pushed_), nullptr);
+        eng_->push(std::move(j));
     }
 
-    py::object f_, keep_;
-    std::unique_ptr<pool_t> pool_;
-    sequence_t seq_;
-    std::optional<decltype(std::declval<sequence_t&>().begin())> it_;
+    // Runs the engine once without the GIL; false when it had nothing to do.
+    bool pump() {
+        if (!eng_ || eng_->stopped()) return false;
+        std::exception_ptr failed;
+        bool more = false;
+        {
+            without_gil ng;
+            try {
+                more = eng_->pump(*this);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+        }
+        if (failed) fail_call(failed);
+        return more;
+    }
+    // Lets the workers finish and exit; reaps them.
+    void finish() {
+        if (done_ && !eng_) return;
+        done_ = true;
+        if (!eng_ || eng_->stopped()) return;
+        std::exception_ptr failed;
+        {
+            without_gil ng;
+            try {
+                eng_->join(*this);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+        }
+        if (failed) fail_call(failed);
+    }
+    [[noreturn]] void fail_call(std::exception_ptr ep) {
+        stop();
+        done_ = true;
+        try {
+            std::rethrow_exception(ep);
+        } catch (py::error_already_set&) {
+            throw;
+        } catch (...) {
+            raise_python(std::current_exception());
+        }
+        throw pf::error("parafork: unreachable");
+    }
+    void stop() noexcept {
+        if (!eng_ || eng_->stopped()) return;
+        without_gil ng;
+        eng_->terminate();
+    }
+
+    // imap: the next piece to hand out, if it is here.
+    bool take() {
+        if (ordered_) {
+            auto it = held_.find(next_);
+            if (it == held_.end()) return false;
+            cur_ = std::move(it->second);
+            held_.erase(it);
+        } else {
+            if (ready_.empty()) return false;
+            cur_ = std::move(ready_.front());
+            ready_.pop_front();
+        }
+        pos_ = 0;
+        return true;
+    }
+
+    void deliver(std::uint64_t first, std::uint32_t count, const py::object& values, std::size_t off) {
+        if (lazy_) {
+            piece p{first, count, values, off, {}};
+            if (ordered_) held_.emplace(first, std::move(p));
+            else ready_.push_back(std::move(p));
+            return;
+        }
+        for (std::uint32_t k = 0; k < count; ++k) {
+            PyObject* y = PyList_GET_ITEM(values.ptr(), static_cast<Py_ssize_t>(off + k));
+            Py_INCREF(y);
+            if (ordered_) {
+                if (first + k >= out_.size() || out_[first + k]) {
+                    Py_DECREF(y);
+                    throw pf::protocol_error("parafork: map: a result for no item");
+                }
+                out_[first + k] = y;
+            } else {
+                out_.push_back(y);
+            }
+        }
+        got_ += count;
+    }
+    void fail(std::uint64_t index, std::uint32_t count, py::object exc) {
+        if (!lazy_) {
+            if (!error_) error_ = std::move(exc);
+            return;
+        }
+        piece p{index, count, {}, 0, std::move(exc)};
+        if (ordered_) held_.emplace(index, std::move(p));
+        else ready_.push_back(std::move(p));
+    }
+
+    // A chunk's results: [items][padding][message]; the first `count` are answered now, the
+    // rest by the empty answers that follow.
+    // Returns how many of the `room` answers starting at `first` it covers: all its items when
+    // `whole`, else at most `room` (the rest are answered later).
+    std::uint32_t results(std::uint64_t first, std::uint32_t room, bool whole, std::string_view bytes,
+                          py::handle owner) {
+        if (bytes.size() < results_head) throw pf::protocol_error("parafork: short map results");
+        std::uint64_t items = 0;
+        std::memcpy(&items, bytes.data(), sizeof items);
+        if (items == 0 || items > UINT32_MAX || (whole && items > room))
+            throw pf::protocol_error("parafork: map results do not fit their answers");
+        const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(items, room));
+        std::uint64_t ns = 0;
+        std::memcpy(&ns, bytes.data() + sizeof items, sizeof ns);
+        measured_ns_ += static_cast<double>(ns);
+        measured_items_ += items;
+        py::object values;
+        try {
+            values = unpickle5(bytes.substr(results_head), owner);
+            if (!PyList_Check(values.ptr()) || static_cast<std::uint64_t>(PyList_GET_SIZE(values.ptr())) != items)
+                throw pf::protocol_error("parafork: map results are not a list of their items");
+        } catch (py::error_already_set& e) {
+            py::object exc = core_attr("_unpickle_failure")(first, items, e.value());
+            fail(first, static_cast<std::uint32_t>(items), exc);
+            if (items > count) ahead_[first + count] = ahead{py::object(), 0, items - count};
+            return count;
+        }
+        deliver(first, count, values, 0);
+        if (items > count) ahead_[first + count] = ahead{values, count, items - count};
+        return count;
+    }
+
+    // A run of answers: first those whose values came earlier (with an earlier item's), then
+    // whole groups, each one chunk's results followed by the answers they cover. A run may end
+    // inside a group; the next run then starts with the rest of its answers.
+    void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
+        with_gil g;
+        std::uint64_t at = first;
+        std::uint32_t rest = count;
+        if (auto it = ahead_.find(at); it != ahead_.end()) {
+            ahead a = std::move(it->second);
+            ahead_.erase(it);
+            const auto k = static_cast<std::uint32_t>(std::min<std::uint64_t>(a.left, rest));
+            if (a.values) deliver(at, k, a.values, a.off);
+            a.off += k;
+            a.left -= k;
+            at += k;
+            rest -= k;
+            if (a.left) ahead_[at] = std::move(a);
+        }
+        while (!bytes.empty()) {
+            std::uint64_t len = 0;
+            if (bytes.size() < sizeof len) throw pf::protocol_error("parafork: short map answer");
+            std::memcpy(&len, bytes.data(), sizeof len);
+            if (len > bytes.size() - sizeof len) throw pf::protocol_error("parafork: map answer size");
+            std::string_view group = bytes.substr(sizeof len, static_cast<std::size_t>(len));
+            bytes.remove_prefix(sizeof len + static_cast<std::size_t>(len));
+            if (rest == 0) throw pf::protocol_error("parafork: map results for no answer");
+            rest -= results(at, rest, !bytes.empty(), group, py::handle());
+            at = first + (count - rest);
+        }
+        if (rest != 0) throw pf::protocol_error("parafork: map: an answer without its value");
+    }
+    void on_failure(std::uint64_t index, const pd::failure_info& f) override {
+        with_gil g;
+        fail(index, 1, to_exception(pd::make_failure(f, static_cast<std::size_t>(index))));
+    }
+    // A large chunk of results, copied straight from the worker's memory into the bytearray its
+    // numpy arrays will live in.
+    bool on_lent(std::uint64_t index, const pd::lent_ref& r) override {
+        if (r.v.count != r.v.bytes) throw pf::protocol_error("parafork: map: a lent value's size");
+        PyObject* raw;
+        char* dst;
+        {
+            with_gil g;
+            raw = PyByteArray_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(r.v.bytes));
+            if (!raw) throw py::error_already_set();
+            dst = PyByteArray_AS_STRING(raw);
+        }
+        pd::prepare_bulk_destination(dst, static_cast<std::size_t>(r.v.bytes));
+        const bool ok = pd::copy_lent(r, dst, 1, [](void*, std::size_t) {}, nullptr);
+        with_gil g;
+        auto ba = py::reinterpret_steal<py::object>(raw);
+        if (!ok) return false;
+        results(index, 1, false, std::string_view(dst, static_cast<std::size_t>(r.v.bytes)), ba);
+        return true;
+    }
+
+    struct ahead {
+        py::object values;  // none: they could not be unpickled (the failure is out already)
+        std::size_t off;
+        std::uint64_t left;
+    };
+
+    py::object f_, items_, it_, carry_;
+    bool sized_, ordered_, lazy_;
+    pf::options o_;
+    kid_ctx kid_{};
+    std::unique_ptr<pd::executor> eng_;
+    unsigned jobs_ = 1;
+    double measured_ns_ = 0;
+    std::uint64_t measured_items_ = 0;
+    std::uint64_t total_ = 0, pushed_ = 0, got_ = 0, consumed_ = 0, next_ = 0, last_chunk_ = 1;
+    bool input_done_ = false, iter_done_ = false, done_ = false;
+    py::object error_;                 // map: the first failure
+    std::vector<PyObject*> out_;       // map: owned results
+    std::map<std::uint64_t, ahead> ahead_;
+    std::map<std::uint64_t, piece> held_;  // imap, ordered
+    std::deque<piece> ready_;              // imap, unordered
+    piece cur_;
+    std::uint32_t pos_ = 0;
 };
 
-std::unique_ptr<lazy_results> imap(const py::object& f, const py::object& items, bool sized, bool star,
-                                   bool ordered, const py::object& jobs, const py::object& chunksize,
-                                   const py::object& timeout, unsigned retries, bool progress,
-                                   const py::object& name) {
-    pf::options o = make_options(jobs, chunksize, timeout, retries, progress, name);
-    if (sized) {
-        const Py_ssize_t n = PySequence_Size(items.ptr());
-        if (n < 0) throw py::error_already_set();
-        index_task task{f.ptr(), items.ptr(), star};
-        index_range r{static_cast<std::uint64_t>(n)};
-        if (ordered) return std::make_unique<lazy_impl<index_task, index_range, true>>(f, items, task, r, o);
-        return std::make_unique<lazy_impl<index_task, index_range, false>>(f, items, task, r, o);
-    }
-    py::object it = py::reinterpret_steal<py::object>(PyObject_GetIter(items.ptr()));
-    if (!it) throw py::error_already_set();
-    item_task task{f.ptr(), star};
-    static py::object* dumps = new py::object(py::module_::import("pickle").attr("dumps"));
-    pickled_items r(it.ptr(), dumps->ptr());
-    if (ordered) return std::make_unique<lazy_impl<item_task, pickled_items, true>>(f, it, task, std::move(r), o);
-    return std::make_unique<lazy_impl<item_task, pickled_items, false>>(f, it, task, std::move(r), o);
+py::list map_call(const py::object& f, const py::object& items, bool sized, bool star, bool ordered,
+                  const py::object& jobs, const py::object& chunksize, const py::object& timeout,
+                  unsigned retries, bool progress, const py::object& name) {
+    map_run r(f, items, sized, star, ordered, false,
+              make_options(jobs, chunksize, timeout, retries, progress, name));
+    return r.run();
+}
+
+std::unique_ptr<map_run> imap_call(const py::object& f, const py::object& items, bool sized, bool star,
+                                   bool ordered, bool pairs, const py::object& jobs,
+                                   const py::object& chunksize, const py::object& timeout,
+                                   unsigned retries, bool progress, const py::object& name) {
+    auto r = std::make_unique<map_run>(f, items, sized, star, ordered, true,
+                                       make_options(jobs, chunksize, timeout, retries, progress, name));
+    r->pairs_ = pairs;
+    return r;
 }
 } // namespace
 
 void bind_map(py::module_& m) {
-    m.def("map_sequence", &map_sequence, py::arg("f"), py::arg("seq"), py::arg("star"), py::arg("jobs"),
-          py::arg("chunksize"), py::arg("timeout"), py::arg("retries"), py::arg("progress"), py::arg("name"));
-    py::class_<lazy_results>(m, "LazyResults")
+    m.def("map", &map_call, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"),
+          py::arg("ordered"), py::arg("jobs"), py::arg("chunksize"), py::arg("timeout"),
+          py::arg("retries"), py::arg("progress"), py::arg("name"));
+    py::class_<map_run>(m, "LazyResults")
         .def("__iter__", [](py::object self) { return self; })
-        .def("__next__", &lazy_results::next);
-    m.def("imap", &imap, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"), py::arg("ordered"),
-          py::arg("jobs"), py::arg("chunksize"), py::arg("timeout"), py::arg("retries"), py::arg("progress"),
-          py::arg("name"));
+        .def("__next__", &map_run::next);
+    m.def("imap", &imap_call, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"),
+          py::arg("ordered"), py::arg("pairs"), py::arg("jobs"), py::arg("chunksize"),
+          py::arg("timeout"), py::arg("retries"), py::arg("progress"), py::arg("name"));
 }
 } // namespace parafork_python

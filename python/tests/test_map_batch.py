@@ -1,0 +1,174 @@
+"""map in chunks: a worker pickles a whole chunk's results as one list, yet every item keeps its
+own result, its own error, its own death and its own timeout."""
+
+import ctypes
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import parafork as pf
+
+
+class Custom(Exception):
+    pass
+
+
+def test_1000000_items_exact():
+    n = 1_000_000
+    assert pf.map(lambda x: x * 3 + 1, range(n)) == [x * 3 + 1 for x in range(n)]
+
+
+def test_generator_input_goes_in_chunks_and_comes_back_exact():
+    n = 200_000
+    assert pf.map(lambda x: -x, (i for i in range(n))) == [-i for i in range(n)]
+    assert pf.starmap(lambda a, b: a * b, ((i, 2) for i in range(1000)), chunksize=64) == \
+        [2 * i for i in range(1000)]
+
+
+def test_results_held_past_the_flush_interval_come_back_in_several_pickles():
+    # One long chunk in one worker: its results go out in several pickles in one run of answers.
+    def slow(x):
+        time.sleep(0.0004)
+        return x
+
+    assert pf.map(slow, range(1500), jobs=1, chunksize=1500) == list(range(1500))
+
+
+def test_an_exception_inside_a_chunk_names_its_own_item():
+    def raises_at_437(x):
+        if x == 437:
+            raise Custom(f"bad {x}")
+        return x
+
+    with pytest.raises(Custom, match="bad 437") as info:
+        pf.map(raises_at_437, range(1000), chunksize=100)
+    assert any("task 437" in n for n in info.value.__notes__)
+    assert isinstance(info.value.__cause__, pf.RemoteTraceback)
+    it = pf.imap(raises_at_437, range(1000), chunksize=100)
+    assert [next(it) for _ in range(437)] == list(range(437))
+    with pytest.raises(Custom):
+        next(it)
+    assert list(it) == list(range(438, 1000))
+
+
+def test_an_unpicklable_result_inside_a_chunk_names_its_task():
+    def lock_at_437(x):
+        return threading.Lock() if x == 437 else x
+
+    with pytest.raises(pf.PicklingError, match="task 437") as info:
+        pf.map(lock_at_437, range(1000), chunksize=100)
+    assert info.value.task == 437
+    got = []
+    with pytest.raises(pf.PicklingError, match="task 437"):
+        for y in pf.imap(lock_at_437, range(1000), chunksize=100):
+            got.append(y)
+    assert got == list(range(437))
+
+
+def test_an_unpicklable_argument_of_an_iterable_is_an_error_naming_its_task():
+    def items():
+        for i in range(300):
+            yield threading.Lock() if i == 123 else i
+
+    with pytest.raises(pf.PicklingError, match="task 123") as info:
+        pf.map(lambda x: x, items(), chunksize=50)
+    assert info.value.task == 123
+    assert isinstance(info.value.__cause__, TypeError)
+    # imap raises at that item and goes on with the rest
+    it = pf.imap(lambda x: x, items(), chunksize=50)
+    assert [next(it) for _ in range(123)] == list(range(123))
+    with pytest.raises(pf.PicklingError):
+        next(it)
+    assert list(it) == list(range(124, 300))
+
+
+def test_a_segfaulting_task_is_worker_died_with_the_signal_and_its_item():
+    def crashes_at_61(x):
+        if x == 61:
+            ctypes.string_at(0)
+        return x
+
+    with pytest.raises(pf.WorkerDied) as info:
+        pf.map(crashes_at_61, range(500), chunksize=50)
+    assert info.value.signal == signal.SIGSEGV and info.value.task == 61 and info.value.pid > 0
+
+
+def test_a_worker_killed_inside_a_chunk_blames_its_item_without_retries():
+    def dies_at_77(x):
+        if x == 77:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    with pytest.raises(pf.WorkerDied) as info:
+        pf.map(dies_at_77, range(500), chunksize=100)
+    assert info.value.signal == signal.SIGKILL and info.value.task == 77
+
+
+def test_retries_rerun_the_item_and_the_unsent_results_of_its_chunk(tmp_path):
+    marker = tmp_path / "died"
+
+    def dies_once_at_77(x):
+        if x == 77 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x * 2
+
+    assert pf.map(dies_once_at_77, range(500), chunksize=100, retries=1) == [x * 2 for x in range(500)]
+    assert marker.exists()
+    marker.unlink()
+    assert list(pf.imap(dies_once_at_77, iter(range(500)), chunksize=100, retries=1)) == \
+        [x * 2 for x in range(500)]
+
+
+def test_timeout_is_per_task_not_per_chunk():
+    # A chunk of 20 items of 50 ms runs a second; no item is near the 0.5 s timeout.
+    def steady(x):
+        time.sleep(0.05)
+        return x
+
+    assert pf.map(steady, range(40), chunksize=20, timeout=0.5) == list(range(40))
+
+    def hangs_at_150(x):
+        if x == 150:
+            time.sleep(60)
+        return x
+
+    t0 = time.monotonic()
+    with pytest.raises(pf.TaskTimeout) as info:
+        pf.map(hangs_at_150, range(300), chunksize=100, timeout=0.5)
+    assert info.value.task == 150 and info.value.pid > 0
+    assert time.monotonic() - t0 < 30
+
+
+def test_ordered_false_gives_completion_order():
+    def slow_first(x):
+        if x == 0:
+            time.sleep(0.5)
+        return x
+
+    # Item 0 comes after the others (all but the one queued behind it in its worker).
+    got = pf.map(slow_first, range(20), jobs=2, chunksize=1, ordered=False)
+    assert sorted(got) == list(range(20)) and got.index(0) >= 10
+    got = list(pf.imap(slow_first, range(20), jobs=2, chunksize=1, ordered=False))
+    assert sorted(got) == list(range(20)) and got.index(0) >= 10
+    assert list(pf.imap(slow_first, range(20), jobs=2, chunksize=1)) == list(range(20))
+    pairs = list(pf.imap_unordered(slow_first, range(20), jobs=2, chunksize=1, ordered=True))
+    assert pairs == [(i, i) for i in range(20)]
+
+
+def test_automatic_chunks_keep_a_lazy_input_bounded():
+    pulled = 0
+
+    def items():
+        nonlocal pulled
+        for i in range(1_000_000):
+            pulled += 1
+            yield i
+
+    it = pf.imap(lambda x: x + 1, items(), jobs=2)
+    assert [next(it) for _ in range(10)] == list(range(1, 11))
+    assert pulled < 5000
+    del it
