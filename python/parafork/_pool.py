@@ -127,6 +127,9 @@ class ApplyResult:
     def _deliver(self, task):  # the handler thread
         with self._lock:
             self._settle(self._core.take(task))
+        self._finish()
+
+    def _finish(self):  # settled: the callback that applies, then the waiters
         cb = self._callback if self._success else self._error_callback
         if cb is not None:
             try:
@@ -233,13 +236,7 @@ class MapResult(ApplyResult):
         if not settled:
             return
         self._close_channel()
-        cb = self._callback if self._success else self._error_callback
-        if cb is not None:
-            try:
-                cb(self._value)
-            except Exception:
-                _report_callback_error()
-        self._event.set()
+        self._finish()
 
     def _close_channel(self):
         if self._channel:

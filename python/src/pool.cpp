@@ -10,14 +10,23 @@
 // waiting for its own result (get, wait, map) drives itself: apply() is one thread, no hand-off.
 // When tasks are in flight and nobody waits, the pool's handler thread (serve(), started by the
 // first async call) drives and returns the finished tasks that have callbacks, which Python
-// runs in that thread, as multiprocessing does. A driver blocked in poll cannot be woken by a
-// submit from another thread (the engine polls only its workers), so it pumps in slices of
-// `slice` and moves newly submitted tasks in between: a task submitted while another thread
-// drives waits at most a slice (or less: any answer ends the slice).
+// runs in that thread, as multiprocessing does. A driver sleeps in one poll on what the engine
+// would sleep on (its workers' pipes and pidfds, see executor::watch), Ctrl-C's descriptor and
+// the pool's own eventfd, which a thread that submits or stops while another drives writes: so
+// the driver wakes on an answer, a death, Ctrl-C or new work, never on a timer.
 
 #include "common.hpp"
 
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/sys/signals.hpp>
+
 #include <cxxabi.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
 
 #include <chrono>
 #include <condition_variable>
@@ -53,7 +62,8 @@ struct pickled_call {
 namespace {
 using clock = std::chrono::steady_clock;
 namespace d = pf::detail;
-constexpr auto slice = std::chrono::milliseconds(2);
+// How long a handler waits for a fresh async task's submitter to drive it before it does.
+constexpr auto hand_off = std::chrono::milliseconds(2);
 
 std::optional<clock::time_point> deadline_of(const py::object& timeout) {
     if (timeout.is_none()) return std::nullopt;
@@ -117,6 +127,7 @@ public:
         header_ = d::call_header<pickled_call, std::tuple<std::string>, true>(&call_);
         flush_stdio();
         without_gil ng;
+        spin_ = o.spin;
         core_ = std::make_unique<d::pool_core>(o);  // forks the workers now
         size_ = core_->eng->size();
     }
@@ -161,6 +172,7 @@ public:
             if (!driving_) drive_once(lk, std::nullopt, false);  // sends it now
             hcv_.notify_one();
         }
+        wake_driver();  // a driver asleep sends it
         return id;
     }
 
@@ -239,7 +251,7 @@ public:
                 if (!driving_ && !stopping_ && !inflight_.empty()) {
                     // Tasks without callbacks, just submitted: their submitter likely waits for
                     // them next and drives itself (no hand-off); drive only if nobody has.
-                    auto grace = last_async_ + slice;
+                    auto grace = last_async_ + hand_off;
                     if (notify_inflight_ == 0 && clock::now() < grace) {
                         ctrl_c.reset();
                         hcv_.wait_until(lk, grace);
@@ -341,7 +353,8 @@ private:
         std::unique_lock lk(mu_);
         closed_ = true;
         stopping_ = true;
-        cv_.wait(lk, [&] { return !driving_; });  // a driver gives up within a slice
+        wake_driver();
+        cv_.wait(lk, [&] { return !driving_; });  // the driver wakes and gives up
         if (!joined_ && core_) {
             driving_ = true;
             lk.unlock();
@@ -354,6 +367,7 @@ private:
         stop_serving_locked();
     }
     void stop_serving_locked() {
+        if (!driving_) wake_ = {};  // stopped or joined: nobody drives again
         serve_stop_ = true;
         hcv_.notify_all();
         cv_.notify_all();
@@ -369,7 +383,7 @@ private:
     template <class Pred>
     bool progress(std::unique_lock<std::mutex>& lk, Pred ready, std::optional<clock::time_point> deadline) {
         ++waiters_;
-        pf::sys::sigint_guard ctrl_c;  // the whole wait: Ctrl-C between two slices is ours too
+        pf::sys::sigint_guard ctrl_c;  // the whole wait: Ctrl-C between two drives is ours too
         for (;;) {
             if (ready()) break;
             if (deadline && clock::now() >= *deadline) break;
@@ -386,7 +400,7 @@ private:
     }
 
     // As the driver (lk held on entry and exit, released meanwhile): sends what was submitted,
-    // then (pump) waits one slice for answers. A failure of the engine itself (Ctrl-C, the
+    // then (pump) takes the answers there are or, if none, sleeps until an event (sleep). A failure of the engine itself (Ctrl-C, the
     // initializer raised, a worker that cannot be forked) stops it and fails every task with
     // it. True if that failure was Ctrl-C.
     bool drive_once(std::unique_lock<std::mutex>& lk, std::optional<clock::time_point> deadline, bool pump) {
@@ -406,10 +420,10 @@ private:
             }
             if (!jobs.empty()) core_->eng->kick();
             if (pump) {
-                auto until = clock::now() + slice;
-                if (deadline && *deadline < until) until = *deadline;
                 pf::sys::sigint_guard ctrl_c;
-                idle = !core_->pump(until);
+                auto answered = core_->eng->counters().answered;
+                idle = !core_->pump(clock::now());
+                if (!idle && core_->eng->counters().answered == answered) sleep(deadline, !jobs.empty());
             }
         } catch (abi::__forced_unwind&) {  // the thread is being ended: let it
             throw;
@@ -443,6 +457,31 @@ private:
         return interrupted;
     }
 
+    // The driver's sleep: until an answer, a death or a task's timeout (what the engine
+    // watches), Ctrl-C, the caller's deadline, or a wake_driver() from another thread. Just
+    // after sending work it spins first, as the engine's own waits do: an answer due within
+    // microseconds is taken without a sleep.
+    void sleep(std::optional<clock::time_point> deadline, bool just_sent) {
+        fds_.clear();
+        auto until = core_->watch(fds_);
+        if (deadline && (!until || *deadline < *until)) until = deadline;
+        fds_.push_back({wake_.get(), POLLIN, 0});
+        if (int sig = pf::sys::sigint_guard::fd(); sig >= 0) fds_.push_back({sig, POLLIN, 0});
+        int timeout = -1;
+        if (until) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(*until - clock::now()).count();
+            timeout = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+        }
+        auto spin = just_sent ? spin_ : std::chrono::microseconds(0);
+        if (pf::sys::poll_spin(fds_.data(), fds_.size(), timeout, spin) < 0 && errno != EINTR)
+            throw std::system_error(errno, std::generic_category(), "poll");
+        pf::sys::eventfd_drain(wake_.get());
+    }
+    // Ends a driver's sleep (lk held: driving_ is read under it).
+    void wake_driver() {
+        if (driving_ && wake_) pf::sys::eventfd_signal(wake_.get());
+    }
+
     void complete(std::uint64_t id, std::string bytes, std::exception_ptr error) {
         std::lock_guard lk(mu_);
         complete_locked(id, std::move(bytes), std::move(error));
@@ -473,6 +512,9 @@ private:
     std::condition_variable hcv_;  // the handler thread
     bool driving_ = false, closed_ = false, stopping_ = false, serve_stop_ = false, joined_ = false;
     unsigned waiters_ = 0;
+    pf::sys::private_fd wake_{pf::sys::make_eventfd()};  // see sleep(); workers do not inherit it
+    std::vector<pollfd> fds_;                             // sleep()'s poll set, reused
+    std::chrono::microseconds spin_{};
     std::size_t notify_inflight_ = 0;  // tasks with callbacks, not answered
     clock::time_point last_async_{};   // the last async submit of a task without callbacks
     std::exception_ptr broken_;

@@ -44,3 +44,15 @@ def test_next_on_a_generator_sleeps_until_its_value_comes():
         assert voluntary_switches() - before < 5
     finally:
         g.join()
+
+
+def test_a_pool_waiting_for_a_long_task_sleeps_until_it_answers():
+    with pf.Pool(1) as pool:
+        pool.apply(abs, (1,))  # the worker is up
+        before = voluntary_switches()
+        pool.apply(time.sleep, (1.5,))  # this thread drives the engine
+        assert voluntary_switches() - before < 5
+        r = pool.apply_async(time.sleep, (1.5,))  # the handler thread may drive
+        before = voluntary_switches()
+        r.get()
+        assert voluntary_switches() - before < 5
