@@ -418,12 +418,18 @@ private:
                 core_->push(*st, std::move(p.j));
                 core_->seal(*st);
             }
-            if (!jobs.empty()) core_->eng->kick();
+            if (!jobs.empty()) {
+                core_->eng->kick();
+                last_sent_ = clock::now();
+            }
             if (pump) {
                 pf::sys::sigint_guard ctrl_c;
                 auto answered = core_->eng->counters().answered;
                 idle = !core_->pump(clock::now());
-                if (!idle && core_->eng->counters().answered == answered) sleep(deadline, !jobs.empty());
+                if (!idle && core_->eng->counters().answered == answered) {
+                    sleep(deadline);
+                    idle = !core_->pump(clock::now());  // what woke it, while still driving
+                }
             }
         } catch (abi::__forced_unwind&) {  // the thread is being ended: let it
             throw;
@@ -458,10 +464,10 @@ private:
     }
 
     // The driver's sleep: until an answer, a death or a task's timeout (what the engine
-    // watches), Ctrl-C, the caller's deadline, or a wake_driver() from another thread. Just
-    // after sending work it spins first, as the engine's own waits do: an answer due within
-    // microseconds is taken without a sleep.
-    void sleep(std::optional<clock::time_point> deadline, bool just_sent) {
+    // watches), Ctrl-C, the caller's deadline, or a wake_driver() from another thread. Soon
+    // after work was sent it spins first, as the engine's own waits do: an answer due within
+    // microseconds is taken without the cost of a sleep and a wake-up.
+    void sleep(std::optional<clock::time_point> deadline) {
         fds_.clear();
         auto until = core_->watch(fds_);
         if (deadline && (!until || *deadline < *until)) until = deadline;
@@ -472,7 +478,7 @@ private:
             auto left = std::chrono::ceil<std::chrono::milliseconds>(*until - clock::now()).count();
             timeout = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
         }
-        auto spin = just_sent ? spin_ : std::chrono::microseconds(0);
+        auto spin = clock::now() - last_sent_ < spin_ ? spin_ : std::chrono::microseconds(0);
         if (pf::sys::poll_spin(fds_.data(), fds_.size(), timeout, spin) < 0 && errno != EINTR)
             throw std::system_error(errno, std::generic_category(), "poll");
         pf::sys::eventfd_drain(wake_.get());
@@ -515,6 +521,7 @@ private:
     pf::sys::private_fd wake_{pf::sys::make_eventfd()};  // see sleep(); workers do not inherit it
     std::vector<pollfd> fds_;                             // sleep()'s poll set, reused
     std::chrono::microseconds spin_{};
+    clock::time_point last_sent_{};  // by the driver, when it last handed work to the engine
     std::size_t notify_inflight_ = 0;  // tasks with callbacks, not answered
     clock::time_point last_async_{};   // the last async submit of a task without callbacks
     std::exception_ptr broken_;
