@@ -4,11 +4,15 @@
 #include <parafork/ipc/channel.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
+#include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
 #include "../src/ipc/channel_layout.hpp"  // a test that writes the ring as a hostile peer would
 
 #include <atomic>
+#include <stdexcept>
+#include <unistd.h>
+#include <fcntl.h>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -179,6 +183,61 @@ TEST(channel, sender_killed_mid_message_is_dropped_not_torn) {
             results.send(got);
         }));
         ch.send(std::string("after"));  // first voids the dead sender's message
+        ch.close();
+        auto got = results.receive_for<std::vector<std::string>>(30s);
+        EXPECT_TRUE(receiver.wait().ok());
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0], "after");
+        EXPECT_EQ(ch.dropped_messages(), 1u);
+    });
+}
+
+namespace {
+std::atomic<bool> g_alarm{false};
+struct interrupted_by_test {};
+void note_alarm(int) { g_alarm = true; }
+void throw_after_alarm() {
+    if (g_alarm.exchange(false)) throw interrupted_by_test{};
+}
+} // namespace
+
+// A binding's interruption check (Python's handlers) may end a wait by throwing. A sender
+// stopped so in the middle of a streamed message voids it, as a dead sender's: the receiver
+// gets the next message whole and counts the void one as dropped.
+TEST(channel, a_send_interrupted_mid_message_voids_it) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("interrupted send", 60, [] {
+        pf::channel ch(64 * 1024);
+        pf::channel results(4096);
+        int go[2];
+        ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+        pf::sys::child receiver(pf::sys::fork_call([&] {
+            char c;
+            if (::read(go[0], &c, 1) != 1) throw std::runtime_error("no go");
+            std::vector<std::string> got;
+            try {
+                for (;;) got.push_back(ch.receive_for<std::string>(20s));
+            } catch (const pf::channel_closed&) {
+            }
+            results.send(got);
+        }));
+        ::close(go[0]);
+        struct sigaction sa {};
+        sa.sa_handler = note_alarm;
+        ASSERT_EQ(::sigaction(SIGALRM, &sa, nullptr), 0);
+        pf::sys::set_interruption_check(throw_after_alarm);
+        ::alarm(1);  // while the send waits for room nobody makes
+        bool interrupted = false;
+        try {
+            ch.send_bytes(pattern(8 << 20, 3));
+        } catch (const interrupted_by_test&) {
+            interrupted = true;
+        }
+        pf::sys::set_interruption_check(nullptr);
+        EXPECT_TRUE(interrupted);
+        ASSERT_EQ(::write(go[1], "g", 1), 1);
+        ::close(go[1]);
+        ch.send(std::string("after"));
         ch.close();
         auto got = results.receive_for<std::vector<std::string>>(30s);
         EXPECT_TRUE(receiver.wait().ok());
