@@ -400,9 +400,9 @@ private:
     }
 
     // As the driver (lk held on entry and exit, released meanwhile): sends what was submitted,
-    // then (pump) takes the answers there are or, if none, sleeps until an event (sleep). A failure of the engine itself (Ctrl-C, the
-    // initializer raised, a worker that cannot be forked) stops it and fails every task with
-    // it. True if that failure was Ctrl-C.
+    // then (pump) takes the answers there are or, if none, sleeps until an event (sleep). A
+    // failure of the engine itself (Ctrl-C, the initializer raised, a worker that cannot be
+    // forked) stops it and fails every task with it. True if that failure was Ctrl-C.
     bool drive_once(std::unique_lock<std::mutex>& lk, std::optional<clock::time_point> deadline, bool pump) {
         driving_ = true;
         std::deque<pending_job> jobs;
