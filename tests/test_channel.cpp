@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -502,6 +503,48 @@ TEST(channel, a_child_killed_right_after_its_fork_does_not_hold_the_channel_open
         auto start = std::chrono::steady_clock::now();
         EXPECT_THROW(ch.receive_for<int>(30s), pf::channel_closed);
         EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // a bound, not a timing goal
+    });
+}
+
+// The last sender closes while a receiver is between its count of the open ends and its
+// sleep: the receiver must still wake and see the channel closed, not sleep until its deadline.
+// The window is a few instructions wide, so the close lands at random moments around it, many
+// times over; with the window widened by a pause, this fails every run.
+TEST(channel, a_close_racing_a_receiver_going_to_sleep_wakes_it) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("close racing a sleeper", 100, [] {
+        pf::sys::mapping shared(-1, sizeof(std::atomic<int>));
+        auto* entered = new (shared.data()) std::atomic<int>(0);
+        std::mt19937 rng(7);
+        constexpr int rounds = pf::testing::sanitized ? 300 : 1000;
+        int late = 0;
+        for (int i = 0; i < rounds; ++i) {
+            entered->store(0);
+            pf::channel ch(4096);
+            pf::sys::child kid(pf::sys::fork_call([&] {
+                std::string m;
+                entered->store(1);
+                try {
+                    ch.receive_bytes_for(m, 2s);
+                } catch (const pf::channel_closed&) {
+                    pf::sys::exit_child(0);
+                } catch (const pf::timeout_error&) {
+                    pf::sys::exit_child(1);
+                }
+                pf::sys::exit_child(2);
+            }));
+            while (entered->load() == 0) std::this_thread::yield();
+            // Around the receiver's spin and yield phases (about 110 us), then its sleep.
+            auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(rng() % 300);
+            while (std::chrono::steady_clock::now() < until) {
+            }
+            ch.close();
+            auto st = kid.wait_for(10s);
+            ASSERT_TRUE(st) << "round " << i << ": the receiver hangs";
+            if (st->code == 1) ++late;
+            else ASSERT_TRUE(st->ok()) << "round " << i << ": " << st->describe();
+        }
+        EXPECT_EQ(late, 0) << "receivers that slept through the close until their deadline";
     });
 }
 

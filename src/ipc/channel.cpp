@@ -373,33 +373,41 @@ bool wait_until(channel_core& c, wake_side side, channel_wait w, Ready ready, Id
     auto& waiters = waiters_of(c, side);
     end_table& peers = c.sh->ends[side == wake_data ? send_end : recv_end];
     sleep_set set;
+    struct registered {  // counted among the sleepers, so that notifiers write the eventfd
+        std::atomic<std::uint32_t>& n;
+        explicit registered(std::atomic<std::uint32_t>& w) : n(w) {
+            n.fetch_add(1);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+        }
+        ~registered() { n.fetch_sub(1); }
+    };
     for (;;) {
-        idle();
-        if (ready()) return true;
-        std::uint64_t limit_ns = ~std::uint64_t{0};
-        if (w.kind == channel_wait::until) {
-            auto now = channel_clock::now();
-            if (now >= w.deadline) return false;
-            limit_ns = static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(w.deadline.time_since_epoch()).count());
+        int r;
+        {
+            // Register first, then look: a peer that changes what ready() or idle() see after
+            // we looked finds us registered and writes the eventfd; one that changed it before
+            // is seen. (Counting the ends before registering lost the wake of a last end closed
+            // in between: the sleep then lasted until the deadline.)
+            registered reg(waiters);
+            if (ready()) return true;
+            idle();
+            if (ready()) return true;
+            std::uint64_t limit_ns = ~std::uint64_t{0};
+            if (w.kind == channel_wait::until) {
+                if (channel_clock::now() >= w.deadline) return false;
+                limit_ns = static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(w.deadline.time_since_epoch()).count());
+            }
+            set.collect(c, side, peers);
+            limit_ns = std::min(limit_ns, set.wake_ns);
+            int timeout = -1;
+            if (limit_ns != ~std::uint64_t{0}) {
+                std::uint64_t now = now_ns();
+                std::uint64_t left = limit_ns > now ? limit_ns - now : 0;
+                timeout = static_cast<int>(std::min<std::uint64_t>((left + 999'999) / 1'000'000, 1u << 30));
+            }
+            r = sys::poll_spin(set.fds.data(), set.fds.size(), timeout, std::chrono::microseconds(0));
         }
-        // Register, then re-check: a notifier that missed our count made ready() true first.
-        waiters.fetch_add(1);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (ready()) {
-            waiters.fetch_sub(1);
-            return true;
-        }
-        set.collect(c, side, peers);
-        limit_ns = std::min(limit_ns, set.wake_ns);
-        int timeout = -1;
-        if (limit_ns != ~std::uint64_t{0}) {
-            std::uint64_t now = now_ns();
-            std::uint64_t left = limit_ns > now ? limit_ns - now : 0;
-            timeout = static_cast<int>(std::min<std::uint64_t>((left + 999'999) / 1'000'000, 1u << 30));
-        }
-        int r = sys::poll_spin(set.fds.data(), set.fds.size(), timeout, std::chrono::microseconds(0));
-        waiters.fetch_sub(1);
         if (r < 0 && errno != EINTR) sys::throw_errno("poll");
         if (r < 0) sys::check_interruption();  // may throw: the callers leave the ring sound
         sys::eventfd_drain(c.wake[side].get());  // before the re-check: a later notice stays
