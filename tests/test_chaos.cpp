@@ -74,7 +74,9 @@ TEST(Chaos, ProcPoolWithRetriesLosesNothingWhileKidsAreKilled) {
     PARAFORK_LEAK_CHECK();
     // Sized to take seconds, not a minute, under a sanitizer on a busy 2-core machine: the
     // killer strikes every few milliseconds, so even this many requests see dozens of kills.
-    constexpr std::size_t n = 300'000;
+    // A sanitized respawn takes milliseconds, and a worker killed faster than it can finish a
+    // batch wastes the batch, so there the work is smaller and the killer slower.
+    constexpr std::size_t n = pf::testing::sanitized ? 100'000 : 300'000;
     pf::options o;
     o.jobs = 3;
     o.retries = 100;
@@ -85,7 +87,7 @@ TEST(Chaos, ProcPoolWithRetriesLosesNothingWhileKidsAreKilled) {
                          });
                      }),
                      pf::frames::zero_term, o);
-    killer chaos("chaos#", 2);
+    killer chaos("chaos#", pf::testing::sanitized ? 10 : 2);
 
     std::vector<char> seen(n, 0);
     std::size_t count = 0;
@@ -142,7 +144,7 @@ std::uint64_t slow_triple(std::uint32_t x) {
 
 TEST(Chaos, PoolWithRetriesLosesNothingWhileWorkersAreKilled) {
     PARAFORK_LEAK_CHECK();
-    constexpr std::size_t n = 1'000'000;
+    constexpr std::size_t n = pf::testing::sanitized ? 250'000 : 1'000'000;  // see above
     pf::options o;
     o.jobs = 3;
     o.retries = 1000;  // per task: a task can be lost many times in a row here
@@ -150,7 +152,7 @@ TEST(Chaos, PoolWithRetriesLosesNothingWhileWorkersAreKilled) {
     pf::pool p(o);
     auto in = indices(n);
 
-    killer chaos("parafork:chaos", 2);
+    killer chaos("parafork:chaos", pf::testing::sanitized ? 10 : 2);
     std::vector<std::uint64_t> out;
     for (int round = 0; round < 3; ++round) {  // several rounds, so the killer strikes mid-run
         out = p.map(&triple, in);
