@@ -202,6 +202,7 @@ TEST(generator, a_killed_producer_is_worker_died) {
         }
         EXPECT_THROW(g.join(), pf::worker_died);
         EXPECT_EQ(g.exit_status(), -SIGKILL);
+        EXPECT_EQ(g.status().signal, SIGKILL);
         EXPECT_TRUE(sibling.is_alive());
     });
 }
@@ -307,6 +308,7 @@ TEST(generator, a_moved_from_generator_throws_not_started) {
         EXPECT_THROW(a.try_join(), pf::error);
         EXPECT_THROW(a.start(), pf::error);
         EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_THROW(a.status(), pf::error);
         EXPECT_FALSE(a.started());
         EXPECT_FALSE(a.is_alive());
         EXPECT_EQ(a.pid(), -1);

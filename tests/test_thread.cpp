@@ -156,6 +156,8 @@ TEST(thread, killed_from_outside_is_worker_died_not_a_hang) {
             EXPECT_EQ(e.pid(), t.pid());
         }
         EXPECT_EQ(t.exit_status(), -SIGKILL);
+        EXPECT_EQ(t.status().signal, SIGKILL);  // the type every executor reports
+        EXPECT_FALSE(t.status().ok());
         EXPECT_FALSE(t.is_alive());
     });
 }
@@ -195,6 +197,8 @@ TEST(thread, a_child_that_exits_early_is_worker_died) {
             EXPECT_EQ(e.exit_code(), 3);
         }
         EXPECT_EQ(t.exit_status(), 3);
+        EXPECT_EQ(t.status().code, 3);
+        EXPECT_EQ(t.status().signal, 0);
     });
 }
 
@@ -247,6 +251,7 @@ TEST(thread, a_moved_from_thread_throws_not_started) {
         EXPECT_THROW(a.start(), pf::error);
         EXPECT_THROW(a.result<int>(), pf::error);
         EXPECT_THROW(a.exit_status(), pf::error);
+        EXPECT_THROW(a.status(), pf::error);
         EXPECT_FALSE(a.started());
         EXPECT_FALSE(a.is_alive());
         EXPECT_EQ(a.pid(), -1);

@@ -101,10 +101,12 @@ bool generator_base::done() const noexcept {
     return st_ && st_->ended && st_->pending.empty() && (!st_->err || st_->err_thrown);
 }
 
-int generator_base::exit_status() const {
+sys::exit_status generator_base::status() const {
     if (!started() || !st_->status()) throw error("parafork::generator: not joined");
-    return st_->status()->as_int();
+    return *st_->status();
 }
+
+int generator_base::exit_status() const { return status().as_int(); }
 
 namespace {
 

@@ -178,10 +178,12 @@ bool thread::started() const noexcept { return st_ && st_->pid > 0; }
 bool thread::joined() const noexcept { return st_ && st_->done; }
 pid_t thread::pid() const noexcept { return st_ ? st_->pid : -1; }
 
-int thread::exit_status() const {
+sys::exit_status thread::status() const {
     if (!st_ || !st_->done || !st_->sup.status(st_->kid)) throw error("parafork::thread: not joined");
-    return st_->sup.status(st_->kid)->as_int();
+    return *st_->sup.status(st_->kid);
 }
+
+int thread::exit_status() const { return status().as_int(); }
 
 std::string_view thread::result_bytes(const std::type_info& want) {
     auto& s = detail::need_started(st_);

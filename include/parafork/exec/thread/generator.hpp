@@ -84,6 +84,8 @@ public:
     // The producer finished (or failed) and every value was taken.
     bool done() const noexcept;
     pid_t pid() const noexcept;
+    // After join: how the producer ended (see thread::status); exit_status() is snakefish's int.
+    sys::exit_status status() const;
     int exit_status() const;
 
     struct state;  // opaque; defined in the library

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include <parafork/error.hpp>
+#include <parafork/sys/process.hpp>
 #include <parafork/wire/codec.hpp>
 
 namespace parafork {
@@ -125,7 +126,10 @@ public:
     bool started() const noexcept;
     bool joined() const noexcept;
     pid_t pid() const noexcept;
-    // After join: the exit code, or minus the signal that killed the child (snakefish's rule).
+    // After join: how the child ended, in the type every executor reports (exit code or signal).
+    // Throws parafork::error before.
+    sys::exit_status status() const;
+    // snakefish's form of status(): the exit code, or minus the signal that killed the child.
     int exit_status() const;
 
     // f's value (joins first if needed). Throws what join throws; std::bad_cast if R is not
