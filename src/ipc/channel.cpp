@@ -605,6 +605,12 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
     // message, once begun, is finished).
     const channel_wait rest_wait = w.kind == channel_wait::never ? channel_wait::infinite() : w;
     started = true;
+    // Part way, a message that cannot be finished is void: the abort chunk now if it fits, else
+    // the next sender (or a receiver) writes it.
+    auto void_rest = [&] {
+        sh->need_abort = 1;
+        settle_abort(c, channel_wait::none(), [] {});
+    };
     std::uint64_t off = 0;
     for (bool first = true;; first = false) {
         std::uint64_t free = free_space(c);
@@ -624,13 +630,11 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
         } catch (const channel_closed&) {
             throw;  // idle() already voided the message
         } catch (...) {
-            sh->need_abort = 1;  // interrupted part way: void the message
-            settle_abort(c, channel_wait::none(), [] {});
+            void_rest();  // interrupted
             throw;
         }
         if (!room) {
-            sh->need_abort = 1;  // timed out part way: void the message
-            settle_abort(c, channel_wait::none(), [] {});
+            void_rest();  // timed out
             return false;
         }
     }
