@@ -65,22 +65,16 @@ struct head5 {
 };
 constexpr std::uint32_t magic5 = 0x35666670;  // "pff5"
 constexpr std::size_t align5 = 64;
-
-py::object& pickle_attr(const char* name) {
-    static auto* dumps = new py::object(py::module_::import("pickle").attr("dumps"));
-    static auto* loads = new py::object(py::module_::import("pickle").attr("loads"));
-    return std::string_view(name) == "dumps" ? *dumps : *loads;
-}
 } // namespace
 
 pickled5::pickled5(py::handle obj, bool out_of_band) {
     if (out_of_band)
-        stream_ = pickle_attr("dumps")(obj, 5, py::arg("buffer_callback") = buffers_.attr("append"));
+        stream_ = h->dumps(obj, 5, py::arg("buffer_callback") = buffers_.attr("append"));
     else
-        stream_ = pickle_attr("dumps")(obj, 5);
+        stream_ = h->dumps(obj, 5);
     const std::size_t n = buffers_.size();
-    head5 h{magic5, static_cast<std::uint32_t>(n), static_cast<std::uint64_t>(PyBytes_GET_SIZE(stream_.ptr()))};
-    std::size_t at = sizeof h + 16 * n + h.stream;
+    head5 hd{magic5, static_cast<std::uint32_t>(n), static_cast<std::uint64_t>(PyBytes_GET_SIZE(stream_.ptr()))};
+    std::size_t at = sizeof hd + 16 * n + hd.stream;
     std::vector<std::uint64_t> table;
     for (std::size_t k = 0; k < n; ++k) {
         const Py_buffer* v = PyPickleBuffer_GetBuffer(buffers_[k].ptr());
@@ -98,22 +92,22 @@ pickled5::pickled5(py::handle obj, bool out_of_band) {
         at += static_cast<std::size_t>(v->len);
     }
     size_ = at;
-    head_.append(reinterpret_cast<const char*>(&h), sizeof h);
+    head_.append(reinterpret_cast<const char*>(&hd), sizeof hd);
     head_.append(reinterpret_cast<const char*>(table.data()), table.size() * sizeof(std::uint64_t));
 }
 
 py::object unpickle5(std::string_view msg, py::handle owner) {
-    head5 h;
-    if (msg.size() < sizeof h) throw pf::protocol_error("parafork: short pickled message");
-    std::memcpy(&h, msg.data(), sizeof h);
+    head5 hd;
+    if (msg.size() < sizeof hd) throw pf::protocol_error("parafork: short pickled message");
+    std::memcpy(&hd, msg.data(), sizeof hd);
     const std::size_t size = msg.size();
-    if (h.magic != magic5 || h.buffers > (size - sizeof h) / 16 ||
-        h.stream > size - sizeof h - 16 * std::size_t{h.buffers})
+    if (hd.magic != magic5 || hd.buffers > (size - sizeof hd) / 16 ||
+        hd.stream > size - sizeof hd - 16 * std::size_t{hd.buffers})
         throw pf::protocol_error("parafork: malformed pickled message");
-    const std::size_t stream_at = sizeof h + 16 * std::size_t{h.buffers};
-    if (h.buffers == 0)
-        return pickle_attr("loads")(py::memoryview::from_memory(msg.data() + stream_at,
-                                                                static_cast<Py_ssize_t>(h.stream)));
+    const std::size_t stream_at = sizeof hd + 16 * std::size_t{hd.buffers};
+    if (hd.buffers == 0)
+        return h->loads(py::memoryview::from_memory(msg.data() + stream_at,
+                                                    static_cast<Py_ssize_t>(hd.stream)));
     py::object base;
     std::size_t shift = 0;  // where msg starts in base
     if (owner) {
@@ -127,19 +121,19 @@ py::object unpickle5(std::string_view msg, py::handle owner) {
     py::object view = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(base.ptr()));
     if (!view) throw py::error_already_set();
     py::list buffers;
-    std::size_t end = stream_at + h.stream;
-    for (std::uint32_t k = 0; k < h.buffers; ++k) {
+    std::size_t end = stream_at + hd.stream;
+    for (std::uint32_t k = 0; k < hd.buffers; ++k) {
         std::uint64_t at, len;
-        std::memcpy(&at, msg.data() + sizeof h + 16 * k, 8);
-        std::memcpy(&len, msg.data() + sizeof h + 16 * k + 8, 8);
+        std::memcpy(&at, msg.data() + sizeof hd + 16 * k, 8);
+        std::memcpy(&len, msg.data() + sizeof hd + 16 * k + 8, 8);
         if (at < end || at > size || len > size - at)
             throw pf::protocol_error("parafork: malformed pickled message (buffer table)");
         end = at + len;
         buffers.append(view[py::slice(static_cast<Py_ssize_t>(shift + at), static_cast<Py_ssize_t>(shift + end), 1)]);
     }
     py::object stream = view[py::slice(static_cast<Py_ssize_t>(shift + stream_at),
-                                       static_cast<Py_ssize_t>(shift + stream_at + h.stream), 1)];
-    return pickle_attr("loads")(stream, py::arg("buffers") = buffers);
+                                       static_cast<Py_ssize_t>(shift + stream_at + hd.stream), 1)];
+    return h->loads(stream, py::arg("buffers") = buffers);
 }
 
 void install_fork_hooks() {

@@ -59,8 +59,8 @@ struct with_gil {
 
 // The Python helpers of parafork._core, looked up once (never freed: they outlive the module).
 struct helpers {
-    py::object call, encode_failure, loads, task_failure, remote_error, worker_died, task_timeout,
-        error;
+    py::object call, encode_failure, task_failure, remote_error, worker_died, task_timeout, error;
+    py::object dumps, loads;  // pickle's
 };
 extern helpers* h;
 

@@ -13,7 +13,9 @@ PYBIND11_MODULE(_parafork, m) {
         auto* h = ppy::h;
         h->call = core.attr("_call");
         h->encode_failure = core.attr("_encode_failure");
-        h->loads = pybind11::module_::import("pickle").attr("loads");
+        auto pickle = pybind11::module_::import("pickle");
+        h->dumps = pickle.attr("dumps");
+        h->loads = pickle.attr("loads");
         h->task_failure = core.attr("_task_failure");
         h->remote_error = core.attr("_remote_error");
         h->worker_died = core.attr("_worker_died");
