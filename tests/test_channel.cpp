@@ -516,7 +516,7 @@ TEST(channel, a_close_racing_a_receiver_going_to_sleep_wakes_it) {
         pf::sys::mapping shared(-1, sizeof(std::atomic<int>));
         auto* entered = new (shared.data()) std::atomic<int>(0);
         std::mt19937 rng(7);
-        constexpr int rounds = pf::testing::sanitized ? 300 : 1000;
+        constexpr int rounds = pf::testing::sanitized ? 200 : 600;
         int late = 0;
         for (int i = 0; i < rounds; ++i) {
             entered->store(0);
