@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -79,6 +80,53 @@ TEST(thread, extract_runs_in_the_child_and_merge_in_the_parent) {
         EXPECT_EQ(g_counter, 100);
         ts[0].join();  // joining again merges nothing twice
         EXPECT_EQ(g_counter, 100);
+    });
+}
+
+// A report above a pipe's worth goes through a memfd the child seals: a large result with a
+// large extract, and a large exception message, arrive whole.
+TEST(thread, large_reports_of_every_kind_arrive_whole) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("large reports", 60, [] {
+        std::string got_extract;
+        pf::thread t([] { return std::string(3 << 20, 'r'); }, [] { return std::string(2 << 20, 'x'); },
+                     [&](std::string x) { got_extract = std::move(x); });
+        pf::thread e([]() -> int { throw my_error(std::string(1 << 20, 'm')); });
+        t.start();
+        e.start();
+        EXPECT_EQ(t.result<std::string>(), std::string(3 << 20, 'r'));
+        EXPECT_EQ(got_extract, std::string(2 << 20, 'x'));
+        try {
+            e.join();
+            ADD_FAILURE() << "join did not throw";
+        } catch (const pf::remote_error& err) {
+            EXPECT_EQ(err.message(), std::string(1 << 20, 'm'));
+        }
+    });
+}
+
+// The child cannot seal the memfd while something maps it writable (here its own code does):
+// the report then goes through the pipe, and still arrives.
+TEST(thread, a_report_that_cannot_be_sealed_goes_through_the_pipe) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("unsealable", 60, [] {
+        pf::thread t([] {
+            int found = -1;
+            for (int fd = 3; fd < 1024 && found < 0; ++fd) {
+                char link[128] = {};
+                std::string path = "/proc/self/fd/" + std::to_string(fd);
+                if (::readlink(path.c_str(), link, sizeof link - 1) > 0 &&
+                    std::string(link).find("memfd:parafork-thread") != std::string::npos)
+                    found = fd;
+            }
+            if (found < 0) throw std::runtime_error("no report memfd in the child");
+            ::ftruncate(found, 4096);
+            void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, found, 0);
+            if (p == MAP_FAILED) throw std::runtime_error("mmap of the report memfd failed");
+            return std::string(1 << 20, 'p');  // the mapping stays until the child exits
+        });
+        t.start();
+        EXPECT_EQ(t.result<std::string>(), std::string(1 << 20, 'p'));
     });
 }
 

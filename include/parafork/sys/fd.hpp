@@ -71,6 +71,11 @@ public:
         if (fd_) unregister_private_fd(fd_.get());
         fd_.reset();
     }
+    // No longer private: the descriptor, for the caller to own.
+    unique_fd release() noexcept {
+        if (fd_) unregister_private_fd(fd_.get());
+        return std::move(fd_);
+    }
 
 private:
     unique_fd fd_;

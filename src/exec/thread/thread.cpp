@@ -4,7 +4,9 @@
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
+#include <parafork/wire/large.hpp>
 
+#include <cstring>
 #include <poll.h>
 #include <tuple>
 
@@ -14,12 +16,21 @@ namespace detail {
 // The child's report: (0, result, extracted) or (1, type name, what).
 using report = std::tuple<std::uint8_t, std::string, std::string>;
 
+// A report larger than this goes into the memfd the parent made before the fork (sealed by the
+// child, mapped by the parent), and the pipe carries only spilled_mark and its size: a 64 KiB
+// pipe would take one hand-over between the two processes per 64 KiB, and the parent's buffer
+// would grow by copies.
+constexpr std::size_t spill_above = std::size_t{256} << 10;
+constexpr char spilled_mark = '\xff';  // never a report's first byte (its kind is 0 or 1)
+constexpr std::size_t spilled_size = 1 + sizeof(std::uint64_t);
+
 struct thread_state {
     child_body body;
     merge_body merge;
     const std::type_info* result_type = nullptr;
 
     sys::private_fd pipe;  // read end of the child's report
+    sys::private_fd spill;  // where a large report goes (see spill_above)
     supervisor sup;        // forks, watches (pidfd) and stops the child
     supervisor::id kid = 0;
     pid_t pid = -1;
@@ -32,9 +43,22 @@ struct thread_state {
 
 namespace {
 
-[[noreturn]] void run_child(child_body& body, int fd) noexcept {
-    // Our report pipe must not leak into processes the user's code forks.
+// Puts a large report into the memfd and seals it; false if that cannot be done (a process
+// the user's code forked may map it writable, which forbids the seal): then the pipe takes it.
+bool spill_report(int spill, const std::string& msg) noexcept {
+    try {
+        sys::write_all(spill, msg);
+        sys::seal_memfd(spill);
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+[[noreturn]] void run_child(child_body& body, int fd, int spill) noexcept {
+    // Our report pipe and memfd must not leak into processes the user's code forks.
     sys::register_private_fd(fd);
+    sys::register_private_fd(spill);
     std::string msg;
     try {
         auto [r, x] = body();
@@ -48,7 +72,14 @@ namespace {
         }
     }
     try {
-        sys::write_all(fd, msg);
+        if (msg.size() > spill_above && spill_report(spill, msg)) {
+            char mark[spilled_size] = {spilled_mark};
+            const std::uint64_t n = msg.size();
+            std::memcpy(mark + 1, &n, sizeof n);
+            sys::write_all(fd, std::string_view(mark, sizeof mark));
+        } else {
+            sys::write_all(fd, msg);
+        }
     } catch (...) {
         sys::exit_child(1);  // the parent is gone
     }
@@ -71,10 +102,20 @@ void drain(thread_state& s) {
 void finish(thread_state& s) {
     drain(s);
     s.pipe.reset();
+    sys::private_fd spill = std::move(s.spill);
     s.done = true;
     const sys::exit_status& st = *s.sup.status(s.kid);
     try {
-        auto [kind, a, b] = wire::decode<report>(s.buf);
+        wire::large_view spilled;
+        std::string_view bytes = s.buf;
+        if (s.buf.size() == spilled_size && s.buf[0] == spilled_mark) {
+            std::uint64_t n;
+            std::memcpy(&n, s.buf.data() + 1, sizeof n);
+            // Refused (protocol_error) unless sealed and exactly that long.
+            spilled = wire::map_sealed_memfd(spill.release(), static_cast<std::size_t>(n));
+            bytes = spilled.bytes();
+        }
+        auto [kind, a, b] = wire::decode<report>(bytes);
         if (kind == 1) {
             s.err = std::make_exception_ptr(remote_error(std::move(a), std::move(b), s.pid));
         } else if (kind == 0) {
@@ -127,12 +168,14 @@ void thread::start() {
     if (st_->pid > 0) throw error("parafork::thread: already started");
     auto [rd, wr] = sys::make_pipe();
     sys::private_fd read_end(std::move(rd));  // later children close it at once
+    sys::unique_fd spill = sys::make_memfd("parafork-thread", 0);  // the child writes it
     auto& s = *st_;
-    s.kid = s.sup.fork([&s, fd = wr.get()] { detail::run_child(s.body, fd); });
+    s.kid = s.sup.fork([&s, fd = wr.get(), sp = spill.get()] { detail::run_child(s.body, fd, sp); });
     wr.reset();
     sys::set_nonblocking(read_end.get());
     s.pid = s.sup.pid(s.kid);
     s.pipe = std::move(read_end);
+    s.spill = sys::private_fd(std::move(spill));  // children forked later close it
 }
 
 void thread::join() {
