@@ -1,0 +1,231 @@
+"""Process: an object whose methods run in its own forked process; select and Selector over
+many processes' messages and other descriptors. On parafork::process and parafork::selector:
+requests go through a ring in shared memory, answers and messages come back on a socket, and
+the backend's death is seen by its pidfd."""
+
+import pickle
+import select as _select
+import weakref
+
+from . import _core, _parafork
+
+__all__ = ["Process", "Future", "select", "Selector"]
+
+_dumps, _loads = pickle.dumps, pickle.loads
+_CALL, _ASK, _PRE_RUN, _POST_RUN = 0, 1, 2, 3
+
+
+def _serve(ref, kind, req):
+    """In the backend: runs one request on the (forked copy of the) Process object."""
+    self = ref()
+    if kind == _ASK:
+        name, args, kwargs = _loads(req)
+        return _dumps(getattr(self, name)(*args, **kwargs), 5)
+    if kind == _CALL:
+        name, args, kwargs = _loads(req)
+        getattr(self, name)(*args, **kwargs)
+        return None
+    if kind == _PRE_RUN:
+        self.in_backend = True
+        self.pre_run()
+    else:
+        self.post_run()
+    return None
+
+
+class Future:
+    """The answer to Process.ask: result(timeout=None) waits for it (TimeoutError after
+    `timeout` seconds) and returns it, or raises what the method raised (its type, with the
+    remote traceback as __cause__), or pf.WorkerDied if the backend died first."""
+
+    __slots__ = ("_f", "_done", "_value")
+
+    def __init__(self, f):
+        self._f = f
+        self._done = False
+        self._value = None
+
+    def result(self, timeout=None):
+        if not self._done:
+            raw = self._f.get(timeout)
+            if raw is None:
+                raise TimeoutError("parafork: no answer within the timeout")
+            self._value = _loads(raw)
+            self._done = True
+        return self._value
+
+    def done(self):
+        return self._done or self._f.done()
+
+
+class Process:
+    """Subclass it; its methods run in the backend, a forked copy of the object.
+
+        class Worker(pf.Process):
+            def pre_run(self): ...              # in the backend, before its loop
+            def square(self, x):
+                self.emit(("progress", x))      # a message up to the frontend
+                return x * x
+        w = Worker(); w.start()
+        w.call("square", 3)                     # fire and forget
+        w.ask("square", 7).result()             # 49
+        w.receive()                             # ("progress", 3)
+        w.stop()
+
+    Calls and asks run one at a time, in send order. A method's exception fails its ask's
+    future, or (a call) is raised by the next receive(); the backend keeps serving. A backend
+    that dies fails pending and later asks with pf.WorkerDied at once. The backend ignores
+    Ctrl-C; a Ctrl-C while the frontend waits terminates it and raises KeyboardInterrupt.
+    """
+
+    in_backend = False
+
+    def __init__(self, name=None, *, grace=0.2, spin=None):
+        self.name = name if name is not None else type(self).__name__
+        self._grace, self._spin = grace, spin
+        self._native = None
+
+    # ---- backend (override) -------------------------------------------------------------
+    def pre_run(self):
+        pass
+
+    def post_run(self):
+        pass
+
+    def emit(self, obj):
+        """In the backend: sends obj (pickled) up to the frontend, which receive()s it."""
+        _parafork.emit(_dumps(obj, 5))
+
+    # ---- frontend -----------------------------------------------------------------------
+    def _live(self):
+        n = self.__dict__.get("_native")
+        if n is None:
+            raise _core.Error(f"parafork: process '{self.name}' was not started")
+        return n
+
+    def start(self):
+        if self.__dict__.get("_native") is not None:
+            raise _core.Error(f"parafork: process '{self.name}' was already started")
+        d = self.__dict__
+        n = _parafork.Process(lambda kind, req, ref=weakref.ref(self): _serve(ref, kind, req),
+                              str(getattr(self, "name", type(self).__name__)), d.get("_grace", 0.2),
+                              d.get("_spin"))
+        n.start()
+        self._native = n
+
+    def call(self, name, *args, **kwargs):
+        """Runs self.name(*args, **kwargs) in the backend; does not wait for it."""
+        self._live().call(_dumps((name, args, kwargs), 5))
+
+    def ask(self, name, *args, **kwargs):
+        """Runs self.name(*args, **kwargs) in the backend; a Future of its value."""
+        return Future(self._live().ask(_dumps((name, args, kwargs), 5)))
+
+    def receive(self, block=True, timeout=None):
+        """The next message the backend emitted. Waits (at most `timeout` seconds, then
+        TimeoutError); block=False raises IndexError when none is there. A call that raised
+        in the backend is raised here, in order; a backend that ended with nothing left to
+        receive raises pf.WorkerDied (died) or pf.Error (it stopped)."""
+        raw = self._live().receive(bool(block), timeout)
+        if raw is None:
+            if not block:
+                raise IndexError("parafork: no message")
+            raise TimeoutError("parafork: no message within the timeout")
+        return _loads(raw)
+
+    def has_message(self):
+        """True when receive() would not wait (a message, a call's error or the end is there)."""
+        return self._live().has_message()
+
+    def fileno(self):
+        """The frontend's socket: readable when messages, answers or the end arrive. Messages
+        already read off it wait in the frontend: select() and Selector know that, a bare
+        select.select does not (check has_message() first)."""
+        return self._live().fd()
+
+    def stop(self):
+        """Stops the backend after the calls sent before (post_run runs), waits for it; the
+        exit code. pf.WorkerDied if it died and nothing said so yet."""
+        n = self._live()
+        return n.join()
+
+    def request_stop(self):
+        """stop() without the wait."""
+        self._live().stop()
+
+    def join(self):
+        return self._live().join()
+
+    def terminate(self):
+        """SIGTERM, `grace` seconds, SIGKILL; reaped. Pending asks fail with pf.WorkerDied."""
+        n = self.__dict__.get("_native")
+        return None if n is None else n.terminate()
+
+    def flush(self):
+        self._live().flush()
+
+    def is_alive(self):
+        n = self.__dict__.get("_native")
+        return n is not None and n.running()
+
+    @property
+    def pid(self):
+        n = self.__dict__.get("_native")
+        return None if n is None or n.pid() < 0 else n.pid()
+
+    @property
+    def exitcode(self):
+        """None while running; the exit code, or minus the signal that killed it."""
+        n = self.__dict__.get("_native")
+        return None if n is None else n.exit_status()
+
+
+def _fd_of(obj):
+    return obj if isinstance(obj, int) else obj.fileno()
+
+
+class Selector:
+    """Waits on many processes' messages and any descriptors (ints or objects with fileno())
+    at once. A process is ready when receive() would not wait: a message, a call's error, or
+    its end. While waiting it also writes held calls and reads answers, so futures progress."""
+
+    def __init__(self):
+        self._sel = _parafork.Selector()
+        self._ids = {}   # id -> object
+        self._keys = {}  # id(object) -> selector id
+
+    def register(self, obj, events=_select.POLLIN):
+        if id(obj) in self._keys:
+            raise KeyError(f"parafork: {obj!r} is already registered")
+        if isinstance(obj, Process):
+            i = self._sel.add_process(obj._live())
+        else:
+            i = self._sel.add_fd(_fd_of(obj), events)
+        self._ids[i] = obj
+        self._keys[id(obj)] = i
+        return i
+
+    def unregister(self, obj):
+        i = self._keys.pop(id(obj))
+        del self._ids[i]
+        self._sel.remove(i)
+
+    def select(self, timeout=None):
+        """The ready objects, in registration order; [] when `timeout` seconds passed."""
+        return [self._ids[i] for i in self._sel.wait(timeout)]
+
+    def revents(self, obj):
+        """What poll(2) reported for a descriptor in the last select (0 for processes)."""
+        return self._sel.revents(self._keys[id(obj)])
+
+    def __len__(self):
+        return len(self._ids)
+
+
+def select(objects, timeout=None):
+    """The ready ones among `objects` (Processes, descriptors, objects with fileno()); waits
+    until one is, or `timeout` seconds ([] then)."""
+    s = Selector()
+    for o in objects:
+        s.register(o)
+    return s.select(timeout)
