@@ -3,6 +3,8 @@ many processes' messages and other descriptors. On parafork::process and parafor
 requests go through a ring in shared memory, answers and messages come back on a socket, and
 the backend's death is seen by its pidfd."""
 
+import mmap
+import os
 import pickle
 import select as _select
 import weakref
@@ -12,12 +14,20 @@ from . import _core, _parafork
 __all__ = ["Process", "Future", "select", "Selector"]
 
 _dumps, _loads = pickle.dumps, pickle.loads
-_CALL, _ASK, _PRE_RUN, _POST_RUN = 0, 1, 2, 3
+_CALL, _ASK, _PRE_RUN, _POST_RUN, _CALL_FD = 0, 1, 2, 3, 4
 
 
-def _serve(ref, kind, req):
+def _serve(ref, kind, req, fd=-1):
     """In the backend: runs one request on the (forked copy of the) Process object."""
     self = ref()
+    if kind == _CALL_FD:  # the method owns the descriptor
+        try:
+            name, args, kwargs = _loads(req)
+        except BaseException:
+            os.close(fd)
+            raise
+        getattr(self, name)(fd, *args, **kwargs)
+        return None
     if kind == _ASK:
         name, args, kwargs = _loads(req)
         return _dumps(getattr(self, name)(*args, **kwargs), 5)
@@ -96,7 +106,40 @@ class Process:
         """In the backend: sends obj (pickled) up to the frontend, which receive()s it."""
         _parafork.emit(_dumps(obj, 5))
 
+    def _attach_array(self, fd, attr, shape, dtype):
+        # In the backend: maps the frontend's memfd and names the array as the frontend did.
+        import numpy as np
+        try:
+            dtype = np.dtype(dtype)
+            count = 1
+            for n in shape:
+                count *= n
+            nbytes = count * dtype.itemsize
+            if os.fstat(fd).st_size < nbytes:
+                raise _core.Error("parafork: the shared array's memory is smaller than its shape")
+            mm = mmap.mmap(fd, max(nbytes, 1))
+        finally:
+            os.close(fd)
+        setattr(self, attr, np.frombuffer(mm, dtype=dtype, count=count).reshape(shape))
+
     # ---- frontend -----------------------------------------------------------------------
+    def share(self, attr, array):
+        """Makes `array`, a pf.SharedArray, self.<attr> on both sides: the backend's is the same
+        memory. Before start() the fork shares it; after, its memfd is passed to the backend
+        (in send order with the calls). Returns the array."""
+        setattr(self, attr, array)
+        n = self.__dict__.get("_native")
+        if n is not None:
+            mem = array
+            while mem is not None and not isinstance(mem, _parafork.SharedMemory):
+                mem = mem.obj if isinstance(mem, memoryview) else getattr(mem, "base", None)
+            import numpy as np
+            if mem is None or not array.flags.c_contiguous or \
+                    array.ctypes.data != np.frombuffer(mem, dtype=np.uint8).ctypes.data:
+                raise TypeError("parafork: share() takes a whole pf.SharedArray, not a slice of one")
+            n.call_fd(_dumps(("_attach_array", (attr, array.shape, array.dtype.str), {}), 5), mem.fd())
+        return array
+
     def _live(self):
         n = self.__dict__.get("_native")
         if n is None:
@@ -107,7 +150,7 @@ class Process:
         if self.__dict__.get("_native") is not None:
             raise _core.Error(f"parafork: process '{self.name}' was already started")
         d = self.__dict__
-        n = _parafork.Process(lambda kind, req, ref=weakref.ref(self): _serve(ref, kind, req),
+        n = _parafork.Process(lambda kind, req, fd, ref=weakref.ref(self): _serve(ref, kind, req, fd),
                               str(getattr(self, "name", type(self).__name__)), d.get("_grace", 0.2),
                               d.get("_spin"))
         n.start()

@@ -209,6 +209,13 @@ class MessageProcess(_Process):
         self.requestStop()
         self.waitStop()
 
+    def shareArray(self, attr, shape, dtype=float):
+        """A numpy array in shared memory made here, in the frontend, as self.<attr>, and the
+        same memory as self.<attr> in the backend, before or after start() (a memfd: nothing
+        in /dev/shm, freed with the last process holding it)."""
+        from ._shared import SharedArray
+        return self.share(attr, SharedArray(shape, dtype))
+
     def sendPing(self, lis):
         self.sendMessageToBack(MessageObject("ping", lis=lis))
 

@@ -42,22 +42,25 @@ std::optional<std::chrono::milliseconds> millis(const py::object& timeout) {
 
 // What the backend runs: `serve(kind, request)` of parafork._process, bound to the Python
 // object, in the forked child (which holds the GIL: it has one thread).
-enum kind : int { k_call = 0, k_ask = 1, k_pre_run = 2, k_post_run = 3 };
+enum kind : int { k_call = 0, k_ask = 1, k_pre_run = 2, k_post_run = 3, k_call_fd = 4 };
 
 struct py_actor {
     PyObject* serve = nullptr;  // owned by the py_process that made this actor
 
-    py::object run(int k, std::string_view req) {
+    py::object run(int k, std::string_view req, int fd = -1) {
         with_gil g;
         try {
             py::bytes b(req.data(), req.size());
-            return py::reinterpret_borrow<py::object>(serve)(k, b);
+            return py::reinterpret_borrow<py::object>(serve)(k, b, fd);
         } catch (py::error_already_set& e) {
             flush_stdio();
             throw_task_failure(e);
         }
     }
     void call(std::string req) { run(k_call, req); }
+    // A call that carries a descriptor (a memfd made after the fork): the backend's own copy,
+    // which the Python side owns from here (it closes it).
+    void call_fd(std::string req, pf::passed_fd fd) { run(k_call_fd, req, fd.take().release()); }
     std::string ask(std::string req) {
         py::object r = run(k_ask, req);
         with_gil g;
@@ -127,6 +130,14 @@ public:
         // Outside the GIL only when it may have to wait: the usual call is a copy into the ring.
         try {
             p_->call<&py_actor::call>(sv);
+        } catch (...) {
+            raise_python(std::current_exception());
+        }
+    }
+    void call_fd(const py::bytes& req, int fd) {
+        std::string_view sv = view(req);
+        try {
+            p_->call<&py_actor::call_fd>(sv, pf::passed_fd(fd));
         } catch (...) {
             raise_python(std::current_exception());
         }
@@ -222,6 +233,7 @@ void bind_process(py::module_& m) {
              py::arg("grace"), py::arg("spin"))
         .def("start", &py_process::start)
         .def("call", &py_process::call, py::arg("request"))
+        .def("call_fd", &py_process::call_fd, py::arg("request"), py::arg("fd"))
         .def("ask", &py_process::ask, py::arg("request"))
         .def("receive", &py_process::receive, py::arg("block"), py::arg("timeout"))
         .def("has_message", &py_process::has_message)

@@ -229,3 +229,31 @@ def test_select_over_processes_and_a_pipe():
         os.close(wr)
         for w in ws:
             w.terminate()
+
+
+class Painter(pf.Process):
+    def paint(self, attr, value):
+        getattr(self, attr)[...] = value
+
+    def total(self, attr):
+        return float(getattr(self, attr).sum())
+
+
+@pytest.mark.timeout(30)
+def test_shared_arrays_made_before_and_after_start_are_the_backends_too():
+    np = pytest.importorskip("numpy")
+    w = Painter()
+    w.share("before", pf.SharedArray((4, 5), dtype="float64"))
+    w.start()
+    w.ask("paint", "before", 2.0).result(10)
+    assert (w.before == 2.0).all()
+    a = w.share("after", pf.SharedArray((3, 7), dtype="int32"))
+    a[...] = 5
+    assert w.ask("total", "after").result(10) == 5 * 21  # the backend reads the frontend's writes
+    w.call("paint", "after", np.int32(9))
+    w.flush()
+    assert w.ask("total", "after").result(10) == 9 * 21
+    assert (a == 9).all()                                 # and the frontend reads the backend's
+    with pytest.raises(TypeError):
+        w.share("slice", pf.SharedArray((10,))[2:5])
+    w.stop()

@@ -196,3 +196,24 @@ def test_a_manager_of_fifty_workers_selects_over_their_pipes():
         os.close(r)
         os.close(wr)
         finish(*workers)
+
+
+class Filler(MessageProcess):
+    def c__fill(self, value=0):
+        self.frame[...] = value
+        self.send_out__(MessageObject("filled"))
+
+
+@pytest.mark.timeout(30)
+def test_share_array_before_and_after_start():
+    pytest.importorskip("numpy")
+    p = Filler()
+    early = p.shareArray("frame", (8, 8), "uint8")
+    p.start()
+    p.sendMessageToBack(MessageObject("fill", value=3))
+    assert p.getPipe().recv()() == "filled" and (early == 3).all()
+    late = p.shareArray("frame", (2, 3), "float32")  # replaces the backend's too, in send order
+    p.sendMessageToBack(MessageObject("fill", value=1.5))
+    assert p.getPipe().recv()() == "filled" and (late == 1.5).all() and (early == 3).all()
+    p.stop()
+    finish(p)
