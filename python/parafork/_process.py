@@ -86,6 +86,7 @@ class Process:
     future, or (a call) is raised by the next receive(); the backend keeps serving. A backend
     that dies fails pending and later asks with pf.WorkerDied at once. The backend ignores
     Ctrl-C; a Ctrl-C while the frontend waits terminates it and raises KeyboardInterrupt.
+    The frontend is used by one thread at a time (the thread that runs a manager loop).
     """
 
     in_backend = False

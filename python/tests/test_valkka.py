@@ -217,3 +217,46 @@ def test_share_array_before_and_after_start():
     assert p.getPipe().recv()() == "filled" and (late == 1.5).all() and (early == 3).all()
     p.stop()
     finish(p)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_in_a_manager_loop_stops_every_worker():
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent("""
+        import os
+        from parafork.valkka import MessageProcess, MessageObject, safe_select
+        class W(MessageProcess):
+            def c__work(self):
+                import time
+                time.sleep(30)
+        ws = [W(f"w{i}") for i in range(5)]
+        for w in ws:
+            w.start()
+            w.sendMessageToBack(MessageObject("work"))
+        print("ready", flush=True)
+        try:
+            safe_select([w.getPipe() for w in ws], [], [])
+        except KeyboardInterrupt:
+            for w in ws:
+                w.stop()
+            def ppid(x):
+                try:
+                    return open(f"/proc/{x}/stat").read().rsplit(")", 1)[1].split()[1]
+                except OSError:
+                    return None
+            kids = [x for x in os.listdir("/proc") if x.isdigit() and ppid(x) == str(os.getpid())]
+            print("interrupted", len(kids), sum(w.is_alive() for w in ws), flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.split() == ["interrupted", "0", "0"]
