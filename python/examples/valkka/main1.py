@@ -1,5 +1,5 @@
 """valkka tutorial Part II, "the manager of many workers": only the import differs, plus
-shorter naps and a "test" mode that runs for two seconds (the default here, so that it runs as
+shorter naps and a "test" mode that runs for one second (the default here, so that it runs as
 a test; "main" runs until Ctrl-C as in the tutorial)."""
 import os
 import time, sys
@@ -177,8 +177,8 @@ def test():
     WorkerProcess.formatLogger(logging.DEBUG)
     manager = Manager(n_workers=5)
     manager.runAsThread()
-    print("running manager for 2 secs")
-    time.sleep(2)
+    print("running manager for 1 sec")
+    time.sleep(1)
     # .. or alternative, interact with the manager somehow
     # as it runs in the background thread
     print("stopping manager")
