@@ -48,21 +48,41 @@ class Future:
     `timeout` seconds) and returns it, or raises what the method raised (its type, with the
     remote traceback as __cause__), or pf.WorkerDied if the backend died first."""
 
-    __slots__ = ("_f", "_done", "_value")
+    __slots__ = ("_f", "_done", "_value", "_error")
 
     def __init__(self, f):
         self._f = f
         self._done = False
         self._value = None
+        self._error = None
 
     def result(self, timeout=None):
         if not self._done:
-            raw = self._f.get(timeout)
+            try:
+                raw = self._f.get(timeout)
+            except BaseException as e:
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                self._error, self._done = e, True
+                raise
             if raw is None:
                 raise TimeoutError("parafork: no answer within the timeout")
             self._value = _loads(raw)
             self._done = True
+        if self._error is not None:
+            raise self._error
         return self._value
+
+    def exception(self, timeout=None):
+        """The method's exception (None if it returned)."""
+        try:
+            self.result(timeout)
+        except TimeoutError:
+            if not self._done:
+                raise
+        except Exception:
+            pass
+        return self._error
 
     def done(self):
         return self._done or self._f.done()

@@ -84,6 +84,9 @@ def test_a_method_that_raises_fails_its_future_and_the_process_keeps_serving():
         f.result(10)
     assert isinstance(info.value.__cause__, pf.RemoteTraceback)
     assert "in fail" in str(info.value.__cause__)
+    assert f.exception() is info.value  # asked again: the same exception
+    with pytest.raises(ValueError):
+        f.result()
     assert w.ask("add", 1).result(10) == 101
     # a call has no future: its exception comes out of receive(), in order
     w.call("fail", "in a call")
