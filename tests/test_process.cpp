@@ -87,6 +87,10 @@ struct counter : pf::actor {
     }
     pid_t my_pid() const { return ::getpid(); }
     void blob(std::size_t n) { emit(std::string(n, 'x')); }
+    int emit_and_answer(int x) {
+        emit(x);
+        return x + 1;
+    }
     int quit(int code) { ::_exit(code); }
     int crash() { std::abort(); }
     // A raw fork(): the helper keeps every descriptor of the backend, its socket included, and
@@ -230,6 +234,19 @@ TEST(process, emitted_messages_arrive_typed_and_in_order) {
         EXPECT_TRUE(w.receive_message().is<point>());
         EXPECT_EQ(w.receive<std::string>(), "post_run saw 0");
         EXPECT_THROW(w.receive<int>(), pf::error);  // nothing left, the backend ended
+    });
+}
+
+TEST(process, an_asked_method_may_emit_before_it_answers) {
+    run_bounded("emit-ask", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        for (int i = 0; i < 3; ++i) {
+            EXPECT_EQ(w.ask(&counter::emit_and_answer, i).get(), i + 1);
+            EXPECT_EQ(w.receive<int>(), i);
+        }
+        w.join();
     });
 }
 

@@ -10,6 +10,7 @@ from ._map import imap, imap_unordered, map, starmap
 from ._channel import Channel, ChannelClosed
 from ._thread import Generator, Thread, timestamp, timestamp_serialized
 from ._pool import Pool
+from ._process import Future, Process, Selector, select
 
 _parafork._init(_core)
 default_jobs = _parafork.default_jobs
@@ -17,6 +18,7 @@ default_jobs = _parafork.default_jobs
 __version__ = "0.1.0"
 __all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Pool", "Error", "RemoteError",
            "WorkerDied", "TaskTimeout", "PicklingError", "RemoteTraceback"]
+__all__ += ["Process", "Future", "Selector", "select"]
 __all__ += ["Thread", "Generator", "Channel", "ChannelClosed", "SharedArray", "timestamp",
             "timestamp_serialized"]
 

@@ -117,4 +117,5 @@ py::object unpickle5(std::string_view msg, py::handle owner = py::handle());
 void bind_map(py::module_& m);
 void bind_snakefish(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_process(py::module_& m);
 } // namespace parafork_python

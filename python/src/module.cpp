@@ -27,4 +27,5 @@ PYBIND11_MODULE(_parafork, m) {
     ppy::bind_map(m);
     ppy::bind_snakefish(m);
     ppy::bind_pool(m);
+    ppy::bind_process(m);
 }

@@ -31,6 +31,7 @@ constexpr std::size_t drain_chunk = 64 * 1024;  // ring bytes taken at a time
 struct backend {
     int sock;
     std::string out;
+    std::string reply;  // the running ask's answer
     clock::time_point out_since{};
     std::size_t emit_start = 0;
     std::deque<sys::unique_fd> fds;  // received, not yet given to a task
@@ -118,7 +119,7 @@ void run_backend(int sock, void* ring, const backend_hooks& hooks, const options
     sys::dont_fork(ring, ring_map_size);
     int code = 0;
     try {
-        backend b{sock, {}, {}, 0, {}, {}};
+        backend b{sock, {}, {}, {}, 0, {}, {}};
         g_backend = &b;
         frames::frame_reader in(frames::len_prefix, 64 * 1024);
         auto* h = static_cast<ring_header*>(ring);
@@ -173,13 +174,16 @@ void run_backend(int sock, void* ring, const backend_hooks& hooks, const options
                         b.append_error(proto::call_error, task);
                     }
                 } else {
-                    std::size_t start = proto::open_frame(b.out, proto::reply);
-                    proto::put_u64(b.out, task);
+                    // The answer is encoded apart: a method that emits writes whole frames to
+                    // `out` (and sends them) while it runs, before its answer exists.
+                    b.reply.clear();
                     try {
-                        t(hooks.actor, r, &b.out);
+                        t(hooks.actor, r, &b.reply);
+                        std::size_t start = proto::open_frame(b.out, proto::reply);
+                        proto::put_u64(b.out, task);
+                        b.out += b.reply;
                         proto::close_frame(b.out, start);
                     } catch (...) {
-                        b.out.resize(start);
                         b.append_error(proto::ask_error, task);
                     }
                 }
