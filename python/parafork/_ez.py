@@ -57,6 +57,7 @@ def _let_go(keep):
 # ---- graph description ---------------------------------------------------------------------------
 
 class serial(list):
+    __hash__ = object.__hash__  # may be a member of a set (a broadcast)
     """Stages one after the other (a list does the same)."""
 
     def __init__(self, *nodes):
@@ -64,6 +65,7 @@ class serial(list):
 
 
 class parallel(list):
+    __hash__ = object.__hash__  # may be a member of a set (a broadcast)
     """Members share their input: each item goes to one of them (a tuple does the same)."""
 
     def __init__(self, *nodes):
@@ -71,6 +73,7 @@ class parallel(list):
 
 
 class broadcast(list):
+    __hash__ = object.__hash__  # may be a member of a set (a broadcast)
     """Every item goes to every member (a set does the same)."""
 
     def __init__(self, *nodes):
@@ -415,12 +418,15 @@ class Map(Stage):
         self.put(self.fn(item, *self.fargs, **self.fkwargs))
 
     def _batch(self, items, metas, proc):
-        if metas is not None or type(self).process is not Map.process:
+        if metas is not None or getattr(proc, "__func__", None) is not _map_process:
             return super()._batch(items, metas, proc)
         fn, a, k = self.fn, self.fargs, self.fkwargs
         if self.meta:
             self.meta = {}
         self._put_many([fn(x, *a, **k) for x in items] if a or k else list(map(fn, items)))
+
+
+_map_process = Map.process
 
 
 class Filter(Stage):
