@@ -281,6 +281,20 @@ class Stage:
         if len(o.items) >= o.limit or _now() - o.t0 > _LATENCY:
             o.flush()
 
+    def _put_busy(self, item):
+        # put() while input items are being processed: an input batch is about 1 ms of this
+        # stage's work, so the latency check waits for the end of the batch (_loop).
+        o = self._out
+        meta = self.meta
+        if meta:
+            o.put(item, meta.copy())
+            return
+        o.items.append(item)
+        if o.metas is not None:
+            o.metas.append(None)
+        if len(o.items) >= o.limit:
+            o.flush()
+
     def _put_many(self, items):
         o = self._out
         if self.meta or o.metas is not None:
@@ -337,8 +351,11 @@ class Stage:
                 c.close()
 
     def _loop(self, inp, costs, slot):
+        if type(self).put is Stage.put:
+            self.put = self._put_busy
         proc = getattr(self, self._method)
         clock = time.perf_counter
+        out = self._out
         while not self._stopped:
             try:
                 raw = inp.receive(False, None)
@@ -351,6 +368,8 @@ class Stage:
             t = clock()
             self._batch(items, metas, proc)
             cost = (clock() - t) / len(items)
+            if _now() - out.t0 > _LATENCY:
+                self.flush()
             costs[slot] = cost if costs[slot] == 0 else 0.7 * costs[slot] + 0.3 * cost
 
     def _batch(self, items, metas, proc):

@@ -208,3 +208,18 @@ def test_graph_and_layout():
     assert isinstance(g, list) and g[1] == (a, b) and isinstance(g[2], set) and c in g[2]
     assert "in=q0" in p.layout()
     assert sorted(p.list()) == [2, 3]
+
+
+def test_an_item_does_not_wait_for_its_batch_to_fill():
+    class Trickle(pf.Stage):
+        def setup(self):
+            for i in range(2000):  # fast: the batches grow
+                self.put(i)
+            time.sleep(0.1)
+            self.put(-1)  # alone: must go on without more items behind it
+            time.sleep(120)
+
+    gen = pf.ez(Trickle(), add1, (AddX(0), AddX(0))).items()
+    got = [next(gen) for _ in range(2001)]
+    gen.close()
+    assert sorted(got) == list(range(0, 2001))
