@@ -11,6 +11,8 @@ from ._channel import Channel, ChannelClosed
 from ._thread import Generator, Thread, timestamp, timestamp_serialized
 from ._pool import Pool
 from ._process import Future, Process, Selector, select
+from ._ez import (Batch, Const, Filter, Iter, Map, Pipeline, Print, Read, Seq, Stage, Stamp, Write, Zip,
+                  broadcast, ez, parallel, serial)
 
 _parafork._init(_core)
 default_jobs = _parafork.default_jobs
@@ -21,6 +23,8 @@ __all__ = ["map", "starmap", "imap", "imap_unordered", "default_jobs", "Pool", "
 __all__ += ["Process", "Future", "Selector", "select"]
 __all__ += ["Thread", "Generator", "Channel", "ChannelClosed", "SharedArray", "timestamp",
             "timestamp_serialized"]
+__all__ += ["ez", "Pipeline", "Stage", "serial", "parallel", "broadcast", "Iter", "Const", "Map", "Filter",
+            "Batch", "Zip", "Seq", "Print", "Stamp", "Read", "Write"]
 
 
 def __getattr__(name):  # SharedArray needs numpy: imported on first use only

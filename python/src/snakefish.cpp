@@ -322,7 +322,10 @@ void bind_snakefish(py::module_& m) {
         .def("dispose", &py_channel::dispose)
         .def("capacity", &py_channel::capacity)
         .def("size_bytes", &py_channel::size_bytes)
-        .def("dropped", &py_channel::dropped);
+        .def("dropped", &py_channel::dropped)
+        // For a sole receiver that sleeps in its own poll beside other descriptors (ez's parent).
+        .def("_arm", [](py_channel& c) { return pf::detail::channel_arm(c.get(), 0); })
+        .def("_disarm", [](py_channel& c) { pf::detail::channel_disarm(c.get(), 0); });
 
     m.def("receive_watching", &receive_watching, py::arg("channel"), py::arg("thread"), py::arg("block"));
     m.def("join_draining", &join_draining, py::arg("channel"), py::arg("thread"));
