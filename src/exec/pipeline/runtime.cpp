@@ -56,7 +56,7 @@ struct runtime::impl : graph_plan {
     std::string out_ordered_msg;
 
     std::exception_ptr failure;
-    bool started = false, finished = false, dropped = false;
+    bool started = false, finished = false;
     // Ctrl-C is ours from the first wait on the graph until it is over.
     std::optional<sys::sigint_guard> sigint;
 
@@ -427,8 +427,6 @@ void runtime::stop() noexcept {
     if (p_->started && !p_->finished) p_->stop_all();
 }
 
-void runtime::output_dropped() noexcept { p_->dropped = true; }
-bool runtime::output_was_dropped() const noexcept { return p_->dropped; }
 
 bool runtime::started() const noexcept { return p_->started; }
 bool runtime::finished() const noexcept { return p_->finished; }
