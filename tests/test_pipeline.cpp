@@ -1,11 +1,14 @@
 // Pipelines: graph shapes, stage kinds, order, meta, xcut, built-ins.
 #include <parafork/exec/pipeline/pipeline.hpp>
 #include <parafork/exec/pipeline/stages.hpp>
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -153,6 +156,74 @@ TEST(pipeline, ordered_parallel_restores_input_order) {
     auto u = pf::ez(pf::iter(0, 20000), pf::workers(3, jitter).ordered(), add1, mul2).list();
     ASSERT_EQ(u.size(), 20000u);
     for (int k = 0; k < 20000; ++k) ASSERT_EQ(u[static_cast<std::size_t>(k)], 2 * (k + 1));
+}
+
+// Behind one slow input, the reader after an ordered group holds at most 4,096 inputs (as
+// `forked` with `ordered`): the stage that numbers them sends no more until the slow one is
+// through. Then the output is complete and in order, whether the parent or a stage reads it.
+TEST(pipeline, ordered_group_holds_a_bounded_amount_behind_a_slow_item) {
+    pf::testing::run_bounded("ordered_bound", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        constexpr long total = 12000;
+        pf::sys::mapping shared(-1, 4096);
+        auto* done = static_cast<std::atomic<long>*>(shared.data());
+        auto* seen_by_first = done + 1;
+        // Input 0 waits until the others stop coming (all done, or none for 1 s).
+        struct SlowFirst : pf::stage<int> {
+            std::atomic<long>* done = nullptr;
+            std::atomic<long>* seen = nullptr;
+            void process(int x) {
+                if (x != 0) {
+                    done->fetch_add(1);
+                    put(x);
+                    return;
+                }
+                long last = -1;
+                auto still = std::chrono::steady_clock::now();
+                while (done->load() < total - 1 && std::chrono::steady_clock::now() - still < std::chrono::seconds(1)) {
+                    if (long now = done->load(); now != last) {
+                        last = now;
+                        still = std::chrono::steady_clock::now();
+                    }
+                    ::usleep(10000);
+                }
+                seen->store(done->load());
+                put(x);
+            }
+        };
+        SlowFirst slow;
+        slow.done = done;
+        slow.seen = seen_by_first;
+        for (bool stage_reads : {false, true}) {
+            done->store(0);
+            seen_by_first->store(-1);
+            std::vector<int> v;
+            if (stage_reads) v = pf::ez(pf::iter(0, static_cast<int>(total)), pf::workers(2, slow).ordered(), add1).list();
+            else v = pf::ez(pf::iter(0, static_cast<int>(total)), pf::workers(2, slow).ordered()).list();
+            ASSERT_EQ(v.size(), static_cast<std::size_t>(total)) << (stage_reads ? "stage" : "parent");
+            for (long k = 0; k < total; ++k)
+                ASSERT_EQ(v[static_cast<std::size_t>(k)], k + (stage_reads ? 1 : 0)) << "at " << k;
+            // Inputs 1..4095 at most were sent while input 0 was held up.
+            EXPECT_GE(seen_by_first->load(), 0);
+            EXPECT_LT(seen_by_first->load(), 4096) << (stage_reads ? "stage" : "parent") << " held too many";
+        }
+    });
+}
+
+// The reader after an ordered group ends early: the stage numbering the group's inputs stops
+// waiting for it to pass more on, and the graph winds down instead of hanging.
+TEST(pipeline, ordered_group_whose_reader_stops_early_does_not_hang) {
+    pf::testing::run_bounded("ordered_reader_stops", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        struct First : pf::stage<int> {
+            void process(int x) {
+                put(x);
+                stop();
+            }
+        };
+        auto v = pf::ez(pf::iter(0, 200'000), pf::workers(2, add1).ordered(), First{}).list();
+        EXPECT_EQ(v, std::vector<int>{1});
+    });
 }
 
 TEST(pipeline, zip_merges_broadcast_branches_per_item) {

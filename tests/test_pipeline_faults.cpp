@@ -276,6 +276,40 @@ TEST(pipeline_faults, stop_ends_every_process) {
     });
 }
 
+// A destructor is not a join: a graph still running is stopped by the stop policy (SIGTERM,
+// one grace period, SIGKILL), promptly, and nothing is printed about it.
+TEST(pipeline_faults, the_destructor_stops_a_running_graph_without_waiting_or_printing) {
+    run_bounded("destructor_stops", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        // Deaf to SIGTERM, busy for 8 s, then fails: waiting for it would take that long and
+        // have an error to print.
+        struct Stuck : pf::stage<int> {
+            void setup() { std::signal(SIGTERM, SIG_IGN); }
+            void process(int) {
+                ::usleep(8'000'000);
+                throw std::runtime_error("stuck stage gave up");
+            }
+        };
+        std::vector<pid_t> pids;
+        std::chrono::steady_clock::duration took{};
+        std::string err = capture(2, [&] {
+            auto p = pf::ez(pf::constant(1), pf::named("stuck", Stuck{}), add1);
+            p.start();
+            pids = p.pids();
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            auto t0 = std::chrono::steady_clock::now();
+            {
+                auto gone = std::move(p);
+            }
+            took = std::chrono::steady_clock::now() - t0;
+        });
+        EXPECT_LT(took, std::chrono::seconds(4)) << "the destructor waited for the graph";
+        EXPECT_EQ(err, "") << "the destructor printed";
+        ASSERT_EQ(pids.size(), 3u);
+        for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " survived";
+    });
+}
+
 TEST(pipeline_faults, daemonized_pipeline_is_stopped_by_its_destructor) {
     run_bounded("daemonize", 30, [] {
         PARAFORK_LEAK_CHECK();

@@ -5,6 +5,7 @@
 #include <parafork/sys/signals.hpp>
 
 #include "support/leak_check.hpp"
+#include "support/sigint_timer.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +38,7 @@ struct worker : pf::actor {
     }
     int square(int x) { return x * x; }
     void fail() { throw std::runtime_error("job failed"); }
+    bool deaf() { return std::signal(SIGTERM, SIG_IGN) != SIG_ERR; }
 };
 
 TEST(selector, sixteen_processes_and_a_pipe) {
@@ -146,6 +148,37 @@ TEST(selector, processes_never_started_need_a_timeout) {
         c.join();
         // An ended process is ready at once, so a wait with no timeout does not block either.
         EXPECT_EQ(sel.wait().size(), 1u);
+    });
+}
+
+// Ctrl-C during a wait stops every process at once: the stop signal to all, one grace period
+// shared by all, then SIGKILL; four busy processes deaf to SIGTERM take one grace, not four.
+TEST(selector, ctrl_c_stops_all_processes_within_one_grace_period) {
+    run_bounded("ctrl-c", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        constexpr auto grace = 800ms;
+        constexpr auto fire = 100ms;
+        std::vector<pf::process<worker>> ws;
+        pf::selector sel;
+        for (int i = 0; i < 4; ++i) {
+            ws.emplace_back(worker(i), pf::options{.grace = grace});
+            ws.back().start();
+            ASSERT_TRUE(ws.back().ask(&worker::deaf).get());
+            ws.back().call(&worker::work, 0, 30'000);  // busy: it does not read its end of file
+            sel.add(ws.back());
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        {
+            pf::testing::sigint_timer ctrl_c(fire.count());
+            EXPECT_THROW(sel.wait(10s), pf::interrupted);
+        }
+        auto took = std::chrono::steady_clock::now() - t0;
+        EXPECT_LT(took, fire + grace * 5 / 2) << "the processes were stopped one after another";
+        for (auto& w : ws) {
+            EXPECT_FALSE(w.running());
+            ASSERT_TRUE(w.exit_status());
+            EXPECT_EQ(w.exit_status()->signal, SIGKILL);  // deaf to SIGTERM: ended at the grace
+        }
     });
 }
 

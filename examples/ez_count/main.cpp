@@ -22,8 +22,8 @@ struct AddX : pf::stage<int> {
 };
 
 int main() {
-    // The temporary's destructor waits for the graph, as mpyx's EZ(...).start() does.
-    pf::ez(Count(5), AddX(10), pf::print()).start();
+    // join() starts the graph and waits for it (a destructor stops a graph, it does not wait).
+    pf::ez(Count(5), AddX(10), pf::print()).join();
     // print passes items on, so the same graph can hand them to the parent too.
     auto got = pf::ez(Count(5), AddX(10)).list();
     return got == std::vector<int>{11, 12, 13, 14, 15} ? 0 : 1;

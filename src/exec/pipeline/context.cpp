@@ -2,6 +2,7 @@
 // order behind ordered groups.
 #include <parafork/exec/pipeline/detail/context.hpp>
 #include <parafork/exec/pipeline/detail/graph.hpp>
+#include <parafork/sys/memory.hpp>
 
 #include <cxxabi.h>
 #include <cstdlib>
@@ -35,21 +36,44 @@ void reorder_buffer::add(const record_view& r) {
     } else {
         e.records.append(r.whole);
         ++e.count;
+        held_bytes_ += r.whole.size();
+        if (window_ && !over_ && held_bytes_ > max_ordered_bytes) {
+            over_ = true;
+            window_->held_over.store(1, std::memory_order_release);
+        }
     }
+}
+
+// Tells the numbering stage what was passed on; wakes it if it sleeps on the window.
+void reorder_buffer::publish() noexcept {
+    if (!window_) return;
+    if (over_ && held_bytes_ <= max_ordered_bytes) {
+        over_ = false;
+        window_->held_over.store(0, std::memory_order_release);
+    }
+    window_->released.store(static_cast<std::uint32_t>(next_), std::memory_order_release);
+    window_->window_events.fetch_add(1, std::memory_order_acq_rel);
+    // Against the writer's flag-then-recheck: one of the two sees the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (window_->writer_waiting.load(std::memory_order_relaxed) && window_->writer_waiting.exchange(0))
+        sys::futex_wake_all(&window_->window_events);
 }
 
 bool reorder_buffer::pop(std::string& msg) {
     begin_message(msg);
     std::uint32_t n = 0;
+    std::uint64_t was = next_;
     while (!pending_.empty()) {
         auto it = pending_.begin();
         if (it->first != next_ || !it->second.done) break;
         msg.append(it->second.records);
         n += it->second.count;
+        held_bytes_ -= it->second.records.size();
         pending_.erase(it);
         ++next_;
     }
     set_message_count(msg, n);
+    if (next_ != was) publish();
     return n > 0;
 }
 
@@ -61,6 +85,7 @@ bool reorder_buffer::drain(std::string& msg) {
         n += e.count;
     }
     pending_.clear();
+    held_bytes_ = 0;
     msg.append(late_);
     n += late_count_;
     late_.clear();
@@ -127,6 +152,29 @@ void stage_context::flush_all() {
     if (!any_alive) {
         stopped = true;
         throw downstream_gone{};
+    }
+}
+
+// This stage numbers the inputs of an ordered group and is too far ahead of the reader after
+// it: it sends what it has batched (the input that reader waits for may be in it) and sleeps
+// until that reader passes inputs on, ends, or nobody reads this queue any more.
+void stage_context::wait_window(out_port& p) {
+    auto* w = p.stats;
+    auto open = [&] {
+        auto released = w->released.load(std::memory_order_acquire);
+        return (static_cast<std::uint32_t>(p.next_seq) - released < max_ordered_inputs &&
+                !w->held_over.load(std::memory_order_acquire)) ||
+               w->window_gone.load(std::memory_order_acquire) || w->abandoned.load(std::memory_order_acquire);
+    };
+    for (;;) {
+        if (open()) return;
+        flush_all();
+        w->writer_waiting.store(1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // Read before the look: a change after it moves the word, and the wait returns at once.
+        std::uint32_t events = w->window_events.load(std::memory_order_acquire);
+        if (open()) return;
+        sys::futex_wait(&w->window_events, events);
     }
 }
 

@@ -107,6 +107,7 @@ void graph_plan::wire(const node_spec& n, int in, int out, std::vector<xcut_bind
                 if (out < 0) throw error("parafork: an ordered parallel group must put items");
                 edges[static_cast<std::size_t>(in)].sequenced = true;
                 edges[static_cast<std::size_t>(out)].reorder = true;
+                edges[static_cast<std::size_t>(out)].order_source = in;
             }
             for (auto& k : n.kids) wire(*k, in, out, xs);
             break;

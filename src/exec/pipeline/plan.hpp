@@ -17,6 +17,7 @@ struct edge_plan {
     std::type_index type = typeid(void);
     std::vector<int> tee;  // a broadcast: writers of this queue write to each of these instead
     bool sequenced = false, reorder = false, parent_reads = false;
+    int order_source = -1;  // a reorder queue: the numbered queue into its group (its window)
     std::vector<std::size_t> writers, readers;
     std::string label;
 };

@@ -56,7 +56,7 @@ struct runtime::impl : graph_plan {
     std::string out_ordered_msg;
 
     std::exception_ptr failure;
-    bool started = false, finished = false, dropped = false;
+    bool started = false, finished = false;
     // Ctrl-C is ours from the first wait on the graph until it is over.
     std::optional<sys::sigint_guard> sigint;
 
@@ -70,6 +70,12 @@ struct runtime::impl : graph_plan {
         return reinterpret_cast<outputs_closed_flag*>(static_cast<edge_stats*>(stats_map.data()) + edges.size() + 1) + i;
     }
 
+    // The reader behind an ordered group: it bounds the stage numbering the group's inputs.
+    std::unique_ptr<reorder_buffer> make_reorder(int e) const {
+        int src = edges[static_cast<std::size_t>(e)].order_source;
+        return std::make_unique<reorder_buffer>(src >= 0 ? stats(src) : nullptr);
+    }
+
     [[noreturn]] void child_main(std::size_t i, sys::unique_fd err) {
         int code = 0;
         try {
@@ -81,7 +87,7 @@ struct runtime::impl : graph_plan {
                 in_port in;
                 in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
                 in.stats = stats(e);
-                if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = std::make_unique<reorder_buffer>();
+                if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = make_reorder(e);
                 ctx.ins.push_back(std::move(in));
             }
             for (int e : p.outs) {
@@ -174,7 +180,7 @@ struct runtime::impl : graph_plan {
         if (out_edge >= 0) {
             out_reader = edge_reader(*chans[static_cast<std::size_t>(out_edge)]);
             out_ended = false;
-            if (edges[static_cast<std::size_t>(out_edge)].reorder) out_reorder = std::make_unique<reorder_buffer>();
+            if (edges[static_cast<std::size_t>(out_edge)].reorder) out_reorder = make_reorder(out_edge);
         }
     }
 
@@ -190,6 +196,10 @@ struct runtime::impl : graph_plan {
         if (stats(e)->writers_left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
         ends_owed[u] = stats(e)->readers;
     }
+    static void wake_window(edge_stats* s) noexcept {
+        s->window_events.fetch_add(1, std::memory_order_acq_rel);
+        sys::futex_wake_all(&s->window_events);
+    }
     // A reader exited cleanly: after the last one, writers may stop waiting for room.
     void reader_done(int e) {
         auto u = static_cast<std::size_t>(e);
@@ -197,6 +207,12 @@ struct runtime::impl : graph_plan {
         if (!edges[u].parent_reads) {
             stats(e)->abandoned.store(1, std::memory_order_release);
             if (u < chans.size() && chans[u]) channel_wake_senders(*chans[u]);
+            if (edges[u].sequenced) wake_window(stats(e));
+        }
+        // The reader behind an ordered group ended: its numbering stage waits for it no more.
+        if (int src = edges[u].order_source; src >= 0) {
+            stats(src)->window_gone.store(1, std::memory_order_release);
+            wake_window(stats(src));
         }
     }
     // Publishes owed end markers without ever blocking; true if some are still owed.
@@ -427,8 +443,6 @@ void runtime::stop() noexcept {
     if (p_->started && !p_->finished) p_->stop_all();
 }
 
-void runtime::output_dropped() noexcept { p_->dropped = true; }
-bool runtime::output_was_dropped() const noexcept { return p_->dropped; }
 
 bool runtime::started() const noexcept { return p_->started; }
 bool runtime::finished() const noexcept { return p_->finished; }

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <vector>
 
 namespace parafork {
 namespace detail {
@@ -293,6 +294,52 @@ void on_backend_end(process_state& st, bool by_terminate) {
         slot->put_error(std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why)));
     }
     st.pending.clear();
+}
+
+void terminate_all(std::span<process_state* const> procs) {
+    struct stopping {
+        process_state* st;
+        clock::time_point deadline;  // the end of its own grace
+        bool gone = false;
+    };
+    std::vector<stopping> v;
+    std::vector<pollfd> fds;
+    std::vector<std::size_t> idx;
+    v.reserve(procs.size());
+    fds.reserve(procs.size());
+    idx.reserve(procs.size());
+    auto start = clock::now();
+    for (auto* st : procs) {
+        if (!st->live()) continue;
+        const stop_policy& pol = st->sup.policy();
+        st->sock.reset();  // an idle backend leaves at its end of file
+        st->sup.signal(st->kid, pol.signal);
+        auto grace = pol.signal ? std::chrono::duration_cast<clock::duration>(pol.grace) : clock::duration::zero();
+        v.push_back({st, start + grace});
+    }
+    // One wait over every pidfd whose grace is still running.
+    for (;;) {
+        fds.clear();
+        idx.clear();
+        auto now = clock::now();
+        auto next = clock::time_point::max();
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (v[i].gone || now >= v[i].deadline) continue;
+            fds.push_back({v[i].st->pidfd(), POLLIN, 0});
+            idx.push_back(i);
+            next = std::min(next, v[i].deadline);
+        }
+        if (fds.empty()) break;
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
+        if (sys::poll_fds(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(0, ms))) < 0)
+            continue;  // a signal (another Ctrl-C): the deadlines still bound the wait
+        for (std::size_t j = 0; j < fds.size(); ++j)
+            if (fds[j].revents) v[idx[j]].gone = true;
+    }
+    for (auto& s : v) {
+        if (!s.gone) s.st->sup.kill(s.st->kid);  // past its grace; reaped, so no second grace below
+        on_backend_end(*s.st, true);
+    }
 }
 
 void throw_died(process_state& st, std::optional<std::uint64_t> task) {

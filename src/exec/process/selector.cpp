@@ -87,8 +87,11 @@ const std::vector<std::size_t>& selector::wait(std::optional<std::chrono::millis
         // the rest in one poll, and a readable one is reaped by its process's supervisor.
         int n = sys::poll_fds(pfds_.data(), pfds_.size(), ms);
         if (sys::sigint_guard::pending()) {
+            // All at once: n processes take one grace period, not n.
+            std::vector<process_state*> live;
             for (auto& s : sources_)
-                if (s.proc) detail::on_backend_end(*s.proc, true);
+                if (s.proc) live.push_back(s.proc.get());
+            detail::terminate_all(live);
             sys::sigint_guard::check();
         }
         if (n > 0) {

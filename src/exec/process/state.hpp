@@ -36,6 +36,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -137,6 +138,10 @@ void pump(process_state& st, int timeout_ms, bool with_sigint,
 // The backend exited, or closed its socket (only ever by exiting), or is to be terminated:
 // reap it, fail what is pending.
 void on_backend_end(process_state& st, bool by_terminate);
+// Terminates several backends at once (a selector's Ctrl-C): each one's stop signal to all,
+// then one shared wait in which each gets its own grace from the same start, SIGKILL to the
+// rest; so n processes take one grace period, not n.
+void terminate_all(std::span<process_state* const> procs);
 // What to poll for on the socket, and what to do with the results for the socket and the
 // pidfd (the selector's hooks).
 short wanted_events(const process_state& st) noexcept;

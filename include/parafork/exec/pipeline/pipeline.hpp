@@ -3,7 +3,7 @@
 // bounded shared queues, and the graph is checked when it is built.
 //
 //   struct AddX : pf::stage<int> { int amount; void process(int n) { put(n + amount); } };
-//   pf::ez(pf::iter(1, 6), AddX{{}, 10}, pf::print()).start();   // prints 11..15
+//   pf::ez(pf::iter(1, 6), AddX{{}, 10}, pf::print()).join();   // prints 11..15
 //
 // Graph: ez(a, b, c) and serial(...) chain stages; parallel(...) / as<S>(n, args...) /
 // workers(n, x) are competing workers on one queue; broadcast(...) / by<S>(n, args...) give
@@ -16,8 +16,6 @@
 // Faults: an exception in any stage, or a stage killed from outside, stops every process of
 // the graph; join() / list() / items() then throw remote_error or worker_died naming the stage.
 
-#include <cstdio>
-#include <exception>
 #include <iostream>
 #include <iterator>
 #include <utility>
@@ -29,9 +27,8 @@
 
 namespace parafork {
 
-// The items a pipeline puts out of its last stage, lazily, in the parent. Dropped before its
-// end (a loop that breaks), it tells the pipeline so: its destructor then stops the graph
-// instead of draining it (an endless source would never let it finish).
+// The items a pipeline puts out of its last stage, lazily, in the parent. A loop that breaks
+// leaves the graph running; the pipeline's destructor stops it.
 template <class T>
 class item_range {
 public:
@@ -56,11 +53,8 @@ public:
 
     explicit item_range(detail::runtime* rt) : rt_(rt) {}
     item_range(item_range&& o) noexcept
-        : rt_(std::exchange(o.rt_, nullptr)), cur_(std::move(o.cur_)), meta_(std::move(o.meta_)), ended_(o.ended_) {}
+        : rt_(std::exchange(o.rt_, nullptr)), cur_(std::move(o.cur_)), meta_(std::move(o.meta_)) {}
     item_range& operator=(item_range&&) = delete;
-    ~item_range() {
-        if (rt_ && !ended_) rt_->output_dropped();
-    }
     iterator begin() {
         if (!advance()) return iterator();
         return iterator(this);
@@ -72,10 +66,7 @@ public:
 private:
     bool advance() {
         detail::record_view r;
-        if (!rt_->next_output(r)) {
-            ended_ = true;
-            return false;
-        }
+        if (!rt_->next_output(r)) return false;
         cur_ = wire::decode<T>(r.payload);
         if (r.flags & detail::rec_meta) meta_ = wire::decode<meta_map>(r.meta);
         else if (!meta_.empty()) meta_.clear();
@@ -84,7 +75,6 @@ private:
     detail::runtime* rt_;
     T cur_{};
     meta_map meta_;
-    bool ended_ = false;
 };
 
 template <class In, class Out>
@@ -120,21 +110,10 @@ public:
     pipeline(const pipeline&) = delete;
     pipeline& operator=(const pipeline&) = delete;
 
-    // Not joined yet: waits for the graph to finish (errors go to stderr), or with
-    // daemonize(), while an exception unwinds past it, or once an items() range was dropped
-    // before its end, stops it.
-    ~pipeline() {
-        if (!rt_ || !rt_->started() || rt_->finished()) return;
-        if (daemon_ || std::uncaught_exceptions() > 0 || rt_->output_was_dropped()) {
-            rt_->stop();
-            return;
-        }
-        try {
-            rt_->join();
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "parafork: pipeline %s failed: %s\n", opts_.name.c_str(), e.what());
-        }
-    }
+    // Not run to its end (join(), or items() read to the end): stops every process by the
+    // shared stop policy (SIGTERM, one grace period for all, SIGKILL). Never waits for the
+    // graph, never prints; output nobody read is dropped.
+    ~pipeline() { stop(); }
 
     // Attaches a side pipeline: every stage of this graph can put into it through
     // xcut<Q>(name); it starts with this one and ends when all of this graph's stages have.
@@ -155,11 +134,8 @@ public:
         return *this;
     }
     pipeline&& watch(bool on = true) && { return std::move(watch(on)); }
-    // The destructor stops the graph instead of waiting for it.
-    pipeline& daemonize(bool on = true) & {
-        daemon_ = on;
-        return *this;
-    }
+    // The destructor always stops the graph now; kept so that code calling it still builds.
+    pipeline& daemonize(bool = true) & { return *this; }
     pipeline&& daemonize(bool on = true) && { return std::move(daemonize(on)); }
     // Process titles are <name>:<stage>.
     pipeline& named(std::string n) & {
@@ -240,7 +216,6 @@ private:
     std::shared_ptr<detail::node_spec> root_;
     std::unique_ptr<detail::runtime> rt_;
     detail::run_options opts_;
-    bool daemon_ = false;
 };
 
 template <class T>

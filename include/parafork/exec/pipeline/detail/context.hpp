@@ -23,10 +23,17 @@ namespace parafork::detail {
 // quietly (like a shell filter whose reader went away).
 struct downstream_gone {};
 
+// How much the reader after an ordered group may hold behind one slow input (as `forked`
+// with `ordered`): past either bound the stage that numbers the inputs sends no more.
+inline constexpr std::uint32_t max_ordered_inputs = 4096;
+inline constexpr std::size_t max_ordered_bytes = std::size_t{64} << 20;
+
 // Restores input order behind an ordered parallel group: records carry the sequence number of
-// the input they came from, and an `end` record closes each input.
+// the input they came from, and an `end` record closes each input. What it holds and what it
+// has passed on go to `window` (the stats of the queue into the group), which bounds both.
 class reorder_buffer {
 public:
+    explicit reorder_buffer(edge_stats* window = nullptr) noexcept : window_(window) {}
     void add(const record_view& r);
     // Builds into `msg` a message of every record now in order; false if there is none.
     bool pop(std::string& msg);
@@ -39,8 +46,13 @@ private:
         std::uint32_t count = 0;
         bool done = false;
     };
+    void publish() noexcept;
+
     std::map<std::uint64_t, entry> pending_;
     std::uint64_t next_ = 0;
+    edge_stats* window_;
+    std::size_t held_bytes_ = 0;
+    bool over_ = false;
     // Records without a sequence number (put in a worker's setup or teardown, outside any
     // input) belong to no position: they are held back and delivered after every numbered one.
     std::string late_;
@@ -155,6 +167,10 @@ public:
 private:
     template <class U>
     void append(out_port& p, const U& u, bool with_meta) {
+        if (p.mode == seq_mode::assign && p.stats) {
+            auto ahead = static_cast<std::uint32_t>(p.next_seq) - p.stats->released.load(std::memory_order_acquire);
+            if (ahead >= max_ordered_inputs || p.stats->held_over.load(std::memory_order_acquire)) wait_window(p);
+        }
         if (p.count == 0) {
             begin_message(p.buf);
             if (pending_since_ < 0) pending_since_ = coarse_ms();
@@ -189,6 +205,7 @@ private:
         if (pending_since_ >= 0 && coarse_ms() - pending_since_ >= flush_age_ms) flush_all();
     }
     bool fetch(in_port& in);
+    void wait_window(out_port& p);
     void emit_end_markers();
     bool send(out_port& p);
     void end_output(out_port& p);

@@ -36,6 +36,15 @@ struct edge_stats {
     std::atomic<std::uint32_t> abandoned{0};
     std::atomic<std::uint32_t> writers_left{0};
     std::uint32_t readers = 0;  // set before the fork, then read only
+    // The window of an ordered group, on the queue into it: the reader after the group
+    // publishes how many inputs it has passed on (low 32 bits) and whether it holds too many
+    // bytes; the numbering writer sleeps on window_events while it is too far ahead. Every
+    // change to the window (and abandoned) bumps window_events after it.
+    std::atomic<std::uint32_t> released{0};
+    std::atomic<std::uint32_t> held_over{0};
+    std::atomic<std::uint32_t> window_gone{0};  // that reader has ended: nothing to wait for
+    std::atomic<std::uint32_t> window_events{0};
+    std::atomic<std::uint32_t> writer_waiting{0};
 };
 
 // Once per stage process (in the same mapping): set by whichever of the stage or the parent

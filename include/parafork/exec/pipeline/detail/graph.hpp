@@ -76,9 +76,6 @@ public:
     void join();
     // Ends every process now.
     void stop() noexcept;
-    // An items() range was dropped before the end: the pipeline's destructor stops the graph.
-    void output_dropped() noexcept;
-    bool output_was_dropped() const noexcept;
 
     bool started() const noexcept;
     bool finished() const noexcept;
