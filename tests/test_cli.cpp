@@ -838,6 +838,75 @@ TEST(cli_run, shell_commands_match_gnu_parallel) {
     EXPECT_EQ(r.status, 127) << r.err;
 }
 
+// --tag and --tagstring put the job's values (or the string, filled in) and a tab before each
+// line of its stdout and stderr; --dry-run prints the commands, quoted as GNU parallel quotes
+// them; --line-buffer with -k writes whole lines, the jobs in order.
+TEST(cli_run, output_options_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
+        {{"-k", "--tagstring", "<{1}-{2/}>", "echo", "x", ":::", "a", "b", ":::", "d/1", "2"}, ""},
+        {{"-k", "--tag", "printf 'a\\n\\nb'; true", ":::", "x", "y"}, ""},
+        {{"-k", "--dry-run", "echo", ":::", "a'b", "$x", "a=b", "x,y", "_-.+/", ""}, ""},
+        {{"-k", "--dry-run", "--tag", "-N2", "echo {1}-{2} | cat", ":::", "a b", "c", "d"}, ""},
+        {{"-k", "--line-buffer", "--tag", "echo a; echo b", ":::", "1", "2", "3"}, ""},
+    });
+    // stderr is tagged too.
+    for (auto* opt : {"--tag", "--line-buffer"}) {
+        std::vector<std::string> args = {"-k", opt, "--tagstring", "T{}", "echo out; echo err >&2", ":::", "a", "b"};
+        if (opt == std::string("--tag")) {
+            auto gnu = run_gnu_parallel(args, "", 30);
+            EXPECT_EQ(gnu.err, "Ta\terr a\nTb\terr b\n");
+        }
+        args.insert(args.begin(), "run");
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        EXPECT_EQ(ours.out, "Ta\tout\nTb\tout\n") << opt;
+        EXPECT_EQ(ours.err, "Ta\terr a\nTb\terr b\n") << opt;
+    }
+    // Plain words are quoted one by one, the command too; nothing is started.
+    auto r = run_cli({"run", "-k", "--dry-run", "-q", "no-such-command", "%s\\n", "{}", ":::", "a b", "c"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "no-such-command '%s\\n' 'a b'\nno-such-command '%s\\n' c\n");
+    expect_errors({
+        {{"run", "--line-buffer", "--group", "echo", ":::", "a"}, 2, "--line-buffer and --group contradict"},
+        {{"run", "--tagstring", "{= 1 =}", "echo", ":::", "a"}, 2, "not supported"},
+        {{"run", "--tagstring", "{0}", "echo", ":::", "a"}, 2, "unknown replacement string '{0}'"},
+        {{"run", "--tagstring"}, 2, "--tagstring"},
+    });
+}
+
+// --line-buffer writes a job's complete lines while it runs, not only when it is done; a
+// partial line waits for its end.
+TEST(cli_run, line_buffer_writes_lines_as_they_come) {
+    PARAFORK_LEAK_CHECK();
+    std::string stop = temp_path("lb-stop");
+    for (bool ordered : {false, true}) {
+        ::unlink(stop.c_str());
+        std::vector<std::string> args = {cli, "run", "--line-buffer", "--tag", "-j2"};
+        if (ordered) args.push_back("-k");
+        args.insert(args.end(), {": {}; echo early; printf part; while [ ! -e " + stop + " ]; do sleep 0.02; done; echo ial",
+                                 ":::", "a"});
+        auto out = sys::make_memfd("test-out", 0);
+        auto devnull = sys::open_file("/dev/null", O_RDONLY);
+        sys::spawn_options so;
+        so.stdin_fd = devnull.get();
+        so.stdout_fd = out.get();
+        sys::child c(sys::spawn(args, so));
+        auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (read_all(out.get()).empty() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        EXPECT_EQ(read_all(out.get()), "a\tearly\n") << "ordered " << ordered;
+        std::ofstream(stop) << "";
+        auto st = c.wait_for(20s);
+        if (!st) c.kill_and_reap();
+        ASSERT_TRUE(st) << "parafork did not finish";
+        EXPECT_EQ(as_status(*st), 0);
+        EXPECT_EQ(read_all(out.get()), "a\tearly\na\tpartial\n");
+    }
+    ::unlink(stop.c_str());
+}
+
 // A command that cannot start ends the run at once with 127, whatever the number of inputs
 // or jobs (an odd count once left the engine polling with nothing to wait for).
 TEST(cli_run, command_that_cannot_start_ends_the_run_with_127) {

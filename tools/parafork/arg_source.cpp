@@ -179,6 +179,9 @@ arg_source::arg_source(const settings& s) : s_(s) {
         if (groups_[k].rows() == 0) empty_ = true;
     template_ = std::make_unique<command_template>(
         s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
+    if (s.tagstring)
+        tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
+                                                           template_options{.no_shell = true});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
@@ -271,6 +274,15 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
     spec.argv = template_->expand(args, seq, slot);
     std::string shown;
     for (auto& a : args) shown += (shown.empty() ? "" : " ") + a;
+    if (tag_template_ && tag_template_->has_replacements()) {
+        for (auto& word : tag_template_->expand(args, seq, slot)) spec.tag += (spec.tag.empty() ? "" : " ") + word;
+        spec.tag += '\t';
+    } else if (tag_template_) {
+        spec.tag = *s_.tagstring + '\t';
+    } else if (s_.tag) {
+        spec.tag = shown + '\t';
+    }
+    if (s_.dry_run) spec.shown = template_->shown(spec.argv);
     if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
     bool lines = stream_ && groups_.empty() && s_.input.delimiter == "\n" && !s_.input.colsep;
     spec.what = (lines ? "line " : "record ") + std::to_string(seq) + " '" + shown + "'";

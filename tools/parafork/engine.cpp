@@ -45,6 +45,13 @@ struct job {
     // Plain (not private) fds: they are handed to this job's child, and being memory files
     // rather than pipes, a copy held elsewhere hides no EOF.
     sys::unique_fd out, err;
+    std::string tag, shown;
+    // --line-buffer: the output comes through pipes instead, written out a line at a time.
+    struct stream {
+        sys::unique_fd pipe;
+        std::string pending;  // read, not yet written
+        bool at_line_start = true;
+    } streams[2];
     std::size_t sent = 0, received = 0;
     std::size_t slot = 0;                        // while running
     clock::time_point started{};
@@ -110,7 +117,7 @@ public:
 private:
     void loop() {
         std::vector<pollfd> fds;
-        std::vector<job*> polled;
+        std::vector<std::pair<job*, int>> polled;  // the job, and -1 (its pidfd) or its stream
         for (;;) {
             sys::sigint_guard::check();
             // A freed slot is refilled before finished output is written, so a core does not
@@ -134,7 +141,12 @@ private:
             for (auto& j : flight_) {
                 if (!j->running()) continue;
                 fds.push_back({j->pidfd.get(), POLLIN, 0});
-                polled.push_back(j.get());
+                polled.emplace_back(j.get(), -1);
+                for (int k = 0; k < 2; ++k)
+                    if (j->streams[k].pipe) {
+                        fds.push_back({j->streams[k].pipe.get(), POLLIN, 0});
+                        polled.emplace_back(j.get(), k);
+                    }
                 if (j->deadline && (!wake || *j->deadline < *wake)) wake = j->deadline;
             }
             int timeout_ms = -1;
@@ -152,8 +164,11 @@ private:
             if (fds[0].revents) sys::sigint_guard::check();
             std::size_t first_job = want_input ? 2 : 1;
             if (want_input && fds[1].revents) src_.read_input();
+            // Output first: a job's last lines are read before it is reaped.
             for (std::size_t i = first_job; i < fds.size(); ++i)
-                if (fds[i].revents) reap(*polled[i - first_job]);
+                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k >= 0) read_stream(*j, k);
+            for (std::size_t i = first_job; i < fds.size(); ++i)
+                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k < 0) reap(*j);
             enforce_deadlines();
             bar_.update(progress());
         }
@@ -176,9 +191,32 @@ private:
         j->sent = spec.input_bytes;
         j->started = clock::now();
         j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-        j->out = sys::make_memfd("parafork-out", 0);
-        j->err = sys::make_memfd("parafork-err", 0);
-        launch_fds fds{spec.input ? spec.input.get() : devnull_.get(), j->out.get(), j->err.get()};
+        j->tag = std::move(spec.tag);
+        j->shown = std::move(spec.shown);
+        if (s_.dry_run) {  // the command is shown, as its output, and not run
+            j->out = sys::make_memfd("parafork-out", 0);
+            std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
+            sys::write_all(j->out.get(), line);
+            j->status = sys::exit_status{0, 0};
+            flight_.push_back(std::move(j));
+            finished(*flight_.back());
+            return;
+        }
+        sys::unique_fd write_ends[2];
+        if (s_.line_buffer) {
+            for (int k = 0; k < 2; ++k) {
+                auto p = sys::make_pipe();
+                sys::set_nonblocking(p.read.get());
+                j->streams[k].pipe = std::move(p.read);
+                write_ends[k] = std::move(p.write);
+            }
+        } else {
+            j->out = sys::make_memfd("parafork-out", 0);
+            j->err = sys::make_memfd("parafork-err", 0);
+        }
+        launch_fds fds{spec.input ? spec.input.get() : devnull_.get(),
+                       s_.line_buffer ? write_ends[0].get() : j->out.get(),
+                       s_.line_buffer ? write_ends[1].get() : j->err.get()};
         try {
             j->proc = sys::child(launcher_.start(j->argv, fds));
         } catch (const std::system_error& e) {
@@ -207,6 +245,12 @@ private:
         if (!st) return;  // a pidfd is readable only once the child exited; be safe anyway
         // What is left of a job we stopped (`sleep` under `sh -c 'sleep 60 | cat'`) goes too.
         if (j.term_sent) signal_job(j.proc.pid(), SIGKILL);
+        // What it wrote before it exited is in the pipes now; a grandchild still writing
+        // later is not waited for.
+        for (int k = 0; k < 2; ++k) {
+            read_stream(j, k);
+            j.streams[k].pipe.reset();
+        }
         j.status = *st;
         j.pidfd.reset();
         stopped_running(j);
@@ -215,7 +259,7 @@ private:
 
     void finished(job& j) {
         ++finished_;
-        if (!j.discard) j.received = sys::fd_size(j.out.get());
+        if (!j.discard && j.out) j.received = sys::fd_size(j.out.get());
         if (log_) {
             auto runtime = std::chrono::duration<double>(clock::now() - j.started).count();
             std::string command = join_command(j.argv);
@@ -233,10 +277,51 @@ private:
         }
     }
 
+    // --line-buffer: what a job's pipe holds now, written out when its turn allows, up to the
+    // last complete line.
+    void read_stream(job& j, int k) {
+        auto& st = j.streams[k];
+        if (!st.pipe) return;
+        char buf[64 * 1024];
+        for (;;) {
+            long n = sys::read_some(st.pipe.get(), buf, sizeof buf);
+            if (n < 0) break;  // nothing more for now
+            if (n == 0) {
+                st.pipe.reset();  // it closed its output, running or not
+                break;
+            }
+            if (!j.discard) st.pending.append(buf, static_cast<std::size_t>(n));
+            if (k == 0) j.received += static_cast<std::size_t>(n);
+        }
+        if (may_stream(j)) write_lines(j, false);
+    }
+
+    bool may_stream(const job& j) const { return !s_.ordered || (!flight_.empty() && flight_.front().get() == &j); }
+
+    // The complete lines read from a line-buffered job (all of it when `all`), tagged.
+    void write_lines(job& j, bool all) {
+        for (int k = 0; k < 2; ++k) {
+            auto& st = j.streams[k];
+            std::size_t len = all ? st.pending.size() : st.pending.rfind('\n') + 1;  // npos + 1 == 0
+            if (len == 0) continue;
+            write_tagged(k + 1, std::string_view(st.pending).substr(0, len), j.tag, st.at_line_start);
+            st.pending.erase(0, len);
+        }
+    }
+
     void emit(job& j) {
         if (j.discard) return;
-        if (j.received) copy_file_to(1, j.out.get(), j.received);
-        if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);
+        if (s_.line_buffer && !s_.dry_run) {
+            write_lines(j, true);
+        } else if (!j.tag.empty()) {
+            if (j.received) copy_file_tagged(1, j.out.get(), j.received, j.tag);
+            if (j.err)
+                if (std::size_t e = sys::fd_size(j.err.get())) copy_file_tagged(2, j.err.get(), e, j.tag);
+        } else {
+            if (j.received) copy_file_to(1, j.out.get(), j.received);
+            if (j.err)
+                if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);
+        }
         if (j.failed())
             std::fprintf(stderr, "parafork: %s failed: %s [%s]\n", j.what.c_str(), j.reason().c_str(),
                          join_command(j.argv).c_str());
@@ -249,6 +334,8 @@ private:
                 emit(*flight_.front());
                 flight_.pop_front();
             }
+            // --line-buffer: the oldest job's lines go out as they come, the others wait.
+            if (s_.line_buffer && !flight_.empty()) write_lines(*flight_.front(), false);
         } else {
             for (auto it = flight_.begin(); it != flight_.end();) {
                 if ((*it)->running()) {

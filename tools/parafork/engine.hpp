@@ -20,6 +20,8 @@ struct job_spec {
     sys::unique_fd input;        // the job's stdin; empty: /dev/null
     std::size_t input_bytes = 0;
     std::string what;            // names the record in messages ("block 3 (bytes 0-1048575)")
+    std::string tag;             // put before each line of its output (--tag, --tagstring)
+    std::string shown;           // the command as a shell would read it (--dry-run); empty: argv joined
 };
 
 // Where jobs come from. The engine polls input_fd() while wants_input() and calls

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,8 @@ struct cli_args {
     long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
+    bool tag = false, line_buffer = false, group = false, dry_run = false;
+    std::optional<std::string> tagstring;
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -95,6 +98,12 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
+    run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
+    run->add_option("--tagstring", a.tagstring, "Put STR (replacement strings filled in) and a tab before each line")
+        ->type_name("STR");
+    run->add_flag("--line-buffer,--lb", a.line_buffer, "Write each job's output a line at a time, as it comes");
+    run->add_flag("--group", a.group, "Write each job's output whole when it is done (the default)");
+    run->add_flag("--dry-run", a.dry_run, "Print each job's command instead of running it");
     // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
     const struct {
         const char* flags;
@@ -248,6 +257,11 @@ int main(int argc, char** argv) {
         s.names = a.names;
         if (sub == run) s.batch = batching_from(a);
         s.no_shell = a.quote;
+        if (a.line_buffer && a.group) throw std::invalid_argument("--line-buffer and --group contradict each other");
+        s.tag = a.tag;
+        s.tagstring = a.tagstring;
+        s.line_buffer = a.line_buffer;
+        s.dry_run = a.dry_run;
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())

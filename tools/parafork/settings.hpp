@@ -67,6 +67,11 @@ struct settings {
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
     batching batch;                              // run: -N, -n, -m, -X, --xargs
     bool no_shell = false;                       // run -q: the command is never a shell string
+    // run's output: --tag, --tagstring (with replacement strings), --line-buffer, --dry-run
+    bool tag = false;
+    std::optional<std::string> tagstring;
+    bool line_buffer = false;
+    bool dry_run = false;
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

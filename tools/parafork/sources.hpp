@@ -109,6 +109,7 @@ private:
     std::vector<std::size_t> odometer_;    // the row of each later group
     bool empty_ = false;                   // a later group has no values: no combination at all
     std::unique_ptr<command_template> template_;
+    std::unique_ptr<command_template> tag_template_;  // --tagstring
     std::size_t taken_ = 0;
     // Several values per job: the job being filled, and a value that did not fit into it.
     std::size_t per_job_ = 1;              // 0: not known until the input is read (-m, -X)
