@@ -3,6 +3,7 @@
 
 #include <support/leak_check.hpp>
 
+#include <parafork/exec/core/options.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
@@ -905,6 +906,189 @@ TEST(cli_run, line_buffer_writes_lines_as_they_come) {
         EXPECT_EQ(read_all(out.get()), "a\tearly\na\tpartial\n");
     }
     ::unlink(stop.c_str());
+}
+
+// --halt's GNU parallel syntax: what ends the run, and the exit status GNU parallel gives for
+// it (the failing job's with fail=1, the count with fail=N, the percentage with fail=N%, 0 with
+// success).
+TEST(cli_run, halt_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::string job = "echo {}; exit {}";
+    struct halt_case {
+        std::vector<std::string> args;
+        int status;
+        std::string out;  // empty: GNU parallel's, found by running it
+    };
+    const std::vector<halt_case> cases = {
+        {{"-k", "-j1", "--halt", "now,fail=1", job, ":::", "0", "7", "0"}, 7, ""},
+        {{"-k", "-j1", "--halt", "soon,fail=2", job, ":::", "0", "7", "5", "0", "3"}, 2, "0\n7\n5\n"},
+        {{"-k", "-j1", "--halt", "now,success=1", job, ":::", "1", "0", "1"}, 0, ""},
+        {{"-k", "-j1", "--halt", "soon,fail=30%", job, ":::", "0", "0", "0", "0", "0", "0", "0", "0", "0", "1", "1",
+          "1", "1", "1"},
+         36, ""},
+        {{"-k", "-j1", "--halt", "soon,done=2", job, ":::", "3", "0", "0"}, 1, "3\n0\n"},
+    };
+    for (auto& c : cases) {
+        std::string shown;
+        for (auto& a : c.args) shown += " " + a;
+        std::string expected = c.out;
+        if (expected.empty()) {
+            auto gnu = run_gnu_parallel(c.args, "", 30);
+            EXPECT_EQ(gnu.status, c.status) << "GNU parallel" << shown;
+            expected = gnu.out;
+        }
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, c.status) << shown << ": " << ours.err;
+        EXPECT_EQ(ours.out, expected) << shown;
+    }
+}
+
+// --retries N: a failed job runs up to N times in all, in its place; only the last run's output
+// is written, and the joblog has one row for it.
+TEST(cli_run, retries_run_a_failed_job_again) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir = temp_path("retries");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    std::string log = dir + "/log", count = dir + "/count";
+    auto r = run_cli({"run", "-k", "--retries", "3", "--joblog", log,
+                      "echo x >> " + count + "; echo out {}; echo err >&2; exit 1", ":::", "a"}, "", 30);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "out a\n");
+    EXPECT_EQ(r.err.find("err\nerr"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(count), "x\nx\nx\n");
+    EXPECT_EQ(split_lines(slurp(log)).size(), 2u) << slurp(log);
+    // Failing once, then succeeding: one output, success.
+    r = run_cli({"run", "-k", "--retries", "2", "echo try {}; [ -e " + dir + "/{} ] || { touch " + dir + "/{}; exit 1; }",
+                 ":::", "a", "b"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "try a\ntry b\n");
+    // pipe: the block is read again from its start.
+    r = run_cli({"pipe", "--retries", "2", "--", "sh", "-c", "cat; [ -e " + dir + "/p ] || { touch " + dir + "/p; exit 1; }"},
+                "l1\nl2\n", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "l1\nl2\n");
+    for (auto* f : {"log", "count", "a", "b", "p"}) ::unlink((dir + "/" + f).c_str());
+    ::rmdir(dir.c_str());
+}
+
+// --resume skips the jobs the joblog has, --resume-failed those it shows succeeded; both add
+// to the joblog; the jobs keep their numbers. Step by step as GNU parallel, which reads the
+// joblog parafork wrote.
+TEST(cli_run, resume_from_the_joblog_as_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string ours_log = temp_path("resume-ours"), gnu_log = temp_path("resume-gnu");
+    const std::vector<std::vector<std::string>> steps = {
+        {"-k", "--joblog", "LOG", "echo {}; exit {}", ":::", "0", "1", "0", "2"},
+        {"-k", "--resume", "--joblog", "LOG", "echo {}; exit {}", ":::", "0", "1", "0", "2", "0", "3"},
+        {"-k", "--resume-failed", "--joblog", "LOG", "echo {}; exit 0", ":::", "0", "1", "0", "2", "0", "3", "9"},
+        {"-k", "--resume-failed", "--joblog", "LOG", "echo {}; exit 0", ":::", "0", "1", "0", "2", "0", "3", "9"},
+    };
+    // The Seq and Exitval columns, sorted (rows are in finishing order).
+    auto seq_exit = [](const std::string& path) {
+        std::vector<std::string> rows;
+        for (auto& line : split_lines(slurp(path))) {
+            std::vector<std::string> cols;
+            std::istringstream in(line);
+            for (std::string c; cols.size() < 7 && std::getline(in, c, '\t');) cols.push_back(c);
+            if (cols.size() == 7) rows.push_back(cols[0] + " " + cols[6]);
+        }
+        std::sort(rows.begin(), rows.end());
+        return rows;
+    };
+    const int statuses[] = {2, 1, 0, 0};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        auto with_log = [&](const std::string& log) {
+            auto args = steps[i];
+            std::replace(args.begin(), args.end(), std::string("LOG"), log);
+            return args;
+        };
+        auto args = with_log(ours_log);
+        args.insert(args.begin(), "run");
+        if (i == 0) {
+            auto r = run_cli(args, "", 30);
+            EXPECT_EQ(r.status, statuses[i]) << r.err;
+            std::ofstream(gnu_log) << slurp(ours_log);
+            continue;
+        }
+        std::string gnu_out;  // the last step's is known: nothing is left to run
+        if (i + 1 < steps.size()) {
+            auto gnu = run_gnu_parallel(with_log(gnu_log), "", 30);
+            EXPECT_EQ(gnu.status, statuses[i]) << "step " << i;
+            gnu_out = gnu.out;
+        }
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, statuses[i]) << "step " << i << ": " << ours.err;
+        EXPECT_EQ(ours.out, gnu_out) << "step " << i;
+        if (i + 1 < steps.size()) {
+            EXPECT_EQ(seq_exit(ours_log), seq_exit(gnu_log)) << "step " << i;
+        }
+    }
+    EXPECT_EQ(seq_exit(ours_log).size(), 11u);  // the header and 10 rows: 4, 2, 4 jobs
+    ::unlink(ours_log.c_str());
+    ::unlink(gnu_log.c_str());
+}
+
+// -j +N, -N and N% are taken from the default (the CPUs); --delay spaces the starts.
+TEST(cli_run, jobs_relative_to_the_cpus_and_delay) {
+    PARAFORK_LEAK_CHECK();
+    const unsigned d = parafork::default_jobs();
+    // One job more than the slots: the first ones start together, before any ends.
+    auto max_slot = [&](const std::string& j, unsigned slots) {
+        std::vector<std::string> args = {"run", "-j", j, "echo {%}; sleep 0.3", ":::"};
+        for (unsigned i = 0; i < slots + 1; ++i) args.push_back(std::to_string(i));
+        auto r = run_cli(args, "", 30);
+        EXPECT_EQ(r.status, 0) << r.err;
+        unsigned most = 0;
+        for (auto& l : split_lines(r.out)) most = std::max(most, unsigned(std::stoul(l)));
+        return most;
+    };
+    EXPECT_EQ(max_slot("+1", d + 1), d + 1);
+    EXPECT_EQ(max_slot("50%", std::max(1u, d / 2)), std::max(1u, d / 2));
+    if (d > 1) {
+        EXPECT_EQ(max_slot("-1", d - 1), d - 1);
+    }
+    std::string log = temp_path("delay.log");
+    auto r = run_cli({"run", "-j3", "--delay", "0.3", "--joblog", log, "true", ":::", "1", "2", "3"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::vector<double> starts;
+    for (auto& line : split_lines(slurp(log))) {
+        std::istringstream in(line);
+        std::string c;
+        for (int i = 0; i < 3; ++i) std::getline(in, c, '\t');
+        if (std::isdigit(static_cast<unsigned char>(c[0]))) starts.push_back(std::stod(c));
+    }
+    ::unlink(log.c_str());
+    ASSERT_EQ(starts.size(), 3u);
+    std::sort(starts.begin(), starts.end());
+    EXPECT_GE(starts[1] - starts[0], 0.29);
+    EXPECT_GE(starts[2] - starts[1], 0.29);
+}
+
+TEST(cli_run, bad_job_control_options_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"run", "--halt", "bogus", "echo", ":::", "a"}, 2, "bad --halt 'bogus'"},
+        {{"run", "--halt", "now,fail=0", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "now,fail", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "later,fail=1", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=101%", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=1.5", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=10%", "--xargs", "echo", ":::", "a"}, 2, "needs the number of jobs"},
+        {{"pipe", "--halt", "soon,fail=10%", "cat"}, 2, "needs the number of jobs"},
+        {{"run", "--resume", "echo", ":::", "a"}, 255, "--resume and --resume-failed need --joblog"},
+        {{"run", "--resume-failed", "echo", ":::", "a"}, 255, "need --joblog"},
+        {{"run", "--retries", "x", "echo", ":::", "a"}, 2, "--retries"},
+        {{"run", "--delay", "soon", "echo", ":::", "a"}, 2, "not a duration"},
+        {{"run", "-j", "0", "echo", ":::", "a"}, 2, "-j 0 leaves no job slot"},
+        {{"run", "-j", "-100000", "echo", ":::", "a"}, 2, "bad -j"},
+        {{"run", "-j", "-1000", "echo", ":::", "a"}, 2, "leaves no job slot"},
+        {{"run", "-j", "x", "echo", ":::", "a"}, 2, "bad -j 'x'"},
+        {{"run", "-j", "+5%", "echo", ":::", "a"}, 2, "bad -j"},
+    });
+    auto r = run_gnu_parallel({"--resume", "echo", ":::", "a"}, "", 30);
+    EXPECT_EQ(r.status, 255) << "GNU parallel's status for --resume without --joblog";
 }
 
 // A command that cannot start ends the run at once with 127, whatever the number of inputs

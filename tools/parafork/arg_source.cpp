@@ -152,7 +152,8 @@ arg_source::arg_source(const settings& s) : s_(s) {
 
     for (std::size_t i = 0; i < sources.size(); ++i) {
         std::deque<std::string> values;
-        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1))) {
+        // --halt N% needs the number of jobs: everything is read first then.
+        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1)) && !s.halt.percent) {
             stream_.emplace(*sources[0].path, in);
             if (in.header) stream_->read_until(streamed_, 1);
             take_header(streamed_);
@@ -183,6 +184,11 @@ arg_source::arg_source(const settings& s) : s_(s) {
         tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
                                                            template_options{.no_shell = true});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
+    if (!stream_ && !(s.batch.max_args == 0 && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
+        std::size_t rows = rows_left();
+        std::size_t per = s.batch.spread ? std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs) : s.batch.max_args;
+        jobs_total_ = (rows + per - 1) / per;
+    }
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
 }

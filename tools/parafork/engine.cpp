@@ -15,7 +15,9 @@
 #include <cstdio>
 #include <deque>
 #include <fcntl.h>
+#include <cmath>
 #include <memory>
+#include <set>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <system_error>
@@ -53,6 +55,8 @@ struct job {
         bool at_line_start = true;
     } streams[2];
     std::size_t sent = 0, received = 0;
+    sys::unique_fd input;                        // its stdin, kept for --retries
+    unsigned attempts = 1;
     std::size_t slot = 0;                        // while running
     clock::time_point started{};
     double start_epoch = 0;
@@ -77,7 +81,15 @@ public:
     engine(job_source& src, const settings& s, const engine_options& o)
         : src_(src), s_(s), o_(o), bar_(s.bar),
           max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
-        if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog);
+        bool resuming = s.resume || s.resume_failed;
+        if (resuming) skip_ = jobs_done(s.joblog, s.resume_failed);
+        if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog, resuming);
+        if (s.halt.percent) {
+            total_ = src.jobs_total();
+            if (!total_)
+                throw usage_error("--halt with a percentage needs the number of jobs before the run, "
+                                  "which pipe and --xargs do not know");
+        }
         int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0) sys::throw_errno("open /dev/null");
         devnull_.reset(fd);
@@ -111,7 +123,7 @@ public:
             std::fprintf(stderr, "parafork: %zu of %zu job(s) failed; first: %s: %s\n", failed_, finished_,
                          first_failure_what_.c_str(), first_failure_reason_.c_str());
         }
-        return exit_for_failures(failed_);
+        return halt_status_ ? *halt_status_ : exit_for_failures(failed_);
     }
 
 private:
@@ -125,10 +137,10 @@ private:
             // nothing changes: a job that could not start is finished at once, and polling
             // with no job running would wait forever.
             for (;;) {
-                std::size_t started = started_, in_flight = flight_.size();
+                std::size_t taken = taken_, in_flight = flight_.size();
                 start_ready();
                 emit_ready();
-                if (started_ == started && flight_.size() == in_flight) break;
+                if (taken_ == taken && flight_.size() == in_flight) break;
             }
             if (flight_.empty() && (halting_ || src_.exhausted())) return;
 
@@ -149,6 +161,9 @@ private:
                     }
                 if (j->deadline && (!wake || *j->deadline < *wake)) wake = j->deadline;
             }
+            if (s_.delay.count() > 0 && !halting_ && running_ < s_.jobs && !src_.exhausted() &&
+                (!wake || next_start_ < *wake))
+                wake = next_start_;
             int timeout_ms = -1;
             if (s_.bar) timeout_ms = 200;
             if (wake) {
@@ -176,16 +191,20 @@ private:
 
     void start_ready() {
         while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
+            if (s_.delay.count() > 0 && clock::now() < next_start_) break;
             std::size_t slot = std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin();
             auto spec = src_.take(slot + 1);
             if (!spec) break;
+            if (skip_.contains(++taken_)) continue;  // --resume: the joblog shows it done
             start(std::move(*spec), slot);
+            next_start_ = clock::now() + s_.delay;
         }
     }
 
     void start(job_spec spec, std::size_t slot) {
         auto j = std::make_unique<job>();
-        j->seq = ++started_;
+        ++started_;
+        j->seq = taken_;
         j->what = std::move(spec.what);
         j->argv = std::move(spec.argv);
         j->sent = spec.input_bytes;
@@ -214,11 +233,9 @@ private:
             j->out = sys::make_memfd("parafork-out", 0);
             j->err = sys::make_memfd("parafork-err", 0);
         }
-        launch_fds fds{spec.input ? spec.input.get() : devnull_.get(),
-                       s_.line_buffer ? write_ends[0].get() : j->out.get(),
-                       s_.line_buffer ? write_ends[1].get() : j->err.get()};
         try {
-            j->proc = sys::child(launcher_.start(j->argv, fds));
+            launch(*j, spec.input, write_ends);
+            if (s_.retries > 1) j->input = std::move(spec.input);  // else closed now: memory held by no one
         } catch (const std::system_error& e) {
             j->spawn_error = e.what();
             j->status = sys::exit_status{127, 0};
@@ -230,13 +247,48 @@ private:
             }
             return;
         }
-        j->pidfd = sys::open_pidfd(j->proc.pid());
-        if (!j->pidfd) sys::throw_errno("pidfd_open");
-        if (s_.timeout.count() > 0) j->deadline = j->started + s_.timeout;
         j->slot = slot;
         slot_busy_[slot] = true;
         ++running_;
         flight_.push_back(std::move(j));
+    }
+
+    // Starts j's process, with the pipes' write ends as its output under --line-buffer.
+    void launch(job& j, const sys::unique_fd& input, sys::unique_fd (&write_ends)[2]) {
+        launch_fds fds{input ? input.get() : devnull_.get(), s_.line_buffer ? write_ends[0].get() : j.out.get(),
+                       s_.line_buffer ? write_ends[1].get() : j.err.get()};
+        j.proc = sys::child(launcher_.start(j.argv, fds));
+        j.pidfd = sys::open_pidfd(j.proc.pid());
+        if (!j.pidfd) sys::throw_errno("pidfd_open");
+        j.deadline.reset();
+        if (s_.timeout.count() > 0) j.deadline = clock::now() + s_.timeout;
+    }
+
+    // --retries: a failed job runs again in its place, its output so far dropped (held output
+    // only: lines --line-buffer wrote are out). False when it has had all its attempts.
+    bool retry(job& j) {
+        if (j.attempts >= s_.retries || halting_) return false;
+        ++j.attempts;
+        sys::unique_fd write_ends[2];
+        if (s_.line_buffer) {
+            for (int k = 0; k < 2; ++k) {
+                auto p = sys::make_pipe();
+                sys::set_nonblocking(p.read.get());
+                j.streams[k].pipe = std::move(p.read);
+                j.streams[k].pending.clear();
+                write_ends[k] = std::move(p.write);
+            }
+            j.received = 0;
+        } else {
+            j.out = sys::make_memfd("parafork-out", 0);
+            j.err = sys::make_memfd("parafork-err", 0);
+        }
+        if (j.input && ::lseek(j.input.get(), 0, SEEK_SET) < 0) sys::throw_errno("lseek job input");
+        j.term_sent = j.timed_out = false;
+        j.started = clock::now();
+        j.start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        launch(j, j.input, write_ends);  // it started once, so it can start again: a failure here is ours
+        return true;
     }
 
     void reap(job& j) {
@@ -251,8 +303,9 @@ private:
             read_stream(j, k);
             j.streams[k].pipe.reset();
         }
-        j.status = *st;
         j.pidfd.reset();
+        if ((!st->ok() || j.timed_out) && retry(j)) return;
+        j.status = *st;
         stopped_running(j);
         finished(j);
     }
@@ -272,9 +325,30 @@ private:
                 first_failure_what_ = j.what;
                 first_failure_reason_ = j.reason();
             }
-            if (s_.halt == halt_policy::now) halt_now();
-            else if (s_.halt == halt_policy::soon) halting_ = true;
+        } else {
+            ++succeeded_;
         }
+        check_halt(j);
+    }
+
+    // --halt: the run ends (now, or soon: when the running jobs are done) once enough jobs
+    // failed, succeeded or finished; a count of N, or N% of all the jobs.
+    void check_halt(const job& j) {
+        const halt_settings& h = s_.halt;
+        if (h.when == halt_policy::never || halting_) return;
+        using on = halt_settings::on;
+        if ((h.why == on::fail && !j.failed()) || (h.why == on::success && j.failed())) return;
+        std::size_t n = h.why == on::fail ? failed_ : h.why == on::success ? succeeded_ : failed_ + succeeded_;
+        if (h.percent ? double(n) * 100 < h.threshold * double(*total_) : double(n) < h.threshold) return;
+        // GNU parallel's exit status: the failing job's own with fail=1, the percentage failed
+        // with fail=N%, 0 with success.
+        if (h.why == on::success) halt_status_ = 0;
+        else if (h.why == on::fail && h.job_status)
+            halt_status_ = j.status->signal ? 128 + j.status->signal : j.status->code ? j.status->code : 1;
+        else if (h.why == on::fail && h.percent)
+            halt_status_ = std::max(1, int(std::lround(double(failed_) * 100 / double(*total_))));
+        if (h.when == halt_policy::now) halt_now();
+        else halting_ = true;
     }
 
     // --line-buffer: what a job's pipe holds now, written out when its turn allows, up to the
@@ -421,6 +495,11 @@ private:
     std::vector<bool> slot_busy_;  // by job slot ({%} - 1): a running job holds its slot
     std::deque<std::unique_ptr<job>> flight_;  // in input order
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
+    std::size_t taken_ = 0, succeeded_ = 0;
+    std::set<std::size_t> skip_;               // --resume: job numbers the joblog shows done
+    std::optional<std::size_t> total_;         // jobs in the run, for --halt N%
+    std::optional<int> halt_status_;           // the exit status --halt's rule gives
+    clock::time_point next_start_{};           // --delay
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run

@@ -37,6 +37,8 @@ public:
     virtual bool exhausted() const = 0;          // nothing is left to take, ever
     virtual std::size_t bytes_read() const = 0;
     virtual std::optional<std::size_t> bytes_total() const = 0;
+    // How many jobs the whole run has, when known before it starts (--halt with a percentage).
+    virtual std::optional<std::size_t> jobs_total() const { return std::nullopt; }
 };
 
 struct engine_options {

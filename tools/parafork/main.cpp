@@ -55,8 +55,9 @@ constexpr const char* replacement_help = R"(Replacement strings (GNU parallel's)
 )";
 
 struct cli_args {
-    unsigned jobs = 0;
-    std::string timeout, halt, joblog, block = "1M", record_sep;
+    std::string jobs, timeout, halt, joblog, block = "1M", record_sep, delay;
+    bool resume = false, resume_failed = false;
+    unsigned retries = 0;
     bool bar = false, keep_order = false, unordered = false, null_sep = false;
     // run's input sources
     std::vector<std::string> arg_files;
@@ -172,17 +173,28 @@ input_settings input_from(const cli_args& a, std::vector<std::string>& command) 
 }
 
 void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
-    sub->add_option("-j,--jobs", a.jobs, "Jobs in parallel (default: PARAFORK_JOBS, PP_JOBS, or the CPUs)")
-        ->check(CLI::Range(1u, 65536u));
+    sub->add_option("-j,--jobs", a.jobs,
+                    "Jobs in parallel: N, +N or -N (more or fewer than the default), N% (of the default); "
+                    "default: PARAFORK_JOBS, PP_JOBS, or the CPUs")
+        ->type_name("N");
     sub->add_option("--timeout", a.timeout, "Per-job time limit: 10, 1.5s, 250ms, 2m (SIGTERM, then SIGKILL)");
-    sub->add_option("--halt", a.halt, "On the first failure: now (kill running jobs) or soon (finish them)")
-        ->check(CLI::IsMember({"now", "soon", "never"}));
+    sub->add_option("--halt,--halt-on-error", a.halt,
+                    "When to stop: now or soon (on the first failure), or now|soon,fail|success|done=N[%]")
+        ->type_name("WHEN");
     sub->add_flag("--bar", a.bar, "Progress on stderr");
     sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
     sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
     sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
     sub->add_flag("-0,--null", a.null_sep, "Records end with NUL instead of newline");
     sub->add_option("--record-sep", a.record_sep, "Record separator: one character, \\n, \\t, \\0 or 0x1e");
+    if (pipe_like || sub->get_name() == "run") {
+        sub->add_option("--retries", a.retries, "Run a failed job up to N times in all; only the last run's output is kept")
+            ->type_name("N");
+        sub->add_option("--delay", a.delay, "Wait DURATION between two job starts: 0.5, 250ms, 1m")->type_name("DURATION");
+        sub->add_flag("--resume", a.resume, "With --joblog: skip the jobs the joblog shows done; add to it");
+        sub->add_flag("--resume-failed", a.resume_failed,
+                      "With --joblog: skip the jobs the joblog shows succeeded, run the rest again; add to it");
+    }
     sub->prefix_command();  // CMD's own options are CMD's, even without "--"
     sub->footer(examples);
 }
@@ -250,6 +262,12 @@ int main(int argc, char** argv) {
         return exit_usage;
     }
 
+    if ((a.resume || a.resume_failed) && a.joblog.empty()) {
+        // GNU parallel's status for it, so scripts that test for it keep working.
+        std::fprintf(stderr, "parafork %s: --resume and --resume-failed need --joblog FILE\n", sub->get_name().c_str());
+        return exit_internal;
+    }
+
     settings s;
     try {
         // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
@@ -268,12 +286,15 @@ int main(int argc, char** argv) {
             throw std::invalid_argument("::: and :::: input sources are for run only");
         if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
-        s.jobs = parafork::resolve_jobs(a.jobs);
+        s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
         if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
-        if (a.halt == "now") s.halt = halt_policy::now;
-        else if (a.halt == "soon") s.halt = halt_policy::soon;
+        if (!a.halt.empty()) s.halt = parse_halt(a.halt);
+        if (!a.delay.empty()) s.delay = parse_duration(a.delay);
+        s.retries = a.retries;
         s.bar = a.bar;
         s.joblog = a.joblog;
+        s.resume = a.resume;
+        s.resume_failed = a.resume_failed;
         if (a.keep_order && a.unordered) throw std::invalid_argument("-k and --unordered contradict each other");
         s.ordered = sub == run ? a.keep_order : !a.unordered;
         if (a.null_sep && !a.record_sep.empty()) throw std::invalid_argument("--null and --record-sep contradict each other");

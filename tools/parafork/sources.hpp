@@ -92,6 +92,7 @@ public:
     std::optional<std::size_t> bytes_total() const override {
         return stream_ ? stream_->bytes_total() : std::nullopt;
     }
+    std::optional<std::size_t> jobs_total() const override { return jobs_total_; }
 
 private:
     struct group;
@@ -117,6 +118,7 @@ private:
     std::vector<job_args> batch_;
     std::size_t batch_bytes_ = 0;
     std::optional<job_args> held_;
+    std::optional<std::size_t> jobs_total_;  // known when every source is read first
 };
 
 } // namespace parafork::cli
