@@ -19,8 +19,10 @@
 #include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -809,7 +811,7 @@ TEST(cli_run, bad_values_per_job_are_usage_errors) {
         {{"run", "-N", "0", "echo", ":::", "a"}, 2, "-N 0: a job takes at least one value"},
         {{"run", "-n", "0", "echo", ":::", "a"}, 2, "-n 0"},
         {{"run", "-N", "x", "echo", ":::", "a"}, 2, "--max-replace-args = x"},
-        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -m, -X and --xargs"},
+        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -L, -m, -X and --xargs"},
         {{"run", "-X", "--xargs", "echo", ":::", "a"}, 2, "give one of"},
     });
 }
@@ -845,25 +847,23 @@ TEST(cli_run, shell_commands_match_gnu_parallel) {
 TEST(cli_run, output_options_match_gnu_parallel) {
     PARAFORK_LEAK_CHECK();
     expect_same_as_gnu_parallel({
-        {{"-k", "--tag", "echo", ":::", "a", "b", ":::", "1", "2"}, ""},
         {{"-k", "--tagstring", "<{1}-{2/}>", "echo", "x", ":::", "a", "b", ":::", "d/1", "2"}, ""},
         {{"-k", "--tag", "printf 'a\\n\\nb'; true", ":::", "x", "y"}, ""},
         {{"-k", "--dry-run", "echo", ":::", "a'b", "$x", "a=b", "x,y", "_-.+/", ""}, ""},
         {{"-k", "--dry-run", "--tag", "-N2", "echo {1}-{2} | cat", ":::", "a b", "c", "d"}, ""},
         {{"-k", "--line-buffer", "--tag", "echo a; echo b", ":::", "1", "2", "3"}, ""},
     });
-    // stderr is tagged too.
-    for (auto* opt : {"--tag", "--line-buffer"}) {
-        std::vector<std::string> args = {"-k", opt, "--tagstring", "T{}", "echo out; echo err >&2", ":::", "a", "b"};
-        if (opt == std::string("--tag")) {
-            auto gnu = run_gnu_parallel(args, "", 30);
-            EXPECT_EQ(gnu.err, "Ta\terr a\nTb\terr b\n");
-        }
-        args.insert(args.begin(), "run");
+    // stderr is tagged too, the values of several sources joined by a space.
+    std::vector<std::string> args = {"-k", "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    EXPECT_EQ(gnu.out, "a 1\tout\nb 1\tout\n");
+    EXPECT_EQ(gnu.err, "a 1\terr a 1\nb 1\terr b 1\n");
+    for (auto* opt : {"--group", "--line-buffer"}) {
+        args = {"run", "-k", opt, "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
         auto ours = run_cli(args, "", 30);
         EXPECT_EQ(ours.status, 0) << ours.err;
-        EXPECT_EQ(ours.out, "Ta\tout\nTb\tout\n") << opt;
-        EXPECT_EQ(ours.err, "Ta\terr a\nTb\terr b\n") << opt;
+        EXPECT_EQ(ours.out, gnu.out) << opt;
+        EXPECT_EQ(ours.err, gnu.err) << opt;
     }
     // Plain words are quoted one by one, the command too; nothing is started.
     auto r = run_cli({"run", "-k", "--dry-run", "-q", "no-such-command", "%s\\n", "{}", ":::", "a b", "c"}, "", 20);
@@ -1087,8 +1087,71 @@ TEST(cli_run, bad_job_control_options_are_clear_errors) {
         {{"run", "-j", "x", "echo", ":::", "a"}, 2, "bad -j 'x'"},
         {{"run", "-j", "+5%", "echo", ":::", "a"}, 2, "bad -j"},
     });
-    auto r = run_gnu_parallel({"--resume", "echo", ":::", "a"}, "", 30);
-    EXPECT_EQ(r.status, 255) << "GNU parallel's status for --resume without --joblog";
+}
+
+// -L N: N input lines per job, as -N; a line ending in a blank goes on with the next.
+TEST(cli_run, lines_per_job_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "-L1", "echo", "{#}", "[{}]"}, "a \nb \nc\n\nd\n"},
+        {{"-k", "-L2", "echo", "{1}-{2}", "x{}y"}, "a b\nc d\ne\n"},
+    });
+    auto r = run_cli({"run", "-k", "--max-lines", "2", "echo", ":::", "a ", "b", "c", "d"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "a b c\nd\n");
+    expect_errors({
+        {{"run", "-L", "0", "echo", ":::", "a"}, 2, "-L 0"},
+        {{"run", "-L", "x", "echo", ":::", "a"}, 2, "--max-lines"},
+        {{"run", "-L", "2", "-N", "2", "echo", ":::", "a"}, 2, "give one of"},
+    });
+}
+
+namespace {
+
+// Every file under `dir`, by its path relative to `dir`, with its contents.
+std::map<std::string, std::string> tree_of(const std::string& dir) {
+    std::map<std::string, std::string> files;
+    for (auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[std::filesystem::relative(e.path(), dir).string()] = slurp(e.path().string());
+    return files;
+}
+
+} // namespace
+
+// --results DIR: GNU parallel's directory tree, a directory per source and value, each job's
+// stdout, stderr and number in files there, nothing on our stdout.
+TEST(cli_run, results_directory_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string ours = temp_path("results-ours"), gnu = temp_path("results-gnu");
+    std::vector<std::string> args = {"-k", "--header", ":", "--results", "DIR", "echo {1}-{2}; echo e{#} >&2",
+                                     ":::", "f", "a", "b/c", "x\\y", ":::", "g", "1", "2"};
+    auto with_dir = [&](std::string dir) {
+        auto a = args;
+        std::replace(a.begin(), a.end(), std::string("DIR"), dir + "/");
+        return a;
+    };
+    auto g = run_gnu_parallel(with_dir(gnu), "", 30);
+    ASSERT_EQ(g.status, 0) << g.err;
+    auto a = with_dir(ours);
+    a.insert(a.begin(), "run");
+    auto r = run_cli(a, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, g.out);
+    auto tree = tree_of(ours);
+    EXPECT_EQ(tree, tree_of(gnu));
+    EXPECT_EQ(tree.size(), 18u);
+    EXPECT_EQ(tree["f/b\\_c/g/2/stdout"], "b/c-2\n");
+    EXPECT_EQ(tree["f/b\\_c/g/2/seq"], "4");
+    std::filesystem::remove_all(ours);
+    std::filesystem::remove_all(gnu);
+    // A directory that cannot be made is an error naming it.
+    std::string file = temp_path("results-file");
+    std::ofstream(file) << "";
+    expect_errors({
+        {{"run", "--results", file, "echo", ":::", "a"}, 255, "--results: cannot make " + file + "/1"},
+        {{"run", "--results", ours, "--line-buffer", "echo", ":::", "a"}, 2, "--results and --line-buffer contradict"},
+    });
+    ::unlink(file.c_str());
 }
 
 // A command that cannot start ends the run at once with 127, whatever the number of inputs

@@ -19,6 +19,7 @@
 #include <memory>
 #include <set>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <system_error>
 #include <unistd.h>
@@ -47,7 +48,7 @@ struct job {
     // Plain (not private) fds: they are handed to this job's child, and being memory files
     // rather than pipes, a copy held elsewhere hides no EOF.
     sys::unique_fd out, err;
-    std::string tag, shown;
+    std::string tag, shown, results_dir;
     // --line-buffer: the output comes through pipes instead, written out a line at a time.
     struct stream {
         sys::unique_fd pipe;
@@ -212,6 +213,7 @@ private:
         j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
         j->tag = std::move(spec.tag);
         j->shown = std::move(spec.shown);
+        j->results_dir = std::move(spec.results_dir);
         if (s_.dry_run) {  // the command is shown, as its output, and not run
             j->out = sys::make_memfd("parafork-out", 0);
             std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
@@ -383,9 +385,33 @@ private:
         }
     }
 
+    // --results: the job's stdout, stderr and number in files of its directory, made as needed.
+    void write_results(const job& j) {
+        for (std::size_t at = 1; at <= j.results_dir.size(); ++at) {
+            if (at < j.results_dir.size() && j.results_dir[at] != '/') continue;
+            std::string dir = j.results_dir.substr(0, at);
+            if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST)
+                throw std::system_error(errno, std::generic_category(), "--results: cannot make " + dir);
+        }
+        auto file = [&](const char* name) {
+            std::string path = j.results_dir + "/" + name;
+            auto fd = sys::open_file(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
+            if (!fd) throw std::system_error(errno, std::generic_category(), "--results: cannot write " + path);
+            return fd;
+        };
+        auto out = file("stdout");
+        if (j.received) copy_file_to(out.get(), j.out.get(), j.received);
+        auto err = file("stderr");
+        if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(err.get(), j.err.get(), e);
+        std::string seq = std::to_string(j.seq);
+        sys::write_all(file("seq").get(), seq);
+    }
+
     void emit(job& j) {
         if (j.discard) return;
-        if (s_.line_buffer && !s_.dry_run) {
+        if (!j.results_dir.empty() && !s_.dry_run) {
+            write_results(j);
+        } else if (s_.line_buffer && !s_.dry_run) {
             write_lines(j, true);
         } else if (!j.tag.empty()) {
             if (j.received) copy_file_tagged(1, j.out.get(), j.received, j.tag);

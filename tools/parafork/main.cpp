@@ -64,11 +64,12 @@ struct cli_args {
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
     bool link = false;
     replacement_names names;  // -I and the like rename them
-    long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
+    long max_replace = -1, max_args = -1, max_lines = -1;  // -N, -n, -L; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
     bool tag = false, line_buffer = false, group = false, dry_run = false;
     std::optional<std::string> tagstring;
+    std::string results;
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -95,6 +96,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_option("-N,--max-replace-args", a.max_replace, "N values per job; {} repeated per value, {1}..{N}")
         ->type_name("N");
     run->add_option("-n,--max-args", a.max_args, "N values per job; {} is all of them")->type_name("N");
+    run->add_option("-L,--max-lines", a.max_lines,
+                    "N input lines per job, as -N; a line ending in a blank goes on with the next")
+        ->type_name("N");
     run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
@@ -105,6 +109,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_flag("--line-buffer,--lb", a.line_buffer, "Write each job's output a line at a time, as it comes");
     run->add_flag("--group", a.group, "Write each job's output whole when it is done (the default)");
     run->add_flag("--dry-run", a.dry_run, "Print each job's command instead of running it");
+    run->add_option("--results,--res", a.results,
+                    "Each job's stdout, stderr and number in files under DIR (GNU parallel's layout), not on ours")
+        ->type_name("DIR");
     // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
     const struct {
         const char* flags;
@@ -124,17 +131,19 @@ void add_run_options(CLI::App* run, cli_args& a) {
 
 // How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
 batching batching_from(const cli_args& a) {
-    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
-        throw std::invalid_argument("give one of -N, -n, -m, -X and --xargs");
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) + int(a.spread) +
+            int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n, -L, -m, -X and --xargs");
     batching b;
-    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}})
+    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}, std::pair{a.max_lines, "-L"}})
         if (given == 0)
             throw std::invalid_argument(std::string(flag) + " 0: a job takes at least one value (GNU parallel's " + flag +
                                         " 0, a job per value without the value, is not supported)");
     if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
+    if (a.max_lines > 0) b.max_args = std::size_t(a.max_lines);
     if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
     if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
-    b.context_replace = a.max_replace > 0 || a.spread_context;
+    b.context_replace = a.max_replace > 0 || a.max_lines > 0 || a.spread_context;
     b.spread = a.spread || a.spread_context;
     return b;
 }
@@ -169,6 +178,7 @@ input_settings input_from(const cli_args& a, std::vector<std::string>& command) 
     in.trim_right = trim.find('r') != std::string::npos;
     if (!a.eof.empty()) in.eof = a.eof;
     in.link = a.link;
+    in.continue_lines = a.max_lines > 0;
     return in;
 }
 
@@ -280,6 +290,10 @@ int main(int argc, char** argv) {
         s.tagstring = a.tagstring;
         s.line_buffer = a.line_buffer;
         s.dry_run = a.dry_run;
+        if (!a.results.empty() && a.line_buffer)
+            throw std::invalid_argument("--results and --line-buffer contradict each other");
+        s.results = a.results;
+        while (s.results.size() > 1 && s.results.back() == '/') s.results.pop_back();
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())

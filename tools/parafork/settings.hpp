@@ -65,6 +65,7 @@ struct input_settings {
     bool trim_left = false, trim_right = false;  // --trim
     std::optional<std::string> eof;     // -E: a value equal to it ends its source
     bool link = false;                  // --link: every source linked, the shorter ones wrap
+    bool continue_lines = false;        // -L: a value ending in a blank goes on with the next
 };
 
 struct settings {
@@ -90,6 +91,7 @@ struct settings {
     std::optional<std::string> tagstring;
     bool line_buffer = false;
     bool dry_run = false;
+    std::string results;                         // --results DIR; empty: none
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

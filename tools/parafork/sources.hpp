@@ -69,6 +69,7 @@ private:
     sys::unique_fd owned_;
     int fd_ = 0;
     std::string pending_;  // bytes after the last delimiter
+    std::string continued_;  // -L: records ending in a blank, to go before the next
     std::size_t bytes_read_ = 0;
     std::optional<std::size_t> total_;  // a regular file's size
     bool eof_ = false;
@@ -119,6 +120,7 @@ private:
     std::size_t batch_bytes_ = 0;
     std::optional<job_args> held_;
     std::optional<std::size_t> jobs_total_;  // known when every source is read first
+    std::vector<std::string> column_names_;  // --header: by position
 };
 
 } // namespace parafork::cli
