@@ -12,13 +12,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fcntl.h>
-#include <cmath>
 #include <memory>
-#include <set>
 #include <poll.h>
+#include <set>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <system_error>
