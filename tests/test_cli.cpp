@@ -3,6 +3,7 @@
 
 #include <support/leak_check.hpp>
 
+#include <parafork/exec/core/options.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
@@ -18,8 +19,10 @@
 #include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -808,7 +811,7 @@ TEST(cli_run, bad_values_per_job_are_usage_errors) {
         {{"run", "-N", "0", "echo", ":::", "a"}, 2, "-N 0: a job takes at least one value"},
         {{"run", "-n", "0", "echo", ":::", "a"}, 2, "-n 0"},
         {{"run", "-N", "x", "echo", ":::", "a"}, 2, "--max-replace-args = x"},
-        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -m, -X and --xargs"},
+        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -L, -m, -X and --xargs"},
         {{"run", "-X", "--xargs", "echo", ":::", "a"}, 2, "give one of"},
     });
 }
@@ -836,6 +839,319 @@ TEST(cli_run, shell_commands_match_gnu_parallel) {
     // -q: never a shell, so a command that is not a program name cannot start.
     r = run_cli({"run", "-q", "echo {} | cat", ":::", "a"}, "", 20);
     EXPECT_EQ(r.status, 127) << r.err;
+}
+
+// --tag and --tagstring put the job's values (or the string, filled in) and a tab before each
+// line of its stdout and stderr; --dry-run prints the commands, quoted as GNU parallel quotes
+// them; --line-buffer with -k writes whole lines, the jobs in order.
+TEST(cli_run, output_options_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "--tagstring", "<{1}-{2/}>", "echo", "x", ":::", "a", "b", ":::", "d/1", "2"}, ""},
+        {{"-k", "--tag", "printf 'a\\n\\nb'; true", ":::", "x", "y"}, ""},
+        {{"-k", "--dry-run", "echo", ":::", "a'b", "$x", "a=b", "x,y", "_-.+/", ""}, ""},
+        {{"-k", "--dry-run", "--tag", "-N2", "echo {1}-{2} | cat", ":::", "a b", "c", "d"}, ""},
+        {{"-k", "--line-buffer", "--tag", "echo a; echo b", ":::", "1", "2", "3"}, ""},
+    });
+    // stderr is tagged too, the values of several sources joined by a space.
+    std::vector<std::string> args = {"-k", "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    EXPECT_EQ(gnu.out, "a 1\tout\nb 1\tout\n");
+    EXPECT_EQ(gnu.err, "a 1\terr a 1\nb 1\terr b 1\n");
+    for (auto* opt : {"--group", "--line-buffer"}) {
+        args = {"run", "-k", opt, "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << opt;
+        EXPECT_EQ(ours.err, gnu.err) << opt;
+    }
+    // Plain words are quoted one by one, the command too; nothing is started.
+    auto r = run_cli({"run", "-k", "--dry-run", "-q", "no-such-command", "%s\\n", "{}", ":::", "a b", "c"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "no-such-command '%s\\n' 'a b'\nno-such-command '%s\\n' c\n");
+    expect_errors({
+        {{"run", "--line-buffer", "--group", "echo", ":::", "a"}, 2, "--line-buffer and --group contradict"},
+        {{"run", "--tagstring", "{= 1 =}", "echo", ":::", "a"}, 2, "not supported"},
+        {{"run", "--tagstring", "{0}", "echo", ":::", "a"}, 2, "unknown replacement string '{0}'"},
+        {{"run", "--tagstring"}, 2, "--tagstring"},
+    });
+}
+
+// --line-buffer writes a job's complete lines while it runs, not only when it is done; a
+// partial line waits for its end.
+TEST(cli_run, line_buffer_writes_lines_as_they_come) {
+    PARAFORK_LEAK_CHECK();
+    std::string stop = temp_path("lb-stop");
+    for (bool ordered : {false, true}) {
+        ::unlink(stop.c_str());
+        std::vector<std::string> args = {cli, "run", "--line-buffer", "--tag", "-j2"};
+        if (ordered) args.push_back("-k");
+        args.insert(args.end(), {": {}; echo early; printf part; while [ ! -e " + stop + " ]; do sleep 0.02; done; echo ial",
+                                 ":::", "a"});
+        auto out = sys::make_memfd("test-out", 0);
+        auto devnull = sys::open_file("/dev/null", O_RDONLY);
+        sys::spawn_options so;
+        so.stdin_fd = devnull.get();
+        so.stdout_fd = out.get();
+        sys::child c(sys::spawn(args, so));
+        auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (read_all(out.get()).empty() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        EXPECT_EQ(read_all(out.get()), "a\tearly\n") << "ordered " << ordered;
+        std::ofstream(stop) << "";
+        auto st = c.wait_for(20s);
+        if (!st) c.kill_and_reap();
+        ASSERT_TRUE(st) << "parafork did not finish";
+        EXPECT_EQ(as_status(*st), 0);
+        EXPECT_EQ(read_all(out.get()), "a\tearly\na\tpartial\n");
+    }
+    ::unlink(stop.c_str());
+}
+
+// --halt's GNU parallel syntax: what ends the run, and the exit status GNU parallel gives for
+// it (the failing job's with fail=1, the count with fail=N, the percentage with fail=N%, 0 with
+// success).
+TEST(cli_run, halt_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::string job = "echo {}; exit {}";
+    struct halt_case {
+        std::vector<std::string> args;
+        int status;
+        std::string out;  // empty: GNU parallel's, found by running it
+    };
+    const std::vector<halt_case> cases = {
+        {{"-k", "-j1", "--halt", "now,fail=1", job, ":::", "0", "7", "0"}, 7, ""},
+        {{"-k", "-j1", "--halt", "soon,fail=2", job, ":::", "0", "7", "5", "0", "3"}, 2, "0\n7\n5\n"},
+        {{"-k", "-j1", "--halt", "now,success=1", job, ":::", "1", "0", "1"}, 0, ""},
+        {{"-k", "-j1", "--halt", "soon,fail=30%", job, ":::", "0", "0", "0", "0", "0", "0", "0", "0", "0", "1", "1",
+          "1", "1", "1"},
+         36, ""},
+        {{"-k", "-j1", "--halt", "soon,done=2", job, ":::", "3", "0", "0"}, 1, "3\n0\n"},
+    };
+    for (auto& c : cases) {
+        std::string shown;
+        for (auto& a : c.args) shown += " " + a;
+        std::string expected = c.out;
+        if (expected.empty()) {
+            auto gnu = run_gnu_parallel(c.args, "", 30);
+            EXPECT_EQ(gnu.status, c.status) << "GNU parallel" << shown;
+            expected = gnu.out;
+        }
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, c.status) << shown << ": " << ours.err;
+        EXPECT_EQ(ours.out, expected) << shown;
+    }
+}
+
+// --retries N: a failed job runs up to N times in all, in its place; only the last run's output
+// is written, and the joblog has one row for it.
+TEST(cli_run, retries_run_a_failed_job_again) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir = temp_path("retries");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    std::string log = dir + "/log", count = dir + "/count";
+    auto r = run_cli({"run", "-k", "--retries", "3", "--joblog", log,
+                      "echo x >> " + count + "; echo out {}; echo err >&2; exit 1", ":::", "a"}, "", 30);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "out a\n");
+    EXPECT_EQ(r.err.find("err\nerr"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(count), "x\nx\nx\n");
+    EXPECT_EQ(split_lines(slurp(log)).size(), 2u) << slurp(log);
+    // Failing once, then succeeding: one output, success.
+    r = run_cli({"run", "-k", "--retries", "2", "echo try {}; [ -e " + dir + "/{} ] || { touch " + dir + "/{}; exit 1; }",
+                 ":::", "a", "b"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "try a\ntry b\n");
+    // pipe: the block is read again from its start.
+    r = run_cli({"pipe", "--retries", "2", "--", "sh", "-c", "cat; [ -e " + dir + "/p ] || { touch " + dir + "/p; exit 1; }"},
+                "l1\nl2\n", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "l1\nl2\n");
+    for (auto* f : {"log", "count", "a", "b", "p"}) ::unlink((dir + "/" + f).c_str());
+    ::rmdir(dir.c_str());
+}
+
+// --resume skips the jobs the joblog has, --resume-failed those it shows succeeded; both add
+// to the joblog; the jobs keep their numbers. Step by step as GNU parallel, which reads the
+// joblog parafork wrote.
+TEST(cli_run, resume_from_the_joblog_as_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string ours_log = temp_path("resume-ours"), gnu_log = temp_path("resume-gnu");
+    const std::vector<std::vector<std::string>> steps = {
+        {"-k", "--joblog", "LOG", "echo {}; exit {}", ":::", "0", "1", "0", "2"},
+        {"-k", "--resume", "--joblog", "LOG", "echo {}; exit {}", ":::", "0", "1", "0", "2", "0", "3"},
+        {"-k", "--resume-failed", "--joblog", "LOG", "echo {}; exit 0", ":::", "0", "1", "0", "2", "0", "3", "9"},
+        {"-k", "--resume-failed", "--joblog", "LOG", "echo {}; exit 0", ":::", "0", "1", "0", "2", "0", "3", "9"},
+    };
+    // The Seq and Exitval columns, sorted (rows are in finishing order).
+    auto seq_exit = [](const std::string& path) {
+        std::vector<std::string> rows;
+        for (auto& line : split_lines(slurp(path))) {
+            std::vector<std::string> cols;
+            std::istringstream in(line);
+            for (std::string c; cols.size() < 7 && std::getline(in, c, '\t');) cols.push_back(c);
+            if (cols.size() == 7) rows.push_back(cols[0] + " " + cols[6]);
+        }
+        std::sort(rows.begin(), rows.end());
+        return rows;
+    };
+    const int statuses[] = {2, 1, 0, 0};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        auto with_log = [&](const std::string& log) {
+            auto args = steps[i];
+            std::replace(args.begin(), args.end(), std::string("LOG"), log);
+            return args;
+        };
+        auto args = with_log(ours_log);
+        args.insert(args.begin(), "run");
+        if (i == 0) {
+            auto r = run_cli(args, "", 30);
+            EXPECT_EQ(r.status, statuses[i]) << r.err;
+            std::ofstream(gnu_log) << slurp(ours_log);
+            continue;
+        }
+        std::string gnu_out;  // the last step's is known: nothing is left to run
+        if (i + 1 < steps.size()) {
+            auto gnu = run_gnu_parallel(with_log(gnu_log), "", 30);
+            EXPECT_EQ(gnu.status, statuses[i]) << "step " << i;
+            gnu_out = gnu.out;
+        }
+        auto ours = run_cli(args, "", 30);
+        EXPECT_EQ(ours.status, statuses[i]) << "step " << i << ": " << ours.err;
+        EXPECT_EQ(ours.out, gnu_out) << "step " << i;
+        if (i + 1 < steps.size()) {
+            EXPECT_EQ(seq_exit(ours_log), seq_exit(gnu_log)) << "step " << i;
+        }
+    }
+    EXPECT_EQ(seq_exit(ours_log).size(), 11u);  // the header and 10 rows: 4, 2, 4 jobs
+    ::unlink(ours_log.c_str());
+    ::unlink(gnu_log.c_str());
+}
+
+// -j +N, -N and N% are taken from the default (the CPUs); --delay spaces the starts.
+TEST(cli_run, jobs_relative_to_the_cpus_and_delay) {
+    PARAFORK_LEAK_CHECK();
+    const unsigned d = parafork::default_jobs();
+    // One job more than the slots: the first ones start together, before any ends.
+    auto max_slot = [&](const std::string& j, unsigned slots) {
+        std::vector<std::string> args = {"run", "-j", j, "echo {%}; sleep 0.3", ":::"};
+        for (unsigned i = 0; i < slots + 1; ++i) args.push_back(std::to_string(i));
+        auto r = run_cli(args, "", 30);
+        EXPECT_EQ(r.status, 0) << r.err;
+        unsigned most = 0;
+        for (auto& l : split_lines(r.out)) most = std::max(most, unsigned(std::stoul(l)));
+        return most;
+    };
+    EXPECT_EQ(max_slot("+1", d + 1), d + 1);
+    EXPECT_EQ(max_slot("50%", std::max(1u, d / 2)), std::max(1u, d / 2));
+    if (d > 1) {
+        EXPECT_EQ(max_slot("-1", d - 1), d - 1);
+    }
+    std::string log = temp_path("delay.log");
+    auto r = run_cli({"run", "-j3", "--delay", "0.3", "--joblog", log, "true", ":::", "1", "2", "3"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::vector<double> starts;
+    for (auto& line : split_lines(slurp(log))) {
+        std::istringstream in(line);
+        std::string c;
+        for (int i = 0; i < 3; ++i) std::getline(in, c, '\t');
+        if (std::isdigit(static_cast<unsigned char>(c[0]))) starts.push_back(std::stod(c));
+    }
+    ::unlink(log.c_str());
+    ASSERT_EQ(starts.size(), 3u);
+    std::sort(starts.begin(), starts.end());
+    EXPECT_GE(starts[1] - starts[0], 0.29);
+    EXPECT_GE(starts[2] - starts[1], 0.29);
+}
+
+TEST(cli_run, bad_job_control_options_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"run", "--halt", "bogus", "echo", ":::", "a"}, 2, "bad --halt 'bogus'"},
+        {{"run", "--halt", "now,fail=0", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "now,fail", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "later,fail=1", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=101%", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=1.5", "echo", ":::", "a"}, 2, "bad --halt"},
+        {{"run", "--halt", "soon,fail=10%", "--xargs", "echo", ":::", "a"}, 2, "needs the number of jobs"},
+        {{"pipe", "--halt", "soon,fail=10%", "cat"}, 2, "needs the number of jobs"},
+        {{"run", "--resume", "echo", ":::", "a"}, 255, "--resume and --resume-failed need --joblog"},
+        {{"run", "--resume-failed", "echo", ":::", "a"}, 255, "need --joblog"},
+        {{"run", "--retries", "x", "echo", ":::", "a"}, 2, "--retries"},
+        {{"run", "--delay", "soon", "echo", ":::", "a"}, 2, "not a duration"},
+        {{"run", "-j", "0", "echo", ":::", "a"}, 2, "-j 0 leaves no job slot"},
+        {{"run", "-j", "-100000", "echo", ":::", "a"}, 2, "bad -j"},
+        {{"run", "-j", "-1000", "echo", ":::", "a"}, 2, "leaves no job slot"},
+        {{"run", "-j", "x", "echo", ":::", "a"}, 2, "bad -j 'x'"},
+        {{"run", "-j", "+5%", "echo", ":::", "a"}, 2, "bad -j"},
+    });
+}
+
+// -L N: N input lines per job, as -N; a line ending in a blank goes on with the next.
+TEST(cli_run, lines_per_job_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    expect_same_as_gnu_parallel({
+        {{"-k", "-L1", "echo", "{#}", "[{}]"}, "a \nb \nc\n\nd\n"},
+        {{"-k", "-L2", "echo", "{1}-{2}", "x{}y"}, "a b\nc d\ne\n"},
+    });
+    auto r = run_cli({"run", "-k", "--max-lines", "2", "echo", ":::", "a ", "b", "c", "d"}, "", 20);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "a b c\nd\n");
+    expect_errors({
+        {{"run", "-L", "0", "echo", ":::", "a"}, 2, "-L 0"},
+        {{"run", "-L", "x", "echo", ":::", "a"}, 2, "--max-lines"},
+        {{"run", "-L", "2", "-N", "2", "echo", ":::", "a"}, 2, "give one of"},
+    });
+}
+
+namespace {
+
+// Every file under `dir`, by its path relative to `dir`, with its contents.
+std::map<std::string, std::string> tree_of(const std::string& dir) {
+    std::map<std::string, std::string> files;
+    for (auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[std::filesystem::relative(e.path(), dir).string()] = slurp(e.path().string());
+    return files;
+}
+
+} // namespace
+
+// --results DIR: GNU parallel's directory tree, a directory per source and value, each job's
+// stdout, stderr and number in files there, nothing on our stdout.
+TEST(cli_run, results_directory_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string ours = temp_path("results-ours"), gnu = temp_path("results-gnu");
+    std::vector<std::string> args = {"-k", "--header", ":", "--results", "DIR", "echo {1}-{2}; echo e{#} >&2",
+                                     ":::", "f", "a", "b/c", "x\\y", ":::", "g", "1", "2"};
+    auto with_dir = [&](std::string dir) {
+        auto a = args;
+        std::replace(a.begin(), a.end(), std::string("DIR"), dir + "/");
+        return a;
+    };
+    auto g = run_gnu_parallel(with_dir(gnu), "", 30);
+    ASSERT_EQ(g.status, 0) << g.err;
+    auto a = with_dir(ours);
+    a.insert(a.begin(), "run");
+    auto r = run_cli(a, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, g.out);
+    auto tree = tree_of(ours);
+    EXPECT_EQ(tree, tree_of(gnu));
+    EXPECT_EQ(tree.size(), 18u);
+    EXPECT_EQ(tree["f/b\\_c/g/2/stdout"], "b/c-2\n");
+    EXPECT_EQ(tree["f/b\\_c/g/2/seq"], "4");
+    std::filesystem::remove_all(ours);
+    std::filesystem::remove_all(gnu);
+    // A directory that cannot be made is an error naming it.
+    std::string file = temp_path("results-file");
+    std::ofstream(file) << "";
+    expect_errors({
+        {{"run", "--results", file, "echo", ":::", "a"}, 255, "--results: cannot make " + file + "/1"},
+        {{"run", "--results", ours, "--line-buffer", "echo", ":::", "a"}, 2, "--results and --line-buffer contradict"},
+    });
+    ::unlink(file.c_str());
 }
 
 // A command that cannot start ends the run at once with 127, whatever the number of inputs

@@ -64,7 +64,17 @@ record_reader::record_reader(const std::string& path, const input_settings& in) 
     }
 }
 
+// -L: a value ending in a blank is continued by the next one (GNU parallel's, and xargs's, rule).
+static bool continues(const std::string& value, const input_settings& in) {
+    return in.continue_lines && !value.empty() && (value.back() == ' ' || value.back() == '\t');
+}
+
 void record_reader::add(std::string record, std::deque<std::string>& out) {
+    if (continues(record, in_)) {
+        continued_ += record;
+        return;
+    }
+    if (!continued_.empty()) record = std::exchange(continued_, {}) + record;
     if (in_.eof && record == *in_.eof) {
         eof_ = true;  // -E: the rest of this input is not read
         pending_.clear();
@@ -85,9 +95,10 @@ bool record_reader::read_some(std::deque<std::string>& out) {
         sys::throw_errno("read input");
     }
     if (n == 0) {
-        eof_ = true;
         if (!pending_.empty()) add(std::move(pending_), out);
         pending_.clear();
+        if (!eof_ && !continued_.empty()) out.push_back(std::move(continued_));  // a last line ending in a blank
+        eof_ = true;
         return true;
     }
     bytes_read_ += static_cast<std::size_t>(n);
@@ -146,13 +157,18 @@ arg_source::arg_source(const settings& s) : s_(s) {
     std::size_t position = 0;
     auto take_header = [&](std::deque<std::string>& values) {
         if (!in.header || values.empty()) return;
-        for (auto& name : split_value(std::move(values.front()), in)) columns.emplace(name, ++position);
+        for (auto& name : split_value(std::move(values.front()), in)) {
+            columns.emplace(name, ++position);
+            column_names_.resize(position);
+            column_names_[position - 1] = name;
+        }
         values.pop_front();
     };
 
     for (std::size_t i = 0; i < sources.size(); ++i) {
         std::deque<std::string> values;
-        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1))) {
+        // --halt N% needs the number of jobs: everything is read first then.
+        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1)) && !s.halt.percent) {
             stream_.emplace(*sources[0].path, in);
             if (in.header) stream_->read_until(streamed_, 1);
             take_header(streamed_);
@@ -161,10 +177,17 @@ arg_source::arg_source(const settings& s) : s_(s) {
         if (sources[i].path) {
             record_reader(*sources[i].path, in).read_until(values, std::numeric_limits<std::size_t>::max());
         } else {
-            for (auto& v : sources[i].values) {
+            std::string continued;
+            for (auto& given : sources[i].values) {
+                if (continues(given, in)) {
+                    continued += given;
+                    continue;
+                }
+                std::string v = std::exchange(continued, {}) + given;
                 if (in.eof && v == *in.eof) break;
-                values.push_back(v);
+                values.push_back(std::move(v));
             }
+            if (!continued.empty() && !(in.eof && continued == *in.eof)) values.push_back(std::move(continued));
         }
         take_header(values);
         std::vector<job_args> rows;
@@ -179,7 +202,15 @@ arg_source::arg_source(const settings& s) : s_(s) {
         if (groups_[k].rows() == 0) empty_ = true;
     template_ = std::make_unique<command_template>(
         s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
+    if (s.tagstring)
+        tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
+                                                           template_options{.no_shell = true});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
+    if (!stream_ && !(s.batch.max_args == 0 && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
+        std::size_t rows = rows_left();
+        std::size_t per = s.batch.spread ? std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs) : s.batch.max_args;
+        jobs_total_ = (rows + per - 1) / per;
+    }
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
 }
@@ -271,6 +302,26 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
     spec.argv = template_->expand(args, seq, slot);
     std::string shown;
     for (auto& a : args) shown += (shown.empty() ? "" : " ") + a;
+    if (tag_template_ && tag_template_->has_replacements()) {
+        for (auto& word : tag_template_->expand(args, seq, slot)) spec.tag += (spec.tag.empty() ? "" : " ") + word;
+        spec.tag += '\t';
+    } else if (tag_template_) {
+        spec.tag = *s_.tagstring + '\t';
+    } else if (s_.tag) {
+        spec.tag = shown + '\t';
+    }
+    if (s_.dry_run) spec.shown = template_->shown(spec.argv);
+    if (!s_.results.empty()) {
+        // GNU parallel's layout: DIR/1/<first value>/2/<second value>/..., a source named by
+        // its header when it has one; in a value a backslash is doubled and "/" becomes "\_".
+        spec.results_dir = s_.results;
+        for (std::size_t k = 0; k < args.size(); ++k) {
+            spec.results_dir += '/';
+            spec.results_dir += k < column_names_.size() ? column_names_[k] : std::to_string(k + 1);
+            spec.results_dir += '/';
+            for (char c : args[k]) spec.results_dir += c == '/' ? "\\_" : c == '\\' ? "\\\\" : std::string(1, c);
+        }
+    }
     if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
     bool lines = stream_ && groups_.empty() && s_.input.delimiter == "\n" && !s_.input.colsep;
     spec.what = (lines ? "line " : "record ") + std::to_string(seq) + " '" + shown + "'";

@@ -12,11 +12,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fcntl.h>
 #include <memory>
 #include <poll.h>
+#include <set>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <system_error>
 #include <unistd.h>
@@ -45,7 +48,16 @@ struct job {
     // Plain (not private) fds: they are handed to this job's child, and being memory files
     // rather than pipes, a copy held elsewhere hides no EOF.
     sys::unique_fd out, err;
+    std::string tag, shown, results_dir;
+    // --line-buffer: the output comes through pipes instead, written out a line at a time.
+    struct stream {
+        sys::unique_fd pipe;
+        std::string pending;  // read, not yet written
+        bool at_line_start = true;
+    } streams[2];
     std::size_t sent = 0, received = 0;
+    sys::unique_fd input;                        // its stdin, kept for --retries
+    unsigned attempts = 1;
     std::size_t slot = 0;                        // while running
     clock::time_point started{};
     double start_epoch = 0;
@@ -70,7 +82,15 @@ public:
     engine(job_source& src, const settings& s, const engine_options& o)
         : src_(src), s_(s), o_(o), bar_(s.bar),
           max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
-        if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog);
+        bool resuming = s.resume || s.resume_failed;
+        if (resuming) skip_ = jobs_done(s.joblog, s.resume_failed);
+        if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog, resuming);
+        if (s.halt.percent) {
+            total_ = src.jobs_total();
+            if (!total_)
+                throw usage_error("--halt with a percentage needs the number of jobs before the run, "
+                                  "which pipe and --xargs do not know");
+        }
         int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0) sys::throw_errno("open /dev/null");
         devnull_.reset(fd);
@@ -104,13 +124,13 @@ public:
             std::fprintf(stderr, "parafork: %zu of %zu job(s) failed; first: %s: %s\n", failed_, finished_,
                          first_failure_what_.c_str(), first_failure_reason_.c_str());
         }
-        return exit_for_failures(failed_);
+        return halt_status_ ? *halt_status_ : exit_for_failures(failed_);
     }
 
 private:
     void loop() {
         std::vector<pollfd> fds;
-        std::vector<job*> polled;
+        std::vector<std::pair<job*, int>> polled;  // the job, and -1 (its pidfd) or its stream
         for (;;) {
             sys::sigint_guard::check();
             // A freed slot is refilled before finished output is written, so a core does not
@@ -118,10 +138,10 @@ private:
             // nothing changes: a job that could not start is finished at once, and polling
             // with no job running would wait forever.
             for (;;) {
-                std::size_t started = started_, in_flight = flight_.size();
+                std::size_t taken = taken_, in_flight = flight_.size();
                 start_ready();
                 emit_ready();
-                if (started_ == started && flight_.size() == in_flight) break;
+                if (taken_ == taken && flight_.size() == in_flight) break;
             }
             if (flight_.empty() && (halting_ || src_.exhausted())) return;
 
@@ -134,9 +154,17 @@ private:
             for (auto& j : flight_) {
                 if (!j->running()) continue;
                 fds.push_back({j->pidfd.get(), POLLIN, 0});
-                polled.push_back(j.get());
+                polled.emplace_back(j.get(), -1);
+                for (int k = 0; k < 2; ++k)
+                    if (j->streams[k].pipe) {
+                        fds.push_back({j->streams[k].pipe.get(), POLLIN, 0});
+                        polled.emplace_back(j.get(), k);
+                    }
                 if (j->deadline && (!wake || *j->deadline < *wake)) wake = j->deadline;
             }
+            if (s_.delay.count() > 0 && !halting_ && running_ < s_.jobs && !src_.exhausted() &&
+                (!wake || next_start_ < *wake))
+                wake = next_start_;
             int timeout_ms = -1;
             if (s_.bar) timeout_ms = 200;
             if (wake) {
@@ -152,8 +180,11 @@ private:
             if (fds[0].revents) sys::sigint_guard::check();
             std::size_t first_job = want_input ? 2 : 1;
             if (want_input && fds[1].revents) src_.read_input();
+            // Output first: a job's last lines are read before it is reaped.
             for (std::size_t i = first_job; i < fds.size(); ++i)
-                if (fds[i].revents) reap(*polled[i - first_job]);
+                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k >= 0) read_stream(*j, k);
+            for (std::size_t i = first_job; i < fds.size(); ++i)
+                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k < 0) reap(*j);
             enforce_deadlines();
             bar_.update(progress());
         }
@@ -161,26 +192,52 @@ private:
 
     void start_ready() {
         while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
+            if (s_.delay.count() > 0 && clock::now() < next_start_) break;
             std::size_t slot = std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin();
             auto spec = src_.take(slot + 1);
             if (!spec) break;
+            if (skip_.contains(++taken_)) continue;  // --resume: the joblog shows it done
             start(std::move(*spec), slot);
+            next_start_ = clock::now() + s_.delay;
         }
     }
 
     void start(job_spec spec, std::size_t slot) {
         auto j = std::make_unique<job>();
-        j->seq = ++started_;
+        ++started_;
+        j->seq = taken_;
         j->what = std::move(spec.what);
         j->argv = std::move(spec.argv);
         j->sent = spec.input_bytes;
         j->started = clock::now();
         j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-        j->out = sys::make_memfd("parafork-out", 0);
-        j->err = sys::make_memfd("parafork-err", 0);
-        launch_fds fds{spec.input ? spec.input.get() : devnull_.get(), j->out.get(), j->err.get()};
+        j->tag = std::move(spec.tag);
+        j->shown = std::move(spec.shown);
+        j->results_dir = std::move(spec.results_dir);
+        if (s_.dry_run) {  // the command is shown, as its output, and not run
+            j->out = sys::make_memfd("parafork-out", 0);
+            std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
+            sys::write_all(j->out.get(), line);
+            j->status = sys::exit_status{0, 0};
+            flight_.push_back(std::move(j));
+            finished(*flight_.back());
+            return;
+        }
+        sys::unique_fd write_ends[2];
+        if (s_.line_buffer) {
+            for (int k = 0; k < 2; ++k) {
+                auto p = sys::make_pipe();
+                sys::set_nonblocking(p.read.get());
+                j->streams[k].pipe = std::move(p.read);
+                write_ends[k] = std::move(p.write);
+            }
+        } else {
+            j->out = sys::make_memfd("parafork-out", 0);
+            j->err = sys::make_memfd("parafork-err", 0);
+        }
         try {
-            j->proc = sys::child(launcher_.start(j->argv, fds));
+            launch(*j, spec.input, write_ends);
+            if (s_.retries > 1) j->input = std::move(spec.input);  // else closed now: memory held by no one
         } catch (const std::system_error& e) {
             j->spawn_error = e.what();
             j->status = sys::exit_status{127, 0};
@@ -192,13 +249,48 @@ private:
             }
             return;
         }
-        j->pidfd = sys::open_pidfd(j->proc.pid());
-        if (!j->pidfd) sys::throw_errno("pidfd_open");
-        if (s_.timeout.count() > 0) j->deadline = j->started + s_.timeout;
         j->slot = slot;
         slot_busy_[slot] = true;
         ++running_;
         flight_.push_back(std::move(j));
+    }
+
+    // Starts j's process, with the pipes' write ends as its output under --line-buffer.
+    void launch(job& j, const sys::unique_fd& input, sys::unique_fd (&write_ends)[2]) {
+        launch_fds fds{input ? input.get() : devnull_.get(), s_.line_buffer ? write_ends[0].get() : j.out.get(),
+                       s_.line_buffer ? write_ends[1].get() : j.err.get()};
+        j.proc = sys::child(launcher_.start(j.argv, fds));
+        j.pidfd = sys::open_pidfd(j.proc.pid());
+        if (!j.pidfd) sys::throw_errno("pidfd_open");
+        j.deadline.reset();
+        if (s_.timeout.count() > 0) j.deadline = clock::now() + s_.timeout;
+    }
+
+    // --retries: a failed job runs again in its place, its output so far dropped (held output
+    // only: lines --line-buffer wrote are out). False when it has had all its attempts.
+    bool retry(job& j) {
+        if (j.attempts >= s_.retries || halting_) return false;
+        ++j.attempts;
+        sys::unique_fd write_ends[2];
+        if (s_.line_buffer) {
+            for (int k = 0; k < 2; ++k) {
+                auto p = sys::make_pipe();
+                sys::set_nonblocking(p.read.get());
+                j.streams[k].pipe = std::move(p.read);
+                j.streams[k].pending.clear();
+                write_ends[k] = std::move(p.write);
+            }
+            j.received = 0;
+        } else {
+            j.out = sys::make_memfd("parafork-out", 0);
+            j.err = sys::make_memfd("parafork-err", 0);
+        }
+        if (j.input && ::lseek(j.input.get(), 0, SEEK_SET) < 0) sys::throw_errno("lseek job input");
+        j.term_sent = j.timed_out = false;
+        j.started = clock::now();
+        j.start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        launch(j, j.input, write_ends);  // it started once, so it can start again: a failure here is ours
+        return true;
     }
 
     void reap(job& j) {
@@ -207,15 +299,22 @@ private:
         if (!st) return;  // a pidfd is readable only once the child exited; be safe anyway
         // What is left of a job we stopped (`sleep` under `sh -c 'sleep 60 | cat'`) goes too.
         if (j.term_sent) signal_job(j.proc.pid(), SIGKILL);
-        j.status = *st;
+        // What it wrote before it exited is in the pipes now; a grandchild still writing
+        // later is not waited for.
+        for (int k = 0; k < 2; ++k) {
+            read_stream(j, k);
+            j.streams[k].pipe.reset();
+        }
         j.pidfd.reset();
+        if ((!st->ok() || j.timed_out) && retry(j)) return;
+        j.status = *st;
         stopped_running(j);
         finished(j);
     }
 
     void finished(job& j) {
         ++finished_;
-        if (!j.discard) j.received = sys::fd_size(j.out.get());
+        if (!j.discard && j.out) j.received = sys::fd_size(j.out.get());
         if (log_) {
             auto runtime = std::chrono::duration<double>(clock::now() - j.started).count();
             std::string command = join_command(j.argv);
@@ -228,15 +327,101 @@ private:
                 first_failure_what_ = j.what;
                 first_failure_reason_ = j.reason();
             }
-            if (s_.halt == halt_policy::now) halt_now();
-            else if (s_.halt == halt_policy::soon) halting_ = true;
+        } else {
+            ++succeeded_;
         }
+        check_halt(j);
+    }
+
+    // --halt: the run ends (now, or soon: when the running jobs are done) once enough jobs
+    // failed, succeeded or finished; a count of N, or N% of all the jobs.
+    void check_halt(const job& j) {
+        const halt_settings& h = s_.halt;
+        if (h.when == halt_policy::never || halting_) return;
+        using on = halt_settings::on;
+        if ((h.why == on::fail && !j.failed()) || (h.why == on::success && j.failed())) return;
+        std::size_t n = h.why == on::fail ? failed_ : h.why == on::success ? succeeded_ : failed_ + succeeded_;
+        if (h.percent ? double(n) * 100 < h.threshold * double(*total_) : double(n) < h.threshold) return;
+        // GNU parallel's exit status: the failing job's own with fail=1, the percentage failed
+        // with fail=N%, 0 with success.
+        if (h.why == on::success) halt_status_ = 0;
+        else if (h.why == on::fail && h.job_status)
+            halt_status_ = j.status->signal ? 128 + j.status->signal : j.status->code ? j.status->code : 1;
+        else if (h.why == on::fail && h.percent)
+            halt_status_ = std::max(1, int(std::lround(double(failed_) * 100 / double(*total_))));
+        if (h.when == halt_policy::now) halt_now();
+        else halting_ = true;
+    }
+
+    // --line-buffer: what a job's pipe holds now, written out when its turn allows, up to the
+    // last complete line.
+    void read_stream(job& j, int k) {
+        auto& st = j.streams[k];
+        if (!st.pipe) return;
+        char buf[64 * 1024];
+        for (;;) {
+            long n = sys::read_some(st.pipe.get(), buf, sizeof buf);
+            if (n < 0) break;  // nothing more for now
+            if (n == 0) {
+                st.pipe.reset();  // it closed its output, running or not
+                break;
+            }
+            if (!j.discard) st.pending.append(buf, static_cast<std::size_t>(n));
+            if (k == 0) j.received += static_cast<std::size_t>(n);
+        }
+        if (may_stream(j)) write_lines(j, false);
+    }
+
+    bool may_stream(const job& j) const { return !s_.ordered || (!flight_.empty() && flight_.front().get() == &j); }
+
+    // The complete lines read from a line-buffered job (all of it when `all`), tagged.
+    void write_lines(job& j, bool all) {
+        for (int k = 0; k < 2; ++k) {
+            auto& st = j.streams[k];
+            std::size_t len = all ? st.pending.size() : st.pending.rfind('\n') + 1;  // npos + 1 == 0
+            if (len == 0) continue;
+            write_tagged(k + 1, std::string_view(st.pending).substr(0, len), j.tag, st.at_line_start);
+            st.pending.erase(0, len);
+        }
+    }
+
+    // --results: the job's stdout, stderr and number in files of its directory, made as needed.
+    void write_results(const job& j) {
+        for (std::size_t at = 1; at <= j.results_dir.size(); ++at) {
+            if (at < j.results_dir.size() && j.results_dir[at] != '/') continue;
+            std::string dir = j.results_dir.substr(0, at);
+            if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST)
+                throw std::system_error(errno, std::generic_category(), "--results: cannot make " + dir);
+        }
+        auto file = [&](const char* name) {
+            std::string path = j.results_dir + "/" + name;
+            auto fd = sys::open_file(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
+            if (!fd) throw std::system_error(errno, std::generic_category(), "--results: cannot write " + path);
+            return fd;
+        };
+        auto out = file("stdout");
+        if (j.received) copy_file_to(out.get(), j.out.get(), j.received);
+        auto err = file("stderr");
+        if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(err.get(), j.err.get(), e);
+        std::string seq = std::to_string(j.seq);
+        sys::write_all(file("seq").get(), seq);
     }
 
     void emit(job& j) {
         if (j.discard) return;
-        if (j.received) copy_file_to(1, j.out.get(), j.received);
-        if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);
+        if (!j.results_dir.empty() && !s_.dry_run) {
+            write_results(j);
+        } else if (s_.line_buffer && !s_.dry_run) {
+            write_lines(j, true);
+        } else if (!j.tag.empty()) {
+            if (j.received) copy_file_tagged(1, j.out.get(), j.received, j.tag);
+            if (j.err)
+                if (std::size_t e = sys::fd_size(j.err.get())) copy_file_tagged(2, j.err.get(), e, j.tag);
+        } else {
+            if (j.received) copy_file_to(1, j.out.get(), j.received);
+            if (j.err)
+                if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);
+        }
         if (j.failed())
             std::fprintf(stderr, "parafork: %s failed: %s [%s]\n", j.what.c_str(), j.reason().c_str(),
                          join_command(j.argv).c_str());
@@ -249,6 +434,8 @@ private:
                 emit(*flight_.front());
                 flight_.pop_front();
             }
+            // --line-buffer: the oldest job's lines go out as they come, the others wait.
+            if (s_.line_buffer && !flight_.empty()) write_lines(*flight_.front(), false);
         } else {
             for (auto it = flight_.begin(); it != flight_.end();) {
                 if ((*it)->running()) {
@@ -334,6 +521,11 @@ private:
     std::vector<bool> slot_busy_;  // by job slot ({%} - 1): a running job holds its slot
     std::deque<std::unique_ptr<job>> flight_;  // in input order
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
+    std::size_t taken_ = 0, succeeded_ = 0;
+    std::set<std::size_t> skip_;               // --resume: job numbers the joblog shows done
+    std::optional<std::size_t> total_;         // jobs in the run, for --halt N%
+    std::optional<int> halt_status_;           // the exit status --halt's rule gives
+    clock::time_point next_start_{};           // --delay
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run

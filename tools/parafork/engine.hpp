@@ -20,6 +20,9 @@ struct job_spec {
     sys::unique_fd input;        // the job's stdin; empty: /dev/null
     std::size_t input_bytes = 0;
     std::string what;            // names the record in messages ("block 3 (bytes 0-1048575)")
+    std::string tag;             // put before each line of its output (--tag, --tagstring)
+    std::string shown;           // the command as a shell would read it (--dry-run); empty: argv joined
+    std::string results_dir;     // --results: its output goes to files here instead
 };
 
 // Where jobs come from. The engine polls input_fd() while wants_input() and calls
@@ -35,6 +38,8 @@ public:
     virtual bool exhausted() const = 0;          // nothing is left to take, ever
     virtual std::size_t bytes_read() const = 0;
     virtual std::optional<std::size_t> bytes_total() const = 0;
+    // How many jobs the whole run has, when known before it starts (--halt with a percentage).
+    virtual std::optional<std::size_t> jobs_total() const { return std::nullopt; }
 };
 
 struct engine_options {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <set>
 #include <string>
 
 namespace parafork::cli {
@@ -21,7 +22,9 @@ struct joblog_row {
 class joblog {
 public:
     joblog() = default;
-    explicit joblog(const std::string& path);  // truncates, writes the header; throws
+    // Truncates and writes the header, or (append) adds to what is there, the header only when
+    // the file is empty. Throws.
+    explicit joblog(const std::string& path, bool append = false);
     joblog(const joblog&) = delete;
     joblog& operator=(const joblog&) = delete;
     ~joblog();
@@ -32,5 +35,9 @@ public:
 private:
     std::FILE* f_ = nullptr;
 };
+
+// --resume, --resume-failed: the Seq of every job FILE shows finished (succeeded, when
+// `succeeded_only`). A file that does not exist shows none; lines that are not rows are skipped.
+std::set<std::size_t> jobs_done(const std::string& path, bool succeeded_only);
 
 } // namespace parafork::cli

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,17 +55,21 @@ constexpr const char* replacement_help = R"(Replacement strings (GNU parallel's)
 )";
 
 struct cli_args {
-    unsigned jobs = 0;
-    std::string timeout, halt, joblog, block = "1M", record_sep;
+    std::string jobs, timeout, halt, joblog, block = "1M", record_sep, delay;
+    bool resume = false, resume_failed = false;
+    unsigned retries = 0;
     bool bar = false, keep_order = false, unordered = false, null_sep = false;
     // run's input sources
     std::vector<std::string> arg_files;
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
     bool link = false;
     replacement_names names;  // -I and the like rename them
-    long max_replace = -1, max_args = -1;  // -N, -n; -1: not given
+    long max_replace = -1, max_args = -1, max_lines = -1;  // -N, -n, -L; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
+    bool tag = false, line_buffer = false, group = false, dry_run = false;
+    std::optional<std::string> tagstring;
+    std::string results;
 };
 
 // run's options that take a string, GNU parallel's spelling.
@@ -91,10 +96,22 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_option("-N,--max-replace-args", a.max_replace, "N values per job; {} repeated per value, {1}..{N}")
         ->type_name("N");
     run->add_option("-n,--max-args", a.max_args, "N values per job; {} is all of them")->type_name("N");
+    run->add_option("-L,--max-lines", a.max_lines,
+                    "N input lines per job, as -N; a line ending in a blank goes on with the next")
+        ->type_name("N");
     run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
+    run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
+    run->add_option("--tagstring", a.tagstring, "Put STR (replacement strings filled in) and a tab before each line")
+        ->type_name("STR");
+    run->add_flag("--line-buffer,--lb", a.line_buffer, "Write each job's output a line at a time, as it comes");
+    run->add_flag("--group", a.group, "Write each job's output whole when it is done (the default)");
+    run->add_flag("--dry-run", a.dry_run, "Print each job's command instead of running it");
+    run->add_option("--results,--res", a.results,
+                    "Each job's stdout, stderr and number in files under DIR (GNU parallel's layout), not on ours")
+        ->type_name("DIR");
     // GNU parallel's options that rename a replacement string ("-I ,," makes ",," mean {}).
     const struct {
         const char* flags;
@@ -114,17 +131,19 @@ void add_run_options(CLI::App* run, cli_args& a) {
 
 // How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
 batching batching_from(const cli_args& a) {
-    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
-        throw std::invalid_argument("give one of -N, -n, -m, -X and --xargs");
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) + int(a.spread) +
+            int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n, -L, -m, -X and --xargs");
     batching b;
-    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}})
+    for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}, std::pair{a.max_lines, "-L"}})
         if (given == 0)
             throw std::invalid_argument(std::string(flag) + " 0: a job takes at least one value (GNU parallel's " + flag +
                                         " 0, a job per value without the value, is not supported)");
     if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
+    if (a.max_lines > 0) b.max_args = std::size_t(a.max_lines);
     if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
     if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
-    b.context_replace = a.max_replace > 0 || a.spread_context;
+    b.context_replace = a.max_replace > 0 || a.max_lines > 0 || a.spread_context;
     b.spread = a.spread || a.spread_context;
     return b;
 }
@@ -159,21 +178,33 @@ input_settings input_from(const cli_args& a, std::vector<std::string>& command) 
     in.trim_right = trim.find('r') != std::string::npos;
     if (!a.eof.empty()) in.eof = a.eof;
     in.link = a.link;
+    in.continue_lines = a.max_lines > 0;
     return in;
 }
 
 void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
-    sub->add_option("-j,--jobs", a.jobs, "Jobs in parallel (default: PARAFORK_JOBS, PP_JOBS, or the CPUs)")
-        ->check(CLI::Range(1u, 65536u));
+    sub->add_option("-j,--jobs", a.jobs,
+                    "Jobs in parallel: N, +N or -N (more or fewer than the default), N% (of the default); "
+                    "default: PARAFORK_JOBS, PP_JOBS, or the CPUs")
+        ->type_name("N");
     sub->add_option("--timeout", a.timeout, "Per-job time limit: 10, 1.5s, 250ms, 2m (SIGTERM, then SIGKILL)");
-    sub->add_option("--halt", a.halt, "On the first failure: now (kill running jobs) or soon (finish them)")
-        ->check(CLI::IsMember({"now", "soon", "never"}));
+    sub->add_option("--halt,--halt-on-error", a.halt,
+                    "When to stop: now or soon (on the first failure), or now|soon,fail|success|done=N[%]")
+        ->type_name("WHEN");
     sub->add_flag("--bar", a.bar, "Progress on stderr");
     sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
     sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
     sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
     sub->add_flag("-0,--null", a.null_sep, "Records end with NUL instead of newline");
     sub->add_option("--record-sep", a.record_sep, "Record separator: one character, \\n, \\t, \\0 or 0x1e");
+    if (pipe_like || sub->get_name() == "run") {
+        sub->add_option("--retries", a.retries, "Run a failed job up to N times in all; only the last run's output is kept")
+            ->type_name("N");
+        sub->add_option("--delay", a.delay, "Wait DURATION between two job starts: 0.5, 250ms, 1m")->type_name("DURATION");
+        sub->add_flag("--resume", a.resume, "With --joblog: skip the jobs the joblog shows done; add to it");
+        sub->add_flag("--resume-failed", a.resume_failed,
+                      "With --joblog: skip the jobs the joblog shows succeeded, run the rest again; add to it");
+    }
     sub->prefix_command();  // CMD's own options are CMD's, even without "--"
     sub->footer(examples);
 }
@@ -241,6 +272,12 @@ int main(int argc, char** argv) {
         return exit_usage;
     }
 
+    if ((a.resume || a.resume_failed) && a.joblog.empty()) {
+        // GNU parallel's status for it, so scripts that test for it keep working.
+        std::fprintf(stderr, "parafork %s: --resume and --resume-failed need --joblog FILE\n", sub->get_name().c_str());
+        return exit_internal;
+    }
+
     settings s;
     try {
         // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
@@ -248,18 +285,30 @@ int main(int argc, char** argv) {
         s.names = a.names;
         if (sub == run) s.batch = batching_from(a);
         s.no_shell = a.quote;
+        if (a.line_buffer && a.group) throw std::invalid_argument("--line-buffer and --group contradict each other");
+        s.tag = a.tag;
+        s.tagstring = a.tagstring;
+        s.line_buffer = a.line_buffer;
+        s.dry_run = a.dry_run;
+        if (!a.results.empty() && a.line_buffer)
+            throw std::invalid_argument("--results and --line-buffer contradict each other");
+        s.results = a.results;
+        while (s.results.size() > 1 && s.results.back() == '/') s.results.pop_back();
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         else if (!take_input_sources(command, ":::", "::::").empty())
             throw std::invalid_argument("::: and :::: input sources are for run only");
         if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
-        s.jobs = parafork::resolve_jobs(a.jobs);
+        s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
         if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
-        if (a.halt == "now") s.halt = halt_policy::now;
-        else if (a.halt == "soon") s.halt = halt_policy::soon;
+        if (!a.halt.empty()) s.halt = parse_halt(a.halt);
+        if (!a.delay.empty()) s.delay = parse_duration(a.delay);
+        s.retries = a.retries;
         s.bar = a.bar;
         s.joblog = a.joblog;
+        s.resume = a.resume;
+        s.resume_failed = a.resume_failed;
         if (a.keep_order && a.unordered) throw std::invalid_argument("-k and --unordered contradict each other");
         s.ordered = sub == run ? a.keep_order : !a.unordered;
         if (a.null_sep && !a.record_sep.empty()) throw std::invalid_argument("--null and --record-sep contradict each other");

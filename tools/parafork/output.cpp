@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <string>
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
@@ -62,6 +63,34 @@ void copy_file_to(int to, int from, std::size_t len) {
             off += r;
         }
         return;
+    }
+}
+
+void write_tagged(int to, std::string_view data, std::string_view tag, bool& at_line_start) {
+    std::string out;
+    out.reserve(data.size() + tag.size() * 4);
+    while (!data.empty()) {
+        if (at_line_start) out += tag;
+        auto nl = data.find('\n');
+        std::size_t len = nl == std::string_view::npos ? data.size() : nl + 1;
+        out.append(data.data(), len);
+        at_line_start = nl != std::string_view::npos;
+        data.remove_prefix(len);
+    }
+    write_out(to, out.data(), out.size());
+}
+
+void copy_file_tagged(int to, int from, std::size_t len, std::string_view tag) {
+    constexpr std::size_t chunk = 256 * 1024;
+    auto buf = std::make_unique<char[]>(chunk);
+    bool at_line_start = true;
+    for (std::size_t off = 0; off < len;) {
+        long r = ::pread(from, buf.get(), std::min(chunk, len - off), static_cast<off_t>(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) sys::throw_errno("pread");
+        if (r == 0) return;
+        write_tagged(to, std::string_view(buf.get(), static_cast<std::size_t>(r)), tag, at_line_start);
+        off += static_cast<std::size_t>(r);
     }
 }
 

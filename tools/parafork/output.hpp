@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <stdexcept>
+#include <string_view>
 
 namespace parafork::cli {
 
@@ -16,5 +17,10 @@ struct output_closed : std::runtime_error {
 void copy_file_to(int to, int from, std::size_t len);
 // write(2) all of it, waiting on a non-blocking fd; output_closed on EPIPE.
 void write_out(int to, const char* data, std::size_t len);
+// `data` with `tag` before each line (--tag); `at_line_start` carries over between calls, so a
+// line written in pieces is tagged once.
+void write_tagged(int to, std::string_view data, std::string_view tag, bool& at_line_start);
+// copy_file_to with `tag` before each line; the last line is tagged even without a newline.
+void copy_file_tagged(int to, int from, std::size_t len, std::string_view tag);
 
 } // namespace parafork::cli

@@ -141,4 +141,75 @@ char parse_separator(std::string_view text) {
     return static_cast<char>(v);
 }
 
+halt_settings parse_halt(std::string_view text) {
+    const std::string bad = "bad --halt '" + std::string(text) +
+                            "' (use never, now, soon, or now|soon,fail|success|done=N or =N%)";
+    halt_settings h;
+    // GNU parallel's older spellings first.
+    if (text == "0" || text == "never") return h;
+    if (text == "now" || text == "soon" || text == "1" || text == "2" || text == "-1" || text == "-2") {
+        h.when = text == "now" || text == "2" || text == "-2" ? halt_policy::now : halt_policy::soon;
+        if (text.starts_with('-')) h.why = halt_settings::on::success;
+        h.job_status = text == "1" || text == "2";
+        return h;
+    }
+    std::string_view number = text;  // "1-99%" alone is soon,fail=N%
+    h.when = halt_policy::soon;
+    if (auto comma = text.find(','); comma != std::string_view::npos) {
+        std::string_view when = text.substr(0, comma), why = text.substr(comma + 1);
+        if (when == "now") h.when = halt_policy::now;
+        else if (when != "soon") throw std::invalid_argument(bad);
+        auto eq = why.find('=');
+        if (eq == std::string_view::npos) throw std::invalid_argument(bad);
+        std::string_view kind = why.substr(0, eq);
+        if (kind == "success") h.why = halt_settings::on::success;
+        else if (kind == "done") h.why = halt_settings::on::done;
+        else if (kind != "fail") throw std::invalid_argument(bad);
+        number = why.substr(eq + 1);
+    } else if (text.empty() || text.back() != '%') {
+        throw std::invalid_argument(bad);
+    }
+    if (!number.empty() && number.back() == '%') {
+        h.percent = true;
+        number.remove_suffix(1);
+    }
+    std::string_view rest = number;
+    try {
+        h.threshold = take_number(rest, "number");
+    } catch (const std::invalid_argument&) {
+        throw std::invalid_argument(bad);
+    }
+    if (!rest.empty() || h.threshold <= 0 || (h.percent && h.threshold > 100) ||
+        (!h.percent && h.threshold != std::floor(h.threshold)))
+        throw std::invalid_argument(bad);
+    h.job_status = h.why == halt_settings::on::fail && !h.percent && h.threshold == 1;
+    return h;
+}
+
+unsigned parse_jobs(std::string_view text, unsigned default_jobs) {
+    const std::string bad = "bad -j '" + std::string(text) + "' (use N, +N, -N or N%)";
+    std::string_view rest = text;
+    char sign = 0;
+    if (!rest.empty() && (rest[0] == '+' || rest[0] == '-')) {
+        sign = rest[0];
+        rest.remove_prefix(1);
+    }
+    unsigned long v = 0;
+    auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), v);
+    if (ec != std::errc() || rest.empty()) throw std::invalid_argument(bad);
+    rest.remove_prefix(static_cast<std::size_t>(p - rest.data()));
+    bool percent = rest == "%";
+    if (!rest.empty() && !percent) throw std::invalid_argument(bad);
+    if (v > 65536 || (percent && sign)) throw std::invalid_argument(bad);
+    long jobs = percent      ? static_cast<long>(default_jobs * v / 100)
+                : sign == '+' ? static_cast<long>(default_jobs + v)
+                : sign == '-' ? static_cast<long>(default_jobs) - static_cast<long>(v)
+                              : static_cast<long>(v);
+    if (percent && jobs < 1 && v > 0) jobs = 1;
+    if (jobs < 1)
+        throw std::invalid_argument("-j " + std::string(text) + " leaves no job slot (the default is " +
+                                    std::to_string(default_jobs) + ")");
+    return static_cast<unsigned>(std::min(jobs, 65536L));
+}
+
 } // namespace parafork::cli

@@ -17,6 +17,21 @@ namespace parafork::cli {
 
 enum class halt_policy { never, now, soon };
 
+// --halt WHEN,WHY=N[%]: what ends the run (GNU parallel's syntax); plain "now" and "soon" are
+// fail=1 with the failed count as the exit status.
+struct halt_settings {
+    halt_policy when = halt_policy::never;
+    enum class on { fail, success, done } why = on::fail;
+    double threshold = 1;     // jobs, or percent of all jobs
+    bool percent = false;
+    bool job_status = false;  // fail=1 spelled out: the run exits with the failing job's status
+};
+// "now", "soon", "never", "now,fail=1", "soon,fail=10%", "now,success=1", "soon,done=3",
+// and GNU parallel's old numbers 0, 1, 2, -1, -2, "1-99%". Throws std::invalid_argument.
+halt_settings parse_halt(std::string_view text);
+// -j: "N", "+N" and "-N" (added to or taken from the default), "N%" (of the default). At least 1.
+unsigned parse_jobs(std::string_view text, unsigned default_jobs);
+
 // A command line that cannot mean anything, found after parsing (a bad replacement string):
 // exit status 2 like the parser's own errors.
 struct usage_error : std::invalid_argument {
@@ -50,6 +65,7 @@ struct input_settings {
     bool trim_left = false, trim_right = false;  // --trim
     std::optional<std::string> eof;     // -E: a value equal to it ends its source
     bool link = false;                  // --link: every source linked, the shorter ones wrap
+    bool continue_lines = false;        // -L: a value ending in a blank goes on with the next
 };
 
 struct settings {
@@ -57,9 +73,12 @@ struct settings {
     bool ordered = true;                         // outputs in input order
     std::chrono::milliseconds timeout{};         // per job; 0 = none
     std::chrono::milliseconds grace{200};        // SIGTERM to SIGKILL
-    halt_policy halt = halt_policy::never;
+    halt_settings halt;
     bool bar = false;                            // progress on stderr
     std::string joblog;                          // path, empty = none
+    bool resume = false, resume_failed = false;  // skip the jobs --joblog shows done (succeeded)
+    unsigned retries = 0;                        // attempts per job (0 and 1: one)
+    std::chrono::milliseconds delay{};           // between two job starts
     char record_sep = '\n';
     std::size_t block_size = std::size_t{1} << 20;  // pipe mode
     std::vector<std::string> command;            // CMD ARGS...
@@ -67,6 +86,12 @@ struct settings {
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
     batching batch;                              // run: -N, -n, -m, -X, --xargs
     bool no_shell = false;                       // run -q: the command is never a shell string
+    // run's output: --tag, --tagstring (with replacement strings), --line-buffer, --dry-run
+    bool tag = false;
+    std::optional<std::string> tagstring;
+    bool line_buffer = false;
+    bool dry_run = false;
+    std::string results;                         // --results DIR; empty: none
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

@@ -69,6 +69,7 @@ private:
     sys::unique_fd owned_;
     int fd_ = 0;
     std::string pending_;  // bytes after the last delimiter
+    std::string continued_;  // -L: records ending in a blank, to go before the next
     std::size_t bytes_read_ = 0;
     std::optional<std::size_t> total_;  // a regular file's size
     bool eof_ = false;
@@ -92,6 +93,7 @@ public:
     std::optional<std::size_t> bytes_total() const override {
         return stream_ ? stream_->bytes_total() : std::nullopt;
     }
+    std::optional<std::size_t> jobs_total() const override { return jobs_total_; }
 
 private:
     struct group;
@@ -109,6 +111,7 @@ private:
     std::vector<std::size_t> odometer_;    // the row of each later group
     bool empty_ = false;                   // a later group has no values: no combination at all
     std::unique_ptr<command_template> template_;
+    std::unique_ptr<command_template> tag_template_;  // --tagstring
     std::size_t taken_ = 0;
     // Several values per job: the job being filled, and a value that did not fit into it.
     std::size_t per_job_ = 1;              // 0: not known until the input is read (-m, -X)
@@ -116,6 +119,8 @@ private:
     std::vector<job_args> batch_;
     std::size_t batch_bytes_ = 0;
     std::optional<job_args> held_;
+    std::optional<std::size_t> jobs_total_;  // known when every source is read first
+    std::vector<std::string> column_names_;  // --header: by position
 };
 
 } // namespace parafork::cli

@@ -56,13 +56,13 @@ std::size_t match_positional(std::string_view text, long& position, replacement&
     return 0;
 }
 
-// A value as one shell word: as it is when nothing in it is special to the shell, else in
-// single quotes (so "3" stays 3 in $(( {} * 2 )), as GNU parallel quotes it).
+// A value as one shell word, quoted as GNU parallel quotes it: as it is when it holds only
+// letters, digits and _-.+/ (so "3" stays 3 in $(( {} * 2 ))), else in single quotes.
 std::string shell_word(std::string_view v) {
-    constexpr std::string_view safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+=./:,@%^";
+    constexpr std::string_view safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/";
     if (!v.empty() && v.find_first_not_of(safe) == std::string_view::npos) return std::string(v);
     std::string out = "'";
-    for (char c : v) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    for (char c : v) out += c == '\'' ? std::string("'\"'\"'") : std::string(1, c);
     return out + "'";
 }
 
@@ -170,6 +170,13 @@ void command_template::expand_word(const std::vector<piece>& pieces, const job_a
         missing_only = false;
     }
     if (missing_only) argv.resize(first);
+}
+
+std::string command_template::shown(const std::vector<std::string>& argv) const {
+    if (shell_ && argv.size() == 3) return argv[2];
+    std::string line;
+    for (auto& word : argv) line += (line.empty() ? "" : " ") + shell_word(word);
+    return line;
 }
 
 std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {

@@ -41,6 +41,8 @@ public:
     // is one string for /bin/sh -c, the values in it quoted.
     std::vector<std::string> expand(const job_args& args, std::size_t seq, std::size_t slot) const;
     bool has_replacements() const { return has_replacements_; }
+    // An expanded argv as one line a shell would run the same way (--dry-run).
+    std::string shown(const std::vector<std::string>& argv) const;
     // As GNU parallel's shell would: the first word is not a plain program name (it holds a
     // blank, a quote, $, ;, |, &, <, >, (, ), `, \, *, ?, [, # or =), or another word is a shell
     // operator on its own (|, ||, &&, ;, &, <, >, >>, 2>, 2>&1 ...). Never with -q.
