@@ -32,6 +32,17 @@ __all__ = ["MessageProcess", "MessageObject", "MainContext", "EventGroup", "Sync
            "NotEnoughEvents", "safe_select"]
 
 
+def _format_logger(cls, level=logging.INFO):
+    """Gives the class's logger a handler printing 'name - level - message' (development)."""
+    logger = logging.getLogger(cls.__name__)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
+        logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(level)
+
+
 class MessageObject:
     """A command and its keyword parameters: msg() is the command, msg["key"] a parameter."""
 
@@ -109,16 +120,7 @@ class MessageProcess(_Process):
         self.sigint = True
         self.loop = True
 
-    @classmethod
-    def formatLogger(cls, level=logging.INFO):
-        """Gives the class's logger a handler printing 'name - level - message' (development)."""
-        logger = logging.getLogger(cls.__name__)
-        if not logger.hasHandlers():
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
-            logger.addHandler(handler)
-        if level is not None:
-            logger.setLevel(level)
+    formatLogger = classmethod(_format_logger)
 
     def __str__(self):
         return "<" + self.pre + ">"
@@ -420,15 +422,7 @@ class MainContext:
         self.startProcesses()
         self.startThreads()
 
-    @classmethod
-    def formatLogger(cls, level=logging.INFO):
-        logger = logging.getLogger(cls.__name__)
-        if not logger.hasHandlers():
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
-            logger.addHandler(handler)
-        if level is not None:
-            logger.setLevel(level)
+    formatLogger = classmethod(_format_logger)
 
     def startProcesses(self):
         raise NotImplementedError("startProcesses")

@@ -78,6 +78,23 @@ pf::options make_options(const py::object& jobs, const py::object& chunksize, co
 // Turns what parafork threw into the Python exception the caller sees. Holds the GIL.
 [[noreturn]] void raise_python(std::exception_ptr ep);
 
+// Runs fn without the GIL; what it throws comes back as a Python exception, made by `raise`
+// (raise_python, or a caller's own that knows more exception types).
+template <class Fn, class Raise = void (*)(std::exception_ptr)>
+auto unlocked(Fn&& fn, Raise raise = raise_python) -> decltype(fn()) {
+    std::exception_ptr failed;
+    {
+        without_gil ng;
+        try {
+            return fn();
+        } catch (...) {
+            failed = std::current_exception();
+        }
+    }
+    raise(failed);  // only reached when fn threw; raise does not return
+    throw std::logic_error("parafork: an exception was not raised");
+}
+
 // ---- pickle protocol 5, buffers out of band --------------------------------------------------
 // A pickled value as one message: a header, a table of buffers, the pickle stream, then each
 // out-of-band buffer (a numpy array's memory, never copied into the stream) at a 64-byte

@@ -18,21 +18,6 @@
 namespace parafork_python {
 namespace {
 
-// Runs fn without the GIL; what it throws comes back as the Python exception.
-template <class Fn>
-auto unlocked(Fn&& fn) -> decltype(fn()) {
-    std::exception_ptr failed;
-    {
-        without_gil ng;
-        try {
-            return fn();
-        } catch (...) {
-            failed = std::current_exception();
-        }
-    }
-    raise_python(failed);  // only reached when fn threw
-}
-
 std::optional<std::chrono::milliseconds> millis(const py::object& timeout) {
     if (timeout.is_none()) return std::nullopt;
     double s = timeout.cast<double>();

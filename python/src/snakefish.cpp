@@ -39,20 +39,12 @@ py::object* channel_closed_type = nullptr;
     }
 }
 
-// Runs fn without the GIL; what it throws comes back as the Python exception.
+// unlocked() with parafork.ChannelClosed among the exceptions.
 template <class Fn>
-auto unlocked(Fn&& fn) -> decltype(fn()) {
-    std::exception_ptr failed;
-    {
-        without_gil ng;
-        try {
-            return fn();
-        } catch (...) {
-            failed = std::current_exception();
-        }
-    }
-    raise_any(failed);  // only reached when fn threw
+auto unlocked_any(Fn&& fn) -> decltype(fn()) {
+    return unlocked(std::forward<Fn>(fn), raise_any);
 }
+
 
 // In the child: calls a Python callable that returns bytes (parafork._thread pickles).
 std::string call_for_bytes(PyObject* fn) {
@@ -91,16 +83,16 @@ public:
 
     void start() {
         flush_stdio();  // nothing buffered may be printed twice
-        unlocked([&] { t_.start(); });
+        unlocked_any([&] { t_.start(); });
     }
     void join() {
-        unlocked([&] { t_.join(); });
+        unlocked_any([&] { t_.join(); });
     }
     bool try_join() {
-        return unlocked([&] { return t_.try_join(); });
+        return unlocked_any([&] { return t_.try_join(); });
     }
     bool is_alive() {
-        return unlocked([&] { return t_.is_alive(); });
+        return unlocked_any([&] { return t_.is_alive(); });
     }
     bool started() const { return t_.started(); }
     bool joined() const { return t_.joined(); }
@@ -113,7 +105,7 @@ public:
         }
     }
     py::bytes result() {
-        std::string r = unlocked([&] { return t_.result<std::string>(); });
+        std::string r = unlocked_any([&] { return t_.result<std::string>(); });
         return py::bytes(r);
     }
     // The extracted globals (pickled), once joined; None without extract.
@@ -141,23 +133,23 @@ public:
         PyBytes_AsStringAndSize(b.ptr(), &data, &n);
         std::string_view sv(data, static_cast<std::size_t>(n));
         auto& ch = get();
-        if (!block) return unlocked([&] { return ch.try_send_bytes(sv); });
-        if (timeout.is_none()) return unlocked([&] { return ch.send_bytes(sv), true; });
+        if (!block) return unlocked_any([&] { return ch.try_send_bytes(sv); });
+        if (timeout.is_none()) return unlocked_any([&] { return ch.send_bytes(sv), true; });
         auto d = seconds(timeout);
-        return unlocked([&] { return ch.send_bytes_for(sv, d), true; });
+        return unlocked_any([&] { return ch.send_bytes_for(sv, d), true; });
     }
     // The next message, or None if there is none now (!block) or within the timeout.
     py::object receive(bool block, const py::object& timeout) {
         auto& ch = get();
         bool got = false;
         if (!block) {
-            got = unlocked([&] { return ch.try_receive_bytes(buf_); });
+            got = unlocked_any([&] { return ch.try_receive_bytes(buf_); });
         } else if (timeout.is_none()) {
             // A signal ends the wait only if its Python handler raises (check_interruption).
-            got = unlocked([&] { return ch.receive_bytes(buf_), true; });
+            got = unlocked_any([&] { return ch.receive_bytes(buf_), true; });
         } else {
             auto d = seconds(timeout);
-            got = unlocked([&] {
+            got = unlocked_any([&] {
                 try {
                     ch.receive_bytes_for(buf_, d);
                     return true;
@@ -172,7 +164,7 @@ public:
         return out;
     }
     void close() {
-        if (ch_) unlocked([&] { ch_->close(); });
+        if (ch_) unlocked_any([&] { ch_->close(); });
     }
     // Drops this object's hold on the ring (the memory goes with the last holder).
     void dispose() {
@@ -230,7 +222,7 @@ py::object receive_watching(py_channel& ch, py_thread& th, bool block) {
     auto& c = ch.get();
     auto& t = th.get();
     std::string buf;
-    outcome r = unlocked([&] {
+    outcome r = unlocked_any([&] {
         try {
             pf::sys::unique_fd pidfd;
             for (;;) {
@@ -255,7 +247,7 @@ py::object receive_watching(py_channel& ch, py_thread& th, bool block) {
 void join_draining(py_channel& ch, py_thread& th) {
     auto& c = ch.get();
     auto& t = th.get();
-    unlocked([&] {
+    unlocked_any([&] {
         std::string sink;
         pf::sys::unique_fd pidfd;
         while (!t.try_join()) {
