@@ -459,9 +459,21 @@ private:
         eng_->push(std::move(j));
     }
 
+    // Ctrl-C is the engine's while `guard` lives. One that came before it went to Python's own
+    // handler, which only the interpreter looks at: raised here, or the wait below would not
+    // see it until its workers finish (the Python work between two pumps runs without a guard).
+    void claim_ctrl_c(const pf::sys::sigint_guard&) {
+        if (PyErr_CheckSignals() == 0) return;
+        stop();
+        done_ = true;
+        throw py::error_already_set();
+    }
+
     // Runs the engine once without the GIL; false when it had nothing to do.
     bool pump() {
         if (!eng_ || eng_->stopped()) return false;
+        pf::sys::sigint_guard ctrl_c;
+        claim_ctrl_c(ctrl_c);
         std::exception_ptr failed;
         bool more = false;
         {
@@ -480,6 +492,8 @@ private:
         if (done_ && !eng_) return;
         done_ = true;
         if (!eng_ || eng_->stopped()) return;
+        pf::sys::sigint_guard ctrl_c;
+        claim_ctrl_c(ctrl_c);
         std::exception_ptr failed;
         {
             without_gil ng;
