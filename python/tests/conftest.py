@@ -2,9 +2,29 @@
 in /dev/shm behind."""
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
+
+
+def interrupted_run(script, settle):
+    """Runs `script` in a fresh interpreter; once it prints "ready", waits `settle` seconds,
+    sends it Ctrl-C and returns the words it printed after. Bounded: 30 s for the rest."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(settle)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return out.split()
 
 
 def children():

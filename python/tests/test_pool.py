@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from conftest import interrupted_run
 
 import parafork as pf
 
@@ -413,17 +414,7 @@ def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
         p.terminate()
         p.join()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert out.split() == ["interrupted", "0"]
+    assert interrupted_run(script, 1) == ["interrupted", "0"]
 
 
 @pytest.mark.timeout(60)

@@ -2,12 +2,11 @@
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
+from conftest import interrupted_run
 
 import parafork as pf
 
@@ -173,17 +172,7 @@ def test_ctrl_c_while_waiting_stops_the_backend():
             kids = [x for x in os.listdir("/proc") if x.isdigit() and ppid(x) == str(os.getpid())]
             print("interrupted", len(kids), w.is_alive(), flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert out.split() == ["interrupted", "0", "False"]
+    assert interrupted_run(script, 0.5) == ["interrupted", "0", "False"]
 
 
 # ---- select ---------------------------------------------------------------------------------

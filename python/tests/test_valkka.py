@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+from conftest import interrupted_run
 
 import parafork as pf
 from parafork.valkka import (EventGroup, MessageObject, MessageProcess, NotEnoughEvents, SyncIndex,
@@ -221,8 +222,6 @@ def test_share_array_before_and_after_start():
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_in_a_manager_loop_stops_every_worker():
-    import subprocess
-    import sys
     import textwrap
     script = textwrap.dedent("""
         import os
@@ -249,14 +248,4 @@ def test_ctrl_c_in_a_manager_loop_stops_every_worker():
             kids = [x for x in os.listdir("/proc") if x.isdigit() and ppid(x) == str(os.getpid())]
             print("interrupted", len(kids), sum(w.is_alive() for w in ws), flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert out.split() == ["interrupted", "0", "0"]
+    assert interrupted_run(script, 0.5) == ["interrupted", "0", "0"]
