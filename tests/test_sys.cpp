@@ -150,11 +150,17 @@ TEST(Sys, ChildDestructorKillsAndReaps) {
 
 TEST(Sys, TerminateEscalatesToSigkill) {
     PARAFORK_LEAK_CHECK();
-    sys::child c(sys::fork_call([] {
+    // The child says when it ignores SIGTERM: on a loaded machine it may not have run yet.
+    auto ready = sys::make_pipe();
+    sys::child c(sys::fork_call([w = ready.write.get()] {
         ::signal(SIGTERM, SIG_IGN);
+        char b = 1;
+        sys::write_all(w, &b, 1);
         for (;;) ::pause();
     }));
-    ::usleep(20000);
+    ready.write.reset();
+    char b = 0;
+    ASSERT_TRUE(sys::read_exact(ready.read.get(), &b, 1));
     auto st = c.terminate(std::chrono::milliseconds(50));
     EXPECT_EQ(st.signal, SIGKILL);
 }

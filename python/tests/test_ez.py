@@ -175,20 +175,36 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+def proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_idle_stages_use_no_cpu():
+    go_r, go_w = os.pipe()
+
     class Slow(pf.Stage):
         def setup(self):
-            time.sleep(1.2)
+            os.read(go_r, 1)  # until the test has measured
             self.put(1)
 
-    p = pf.ez(Slow(), add1, (mul2, mul2), pf.broadcast(add1, add1))
-    gen = p.items()
-    pids = p.pids()
-    time.sleep(0.3)  # past the spin-then-sleep of the waits
-    before = {pid: cpu_ticks(pid) for pid in pids}
-    time.sleep(0.6)
-    used = {pid: cpu_ticks(pid) - before[pid] for pid in pids}
-    assert sorted(gen) == [5, 5]
+    try:
+        p = pf.ez(Slow(), add1, (mul2, mul2), pf.broadcast(add1, add1))
+        gen = p.items()
+        pids = p.pids()
+        # Started and asleep (a loaded machine may take a while), then past the spin-then-sleep.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(proc_state(pid) != "S" for pid in pids):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        before = {pid: cpu_ticks(pid) for pid in pids}
+        time.sleep(0.6)
+        used = {pid: cpu_ticks(pid) - before[pid] for pid in pids}
+        os.write(go_w, b"g")
+        assert sorted(gen) == [5, 5]
+    finally:
+        os.close(go_r)
+        os.close(go_w)
     assert sum(used.values()) <= 3, used  # clock ticks (10 ms) over 6 idle processes
 
 
