@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
@@ -247,6 +248,59 @@ TEST(process, an_asked_method_may_emit_before_it_answers) {
             EXPECT_EQ(w.receive<int>(), i);
         }
         w.join();
+    });
+}
+
+// select(2) on fd() misses messages already read off the socket; ready_fd() does not: it is
+// readable exactly while has_message() is (or the backend sent something), and for good once
+// the backend ended.
+TEST(process, ready_fd_is_readable_while_messages_wait_in_the_frontend) {
+    run_bounded("ready-fd", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        auto readable = [](int fd, int ms) {
+            pollfd p{fd, POLLIN, 0};
+            return ::poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+        };
+        pf::process<counter> w;
+        EXPECT_EQ(w.ready_fd(), -1);
+        w.start();
+        int fd = w.ready_fd();
+        ASSERT_GE(fd, 0);
+        EXPECT_EQ(w.ready_fd(), fd);
+        EXPECT_FALSE(readable(fd, 0));
+        // Both messages come before the answer: the future's wait reads them all into the inbox.
+        w.call(&counter::announce, 1);
+        EXPECT_EQ(w.ask(&counter::square, 3).get(), 9);
+        EXPECT_FALSE(readable(w.fd(), 0));
+        EXPECT_TRUE(readable(fd, 0));
+        EXPECT_EQ(w.receive<int>(), 0);
+        EXPECT_TRUE(readable(fd, 0));
+        EXPECT_TRUE(w.receive_message().is<point>());
+        EXPECT_FALSE(readable(fd, 0));
+        // A message still in the socket wakes it too.
+        w.call(&counter::announce, 0);
+        EXPECT_TRUE(readable(fd, 10000));
+        EXPECT_EQ(w.receive<point>().x, 0);
+        EXPECT_FALSE(readable(fd, 0));
+        // The end: readable for good, and receive says why instead of blocking.
+        w.join();
+        EXPECT_TRUE(readable(fd, 0));
+        EXPECT_EQ(w.receive<std::string>(), "post_run saw 0");
+        EXPECT_TRUE(readable(fd, 0));
+        EXPECT_THROW(w.receive<int>(), pf::error);
+    });
+}
+
+TEST(process, ready_fd_wakes_when_the_backend_is_killed) {
+    run_bounded("ready-fd-kill", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        pf::process<counter> w;
+        w.start();
+        int fd = w.ready_fd();
+        ::kill(w.pid(), SIGKILL);
+        pollfd p{fd, POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, 10000), 1);
+        EXPECT_THROW(w.receive<int>(), pf::worker_died);
     });
 }
 

@@ -202,10 +202,10 @@ class Process:
         return self._live().has_message()
 
     def fileno(self):
-        """The frontend's socket: readable when messages, answers or the end arrive. Messages
-        already read off it wait in the frontend: select() and Selector know that, a bare
-        select.select does not (check has_message() first)."""
-        return self._live().fd()
+        """A descriptor for select.select, poll or selectors, beside any others: readable while
+        a message waits (also one already read off the socket while a future waited), when the
+        backend sends anything, and for good once it has ended (receive() then says why)."""
+        return self._live().ready_fd()
 
     def stop(self):
         """Stops the backend after the calls sent before (post_run runs), waits for it; the

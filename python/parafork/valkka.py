@@ -70,11 +70,13 @@ class _Return:  # what return_out__ sends: read by returnFromBack, not by the pi
 
 
 class _Pipe:
-    """What getPipe() returns: the frontend end of a process's messages. select() it (with
-    safe_select, which also sees messages already read off the socket), then recv()."""
+    """What getPipe() returns: the frontend end of a process's messages. select() it (plain
+    select.select, safe_select or pf.select), then recv()."""
 
     def __init__(self, process):
         self._p = weakref.ref(process)
+        self._ep = None  # made by fileno(): the process's descriptor and _ev, in one epoll
+        self._ev = -1    # readable while returnFromBack holds messages for recv()
 
     def _process(self):
         p = self._p()
@@ -83,7 +85,33 @@ class _Pipe:
         return p
 
     def fileno(self):
-        return self._process().fileno()
+        """Readable while recv() would not wait: a message waits (on the socket, in the
+        frontend, or held by returnFromBack), or the backend has ended."""
+        if self._ep is None:
+            p = self._process()
+            ep = select.epoll()
+            try:
+                ep.register(p.fileno(), select.EPOLLIN)
+                ev = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            except BaseException:
+                ep.close()
+                raise
+            ep.register(ev, select.EPOLLIN)
+            self._ep, self._ev = ep, ev
+            weakref.finalize(self, _close_pipe_fds, ep, ev)
+            self._held_changed(p)
+        return self._ep.fileno()
+
+    def _held_changed(self, p):
+        if self._ev < 0:
+            return
+        if p._held:
+            os.eventfd_write(self._ev, 1)
+        else:
+            try:
+                os.eventfd_read(self._ev)
+            except BlockingIOError:
+                pass
 
     def recv(self):
         return self._process()._recv()
@@ -100,6 +128,11 @@ class _Pipe:
     def ready(self):  # a message (or the end) is in the frontend already
         p = self._process()
         return bool(p._held) or p.has_message()
+
+
+def _close_pipe_fds(ep, ev):
+    ep.close()
+    os.close(ev)
 
 
 _sync = threading.local()  # the processes messaged inside each open SyncIndex
@@ -180,7 +213,10 @@ class MessageProcess(_Process):
 
     def _recv(self):
         if self._held:
-            return self._held.popleft()
+            msg = self._held.popleft()
+            if not self._held:
+                self._pipe._held_changed(self)
+            return msg
         msg = self.receive()
         while isinstance(msg, _Return):  # an answer nobody waits for: not a pipe message
             msg = self.receive()
@@ -193,6 +229,8 @@ class MessageProcess(_Process):
             if isinstance(msg, _Return):
                 return msg.obj
             self._held.append(msg)
+            if len(self._held) == 1:
+                self._pipe._held_changed(self)
 
     def go(self):
         self.start()

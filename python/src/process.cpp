@@ -171,6 +171,7 @@ public:
     }
     pid_t pid() const { return p_->pid(); }
     int fd() const { return p_->fd(); }
+    int ready_fd() { return p_->ready_fd(); }
     bool started() const { return p_->started(); }
     bool running() const { return p_->running(); }
     std::size_t pending_asks() const { return p_->pending_asks(); }
@@ -229,6 +230,7 @@ void bind_process(py::module_& m) {
         .def("exit_status", &py_process::exit_status)
         .def("pid", &py_process::pid)
         .def("fd", &py_process::fd)
+        .def("ready_fd", &py_process::ready_fd)
         .def("started", &py_process::started)
         .def("running", &py_process::running)
         .def("pending_asks", &py_process::pending_asks);

@@ -51,6 +51,46 @@ def finish(*ps):
             e.close()  # a traceback pytest keeps may hold the process: close its eventfds now
 
 
+@pytest.mark.timeout(30)
+def test_a_bare_select_sees_messages_already_in_the_frontend():
+    """valkka programs call select.select on their pipes: a message read off the socket
+    together with another (or held by returnFromBack) must still make the pipe readable."""
+    import select
+    p = Echo()
+    pipe = p.getPipe()
+    p.start()
+
+    def readable(t=0):
+        return select.select([pipe], [], [], t)[0] == [pipe]
+
+    assert not readable()
+    p.sendMessageToBack(MessageObject("echo", value=1))
+    p.sendMessageToBack(MessageObject("echo", value=2))
+    p.sendMessageToBack(MessageObject("answer", value=3))
+    assert p.returnFromBack() == 6      # reads both echoes and the noise on the way
+    for want in (1, 2):
+        assert readable()
+        assert pipe.recv()["value"] == want
+    assert readable()
+    assert pipe.recv()() == "noise"
+    assert not readable()
+    # Two messages in one read: the socket is empty after the first recv, the pipe is not.
+    p.sendMessageToBack(MessageObject("echo", value=4))
+    p.sendMessageToBack(MessageObject("echo", value=5))
+    assert p.ask("routeMainPipe__", MessageObject("pid")).result(10) is None
+    for want in (4, 5):
+        assert readable(10)
+        assert pipe.recv()["value"] == want
+    assert readable(10) and pipe.recv()() == "pid"
+    assert not readable()
+    p.stop()
+    assert readable(10)                 # ended: readable for good, and recv says so
+    assert pipe.recv()() == "bye"
+    with pytest.raises(pf.Error):
+        pipe.recv()
+    assert readable()
+
+
 def test_message_object():
     m = MessageObject("cmd", a=1, b="x")
     assert m() == "cmd" and m["a"] == 1 and m["b"] == "x"

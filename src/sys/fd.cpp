@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
@@ -103,6 +104,19 @@ void set_cloexec(int fd, bool on) {
     if (fl < 0) throw_errno("fcntl(F_GETFD)");
     int nfl = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
     if (nfl != fl && ::fcntl(fd, F_SETFD, nfl) != 0) throw_errno("fcntl(F_SETFD)");
+}
+
+unique_fd make_epoll() {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw_errno("epoll_create1");
+    return unique_fd(fd);
+}
+
+void epoll_watch(int epoll_fd, int fd) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl");
 }
 
 unique_fd dup_cloexec(int fd) {

@@ -88,6 +88,10 @@ struct fd_pair {
 fd_pair make_pipe();                 // pipe2(O_CLOEXEC)
 fd_pair make_socketpair();           // AF_UNIX SOCK_STREAM, SOCK_CLOEXEC; both ends bidirectional
 fd_pair make_seqpacket_pair();       // AF_UNIX SOCK_SEQPACKET (message boundaries kept), SOCK_CLOEXEC
+// An epoll(7) instance (EPOLL_CLOEXEC) that is itself readable while any descriptor it watches
+// for reading is: one descriptor a caller's select(2) can wait on for several of ours.
+unique_fd make_epoll();
+void epoll_watch(int epoll_fd, int fd);  // adds fd for EPOLLIN; throws on failure
 // open(2) with O_CLOEXEC added. Empty on failure, errno saying why (the caller names the file).
 unique_fd open_file(const char* path, int flags, unsigned mode = 0666) noexcept;
 // close(2) now; false if it reported an error (for a written file: data may be lost). The

@@ -215,6 +215,18 @@ void read_ready(process_state& st) {
         return;
     }
     while (auto f = st.in.next()) handle_frame(st, *f);
+    sync_ready(st);
+}
+
+void sync_ready(process_state& st) noexcept {
+    if (!st.ready_ev) return;
+    bool want = !st.inbox.empty() || st.ph == process_state::phase::finished;
+    if (want == st.ready_on) return;
+    if (want)
+        sys::eventfd_signal(st.ready_ev.get());
+    else
+        sys::eventfd_drain(st.ready_ev.get());
+    st.ready_on = want;
 }
 
 short wanted_events(const process_state&) noexcept {
@@ -294,6 +306,7 @@ void on_backend_end(process_state& st, bool by_terminate) {
         slot->put_error(std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why)));
     }
     st.pending.clear();
+    sync_ready(st);
 }
 
 void terminate_all(std::span<process_state* const> procs) {
@@ -415,6 +428,25 @@ pid_t process_base::pid() const { return live_state().pid; }
 bool process_base::started() const { return live_state().ph != process_state::phase::idle; }
 bool process_base::running() const { return live_state().live(); }
 int process_base::fd() const { return live_state().live() ? st_->sock.get() : -1; }
+
+int process_base::ready_fd() {
+    auto& st = live_state();
+    if (st.ph == process_state::phase::idle) return -1;
+    if (!st.ready_ev) {
+        auto ep = sys::make_epoll();
+        auto ev = sys::make_eventfd();
+        sys::epoll_watch(ep.get(), ev.get());
+        if (st.live()) {
+            sys::epoll_watch(ep.get(), st.sock.get());
+            sys::epoll_watch(ep.get(), st.pidfd());
+        }
+        st.ready_ep = sys::private_fd(std::move(ep));
+        st.ready_ev = sys::private_fd(std::move(ev));
+        st.ready_on = false;
+        detail::sync_ready(st);
+    }
+    return st.ready_ep.get();
+}
 std::optional<sys::exit_status> process_base::exit_status() const { return live_state().status; }
 std::size_t process_base::pending_asks() const { return live_state().pending.size(); }
 
@@ -584,12 +616,16 @@ message* process_base::next_message(wait_mode mode, std::chrono::milliseconds ti
     if (front.error) {
         auto e = std::move(front.error);
         st.inbox.pop_front();
+        detail::sync_ready(st);
         std::rethrow_exception(e);
     }
     return &front.msg;
 }
 
-void process_base::drop_message() noexcept { st_->inbox.pop_front(); }
+void process_base::drop_message() noexcept {
+    st_->inbox.pop_front();
+    detail::sync_ready(*st_);
+}
 
 message process_base::receive_message() {
     message m = std::move(*next_message(wait_mode::block, {}));

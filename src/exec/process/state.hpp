@@ -112,6 +112,11 @@ struct process_state final : future_driver {
     bool terminated = false;        // ended by terminate(): not a surprise
     bool reported = false;          // the user has seen an error about its end
     std::chrono::steady_clock::time_point alive_checked{};  // the last look at pidfd by a call
+    // ready_fd(): an epoll of sock, pidfd and ready_ev, made on first use; ready_ev is kept
+    // readable exactly while a message waits in the inbox or the backend has ended.
+    sys::private_fd ready_ep;
+    sys::private_fd ready_ev;
+    bool ready_on = false;
 
     bool out_pending() const noexcept { return out_off < out.size(); }
     bool died() const noexcept { return status && !status->ok() && !terminated; }
@@ -129,6 +134,9 @@ struct process_state final : future_driver {
 
 // Writes what it can without blocking; false if bytes remain (socket full).
 bool try_flush(process_state& st);
+// Brings ready_ev in line with the inbox (a system call only when that changes, and only once
+// ready_fd() was asked for).
+void sync_ready(process_state& st) noexcept;
 // Reads once from the socket and handles every whole frame; handles EOF.
 void read_ready(process_state& st);
 // One wait on the socket and the backend (and Ctrl-C with_sigint) for up to timeout_ms,

@@ -110,6 +110,12 @@ public:
     // The frontend's socket to the backend (-1 when not running): poll it for POLLIN to learn
     // that messages or replies arrived (or use a selector, which also handles what is buffered).
     int fd() const;
+    // A descriptor to hand to select(2)/poll(2)/epoll with other descriptors, readable whenever
+    // has_message() would be true (including messages already read off the socket while a
+    // future waited), when the backend sent anything or ended, and from then on for good;
+    // -1 before start. Owned by the process, made on first call (keeping it in step costs a
+    // system call each time the inbox turns empty or non-empty).
+    int ready_fd();
     // How the backend ended; nullopt while it runs.
     std::optional<sys::exit_status> exit_status() const;
 
