@@ -108,8 +108,10 @@ void wait_round(world& w, executor& local, std::vector<pollfd>& fds, bool local_
     std::optional<clock::time_point> wake;
     if (local_busy) wake = local.watch(fds);
     fds.push_back({w.socket_fd(), POLLIN, 0});
+    if (sys::sigint_guard::fd() >= 0) fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
     fds.push_back({w.mpi_process_fd(), POLLIN, 0});
     sys::poll_fds(fds.data(), fds.size(), timeout_ms(wake));
+    sys::sigint_guard::check();  // Ctrl-C: the caller's catch stops the workers
     if (fds.back().revents) w.receive_ready();  // reads what is left, then reports the death
 }
 
@@ -264,7 +266,14 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
     }
     if (sink.failed()) {
         local.terminate();
-        end_all(false, "a task failed");
+        std::string why = "a task failed";
+        try {
+            std::rethrow_exception(sink.error());
+        } catch (const std::exception& e) {
+            why = e.what();
+        } catch (...) {
+        }
+        end_all(false, why);
         return;  // the caller's sink holds the error (rethrown by run_call)
     }
     end_all(true, {});

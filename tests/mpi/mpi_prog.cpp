@@ -133,6 +133,15 @@ int kill_rank(pf::mpi::world& w) {
     return fail("no error on rank " + std::to_string(w.rank()));
 }
 
+// Rank 2's MPI process (the process mpirun started) is SIGKILLed during a call: mpirun ends the
+// job, and every rank's program and workers must go with it.
+int kill_mpi_process(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    if (g_rank == 2) ::kill(::getppid(), SIGKILL);  // this program's parent is its MPI process
+    pf::mpi::map(w, [](int x) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); return x; }, xs);
+    return fail("rank " + std::to_string(w.rank()) + " outlived the job");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -151,6 +160,7 @@ int main(int argc, char** argv) {
         if (scenario == "throw") return remote_throw(*w);
         if (scenario == "die") return worker_death(*w);
         if (scenario == "killrank") return kill_rank(*w);
+        if (scenario == "killmpi") return kill_mpi_process(*w);
     } catch (const std::exception& e) {
         return fail(std::string("rank ") + std::to_string(w->rank()) + ": " + e.what());
     }

@@ -99,6 +99,14 @@ TEST(MPI, KilledRankEndsTheCallWithAnError) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
+TEST(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
+    auto r = mpirun("killmpi");
+    EXPECT_NE(r.status, 124) << r.out;  // no hang
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("outlived"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
 TEST(MPI, NotUnderMpirunIsABadLaunch) {
     const auto tag = tag_for("direct");
     auto r = run(std::string("timeout -k 5 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK ") + PARAFORK_MPI_PROG +

@@ -29,6 +29,7 @@ public:
     virtual void fail(std::exception_ptr e) = 0;  // keeps the first
     virtual bool lent(std::uint64_t index, const parafork::detail::lent_ref& r) = 0;
     virtual bool failed() const noexcept = 0;
+    virtual std::exception_ptr error() const noexcept = 0;
     virtual bool backed_up() const noexcept = 0;
 
 protected:
@@ -47,6 +48,7 @@ public:
     }
     bool lent(std::uint64_t index, const parafork::detail::lent_ref& r) override { return s_.on_lent(index, r); }
     bool failed() const noexcept override { return bool(s_.error); }
+    std::exception_ptr error() const noexcept override { return s_.error; }
     bool backed_up() const noexcept override { return s_.backed_up(); }
 
 private:
