@@ -49,6 +49,8 @@ void world::check_proxy_alive() {
 void world::send(int dest, int tag, std::string_view body) {
     if (body.size() > detail::max_frame) throw error("parafork::mpi: a message over 1 GiB");
     frame_header h{static_cast<std::uint32_t>(body.size()), dest, tag};
+    ++traffic_.sent;
+    traffic_.sent_bytes += body.size();
     std::string_view parts[2] = {{reinterpret_cast<const char*>(&h), sizeof h}, body};
     for (auto part : parts) {
         while (!part.empty()) {
@@ -108,6 +110,8 @@ bool world::next(frame& out) {
         }
         out.peer = h.peer;
         out.tag = h.tag;
+        ++traffic_.received;
+        traffic_.received_bytes += h.length;
         if (h.tag == detail::tag_gone) {
             if (h.peer < 0 || h.peer >= size()) throw protocol_error("parafork::mpi: departure of no rank");
             detail::cursor c(out.body);

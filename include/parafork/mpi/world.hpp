@@ -40,6 +40,12 @@ public:
     // True once rank r's program has ended (its MPI process told everyone).
     bool gone(int rank) const { return gone_.at(static_cast<std::size_t>(rank)).ended; }
 
+    // What this rank's program sent to and received from other ranks: messages and their bytes.
+    struct traffic {
+        std::uint64_t sent = 0, sent_bytes = 0, received = 0, received_bytes = 0;
+    };
+    const traffic& counted() const noexcept { return traffic_; }
+
     world(const world&) = delete;
     world& operator=(const world&) = delete;
 
@@ -76,6 +82,7 @@ private:
     std::string in_;        // bytes read, not yet framed
     std::size_t in_off_ = 0;
     std::uint64_t calls_ = 0;
+    traffic traffic_;
 };
 
 // Joins the MPI job: call it first in main on every rank, before any thread starts. The second
