@@ -43,6 +43,17 @@ int main(int argc, char** argv) {
     double call = 1e9;
     for (int k = 0; k < 5; ++k)
         call = std::min(call, seconds([&] { (void)pf::mpi::map(w, [](int x) { return x; }, one); }));
+    // Small chunks: how many messages a second rank 0 takes in (each chunk is a round trip).
+    pf::options small;
+    small.chunksize = 16;
+    std::vector<std::uint32_t> some(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(n, 200000)));
+    const auto b2 = w.counted();
+    const double small_s = seconds([&] { (void)pf::mpi::map(w, tiny, some, small); });
+    const auto a2 = w.counted();
+    double local_call = 1e9;
+    if (w.root())
+        for (int k = 0; k < 5; ++k)
+            local_call = std::min(local_call, seconds([&] { (void)pf::map([](int x) { return x; }, one); }));
     const std::size_t slow_n = 600;
     std::vector<int> slow(slow_n);
     const double slow_s = seconds([&] {
@@ -58,7 +69,11 @@ int main(int argc, char** argv) {
     std::printf("rank 0 received     %10llu messages, %llu bytes: ~%llu tasks' results, %.0f per message\n",
                 static_cast<unsigned long long>(msgs), static_cast<unsigned long long>(bytes),
                 static_cast<unsigned long long>(bytes / 8), msgs ? static_cast<double>(bytes / 8) / static_cast<double>(msgs) : 0.0);
-    std::printf("call overhead       %10.2f ms (one item per worker, workers forked per call)\n", call * 1e3);
+    std::printf("chunks of 16        %10.0f tasks/s, rank 0 took in %.0f messages/s, sent %.0f/s\n",
+                static_cast<double>(some.size()) / small_s, static_cast<double>(a2.received - b2.received) / small_s,
+                static_cast<double>(a2.sent - b2.sent) / small_s);
+    std::printf("call overhead       %10.2f ms (one item per worker, workers forked per call; local map %.2f ms)\n",
+                call * 1e3, local_call * 1e3);
     std::printf("1 ms tasks          %10.3f s for %zu, ideal %.3f s: %.0f us overhead per task per worker\n",
                 slow_s, slow_n, ideal, (slow_s - ideal) / static_cast<double>(slow_n) * jobs * w.size() * 1e6);
     return 0;

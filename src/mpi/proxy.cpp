@@ -3,7 +3,7 @@
 // the other ranks' MPI processes, and tells every rank when its program ends.
 //
 // MPI has no descriptor to sleep on, so the relay polls: it spins (non-blocking polls) for a
-// while after traffic, then sleeps 1 ms at a time, then 10 ms once idle for 100 ms. A frame
+// while after traffic, then sleeps 1 ms at a time, then 10 ms once idle for a second. A frame
 // from the program wakes it at once; a message from another rank waits at most that long.
 #include <mpi.h>
 
@@ -130,7 +130,7 @@ struct relay {
         const auto now = clock::now();
         if (busy) last = now;
         const auto quiet = now - last;
-        const int timeout = quiet < std::chrono::microseconds(300) ? 0 : quiet < std::chrono::milliseconds(100) ? 1 : 10;
+        const int timeout = quiet < std::chrono::microseconds(300) ? 0 : quiet < std::chrono::seconds(1) ? 1 : 10;
         if (sys::poll_fds(fds, 2, timeout) <= 0) continue;
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             for (;;) {
