@@ -133,6 +133,25 @@ int kill_rank(pf::mpi::world& w) {
     return fail("no error on rank " + std::to_string(w.rank()));
 }
 
+// Rank 0's program is SIGKILLed during a call: the other ranks' calls end with an error naming it.
+int kill_root(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    try {
+        pf::mpi::map(w, [](int x) {
+            if (g_rank == 0 && x == 0) ::kill(::getppid(), SIGKILL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            return x;
+        }, xs);
+    } catch (const pf::error& e) {
+        if (has(e.what(), "the program of rank 0 on " + w.host(0) + " ended during a call (signal 9)"))
+            std::printf("OK rank %d: %s\n", w.rank(), e.what());
+        else
+            std::printf("FAIL rank %d: %s\n", w.rank(), e.what());
+        return 0;
+    }
+    return fail("rank " + std::to_string(w.rank()) + " finished a call whose rank 0 died");
+}
+
 // Rank 2's MPI process (the process mpirun started) is SIGKILLed during a call: mpirun ends the
 // job, and every rank's program and workers must go with it.
 int kill_mpi_process(pf::mpi::world& w) {
@@ -160,6 +179,12 @@ int main(int argc, char** argv) {
         if (scenario == "throw") return remote_throw(*w);
         if (scenario == "die") return worker_death(*w);
         if (scenario == "killrank") return kill_rank(*w);
+        if (scenario == "long") {  // ended from outside (Ctrl-C at mpirun)
+            std::vector<int> xs(600);
+            pf::mpi::map(*w, [](int x) { std::this_thread::sleep_for(std::chrono::milliseconds(100)); return x; }, xs);
+            return fail("rank " + std::to_string(w->rank()) + " finished a call it should not have");
+        }
+        if (scenario == "killroot") return kill_root(*w);
         if (scenario == "killmpi") return kill_mpi_process(*w);
     } catch (const std::exception& e) {
         return fail(std::string("rank ") + std::to_string(w->rank()) + ": " + e.what());

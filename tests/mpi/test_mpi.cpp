@@ -99,12 +99,32 @@ TEST(MPI, KilledRankEndsTheCallWithAnError) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
+TEST(MPI, KilledRootEndsTheOtherRanksCalls) {
+    auto r = mpirun("killroot");
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.out.find("OK rank 1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK rank 2"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
 TEST(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
     auto r = mpirun("killmpi");
     EXPECT_NE(r.status, 124) << r.out;  // no hang
     EXPECT_NE(r.status, 0) << r.out;
     EXPECT_EQ(r.out.find("outlived"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST(MPI, CtrlCAtMpirunLeavesNoProcess) {
+    const auto tag = tag_for("long");
+    auto r = run("timeout -k 5 60 sh -c 'mpirun --oversubscribe --allow-run-as-root -np 3 " +
+                     std::string(PARAFORK_MPI_PROG) + " long " + tag + " & m=$!; sleep 2; kill -INT $m; wait $m'",
+                 tag);
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tag), "");
 }
 
 TEST(MPI, NotUnderMpirunIsABadLaunch) {
