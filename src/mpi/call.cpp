@@ -157,6 +157,9 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
         auto& s = ranks[static_cast<std::size_t>(fr.peer)];
         cursor c(fr.body);
         const auto their_seq = c.get<std::uint64_t>();
+        // Left over from an abandoned call: a rank may have said it was ready, or answered,
+        // after rank 0 had given that call up.
+        if (their_seq < seq) return;
         if (fr.tag == tag_ready) {
             if (their_seq != seq || s.ready)
                 throw bad_launch("parafork::mpi: " + where(w, fr.peer) + " is at call " + std::to_string(their_seq) +
@@ -179,7 +182,7 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
             s.ready = true;
             s.window = std::max<std::size_t>(2 * std::size_t{their_jobs}, 1);
         } else if (fr.tag == tag_answers) {
-            if (their_seq != seq) return;  // left over from an abandoned call
+            if (their_seq != seq) throw protocol_error("parafork::mpi: answers to a call not made yet");
             while (!c.done()) {
                 const char kind = c.get<char>();
                 const auto first = c.get<std::uint64_t>();

@@ -76,6 +76,7 @@ TEST(MPI, ExceptionOnRank2NamesRankAndHost) {
     auto r = mpirun("throw");
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK throw"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
 }
@@ -85,6 +86,7 @@ TEST(MPI, WorkerDeathOnRank2NamesRankAndHost) {
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK die"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("signal 9"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
 }
