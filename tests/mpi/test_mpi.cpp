@@ -22,10 +22,22 @@ std::string tag_for(const std::string& scenario) {
     return "pftag-" + scenario + "-" + std::to_string(::getpid());
 }
 
+// Open MPI's shared-memory segments go to a folder of this test's own, not /dev/shm: a rank
+// killed on purpose cannot remove its segment, and other tests' leak checks watch /dev/shm.
+std::string segments_dir() {
+    static const std::string dir = [] {
+        char tmpl[] = "/tmp/parafork-mpi-test-XXXXXX";
+        const char* d = ::mkdtemp(tmpl);
+        return std::string(d ? d : "/tmp");
+    }();
+    return dir;
+}
+
 run_result run(const std::string& cmd, const std::string& tag) {
     run_result r;
     r.tag = tag;
-    FILE* p = ::popen((cmd + " 2>&1").c_str(), "re");
+    const std::string env = "OMPI_MCA_btl_vader_backing_directory=" + segments_dir() + " ";
+    FILE* p = ::popen((env + cmd + " 2>&1").c_str(), "re");
     if (!p) return r;
     char buf[4096];
     std::size_t n;
@@ -54,9 +66,20 @@ std::string leftovers(const std::string& tag) {
     return out;
 }
 
+class MPI : public ::testing::Test {
+protected:
+    void TearDown() override {
+        EXPECT_EQ(run("ls /dev/shm | grep vader_segment || true", "").out, "");
+        if (segments_dir() != "/tmp") run("rm -rf '" + segments_dir() + "'/*", "");
+    }
+    static void TearDownTestSuite() {
+        if (segments_dir() != "/tmp") ::rmdir(segments_dir().c_str());
+    }
+};
+
 } // namespace
 
-TEST(MPI, SameResultsAsLocal) {
+TEST_F(MPI, SameResultsAsLocal) {
     auto r = mpirun("equal");
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK equal"), std::string::npos) << r.out;
@@ -64,7 +87,7 @@ TEST(MPI, SameResultsAsLocal) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, MillionTasksExact) {
+TEST_F(MPI, MillionTasksExact) {
     auto r = mpirun("million");
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK million"), std::string::npos) << r.out;
@@ -72,7 +95,7 @@ TEST(MPI, MillionTasksExact) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, ExceptionOnRank2NamesRankAndHost) {
+TEST_F(MPI, ExceptionOnRank2NamesRankAndHost) {
     auto r = mpirun("throw");
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK throw"), std::string::npos) << r.out;
@@ -81,7 +104,7 @@ TEST(MPI, ExceptionOnRank2NamesRankAndHost) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, WorkerDeathOnRank2NamesRankAndHost) {
+TEST_F(MPI, WorkerDeathOnRank2NamesRankAndHost) {
     auto r = mpirun("die");
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("OK die"), std::string::npos) << r.out;
@@ -91,7 +114,7 @@ TEST(MPI, WorkerDeathOnRank2NamesRankAndHost) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, KilledRankEndsTheCallWithAnError) {
+TEST_F(MPI, KilledRankEndsTheCallWithAnError) {
     auto r = mpirun("killrank");
     // mpirun reports rank 2's death in its status; what matters is that the call ended with
     // an error naming rank 2 (no hang: timeout would give 124) and nothing is left over.
@@ -101,7 +124,7 @@ TEST(MPI, KilledRankEndsTheCallWithAnError) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, KilledRootEndsTheOtherRanksCalls) {
+TEST_F(MPI, KilledRootEndsTheOtherRanksCalls) {
     auto r = mpirun("killroot");
     EXPECT_NE(r.status, 124) << r.out;
     EXPECT_NE(r.out.find("OK rank 1"), std::string::npos) << r.out;
@@ -110,7 +133,7 @@ TEST(MPI, KilledRootEndsTheOtherRanksCalls) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
+TEST_F(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
     auto r = mpirun("killmpi");
     EXPECT_NE(r.status, 124) << r.out;  // no hang
     EXPECT_NE(r.status, 0) << r.out;
@@ -118,7 +141,7 @@ TEST(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, CtrlCAtMpirunLeavesNoProcess) {
+TEST_F(MPI, CtrlCAtMpirunLeavesNoProcess) {
     const auto tag = tag_for("long");
     auto r = run("timeout -k 5 60 sh -c 'mpirun --oversubscribe --allow-run-as-root -np 3 " +
                      std::string(PARAFORK_MPI_PROG) + " long " + tag + " & m=$!; sleep 2; kill -INT $m; wait $m'",
@@ -129,7 +152,7 @@ TEST(MPI, CtrlCAtMpirunLeavesNoProcess) {
     EXPECT_EQ(leftovers(tag), "");
 }
 
-TEST(MPI, NotUnderMpirunIsABadLaunch) {
+TEST_F(MPI, NotUnderMpirunIsABadLaunch) {
     const auto tag = tag_for("direct");
     auto r = run(std::string("timeout -k 5 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK ") + PARAFORK_MPI_PROG +
                      " equal " + tag, tag);
@@ -138,7 +161,7 @@ TEST(MPI, NotUnderMpirunIsABadLaunch) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
-TEST(MPI, OneRankIsABadLaunch) {
+TEST_F(MPI, OneRankIsABadLaunch) {
     auto r = mpirun("equal", 1);
     EXPECT_NE(r.out.find("BAD_LAUNCH parafork::mpi: the job has one rank"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
