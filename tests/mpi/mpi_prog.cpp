@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 #include <vector>
 
@@ -36,6 +37,10 @@ int equal(pf::mpi::world& w) {
     // Not plain values: strings travel encoded.
     auto str = [](int x) { return std::to_string(x) + "!"; };
     auto got_s = pf::mpi::map(w, str, xs);
+    std::vector<std::tuple<int, std::string>> pairs;
+    for (int x : xs) pairs.emplace_back(x, std::to_string(x % 97));
+    auto cat = [](int x, const std::string& s) { return s + ":" + std::to_string(x); };
+    auto got_t = pf::mpi::starmap(w, cat, pairs);
     // forked, ordered, with the index: join sees input order.
     std::vector<std::size_t> order;
     std::vector<long> joined;
@@ -50,6 +55,7 @@ int equal(pf::mpi::world& w) {
     if (!w.root()) return 0;
     if (got != pf::map(sq, xs)) return fail("map differs from the local map");
     if (got_s != pf::map(str, xs)) return fail("map of strings differs from the local map");
+    if (got_t != pf::starmap(cat, pairs)) return fail("starmap differs from the local starmap");
     if (order.size() != xs.size()) return fail("forked joined " + std::to_string(order.size()) + " items");
     for (std::size_t i = 0; i < xs.size(); ++i)
         if (order[i] != i || joined[i] != static_cast<long>(i) + xs[i]) return fail("forked out of order at " + std::to_string(i));

@@ -1,5 +1,5 @@
 #pragma once
-// parafork::forked and parafork::map over MPI ranks. Every rank makes the same call with the
+// parafork::forked, parafork::map and parafork::starmap over MPI ranks. Every rank makes the same call with the
 // same sized random-access range (SPMD); rank 0 hands out index ranges as ranks ask for them,
 // each rank runs its chunks in its own local workers (forked from the MPI-free program), and
 // only results travel back. Results arrive at rank 0 in input order (map) or through `join`
@@ -13,6 +13,7 @@
 #include <exception>
 #include <ranges>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -124,6 +125,14 @@ auto map(world& w, F&& f, Range&& range, const options& o = {}) {
     }
     if (w.root()) out.resize(n);
     return out;
+}
+
+// map with each item a tuple of arguments: rank 0 gets std::apply(f, tuples[i]).
+template <class F, std::ranges::random_access_range Range>
+    requires std::ranges::sized_range<Range>
+auto starmap(world& w, F&& f, Range&& tuples, const options& o = {}) {
+    return mpi::map(w, [&f](auto&& t) { return std::apply(f, std::forward<decltype(t)>(t)); },
+                    std::forward<Range>(tuples), o);
 }
 
 } // namespace parafork::mpi
