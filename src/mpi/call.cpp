@@ -1,0 +1,363 @@
+// One parafork::mpi call on every rank. Rank 0 keeps the call's state: which index ranges are
+// out at which rank and how many items are answered. Ranks pull: each says it is ready, and
+// gets up to two chunks per local worker; every chunk answered frees room for the next. Each
+// rank's answers of one wait (values in runs, failures) go to rank 0 as one message.
+#include <algorithm>
+#include <map>
+#include <poll.h>
+
+#include <parafork/exec/core/detail/results.hpp>
+#include <parafork/mpi/forked.hpp>
+
+#include "frames.hpp"
+
+namespace parafork::mpi::detail {
+namespace {
+
+using parafork::detail::executor;
+using parafork::detail::failure_info;
+using clock = executor::clock;
+
+std::string where(const world& w, int rank) { return "rank " + std::to_string(rank) + " on " + w.host(rank); }
+
+// The local error types, with the rank and host in the message (the types have no field for
+// them): remote_error's message, worker_died's detail, timeout_error's text.
+std::exception_ptr failure_at(const failure_info& f, std::uint64_t index, const std::string& at) {
+    const auto task = static_cast<std::size_t>(index);
+    switch (f.what) {
+        case failure_info::kind::remote:
+            return std::make_exception_ptr(remote_error(f.type_name, f.message + " [" + at + "]", f.pid, task));
+        case failure_info::kind::died:
+            return std::make_exception_ptr(worker_died(f.pid, f.signal, f.code, task, at));
+        case failure_info::kind::timeout:
+            return std::make_exception_ptr(timeout_error(
+                "parafork: task " + std::to_string(index) + " ran past task_timeout on " + at + "; worker " +
+                    std::to_string(f.pid) + " was killed", f.pid, task));
+    }
+    return {};
+}
+
+std::exception_ptr rank_lost(const world& w, int rank, std::uint64_t first_held) {
+    const auto& d = w.departed(rank);
+    return std::make_exception_ptr(worker_died(
+        w.pid(rank), d.signal, d.code, static_cast<std::size_t>(first_held),
+        "the program of " + where(w, rank) + " ended during a parafork::mpi call"));
+}
+
+int timeout_ms(std::optional<clock::time_point> wake) {
+    if (!wake) return -1;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+}
+
+// Rank 0's local answers, named as rank 0's, counted.
+class root_local_sink final : public parafork::detail::executor_sink {
+public:
+    root_local_sink(call_sink& s, std::string at, std::uint64_t& answered) : s_(s), at_(std::move(at)), answered_(answered) {}
+    void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
+        answered_ += count;
+        s_.values(first, count, bytes);
+    }
+    void on_failure(std::uint64_t index, const failure_info& f) override {
+        ++answered_;
+        s_.fail(failure_at(f, index, at_));
+    }
+    bool on_lent(std::uint64_t index, const parafork::detail::lent_ref& r) override {
+        if (!s_.lent(index, r)) return false;
+        ++answered_;
+        return true;
+    }
+
+private:
+    call_sink& s_;
+    std::string at_;
+    std::uint64_t& answered_;
+};
+
+// Another rank's answers, batched into one message per wait.
+class forward_sink final : public parafork::detail::executor_sink {
+public:
+    std::string out;
+    void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
+        out += 'V';
+        put(out, first);
+        put(out, count);
+        put_str(out, bytes);
+    }
+    void on_failure(std::uint64_t index, const failure_info& f) override {
+        out += 'F';
+        put(out, index);
+        put(out, static_cast<std::uint8_t>(f.what));
+        put(out, static_cast<std::int32_t>(f.pid));
+        put(out, static_cast<std::int32_t>(f.signal));
+        put(out, static_cast<std::int32_t>(f.code));
+        put_str(out, f.type_name);
+        put_str(out, f.message);
+    }
+};
+
+struct rank_state {
+    bool ready = false, ended = false;  // said it is in the call; was sent the end
+    std::size_t window = 0;             // chunks it may hold
+    std::map<std::uint64_t, std::uint64_t> held;  // first index of a chunk -> items unanswered
+};
+
+// Waits for the first of: local workers, the MPI process's socket, its death.
+void wait_round(world& w, executor& local, std::vector<pollfd>& fds, bool local_busy) {
+    fds.clear();
+    std::optional<clock::time_point> wake;
+    if (local_busy) wake = local.watch(fds);
+    fds.push_back({w.socket_fd(), POLLIN, 0});
+    if (sys::sigint_guard::fd() >= 0) fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
+    fds.push_back({w.mpi_process_fd(), POLLIN, 0});
+    sys::poll_fds(fds.data(), fds.size(), timeout_ms(wake));
+    sys::sigint_guard::check();  // Ctrl-C: the caller's catch stops the workers
+    if (fds.back().revents) w.receive_ready();  // reads what is left, then reports the death
+}
+
+bool local_busy(const executor& e) {
+    const auto c = e.counters();
+    return c.queued + c.in_flight > 0;
+}
+
+void run_root(world& w, executor& local, call_sink& sink, const void* code, std::uint64_t seq,
+              std::uint64_t total, const options& o) {
+    const int n = w.size();
+    const unsigned jobs = local.size();
+    std::vector<rank_state> ranks(static_cast<std::size_t>(n));
+    ranks[0].ready = true;
+    std::uint64_t answered = 0, next = 0;
+    const std::uint64_t chunk =
+        o.chunksize ? o.chunksize
+                    : std::clamp<std::uint64_t>(total / (std::uint64_t{jobs} * static_cast<unsigned>(n) * 8), 1, 65536);
+    root_local_sink lsink(sink, where(w, 0), answered);
+    std::vector<pollfd> fds;
+    world::frame f;
+    std::string msg;
+
+    auto end_all = [&](bool ok, std::string_view why) {
+        std::string e;
+        put(e, seq);
+        put(e, static_cast<std::uint8_t>(ok));
+        put_str(e, why);
+        for (int r = 1; r < n; ++r) {
+            auto& s = ranks[static_cast<std::size_t>(r)];
+            if (s.ended || w.gone(r)) continue;
+            s.ended = true;
+            w.send(r, tag_end, e);
+        }
+    };
+    auto take_chunk = [&] {
+        const auto c = std::min<std::uint64_t>({chunk, total - next, UINT32_MAX});
+        const auto first = next;
+        next += c;
+        return std::pair{first, static_cast<std::uint32_t>(c)};
+    };
+    auto handle = [&](const world::frame& fr) {
+        auto& s = ranks[static_cast<std::size_t>(fr.peer)];
+        cursor c(fr.body);
+        const auto their_seq = c.get<std::uint64_t>();
+        // Left over from an abandoned call: a rank may have said it was ready, or answered,
+        // after rank 0 had given that call up.
+        if (their_seq < seq) return;
+        if (fr.tag == tag_ready) {
+            if (their_seq != seq || s.ready)
+                throw bad_launch("parafork::mpi: " + where(w, fr.peer) + " is at call " + std::to_string(their_seq) +
+                                 ", rank 0 at call " + std::to_string(seq) + ": every rank must make the same calls");
+            const auto their_total = c.get<std::uint64_t>();
+            const auto their_jobs = c.get<std::uint32_t>();
+            code_ref ref;
+            ref.build_id = std::string(c.str());
+            ref.offset = c.get<std::uint64_t>();
+            const void* there = from_code_ref(ref);
+            if (!there)
+                throw bad_launch("parafork::mpi: " + where(w, fr.peer) + " runs another build of the program "
+                                 "(build-id " + ref.build_id + "): every rank must run the same binary");
+            if (there != code)
+                throw bad_launch("parafork::mpi: " + where(w, fr.peer) + " is in a different call than rank 0: "
+                                 "every rank must make the same calls in the same order");
+            if (their_total != total)
+                throw bad_launch("parafork::mpi: " + where(w, fr.peer) + " has " + std::to_string(their_total) +
+                                 " items, rank 0 has " + std::to_string(total) + ": every rank needs the same range");
+            s.ready = true;
+            s.window = std::max<std::size_t>(2 * std::size_t{their_jobs}, 1);
+        } else if (fr.tag == tag_answers) {
+            if (their_seq != seq) throw protocol_error("parafork::mpi: answers to a call not made yet");
+            while (!c.done()) {
+                const char kind = c.get<char>();
+                const auto first = c.get<std::uint64_t>();
+                std::uint64_t count = 1;
+                std::string_view bytes;
+                failure_info fi;
+                if (kind == 'V') {
+                    count = c.get<std::uint32_t>();
+                    bytes = c.str();
+                } else if (kind == 'F') {
+                    const auto k = c.get<std::uint8_t>();
+                    if (k > static_cast<std::uint8_t>(failure_info::kind::timeout))
+                        throw protocol_error("parafork::mpi: a failure of no kind");
+                    fi.what = static_cast<failure_info::kind>(k);
+                    fi.pid = c.get<std::int32_t>();
+                    fi.signal = c.get<std::int32_t>();
+                    fi.code = c.get<std::int32_t>();
+                    fi.type_name = std::string(c.str());
+                    fi.message = std::string(c.str());
+                } else {
+                    throw protocol_error("parafork::mpi: an answer of no kind");
+                }
+                // It must lie in one chunk that rank holds.
+                auto it = s.held.upper_bound(first);
+                if (it == s.held.begin()) throw protocol_error("parafork::mpi: an answer to nothing sent");
+                --it;
+                if (count > it->second || first < it->first)
+                    throw protocol_error("parafork::mpi: an answer to nothing sent");
+                if ((it->second -= count) == 0) s.held.erase(it);
+                answered += count;
+                if (kind == 'V') sink.values(first, static_cast<std::uint32_t>(count), bytes);
+                else sink.fail(failure_at(fi, first, where(w, fr.peer)));
+            }
+        } else {
+            throw protocol_error("parafork::mpi: rank 0 got a message it does not take");
+        }
+    };
+
+    try {
+        for (;;) {
+            if (sink.failed()) break;
+            bool all_ready = true;
+            for (int r = 1; r < n; ++r) {
+                auto& s = ranks[static_cast<std::size_t>(r)];
+                if (w.gone(r) && (!s.ready || !s.held.empty()))
+                    std::rethrow_exception(rank_lost(w, r, s.held.empty() ? next : s.held.begin()->first));
+                all_ready &= s.ready;
+            }
+            if (answered == total && all_ready) break;
+            // Hand out work: to this rank's workers, and to every rank with room.
+            while (next < total && local.counters().queued < 2 * jobs && !sink.backed_up()) {
+                parafork::detail::job j;
+                j.kind = parafork::detail::job_kind::range;
+                std::tie(j.first, j.count) = take_chunk();
+                local.push(std::move(j));
+            }
+            for (int r = 1; r < n && next < total; ++r) {
+                auto& s = ranks[static_cast<std::size_t>(r)];
+                if (!s.ready || w.gone(r)) continue;
+                msg.clear();
+                put(msg, seq);
+                while (next < total && s.held.size() < s.window && !sink.backed_up()) {
+                    auto [first, count] = take_chunk();
+                    s.held.emplace(first, count);
+                    put(msg, first);
+                    put(msg, count);
+                }
+                if (msg.size() > sizeof seq) w.send(r, tag_work, msg);
+            }
+            const bool busy = local_busy(local);
+            if (busy) local.kick();
+            wait_round(w, local, fds, busy);
+            w.receive_ready();
+            while (!sink.failed() && w.next(f)) handle(f);
+            if (busy) local.pump(lsink, clock::now());
+        }
+    } catch (const std::exception& e) {
+        local.terminate();
+        try {
+            end_all(false, e.what());
+        } catch (...) {  // the MPI process is gone: nobody to tell
+        }
+        throw;
+    }
+    if (sink.failed()) {
+        local.terminate();
+        std::string why = "a task failed";
+        try {
+            std::rethrow_exception(sink.error());
+        } catch (const std::exception& e) {
+            why = e.what();
+        } catch (...) {
+        }
+        end_all(false, why);
+        return;  // the caller's sink holds the error (rethrown by run_call)
+    }
+    end_all(true, {});
+    local.join(lsink);
+}
+
+void run_rank(world& w, executor& local, const code_ref& ref, std::uint64_t seq, std::uint64_t total) {
+    std::string ready;
+    put(ready, seq);
+    put(ready, total);
+    put(ready, static_cast<std::uint32_t>(local.size()));
+    put_str(ready, ref.build_id);
+    put(ready, ref.offset);
+    w.send(0, tag_ready, ready);
+    forward_sink fs;
+    std::vector<pollfd> fds;
+    world::frame f;
+    auto reset = [&] {
+        fs.out.clear();
+        put(fs.out, seq);
+    };
+    reset();
+    try {
+        for (;;) {
+            if (fs.out.size() > sizeof seq) {
+                w.send(0, tag_answers, fs.out);
+                reset();
+            }
+            if (w.gone(0))
+                throw error("parafork::mpi: the program of " + where(w, 0) + " ended during a call (" +
+                            (w.departed(0).signal ? "signal " + std::to_string(w.departed(0).signal)
+                                                  : "exit code " + std::to_string(w.departed(0).code)) + ")");
+            const bool busy = local_busy(local);
+            if (busy) local.kick();
+            wait_round(w, local, fds, busy);
+            w.receive_ready();
+            while (w.next(f)) {
+                if (f.peer != 0) throw protocol_error("parafork::mpi: work from a rank other than 0");
+                cursor c(f.body);
+                if (c.get<std::uint64_t>() != seq) continue;  // left over from an abandoned call
+                if (f.tag == tag_work) {
+                    while (!c.done()) {
+                        parafork::detail::job j;
+                        j.kind = parafork::detail::job_kind::range;
+                        j.first = c.get<std::uint64_t>();
+                        j.count = c.get<std::uint32_t>();
+                        if (j.count == 0 || j.first > total || j.count > total - j.first)
+                            throw protocol_error("parafork::mpi: work outside the range");
+                        local.push(std::move(j));
+                    }
+                } else if (f.tag == tag_end) {
+                    const bool ok = c.get<std::uint8_t>() != 0;
+                    const auto why = c.str();
+                    if (!ok) {
+                        local.terminate();
+                        throw error("parafork::mpi: rank 0 abandoned the call: " + std::string(why));
+                    }
+                    local.join(fs);
+                    return;
+                } else {
+                    throw protocol_error("parafork::mpi: a message a rank does not take");
+                }
+            }
+            if (busy) local.pump(fs, clock::now());
+        }
+    } catch (...) {
+        local.terminate();
+        throw;
+    }
+}
+
+} // namespace
+
+void run_call(world& w, executor& local, call_sink* sink, const code_ref& ref, const void* code,
+              std::uint64_t total, const options& o) {
+    const auto seq = w.next_call();
+    if (w.root()) {
+        run_root(w, local, *sink, code, seq, total, o);
+    } else {
+        run_rank(w, local, ref, seq, total);
+    }
+}
+
+} // namespace parafork::mpi::detail

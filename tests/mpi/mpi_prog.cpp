@@ -1,0 +1,212 @@
+// The SPMD program tests/mpi/test_mpi.cpp runs under mpirun: argv[1] names a scenario, argv[2]
+// is a tag that makes this run's processes findable (no orphans may carry it afterwards).
+// Rank 0 prints "OK <scenario> ..." when what it saw is right, "FAIL ..." otherwise.
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <numeric>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unistd.h>
+#include <vector>
+
+#include <parafork/exec/map.hpp>
+#include <parafork/mpi/mpi.hpp>
+
+namespace pf = parafork;
+namespace {
+
+int g_rank = -1;  // read by workers: they are copies of their rank's program
+
+int fail(const std::string& why) {
+    std::printf("FAIL %s\n", why.c_str());
+    std::fflush(stdout);
+    return 1;
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+int equal(pf::mpi::world& w) {
+    std::vector<int> xs(20000);
+    std::iota(xs.begin(), xs.end(), -5000);
+    auto sq = [](int x) { return static_cast<long>(x) * x - 7; };
+    auto got = pf::mpi::map(w, sq, xs);
+    // Not plain values: strings travel encoded.
+    auto str = [](int x) { return std::to_string(x) + "!"; };
+    auto got_s = pf::mpi::map(w, str, xs);
+    std::vector<std::tuple<int, std::string>> pairs;
+    for (int x : xs) pairs.emplace_back(x, std::to_string(x % 97));
+    auto cat = [](int x, const std::string& s) { return s + ":" + std::to_string(x); };
+    auto got_t = pf::mpi::starmap(w, cat, pairs);
+    // forked, ordered, with the index: join sees input order.
+    std::vector<std::size_t> order;
+    std::vector<long> joined;
+    pf::options ord;
+    ord.ordered = true;
+    ord.chunksize = 7;
+    pf::mpi::forked(w, xs, [](std::size_t i, int x) { return static_cast<long>(i) + x; },
+                    [&](std::size_t i, long v) { order.push_back(i); joined.push_back(v); }, ord);
+    // Which rank ran what: slow items, so every rank gets some.
+    std::vector<int> few(600);
+    auto who = pf::mpi::map(w, [](int) { std::this_thread::sleep_for(std::chrono::milliseconds(2)); return g_rank; }, few);
+    if (!w.root()) return 0;
+    if (got != pf::map(sq, xs)) return fail("map differs from the local map");
+    if (got_s != pf::map(str, xs)) return fail("map of strings differs from the local map");
+    if (got_t != pf::starmap(cat, pairs)) return fail("starmap differs from the local starmap");
+    if (order.size() != xs.size()) return fail("forked joined " + std::to_string(order.size()) + " items");
+    for (std::size_t i = 0; i < xs.size(); ++i)
+        if (order[i] != i || joined[i] != static_cast<long>(i) + xs[i]) return fail("forked out of order at " + std::to_string(i));
+    std::set<int> ranks(who.begin(), who.end());
+    if (ranks.size() < 2) return fail("only " + std::to_string(ranks.size()) + " rank(s) did work");
+    std::printf("OK equal ranks_used=%zu\n", ranks.size());
+    return 0;
+}
+
+int million(pf::mpi::world& w) {
+    std::vector<std::uint32_t> xs(1000000);
+    std::iota(xs.begin(), xs.end(), 0u);
+    auto got = pf::mpi::map(w, [](std::uint32_t x) { return std::uint64_t{x} * 2654435761u + 1; }, xs);
+    if (!w.root()) return got.empty() ? 0 : fail("a rank other than 0 got results");
+    if (got.size() != xs.size()) return fail("size " + std::to_string(got.size()));
+    for (std::size_t i = 0; i < xs.size(); ++i)
+        if (got[i] != std::uint64_t{xs[i]} * 2654435761u + 1) return fail("item " + std::to_string(i));
+    std::printf("OK million\n");
+    return 0;
+}
+
+// Items are slow except on rank 2, so rank 2 is sure to get some before the end.
+void slow_off_rank2() {
+    if (g_rank != 2) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+}
+
+int remote_throw(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    // Rank 1 comes late: rank 0 gives the call up before rank 1 says it is ready, and that
+    // word must not confuse the next call.
+    if (g_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    try {
+        pf::mpi::map(w, [](int x) { slow_off_rank2(); if (g_rank == 2) throw std::runtime_error("boom on two"); return x; }, xs);
+    } catch (const pf::remote_error& e) {
+        if (!w.root()) return fail("a rank other than 0 got the remote_error");
+        if (e.type_name() != "std::runtime_error" || !has(e.message(), "boom on two") ||
+            !has(e.what(), "rank 2 on " + w.host(2)) || !e.task())
+            return fail(std::string("remote_error without rank and host: ") + e.what());
+        std::printf("OK throw %s\n", e.what());
+        return 0;
+    } catch (const pf::error& e) {
+        if (w.root()) return fail(std::string("rank 0 got ") + e.what());
+        std::printf("rank %d: %s\n", w.rank(), e.what());  // the call was abandoned here too
+        return 0;
+    }
+    return fail("no error on rank " + std::to_string(w.rank()));
+}
+
+int worker_death(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    try {
+        pf::mpi::map(w, [](int x) { slow_off_rank2(); if (g_rank == 2) std::raise(SIGKILL); return x; }, xs);
+    } catch (const pf::worker_died& e) {
+        if (!w.root()) return fail("a rank other than 0 got the worker_died");
+        if (e.signal() != SIGKILL || !has(e.what(), "rank 2 on " + w.host(2)) || e.pid() <= 0)
+            return fail(std::string("worker_died without rank, host or signal: ") + e.what());
+        std::printf("OK die %s\n", e.what());
+        return 0;
+    } catch (const pf::error& e) {
+        if (w.root()) return fail(std::string("rank 0 got ") + e.what());
+        return 0;
+    }
+    return fail("no error on rank " + std::to_string(w.rank()));
+}
+
+// Rank 2's program is SIGKILLed (by one of its workers, from outside it) in the middle of a call.
+int kill_rank(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        pf::mpi::map(w, [](int x) { slow_off_rank2(); if (g_rank == 2) ::kill(::getppid(), SIGKILL); return x; }, xs);
+    } catch (const pf::worker_died& e) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (!w.root()) return fail("a rank other than 0 got the worker_died");
+        if (e.signal() != SIGKILL || e.pid() != w.pid(2) || !has(e.what(), "rank 2 on " + w.host(2)))
+            return fail(std::string("rank death not named: ") + e.what());
+        std::printf("OK killrank after %.2fs: %s\n", s, e.what());
+        return 0;
+    } catch (const pf::error& e) {
+        if (w.root()) return fail(std::string("rank 0 got ") + e.what());
+        std::printf("rank %d: %s\n", w.rank(), e.what());
+        return 0;
+    }
+    return fail("no error on rank " + std::to_string(w.rank()));
+}
+
+// Rank 0's program is SIGKILLed during a call: the other ranks' calls end with an error naming it.
+int kill_root(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    try {
+        pf::mpi::map(w, [](int x) {
+            if (g_rank == 0 && x == 0) ::kill(::getppid(), SIGKILL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            return x;
+        }, xs);
+    } catch (const pf::error& e) {
+        if (has(e.what(), "the program of rank 0 on " + w.host(0) + " ended during a call (signal 9)"))
+            std::printf("OK rank %d: %s\n", w.rank(), e.what());
+        else
+            std::printf("FAIL rank %d: %s\n", w.rank(), e.what());
+        return 0;
+    }
+    return fail("rank " + std::to_string(w.rank()) + " finished a call whose rank 0 died");
+}
+
+// Rank 2's MPI process (the process mpirun started) is SIGKILLed during a call: mpirun ends the
+// job, and every rank's program and workers must go with it.
+int kill_mpi_process(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    if (g_rank == 2) ::kill(::getppid(), SIGKILL);  // this program's parent is its MPI process
+    pf::mpi::map(w, [](int x) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); return x; }, xs);
+    return fail("rank " + std::to_string(w.rank()) + " outlived the job");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const std::string scenario = argc > 1 ? argv[1] : "";
+    pf::mpi::world* w = nullptr;
+    try {
+        w = &pf::mpi::init();
+    } catch (const pf::mpi::bad_launch& e) {
+        std::printf("BAD_LAUNCH %s\n", e.what());
+        return 3;
+    }
+    g_rank = w->rank();
+    try {
+        if (scenario == "equal") return equal(*w);
+        if (scenario == "million") return million(*w);
+        if (scenario == "throw" || scenario == "die") {
+            const int r = scenario == "throw" ? remote_throw(*w) : worker_death(*w);
+            if (r != 0) return r;
+            // The failed call is over everywhere: the next one runs whole, whatever was in flight.
+            std::vector<int> xs(5000);
+            std::iota(xs.begin(), xs.end(), 0);
+            auto v = pf::mpi::map(*w, [](int x) { return 3 * x; }, xs);
+            for (std::size_t i = 0; w->root() && i < xs.size(); ++i)
+                if (v.at(i) != 3 * xs[i]) return fail("the call after a failure went wrong at " + std::to_string(i));
+            if (w->root()) std::printf("OK next call\n");
+            return 0;
+        }
+        if (scenario == "killrank") return kill_rank(*w);
+        if (scenario == "long") {  // ended from outside (Ctrl-C at mpirun)
+            std::vector<int> xs(600);
+            pf::mpi::map(*w, [](int x) { std::this_thread::sleep_for(std::chrono::milliseconds(100)); return x; }, xs);
+            return fail("rank " + std::to_string(w->rank()) + " finished a call it should not have");
+        }
+        if (scenario == "killroot") return kill_root(*w);
+        if (scenario == "killmpi") return kill_mpi_process(*w);
+    } catch (const std::exception& e) {
+        return fail(std::string("rank ") + std::to_string(w->rank()) + ": " + e.what());
+    }
+    return fail("no scenario " + scenario);
+}

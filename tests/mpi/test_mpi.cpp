@@ -1,0 +1,168 @@
+// parafork::mpi under mpirun: each test runs tests/mpi/mpi_prog.cpp on 3 ranks of this host,
+// bounded by `timeout`, and checks what rank 0 printed, mpirun's status, and that no process
+// of the run is left afterwards (each run's processes carry a tag of their own in argv).
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+struct run_result {
+    int status = -1;  // exit code of the command (timeout's 124 for a hang)
+    std::string out;
+    std::string tag;
+};
+
+std::string tag_for(const std::string& scenario) {
+    return "pftag-" + scenario + "-" + std::to_string(::getpid());
+}
+
+// Open MPI's shared-memory segments go to a folder of this test's own, not /dev/shm: a rank
+// killed on purpose cannot remove its segment, and other tests' leak checks watch /dev/shm.
+std::string segments_dir() {
+    static const std::string dir = [] {
+        char tmpl[] = "/tmp/parafork-mpi-test-XXXXXX";
+        const char* d = ::mkdtemp(tmpl);
+        return std::string(d ? d : "/tmp");
+    }();
+    return dir;
+}
+
+run_result run(const std::string& cmd, const std::string& tag) {
+    run_result r;
+    r.tag = tag;
+    const std::string env = "OMPI_MCA_btl_vader_backing_directory=" + segments_dir() + " ";
+    FILE* p = ::popen((env + cmd + " 2>&1").c_str(), "re");
+    if (!p) return r;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int st = ::pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+run_result mpirun(const std::string& scenario, int ranks = 3) {
+    const auto tag = tag_for(scenario);
+    return run("timeout -k 5 60 mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " +
+                   PARAFORK_MPI_PROG + " " + scenario + " " + tag,
+               tag);
+}
+
+// Processes whose command line carries the tag, waited for a few seconds: a child killed by its
+// parent's death needs a moment to go.
+std::string leftovers(const std::string& tag) {
+    std::string out;
+    for (int k = 0; k < 50; ++k) {
+        out = run("pgrep -a -f -- '" + tag + "' | grep -v pgrep || true", tag).out;
+        if (out.empty()) return out;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return out;
+}
+
+class MPI : public ::testing::Test {
+protected:
+    void TearDown() override {
+        EXPECT_EQ(run("ls /dev/shm | grep vader_segment || true", "").out, "");
+        if (segments_dir() != "/tmp") run("rm -rf '" + segments_dir() + "'/*", "");
+    }
+    static void TearDownTestSuite() {
+        if (segments_dir() != "/tmp") ::rmdir(segments_dir().c_str());
+    }
+};
+
+} // namespace
+
+TEST_F(MPI, SameResultsAsLocal) {
+    auto r = mpirun("equal");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK equal"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, MillionTasksExact) {
+    auto r = mpirun("million");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK million"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, ExceptionOnRank2NamesRankAndHost) {
+    auto r = mpirun("throw");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK throw"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, WorkerDeathOnRank2NamesRankAndHost) {
+    auto r = mpirun("die");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK die"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("signal 9"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, KilledRankEndsTheCallWithAnError) {
+    auto r = mpirun("killrank");
+    // mpirun reports rank 2's death in its status; what matters is that the call ended with
+    // an error naming rank 2 (no hang: timeout would give 124) and nothing is left over.
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.out.find("OK killrank"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, KilledRootEndsTheOtherRanksCalls) {
+    auto r = mpirun("killroot");
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.out.find("OK rank 1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK rank 2"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, KilledMpiProcessEndsTheJobWithoutOrphans) {
+    auto r = mpirun("killmpi");
+    EXPECT_NE(r.status, 124) << r.out;  // no hang
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("outlived"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, CtrlCAtMpirunLeavesNoProcess) {
+    const auto tag = tag_for("long");
+    auto r = run("timeout -k 5 60 sh -c 'mpirun --oversubscribe --allow-run-as-root -np 3 " +
+                     std::string(PARAFORK_MPI_PROG) + " long " + tag + " & m=$!; sleep 2; kill -INT $m; wait $m'",
+                 tag);
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tag), "");
+}
+
+TEST_F(MPI, NotUnderMpirunIsABadLaunch) {
+    const auto tag = tag_for("direct");
+    auto r = run(std::string("timeout -k 5 30 env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK ") + PARAFORK_MPI_PROG +
+                     " equal " + tag, tag);
+    EXPECT_EQ(r.status, 3) << r.out;
+    EXPECT_NE(r.out.find("BAD_LAUNCH parafork::mpi: not started by an MPI launcher"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, OneRankIsABadLaunch) {
+    auto r = mpirun("equal", 1);
+    EXPECT_NE(r.out.find("BAD_LAUNCH parafork::mpi: the job has one rank"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
