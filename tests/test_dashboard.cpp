@@ -160,6 +160,7 @@ TEST(DashboardDocuments, StateJsonCarriesPoolsWorkersErrorsAndRates) {
     EXPECT_EQ(jp["worker_list"][0]["pid"], 4242);
     EXPECT_EQ(jp["worker_list"][0]["state"], "busy");
     EXPECT_EQ(jp["worker_list"][0]["task"], 5);
+    EXPECT_EQ(jp["worker_list"][0]["call"], 3);
     EXPECT_EQ(jp["worker_list"][0]["rss_bytes"], 1 << 20);
     ASSERT_EQ(doc["errors"].size(), 1u);
     EXPECT_EQ(doc["errors"][0]["kind"], "died");
@@ -342,6 +343,7 @@ TEST(Dashboard, PoolShowsWorkersTasksDoneAndAKilledWorkersError) {
         EXPECT_EQ(s["errors"][1]["kind"], "died");
         EXPECT_EQ(s["errors"][1]["pid"], victim);
         EXPECT_EQ(s["errors"][1]["signal"], SIGKILL);
+        EXPECT_NE(s["errors"][1]["message"].get<std::string>().find("SIGKILL"), std::string::npos);
         // The worker list holds the live workers (the replacement, not the victim), with CPU
         // and RSS from /proc.
         for (const auto& w : jp["worker_list"]) {

@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <tuple>
 
 namespace parafork::detail::dash {
@@ -48,6 +49,7 @@ const V* find(const std::vector<std::pair<K, V>>& v, const K& k) {
 // The pool router gives every call a span of 2^40 item indices; within a call, the item.
 constexpr std::uint64_t call_span_bits = 40;
 std::uint64_t item_of(std::uint64_t index) { return index & ((std::uint64_t{1} << call_span_bits) - 1); }
+std::uint64_t call_of(std::uint64_t index) { return index >> call_span_bits; }
 
 } // namespace
 
@@ -60,8 +62,14 @@ std::string state_json(const snapshot& s, const extras& x) {
         for (const auto& w : p.workers) {
             json jw{{"slot", w.slot}, {"pid", w.pid}, {"state", state_name(w.state)},
                     {"done", w.done}, {"for_seconds", seconds_between(w.since_ns, s.at_ns)}};
-            if (w.state == worker_state::busy) jw["task"] = item_of(w.task);
-            else jw["task"] = nullptr;
+            const bool pool = p.kind == "pool";
+            if (w.state == worker_state::busy) {
+                jw["task"] = item_of(w.task);
+                jw["call"] = pool ? json(call_of(w.task)) : json(nullptr);
+            } else {
+                jw["task"] = nullptr;
+                jw["call"] = nullptr;
+            }
             if (auto* st = find(x.procs, w.pid); st && st->known && w.state != worker_state::dead) {
                 jw["cpu_seconds"] = st->cpu_seconds;
                 jw["rss_bytes"] = st->rss_bytes;
@@ -94,10 +102,14 @@ std::string state_json(const snapshot& s, const extras& x) {
         if (live) in_flight += p.in_flight;
         pools.push_back(std::move(jp));
     }
+    std::set<std::uint64_t> pool_kinds;  // the pools among the calls: their items carry a call
+    for (const auto& p : s.pools)
+        if (p.kind == "pool") pool_kinds.insert(p.serial);
     json errors = json::array();
     for (const auto& e : s.errors) {
         json je{{"kind", kind_name(e.kind)}, {"type", e.type}, {"message", e.message},
                 {"pid", e.pid}, {"task", item_of(e.task)}, {"pool", e.pool_serial},
+                {"call", pool_kinds.count(e.pool_serial) ? json(call_of(e.task)) : json(nullptr)},
                 {"seconds_ago", seconds_between(e.at_ns, s.at_ns)}};
         je["signal"] = e.signal ? json(e.signal) : json(nullptr);
         je["exit_code"] = e.kind == error_kind::died && !e.signal ? json(e.code) : json(nullptr);

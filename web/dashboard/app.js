@@ -46,7 +46,9 @@
   }
 
   function workerState(w) {
-    if (w.state === "busy") return "busy on task " + w.task + " for " + secs(w.for_seconds);
+    if (w.state === "busy")
+      return "busy on " + (w.call !== null ? "call " + w.call + " item " : "task ") + w.task +
+             " for " + secs(w.for_seconds);
     if (w.state === "idle") return "idle for " + secs(w.for_seconds);
     if (w.state === "dead") return "dead";
     return w.state;
@@ -100,7 +102,8 @@
       if (e.signal !== null) kind += " (signal " + e.signal + ")";
       else if (e.exit_code !== null) kind += " (exit " + e.exit_code + ")";
       body.append(el("tr", { class: "error-row" },
-        el("td", {}, secs(e.seconds_ago) + " ago"), el("td", {}, "#" + e.pool), el("td", {}, e.task),
+        el("td", {}, secs(e.seconds_ago) + " ago"), el("td", {}, "#" + e.pool),
+        el("td", {}, e.call !== null ? "call " + e.call + " item " + e.task : e.task),
         el("td", {}, e.pid), el("td", {}, kind), el("td", {}, e.type),
         el("td", { class: "msg" }, e.message)));
     }

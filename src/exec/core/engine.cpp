@@ -237,7 +237,7 @@ void engine::publish() noexcept {
     dash::relaxed_set(dash_->in_flight, in_flight());
 }
 
-void engine::note_failure(std::uint64_t item, const failure_info& why) noexcept {
+void engine::note_failure(std::uint64_t item, const failure_info& why) noexcept try {
     if (!dash_) return;
     dash::error_note e;
     e.kind = why.what == failure_info::kind::remote ? dash::error_kind::remote
@@ -246,13 +246,20 @@ void engine::note_failure(std::uint64_t item, const failure_info& why) noexcept 
     e.type = why.what == failure_info::kind::remote ? std::string_view(why.type_name)
              : why.what == failure_info::kind::died ? std::string_view("parafork::worker_died")
                                                     : std::string_view("parafork::timeout_error");
-    e.message = why.message;
+    std::string said;  // a death or a timeout has no message of its own: say what happened
+    if (why.what == failure_info::kind::died)
+        said = "worker " + std::to_string(why.pid) + ": " + sys::exit_status{why.code, why.signal}.describe();
+    else if (why.what == failure_info::kind::timeout)
+        said = "ran past task_timeout; worker " + std::to_string(why.pid) + " was killed";
+    e.message = why.what == failure_info::kind::remote ? std::string_view(why.message) : said;
     e.pid = why.pid;
     e.signal = why.signal;
     e.code = why.code;
     e.task = item;
     dash::note(*dash_, e);
     publish();
+} catch (const std::bad_alloc&) {
+    // Shown or not, the failure reaches the caller.
 }
 
 std::size_t engine::in_flight() const noexcept {
