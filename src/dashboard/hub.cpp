@@ -90,11 +90,18 @@ struct hub {
         sys::child_options co;
         co.title = "parafork:dashboard";
         const region* shared = r;
-        auto id = sup.fork([&] { serve(*shared, a->host, a->port, report_w); }, co);
+        // The server gets the region; children forked after it (the workers) have no use for it.
+        sys::do_fork(map.data(), region_bytes);
+        std::optional<supervisor::id> id;
+        try {
+            id = sup.fork([&] { serve(*shared, a->host, a->port, report_w); }, co);
+        } catch (...) {
+            sys::dont_fork(map.data(), region_bytes);
+            throw;
+        }
+        sys::dont_fork(map.data(), region_bytes);
         server = id;
         report.write.reset();
-        // Children forked from now on (the workers) have no use for the region.
-        sys::dont_fork(map.data(), region_bytes);
         // The server says which port it bound, or why it could not; or dies (its stderr says).
         std::string said;
         auto deadline = supervisor::clock::now() + std::chrono::seconds(10);
@@ -143,8 +150,21 @@ pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, s
     if (spec.empty()) return nullptr;
     std::lock_guard lock(hub_lock);
     if (the_hub && the_hub->owner != ::getpid()) return nullptr;  // a child: its parent shows it
-    if (!the_hub) the_hub = new hub();  // lives as long as the program (engines point into it)
-    if (!the_hub->server && !the_hub->failed) the_hub->start(spec);
+    // Nothing about the dashboard throws into the program: it runs on without one.
+    try {
+        if (!the_hub) the_hub = new hub();  // lives as long as the program (engines point into it)
+        if (the_hub->server &&
+            the_hub->sup.wait(std::span<pollfd>(), supervisor::clock::now()) == supervisor::wake::exited)
+            the_hub->stop_server();  // it died (killed, say): reaped here, and started again
+        if (!the_hub->server && !the_hub->failed) the_hub->start(spec);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "parafork: dashboard not started: %s\n", e.what());
+        if (the_hub) {
+            the_hub->stop_server();
+            the_hub->failed = true;
+        }
+        return nullptr;
+    }
     if (!the_hub->server) return nullptr;
     return open_pool(*the_hub->r, o.name, kind, jobs, total);
 }

@@ -59,6 +59,7 @@ std::string state_json(const snapshot& s, const extras& x) {
     std::uint64_t done = 0, failed = 0, retried = 0, in_flight = 0, live_workers = 0;
     for (const auto& p : s.pools) {
         json workers = json::array();
+        std::uint64_t live_here = 0;
         for (const auto& w : p.workers) {
             json jw{{"slot", w.slot}, {"pid", w.pid}, {"state", state_name(w.state)},
                     {"done", w.done}, {"for_seconds", seconds_between(w.since_ns, s.at_ns)}};
@@ -77,17 +78,18 @@ std::string state_json(const snapshot& s, const extras& x) {
                 jw["cpu_seconds"] = nullptr;
                 jw["rss_bytes"] = nullptr;
             }
-            if (w.state != worker_state::dead) ++live_workers;
+            if (w.state != worker_state::dead) ++live_here;
             workers.push_back(std::move(jw));
         }
         const bool live = p.state == pool_state::live;
+        if (live) live_workers += live_here;
         const double elapsed = seconds_between(p.started_ns, live ? s.at_ns : p.ended_ns);
         const double* recent = find(x.rates, p.serial);
         const double rate = live ? (recent ? *recent : 0.0)
                                  : (elapsed > 0 ? static_cast<double>(p.done) / elapsed : 0.0);
         json jp{{"id", p.serial}, {"name", p.name}, {"kind", p.kind},
                 {"state", live ? "running" : "finished"}, {"jobs", p.jobs},
-                {"workers", workers.size()}, {"done", p.done}, {"failed", p.failed},
+                {"workers", live ? live_here : 0}, {"done", p.done}, {"failed", p.failed},
                 {"retried", p.retried}, {"queued", p.queued}, {"in_flight", p.in_flight},
                 {"deaths", p.deaths}, {"elapsed_seconds", elapsed}, {"rate", rate},
                 {"worker_list", std::move(workers)}};
