@@ -258,8 +258,8 @@ void engine::note_failure(std::uint64_t item, const failure_info& why) noexcept 
     e.task = item;
     dash::note(*dash_, e);
     publish();
-} catch (const std::bad_alloc&) {
-    // Shown or not, the failure reaches the caller.
+} catch (...) {
+    // Shown or not (out of memory for its message), the failure reaches the caller.
 }
 
 std::size_t engine::in_flight() const noexcept {
