@@ -3,6 +3,7 @@
 
 #include <parafork/error.hpp>
 #include <parafork/exec/core/options.hpp>
+#include <parafork/dashboard/dashboard.hpp>
 
 // sys: descriptors, processes, signals, shared memory
 #include <parafork/sys/fd.hpp>

@@ -79,6 +79,7 @@ void futex_wake(std::atomic<std::uint32_t>* word, int count) {
 }
 
 void dont_fork(void* addr, std::size_t len) noexcept { ::madvise(addr, len, MADV_DONTFORK); }
+void do_fork(void* addr, std::size_t len) noexcept { ::madvise(addr, len, MADV_DOFORK); }
 
 void advise_huge_pages(void* addr, std::size_t len) noexcept {
     constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;

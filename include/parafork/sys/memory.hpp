@@ -55,6 +55,8 @@ unique_fd make_eventfd();
 // madvise(MADV_DONTFORK): children forked later do not get this mapping (a ring of the
 // parent's, say, that a child must not touch or keep alive). Best effort: never fails.
 void dont_fork(void* addr, std::size_t len) noexcept;
+// madvise(MADV_DOFORK): undoes dont_fork, for the next child that needs the mapping.
+void do_fork(void* addr, std::size_t len) noexcept;
 // madvise(MADV_HUGEPAGE) on the whole 2 MiB pages inside [addr, addr + len). Best effort.
 void advise_huge_pages(void* addr, std::size_t len) noexcept;
 // Makes it readable (adds 1); never blocks (a counter near overflow is readable already).

@@ -2,6 +2,7 @@
 // noticing deaths and timeouts, and stopping everything on Ctrl-C.
 #include "engine.hpp"
 #include "engine_kid.hpp"
+#include "../../dashboard/hub.hpp"
 
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
@@ -185,6 +186,8 @@ engine::engine(const options& o, job_runner runner, void* ctx, std::uint64_t tot
     progress_tty_ = opts_.progress && ::isatty(2);
     started_ = last_draw_ = clock::now();
     workers_.resize(jobs_);
+    // Before the workers: a server forked now holds none of their descriptors.
+    dash_ = dash::attach(opts_, runner_ ? "map" : "pool", jobs_, total_);
     try {
         for (std::size_t k = 0; k < jobs_; ++k) spawn(k);
     } catch (...) {
@@ -209,6 +212,54 @@ executor_counters engine::counters() const noexcept {
 std::unique_ptr<executor> make_local_executor(const options& o, job_runner runner, void* ctx,
                                               std::uint64_t total_items) {
     return std::make_unique<engine>(o, runner, ctx, total_items);
+}
+
+namespace {
+std::uint64_t ns_of(engine::clock::time_point t) noexcept {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+} // namespace
+
+void engine::show(const worker& w) noexcept {
+    if (!dash_) return;
+    if (w.flight.empty()) dash::worker_idle(*dash_, w.slot, ns_of(w.front_since));
+    else dash::worker_busy(*dash_, w.slot, w.flight.front().first + w.front_done, ns_of(w.front_since));
+}
+
+void engine::publish() noexcept {
+    if (!dash_) return;
+    dash::relaxed_set(dash_->total, total_);
+    dash::relaxed_set(dash_->done, done_);
+    dash::relaxed_set(dash_->failed, failed_);
+    dash::relaxed_set(dash_->retried, retried_);
+    dash::relaxed_set(dash_->queued, queue_.size());
+    dash::relaxed_set(dash_->in_flight, in_flight());
+}
+
+void engine::note_failure(std::uint64_t item, const failure_info& why) noexcept try {
+    if (!dash_) return;
+    dash::error_note e;
+    e.kind = why.what == failure_info::kind::remote ? dash::error_kind::remote
+             : why.what == failure_info::kind::died ? dash::error_kind::died
+                                                    : dash::error_kind::timeout;
+    e.type = why.what == failure_info::kind::remote ? std::string_view(why.type_name)
+             : why.what == failure_info::kind::died ? std::string_view("parafork::worker_died")
+                                                    : std::string_view("parafork::timeout_error");
+    std::string said;  // a death or a timeout has no message of its own: say what happened
+    if (why.what == failure_info::kind::died)
+        said = "worker " + std::to_string(why.pid) + ": " + sys::exit_status{why.code, why.signal}.describe();
+    else if (why.what == failure_info::kind::timeout)
+        said = "ran past task_timeout; worker " + std::to_string(why.pid) + " was killed";
+    e.message = why.what == failure_info::kind::remote ? std::string_view(why.message) : said;
+    e.pid = why.pid;
+    e.signal = why.signal;
+    e.code = why.code;
+    e.task = item;
+    dash::note(*dash_, e);
+    publish();
+} catch (...) {
+    // Shown or not (out of memory for its message), the failure reaches the caller.
 }
 
 std::size_t engine::in_flight() const noexcept {
@@ -237,6 +288,7 @@ void engine::spawn(std::size_t slot) {
                  w->running.p, w->running.verdict};
     w->kid = sup_.fork([&c] { kid_main(c); }, co);
     w->pid = sup_.pid(w->kid);
+    if (dash_) dash::worker_started(*dash_, slot, w->pid);
     // Children forked later (other workers, forked's kids) have no use for this worker's page.
     sys::dont_fork(w->running.p, shared_word::bytes);
     w->task_keep = sys::private_fd(std::move(tasks.read));
@@ -320,6 +372,7 @@ void engine::send(worker& w, job&& j) {
     w.out.append(body);
     w.flight.push_back(std::move(j));
     last_event_ = clock::now();
+    if (w.flight.size() == 1) show(w);
     flush_out(w);
 }
 
@@ -349,6 +402,10 @@ void engine::advance(worker& w, std::uint32_t n) {
         w.flight.pop_front();
         w.front_done = 0;
     }
+    if (dash_) {
+        dash::worker_answered(*dash_, w.slot, n);
+        show(w);
+    }
     if (opts_.max_tasks_per_worker && w.completed >= opts_.max_tasks_per_worker) w.retiring = true;
     // A retiring worker exits once it has answered everything: close its job pipe.
     if (w.flight.empty() && (w.retiring || closing_)) w.task_w.reset();
@@ -363,6 +420,7 @@ void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
         // The task_timeout clock runs from here: worker_init's time is not the first task's.
         w.ready = true;
         if (!w.flight.empty()) w.front_since = clock::now();
+        show(w);
         return;
     }
     if (static_cast<msg>(h.kind) == msg::init_failed) {
@@ -413,6 +471,7 @@ void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
             r(fi.type_name, fi.message);
             advance(w, 1);
             ++failed_;
+            note_failure(h.first, fi);
             sink.on_failure(h.first, fi);
             return;
         }
@@ -515,6 +574,7 @@ void engine::blame(job&& rest, std::uint32_t at, executor_sink& sink, const fail
     if (!again) {
         ++done_;
         ++failed_;
+        note_failure(blamed, why);
         sink.on_failure(blamed, why);
     }
 }
@@ -556,6 +616,10 @@ void engine::died(worker& w, const sys::exit_status& st, executor_sink& sink) {
     why.signal = st.signal;
     why.code = st.code;
     std::size_t slot = w.slot;
+    if (dash_ && !(st.ok() && (w.retiring || closing_))) {  // a retired worker did not die
+        dash::relaxed_set(dash_->deaths, dash_->deaths.load(std::memory_order_relaxed) + 1);
+        dash::worker_gone(*dash_, slot);
+    }
     bool crashed = st.signal == SIGSEGV || st.signal == SIGBUS || st.signal == SIGABRT ||
                    st.signal == SIGFPE || st.signal == SIGILL;
     if (!w.ready && !fatal_ && (st.signal == 0 || crashed))
@@ -710,6 +774,10 @@ bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline
             if (!drain(k, sink) || !late(workers_[k].get())) continue;
             auto* w = workers_[k].get();
             sup_.kill(w->kid);
+            if (dash_) {
+                dash::relaxed_set(dash_->deaths, dash_->deaths.load(std::memory_order_relaxed) + 1);
+                dash::worker_gone(*dash_, w->slot);
+            }
             failure_info why;
             why.what = failure_info::kind::timeout;
             why.pid = w->pid;
@@ -719,6 +787,7 @@ bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline
     }
     dispatch();
     draw_progress(false);
+    publish();
     return true;
 }
 
@@ -752,6 +821,7 @@ void engine::join(executor_sink& sink) {
     sys::sigint_guard ctrl_c;  // from the first pump to the last reap
     while (pump(sink)) {
     }
+    publish();
     draw_progress(true);
     closing_ = true;
     for (auto& w : workers_)
@@ -796,6 +866,11 @@ void engine::terminate() noexcept {
     sup_.stop_all();  // the stop signal to all, one grace period, SIGKILL, all reaped
     workers_.clear();
     queue_.clear();
+    if (dash_) {
+        publish();
+        dash::close_pool(*dash_);
+        dash_ = nullptr;
+    }
 }
 
 } // namespace parafork::detail

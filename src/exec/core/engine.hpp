@@ -30,6 +30,10 @@
 
 namespace parafork::detail {
 
+namespace dash {
+struct pool_slot;  // the dashboard's counters for one engine (dashboard/region.hpp)
+}
+
 // A frame on the engine's pipes: a length (u64, see frames::len_prefix), then this, then the body.
 struct msg_header {
     std::uint8_t kind;
@@ -105,6 +109,10 @@ private:
     void requeue_front(job&& j);
     void draw_progress(bool final);
     std::size_t in_flight() const noexcept;
+    // The dashboard, when it is on: what a worker is doing, the counters, a failure.
+    void show(const worker& w) noexcept;
+    void publish() noexcept;
+    void note_failure(std::uint64_t item, const failure_info& why) noexcept;
     bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
 
     options opts_;
@@ -126,6 +134,7 @@ private:
     // Whose descriptor each pollfds_ entry is: slot and launch number.
     std::vector<std::pair<unsigned, std::size_t>> polled_;
     std::vector<std::pair<supervisor::id, sys::exit_status>> exits_;  // seen by the last wait
+    dash::pool_slot* dash_ = nullptr;  // null: no dashboard (the default)
 };
 
 } // namespace parafork::detail

@@ -60,6 +60,7 @@ const char* option_name(option f) noexcept {
     case option::grace: return "grace";
     case option::spin: return "spin";
     case option::zygote: return "zygote";
+    case option::dashboard: return "dashboard";
     }
     return "?";
 }
@@ -84,6 +85,7 @@ void reject_options(const options& o, const char* executor, std::initializer_lis
         case option::grace: set = o.grace != d.grace; break;
         case option::spin: set = o.spin != d.spin; break;
         case option::zygote: set = o.zygote != d.zygote; break;
+        case option::dashboard: set = o.dashboard != d.dashboard; break;
         }
         if (set)
             throw std::invalid_argument(std::string(executor) + ": options." + option_name(f) +

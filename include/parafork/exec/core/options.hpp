@@ -26,6 +26,8 @@ struct options {
                                               // (0: sleep at once); see docs/pool.md, "Latency"
     parafork::zygote* zygote = nullptr;       // fork workers through this fork server (it must
                                               // outlive the pool); see exec/core/zygote.hpp
+    std::string dashboard{};                  // "HOST:PORT": serve the live dashboard there;
+                                              // "": PARAFORK_DASHBOARD, else none (docs/dashboard.md)
 };
 
 // The jobs rule: an explicit count wins; else PARAFORK_JOBS; else PP_JOBS; else the number of
@@ -37,7 +39,7 @@ unsigned resolve_jobs(unsigned explicit_jobs);
 // The fields of options, by name: for executors that say which ones they cannot honour.
 enum class option : unsigned char {
     jobs, chunksize, ordered, task_timeout, retries, max_tasks_per_worker, progress, name,
-    worker_init, worker_exit, grace, spin, zygote
+    worker_init, worker_exit, grace, spin, zygote, dashboard
 };
 const char* option_name(option f) noexcept;  // "task_timeout", ...
 

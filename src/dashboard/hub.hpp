@@ -1,0 +1,20 @@
+#pragma once
+// Where the engines meet the dashboard: one region and one server process per program.
+
+#include <parafork/dashboard/region.hpp>
+#include <parafork/exec/core/options.hpp>
+
+#include <cstdint>
+#include <string_view>
+
+namespace parafork::detail::dash {
+
+// The slot an engine made with `o` writes to, or null when the dashboard is off (neither
+// o.dashboard nor PARAFORK_DASHBOARD names an address), could not start, or this process is a
+// child of the one that serves it. The first call that turns it on starts the server and
+// prints its URL on stderr.
+pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, std::uint64_t total);
+// Notes a failure in the region's ring (p is an attached slot).
+void note(pool_slot& p, const error_note& e) noexcept;
+
+} // namespace parafork::detail::dash

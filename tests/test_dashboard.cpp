@@ -1,0 +1,549 @@
+// The live dashboard: its shared counters and documents (unit tests), and its server process
+// over loopback with real pools: what /api/state and /metrics show, bad requests, a server that
+// dies, and nothing left behind.
+#include <parafork/dashboard/dashboard.hpp>
+#include <parafork/dashboard/region.hpp>
+#include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
+
+#include "support/leak_check.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <future>
+#include <memory>
+#include <set>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace pf = parafork;
+namespace dash = parafork::detail::dash;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// ---- the region ----
+
+std::unique_ptr<dash::region> fresh_region() { return std::make_unique<dash::region>(); }
+
+TEST(DashboardRegion, APoolItsWorkersAndCountersReadBack) {
+    auto r = fresh_region();
+    dash::pool_slot* p = dash::open_pool(*r, "resize", "map", 3, 100);
+    ASSERT_NE(p, nullptr);
+    dash::worker_started(*p, 0, 1001);
+    dash::worker_started(*p, 1, 1002);
+    dash::worker_started(*p, 2, 1003);
+    dash::worker_busy(*p, 0, 7, dash::now_ns());
+    dash::worker_answered(*p, 1, 5);
+    dash::worker_idle(*p, 1, dash::now_ns());
+    dash::worker_gone(*p, 2);
+    dash::relaxed_set(p->done, 42);
+    dash::relaxed_set(p->failed, 2);
+
+    auto s = dash::read(*r);
+    ASSERT_EQ(s.pools.size(), 1u);
+    const auto& v = s.pools[0];
+    EXPECT_EQ(v.name, "resize");
+    EXPECT_EQ(v.kind, "map");
+    EXPECT_EQ(v.jobs, 3u);
+    EXPECT_EQ(v.total, 100u);
+    EXPECT_EQ(v.done, 42u);
+    EXPECT_EQ(v.failed, 2u);
+    EXPECT_EQ(v.state, dash::pool_state::live);
+    ASSERT_EQ(v.workers.size(), 3u);
+    EXPECT_EQ(v.workers[0].pid, 1001);
+    EXPECT_EQ(v.workers[0].state, dash::worker_state::busy);
+    EXPECT_EQ(v.workers[0].task, 7u);
+    EXPECT_EQ(v.workers[1].state, dash::worker_state::idle);
+    EXPECT_EQ(v.workers[1].done, 5u);
+    EXPECT_EQ(v.workers[2].state, dash::worker_state::dead);
+
+    dash::close_pool(*p);
+    s = dash::read(*r);
+    ASSERT_EQ(s.pools.size(), 1u);
+    EXPECT_EQ(s.pools[0].state, dash::pool_state::finished);
+    EXPECT_GT(s.pools[0].ended_ns, 0u);
+}
+
+TEST(DashboardRegion, SlotsAreBoundedAndTheOldestFinishedGivesWay) {
+    auto r = fresh_region();
+    std::vector<dash::pool_slot*> open;
+    for (std::uint32_t k = 0; k < dash::max_pools; ++k) {
+        open.push_back(dash::open_pool(*r, "p" + std::to_string(k), "pool", 1, 0));
+        ASSERT_NE(open.back(), nullptr);
+    }
+    EXPECT_EQ(dash::open_pool(*r, "one too many", "pool", 1, 0), nullptr);  // all live
+    dash::close_pool(*open[5]);
+    std::this_thread::sleep_for(1ms);
+    dash::close_pool(*open[2]);
+    dash::pool_slot* again = dash::open_pool(*r, "reused", "pool", 1, 0);
+    EXPECT_EQ(again, open[5]);  // ended first
+    auto s = dash::read(*r);
+    EXPECT_EQ(s.pools.size(), dash::max_pools);
+    EXPECT_EQ(s.pools.back().name, "reused");  // newest serial last
+    EXPECT_EQ(s.pools.back().done, 0u);
+}
+
+TEST(DashboardRegion, ErrorRingKeepsTheLastOnesNewestFirstAndCutsLongText) {
+    auto r = fresh_region();
+    dash::pool_slot* p = dash::open_pool(*r, std::string(500, 'n'), "pool", 1, 0);
+    ASSERT_NE(p, nullptr);
+    const std::string long_message(1000, 'm');
+    for (int k = 0; k < 40; ++k) {
+        dash::error_note e;
+        e.kind = dash::error_kind::remote;
+        e.type = "std::runtime_error";
+        e.message = k == 39 ? std::string_view(long_message) : std::string_view("boom");
+        e.pid = 100 + k;
+        e.task = static_cast<std::uint64_t>(k);
+        dash::note_error(*r, p, e);
+    }
+    auto s = dash::read(*r);
+    EXPECT_EQ(s.errors_total, 40u);
+    ASSERT_EQ(s.errors.size(), dash::max_errors);
+    EXPECT_EQ(s.errors.front().task, 39u);
+    EXPECT_EQ(s.errors.front().pid, 139);
+    EXPECT_EQ(s.errors.front().message.size(), dash::message_bytes - 1);
+    EXPECT_EQ(s.errors.back().task, 40u - dash::max_errors);
+    EXPECT_EQ(s.pools[0].name.size(), dash::name_bytes - 1);
+}
+
+TEST(DashboardRegion, CutNamesKeepWholeUtf8Characters) {
+    auto r = fresh_region();
+    std::string name;
+    while (name.size() < 100) name += "\xC3\xA9";  // é, two bytes
+    auto* p = dash::open_pool(*r, name, "pool", 1, 0);
+    ASSERT_NE(p, nullptr);
+    auto got = dash::read(*r).pools[0].name;
+    EXPECT_EQ(got.size() % 2, 0u);
+    EXPECT_EQ(got, name.substr(0, got.size()));
+}
+
+TEST(DashboardDocuments, StateJsonCarriesPoolsWorkersErrorsAndRates) {
+    auto r = fresh_region();
+    auto* p = dash::open_pool(*r, "crunch \"x\"", "pool", 2, 10);
+    dash::worker_started(*p, 0, 4242);
+    dash::worker_busy(*p, 0, (std::uint64_t{3} << 40) + 5, dash::now_ns());  // call 3, item 5
+    dash::relaxed_set(p->done, 4);
+    dash::error_note e;
+    e.kind = dash::error_kind::died;
+    e.type = "parafork::worker_died";
+    e.pid = 4243;
+    e.signal = SIGKILL;
+    e.task = 2;
+    dash::note_error(*r, p, e);
+    dash::extras x;
+    x.procs.emplace_back(4242, dash::proc_stats{1.5, 1 << 20, true});
+    x.rates.emplace_back(p->serial.load(), 2.0);
+    x.history.emplace_back(-0.25, 2.0);
+
+    json doc = json::parse(dash::state_json(dash::read(*r), x));
+    EXPECT_EQ(doc["totals"]["done"], 4);
+    EXPECT_EQ(doc["totals"]["workers"], 1);
+    ASSERT_EQ(doc["pools"].size(), 1u);
+    const auto& jp = doc["pools"][0];
+    EXPECT_EQ(jp["name"], "crunch \"x\"");
+    EXPECT_EQ(jp["state"], "running");
+    EXPECT_EQ(jp["total"], 10);
+    EXPECT_DOUBLE_EQ(jp["rate"].get<double>(), 2.0);
+    EXPECT_DOUBLE_EQ(jp["eta_seconds"].get<double>(), 3.0);  // 6 left at 2/s
+    EXPECT_EQ(jp["worker_list"][0]["pid"], 4242);
+    EXPECT_EQ(jp["worker_list"][0]["state"], "busy");
+    EXPECT_EQ(jp["worker_list"][0]["task"], 5);
+    EXPECT_EQ(jp["worker_list"][0]["call"], 3);
+    EXPECT_EQ(jp["worker_list"][0]["rss_bytes"], 1 << 20);
+    ASSERT_EQ(doc["errors"].size(), 1u);
+    EXPECT_EQ(doc["errors"][0]["kind"], "died");
+    EXPECT_EQ(doc["errors"][0]["signal"], SIGKILL);
+    EXPECT_EQ(doc["errors"][0]["pid"], 4243);
+    EXPECT_EQ(doc["history"][0][1], 2.0);
+}
+
+TEST(DashboardDocuments, InvalidUtf8FromUserCodeIsReplacedNotThrown) {
+    auto r = fresh_region();
+    auto* p = dash::open_pool(*r, "bad \xFF\xFE name", "pool", 1, 0);
+    dash::error_note e;
+    e.type = "X";
+    e.message = "\xC3";  // cut in the middle of a character
+    dash::note_error(*r, p, e);
+    std::string text;
+    ASSERT_NO_THROW(text = dash::state_json(dash::read(*r), {}));
+    json parsed;
+    EXPECT_NO_THROW(parsed = json::parse(text));
+}
+
+TEST(DashboardDocuments, MetricsAreOneFamilyAtATimeWithEscapedLabels) {
+    auto r = fresh_region();
+    auto* p = dash::open_pool(*r, "a\"b\\c\nd", "pool", 1, 0);
+    dash::worker_started(*p, 0, 77);
+    dash::relaxed_set(p->done, 12);
+    dash::extras x;
+    x.procs.emplace_back(77, dash::proc_stats{0.5, 4096, true});
+    std::string m = dash::metrics_text(dash::read(*r), x);
+    EXPECT_NE(m.find("parafork_tasks_done_total{pool=\"1\",name=\"a\\\"b\\\\c\\nd\",kind=\"pool\"} 12\n"),
+              std::string::npos) << m;
+    EXPECT_NE(m.find("parafork_worker_rss_bytes{"), std::string::npos);
+    // Every sample follows its own family's TYPE line, with no other family in between.
+    std::string current;
+    std::set<std::string> seen;
+    for (std::size_t at = 0; at < m.size();) {
+        std::size_t end = m.find('\n', at);
+        std::string line = m.substr(at, end - at);
+        at = end + 1;
+        if (line.rfind("# TYPE ", 0) == 0) {
+            current = line.substr(7, line.find(' ', 7) - 7);
+            EXPECT_TRUE(seen.insert(current).second) << current << " twice";
+        } else if (line[0] != '#') {
+            EXPECT_EQ(line.substr(0, current.size()), current) << line;
+        }
+    }
+}
+
+TEST(DashboardDocuments, ProcStatsOfThisProcess) {
+    auto st = dash::read_proc_stats(::getpid());
+    ASSERT_TRUE(st.known);
+    EXPECT_GT(st.rss_bytes, 0u);
+    EXPECT_FALSE(dash::read_proc_stats(-5).known);
+}
+
+// ---- the server over loopback ----
+
+struct reply {
+    int status = 0;  // 0: the connection closed without a status line
+    std::string head, body;
+};
+
+int port_of(const std::string& url) {
+    auto colon = url.rfind(':');
+    return std::atoi(url.c_str() + colon + 1);
+}
+
+int connect_to(int port) {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(s, 0);
+    timeval tv{5, 0};  // a test never waits long for a reply
+    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    return s;
+}
+
+reply http_exchange(int port, const std::string& request) {
+    int s = connect_to(port);
+    std::size_t sent = 0;
+    while (sent < request.size()) {
+        long n = ::send(s, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;  // the server may close on a bad request before reading it all
+        sent += static_cast<std::size_t>(n);
+    }
+    std::string in;
+    char buf[65536];
+    for (long n; (n = ::recv(s, buf, sizeof buf, 0)) > 0;) in.append(buf, static_cast<std::size_t>(n));
+    ::close(s);
+    reply r;
+    auto split = in.find("\r\n\r\n");
+    r.head = in.substr(0, split);
+    if (split != std::string::npos) r.body = in.substr(split + 4);
+    if (in.rfind("HTTP/1.1 ", 0) == 0) r.status = std::atoi(in.c_str() + 9);
+    return r;
+}
+
+reply get(int port, const std::string& path) {
+    return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+}
+
+json state(int port) {
+    reply r = get(port, "/api/state");
+    EXPECT_EQ(r.status, 200) << r.head;
+    return r.status == 200 ? json::parse(r.body) : json::object();
+}
+
+// Polls /api/state until `ok` holds (the counters are published as the engines pump).
+json state_when(int port, const std::function<bool(const json&)>& ok) {
+    json s;
+    for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+        s = state(port);
+        if (ok(s)) return s;
+        std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "timed out; last state: " << s.dump(2);
+    return s;
+}
+
+pf::options dashboard_on(unsigned jobs) {
+    pf::options o;
+    o.jobs = jobs;
+    o.name = "dash-test";
+    o.dashboard = "127.0.0.1:0";  // any free port: url() says which
+    return o;
+}
+
+int square(int x) { return x * x; }
+int die_now() {
+    ::raise(SIGKILL);
+    return 0;
+}
+int boom(int) { throw std::invalid_argument("bad input 7"); }
+
+TEST(Dashboard, OffByDefault) {
+    pf::testing::run_bounded("off", 30, [] {
+        ::unsetenv("PARAFORK_DASHBOARD");
+        pf::pool p(pf::options{.jobs = 1});
+        EXPECT_EQ(p.submit(&square, 3).get(), 9);
+        EXPECT_EQ(pf::dashboard::url(), "");
+        EXPECT_EQ(pf::testing::child_pids().size(), 1u);  // the worker alone, no server
+    });
+}
+
+TEST(Dashboard, PoolShowsWorkersTasksDoneAndAKilledWorkersError) {
+    pf::testing::run_bounded("pool", 60, [] {
+        pf::pool p(dashboard_on(2));
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        std::vector<pf::future<int>> fs;
+        for (int i = 0; i < 50; ++i) fs.push_back(p.submit(&square, i));
+        for (auto& f : fs) f.get();
+        int victim = 0;
+        try {
+            p.submit(&die_now).get();
+            ADD_FAILURE() << "no worker_died";
+        } catch (const pf::worker_died& e) {
+            victim = e.pid();
+        }
+        EXPECT_THROW(p.submit(&boom, 7).get(), pf::remote_error);
+        json s = state_when(port, [](const json& s) {
+            return s["pools"].size() == 1 && s["pools"][0]["done"] == 52 && s["errors"].size() == 2;
+        });
+        const auto& jp = s["pools"][0];
+        EXPECT_EQ(jp["name"], "dash-test");
+        EXPECT_EQ(jp["kind"], "pool");
+        EXPECT_EQ(jp["workers"], 2);
+        EXPECT_EQ(jp["failed"], 2);
+        EXPECT_EQ(jp["deaths"], 1);
+        EXPECT_EQ(s["totals"]["workers"], 2);
+        // Newest first: the exception, then the death with the pid and signal.
+        EXPECT_EQ(s["errors"][0]["kind"], "exception");
+        EXPECT_EQ(s["errors"][0]["type"], "std::invalid_argument");
+        EXPECT_EQ(s["errors"][0]["message"], "bad input 7");
+        EXPECT_EQ(s["errors"][1]["kind"], "died");
+        EXPECT_EQ(s["errors"][1]["pid"], victim);
+        EXPECT_EQ(s["errors"][1]["signal"], SIGKILL);
+        EXPECT_NE(s["errors"][1]["message"].get<std::string>().find("SIGKILL"), std::string::npos);
+        // The worker list holds the live workers (the replacement, not the victim), with CPU
+        // and RSS from /proc.
+        for (const auto& w : jp["worker_list"]) {
+            EXPECT_NE(w["pid"], victim);
+            EXPECT_EQ(w["state"], "idle");
+            EXPECT_TRUE(w["rss_bytes"].is_number()) << w.dump();
+        }
+        reply m = get(port, "/metrics");
+        EXPECT_EQ(m.status, 200);
+        EXPECT_NE(m.body.find("parafork_tasks_done_total{pool=\"1\",name=\"dash-test\",kind=\"pool\"} 52"),
+                  std::string::npos) << m.body;
+        reply page = get(port, "/");
+        EXPECT_EQ(page.status, 200);
+        EXPECT_NE(page.body.find("uPlot"), std::string::npos);  // bundled, not fetched
+        EXPECT_NE(page.head.find("text/html"), std::string::npos);
+    });
+}
+
+TEST(Dashboard, BusyWorkersShowTheirTaskAndMapCallsTheirTotal) {
+    pf::testing::run_bounded("busy", 60, [] {
+        pf::options o = dashboard_on(2);
+        o.name = "slow-map";
+        std::vector<int> in(6);
+        for (int i = 0; i < 6; ++i) in[static_cast<std::size_t>(i)] = i;
+        // Item 0 asks the dashboard (from inside a worker) what it shows while it runs.
+        static int port = 0;
+        pf::pool starter(dashboard_on(1));  // starts the server; its url gives the port
+        port = port_of(pf::dashboard::url());
+        auto out = pf::map([](int x) {
+            if (x == 0) {
+                json s = state_when(port, [](const json& s) {
+                    for (const auto& p : s["pools"])
+                        if (p["name"] == "slow-map")
+                            for (const auto& w : p["worker_list"])
+                                if (w["state"] == "busy" && w["task"] == 0) return true;
+                    return false;
+                });
+                for (const auto& p : s["pools"])
+                    if (p["name"] == "slow-map") return p["total"] == 6 ? 1 : -1;
+                return -2;
+            }
+            return 0;
+        }, in, o);
+        EXPECT_EQ(out[0], 1);
+    });
+}
+
+TEST(Dashboard, UrlIsPrintedOnceOnStderr) {
+    pf::testing::run_bounded("url", 30, [] {
+        ::testing::internal::CaptureStderr();
+        {
+            pf::pool a(dashboard_on(1));
+            pf::pool b(dashboard_on(1));
+            EXPECT_EQ(a.submit(&square, 2).get() + b.submit(&square, 3).get(), 13);
+        }
+        std::string err = ::testing::internal::GetCapturedStderr();
+        const std::string line = "parafork: dashboard at " + pf::dashboard::url() + "\n";
+        EXPECT_EQ(err.find(line), err.rfind(line)) << err;
+        EXPECT_NE(err.find(line), std::string::npos) << err;
+    });
+}
+
+TEST(Dashboard, TheEnvironmentTurnsItOn) {
+    pf::testing::run_bounded("env", 30, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        auto out = pf::map(&square, std::vector<int>{1, 2, 3}, pf::options{.jobs = 2});
+        EXPECT_EQ(out, (std::vector<int>{1, 4, 9}));
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state(port);
+        ASSERT_EQ(s["pools"].size(), 1u);
+        EXPECT_EQ(s["pools"][0]["state"], "finished");
+        EXPECT_EQ(s["pools"][0]["kind"], "map");
+        EXPECT_EQ(s["pools"][0]["done"], 3);
+    });
+}
+
+TEST(Dashboard, ABadAddressIsReportedAndTheProgramRunsOn) {
+    pf::testing::run_bounded("bad address", 30, [] {
+        ::testing::internal::CaptureStderr();
+        pf::options o = dashboard_on(1);
+        o.dashboard = "localhost:http";
+        pf::pool p(o);
+        EXPECT_EQ(p.submit(&square, 5).get(), 25);
+        // A port taken by someone else: the server says so and exits; no dashboard, no hang.
+        std::string err = ::testing::internal::GetCapturedStderr();
+        EXPECT_NE(err.find("'localhost:http' is not HOST:PORT"), std::string::npos) << err;
+        EXPECT_EQ(pf::dashboard::url(), "");
+    });
+    pf::testing::run_bounded("port taken", 30, [] {
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        ASSERT_EQ(::listen(s, 1), 0);
+        socklen_t len = sizeof a;
+        ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+        ::testing::internal::CaptureStderr();
+        pf::options o = dashboard_on(1);
+        o.dashboard = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+        pf::pool p(o);
+        EXPECT_EQ(p.submit(&square, 6).get(), 36);
+        std::string err = ::testing::internal::GetCapturedStderr();
+        EXPECT_NE(err.find("not started: cannot listen on 127.0.0.1:"), std::string::npos) << err;
+        EXPECT_EQ(pf::dashboard::url(), "");
+        EXPECT_EQ(pf::testing::zombie_children().size(), 0u);
+        ::close(s);
+    });
+}
+
+TEST(Dashboard, BadRequestsGetErrorsAndNeverStopTheProgram) {
+    pf::testing::run_bounded("bad requests", 60, [] {
+        pf::pool p(dashboard_on(2));
+        const int port = port_of(pf::dashboard::url());
+        EXPECT_EQ(get(port, "/nope").status, 404);
+        EXPECT_EQ(get(port, "/api/state/../../etc/passwd").status, 404);
+        // Read-only: nothing but GET.
+        reply post = http_exchange(port, "POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                    "Connection: close\r\n\r\n{}");
+        EXPECT_NE(post.status, 200);
+        EXPECT_GE(post.status, 400);
+        // A header bigger than the server takes: an error or a closed connection, not a crash.
+        // The server answers these only when its read times out (2 s): both at once.
+        auto huge = std::async(std::launch::async, [port] {
+            return http_exchange(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(200'000, 'a') +
+                                       "\r\nConnection: close\r\n\r\n");
+        });
+        auto garbage = std::async(std::launch::async, [port] {
+            return http_exchange(port, std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15));
+        });
+        EXPECT_NE(huge.get().status, 200);
+        EXPECT_NE(garbage.get().status, 200);
+        // Slow clients: more half-sent requests than the server has threads. The program's work
+        // goes on meanwhile, and the server answers again once they time out.
+        std::vector<int> slow;
+        for (int k = 0; k < 6; ++k) {
+            slow.push_back(connect_to(port));
+            ::send(slow.back(), "GET / HTTP/1.1\r\nHo", 18, MSG_NOSIGNAL);
+        }
+        std::vector<pf::future<int>> fs;
+        for (int i = 0; i < 100; ++i) fs.push_back(p.submit(&square, i));
+        long sum = 0;
+        for (auto& f : fs) sum += f.get();
+        EXPECT_EQ(sum, 328350);
+        for (int fd : slow) ::close(fd);
+        json s = state_when(port, [](const json& s) { return s["totals"]["done"] == 100; });
+        EXPECT_EQ(s["pools"][0]["workers"], 2);
+        EXPECT_EQ(get(port, "/metrics").status, 200);
+    });
+}
+
+TEST(Dashboard, AServerThatDiesDoesNotDisturbThePools) {
+    pf::testing::run_bounded("server dies", 30, [] {
+        pf::pool p(dashboard_on(2));
+        ASSERT_NE(pf::dashboard::url(), "");
+        int server = 0;  // the child titled so (comm holds 15 characters)
+        for (int kid : pf::testing::child_pids())
+            if (pf::testing::read_proc("/proc/" + std::to_string(kid) + "/comm") == "parafork:dashbo\n")
+                server = kid;
+        ASSERT_GT(server, 0);
+        ::kill(server, SIGKILL);
+        std::vector<pf::future<int>> fs;
+        for (int i = 0; i < 100; ++i) fs.push_back(p.submit(&square, i));
+        long sum = 0;
+        for (auto& f : fs) sum += f.get();
+        EXPECT_EQ(sum, 328350);
+        // The next call with the dashboard on reaps the dead server and starts another.
+        while (!pf::testing::zombie_children().count(server)) std::this_thread::sleep_for(5ms);
+        pf::pool q(dashboard_on(1));
+        EXPECT_TRUE(pf::testing::zombie_children().empty());
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        EXPECT_EQ(q.submit(&square, 9).get(), 81);
+        // Both pools: the region outlived the server.
+        state_when(port, [](const json& s) {
+            return s["pools"].size() == 2 && s["pools"][0]["done"] == 100 && s["pools"][1]["done"] == 1;
+        });
+    });
+}
+
+TEST(Dashboard, StopLeavesNoProcessAndNoDescriptor) {
+    pf::testing::run_bounded("no leaks", 30, [] {
+        PARAFORK_LEAK_CHECK();
+        {
+            pf::pool p(dashboard_on(2));
+            EXPECT_EQ(p.submit(&square, 4).get(), 16);
+            EXPECT_EQ(state(port_of(pf::dashboard::url()))["totals"]["done"], 1);
+            EXPECT_EQ(pf::testing::child_pids().size(), 3u);  // two workers and the server
+        }
+        pf::dashboard::stop();
+        EXPECT_EQ(pf::dashboard::url(), "");
+        EXPECT_TRUE(pf::testing::child_pids().empty());
+        // It starts again when asked.
+        pf::pool q(dashboard_on(1));
+        EXPECT_NE(pf::dashboard::url(), "");
+        EXPECT_EQ(q.submit(&square, 5).get(), 25);
+        q.terminate();
+        pf::dashboard::stop();
+    });
+}
+
+} // namespace
