@@ -157,15 +157,15 @@ struct runtime::impl : graph_plan {
         chans.resize(edges.size());
         readers_left.assign(edges.size(), 0);
         ends_owed.assign(edges.size(), 0);
-        // The counters, then each queue in use at a 64-byte boundary. The queues' ends are the
+        // The counters, then each queue in use on pages of its own. The queues' ends are the
         // graph's to count (end markers, and the stages' pidfds), not the channel's.
-        std::size_t counters = sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size();
-        std::size_t total = (counters + 63) & ~std::size_t{63};
+        auto page = [](std::size_t n) { return (n + 4095) & ~std::size_t{4095}; };
+        std::size_t total = page(sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size());
         std::vector<std::size_t> at(edges.size(), 0);
         for (std::size_t e = 0; e < edges.size(); ++e) {
             if (!used(e)) continue;
             at[e] = total;
-            total += channel_region_bytes(edge_capacity);
+            total += page(channel_region_bytes(edge_capacity));
         }
         region = std::make_shared<sys::mapping>(-1, total);
         for (std::size_t e = 0; e < edges.size(); ++e) {
