@@ -6,7 +6,13 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <sys/mman.h>
+#include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace pf = parafork;
@@ -65,6 +71,41 @@ BENCHMARK(pipeline_10_items)
     ->Unit(benchmark::kMillisecond)
     ->ComputeStatistics("p99", p99)
     ->ReportAggregatesOnly(true);
+
+// From a stage's last act to the caller's return, while the caller sleeps: the last stage's
+// item is out and it returns (end of stream: list() returns once every stage has exited), or
+// it is killed by SIGKILL (a death: list() throws worker_died, noticed by the stage's pidfd).
+// The stage stamps CLOCK_MONOTONIC into shared memory just before. Median over 100 runs.
+std::atomic<std::int64_t>* g_stamp = nullptr;
+bool g_kill = false;
+
+int last_act(int x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the caller is asleep by now
+    g_stamp->store(std::chrono::steady_clock::now().time_since_epoch().count());
+    if (g_kill) ::kill(::getpid(), SIGKILL);
+    return x;
+}
+
+void notice_latency(benchmark::State& state, bool kill_stage) {
+    g_stamp = static_cast<std::atomic<std::int64_t>*>(
+        ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    g_kill = kill_stage;
+    for (auto _ : state) {
+        try {
+            benchmark::DoNotOptimize(pf::ez(pf::iter(0, 1), last_act).list());
+        } catch (const pf::worker_died&) {
+        }
+        auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        state.SetIterationTime(static_cast<double>(now - g_stamp->load()) / 1e9);
+    }
+    ::munmap(g_stamp, 4096);
+}
+void pipeline_end_of_stream_latency(benchmark::State& state) { notice_latency(state, false); }
+void pipeline_death_notice_latency(benchmark::State& state) { notice_latency(state, true); }
+BENCHMARK(pipeline_end_of_stream_latency)
+    ->Iterations(1)->Repetitions(100)->UseManualTime()->Unit(benchmark::kMicrosecond)->ReportAggregatesOnly(true);
+BENCHMARK(pipeline_death_notice_latency)
+    ->Iterations(1)->Repetitions(100)->UseManualTime()->Unit(benchmark::kMicrosecond)->ReportAggregatesOnly(true);
 
 } // namespace
 

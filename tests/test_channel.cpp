@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -486,6 +487,36 @@ TEST(channel, children_forked_later_get_their_own_end) {
         go.send(1);
         EXPECT_TRUE(kid.wait().ok());
         EXPECT_EQ(ch.open_ends(), 0u);
+    });
+}
+
+// Queues in one mapping their owner provides (the pipeline's): each works on its own across a
+// fork, and, their ends being the owner's to count, none is ever closed by a count of ends.
+TEST(channel, queues_in_an_owners_region_work_across_a_fork_and_leave_the_ends_to_it) {
+    PARAFORK_LEAK_CHECK();
+    pf::testing::run_bounded("region", 30, [] {
+        constexpr std::size_t cap = 4096;
+        std::size_t one = pf::detail::channel_region_bytes(cap);
+        EXPECT_EQ(one % 64, 0u);
+        auto region = std::make_shared<pf::sys::mapping>(-1, 2 * one);
+        auto down = pf::detail::make_region_channel(region, region->bytes(), cap);
+        auto up = pf::detail::make_region_channel(region, region->bytes() + one, cap);
+        EXPECT_THROW(pf::detail::make_region_channel(region, region->bytes() + 8, cap), std::invalid_argument);
+        pf::sys::child kid(pf::sys::fork_call([&] {
+            for (int i = 0; i < 200; ++i) up.send(down.receive<int>() * 2);  // a ring of 4 KiB wraps
+            up.send(std::string(3000, 'x'));
+        }));
+        for (int i = 0; i < 200; ++i) {
+            down.send(i);
+            ASSERT_EQ(up.receive<int>(), 2 * i);
+        }
+        EXPECT_EQ(up.receive<std::string>(), std::string(3000, 'x'));
+        EXPECT_TRUE(kid.wait().ok());
+        // The only sender exited: an owner-counted queue is empty, not closed.
+        EXPECT_FALSE(up.try_receive<int>().has_value());
+        EXPECT_THROW((void)up.receive_for<int>(50ms), pf::timeout_error);
+        EXPECT_THROW((void)up.open_ends(), std::logic_error);
+        EXPECT_THROW((void)down.open_receivers(), std::logic_error);
     });
 }
 

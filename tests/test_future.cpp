@@ -61,6 +61,7 @@ struct actor : pf::actor {
         ::raise(SIGKILL);
         return 0;
     }
+    bool deaf() { return std::signal(SIGTERM, SIG_IGN) != SIG_ERR; }
 };
 
 using clock_type = std::chrono::steady_clock;
@@ -317,5 +318,37 @@ TEST(future, ctrl_c_during_wait_any_stops_every_executor_and_throws_interrupted)
         EXPECT_FALSE(w.running());  // the process's backend was stopped too
         EXPECT_THROW(fs[1].get(), pf::worker_died);
         EXPECT_THROW(fs[0].get(), pf::error);
+    });
+}
+
+// Ctrl-C stops the processes of a wait_any at once: the stop signal to all, one grace period
+// shared by all, then SIGKILL; three processes deaf to SIGTERM take one grace, not three.
+TEST(future, ctrl_c_during_wait_any_stops_all_processes_within_one_grace_period) {
+    run_bounded("ctrl-c grace", 60, +[] {
+        PARAFORK_LEAK_CHECK();
+        constexpr auto grace = 1000ms;
+        constexpr auto fire = 100ms;
+        gate never;
+        std::vector<pf::process<actor>> ws;
+        std::vector<pf::future<int>> fs;
+        for (int i = 0; i < 3; ++i) {
+            ws.emplace_back(actor{}, pf::options{.grace = grace});
+            ws.back().start();
+            ASSERT_TRUE(ws.back().ask(&actor::deaf).get());
+            fs.push_back(ws.back().ask(&actor::through_gate, never.fd[0], 0));
+        }
+        auto t0 = clock_type::now();
+        {
+            pf::testing::sigint_timer ctrl_c(fire.count());
+            EXPECT_THROW(pf::wait_any(fs), pf::interrupted);
+        }
+        auto took = clock_type::now() - t0;
+        EXPECT_LT(took, fire + grace * 2) << "the processes were stopped one after another";
+        for (std::size_t i = 0; i < ws.size(); ++i) {
+            EXPECT_FALSE(ws[i].running());
+            ASSERT_TRUE(ws[i].exit_status());
+            EXPECT_EQ(ws[i].exit_status()->signal, SIGKILL);  // deaf to SIGTERM: ended at the grace
+            EXPECT_THROW(fs[i].get(), pf::worker_died);
+        }
     });
 }

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <vector>
 
 #include <poll.h>
@@ -146,7 +147,7 @@ int claim_live(end_table& t) {
 void release_end(channel_core& c, end_role role) {
     int slot = c.my_slot[role].exchange(-1);
     if (slot < 0) return;
-    auto& s = c.sh->ends[role].slots[slot];
+    auto& s = c.ends[role].slots[slot];
     // Unlocking from another thread than the one that locked fails (EPERM); the end then stays
     // open until that thread or the process ends, which the kernel reports.
     if (pthread_mutex_unlock(&s.mu) == 0) {
@@ -217,7 +218,7 @@ void atfork_prepare() noexcept {
         // Held across the fork: a child must not inherit it locked by a thread it does not have.
         c->role_mu.lock();
         for (end_role r : {send_end, recv_end}) {
-            auto& t = c->sh->ends[r];
+            auto& t = c->ends[r];
             c->pending_token[r] = next_token();
             c->pending_slot[r] = claim_pending(t, self, c->pending_token[r]);
             if (c->pending_slot[r] < 0) t.unregistered_ends.fetch_add(1);
@@ -230,7 +231,7 @@ void atfork_parent() noexcept {
     bool failed = errno != 0;
     for (auto* c : registry()) {
         for (end_role r : {send_end, recv_end}) {
-            auto& t = c->sh->ends[r];
+            auto& t = c->ends[r];
             if (failed) {
                 if (c->pending_slot[r] >= 0) {
                     auto& slot = t.slots[c->pending_slot[r]];
@@ -255,7 +256,7 @@ void atfork_child() noexcept {
         c->ever_sent = false;
         c->received = false;
         for (end_role r : {send_end, recv_end}) {
-            auto& t = c->sh->ends[r];
+            auto& t = c->ends[r];
             int slot = c->pending_slot[r];
             c->pending_slot[r] = -1;
             c->my_slot[r] = -1;
@@ -326,10 +327,12 @@ struct sleep_set {
     std::vector<sys::unique_fd> pidfds;
     std::uint64_t wake_ns = ~std::uint64_t{0};
 
-    void collect(channel_core& c, wake_side side, end_table& peers) {
+    void collect(channel_core& c, wake_side side, end_table* table) {
         fds.assign(1, pollfd{c.wake[side].get(), POLLIN, 0});
         pidfds.clear();
         wake_ns = ~std::uint64_t{0};
+        if (!table) return;  // the owner accounts for the ends: it wakes us
+        end_table& peers = *table;
         pid_t self = ::getpid();
         std::uint32_t hwm = std::min<std::uint32_t>(peers.slot_hwm.load(), channel_slots);
         for (std::uint32_t i = 0; i < hwm; ++i) {
@@ -371,7 +374,7 @@ bool wait_until(channel_core& c, wake_side side, channel_wait w, Ready ready, Id
         if (ready()) return true;
     }
     auto& waiters = waiters_of(c, side);
-    end_table& peers = c.sh->ends[side == wake_data ? send_end : recv_end];
+    end_table* peers = c.ends ? &c.ends[side == wake_data ? send_end : recv_end] : nullptr;
     sleep_set set;
     struct registered {  // counted among the sleepers, so that notifiers write the eventfd
         std::atomic<std::uint32_t>& n;
@@ -490,17 +493,33 @@ channel_core::channel_core(std::size_t capacity) {
     sh->capacity = cap;
     init_robust_mutex(&sh->send_mu);
     init_robust_mutex(&sh->recv_mu);
-    for (auto& t : sh->ends)
-        for (auto& s : t.slots) init_robust_mutex(&s.mu);
+    ends = (new (map.bytes() + sizeof(channel_shared)) channel_ends{})->t;
+    for (int r : {send_end, recv_end})
+        for (auto& s : ends[r].slots) init_robust_mutex(&s.mu);
     data = map.bytes() + channel_data_offset();
     wake[wake_data] = sys::make_eventfd();
     wake[wake_space] = sys::make_eventfd();
-    my_slot[send_end] = claim_live(sh->ends[send_end]);
-    my_slot[recv_end] = claim_live(sh->ends[recv_end]);
+    my_slot[send_end] = claim_live(ends[send_end]);
+    my_slot[recv_end] = claim_live(ends[recv_end]);
     register_core(this);
 }
 
+channel_core::channel_core(std::shared_ptr<void> owner, std::byte* at, std::size_t capacity)
+    : region(std::move(owner)) {
+    check_capacity(capacity);
+    cap = std::max<std::uint64_t>(64, align_up(capacity));
+    sh = new (at) channel_shared{};
+    sh->magic = channel_magic;
+    sh->capacity = cap;
+    init_robust_mutex(&sh->send_mu);
+    init_robust_mutex(&sh->recv_mu);
+    data = at + region_channel_data_offset;
+    wake[wake_data] = sys::make_eventfd();
+    wake[wake_space] = sys::make_eventfd();
+}
+
 channel_core::~channel_core() {
+    if (!ends) return;  // in an owner's region: no ends, no registration
     unregister_core(this);
     bool had_send = my_slot[send_end] >= 0, had_recv = my_slot[recv_end] >= 0;
     release_end(*this, send_end);
@@ -522,6 +541,17 @@ using namespace detail;
 
 channel::channel(std::size_t capacity) : core_(std::make_shared<channel_core>(capacity)) {}
 
+std::size_t detail::channel_region_bytes(std::size_t capacity) {
+    check_capacity(capacity);
+    std::uint64_t n = region_channel_data_offset + std::max<std::uint64_t>(64, align_up(capacity));
+    return static_cast<std::size_t>((n + 63) & ~std::uint64_t{63});
+}
+
+channel detail::make_region_channel(std::shared_ptr<void> region, void* at, std::size_t capacity) {
+    if (reinterpret_cast<std::uintptr_t>(at) % 64 != 0) throw std::invalid_argument("parafork: channel not 64-byte aligned");
+    return channel(std::make_shared<channel_core>(std::move(region), static_cast<std::byte*>(at), capacity));
+}
+
 std::size_t channel::capacity() const noexcept { return core_->cap; }
 
 std::size_t channel::size_bytes() const noexcept {
@@ -530,9 +560,15 @@ std::size_t channel::size_bytes() const noexcept {
 
 std::uint64_t channel::dropped_messages() const noexcept { return core_->sh->dropped.load(); }
 
-std::size_t channel::open_ends() const { return count_open_ends(core_->sh->ends[send_end]); }
+std::size_t channel::open_ends() const {
+    if (!core_->ends) throw std::logic_error("parafork: this channel's owner counts its ends");
+    return count_open_ends(core_->ends[send_end]);
+}
 
-std::size_t channel::open_receivers() const { return count_open_ends(core_->sh->ends[recv_end]); }
+std::size_t channel::open_receivers() const {
+    if (!core_->ends) throw std::logic_error("parafork: this channel's owner counts its ends");
+    return count_open_ends(core_->ends[recv_end]);
+}
 
 void channel::close() {
     auto& c = *core_;
@@ -558,10 +594,10 @@ namespace {
 void become(channel_core& c, end_role role) {
     std::atomic<bool>& done = role == send_end ? c.ever_sent : c.received;
     std::atomic<bool>& other = role == send_end ? c.received : c.ever_sent;
-    if (done.load(std::memory_order_acquire)) return;
+    if (!c.ends || done.load(std::memory_order_acquire)) return;
     std::lock_guard lock(c.role_mu);
     if (done.load()) return;
-    if (c.my_slot[role] < 0) c.my_slot[role] = claim_live(c.sh->ends[role]);
+    if (c.my_slot[role] < 0) c.my_slot[role] = claim_live(c.ends[role]);
     end_role gone = role == send_end ? recv_end : send_end;
     if (!other.load() && c.my_slot[gone] >= 0) {
         release_end(c, gone);
@@ -587,7 +623,7 @@ bool send_message(channel_core& c, std::string_view bytes, channel_wait w,
     bool started = false;
     auto idle = [&] {
         bool gone = abandoned && abandoned->load(std::memory_order_acquire) != 0;
-        if (!gone && count_open_ends(sh->ends[recv_end]) != 0) return;
+        if (!gone && (!c.ends || count_open_ends(c.ends[recv_end]) != 0)) return;
         if (started) sh->need_abort = 1;  // the next sender, or a receiver, voids the rest
         throw channel_closed("parafork: channel has no receiver left");
     };
@@ -657,7 +693,7 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
     };
     auto idle = [&] {
         recover_dead_sender(c);
-        if (!has_data() && count_open_ends(sh->ends[send_end]) == 0 && !has_data()) {
+        if (!has_data() && c.ends && count_open_ends(c.ends[send_end]) == 0 && !has_data()) {
             if (mid) sh->dropped.fetch_add(1);
             throw channel_closed();
         }

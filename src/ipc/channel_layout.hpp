@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <pthread.h>
 #include <string>
@@ -65,19 +66,29 @@ struct alignas(64) channel_shared {
     alignas(64) pthread_mutex_t recv_mu;  // held by a receiver for a whole message
 
     alignas(64) std::atomic<std::uint64_t> dropped;  // unfinished messages discarded
-    // Send ends (receivers get channel_closed once none is left) and receive ends (a sender
-    // that would wait gets channel_closed once none is left), indexed by end_role.
-    end_table ends[2];
+};
+
+// Right after channel_shared in a channel that counts its own ends: send ends (receivers get
+// channel_closed once none is left) and receive ends (a sender that would wait gets
+// channel_closed once none is left), indexed by end_role.
+struct channel_ends {
+    end_table t[2];
 };
 
 inline std::size_t channel_data_offset() {
-    return (sizeof(channel_shared) + 4095) & ~std::size_t{4095};
+    return (sizeof(channel_shared) + sizeof(channel_ends) + 4095) & ~std::size_t{4095};
 }
+// A channel in a region its owner provides (no end table): the ring right after the header.
+inline constexpr std::size_t region_channel_data_offset = (sizeof(channel_shared) + 63) & ~std::size_t{63};
 
 // Per-process view of a channel, shared by the copies of a channel object in this process.
 struct channel_core {
     sys::mapping map;
+    std::shared_ptr<void> region;  // or the owner's mapping this channel lives in
     channel_shared* sh = nullptr;
+    // Null for a channel in an owner's region: the owner accounts for the ends (no fork hooks,
+    // never closed by a count of ends).
+    end_table* ends = nullptr;
     std::byte* data = nullptr;
     std::uint64_t cap = 0;
     // Written when a waiter registered in data_waiters / space_waiters (index: wake_side).
@@ -99,6 +110,7 @@ struct channel_core {
     bool keep_mapped = false;
 
     explicit channel_core(std::size_t capacity);
+    channel_core(std::shared_ptr<void> owner, std::byte* at, std::size_t capacity);
     ~channel_core();
     channel_core(const channel_core&) = delete;
     channel_core& operator=(const channel_core&) = delete;

@@ -73,6 +73,12 @@ void channel_disarm(channel& ch, std::size_t bytes) noexcept;
 // calls channel_wake_senders so a sender asleep on a full ring sees it at once.
 void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned);
 void channel_wake_senders(channel& ch) noexcept;
+// A queue whose owner accounts for its ends (the pipeline: end markers and its stages' pidfds)
+// in shared memory the owner maps once for all its queues, before forking: no end table, no
+// fork hooks, never channel_closed by a count of ends. It takes channel_region_bytes(capacity)
+// bytes (a multiple of 64) at `at` (64-byte aligned); `region` keeps that memory alive.
+std::size_t channel_region_bytes(std::size_t capacity);
+channel make_region_channel(std::shared_ptr<void> region, void* at, std::size_t capacity);
 } // namespace detail
 
 class channel {
@@ -155,6 +161,8 @@ private:
     friend void detail::channel_disarm(channel&, std::size_t) noexcept;
     friend void detail::channel_send_unless(channel&, std::string_view, const std::atomic<std::uint32_t>&);
     friend void detail::channel_wake_senders(channel&) noexcept;
+    friend channel detail::make_region_channel(std::shared_ptr<void>, void*, std::size_t);
+    explicit channel(std::shared_ptr<detail::channel_core> core) : core_(std::move(core)) {}
     void send_bytes_until(std::string_view bytes, detail::channel_wait w);
     void receive_bytes_until(std::string& out, detail::channel_wait w);
     template <class T>

@@ -45,6 +45,7 @@ bool wait_any(std::span<const waitable> entries, std::optional<clock::time_point
 
     sys::sigint_guard ctrl_c;  // Ctrl-C is ours for the whole wait: it stops every executor
     auto interrupt_all = [&] {
+        for (auto& s : src) s.driver->interrupt_begin();  // every stop signal first: one grace for all
         for (auto& s : src) s.driver->interrupt();
     };
     auto any_done = [&] {

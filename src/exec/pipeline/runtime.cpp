@@ -44,7 +44,9 @@ std::pair<std::string, std::string> describe_stage_exception() {
 struct runtime::impl : graph_plan {
     std::vector<std::optional<channel>> chans;  // one per queue in use
     std::vector<std::size_t> readers_left, ends_owed;
-    sys::mapping stats_map;
+    // One shared mapping, made before the first fork, for the counters and every queue: one
+    // mmap and one munmap per run, and queues that no fork hook has to hand out.
+    std::shared_ptr<sys::mapping> region;
     supervisor sup;  // forks, watches and stops the stages and the watcher
     std::vector<kid_state> kids;
     std::optional<supervisor::id> watcher;
@@ -63,11 +65,11 @@ struct runtime::impl : graph_plan {
     // ---- running -----------------------------------------------------------------------
 
     edge_stats* stats(int e) const {
-        return static_cast<edge_stats*>(stats_map.data()) + e;
+        return static_cast<edge_stats*>(region->data()) + e;
     }
     // After the queues' counters: one flag per stage process.
     outputs_closed_flag* outputs_closed(std::size_t i) const {
-        return reinterpret_cast<outputs_closed_flag*>(static_cast<edge_stats*>(stats_map.data()) + edges.size() + 1) + i;
+        return reinterpret_cast<outputs_closed_flag*>(static_cast<edge_stats*>(region->data()) + edges.size() + 1) + i;
     }
 
     // The reader behind an ordered group: it bounds the stage numbering the group's inputs.
@@ -155,11 +157,21 @@ struct runtime::impl : graph_plan {
         chans.resize(edges.size());
         readers_left.assign(edges.size(), 0);
         ends_owed.assign(edges.size(), 0);
-        stats_map = sys::mapping(-1, sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size());
+        // The counters, then each queue in use on pages of its own. The queues' ends are the
+        // graph's to count (end markers, and the stages' pidfds), not the channel's.
+        auto page = [](std::size_t n) { return (n + 4095) & ~std::size_t{4095}; };
+        std::size_t total = page(sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size());
+        std::vector<std::size_t> at(edges.size(), 0);
+        for (std::size_t e = 0; e < edges.size(); ++e) {
+            if (!used(e)) continue;
+            at[e] = total;
+            total += page(channel_region_bytes(edge_capacity));
+        }
+        region = std::make_shared<sys::mapping>(-1, total);
         for (std::size_t e = 0; e < edges.size(); ++e) {
             auto* st = new (stats(static_cast<int>(e))) edge_stats();
             if (!used(e)) continue;
-            chans[e].emplace(edge_capacity);
+            chans[e].emplace(make_region_channel(region, region->bytes() + at[e], edge_capacity));
             st->writers_left.store(static_cast<std::uint32_t>(edges[e].writers.size()));
             st->readers = static_cast<std::uint32_t>(edges[e].readers.size() + (edges[e].parent_reads ? 1 : 0));
             readers_left[e] = edges[e].readers.size();

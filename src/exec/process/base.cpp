@@ -309,50 +309,35 @@ void on_backend_end(process_state& st, bool by_terminate) {
     sync_ready(st);
 }
 
-void terminate_all(std::span<process_state* const> procs) {
-    struct stopping {
-        process_state* st;
-        clock::time_point deadline;  // the end of its own grace
-        bool gone = false;
-    };
-    std::vector<stopping> v;
-    std::vector<pollfd> fds;
-    std::vector<std::size_t> idx;
-    v.reserve(procs.size());
-    fds.reserve(procs.size());
-    idx.reserve(procs.size());
-    auto start = clock::now();
-    for (auto* st : procs) {
-        if (!st->live()) continue;
-        const stop_policy& pol = st->sup.policy();
-        st->sock.reset();  // an idle backend leaves at its end of file
-        st->sup.signal(st->kid, pol.signal);
-        auto grace = pol.signal ? std::chrono::duration_cast<clock::duration>(pol.grace) : clock::duration::zero();
-        v.push_back({st, start + grace});
-    }
-    // One wait over every pidfd whose grace is still running.
+void begin_terminate(process_state& st) noexcept {
+    if (!st.live() || st.stop_by) return;
+    const stop_policy& pol = st.sup.policy();
+    st.sock.reset();  // an idle backend leaves at its end of file
+    st.sup.signal(st.kid, pol.signal);
+    st.stop_by = clock::now() + (pol.signal ? std::chrono::duration_cast<clock::duration>(pol.grace)
+                                            : clock::duration::zero());
+}
+
+void end_terminate(process_state& st) {
+    if (!st.live()) return;
+    begin_terminate(st);
+    pollfd p{st.pidfd(), POLLIN, 0};
     for (;;) {
-        fds.clear();
-        idx.clear();
-        auto now = clock::now();
-        auto next = clock::time_point::max();
-        for (std::size_t i = 0; i < v.size(); ++i) {
-            if (v[i].gone || now >= v[i].deadline) continue;
-            fds.push_back({v[i].st->pidfd(), POLLIN, 0});
-            idx.push_back(i);
-            next = std::min(next, v[i].deadline);
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(*st.stop_by - clock::now()).count();
+        if (sys::poll_fds(&p, 1, static_cast<int>(std::max<std::int64_t>(0, left))) > 0) break;
+        if (clock::now() >= *st.stop_by) {
+            st.sup.kill(st.kid);  // past its grace; reaped, so no second grace below
+            break;
         }
-        if (fds.empty()) break;
-        auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
-        if (sys::poll_fds(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(0, ms))) < 0)
-            continue;  // a signal (another Ctrl-C): the deadlines still bound the wait
-        for (std::size_t j = 0; j < fds.size(); ++j)
-            if (fds[j].revents) v[idx[j]].gone = true;
+        // A signal (another Ctrl-C): the deadline still bounds the wait.
     }
-    for (auto& s : v) {
-        if (!s.gone) s.st->sup.kill(s.st->kid);  // past its grace; reaped, so no second grace below
-        on_backend_end(*s.st, true);
-    }
+    on_backend_end(st, true);
+}
+
+void terminate_all(std::span<process_state* const> procs) {
+    for (auto* st : procs) begin_terminate(*st);
+    // Waited one after another, but each grace runs from the same start: one grace in all.
+    for (auto* st : procs) end_terminate(*st);
 }
 
 void throw_died(process_state& st, std::optional<std::uint64_t> task) {

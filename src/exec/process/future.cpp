@@ -50,9 +50,13 @@ bool process_state::poll() {
     return true;  // an ended backend has failed every ask it held: none is left waiting
 }
 
+void process_state::interrupt_begin() noexcept { begin_terminate(*this); }
+
+// The wait sent every executor's stop signal first (interrupt_begin): this waits out what is
+// left of the grace, so the processes of one wait_any are stopped in one grace, not one each.
 void process_state::interrupt() noexcept {
     try {
-        if (live()) on_backend_end(*this, true);
+        end_terminate(*this);
     } catch (...) {
         // The supervisor's destructor still stops and reaps it.
     }

@@ -112,6 +112,7 @@ struct process_state final : future_driver {
     bool terminated = false;        // ended by terminate(): not a surprise
     bool reported = false;          // the user has seen an error about its end
     std::chrono::steady_clock::time_point alive_checked{};  // the last look at pidfd by a call
+    std::optional<clock::time_point> stop_by;  // sent its stop signal: the end of its grace
     // ready_fd(): an epoll of sock, pidfd and ready_ev, made on first use; ready_ev is kept
     // readable exactly while a message waits in the inbox or the backend has ended.
     sys::private_fd ready_ep;
@@ -129,6 +130,7 @@ struct process_state final : future_driver {
     std::optional<clock::time_point> watch(std::vector<pollfd>& fds) override;
     bool poll() override;
     void interrupt() noexcept override;
+    void interrupt_begin() noexcept override;
     void error_seen(const answer_slot& slot) noexcept override;
 };
 
@@ -146,9 +148,13 @@ void pump(process_state& st, int timeout_ms, bool with_sigint,
 // The backend exited, or closed its socket (only ever by exiting), or is to be terminated:
 // reap it, fail what is pending.
 void on_backend_end(process_state& st, bool by_terminate);
-// Terminates several backends at once (a selector's Ctrl-C): each one's stop signal to all,
-// then one shared wait in which each gets its own grace from the same start, SIGKILL to the
-// rest; so n processes take one grace period, not n.
+// Terminating in two steps, so that several backends share one grace period: the stop signal
+// now (its grace counted from here; nothing if already sent), then the wait for its end,
+// SIGKILL once its grace is over, and what on_backend_end(st, true) does.
+void begin_terminate(process_state& st) noexcept;
+void end_terminate(process_state& st);
+// Terminates several backends at once (a selector's Ctrl-C): the stop signal to all first,
+// then each one's wait; so n processes take one grace period, not n.
 void terminate_all(std::span<process_state* const> procs);
 // What to poll for on the socket, and what to do with the results for the socket and the
 // pidfd (the selector's hooks).

@@ -66,6 +66,9 @@ public:
     virtual bool poll() = 0;
     // Ctrl-C arrived during that poll: stop the children, as the executor's own wait would.
     virtual void interrupt() noexcept = 0;
+    // Called on every executor of the wait before any interrupt(): send the stop signal now,
+    // so that the interrupts that follow share one grace period instead of paying one each.
+    virtual void interrupt_begin() noexcept {}
     // get() is throwing this slot's error to the caller (a process's join then stays quiet
     // about a death the caller has already seen).
     virtual void error_seen(const answer_slot& slot) noexcept { (void)slot; }
