@@ -1089,6 +1089,81 @@ TEST(cli_run, bad_job_control_options_are_clear_errors) {
     });
 }
 
+// --timeout N%: a job is stopped once it runs N% of the median runtime of the jobs that
+// succeeded so far; before the first success there is no limit. GNU parallel gives the same.
+TEST(cli_run, timeout_percent_of_the_median_runtime) {
+    PARAFORK_LEAK_CHECK();
+    // The first job (2 s) has no limit; after the second the median is about 0.1 s, so the
+    // 30 s job is stopped after about a second (the whole run is bounded at 20 s).
+    // exec: GNU parallel signals the shell only, and a `sleep` left behind would outlive the test.
+    const std::vector<std::string> args = {"-k", "-j1", "--timeout", "1000%", "echo {}; exec sleep {}",
+                                           ":::", "2", "0.1", "0.1", "0.1", "30"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    EXPECT_EQ(gnu.status, 1) << gnu.err;
+    EXPECT_EQ(gnu.out, "2\n0.1\n0.1\n0.1\n30\n");
+    std::vector<std::string> ours_args = {"run"};
+    ours_args.insert(ours_args.end(), args.begin(), args.end());
+    auto ours = run_cli(ours_args, "", 20);
+    EXPECT_EQ(ours.status, 1) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+    EXPECT_NE(ours.err.find("timed out"), std::string::npos) << ours.err;
+    // pipe too: the third block's job outlives 1000% of the first two.
+    auto r = run_cli({"pipe", "-j1", "--block", "2", "--timeout", "1000%", "--", "sh", "-c",
+                      "read x; [ \"$x\" = s ] && sleep 30; echo $x"}, "a\nb\ns\n", 20);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "a\nb\n");
+    expect_errors({
+        {{"run", "--timeout", "0%", "echo", ":::", "a"}, 2, "bad --timeout '0%'"},
+        {{"run", "--timeout", "x%", "echo", ":::", "a"}, 2, "bad --timeout 'x%'"},
+        {{"run", "--timeout", "%", "echo", ":::", "a"}, 2, "bad --timeout"},
+        {{"coproc", "--timeout", "200%", "cat"}, 2, "--timeout N% is for run and pipe"},
+    });
+}
+
+// --shuf makes every job, then runs them in a random order: the job numbers follow the new
+// order, every combination runs once, as GNU parallel.
+TEST(cli_run, shuf_runs_every_job_once_in_random_order) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::string> args = {"run", "--shuf", "-k", "echo", "{#}", "{}", ":::"};
+    std::vector<std::string> in_order;
+    for (int i = 1; i <= 100; ++i) {
+        args.push_back(std::to_string(i));
+        in_order.push_back(std::to_string(i));
+    }
+    std::vector<std::string> orders[2];
+    for (auto& order : orders) {
+        auto r = run_cli(args, "", 30);
+        ASSERT_EQ(r.status, 0) << r.err;
+        auto lines = split_lines(r.out);
+        ASSERT_EQ(lines.size(), 100u);
+        for (std::size_t i = 0; i < lines.size(); ++i) {
+            auto space = lines[i].find(' ');
+            EXPECT_EQ(lines[i].substr(0, space), std::to_string(i + 1));  // {#}: the order run
+            order.push_back(lines[i].substr(space + 1));
+        }
+        EXPECT_NE(order, in_order);  // 1 chance in 100! to fail
+        auto sorted = order;
+        std::sort(sorted.begin(), sorted.end());
+        auto expected = in_order;
+        std::sort(expected.begin(), expected.end());
+        EXPECT_EQ(sorted, expected);
+    }
+    EXPECT_NE(orders[0], orders[1]);
+    // Several sources and stdin: the same jobs as GNU parallel --shuf, in some order.
+    for (auto& c : std::vector<gnu_case>{{{"--shuf", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+                                         {{"--shuf", "echo"}, "l1\nl2\nl3\nl4\nl5\n"}}) {
+        std::vector<std::string> ours_args = {"run"};
+        ours_args.insert(ours_args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(ours_args, c.input, 30);
+        auto gnu = run_gnu_parallel(c.args, c.input, 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        auto a = split_lines(ours.out), b = split_lines(gnu.out);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        EXPECT_EQ(a, b) << c.args[1];
+    }
+}
+
 // -L N: N input lines per job, as -N; a line ending in a blank goes on with the next.
 TEST(cli_run, lines_per_job_match_gnu_parallel) {
     PARAFORK_LEAK_CHECK();

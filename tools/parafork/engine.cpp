@@ -264,6 +264,20 @@ private:
         if (!j.pidfd) sys::throw_errno("pidfd_open");
         j.deadline.reset();
         if (s_.timeout.count() > 0) j.deadline = clock::now() + s_.timeout;
+        else if (percent_timeout_) j.deadline = j.started + *percent_timeout_;
+    }
+
+    // --timeout N%: the limit is N% of the median runtime of the jobs that succeeded (the last
+    // 999 of them, so memory stays bounded); none before the first success, as GNU parallel.
+    void note_success_runtime(clock::duration runtime) {
+        if (runtimes_.size() < 999) runtimes_.push_back(runtime);
+        else runtimes_[runtimes_next_++ % 999] = runtime;
+        sorted_ = runtimes_;
+        auto mid = sorted_.begin() + static_cast<std::ptrdiff_t>((sorted_.size() - 1) / 2);
+        std::nth_element(sorted_.begin(), mid, sorted_.end());
+        percent_timeout_ = std::chrono::duration_cast<clock::duration>(*mid * (s_.timeout_percent / 100));
+        for (auto& r : flight_)
+            if (r->running() && !r->term_sent && r->proc.pid() > 0) r->deadline = r->started + *percent_timeout_;
     }
 
     // --retries: a failed job runs again in its place, its output so far dropped (held output
@@ -329,6 +343,7 @@ private:
             }
         } else {
             ++succeeded_;
+            if (s_.timeout_percent > 0 && !s_.dry_run) note_success_runtime(clock::now() - j.started);
         }
         check_halt(j);
     }
@@ -526,6 +541,9 @@ private:
     std::optional<std::size_t> total_;         // jobs in the run, for --halt N%
     std::optional<int> halt_status_;           // the exit status --halt's rule gives
     clock::time_point next_start_{};           // --delay
+    std::vector<clock::duration> runtimes_, sorted_;  // --timeout N%: successful jobs' runtimes
+    std::size_t runtimes_next_ = 0;
+    std::optional<clock::duration> percent_timeout_;
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run

@@ -67,6 +67,7 @@ struct cli_args {
     long max_replace = -1, max_args = -1, max_lines = -1;  // -N, -n, -L; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
+    bool shuf = false;
     bool tag = false, line_buffer = false, group = false, dry_run = false;
     std::optional<std::string> tagstring;
     std::string results;
@@ -103,6 +104,7 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
+    run->add_flag("--shuf", a.shuf, "Make every job first (all input read), then run them in random order");
     run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
     run->add_option("--tagstring", a.tagstring, "Put STR (replacement strings filled in) and a tab before each line")
         ->type_name("STR");
@@ -187,7 +189,10 @@ void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
                     "Jobs in parallel: N, +N or -N (more or fewer than the default), N% (of the default); "
                     "default: PARAFORK_JOBS, PP_JOBS, or the CPUs")
         ->type_name("N");
-    sub->add_option("--timeout", a.timeout, "Per-job time limit: 10, 1.5s, 250ms, 2m (SIGTERM, then SIGKILL)");
+    sub->add_option("--timeout", a.timeout,
+                    "Per-job time limit: 10, 1.5s, 250ms, 2m, or N% of the median runtime of the jobs that "
+                    "succeeded so far (SIGTERM, then SIGKILL)")
+        ->type_name("DURATION");
     sub->add_option("--halt,--halt-on-error", a.halt,
                     "When to stop: now or soon (on the first failure), or now|soon,fail|success|done=N[%]")
         ->type_name("WHEN");
@@ -301,7 +306,10 @@ int main(int argc, char** argv) {
         if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
         s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
-        if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
+        if (!a.timeout.empty() && a.timeout.back() == '%') s.timeout_percent = parse_percent(a.timeout, "--timeout");
+        else if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
+        s.shuffle = a.shuf;
+        if (sub == coproc && s.timeout_percent > 0) throw std::invalid_argument("--timeout N% is for run and pipe");
         if (!a.halt.empty()) s.halt = parse_halt(a.halt);
         if (!a.delay.empty()) s.delay = parse_duration(a.delay);
         s.retries = a.retries;

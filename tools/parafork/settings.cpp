@@ -62,10 +62,24 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     else if (rest == "ms") scale = 1;
     else if (rest == "m") scale = 60'000;
     else if (rest == "h") scale = 3'600'000;
+    else if (rest == "d") scale = 86'400'000;
     else throw std::invalid_argument("not a duration: '" + std::string(text) + "' (use 10, 1.5s, 250ms, 2m, 1h)");
     double ms = std::ceil(v * scale);
     if (ms > 1e15) throw std::invalid_argument("duration too long: '" + std::string(text) + "'");
     return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+double parse_percent(std::string_view text, const char* option) {
+    std::string_view rest = text;
+    double v = 0;
+    try {
+        v = take_number(rest, "percentage");
+    } catch (const std::invalid_argument&) {
+        rest = "?";
+    }
+    if (rest != "%" || v <= 0 || v > 1e9)
+        throw std::invalid_argument(std::string("bad ") + option + " '" + std::string(text) + "' (use a percentage like 200%)");
+    return v;
 }
 
 std::size_t parse_size(std::string_view text) {

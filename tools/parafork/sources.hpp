@@ -110,6 +110,7 @@ private:
     std::size_t next_row_ = 0;             // of groups_[0], when it is read whole
     std::vector<std::size_t> odometer_;    // the row of each later group
     bool empty_ = false;                   // a later group has no values: no combination at all
+    std::optional<std::deque<job_args>> shuffled_;  // --shuf: every row, in the order to run them
     std::unique_ptr<command_template> template_;
     std::unique_ptr<command_template> tag_template_;  // --tagstring
     std::size_t taken_ = 0;
