@@ -23,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -251,7 +252,7 @@ TEST(cli_pipe, timeout_and_bar) {
                      make_lines(100), 30);
     EXPECT_EQ(r.status, 4) << r.err;  // 4 blocks, every one over its time
     EXPECT_NE(r.err.find("timed out (signal 15 (SIGTERM))"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("4 done"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("100% 4:0=0s"), std::string::npos) << r.err;
 }
 
 TEST(cli_pipe, missing_command_is_a_clear_error) {
@@ -1314,7 +1315,81 @@ TEST(cli_run, bar_reports_progress_on_stderr) {
     PARAFORK_LEAK_CHECK();
     auto r = run_cli({"run", "--bar", "--", "true"}, "a\nb\nc\n");
     EXPECT_EQ(r.status, 0);
-    EXPECT_NE(r.err.find("3 done"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("100% 3:0=0s"), std::string::npos) << r.err;
+}
+
+namespace {
+
+// stderr without GNU parallel's complaints about a missing terminal.
+std::string without_tty_noise(const std::string& err) {
+    std::string out;
+    for (std::size_t at = 0; at < err.size();) {
+        auto end = err.find('\n', at);
+        end = end == std::string::npos ? err.size() : end + 1;
+        std::string_view line(err.data() + at, end - at);
+        if (line.find("cannot open /dev/tty") == std::string_view::npos) out += line;
+        at = end;
+    }
+    return out;
+}
+
+// Seconds shown with a fraction ("0.3s", "AVG: 0.33s") made "T": they depend on the machine.
+std::string without_times(std::string s) {
+    static const std::regex seconds("[0-9]+\\.[0-9]+s");
+    return std::regex_replace(s, seconds, "T");
+}
+
+} // namespace
+
+// --progress, --eta and --bar write GNU parallel's status on stderr: its header, a line
+// overwritten as jobs start and finish, and the same last line.
+TEST(cli_run, progress_eta_and_bar_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    struct progress_case {
+        const char* option;
+        std::vector<std::string> midway;  // what ours shows while job 2 of 3 runs
+    };
+    for (auto& c : std::vector<progress_case>{
+             {"--progress", {"\rlocal:1/1/100%/"}},
+             {"--eta", {"\rETA: ", "Left: 2 AVG: ", "  local:1/1/100%/"}},
+             {"--bar", {"\033[7m33% 1:2="}},
+         }) {
+        std::vector<std::string> args = {"-j1", "-k", c.option, ": {}; sleep 0.3", ":::", "a", "b", "c"};
+        auto gnu = run_gnu_parallel(args, "", 30);
+        args.insert(args.begin(), "run");
+        auto ours = run_cli(args, "", 30);
+        ASSERT_EQ(gnu.status, 0) << gnu.err;
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        std::string gnu_err = without_tty_noise(gnu.err), our_err = ours.err;
+        // The last status: after the last "\r" (the bar, which holds single ones, after "\r\r").
+        const char* last = std::string(c.option) == "--bar" ? "\r\r" : "\r";
+        ASSERT_NE(gnu_err.rfind(last), std::string::npos) << gnu_err;
+        ASSERT_NE(our_err.rfind(last), std::string::npos) << our_err;
+        EXPECT_EQ(without_times(our_err.substr(our_err.rfind(last))), without_times(gnu_err.substr(gnu_err.rfind(last))))
+            << c.option;
+        if (std::string(c.option) != "--bar") {
+            std::string header = "\nComputers / CPU cores / Max jobs to run\n1:local / ";
+            auto at = gnu_err.find(header);
+            ASSERT_NE(at, std::string::npos) << gnu_err;
+            header = gnu_err.substr(at, gnu_err.find('\n', at + header.size()) + 1 - at);  // with its CPUs and -j
+            EXPECT_EQ(our_err.substr(0, header.size()), header) << c.option;
+            EXPECT_NE(our_err.find("\nComputer:jobs running/jobs completed/%of started jobs/Average seconds to complete\n"),
+                      std::string::npos)
+                << our_err;
+        } else {
+            EXPECT_EQ(our_err.find("Computers"), std::string::npos) << our_err;
+        }
+        for (auto& m : c.midway) EXPECT_NE(our_err.find(m), std::string::npos) << c.option << ": " << our_err;
+        EXPECT_EQ(ours.out, gnu.out);
+    }
+    // pipe counts blocks, coproc records.
+    auto r = run_cli({"pipe", "--progress", "--block", "2", "cat"}, "a\nb\n", 30);
+    EXPECT_EQ(r.out, "a\nb\n");
+    EXPECT_NE(r.err.find("\rlocal:0/2/100%/"), std::string::npos) << r.err;
+    r = run_cli({"coproc", "-j1", "--eta", "cat"}, "a\nb\nc\n", 30);
+    EXPECT_EQ(r.out, "a\nb\nc\n");
+    EXPECT_NE(r.err.find("Left: 0 AVG: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("local:0/3/100%/"), std::string::npos) << r.err;
 }
 
 TEST(cli, usage_errors_and_help) {

@@ -342,6 +342,7 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
             for (char c : args[k]) spec.results_dir += c == '/' ? "\\_" : c == '\\' ? "\\\\" : std::string(1, c);
         }
     }
+    spec.values = shown;
     if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
     bool lines = stream_ && groups_.empty() && s_.input.delimiter == "\n" && !s_.input.colsep;
     spec.what = (lines ? "line " : "record ") + std::to_string(seq) + " '" + shown + "'";

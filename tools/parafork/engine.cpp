@@ -80,7 +80,7 @@ struct job {
 class engine {
 public:
     engine(job_source& src, const settings& s, const engine_options& o)
-        : src_(src), s_(s), o_(o), bar_(s.bar),
+        : src_(src), s_(s), o_(o), bar_(s),
           max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
         bool resuming = s.resume || s.resume_failed;
         if (resuming) skip_ = jobs_done(s.joblog, s.resume_failed);
@@ -166,7 +166,7 @@ private:
                 (!wake || next_start_ < *wake))
                 wake = next_start_;
             int timeout_ms = -1;
-            if (s_.bar) timeout_ms = 200;
+            if (s_.bar || s_.progress || s_.eta) timeout_ms = 200;
             if (wake) {
                 auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - clock::now()).count();
                 left = std::max<long>(left, 0);
@@ -214,6 +214,7 @@ private:
         j->tag = std::move(spec.tag);
         j->shown = std::move(spec.shown);
         j->results_dir = std::move(spec.results_dir);
+        newest_ = std::move(spec.values);
         if (s_.dry_run) {  // the command is shown, as its output, and not run
             j->out = sys::make_memfd("parafork-out", 0);
             std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
@@ -521,7 +522,11 @@ private:
     }
 
     progress_state progress() const {
-        return {finished_, failed_, running_, src_.bytes_read(), src_.bytes_total()};
+        std::optional<std::size_t> total = src_.jobs_total();
+        // pipe reading a regular file: the blocks to come, judged by the bytes left.
+        if (auto bytes = src_.bytes_total(); !total && bytes && src_.bytes_read() > 0 && src_.exhausted() == false)
+            total = std::max(taken_, std::size_t(double(taken_) * double(*bytes) / double(src_.bytes_read())));
+        return {started_, running_, finished_, total, newest_};
     }
     void finish_bar() { bar_.finish(progress()); }
 
@@ -546,6 +551,7 @@ private:
     std::optional<clock::duration> percent_timeout_;
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
+    std::string newest_;                       // the values of the newest job started (--bar)
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run
 };
 

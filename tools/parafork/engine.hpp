@@ -21,6 +21,7 @@ struct job_spec {
     std::size_t input_bytes = 0;
     std::string what;            // names the record in messages ("block 3 (bytes 0-1048575)")
     std::string tag;             // put before each line of its output (--tag, --tagstring)
+    std::string values;          // its values, joined by spaces (--bar)
     std::string shown;           // the command as a shell would read it (--dry-run); empty: argv joined
     std::string results_dir;     // --results: its output goes to files here instead
 };

@@ -58,7 +58,7 @@ struct cli_args {
     std::string jobs, timeout, halt, joblog, block = "1M", record_sep, delay;
     bool resume = false, resume_failed = false;
     unsigned retries = 0;
-    bool bar = false, keep_order = false, unordered = false, null_sep = false;
+    bool bar = false, progress = false, eta = false, keep_order = false, unordered = false, null_sep = false;
     // run's input sources
     std::vector<std::string> arg_files;
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
@@ -196,7 +196,9 @@ void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
     sub->add_option("--halt,--halt-on-error", a.halt,
                     "When to stop: now or soon (on the first failure), or now|soon,fail|success|done=N[%]")
         ->type_name("WHEN");
-    sub->add_flag("--bar", a.bar, "Progress on stderr");
+    sub->add_flag("--bar", a.bar, "GNU parallel's progress bar on stderr (run reads all input first)");
+    sub->add_flag("--progress", a.progress, "GNU parallel's progress line on stderr");
+    sub->add_flag("--eta", a.eta, "--progress with the estimated time left (run reads all input first)");
     sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
     sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
     sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
@@ -314,6 +316,8 @@ int main(int argc, char** argv) {
         if (!a.delay.empty()) s.delay = parse_duration(a.delay);
         s.retries = a.retries;
         s.bar = a.bar;
+        s.progress = a.progress;
+        s.eta = a.eta;
         s.joblog = a.joblog;
         s.resume = a.resume;
         s.resume_failed = a.resume_failed;
