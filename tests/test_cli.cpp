@@ -1090,6 +1090,86 @@ TEST(cli_run, bad_job_control_options_are_clear_errors) {
     });
 }
 
+// Pipe mode as GNU parallel's --pipe: blocks cut where --recend meets --recstart (strings or
+// regexps), -N records per job, a --header put before every block; `run --pipe` and `pipe`
+// alike. A record longer than the block grows the block, as GNU parallel's.
+TEST(cli_pipe, pipe_options_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::string fasta = ">a\nAC\nGT\n>b\nTT\n>c\nGG\nCC\nAA\n>d\nA\n", tsv = "h1\th2\n1\t2\n3\t4\n5\t6\n7\t8\n";
+    std::string numbers;
+    for (int i = 1; i <= 3000; ++i) numbers += std::to_string(i) + "\n";
+    const std::string job = "cat; echo ==";
+    expect_same_as_gnu_parallel({
+        {{"--pipe", "-k", "--recstart", ">", "-N1", job}, fasta},
+        {{"--pipe", "-k", "--recstart", ">", "-N2", "wc", "-c"}, fasta},
+        {{"--pipe", "-k", "--recstart", ">", "--block", "8", job}, fasta},
+        {{"--pipe", "-k", "--recend", "\\n", "--recstart", ">", "--block", "8", job}, fasta},
+        {{"--pipe", "-k", "--recend", "T\\n", "--block", "3", job}, fasta},
+        {{"--pipe", "-k", "--regexp", "--recstart", ">[bd]", "--block", "3", job}, fasta},
+        {{"--pipe", "-k", "--regexp", "--recend", "[CT]\\n", "-N2", job}, fasta},
+        {{"--pipe", "-k", "--recend", "", "--block", "7", job}, fasta},
+        {{"--pipe", "-k", "--header", ":", "-N2", job}, tsv},
+        {{"--pipe", "-k", "--header", "2", "-N2", job}, tsv},
+        {{"--pipe", "-k", "--header", "h1.*\\n", "--block", "4", job}, tsv},
+        {{"--pipe", "-k", "-N3", job}, tsv},
+        {{"--pipe", "-k", "--block", "1k", "wc", "-l"}, numbers},  // k is 1000, K 1024
+        {{"--pipe", "-k", "--block", "1K", "echo {#}; wc -l"}, numbers},
+    });
+    // The pipe command is the same mode.
+    auto gnu = run_gnu_parallel({"--pipe", "-k", "--recstart", ">", "-N2", job}, fasta, 30);
+    auto ours = run_cli({"pipe", "--recstart", ">", "-N2", job}, fasta, 30);
+    EXPECT_EQ(ours.status, 0) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+}
+
+// --pipepart -a FILE: parts of the file found by offset (GNU parallel's positions), the header
+// before each; `pipe -a FILE` is the same. The jobs' output is the serial run's.
+TEST(cli_pipe, pipepart_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string numbers = temp_path("part-numbers"), tsv = temp_path("part-tsv"), fasta = temp_path("part-fasta");
+    std::string text;
+    for (int i = 1; i <= 30000; ++i) text += std::to_string(i) + "\n";
+    std::ofstream(numbers) << text;
+    std::ofstream(tsv) << "h1\th2\n1\t2\n3\t4\n5\t6\n7\t8\n";
+    std::ofstream(fasta) << ">a\nAC\nGT\n>b\nTT\n>c\nGG\nCC\nAA\n>d\nA\n";
+    const std::string job = "cat; echo ==";
+    expect_same_as_gnu_parallel({
+        {{"--pipepart", "-a", numbers, "-k", "--block", "10k", "wc", "-l"}, ""},
+        {{"--pipepart", "-a", numbers, "-k", "-j2", "--block", "-3", "wc", "-l"}, ""},
+        {{"--pipepart", "-a", tsv, "-k", "--header", ":", "--block", "5", job}, ""},
+        {{"--pipepart", "-a", fasta, "-k", "--recstart", ">", "--block", "5", job}, ""},
+        {{"--pipepart", "-a", fasta, "-k", "--recend", "", "--block", "7", job}, ""},
+    });
+    auto r = run_cli({"pipe", "-a", numbers, "--block", "4K", "--", "cat"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, text);
+    // A job that stops reading early (its part over a pipe's 1 MiB) ends its feeding, not the run.
+    std::string big;
+    for (int i = 1; i <= 400000; ++i) big += std::to_string(i) + "\n";
+    std::ofstream(numbers) << big;
+    r = run_cli({"pipe", "-a", numbers, "--block", "4M", "--", "head", "-c", "1"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "1");
+    for (auto* f : {&numbers, &tsv, &fasta}) ::unlink(f->c_str());
+}
+
+TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"pipe", "--regexp", "--recstart", "(", "cat"}, 2, "bad --recend/--recstart regexp"},
+        {{"run", "--pipe", "--header", "(", "cat"}, 2, "bad --header regexp"},
+        {{"pipe", "-N", "0", "cat"}, 2, "-N 0"},
+        {{"pipe", "--block", "-3", "cat"}, 2, "for --pipepart only"},
+        {{"pipe", "--block", "0", "cat"}, 2, "size out of range"},
+        {{"run", "--pipepart", "cat"}, 2, "--pipepart takes one seekable file"},
+        {{"run", "--pipepart", "-a", "/dev/null", "-N2", "cat"}, 2, "-N does not work with --pipepart"},
+        {{"run", "--pipe", "-a", "/dev/null", "cat"}, 2, "use --pipepart"},
+        {{"run", "--pipe", "cat", ":::", "a"}, 2, "do not go with --pipe"},
+        {{"pipe", "-0", "--recend", "x", "cat"}, 2, "not both"},
+        {{"run", "--pipepart", "-a", "/nonexistent/parafork-file", "cat"}, 255, "cannot open"},
+    });
+}
+
 // --timeout N%: a job is stopped once it runs N% of the median runtime of the jobs that
 // succeeded so far; before the first success there is no limit. GNU parallel gives the same.
 TEST(cli_run, timeout_percent_of_the_median_runtime) {

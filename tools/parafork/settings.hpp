@@ -68,6 +68,16 @@ struct input_settings {
     bool continue_lines = false;        // -L: a value ending in a blank goes on with the next
 };
 
+// How pipe mode cuts its input (GNU parallel's --pipe and --pipepart).
+struct pipe_settings {
+    std::string recend = "\n", recstart;  // a block ends between the two
+    bool regexp = false;                   // --regexp: they are regexps (ECMAScript)
+    std::optional<std::string> header;     // --header: a regexp matched at the start, or a line count
+    std::size_t records = 0;               // -N: records per job (0: --block decides)
+    std::string part_file;                 // --pipepart -a FILE: parts of it by offset, never read by us
+    std::size_t blocks_per_slot = 0;       // --pipepart --block -N: N parts per job slot
+};
+
 struct settings {
     unsigned jobs = 0;                           // resolved (>= 1) before a mode runs
     bool ordered = true;                         // outputs in input order
@@ -83,6 +93,7 @@ struct settings {
     std::chrono::milliseconds delay{};           // between two job starts
     char record_sep = '\n';
     std::size_t block_size = std::size_t{1} << 20;  // pipe mode
+    pipe_settings pipe;
     std::vector<std::string> command;            // CMD ARGS...
     input_settings input;                        // run
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
@@ -105,7 +116,8 @@ std::vector<input_source> take_input_sources(std::vector<std::string>& command, 
 std::chrono::milliseconds parse_duration(std::string_view text);
 // "200%" for `option`: a positive percentage. Throws std::invalid_argument.
 double parse_percent(std::string_view text, const char* option);
-// "1048576", "64K", "1M", "1.5M", "1G" (binary multiples, case-insensitive, optional "iB"/"B").
+// "1048576", "64K", "1M", "1.5M", "1G" as GNU parallel: K M G T binary, k m g t decimal;
+// an optional "B" or "iB".
 std::size_t parse_size(std::string_view text);
 // C escapes (\n \t \r \0 \\ \xHH \NNN octal) decoded, as GNU parallel's -d. Throws on a bad one.
 std::string decode_escapes(std::string_view text);
