@@ -1170,6 +1170,29 @@ TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
     });
 }
 
+// Invoked through a symlink named `parallel` (the install makes it on request), parafork is
+// `parafork run`: a GNU parallel command line works as it is.
+TEST(cli, invoked_as_parallel_it_is_run) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir = temp_path("as-parallel");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    std::string link = dir + "/parallel";
+    ASSERT_EQ(::symlink(cli.c_str(), link.c_str()), 0);
+    const std::vector<std::string> args = {"-k", "echo", "{2}{1}", ":::", "a", "b", ":::", "1", "2"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    std::vector<std::string> ours_args = {link, "--will-cite"};
+    ours_args.insert(ours_args.end(), args.begin(), args.end());
+    auto ours = run_program(ours_args, "", 30);
+    EXPECT_EQ(ours.status, 0) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+    EXPECT_EQ(ours.out, "1a\n2a\n1b\n2b\n");
+    auto piped = run_program({link, "--pipe", "-k", "-N2", "wc", "-l"}, "a\nb\nc\n", 30);
+    EXPECT_EQ(piped.status, 0) << piped.err;
+    EXPECT_EQ(piped.out, "2\n1\n");
+    ::unlink(link.c_str());
+    ::rmdir(dir.c_str());
+}
+
 // --timeout N%: a job is stopped once it runs N% of the median runtime of the jobs that
 // succeeded so far; before the first success there is no limit. GNU parallel gives the same.
 TEST(cli_run, timeout_percent_of_the_median_runtime) {

@@ -277,6 +277,19 @@ void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Invoked as `parallel` (the symlink the install makes on request), the command line is
+    // GNU parallel's: `parallel ARGS` is `parafork run ARGS`.
+    std::vector<char*> args(argv, argv + argc);
+    if (argc > 0) {
+        std::string_view self = argv[0];
+        if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
+        if (self == "parallel") {
+            static char run_word[] = "run";
+            args.insert(args.begin() + 1, run_word);
+            argc = static_cast<int>(args.size());
+            argv = args.data();
+        }
+    }
     // Everything after the first "--" is the command, given to it untouched.
     std::vector<std::string> command;
     int own_argc = argc;
@@ -308,6 +321,8 @@ int main(int argc, char** argv) {
     add_run_options(run, a);
     add_pipe_options(run, a);
     run->add_flag("--pipe,--spreadstdin", a.pipe, "Pipe mode, as parafork pipe: cut stdin into blocks, a job per block");
+    bool will_cite = false;
+    run->add_flag("--will-cite", will_cite, "Accepted and ignored (GNU parallel's)");
     run->footer(std::string(replacement_help) + examples);
     auto* coproc = app.add_subcommand(
         "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
