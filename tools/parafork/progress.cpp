@@ -141,7 +141,9 @@ void progress_bar::update(const progress_state& s, bool force) {
     if (!force && shown_ && now - last_ < std::chrono::milliseconds(100)) return;
     last_ = now;
     shown_ = true;
-    put("\r" + (bar_ ? bar(s) : status(s)));
+    std::string line(1, '\r');  // not "\r" + a temporary: GCC 12 warns wrongly (-Wrestrict) at -O2
+    line += bar_ ? bar(s) : status(s);
+    put(line);
 }
 
 void progress_bar::finish(const progress_state& s) {
