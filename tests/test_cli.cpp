@@ -1164,7 +1164,7 @@ TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
         {{"run", "--pipepart", "cat"}, 2, "--pipepart takes one seekable file"},
         {{"run", "--pipepart", "-a", "/dev/null", "-N2", "cat"}, 2, "-N does not work with --pipepart"},
         {{"run", "--pipe", "-a", "/dev/null", "cat"}, 2, "use --pipepart"},
-        {{"run", "--pipe", "cat", ":::", "a"}, 2, "do not go with --pipe"},
+        {{"run", "--pipe", "cat", ":::", "a"}, 2, "not with --pipe"},
         {{"pipe", "-0", "--recend", "x", "cat"}, 2, "not both"},
         {{"run", "--pipepart", "-a", "/nonexistent/parafork-file", "cat"}, 255, "cannot open"},
     });

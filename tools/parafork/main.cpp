@@ -373,7 +373,7 @@ int main(int argc, char** argv) {
         if (pipe_mode) {
             s.pipe = pipe_from(a, sub == pipe);
             if (!take_input_sources(command, a.arg_sep, a.arg_file_sep).empty())
-                throw std::invalid_argument("::: and :::: input sources do not go with --pipe");
+                throw std::invalid_argument("::: and :::: input sources are for run only, and not with --pipe");
         } else if (sub == run) {
             s.input = input_from(a, command);
             s.batch = batching_from(a);
