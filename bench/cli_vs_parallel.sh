@@ -1,11 +1,13 @@
 #!/bin/sh
-# parafork pipe against GNU parallel --pipe / --pipepart and the serial filter.
+# parafork pipe and run against GNU parallel --pipe / --pipepart / plain and the serial filter.
 #
 #   bench/cli_vs_parallel.sh [path/to/parafork] [runs]
 #
 # Generates 2,000,000 random lines (about 63 MB), checks that every parallel run gives the
 # serial output, then times (hyperfine if installed, else a date loop):
-#   awk '{print length($0)}'   serial | parafork pipe -j2 --block 1M -k | parallel --pipe | --pipepart
+#   awk '{print length($0)}'   serial | parafork pipe -j2 --block 1M -k | parafork pipe -a (parts by
+#                              offset) | parallel --pipe | --pipepart
+#   10,000 tiny jobs           parafork run -j2 -- true ::: $(seq 10000) | the same with GNU parallel
 #   gzip -9 (CPU-heavy)        serial | parafork pipe -j2 --block 1M | two serial gzips on halves
 # The last is the machine's own ceiling for two independent processes (shared caches, a busy
 # host): parafork's gzip speedup is to be read against it, not against a flat 2x.
@@ -16,7 +18,8 @@ runs=${2:-5}
 pf=$(cd "$(dirname "$pf")" && pwd)/$(basename "$pf")
 [ -x "$pf" ] || { echo "no parafork binary at $pf (build target parafork_cli)" >&2; exit 1; }
 work=$(mktemp -d /tmp/parafork-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 data=$work/lines.txt
 
 python3 - "$data" <<'PY'
@@ -41,6 +44,7 @@ command -v parallel > /dev/null 2>&1 && have_parallel=yes
 awk '{print length($0)}' < "$data" > "$work/serial.out"
 "$pf" pipe -j2 --block 1M -k -- $awk_cmd < "$data" > "$work/pf.out"
 cmp "$work/serial.out" "$work/pf.out"
+"$pf" pipe -j2 --block 1M -k -a "$data" -- $awk_cmd | cmp - "$work/serial.out"
 "$pf" pipe -j2 --block 1M -- gzip -9 < "$data" | gzip -dc | cmp - "$data"
 if [ $have_parallel = yes ]; then
     parallel --pipe --block 1M -k "$awk_cmd" < "$data" | cmp - "$work/serial.out"
@@ -50,11 +54,14 @@ echo "outputs identical to the serial run"
 
 set -- \
     "serial awk" "$awk_cmd < $data > /dev/null" \
-    "parafork pipe awk" "$pf pipe -j2 --block 1M -k -- $awk_cmd < $data > /dev/null"
+    "parafork pipe awk" "$pf pipe -j2 --block 1M -k -- $awk_cmd < $data > /dev/null" \
+    "parafork pipe -a awk" "$pf pipe -j2 --block 1M -k -a $data -- $awk_cmd > /dev/null" \
+    "parafork run 10000 true" "$pf run -j2 -- true ::: \$(seq 10000)"
 if [ $have_parallel = yes ]; then
     set -- "$@" \
         "parallel --pipe awk" "parallel --pipe --block 1M -k $awk_cmd < $data > /dev/null" \
-        "parallel --pipepart awk" "parallel --pipepart -a $data --block 1M -k $awk_cmd > /dev/null"
+        "parallel --pipepart awk" "parallel --pipepart -a $data --block 1M -k $awk_cmd > /dev/null" \
+        "parallel 10000 true" "parallel --will-cite -j2 true ::: \$(seq 10000)"
 fi
 head -n 1000000 "$data" > "$work/half1.txt"
 tail -n +1000001 "$data" > "$work/half2.txt"

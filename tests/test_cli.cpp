@@ -23,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -251,7 +252,7 @@ TEST(cli_pipe, timeout_and_bar) {
                      make_lines(100), 30);
     EXPECT_EQ(r.status, 4) << r.err;  // 4 blocks, every one over its time
     EXPECT_NE(r.err.find("timed out (signal 15 (SIGTERM))"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("4 done"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("100% 4:0=0s"), std::string::npos) << r.err;
 }
 
 TEST(cli_pipe, missing_command_is_a_clear_error) {
@@ -1089,6 +1090,184 @@ TEST(cli_run, bad_job_control_options_are_clear_errors) {
     });
 }
 
+// Pipe mode as GNU parallel's --pipe: blocks cut where --recend meets --recstart (strings or
+// regexps), -N records per job, a --header put before every block; `run --pipe` and `pipe`
+// alike. A record longer than the block grows the block, as GNU parallel's.
+TEST(cli_pipe, pipe_options_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    const std::string fasta = ">a\nAC\nGT\n>b\nTT\n>c\nGG\nCC\nAA\n>d\nA\n", tsv = "h1\th2\n1\t2\n3\t4\n5\t6\n7\t8\n";
+    std::string numbers;
+    for (int i = 1; i <= 3000; ++i) numbers += std::to_string(i) + "\n";
+    const std::string job = "cat; echo ==";
+    expect_same_as_gnu_parallel({
+        {{"--pipe", "-k", "--recstart", ">", "-N1", job}, fasta},
+        {{"--pipe", "-k", "--recstart", ">", "-N2", "wc", "-c"}, fasta},
+        {{"--pipe", "-k", "--recstart", ">", "--block", "8", job}, fasta},
+        {{"--pipe", "-k", "--recend", "\\n", "--recstart", ">", "--block", "8", job}, fasta},
+        {{"--pipe", "-k", "--recend", "T\\n", "--block", "3", job}, fasta},
+        {{"--pipe", "-k", "--regexp", "--recstart", ">[bd]", "--block", "3", job}, fasta},
+        {{"--pipe", "-k", "--regexp", "--recend", "[CT]\\n", "-N2", job}, fasta},
+        {{"--pipe", "-k", "--recend", "", "--block", "7", job}, fasta},
+        {{"--pipe", "-k", "--header", ":", "-N2", job}, tsv},
+        {{"--pipe", "-k", "--header", "2", "-N2", job}, tsv},
+        {{"--pipe", "-k", "--header", "h1.*\\n", "--block", "4", job}, tsv},
+        {{"--pipe", "-k", "-N3", job}, tsv},
+        {{"--pipe", "-k", "--block", "1k", "wc", "-l"}, numbers},  // k is 1000, K 1024
+        {{"--pipe", "-k", "--block", "1K", "echo {#}; wc -l"}, numbers},
+    });
+    // The pipe command is the same mode.
+    auto gnu = run_gnu_parallel({"--pipe", "-k", "--recstart", ">", "-N2", job}, fasta, 30);
+    auto ours = run_cli({"pipe", "--recstart", ">", "-N2", job}, fasta, 30);
+    EXPECT_EQ(ours.status, 0) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+}
+
+// --pipepart -a FILE: parts of the file found by offset (GNU parallel's positions), the header
+// before each; `pipe -a FILE` is the same. The jobs' output is the serial run's.
+TEST(cli_pipe, pipepart_matches_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    std::string numbers = temp_path("part-numbers"), tsv = temp_path("part-tsv"), fasta = temp_path("part-fasta");
+    std::string text;
+    for (int i = 1; i <= 30000; ++i) text += std::to_string(i) + "\n";
+    std::ofstream(numbers) << text;
+    std::ofstream(tsv) << "h1\th2\n1\t2\n3\t4\n5\t6\n7\t8\n";
+    std::ofstream(fasta) << ">a\nAC\nGT\n>b\nTT\n>c\nGG\nCC\nAA\n>d\nA\n";
+    const std::string job = "cat; echo ==";
+    expect_same_as_gnu_parallel({
+        {{"--pipepart", "-a", numbers, "-k", "--block", "10k", "wc", "-l"}, ""},
+        {{"--pipepart", "-a", numbers, "-k", "-j2", "--block", "-3", "wc", "-l"}, ""},
+        {{"--pipepart", "-a", tsv, "-k", "--header", ":", "--block", "5", job}, ""},
+        {{"--pipepart", "-a", fasta, "-k", "--recstart", ">", "--block", "5", job}, ""},
+        {{"--pipepart", "-a", fasta, "-k", "--recend", "", "--block", "7", job}, ""},
+    });
+    auto r = run_cli({"pipe", "-a", numbers, "--block", "4K", "--", "cat"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, text);
+    // A job that stops reading early (its part over a pipe's 1 MiB) ends its feeding, not the run.
+    std::string big;
+    for (int i = 1; i <= 400000; ++i) big += std::to_string(i) + "\n";
+    std::ofstream(numbers) << big;
+    r = run_cli({"pipe", "-a", numbers, "--block", "4M", "--", "head", "-c", "1"}, "", 30);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "1");
+    for (auto* f : {&numbers, &tsv, &fasta}) ::unlink(f->c_str());
+}
+
+TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
+    PARAFORK_LEAK_CHECK();
+    expect_errors({
+        {{"pipe", "--regexp", "--recstart", "(", "cat"}, 2, "bad --recend/--recstart regexp"},
+        {{"run", "--pipe", "--header", "(", "cat"}, 2, "bad --header regexp"},
+        {{"pipe", "-N", "0", "cat"}, 2, "-N 0"},
+        {{"pipe", "--block", "-3", "cat"}, 2, "for --pipepart only"},
+        {{"pipe", "--block", "0", "cat"}, 2, "size out of range"},
+        {{"run", "--pipepart", "cat"}, 2, "--pipepart takes one seekable file"},
+        {{"run", "--pipepart", "-a", "/dev/null", "-N2", "cat"}, 2, "-N does not work with --pipepart"},
+        {{"run", "--pipe", "-a", "/dev/null", "cat"}, 2, "use --pipepart"},
+        {{"run", "--pipe", "cat", ":::", "a"}, 2, "not with --pipe"},
+        {{"pipe", "-0", "--recend", "x", "cat"}, 2, "not both"},
+        {{"run", "--pipepart", "-a", "/nonexistent/parafork-file", "cat"}, 255, "cannot open"},
+    });
+}
+
+// Invoked through a symlink named `parallel` (the install makes it on request), parafork is
+// `parafork run`: a GNU parallel command line works as it is.
+TEST(cli, invoked_as_parallel_it_is_run) {
+    PARAFORK_LEAK_CHECK();
+    std::string dir = temp_path("as-parallel");
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    std::string link = dir + "/parallel";
+    ASSERT_EQ(::symlink(cli.c_str(), link.c_str()), 0);
+    const std::vector<std::string> args = {"-k", "echo", "{2}{1}", ":::", "a", "b", ":::", "1", "2"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    std::vector<std::string> ours_args = {link, "--will-cite"};
+    ours_args.insert(ours_args.end(), args.begin(), args.end());
+    auto ours = run_program(ours_args, "", 30);
+    EXPECT_EQ(ours.status, 0) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+    EXPECT_EQ(ours.out, "1a\n2a\n1b\n2b\n");
+    auto piped = run_program({link, "--pipe", "-k", "-N2", "wc", "-l"}, "a\nb\nc\n", 30);
+    EXPECT_EQ(piped.status, 0) << piped.err;
+    EXPECT_EQ(piped.out, "2\n1\n");
+    ::unlink(link.c_str());
+    ::rmdir(dir.c_str());
+}
+
+// --timeout N%: a job is stopped once it runs N% of the median runtime of the jobs that
+// succeeded so far; before the first success there is no limit. GNU parallel gives the same.
+TEST(cli_run, timeout_percent_of_the_median_runtime) {
+    PARAFORK_LEAK_CHECK();
+    // The first job (2 s) has no limit; after the second the median is about 0.1 s, so the
+    // 30 s job is stopped after about a second (the whole run is bounded at 20 s).
+    // exec: GNU parallel signals the shell only, and a `sleep` left behind would outlive the test.
+    const std::vector<std::string> args = {"-k", "-j1", "--timeout", "1000%", "echo {}; exec sleep {}",
+                                           ":::", "2", "0.1", "0.1", "0.1", "30"};
+    auto gnu = run_gnu_parallel(args, "", 30);
+    EXPECT_EQ(gnu.status, 1) << gnu.err;
+    EXPECT_EQ(gnu.out, "2\n0.1\n0.1\n0.1\n30\n");
+    std::vector<std::string> ours_args = {"run"};
+    ours_args.insert(ours_args.end(), args.begin(), args.end());
+    auto ours = run_cli(ours_args, "", 20);
+    EXPECT_EQ(ours.status, 1) << ours.err;
+    EXPECT_EQ(ours.out, gnu.out);
+    EXPECT_NE(ours.err.find("timed out"), std::string::npos) << ours.err;
+    // pipe too: the third block's job outlives 1000% of the first two.
+    auto r = run_cli({"pipe", "-j1", "--block", "2", "--timeout", "1000%", "--", "sh", "-c",
+                      "read x; [ \"$x\" = s ] && sleep 30; echo $x"}, "a\nb\ns\n", 20);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.out, "a\nb\n");
+    expect_errors({
+        {{"run", "--timeout", "0%", "echo", ":::", "a"}, 2, "bad --timeout '0%'"},
+        {{"run", "--timeout", "x%", "echo", ":::", "a"}, 2, "bad --timeout 'x%'"},
+        {{"run", "--timeout", "%", "echo", ":::", "a"}, 2, "bad --timeout"},
+        {{"coproc", "--timeout", "200%", "cat"}, 2, "--timeout N% is for run and pipe"},
+    });
+}
+
+// --shuf makes every job, then runs them in a random order: the job numbers follow the new
+// order, every combination runs once, as GNU parallel.
+TEST(cli_run, shuf_runs_every_job_once_in_random_order) {
+    PARAFORK_LEAK_CHECK();
+    std::vector<std::string> args = {"run", "--shuf", "-k", "echo", "{#}", "{}", ":::"};
+    std::vector<std::string> in_order;
+    for (int i = 1; i <= 100; ++i) {
+        args.push_back(std::to_string(i));
+        in_order.push_back(std::to_string(i));
+    }
+    std::vector<std::string> orders[2];
+    for (auto& order : orders) {
+        auto r = run_cli(args, "", 30);
+        ASSERT_EQ(r.status, 0) << r.err;
+        auto lines = split_lines(r.out);
+        ASSERT_EQ(lines.size(), 100u);
+        for (std::size_t i = 0; i < lines.size(); ++i) {
+            auto space = lines[i].find(' ');
+            EXPECT_EQ(lines[i].substr(0, space), std::to_string(i + 1));  // {#}: the order run
+            order.push_back(lines[i].substr(space + 1));
+        }
+        EXPECT_NE(order, in_order);  // 1 chance in 100! to fail
+        auto sorted = order;
+        std::sort(sorted.begin(), sorted.end());
+        auto expected = in_order;
+        std::sort(expected.begin(), expected.end());
+        EXPECT_EQ(sorted, expected);
+    }
+    EXPECT_NE(orders[0], orders[1]);
+    // Several sources and stdin: the same jobs as GNU parallel --shuf, in some order.
+    for (auto& c : std::vector<gnu_case>{{{"--shuf", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
+                                         {{"--shuf", "echo"}, "l1\nl2\nl3\nl4\nl5\n"}}) {
+        std::vector<std::string> ours_args = {"run"};
+        ours_args.insert(ours_args.end(), c.args.begin(), c.args.end());
+        auto ours = run_cli(ours_args, c.input, 30);
+        auto gnu = run_gnu_parallel(c.args, c.input, 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        auto a = split_lines(ours.out), b = split_lines(gnu.out);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        EXPECT_EQ(a, b) << c.args[1];
+    }
+}
+
 // -L N: N input lines per job, as -N; a line ending in a blank goes on with the next.
 TEST(cli_run, lines_per_job_match_gnu_parallel) {
     PARAFORK_LEAK_CHECK();
@@ -1239,7 +1418,81 @@ TEST(cli_run, bar_reports_progress_on_stderr) {
     PARAFORK_LEAK_CHECK();
     auto r = run_cli({"run", "--bar", "--", "true"}, "a\nb\nc\n");
     EXPECT_EQ(r.status, 0);
-    EXPECT_NE(r.err.find("3 done"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("100% 3:0=0s"), std::string::npos) << r.err;
+}
+
+namespace {
+
+// stderr without GNU parallel's complaints about a missing terminal.
+std::string without_tty_noise(const std::string& err) {
+    std::string out;
+    for (std::size_t at = 0; at < err.size();) {
+        auto end = err.find('\n', at);
+        end = end == std::string::npos ? err.size() : end + 1;
+        std::string_view line(err.data() + at, end - at);
+        if (line.find("cannot open /dev/tty") == std::string_view::npos) out += line;
+        at = end;
+    }
+    return out;
+}
+
+// Seconds shown with a fraction ("0.3s", "AVG: 0.33s") made "T": they depend on the machine.
+std::string without_times(std::string s) {
+    static const std::regex seconds("[0-9]+\\.[0-9]+s");
+    return std::regex_replace(s, seconds, "T");
+}
+
+} // namespace
+
+// --progress, --eta and --bar write GNU parallel's status on stderr: its header, a line
+// overwritten as jobs start and finish, and the same last line.
+TEST(cli_run, progress_eta_and_bar_match_gnu_parallel) {
+    PARAFORK_LEAK_CHECK();
+    struct progress_case {
+        const char* option;
+        std::vector<std::string> midway;  // what ours shows while job 2 of 3 runs
+    };
+    for (auto& c : std::vector<progress_case>{
+             {"--progress", {"\rlocal:1/1/100%/"}},
+             {"--eta", {"\rETA: ", "Left: 2 AVG: ", "  local:1/1/100%/"}},
+             {"--bar", {"\033[7m33% 1:2="}},
+         }) {
+        std::vector<std::string> args = {"-j1", "-k", c.option, ": {}; sleep 0.3", ":::", "a", "b", "c"};
+        auto gnu = run_gnu_parallel(args, "", 30);
+        args.insert(args.begin(), "run");
+        auto ours = run_cli(args, "", 30);
+        ASSERT_EQ(gnu.status, 0) << gnu.err;
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        std::string gnu_err = without_tty_noise(gnu.err), our_err = ours.err;
+        // The last status: after the last "\r" (the bar, which holds single ones, after "\r\r").
+        const char* last = std::string(c.option) == "--bar" ? "\r\r" : "\r";
+        ASSERT_NE(gnu_err.rfind(last), std::string::npos) << gnu_err;
+        ASSERT_NE(our_err.rfind(last), std::string::npos) << our_err;
+        EXPECT_EQ(without_times(our_err.substr(our_err.rfind(last))), without_times(gnu_err.substr(gnu_err.rfind(last))))
+            << c.option;
+        if (std::string(c.option) != "--bar") {
+            std::string header = "\nComputers / CPU cores / Max jobs to run\n1:local / ";
+            auto at = gnu_err.find(header);
+            ASSERT_NE(at, std::string::npos) << gnu_err;
+            header = gnu_err.substr(at, gnu_err.find('\n', at + header.size()) + 1 - at);  // with its CPUs and -j
+            EXPECT_EQ(our_err.substr(0, header.size()), header) << c.option;
+            EXPECT_NE(our_err.find("\nComputer:jobs running/jobs completed/%of started jobs/Average seconds to complete\n"),
+                      std::string::npos)
+                << our_err;
+        } else {
+            EXPECT_EQ(our_err.find("Computers"), std::string::npos) << our_err;
+        }
+        for (auto& m : c.midway) EXPECT_NE(our_err.find(m), std::string::npos) << c.option << ": " << our_err;
+        EXPECT_EQ(ours.out, gnu.out);
+    }
+    // pipe counts blocks, coproc records.
+    auto r = run_cli({"pipe", "--progress", "--block", "2", "cat"}, "a\nb\n", 30);
+    EXPECT_EQ(r.out, "a\nb\n");
+    EXPECT_NE(r.err.find("\rlocal:0/2/100%/"), std::string::npos) << r.err;
+    r = run_cli({"coproc", "-j1", "--eta", "cat"}, "a\nb\nc\n", 30);
+    EXPECT_EQ(r.out, "a\nb\nc\n");
+    EXPECT_NE(r.err.find("Left: 0 AVG: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("local:0/3/100%/"), std::string::npos) << r.err;
 }
 
 TEST(cli, usage_errors_and_help) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <poll.h>
+#include <random>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
@@ -16,6 +17,10 @@ namespace parafork::cli {
 namespace {
 
 constexpr std::string_view blanks = " \t\n\r\f\v";
+
+// The options that need every job made before the first starts: --shuf, and the number of
+// jobs for --halt N%, --eta and --bar.
+bool reads_all_first(const settings& s) { return s.shuffle || s.halt.percent || s.eta || s.bar; }
 
 // One value as the job's arguments: cut at every --colsep match (empty fields kept; a match
 // of nothing cuts nothing), each piece trimmed as --trim says.
@@ -168,7 +173,7 @@ arg_source::arg_source(const settings& s) : s_(s) {
     for (std::size_t i = 0; i < sources.size(); ++i) {
         std::deque<std::string> values;
         // --halt N% needs the number of jobs: everything is read first then.
-        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1)) && !s.halt.percent) {
+        if (i == 0 && sources[0].path && !(sources.size() > 1 && joins_previous(1)) && !reads_all_first(s)) {
             stream_.emplace(*sources[0].path, in);
             if (in.header) stream_->read_until(streamed_, 1);
             take_header(streamed_);
@@ -200,6 +205,13 @@ arg_source::arg_source(const settings& s) : s_(s) {
     odometer_.assign(groups_.size(), 0);
     for (std::size_t k = stream_ ? 0 : 1; k < groups_.size(); ++k)
         if (groups_[k].rows() == 0) empty_ = true;
+    if (s.shuffle) {  // every combination made, then shuffled (GNU parallel's --shuf)
+        std::vector<job_args> rows;
+        for (job_args row; next_row(row);) rows.push_back(std::move(row));
+        std::mt19937_64 random{std::random_device{}()};
+        std::shuffle(rows.begin(), rows.end(), random);
+        shuffled_.emplace(std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+    }
     template_ = std::make_unique<command_template>(
         s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
     if (s.tagstring)
@@ -232,6 +244,7 @@ bool arg_source::next_first_row() {
 }
 
 bool arg_source::rows_exhausted() const {
+    if (shuffled_) return shuffled_->empty();
     if (empty_) return true;
     if (first_) return false;
     if (stream_) return stream_->eof() && streamed_.empty();
@@ -241,6 +254,7 @@ bool arg_source::rows_exhausted() const {
 bool arg_source::exhausted() const { return rows_exhausted() && batch_.empty() && !held_; }
 
 std::size_t arg_source::rows_left() const {
+    if (shuffled_) return shuffled_->size();
     if (empty_) return 0;
     std::size_t n = stream_ ? streamed_.size() : groups_.empty() ? 0 : groups_[0].rows();
     for (std::size_t k = stream_ ? 0 : 1; k < groups_.size(); ++k) n *= groups_[k].rows();
@@ -248,6 +262,12 @@ std::size_t arg_source::rows_left() const {
 }
 
 bool arg_source::next_row(job_args& out) {
+    if (shuffled_) {
+        if (shuffled_->empty()) return false;
+        out = std::move(shuffled_->front());
+        shuffled_->pop_front();
+        return true;
+    }
     if (empty_ || (!first_ && !next_first_row())) return false;
     out = *first_;
     const std::size_t later = stream_ ? 0 : 1;  // the groups combined with each first row
@@ -322,6 +342,7 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
             for (char c : args[k]) spec.results_dir += c == '/' ? "\\_" : c == '\\' ? "\\\\" : std::string(1, c);
         }
     }
+    spec.values = shown;
     if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
     bool lines = stream_ && groups_.empty() && s_.input.delimiter == "\n" && !s_.input.colsep;
     spec.what = (lines ? "line " : "record ") + std::to_string(seq) + " '" + shown + "'";

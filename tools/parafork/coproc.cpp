@@ -69,7 +69,7 @@ private:
 class coproc_run {
 public:
     explicit coproc_run(const settings& s)
-        : s_(s), bar_(s.bar),
+        : s_(s), bar_(s),
           pool_(kid_cmd(s.command), framing_for(s.record_sep), pool_options(s)) {}
 
     int run() {
@@ -214,6 +214,7 @@ private:
     void send(std::string_view record) {
         pending_.add(record);
         pool_.send(record);
+        ++sent_;
         // Bounded memory: past the window, wait for answers before reading more.
         while (pending_.size() >= 4096 * std::size_t{s_.jobs} || pending_.bytes() >= (std::size_t{4} << 20) * s_.jobs) {
             flush_out();
@@ -257,14 +258,15 @@ private:
         }
     }
 
-    progress_state progress() const { return {answered_, 0, s_.jobs, bytes_in_, std::nullopt}; }
+    // A record is a job: sent is started, answered is completed.
+    progress_state progress() const { return {sent_, sent_ - answered_, answered_, std::nullopt, {}}; }
 
     const settings& s_;
     progress_bar bar_;
     proc_pool pool_;
     pending_records pending_;
     std::string out_;
-    std::size_t answered_ = 0, bytes_in_ = 0;
+    std::size_t answered_ = 0, bytes_in_ = 0, sent_ = 0;
     std::size_t written_ = 0;  // answers written to stdout
     bool closing_ = false;     // the copies' input is closed: a copy exiting now exits normally
 };

@@ -57,6 +57,9 @@ struct job {
     } streams[2];
     std::size_t sent = 0, received = 0;
     sys::unique_fd input;                        // its stdin, kept for --retries
+    std::optional<job_spec::feed_spec> feed;     // --pipepart: its part of the file
+    sys::unique_fd feed_pipe;                    // the write end of its stdin, while feeding
+    std::size_t fed = 0;                         // bytes of the head and part written
     unsigned attempts = 1;
     std::size_t slot = 0;                        // while running
     clock::time_point started{};
@@ -80,7 +83,7 @@ struct job {
 class engine {
 public:
     engine(job_source& src, const settings& s, const engine_options& o)
-        : src_(src), s_(s), o_(o), bar_(s.bar),
+        : src_(src), s_(s), o_(o), bar_(s),
           max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
         bool resuming = s.resume || s.resume_failed;
         if (resuming) skip_ = jobs_done(s.joblog, s.resume_failed);
@@ -155,6 +158,10 @@ private:
                 if (!j->running()) continue;
                 fds.push_back({j->pidfd.get(), POLLIN, 0});
                 polled.emplace_back(j.get(), -1);
+                if (j->feed_pipe) {
+                    fds.push_back({j->feed_pipe.get(), POLLOUT, 0});
+                    polled.emplace_back(j.get(), 2);
+                }
                 for (int k = 0; k < 2; ++k)
                     if (j->streams[k].pipe) {
                         fds.push_back({j->streams[k].pipe.get(), POLLIN, 0});
@@ -166,7 +173,7 @@ private:
                 (!wake || next_start_ < *wake))
                 wake = next_start_;
             int timeout_ms = -1;
-            if (s_.bar) timeout_ms = 200;
+            if (s_.bar || s_.progress || s_.eta) timeout_ms = 200;
             if (wake) {
                 auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - clock::now()).count();
                 left = std::max<long>(left, 0);
@@ -182,7 +189,10 @@ private:
             if (want_input && fds[1].revents) src_.read_input();
             // Output first: a job's last lines are read before it is reaped.
             for (std::size_t i = first_job; i < fds.size(); ++i)
-                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k >= 0) read_stream(*j, k);
+                if (auto [j, k] = polled[i - first_job]; fds[i].revents && k >= 0) {
+                    if (k == 2) pump_feed(*j);
+                    else read_stream(*j, k);
+                }
             for (std::size_t i = first_job; i < fds.size(); ++i)
                 if (auto [j, k] = polled[i - first_job]; fds[i].revents && k < 0) reap(*j);
             enforce_deadlines();
@@ -214,6 +224,8 @@ private:
         j->tag = std::move(spec.tag);
         j->shown = std::move(spec.shown);
         j->results_dir = std::move(spec.results_dir);
+        j->feed = std::move(spec.feed);
+        newest_ = std::move(spec.values);
         if (s_.dry_run) {  // the command is shown, as its output, and not run
             j->out = sys::make_memfd("parafork-out", 0);
             std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
@@ -257,13 +269,70 @@ private:
 
     // Starts j's process, with the pipes' write ends as its output under --line-buffer.
     void launch(job& j, const sys::unique_fd& input, sys::unique_fd (&write_ends)[2]) {
-        launch_fds fds{input ? input.get() : devnull_.get(), s_.line_buffer ? write_ends[0].get() : j.out.get(),
-                       s_.line_buffer ? write_ends[1].get() : j.err.get()};
+        sys::unique_fd feed_read;  // closed here once the job has it: its reader going away is EPIPE
+        if (j.feed) {
+            auto p = sys::make_pipe();
+            feed_read = std::move(p.read);
+            j.feed_pipe = std::move(p.write);
+            sys::set_nonblocking(j.feed_pipe.get());
+            ::fcntl(j.feed_pipe.get(), F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; best effort
+            j.fed = 0;
+        }
+        launch_fds fds{feed_read ? feed_read.get() : input ? input.get() : devnull_.get(),
+                       s_.line_buffer ? write_ends[0].get() : j.out.get(), s_.line_buffer ? write_ends[1].get() : j.err.get()};
         j.proc = sys::child(launcher_.start(j.argv, fds));
         j.pidfd = sys::open_pidfd(j.proc.pid());
         if (!j.pidfd) sys::throw_errno("pidfd_open");
+        pump_feed(j);
         j.deadline.reset();
         if (s_.timeout.count() > 0) j.deadline = clock::now() + s_.timeout;
+        else if (percent_timeout_) j.deadline = j.started + *percent_timeout_;
+    }
+
+    // --timeout N%: the limit is N% of the median runtime of the jobs that succeeded (the last
+    // 999 of them, so memory stays bounded); none before the first success, as GNU parallel.
+    void note_success_runtime(clock::duration runtime) {
+        if (runtimes_.size() < 999) runtimes_.push_back(runtime);
+        else runtimes_[runtimes_next_++ % 999] = runtime;
+        sorted_ = runtimes_;
+        auto mid = sorted_.begin() + static_cast<std::ptrdiff_t>((sorted_.size() - 1) / 2);
+        std::nth_element(sorted_.begin(), mid, sorted_.end());
+        percent_timeout_ = std::chrono::duration_cast<clock::duration>(*mid * (s_.timeout_percent / 100));
+        for (auto& r : flight_)
+            if (r->running() && !r->term_sent && r->proc.pid() > 0) r->deadline = r->started + *percent_timeout_;
+    }
+
+    // --pipepart: fills the job's stdin pipe with its head and then its part of the file,
+    // spliced from the page cache (no copy through our memory), until the pipe is full; the
+    // poll loop calls again when it has room. A job that closed its stdin ends the feeding.
+    void pump_feed(job& j) {
+        if (!j.feed_pipe) return;
+        const auto& f = *j.feed;
+        const int pipe = j.feed_pipe.get();
+        while (j.fed < f.head.size()) {
+            long n = ::write(pipe, f.head.data() + j.fed, f.head.size() - j.fed);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            if (n < 0 && errno == EPIPE) return j.feed_pipe.reset();
+            if (n < 0) sys::throw_errno("write job input");
+            j.fed += static_cast<std::size_t>(n);
+        }
+        while (j.fed < f.head.size() + f.length) {
+            std::size_t done = j.fed - f.head.size();
+            loff_t from = static_cast<loff_t>(f.offset + done);
+            long n = ::splice(f.fd, &from, pipe, nullptr, std::min<std::size_t>(f.length - done, 1 << 20),
+                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                j.fed += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n == 0) break;  // the file got shorter
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            if (errno == EPIPE) break;
+            sys::throw_errno("splice job input");
+        }
+        j.feed_pipe.reset();  // EOF for the job
     }
 
     // --retries: a failed job runs again in its place, its output so far dropped (held output
@@ -306,6 +375,7 @@ private:
             j.streams[k].pipe.reset();
         }
         j.pidfd.reset();
+        j.feed_pipe.reset();
         if ((!st->ok() || j.timed_out) && retry(j)) return;
         j.status = *st;
         stopped_running(j);
@@ -329,6 +399,7 @@ private:
             }
         } else {
             ++succeeded_;
+            if (s_.timeout_percent > 0 && !s_.dry_run) note_success_runtime(clock::now() - j.started);
         }
         check_halt(j);
     }
@@ -506,7 +577,11 @@ private:
     }
 
     progress_state progress() const {
-        return {finished_, failed_, running_, src_.bytes_read(), src_.bytes_total()};
+        std::optional<std::size_t> total = src_.jobs_total();
+        // pipe reading a regular file: the blocks to come, judged by the bytes left.
+        if (auto bytes = src_.bytes_total(); !total && bytes && src_.bytes_read() > 0 && src_.exhausted() == false)
+            total = std::max(taken_, std::size_t(double(taken_) * double(*bytes) / double(src_.bytes_read())));
+        return {started_, running_, finished_, total, newest_};
     }
     void finish_bar() { bar_.finish(progress()); }
 
@@ -526,8 +601,12 @@ private:
     std::optional<std::size_t> total_;         // jobs in the run, for --halt N%
     std::optional<int> halt_status_;           // the exit status --halt's rule gives
     clock::time_point next_start_{};           // --delay
+    std::vector<clock::duration> runtimes_, sorted_;  // --timeout N%: successful jobs' runtimes
+    std::size_t runtimes_next_ = 0;
+    std::optional<clock::duration> percent_timeout_;
     bool halting_ = false;
     std::string first_failure_what_, first_failure_reason_;
+    std::string newest_;                       // the values of the newest job started (--bar)
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run
 };
 

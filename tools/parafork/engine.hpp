@@ -21,8 +21,17 @@ struct job_spec {
     std::size_t input_bytes = 0;
     std::string what;            // names the record in messages ("block 3 (bytes 0-1048575)")
     std::string tag;             // put before each line of its output (--tag, --tagstring)
+    std::string values;          // its values, joined by spaces (--bar)
     std::string shown;           // the command as a shell would read it (--dry-run); empty: argv joined
     std::string results_dir;     // --results: its output goes to files here instead
+    // --pipepart: the job's stdin is a pipe the engine fills with `head`, then bytes
+    // [offset, offset + length) of the file `fd` (owned by the source, open for the run).
+    struct feed_spec {
+        int fd = -1;
+        std::size_t offset = 0, length = 0;
+        std::string head;
+    };
+    std::optional<feed_spec> feed;
 };
 
 // Where jobs come from. The engine polls input_fd() while wants_input() and calls

@@ -3,6 +3,7 @@
 
 #include "modes.hpp"
 #include "settings.hpp"
+#include "splitter.hpp"
 
 #include <parafork/error.hpp>
 #include <parafork/exec/core/options.hpp>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -58,7 +60,7 @@ struct cli_args {
     std::string jobs, timeout, halt, joblog, block = "1M", record_sep, delay;
     bool resume = false, resume_failed = false;
     unsigned retries = 0;
-    bool bar = false, keep_order = false, unordered = false, null_sep = false;
+    bool bar = false, progress = false, eta = false, keep_order = false, unordered = false, null_sep = false;
     // run's input sources
     std::vector<std::string> arg_files;
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
@@ -67,10 +69,27 @@ struct cli_args {
     long max_replace = -1, max_args = -1, max_lines = -1;  // -N, -n, -L; -1: not given
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
+    bool shuf = false;
     bool tag = false, line_buffer = false, group = false, dry_run = false;
     std::optional<std::string> tagstring;
     std::string results;
+    // pipe mode (pipe, or run --pipe / --pipepart)
+    bool pipe = false, pipepart = false, regexp = false;
+    std::optional<std::string> recend, recstart;
 };
+
+// Pipe mode's own options, on `pipe` and (GNU parallel's --pipe, --pipepart) on `run`.
+void add_pipe_options(CLI::App* sub, cli_args& a) {
+    sub->add_option("--block,--block-size", a.block,
+                    "Block size: 1M (the default), 64K, 16M (K M G binary, k m g decimal); --pipepart: -N is N "
+                    "blocks per job slot");
+    sub->add_option("--recend", a.recend, "A record ends with STR (default \\n; \\n \\t \\0 decoded)")->type_name("STR");
+    sub->add_option("--recstart", a.recstart, "A record starts with STR; blocks are cut between --recend and --recstart")
+        ->type_name("STR");
+    sub->add_flag("--regexp", a.regexp, "--recend and --recstart are regexps (ECMAScript)");
+    sub->add_flag("--pipepart,--pipe-part", a.pipepart,
+                  "With -a FILE: give each job a part of FILE, found by offset (the file is never read through)");
+}
 
 // run's options that take a string, GNU parallel's spelling.
 void add_run_options(CLI::App* run, cli_args& a) {
@@ -103,6 +122,7 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
     run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
+    run->add_flag("--shuf", a.shuf, "Make every job first (all input read), then run them in random order");
     run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
     run->add_option("--tagstring", a.tagstring, "Put STR (replacement strings filled in) and a tab before each line")
         ->type_name("STR");
@@ -182,16 +202,61 @@ input_settings input_from(const cli_args& a, std::vector<std::string>& command) 
     return in;
 }
 
+// Pipe mode's settings: where blocks end, the header, records per job, --pipepart's file.
+pipe_settings pipe_from(const cli_args& a, bool pipe_command) {
+    pipe_settings p;
+    char sep = a.null_sep ? '\0' : !a.record_sep.empty() ? parse_separator(a.record_sep) : '\n';
+    p.regexp = a.regexp;
+    auto decoded = [&](const std::string& text) { return a.regexp ? text : decode_escapes(text); };
+    // As GNU parallel: --recstart alone leaves no record end, and -0/--record-sep are --recend.
+    p.recend = a.recend ? decoded(*a.recend) : a.recstart ? std::string() : std::string(1, sep);
+    if (a.recstart) p.recstart = decoded(*a.recstart);
+    if ((a.recend || a.recstart) && (a.null_sep || !a.record_sep.empty()))
+        throw std::invalid_argument("give --recend/--recstart or -0/--record-sep, not both");
+    splitter(p.recend, p.recstart, p.regexp);  // a bad regexp is a usage error, found now
+    if (!a.header.empty()) {
+        p.header = a.header;
+        if (a.header.find_first_not_of("0123456789") != std::string::npos && a.header != ":") {
+            try {
+                std::regex(a.header, std::regex::ECMAScript);
+            } catch (const std::regex_error& e) {
+                throw std::invalid_argument("bad --header regexp '" + a.header + "': " + e.what());
+            }
+        }
+    }
+    if (a.max_replace == 0) throw std::invalid_argument("-N 0: a job takes at least one record");
+    if (a.max_replace > 0) p.records = std::size_t(a.max_replace);
+    bool part = a.pipepart || (pipe_command && !a.arg_files.empty());
+    if (part) {
+        if (a.arg_files.size() != 1 || a.arg_files[0] == "-")
+            throw std::invalid_argument("--pipepart takes one seekable file, given with -a FILE");
+        if (p.records) throw std::invalid_argument("-N does not work with --pipepart (use --block)");
+        p.part_file = a.arg_files[0];
+    } else if (!a.arg_files.empty()) {
+        throw std::invalid_argument("-a FILE with --pipe: use --pipepart, or give the file on stdin");
+    }
+    if (!a.block.empty() && a.block[0] == '-') {
+        if (!part) throw std::invalid_argument("a negative --block (blocks per job slot) is for --pipepart only");
+        p.blocks_per_slot = parse_size(std::string_view(a.block).substr(1));
+    }
+    return p;
+}
+
 void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
     sub->add_option("-j,--jobs", a.jobs,
                     "Jobs in parallel: N, +N or -N (more or fewer than the default), N% (of the default); "
                     "default: PARAFORK_JOBS, PP_JOBS, or the CPUs")
         ->type_name("N");
-    sub->add_option("--timeout", a.timeout, "Per-job time limit: 10, 1.5s, 250ms, 2m (SIGTERM, then SIGKILL)");
+    sub->add_option("--timeout", a.timeout,
+                    "Per-job time limit: 10, 1.5s, 250ms, 2m, or N% of the median runtime of the jobs that "
+                    "succeeded so far (SIGTERM, then SIGKILL)")
+        ->type_name("DURATION");
     sub->add_option("--halt,--halt-on-error", a.halt,
                     "When to stop: now or soon (on the first failure), or now|soon,fail|success|done=N[%]")
         ->type_name("WHEN");
-    sub->add_flag("--bar", a.bar, "Progress on stderr");
+    sub->add_flag("--bar", a.bar, "GNU parallel's progress bar on stderr (run reads all input first)");
+    sub->add_flag("--progress", a.progress, "GNU parallel's progress line on stderr");
+    sub->add_flag("--eta", a.eta, "--progress with the estimated time left (run reads all input first)");
     sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
     sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
     sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
@@ -212,6 +277,19 @@ void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Invoked as `parallel` (the symlink the install makes on request), the command line is
+    // GNU parallel's: `parallel ARGS` is `parafork run ARGS`.
+    std::vector<char*> args(argv, argv + argc);
+    if (argc > 0) {
+        std::string_view self = argv[0];
+        if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
+        if (self == "parallel") {
+            static char run_word[] = "run";
+            args.insert(args.begin() + 1, run_word);
+            argc = static_cast<int>(args.size());
+            argv = args.data();
+        }
+    }
     // Everything after the first "--" is the command, given to it untouched.
     std::vector<std::string> command;
     int own_argc = argc;
@@ -231,10 +309,20 @@ int main(int argc, char** argv) {
     auto* pipe = app.add_subcommand(
         "pipe", "Cut stdin into blocks at record boundaries and run a fresh CMD on each block (GNU parallel --pipe)");
     add_common(pipe, a, true);
-    pipe->add_option("--block", a.block, "Block size: 1M (the default), 64K, 16M ...");
+    add_pipe_options(pipe, a);
+    pipe->add_option("-N,--max-replace-args", a.max_replace, "N records per job (--block is then ignored)")->type_name("N");
+    pipe->add_option("--header", a.header, "A header matched at the start (a regexp; ':' is one line; N: N lines), put before each block")
+        ->type_name("REGEXP");
+    pipe->add_option("-a,--arg-file", a.arg_files, "Cut FILE (seekable) by offset instead of reading stdin: --pipepart")
+        ->allow_extra_args(false)
+        ->type_name("FILE");
     auto* run = app.add_subcommand("run", "Run CMD once per input line with {} replaced by the line (or appended)");
     add_common(run, a, false);
     add_run_options(run, a);
+    add_pipe_options(run, a);
+    run->add_flag("--pipe,--spreadstdin", a.pipe, "Pipe mode, as parafork pipe: cut stdin into blocks, a job per block");
+    bool will_cite = false;
+    run->add_flag("--will-cite", will_cite, "Accepted and ignored (GNU parallel's)");
     run->footer(std::string(replacement_help) + examples);
     auto* coproc = app.add_subcommand(
         "coproc", "N persistent copies of CMD; each record goes to one copy, which answers exactly one record");
@@ -281,9 +369,16 @@ int main(int argc, char** argv) {
     settings s;
     try {
         // run: "CMD ARGS ::: A B :::: FILE" takes its records from the command line, as GNU parallel.
-        if (sub == run) s.input = input_from(a, command);
+        const bool pipe_mode = sub == pipe || a.pipe || a.pipepart;
+        if (pipe_mode) {
+            s.pipe = pipe_from(a, sub == pipe);
+            if (!take_input_sources(command, a.arg_sep, a.arg_file_sep).empty())
+                throw std::invalid_argument("::: and :::: input sources are for run only, and not with --pipe");
+        } else if (sub == run) {
+            s.input = input_from(a, command);
+            s.batch = batching_from(a);
+        }
         s.names = a.names;
-        if (sub == run) s.batch = batching_from(a);
         s.no_shell = a.quote;
         if (a.line_buffer && a.group) throw std::invalid_argument("--line-buffer and --group contradict each other");
         s.tag = a.tag;
@@ -296,16 +391,21 @@ int main(int argc, char** argv) {
         while (s.results.size() > 1 && s.results.back() == '/') s.results.pop_back();
         for (auto& name : s.names.text)
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
-        else if (!take_input_sources(command, ":::", "::::").empty())
+        if (sub == coproc && !take_input_sources(command, ":::", "::::").empty())
             throw std::invalid_argument("::: and :::: input sources are for run only");
         if (command.empty()) throw std::invalid_argument("no command before the input sources");
         s.command = std::move(command);
         s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
-        if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
+        if (!a.timeout.empty() && a.timeout.back() == '%') s.timeout_percent = parse_percent(a.timeout, "--timeout");
+        else if (!a.timeout.empty()) s.timeout = parse_duration(a.timeout);
+        s.shuffle = a.shuf;
+        if (sub == coproc && s.timeout_percent > 0) throw std::invalid_argument("--timeout N% is for run and pipe");
         if (!a.halt.empty()) s.halt = parse_halt(a.halt);
         if (!a.delay.empty()) s.delay = parse_duration(a.delay);
         s.retries = a.retries;
         s.bar = a.bar;
+        s.progress = a.progress;
+        s.eta = a.eta;
         s.joblog = a.joblog;
         s.resume = a.resume;
         s.resume_failed = a.resume_failed;
@@ -314,14 +414,14 @@ int main(int argc, char** argv) {
         if (a.null_sep && !a.record_sep.empty()) throw std::invalid_argument("--null and --record-sep contradict each other");
         if (a.null_sep) s.record_sep = '\0';
         else if (!a.record_sep.empty()) s.record_sep = parse_separator(a.record_sep);
-        s.block_size = parse_size(a.block);
+        if (a.block.empty() || a.block[0] != '-') s.block_size = parse_size(a.block);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "parafork %s: %s\n", sub->get_name().c_str(), e.what());
         return exit_usage;
     }
 
     try {
-        if (sub == pipe) return run_pipe(s);
+        if (sub == pipe || a.pipe || a.pipepart) return run_pipe(s);
         if (sub == run) return run_each(s);
         return run_coproc(s);
     } catch (const usage_error& e) {

@@ -7,6 +7,10 @@
 namespace parafork::cli {
 
 int run_pipe(const settings& s) {
+    if (!s.pipe.part_file.empty()) {
+        part_source src(s);
+        return run_jobs(src, s, {.spawn_failure_is_fatal = true});
+    }
     block_source src(s);
     return run_jobs(src, s, {.spawn_failure_is_fatal = true});
 }

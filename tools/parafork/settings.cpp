@@ -62,10 +62,24 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     else if (rest == "ms") scale = 1;
     else if (rest == "m") scale = 60'000;
     else if (rest == "h") scale = 3'600'000;
+    else if (rest == "d") scale = 86'400'000;
     else throw std::invalid_argument("not a duration: '" + std::string(text) + "' (use 10, 1.5s, 250ms, 2m, 1h)");
     double ms = std::ceil(v * scale);
     if (ms > 1e15) throw std::invalid_argument("duration too long: '" + std::string(text) + "'");
     return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+double parse_percent(std::string_view text, const char* option) {
+    std::string_view rest = text;
+    double v = 0;
+    try {
+        v = take_number(rest, "percentage");
+    } catch (const std::invalid_argument&) {
+        rest = "?";
+    }
+    if (rest != "%" || v <= 0 || v > 1e9)
+        throw std::invalid_argument(std::string("bad ") + option + " '" + std::string(text) + "' (use a percentage like 200%)");
+    return v;
 }
 
 std::size_t parse_size(std::string_view text) {
@@ -73,19 +87,18 @@ std::size_t parse_size(std::string_view text) {
     double v = take_number(rest, "size");
     double scale = 1;
     if (!rest.empty()) {
-        switch (rest.front() | 0x20) {
-            case 'k': scale = 0x1p10; break;
-            case 'm': scale = 0x1p20; break;
-            case 'g': scale = 0x1p30; break;
-            case 'b': scale = 1; break;
-            default: throw std::invalid_argument("not a size: '" + std::string(text) + "' (use 4096, 64K, 1M, 1G)");
+        static constexpr std::string_view units = "kmgt";
+        auto unit = units.find(char(rest.front() | 0x20));
+        if (unit != std::string_view::npos) {
+            bool binary = rest.front() >= 'A' && rest.front() <= 'Z';  // GNU parallel: K is 1024, k 1000
+            scale = std::pow(binary ? 1024.0 : 1000.0, double(unit + 1));
+            rest.remove_prefix(1);
         }
-        if ((rest.front() | 0x20) != 'b') rest.remove_prefix(1);
         if (!rest.empty() && !iequals(rest, "ib") && !iequals(rest, "b"))
             throw std::invalid_argument("not a size: '" + std::string(text) + "' (use 4096, 64K, 1M, 1G)");
     }
     double bytes = std::floor(v * scale);
-    if (bytes < 1 || bytes > 0x1p40) throw std::invalid_argument("size out of range: '" + std::string(text) + "'");
+    if (bytes < 1 || bytes > 0x1p44) throw std::invalid_argument("size out of range: '" + std::string(text) + "'");
     return static_cast<std::size_t>(bytes);
 }
 

@@ -68,24 +68,38 @@ struct input_settings {
     bool continue_lines = false;        // -L: a value ending in a blank goes on with the next
 };
 
+// How pipe mode cuts its input (GNU parallel's --pipe and --pipepart).
+struct pipe_settings {
+    std::string recend = "\n", recstart;  // a block ends between the two
+    bool regexp = false;                   // --regexp: they are regexps (ECMAScript)
+    std::optional<std::string> header;     // --header: a regexp matched at the start, or a line count
+    std::size_t records = 0;               // -N: records per job (0: --block decides)
+    std::string part_file;                 // --pipepart -a FILE: parts of it by offset, never read by us
+    std::size_t blocks_per_slot = 0;       // --pipepart --block -N: N parts per job slot
+};
+
 struct settings {
     unsigned jobs = 0;                           // resolved (>= 1) before a mode runs
     bool ordered = true;                         // outputs in input order
     std::chrono::milliseconds timeout{};         // per job; 0 = none
+    double timeout_percent = 0;                  // --timeout N%: of the median successful runtime
     std::chrono::milliseconds grace{200};        // SIGTERM to SIGKILL
     halt_settings halt;
-    bool bar = false;                            // progress on stderr
+    bool bar = false;                            // --bar: GNU parallel's progress bar on stderr
+    bool progress = false, eta = false;          // --progress, --eta: its status line
     std::string joblog;                          // path, empty = none
     bool resume = false, resume_failed = false;  // skip the jobs --joblog shows done (succeeded)
     unsigned retries = 0;                        // attempts per job (0 and 1: one)
     std::chrono::milliseconds delay{};           // between two job starts
     char record_sep = '\n';
     std::size_t block_size = std::size_t{1} << 20;  // pipe mode
+    pipe_settings pipe;
     std::vector<std::string> command;            // CMD ARGS...
     input_settings input;                        // run
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
     batching batch;                              // run: -N, -n, -m, -X, --xargs
     bool no_shell = false;                       // run -q: the command is never a shell string
+    bool shuffle = false;                        // run --shuf: every job made first, run in random order
     // run's output: --tag, --tagstring (with replacement strings), --line-buffer, --dry-run
     bool tag = false;
     std::optional<std::string> tagstring;
@@ -98,9 +112,12 @@ struct settings {
 // ":::: file1 file2", "::::+ file" (the separators as --arg-sep and --arg-file-sep spell them).
 std::vector<input_source> take_input_sources(std::vector<std::string>& command, const std::string& arg_sep,
                                              const std::string& arg_file_sep);
-// "10" (seconds), "1.5s", "250ms", "2m", "1h". Throws std::invalid_argument.
+// "10" (seconds), "1.5s", "250ms", "2m", "1h", "1d". Throws std::invalid_argument.
 std::chrono::milliseconds parse_duration(std::string_view text);
-// "1048576", "64K", "1M", "1.5M", "1G" (binary multiples, case-insensitive, optional "iB"/"B").
+// "200%" for `option`: a positive percentage. Throws std::invalid_argument.
+double parse_percent(std::string_view text, const char* option);
+// "1048576", "64K", "1M", "1.5M", "1G" as GNU parallel: K M G T binary, k m g t decimal;
+// an optional "B" or "iB".
 std::size_t parse_size(std::string_view text);
 // C escapes (\n \t \r \0 \\ \xHH \NNN octal) decoded, as GNU parallel's -d. Throws on a bad one.
 std::string decode_escapes(std::string_view text);

@@ -3,8 +3,10 @@
 // combination (run mode).
 
 #include "engine.hpp"
+#include "splitter.hpp"
 #include "template.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -13,10 +15,11 @@
 
 namespace parafork::cli {
 
-// Reads stdin in big reads and cuts it into blocks of about `block_size` bytes ending at a
-// record separator (a record longer than a block makes a longer block; it is never split).
-// Each block is written to a memfd that becomes the job's stdin, so the job reads it at its
-// own pace with no further work from us.
+// Reads stdin in big reads and cuts it into blocks of about `block_size` bytes ending where a
+// record ends (--recend, --recstart), or of -N records (a record longer than a block makes a
+// longer block; it is never split). Each block, after the --header when there is one, is
+// written to a memfd that becomes the job's stdin, so the job reads it at its own pace with no
+// further work from us.
 class block_source final : public job_source {
 public:
     block_source(const settings& s);
@@ -35,17 +38,50 @@ private:
 
     void cut(bool at_eof);
     void cut_what_is_buffered();
+    bool take_header();  // false: more input is needed first
     void reserve(std::size_t cap);
+    std::size_t enough() const;  // bytes to read before a block is cut
+    std::size_t header_window() const { return std::max<std::size_t>(s_.block_size, 64 * 1024); }
 
     const settings& s_;
+    splitter split_;
+    command_template template_;  // a shell command runs through /bin/sh -c; {#} {%} filled in
+    std::size_t block_;          // the block size, grown past a record longer than it
     std::unique_ptr<char[]> buf_;
     std::size_t cap_ = 0, len_ = 0;
-    std::size_t scanned_ = 0;  // no separator in buf_[0, scanned_)
-    std::size_t total_read_ = 0, offset_ = 0, blocks_ = 0;
+    std::size_t scanned_ = 0;  // no place to cut in buf_[0, scanned_] (block mode)
+    std::size_t records_ = 0;  // -N: records found in buf_[0, scanned_]
+    std::size_t total_read_ = 0, offset_ = 0, blocks_ = 0, taken_ = 0;
     std::optional<std::size_t> total_;
+    std::optional<std::string> header_;  // --header: known once matched
     bool regular_file_ = false;
     bool eof_ = false;
     std::deque<job_spec> ready_;
+};
+
+// --pipepart: parts of a seekable file, each from where a record starts after a multiple of
+// the block size, found by reading a little there (GNU parallel's positions). A job's part
+// goes to it through a pipe, spliced from the page cache: the parent never copies it.
+class part_source final : public job_source {
+public:
+    part_source(const settings& s);
+    int input_fd() const override { return -1; }
+    bool wants_input() const override { return false; }
+    void read_input() override {}
+    std::optional<job_spec> take(std::size_t slot) override;
+    bool exhausted() const override { return next_ >= size_; }
+    std::size_t bytes_read() const override { return next_; }
+    std::optional<std::size_t> bytes_total() const override { return size_; }
+
+private:
+    std::size_t boundary_after(std::size_t pos);  // GNU parallel's next split position
+
+    const settings& s_;
+    splitter split_;
+    command_template template_;
+    sys::unique_fd file_;
+    std::size_t size_ = 0, next_ = 0, block_ = 0, parts_ = 0;
+    std::string header_;
 };
 
 // Cuts the records out of one input, a file or stdin ("-"), at the delimiter (-d), a read at a
@@ -110,6 +146,7 @@ private:
     std::size_t next_row_ = 0;             // of groups_[0], when it is read whole
     std::vector<std::size_t> odometer_;    // the row of each later group
     bool empty_ = false;                   // a later group has no values: no combination at all
+    std::optional<std::deque<job_args>> shuffled_;  // --shuf: every row, in the order to run them
     std::unique_ptr<command_template> template_;
     std::unique_ptr<command_template> tag_template_;  // --tagstring
     std::size_t taken_ = 0;
