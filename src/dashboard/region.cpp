@@ -23,7 +23,7 @@ constexpr auto as_u32(pool_state s) { return static_cast<std::uint32_t>(s); }
 void put(char* dst, std::size_t cap, std::string_view s) noexcept {
     std::size_t n = std::min(s.size(), cap - 1);
     while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-    std::memcpy(dst, s.data(), n);
+    if (n > 0) std::memcpy(dst, s.data(), n);  // an empty view's data() may be null
     std::memset(dst + n, 0, cap - n);
 }
 

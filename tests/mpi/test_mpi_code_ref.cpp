@@ -22,9 +22,11 @@ TEST(MPICodeRef, RoundTripsToTheSameAddress) {
 }
 
 TEST(MPICodeRef, CodeInASharedLibraryToo) {
-    const void* fn = reinterpret_cast<const void*>(&::strlen);  // libc: its own build-id
+    // libc's (or, under ASan, the sanitizer runtime's interceptor): a shared object with its
+    // own build-id.
+    const void* fn = reinterpret_cast<const void*>(&::strlen);
     const auto ref = to_code_ref(fn);
-    EXPECT_NE(ref.object.find("libc"), std::string::npos) << ref.object;
+    EXPECT_NE(ref.object.find(".so"), std::string::npos) << ref.object;
     EXPECT_NE(ref.build_id, to_code_ref(reinterpret_cast<const void*>(&some_function)).build_id);
     EXPECT_EQ(from_code_ref(ref), fn);
 }
