@@ -20,7 +20,7 @@ function(parafork_consumer_test name)
     --build-makeprogram ${CMAKE_MAKE_PROGRAM}
     --build-options ${consumer_cmake_args} ${ARGN}
     --test-command parafork_consumer)
-  set_tests_properties(consumer.${name} PROPERTIES LABELS consumer TIMEOUT 300
+  set_tests_properties(consumer.${name} PROPERTIES LABELS consumer TIMEOUT 600
     ENVIRONMENT PARAFORK_JOBS=3)
 endfunction()
 
@@ -44,12 +44,29 @@ if(PARAFORK_INSTALL)
     -DPARAFORK_EXPECTED_PREFIX=${consumer_prefix} -DPARAFORK_EXPECTED_VERSION=${PROJECT_VERSION})
   set_tests_properties(consumer.find_package PROPERTIES FIXTURES_REQUIRED parafork_installed)
 
+  if(TARGET parafork_mpi)
+    # The MPI component of the installed package, run on 2 ranks (segments not in /dev/shm).
+    file(MAKE_DIRECTORY ${consumer_bin}/mpi_segments)
+    add_test(NAME consumer.find_package_mpi COMMAND ${CMAKE_CTEST_COMMAND}
+      --build-and-test ${consumer_src}/mpi ${consumer_bin}/find_package_mpi
+      --build-generator ${CMAKE_GENERATOR}
+      --build-makeprogram ${CMAKE_MAKE_PROGRAM}
+      --build-options ${consumer_cmake_args} "-DCMAKE_EXE_LINKER_FLAGS=${consumer_link_flags}"
+        -DCMAKE_PREFIX_PATH=${consumer_prefix} -DPARAFORK_EXPECTED_PREFIX=${consumer_prefix}
+        -DPARAFORK_EXPECTED_VERSION=${PROJECT_VERSION}
+      --test-command timeout -k 5 120 ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root
+        -np 2 ${consumer_bin}/find_package_mpi/parafork_consumer_mpi)
+    set_tests_properties(consumer.find_package_mpi PROPERTIES LABELS "consumer;mpi" TIMEOUT 600
+      FIXTURES_REQUIRED parafork_installed ENVIRONMENT
+      "PARAFORK_JOBS=2;OMPI_MCA_btl=self,vader,tcp;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMPI_MCA_btl_vader_backing_directory=${consumer_bin}/mpi_segments")
+  endif()
+
   find_program(PARAFORK_PKG_CONFIG pkg-config)
   add_test(NAME consumer.pkg_config COMMAND ${CMAKE_COMMAND}
     -DPREFIX=${consumer_prefix} -DCXX=${CMAKE_CXX_COMPILER} -DSOURCE=${consumer_src}/main.cpp
     -DOUT=${consumer_bin}/pkg_config/parafork_consumer -DEXPECTED_VERSION=${PROJECT_VERSION}
     "-DEXTRA_FLAGS=${consumer_link_flags}" -DPKG_CONFIG=${PARAFORK_PKG_CONFIG}
     -P ${consumer_src}/pkg_config.cmake)
-  set_tests_properties(consumer.pkg_config PROPERTIES LABELS consumer TIMEOUT 300
+  set_tests_properties(consumer.pkg_config PROPERTIES LABELS consumer TIMEOUT 600
     FIXTURES_REQUIRED parafork_installed ENVIRONMENT PARAFORK_JOBS=3)
 endif()

@@ -1,5 +1,5 @@
 # Install rules: the library, its headers, a CMake package (find_package(parafork CONFIG) ->
-# parafork::parafork) and a pkg-config file. Included by the top-level CMakeLists when
+# parafork::parafork; COMPONENTS mpi -> parafork::mpi when it was built) and a pkg-config file. Included by the top-level CMakeLists when
 # PARAFORK_INSTALL is on (the default when parafork is the top-level project).
 include(CMakePackageConfigHelpers)
 
@@ -15,12 +15,25 @@ install(TARGETS parafork EXPORT parafork-targets
 # Header by header (install(DIRECTORY) would also make folders that hold no header yet).
 file(GLOB_RECURSE parafork_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/include
   ${PROJECT_SOURCE_DIR}/include/parafork/*.hpp)
+if(NOT TARGET parafork_mpi)
+  list(FILTER parafork_headers EXCLUDE REGEX "^parafork/mpi/")  # no library behind them
+endif()
 foreach(header ${parafork_headers})
   get_filename_component(dir ${header} DIRECTORY)
   install(FILES ${PROJECT_SOURCE_DIR}/include/${header} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/${dir})
 endforeach()
 
 install(EXPORT parafork-targets NAMESPACE parafork:: DESTINATION ${PARAFORK_CMAKE_DIR})
+# parafork::mpi is the package's optional component `mpi` (find_package(parafork COMPONENTS
+# mpi)): its own export set, so a copy built without MPI installs a package that simply lacks it
+# and the core package never asks its users for MPI.
+if(TARGET parafork_mpi)
+  install(TARGETS parafork_mpi EXPORT parafork-mpi-targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT parafork-mpi-targets NAMESPACE parafork:: DESTINATION ${PARAFORK_CMAKE_DIR})
+endif()
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/parafork-config.cmake.in
   ${PROJECT_BINARY_DIR}/parafork-config.cmake
   INSTALL_DESTINATION ${PARAFORK_CMAKE_DIR})
