@@ -222,6 +222,7 @@ TEST(Map, RemoteErrorsCarryTypeMessageAndIndex) {
         EXPECT_EQ(e.type_name(), "std::out_of_range");
         EXPECT_EQ(e.message(), "thirty-seven");
         EXPECT_EQ(e.task(), std::optional<std::size_t>(37));
+        EXPECT_EQ(e.rank(), -1);
         EXPECT_GT(e.pid(), 0);
     }
 }
@@ -237,6 +238,8 @@ TEST(Map, SegfaultIsWorkerDiedAtItsItem) {
     } catch (const pf::worker_died& e) {
         EXPECT_EQ(e.signal(), SIGSEGV);
         EXPECT_EQ(e.task(), std::optional<std::size_t>(55));
+        EXPECT_EQ(e.rank(), -1);  // ran here, not on an MPI rank
+        EXPECT_EQ(e.host(), "");
     }
 }
 

@@ -45,9 +45,26 @@ private:
     std::vector<std::size_t> tasks_;
 };
 
+// Where a task ran, for calls spread over hosts (parafork::mpi): the MPI rank and its host's
+// name. rank() is -1 and host() empty for work that ran on this host. Set by the executor that
+// threw; what() already names both.
+class ran_at {
+public:
+    int rank() const noexcept { return rank_; }
+    const std::string& host() const noexcept { return host_; }
+    void set_ran_at(int rank, std::string host) {
+        rank_ = rank;
+        host_ = std::move(host);
+    }
+
+private:
+    int rank_ = -1;
+    std::string host_;
+};
+
 // A call did not finish in time (task_timeout, receive_for, ...). For a task killed past
 // task_timeout, pid() is the worker that ran it and task() the task; otherwise -1 and empty.
-class timeout_error : public error {
+class timeout_error : public error, public ran_at {
 public:
     using error::error;
     timeout_error(const std::string& what, pid_t pid, std::optional<std::size_t> task)
@@ -69,7 +86,7 @@ public:
 };
 
 // An exception thrown by user code in a child, re-thrown in the parent.
-class remote_error : public error {
+class remote_error : public error, public ran_at {
 public:
     remote_error(std::string type_name, std::string message, pid_t pid,
                  std::optional<std::size_t> task = std::nullopt);
@@ -86,7 +103,7 @@ private:
 };
 
 // A child that died: killed by a signal, or exited without finishing its work.
-class worker_died : public error {
+class worker_died : public error, public ran_at {
 public:
     // signal > 0: killed by that signal; otherwise exit_code is what it exited with.
     worker_died(pid_t pid, int signal, int exit_code, std::optional<std::size_t> task = std::nullopt,

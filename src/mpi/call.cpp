@@ -20,28 +20,35 @@ using clock = executor::clock;
 
 std::string where(const world& w, int rank) { return "rank " + std::to_string(rank) + " on " + w.host(rank); }
 
-// The local error types, with the rank and host in the message (the types have no field for
-// them): remote_error's message, worker_died's detail, timeout_error's text.
-std::exception_ptr failure_at(const failure_info& f, std::uint64_t index, const std::string& at) {
+template <class Error> std::exception_ptr placed(Error e, const world& w, int rank) {
+    e.set_ran_at(rank, w.host(rank));
+    return std::make_exception_ptr(std::move(e));
+}
+
+// The local error types with rank() and host() set, and both also in the message:
+// remote_error's message, worker_died's detail, timeout_error's text.
+std::exception_ptr failure_at(const failure_info& f, std::uint64_t index, const world& w, int rank) {
     const auto task = static_cast<std::size_t>(index);
+    const std::string at = where(w, rank);
     switch (f.what) {
         case failure_info::kind::remote:
-            return std::make_exception_ptr(remote_error(f.type_name, f.message + " [" + at + "]", f.pid, task));
+            return placed(remote_error(f.type_name, f.message + " [" + at + "]", f.pid, task), w, rank);
         case failure_info::kind::died:
-            return std::make_exception_ptr(worker_died(f.pid, f.signal, f.code, task, at));
+            return placed(worker_died(f.pid, f.signal, f.code, task, at), w, rank);
         case failure_info::kind::timeout:
-            return std::make_exception_ptr(timeout_error(
-                "parafork: task " + std::to_string(index) + " ran past task_timeout on " + at + "; worker " +
-                    std::to_string(f.pid) + " was killed", f.pid, task));
+            return placed(timeout_error("parafork: task " + std::to_string(index) + " ran past task_timeout on " + at +
+                                            "; worker " + std::to_string(f.pid) + " was killed",
+                                        f.pid, task),
+                          w, rank);
     }
     return {};
 }
 
 std::exception_ptr rank_lost(const world& w, int rank, std::uint64_t first_held) {
     const auto& d = w.departed(rank);
-    return std::make_exception_ptr(worker_died(
-        w.pid(rank), d.signal, d.code, static_cast<std::size_t>(first_held),
-        "the program of " + where(w, rank) + " ended during a parafork::mpi call"));
+    return placed(worker_died(w.pid(rank), d.signal, d.code, static_cast<std::size_t>(first_held),
+                              "the program of " + where(w, rank) + " ended during a parafork::mpi call"),
+                  w, rank);
 }
 
 int timeout_ms(std::optional<clock::time_point> wake) {
@@ -53,14 +60,14 @@ int timeout_ms(std::optional<clock::time_point> wake) {
 // Rank 0's local answers, named as rank 0's, counted.
 class root_local_sink final : public parafork::detail::executor_sink {
 public:
-    root_local_sink(call_sink& s, std::string at, std::uint64_t& answered) : s_(s), at_(std::move(at)), answered_(answered) {}
+    root_local_sink(call_sink& s, const world& w, std::uint64_t& answered) : s_(s), w_(w), answered_(answered) {}
     void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
         answered_ += count;
         s_.values(first, count, bytes);
     }
     void on_failure(std::uint64_t index, const failure_info& f) override {
         ++answered_;
-        s_.fail(failure_at(f, index, at_));
+        s_.fail(failure_at(f, index, w_, 0));
     }
     bool on_lent(std::uint64_t index, const parafork::detail::lent_ref& r) override {
         if (!s_.lent(index, r)) return false;
@@ -70,7 +77,7 @@ public:
 
 private:
     call_sink& s_;
-    std::string at_;
+    const world& w_;
     std::uint64_t& answered_;
 };
 
@@ -130,7 +137,7 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
     const std::uint64_t chunk =
         o.chunksize ? o.chunksize
                     : std::clamp<std::uint64_t>(total / (std::uint64_t{jobs} * static_cast<unsigned>(n) * 8), 1, 65536);
-    root_local_sink lsink(sink, where(w, 0), answered);
+    root_local_sink lsink(sink, w, answered);
     std::vector<pollfd> fds;
     world::frame f;
     std::string msg;
@@ -214,7 +221,7 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
                 if ((it->second -= count) == 0) s.held.erase(it);
                 answered += count;
                 if (kind == 'V') sink.values(first, static_cast<std::uint32_t>(count), bytes);
-                else sink.fail(failure_at(fi, first, where(w, fr.peer)));
+                else sink.fail(failure_at(fi, first, w, fr.peer));
             }
         } else {
             throw protocol_error("parafork::mpi: rank 0 got a message it does not take");

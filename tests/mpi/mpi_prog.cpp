@@ -2,6 +2,7 @@
 // is a tag that makes this run's processes findable (no orphans may carry it afterwards).
 // Rank 0 prints "OK <scenario> ..." when what it saw is right, "FAIL ..." otherwise.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -15,6 +16,7 @@
 
 #include <parafork/exec/map.hpp>
 #include <parafork/mpi/mpi.hpp>
+#include <parafork/sys/memory.hpp>
 
 namespace pf = parafork;
 namespace {
@@ -92,7 +94,7 @@ int remote_throw(pf::mpi::world& w) {
     } catch (const pf::remote_error& e) {
         if (!w.root()) return fail("a rank other than 0 got the remote_error");
         if (e.type_name() != "std::runtime_error" || !has(e.message(), "boom on two") ||
-            !has(e.what(), "rank 2 on " + w.host(2)) || !e.task())
+            !has(e.what(), "rank 2 on " + w.host(2)) || !e.task() || e.rank() != 2 || e.host() != w.host(2))
             return fail(std::string("remote_error without rank and host: ") + e.what());
         std::printf("OK throw %s\n", e.what());
         return 0;
@@ -104,13 +106,43 @@ int remote_throw(pf::mpi::world& w) {
     return fail("no error on rank " + std::to_string(w.rank()));
 }
 
+// retries across ranks: rank 2's workers die (SIGKILL) on the first try of every 50th item they
+// get; with retries = 1 the rank runs each such item again and rank 0 gets every result. A
+// shared page, made before the call and so shared by every worker of this rank, marks the items
+// already killed once.
+int retry(pf::mpi::world& w) {
+    constexpr int n = 3000;
+    pf::sys::mapping marks(-1, n + sizeof(std::atomic<int>));
+    auto* killed = static_cast<std::atomic<char>*>(marks.data());
+    auto* kills = reinterpret_cast<std::atomic<int>*>(static_cast<char*>(marks.data()) + n);
+    std::vector<int> xs(n);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::options o;
+    o.retries = 1;
+    auto got = pf::mpi::map(w, [&](int x) {
+        slow_off_rank2();
+        if (g_rank == 2 && x % 50 == 0 && !killed[x].exchange(1)) {
+            kills->fetch_add(1);
+            std::raise(SIGKILL);
+        }
+        return 5 * x;
+    }, xs, o);
+    if (g_rank == 2) std::printf("rank 2 KILLS %d\n", kills->load());
+    if (!w.root()) return 0;
+    for (int i = 0; i < n; ++i)
+        if (got.at(static_cast<std::size_t>(i)) != 5 * i) return fail("retried call wrong at " + std::to_string(i));
+    std::printf("OK retry\n");
+    return 0;
+}
+
 int worker_death(pf::mpi::world& w) {
     std::vector<int> xs(3000);
     try {
         pf::mpi::map(w, [](int x) { slow_off_rank2(); if (g_rank == 2) std::raise(SIGKILL); return x; }, xs);
     } catch (const pf::worker_died& e) {
         if (!w.root()) return fail("a rank other than 0 got the worker_died");
-        if (e.signal() != SIGKILL || !has(e.what(), "rank 2 on " + w.host(2)) || e.pid() <= 0)
+        if (e.signal() != SIGKILL || !has(e.what(), "rank 2 on " + w.host(2)) || e.pid() <= 0 || e.rank() != 2 ||
+            e.host() != w.host(2))
             return fail(std::string("worker_died without rank, host or signal: ") + e.what());
         std::printf("OK die %s\n", e.what());
         return 0;
@@ -130,7 +162,8 @@ int kill_rank(pf::mpi::world& w) {
     } catch (const pf::worker_died& e) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (!w.root()) return fail("a rank other than 0 got the worker_died");
-        if (e.signal() != SIGKILL || e.pid() != w.pid(2) || !has(e.what(), "rank 2 on " + w.host(2)))
+        if (e.signal() != SIGKILL || e.pid() != w.pid(2) || !has(e.what(), "rank 2 on " + w.host(2)) ||
+            e.rank() != 2 || e.host() != w.host(2))
             return fail(std::string("rank death not named: ") + e.what());
         std::printf("OK killrank after %.2fs: %s\n", s, e.what());
         return 0;
@@ -197,6 +230,7 @@ int main(int argc, char** argv) {
             if (w->root()) std::printf("OK next call\n");
             return 0;
         }
+        if (scenario == "retry") return retry(*w);
         if (scenario == "killrank") return kill_rank(*w);
         if (scenario == "long") {  // ended from outside (Ctrl-C at mpirun)
             std::vector<int> xs(600);

@@ -104,6 +104,18 @@ TEST_F(MPI, ExceptionOnRank2NamesRankAndHost) {
     EXPECT_EQ(leftovers(r.tag), "");
 }
 
+TEST_F(MPI, RetriesRerunAWorkersTaskOnItsRank) {
+    auto r = mpirun("retry");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK retry"), std::string::npos) << r.out;
+    // Rank 2's workers were killed at least once, so the results came through the retries.
+    const auto at = r.out.find("rank 2 KILLS ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_GT(std::stoi(r.out.substr(at + 13)), 0) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
 TEST_F(MPI, WorkerDeathOnRank2NamesRankAndHost) {
     auto r = mpirun("die");
     EXPECT_EQ(r.status, 0) << r.out;
