@@ -1,9 +1,12 @@
 // The in-process floor: the same work as the process benchmarks, done on a plain std::jthread
 // pool (a mutex, a condition variable and a queue of tasks). Comparing parafork with these
-// figures shows what crossing a process boundary costs; nothing here forks.
+// figures shows what crossing a process boundary costs. One benchmark forks: the floor under
+// any short multi-process run, bare processes that do nothing.
 #include <benchmark/benchmark.h>
 
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -238,6 +241,34 @@ void BM_FloorPipeline3(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_FloorPipeline3)->Arg(1'000'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// n bare processes forked one after another, each exiting at once, all reaped: what a short
+// pipeline of n stage processes cannot go below on this machine. One run per iteration;
+// median and p99 over 200, as bench_pipeline's pipeline_10_items.
+double p99(const std::vector<double>& v) {
+    std::vector<double> s(v);
+    std::sort(s.begin(), s.end());
+    return s.empty() ? 0 : s[std::min(s.size() - 1, s.size() * 99 / 100)];
+}
+
+void BM_FloorForkExitWait(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    std::vector<pid_t> kids(n);
+    for (auto _ : state) {
+        for (auto& k : kids)
+            if ((k = ::fork()) == 0) ::_exit(0);
+        for (pid_t k : kids) ::waitpid(k, nullptr, 0);
+    }
+}
+BENCHMARK(BM_FloorForkExitWait)
+    ->Arg(3)
+    ->Arg(4)
+    ->Iterations(1)
+    ->Repetitions(200)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->ComputeStatistics("p99", p99)
+    ->ReportAggregatesOnly(true);
 
 } // namespace
 

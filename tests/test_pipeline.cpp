@@ -507,3 +507,42 @@ TEST(pipeline, zip_rejects_a_branch_that_loses_order) {
         ASSERT_EQ(std::get<1>(v[static_cast<std::size_t>(i)]), 2 * (i + 1));
     }
 }
+
+// A library source whose items fit in one batch is put in the parent, before any fork: the
+// graph costs one process fewer. One that does not fit goes on in its own process from the
+// item after the last the parent put, with nothing lost or repeated, whatever reads it.
+TEST(pipeline, a_short_library_source_runs_in_the_parent_and_a_long_one_goes_on_in_its_process) {
+    pf::testing::run_bounded("source_in_parent", 60, [] {
+        PARAFORK_LEAK_CHECK();
+        {
+            auto p = pf::ez(pf::iter(0, 10), add1, pf::parallel(mul2, mul2));
+            p.start();
+            EXPECT_EQ(p.pids().size(), 3u) << "iter(0, 10) was given a process of its own";
+            auto v = p.list();
+            std::sort(v.begin(), v.end());
+            std::vector<int> want;
+            for (int k = 0; k < 10; ++k) want.push_back(2 * (k + 1));
+            EXPECT_EQ(v, want);
+        }
+        {
+            auto p = pf::ez(pf::iter(std::vector<std::string>{"a", "b", "c"}));
+            p.start();
+            EXPECT_TRUE(p.pids().empty());
+            EXPECT_EQ(p.list(), (std::vector<std::string>{"a", "b", "c"}));
+        }
+        // Past the parent's share: the stage process takes over where it stopped.
+        constexpr int n = 50'000;
+        auto v = pf::ez(pf::iter(0, n), pf::workers(2, add1).ordered()).list();
+        ASSERT_EQ(v.size(), static_cast<std::size_t>(n));
+        for (int k = 0; k < n; ++k) ASSERT_EQ(v[static_cast<std::size_t>(k)], k + 1) << "at " << k;
+        std::vector<long> longs(n);
+        std::iota(longs.begin(), longs.end(), 0L);
+        auto w = pf::ez(pf::iter(longs)).list();
+        EXPECT_EQ(w, longs);
+        // A first item larger than half a queue is not sent by the parent (it would block with
+        // no reader yet): the stage process sends it, then the rest.
+        std::vector<std::string> big{std::string(3 << 20, 'x'), "y", "z"};
+        auto b = pf::ez(pf::iter(big), [](std::string s) { return s.size(); }).list();
+        EXPECT_EQ(b, (std::vector<std::size_t>{3u << 20, 1, 1}));
+    });
+}

@@ -140,6 +140,26 @@ bool stage_context::send(out_port& p) {
     return true;
 }
 
+bool stage_context::try_flush() {
+    bool all = true;
+    for (auto& p : outs) {
+        if (p.count == 0) continue;
+        set_message_count(p.buf, p.count);
+        // One larger than half the ring would stream, and a streamed message blocks once begun.
+        if (p.buf.size() > edge_capacity / 2 || !p.w.try_send(p.buf)) {
+            all = false;
+            continue;
+        }
+        if (p.stats) p.stats->sent.fetch_add(p.count, std::memory_order_relaxed);
+        p.count = 0;
+    }
+    if (all) {
+        full_ = false;
+        pending_since_ = -1;
+    }
+    return all;
+}
+
 void stage_context::flush_all() {
     full_ = false;
     pending_since_ = -1;

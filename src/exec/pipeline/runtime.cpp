@@ -49,6 +49,7 @@ struct runtime::impl : graph_plan {
     std::shared_ptr<sys::mapping> region;
     supervisor sup;  // forks, watches and stops the stages and the watcher
     std::vector<kid_state> kids;
+    std::vector<std::unique_ptr<stage_context>> begun;  // sources the parent began, per stage
     std::optional<supervisor::id> watcher;
 
     edge_reader out_reader;
@@ -78,38 +79,69 @@ struct runtime::impl : graph_plan {
         return std::make_unique<reorder_buffer>(src >= 0 ? stats(src) : nullptr);
     }
 
+    // Stage i's ends of its queues.
+    void make_ports(std::size_t i, stage_context& ctx) {
+        auto& p = procs[i];
+        ctx.name = p.leaf->name;
+        ctx.outputs_closed = outputs_closed(i);
+        for (int e : p.ins) {
+            in_port in;
+            in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
+            in.stats = stats(e);
+            if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = make_reorder(e);
+            ctx.ins.push_back(std::move(in));
+        }
+        for (int e : p.outs) {
+            out_port o;
+            o.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
+            o.stats = stats(e);
+            auto& ed = edges[static_cast<std::size_t>(e)];
+            o.mode = ed.sequenced ? seq_mode::assign : ed.reorder ? seq_mode::carry : seq_mode::none;
+            ctx.has_carry = ctx.has_carry || o.mode == seq_mode::carry;
+            ctx.outs.push_back(std::move(o));
+        }
+        for (std::size_t x = 0; x < p.xcuts.size(); ++x) {
+            xcut_port xp;
+            xp.name = p.xcuts[x].name;
+            xp.type = p.xcuts[x].type;
+            int e = p.xcut_edges[x];
+            xp.port.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
+            xp.port.stats = stats(e);
+            ctx.xcuts.push_back(std::move(xp));
+        }
+    }
+
+    // A library source begins in the parent, before any fork, into its empty queues: what
+    // fits in one batch costs no process. True if it put everything there (it is done: no
+    // process is forked for it); otherwise its stage process goes on from where it stopped,
+    // with what the parent batched but could not send.
+    bool fill_in_parent(std::size_t i) {
+        auto& p = procs[i];
+        if (!p.ins.empty() || !p.xcut_edges.empty() || !p.leaf->fills_in_parent()) return false;
+        auto ctx = std::make_unique<stage_context>();
+        make_ports(i, *ctx);
+        ctx->in_parent = true;
+        bool last = p.leaf->fill_in_parent(*ctx);
+        ctx->in_parent = false;
+        if (!ctx->try_flush() || !last) {
+            begun[i] = std::move(ctx);
+            return false;
+        }
+        // Counted out of its queues as a stage that exited cleanly is; the end markers go
+        // behind its data now, or from the parent's wait once there is room.
+        outputs_closed(i)->store(1, std::memory_order_release);
+        for (int e : p.outs) writer_done(e);
+        send_owed_ends();
+        return true;
+    }
+
     [[noreturn]] void child_main(std::size_t i, sys::unique_fd err) {
         int code = 0;
         try {
             auto& p = procs[i];
-            stage_context ctx;
-            ctx.name = p.leaf->name;
-            ctx.outputs_closed = outputs_closed(i);
-            for (int e : p.ins) {
-                in_port in;
-                in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
-                in.stats = stats(e);
-                if (edges[static_cast<std::size_t>(e)].reorder) in.reorder = make_reorder(e);
-                ctx.ins.push_back(std::move(in));
-            }
-            for (int e : p.outs) {
-                out_port o;
-                o.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
-                o.stats = stats(e);
-                auto& ed = edges[static_cast<std::size_t>(e)];
-                o.mode = ed.sequenced ? seq_mode::assign : ed.reorder ? seq_mode::carry : seq_mode::none;
-                ctx.has_carry = ctx.has_carry || o.mode == seq_mode::carry;
-                ctx.outs.push_back(std::move(o));
-            }
-            for (std::size_t x = 0; x < p.xcuts.size(); ++x) {
-                xcut_port xp;
-                xp.name = p.xcuts[x].name;
-                xp.type = p.xcuts[x].type;
-                int e = p.xcut_edges[x];
-                xp.port.w = edge_writer(*chans[static_cast<std::size_t>(e)], stats(e));
-                xp.port.stats = stats(e);
-                ctx.xcuts.push_back(std::move(xp));
-            }
+            stage_context fresh;
+            stage_context& ctx = begun[i] ? *begun[i] : fresh;
+            if (!begun[i]) make_ports(i, ctx);
             try {
                 p.leaf->run(ctx);
             } catch (const downstream_gone&) {
@@ -136,7 +168,7 @@ struct runtime::impl : graph_plan {
         co.title = opts.name + ":" + p.leaf->name;
         // The graph's forks follow one another with no user code between them: the first
         // looks for threads (a read of /proc) for all of them.
-        co.warn_if_threaded = i == 0;
+        co.warn_if_threaded = kids.empty();
         auto id = sup.fork(
             [&] {
                 errp.read.reset();
@@ -181,8 +213,12 @@ struct runtime::impl : graph_plan {
         for (auto& p : procs)
             if (initialized.insert(p.leaf.get()).second) p.leaf->initialize();
         started = true;
+        begun.resize(procs.size());
+        kids.reserve(procs.size());
         try {
-            for (std::size_t i = 0; i < procs.size(); ++i) fork_stage(i);
+            for (std::size_t i = 0; i < procs.size(); ++i)
+                if (!fill_in_parent(i)) fork_stage(i);
+            begun.clear();  // the stages have their copies
             if (opts.watch) watcher = sup.adopt(start_watcher(*this, stats(0)));
         } catch (...) {
             stop_all();

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <iostream>
 #include <optional>
+#include <ranges>
 #include <concepts>
 #include <iterator>
 #include <sstream>
@@ -84,23 +85,42 @@ void format_item(std::ostream& os, const T& x) {
 template <class R>
 using range_item_t = std::remove_cvref_t<decltype(*std::begin(std::declval<R&>()))>;
 
+// Over a contiguous container the first items are put in the parent (no user code runs to
+// read them); the stage process, if one is still needed, goes on after them.
 template <class R>
-struct iter_source : stage<range_item_t<R>> {
+struct iter_source : stage<range_item_t<R>>, parent_source {
     R range;
+    std::size_t done = 0;  // elements already put in the parent
     explicit iter_source(R r) : range(std::move(r)) {}
+    bool fill_in_parent()
+        requires std::ranges::contiguous_range<R>
+    {
+        auto n = static_cast<std::size_t>(std::ranges::size(range));
+        while (done < n && this->room()) this->put(std::ranges::data(range)[done++]);
+        return done == n;
+    }
     void setup() {
-        for (auto&& x : range) this->put(x);
+        if constexpr (std::ranges::contiguous_range<R>) {
+            auto n = static_cast<std::size_t>(std::ranges::size(range));
+            for (; done < n; ++done) this->put(std::ranges::data(range)[done]);
+        } else {
+            for (auto&& x : range) this->put(x);
+        }
         this->stop();
     }
 };
 
-// first, first + 1, ..., last - 1
+// first, first + 1, ..., last - 1; the first of them put in the parent.
 template <class I>
-struct count_source : stage<I> {
+struct count_source : stage<I>, parent_source {
     I first, last;
     count_source(I f, I l) : first(f), last(l) {}
+    bool fill_in_parent() {
+        while (first < last && this->room()) this->put(first++);
+        return !(first < last);
+    }
     void setup() {
-        for (I i = first; i < last; ++i) this->put(i);
+        for (; first < last; ++first) this->put(first);
         this->stop();
     }
 };
@@ -254,7 +274,9 @@ struct write_lines_node : custom_node {
 } // namespace detail
 
 // Puts every element of `range` (a copy of it is kept; the stage process iterates it, so a
-// container or a view made before start() needs no transfer).
+// container or a view made before start() needs no transfer). Over a contiguous container,
+// and for iter(first, last), the first items (up to one batch, 16 KiB or 1,024 items) are put
+// by the parent at start(): a short source then costs no process of its own.
 template <class R>
 auto iter(R&& range) {
     return named("iter", detail::iter_source<std::decay_t<R>>(std::forward<R>(range)));

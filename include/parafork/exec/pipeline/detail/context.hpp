@@ -106,6 +106,11 @@ public:
     std::vector<out_port> outs;
     std::vector<xcut_port> xcuts;
     outputs_closed_flag* outputs_closed = nullptr;  // this process's, in the shared mapping
+    // Set while a library source puts in the parent, before any fork (runtime::start): puts
+    // only batch, up to what room() allows, and try_flush() sends without ever blocking.
+    bool in_parent = false;
+    static constexpr std::uint32_t parent_items = 1024;  // well inside an ordered window
+    static constexpr std::size_t parent_bytes = 16 * 1024;
 
     // The next data record of input i; false at its end. Flushes pending output before it
     // sleeps, so nothing waits in a half-full batch while this stage is idle.
@@ -160,6 +165,14 @@ public:
     }
 
     std::size_t find_xcut(std::string_view name, std::type_index type) const;
+    // In the parent: true while every output's batch is below the parent's budget.
+    bool room() const noexcept {
+        for (auto& p : outs)
+            if (p.count >= parent_items || p.buf.size() >= parent_bytes) return false;
+        return true;
+    }
+    // Sends each batch if it fits in its queue now; false if one did not (it stays batched).
+    bool try_flush();
     void flush_all();
     void finish();  // flush every output, count this stage out of its queues, close them
     void close_inputs();
@@ -198,6 +211,7 @@ private:
         if (p.buf.size() >= flush_bytes) full_ = true;
     }
     void after_put() {
+        if (in_parent) return;
         if (full_) flush_all();
         else check_age();
     }

@@ -60,6 +60,8 @@ public:
     edge_writer(channel ch, edge_stats* stats) : ch_(std::move(ch)), stats_(stats), open_(true) {}
     // Sends one message, sleeping while the queue is full. False once every reader is gone.
     bool send(std::string_view msg);
+    // Never sleeps: false if the message does not fit now (or the writer is closed).
+    bool try_send(std::string_view msg) { return open_ && ch_->try_send_bytes(msg); }
     void close() noexcept {
         open_ = false;
         ch_.reset();

@@ -19,6 +19,11 @@ struct leaf_base {
     virtual ~leaf_base() = default;
     virtual void initialize() {}
     virtual void run(stage_context& ctx) = 0;
+    // A library source whose items need no user code (iter over integers or a contiguous
+    // container) may start in the parent: fill_in_parent puts while ctx.room(), returns true
+    // once it has put its last; run() in a stage process goes on from there.
+    virtual bool fills_in_parent() const noexcept { return false; }
+    virtual bool fill_in_parent(stage_context&) { return false; }
 
     std::string name;
     std::type_index in = typeid(void);   // the type read from the input queue (void: a source)

@@ -54,6 +54,7 @@ public:
     void attach_context(stage_context* c) noexcept { ctx_ = c; }
 
 protected:
+    bool room() const noexcept { return ctx_ && ctx_->room(); }
     stage_context* ctx_ = nullptr;
 };
 
@@ -120,6 +121,13 @@ struct resolved {
 
 template <class S>
 concept class_stage = std::derived_from<S, stage_base>;
+
+// Marks the library's sources that can begin in the parent (leaf_base::fill_in_parent).
+struct parent_source {};
+template <class S>
+concept parent_fillable = std::derived_from<S, parent_source> && requires(S& s) {
+    { s.fill_in_parent() } -> std::same_as<bool>;
+};
 
 // Argument and result of a one-argument function, member function or call operator.
 template <class M>
@@ -190,6 +198,17 @@ struct class_leaf final : leaf_base {
     explicit class_leaf(S x) : s(std::move(x)) {}
     void initialize() override {
         if constexpr (requires(S& t) { t.initialize(); }) s.initialize();
+    }
+    bool fills_in_parent() const noexcept override { return parent_fillable<S>; }
+    bool fill_in_parent(stage_context& c) override {
+        if constexpr (parent_fillable<S>) {
+            s.attach_context(&c);
+            bool done = s.fill_in_parent();
+            s.attach_context(nullptr);
+            return done;
+        } else {
+            return false;
+        }
     }
     void run(stage_context& c) override {
         s.attach_context(&c);
