@@ -244,6 +244,10 @@ void bind_process(py::module_& m) {
         .def("revents", &py_selector::revents, py::arg("id"))
         .def("size", &py_selector::size);
 
+    // True inside the library's own fork (its at-fork hooks run Python's from there, before the
+    // channels' handlers): Python at-fork hooks must then leave channels alone.
+    m.def("library_forking", [] { return t_saved != nullptr; });
+
     // In a backend: sends a pickled message up to the frontend, at once.
     m.def("emit", [](const py::bytes& b) {
         char* data = nullptr;
