@@ -8,12 +8,16 @@
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/process/selector.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+
+#include <pybind11/stl.h>
 
 #include <chrono>
 #include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace parafork_python {
@@ -263,6 +267,23 @@ void bind_process(py::module_& m) {
         if (on) pf::sys::register_private_fd(fd);
         else pf::sys::unregister_private_fd(fd);
     }, py::arg("fd"), py::arg("on"));
+
+    // Runs a program as the library does (vfork + exec, dies with this process, Ctrl-C is
+    // ours), its standard descriptors those given (-1: this process's). The pid: ours to reap.
+    m.def("spawn", [](const std::vector<std::string>& argv, int in, int out, int err) {
+        pf::sys::spawn_options o;
+        o.stdin_fd = in;
+        o.stdout_fd = out;
+        o.stderr_fd = err;
+        try {
+            return static_cast<int>(pf::sys::spawn(argv, o));
+        } catch (const std::system_error& e) {
+            PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), std::string(e.what())).ptr());
+            throw py::error_already_set();
+        } catch (...) {
+            raise_python(std::current_exception());
+        }
+    }, py::arg("argv"), py::arg("stdin"), py::arg("stdout"), py::arg("stderr"));
 
     // In a backend: sends a pickled message up to the frontend, at once.
     m.def("emit", [](const py::bytes& b) {
