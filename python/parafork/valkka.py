@@ -341,7 +341,7 @@ class _AsyncPipe:
             waiter.register(self._pidfd, select.POLLIN)
             if self._r >= 0 and not self._eof:
                 waiter.register(self._r, select.POLLIN)
-            ready = {fd for fd, _ in waiter.poll()}
+            ready = {fd for fd, _ in _interruptible(waiter, self._process())}
             self._fill(everything=True)
             if self._pidfd in ready:
                 return
@@ -426,7 +426,7 @@ class _AsyncPipe:
             waiter.register(self._r, select.POLLIN)
         pfd = p.fileno()
         waiter.register(pfd, select.POLLIN)
-        ready = {fd for fd, _ in waiter.poll()}
+        ready = {fd for fd, _ in _interruptible(waiter, p)}
         if self._fill() or pfd not in ready:
             return
         try:
@@ -485,6 +485,15 @@ class _AsyncPipe:
                 os.eventfd_read(self._ev)
             except BlockingIOError:
                 pass
+
+
+def _interruptible(waiter, p):
+    """waiter.poll(); a Ctrl-C meanwhile terminates the backend (as Process's waits do)."""
+    try:
+        return waiter.poll()
+    except KeyboardInterrupt:
+        p.terminate()
+        raise
 
 
 def _close_async_pipe(d):

@@ -242,3 +242,27 @@ def test_a_frontend_that_stops_without_reading_does_not_hang_the_stop():
     assert [pipe.recv()["i"] for _ in range(300)] == list(range(300))  # kept for recv()
     with pytest.raises(pf.Error):
         pipe.recv()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_the_frontend_waits_stops_the_backend():
+    import textwrap
+
+    from conftest import interrupted_run
+    script = textwrap.dedent("""
+        import asyncio, os
+        from parafork.valkka import AsyncBackMessageProcess, MessageObject
+        class W(AsyncBackMessageProcess):
+            async def c__work(self):
+                await asyncio.sleep(30)
+        w = W("w")
+        w.start()
+        w.sendMessageToBack(MessageObject("work"))
+        print("ready", flush=True)
+        try:
+            w.getPipe().recv()
+        except KeyboardInterrupt:
+            print("interrupted", w.is_alive(), w.exitcode, flush=True)
+    """)
+    words = interrupted_run(script, 0.5)
+    assert words[:2] == ["interrupted", "False"] and words[2] in ("-15", "-9"), words  # SIGTERM, or killed after the grace
