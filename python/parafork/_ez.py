@@ -54,6 +54,29 @@ def _let_go(keep):
     _live.clear()
 
 
+# The channels this process holds for a graph: a stage's own queues, or the caller's sink. A
+# process forked from here with os.fork (by the stage's code, multiprocessing, ...) lets go of
+# them at once: a child living on would otherwise hold an end of each, and the stream would
+# end only when it exits. (subprocess children exec, which lets go of them too; the library's
+# own children let go themselves or die with their parent.)
+_held = weakref.WeakSet()
+
+
+def _drop_after_fork():
+    if _parafork.library_forking():
+        return  # inside the library's fork: its channel handlers have not run yet
+    for c in list(_held):
+        c.dispose()
+    _held.clear()
+    for c in list(_live):
+        c.dispose()
+    _live.clear()
+    _running.clear()  # the parent's graphs: not this child's to join when it exits
+
+
+os.register_at_fork(after_in_child=_drop_after_fork)
+
+
 # ---- graph description ---------------------------------------------------------------------------
 
 class serial(list):
@@ -801,6 +824,7 @@ class Pipeline:
     def _body(stage, inp, out, ports, costs, slot, xs, keep):
         def run():
             _let_go(keep)
+            _held.update(keep)
             for attr, xp in xs:
                 setattr(stage, attr, _Xcut(xp))
             stage._serve(inp, out, ports, costs, slot)

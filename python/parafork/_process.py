@@ -38,6 +38,7 @@ def _serve(ref, kind, req, fd=-1):
     if kind == _PRE_RUN:
         self.in_backend = True
         self.pre_run()
+        return self._backend_threads  # True: the backend lets the GIL go while it waits
     else:
         self.post_run()
     return None
@@ -110,6 +111,9 @@ class Process:
     """
 
     in_backend = False
+    # Set by a subclass whose backend runs Python threads of its own (parafork.valkka's asyncio
+    # backend): they then run while the backend waits for requests. They must not emit().
+    _backend_threads = False
 
     def __init__(self, name=None, *, grace=0.2, spin=None):
         self.name = name if name is not None else type(self).__name__

@@ -16,20 +16,24 @@ recv(), SyncIndex and stop() raise parafork.WorkerDied instead of blocking forev
 the frontend's (backends ignore it) and no backend outlives it.
 """
 
+import asyncio
 import collections
 import errno
+import io
 import logging
 import os
+import pickle
 import select
+import struct
 import threading
 import weakref
 
-from . import _core
+from . import _core, _parafork
 from ._process import Process as _Process
 from ._process import Selector as _Selector
 
-__all__ = ["MessageProcess", "MessageObject", "MainContext", "EventGroup", "SyncIndex",
-           "NotEnoughEvents", "safe_select"]
+__all__ = ["MessageProcess", "AsyncBackMessageProcess", "MessageObject", "MainContext",
+           "EventGroup", "SyncIndex", "NotEnoughEvents", "safe_select"]
 
 
 def _format_logger(cls, level=logging.INFO):
@@ -67,6 +71,19 @@ class _Return:  # what return_out__ sends: read by returnFromBack, not by the pi
 
     def __init__(self, obj):
         self.obj = obj
+
+
+class _Failure:  # an asyncio backend's c__ method raised: sent in order with its messages
+    __slots__ = ("text", "task")
+
+    def __init__(self, text, task):
+        self.text, self.task = text, task
+
+    def __getstate__(self):
+        return (self.text, self.task)
+
+    def __setstate__(self, state):
+        self.text, self.task = state
 
 
 class _Pipe:
@@ -143,6 +160,7 @@ class MessageProcess(_Process):
     run in the forked backend when the frontend sends MessageObject("name", ...))."""
 
     timeout = 1.0
+    _route = "routeMainPipe__"  # the backend method a MessageObject goes to
 
     def __init__(self, name="MessageProcess"):
         super().__init__(name)
@@ -209,7 +227,7 @@ class MessageProcess(_Process):
         stack = getattr(_sync, "stack", None)
         if stack:
             stack[-1].append(self)
-        self.call("routeMainPipe__", message)
+        self.call(self._route, message)
 
     def _recv(self):
         if self._held:
@@ -258,6 +276,449 @@ class MessageProcess(_Process):
 
     def sendPing(self, lis):
         self.sendMessageToBack(MessageObject("ping", lis=lis))
+
+
+# ---- the asyncio backend ------------------------------------------------------------------------
+
+_FRAME = struct.Struct("<Q")  # a message on an asyncio backend's pipe: its length, its pickle
+_READ = 1 << 16
+
+
+class _AsyncPipe:
+    """What AsyncBackMessageProcess.getPipe() returns: the frontend's end of the pipe the
+    backend's event loop writes its messages to. select() it (or getReadFd()), then recv()."""
+
+    def __init__(self, process):
+        self._p = weakref.ref(process)
+        self._r = self._w = -1
+        self._buf = bytearray()
+        self._inbox = collections.deque()  # decoded, in order: messages and return_out__ answers
+        self._waiting = 0                  # messages (not answers) in _inbox
+        self._eof = False
+        self._ep = None
+        self._ev = -1
+        self._pidfd = -1
+        self._ep_process = False  # the process's descriptor is in _ep
+        self._fin = None
+
+    def _process(self):
+        p = self._p()
+        if p is None:
+            raise _core.Error("parafork.valkka: the process of this pipe is gone")
+        return p
+
+    def _open(self):
+        """Makes the pipe (at getReadFd() or start(), whichever comes first). Its ends, and
+        the descriptors select() uses, are private to this process: no child the library
+        forks holds them (the backend's own write end is handed over at its start)."""
+        if self._r >= 0 or self._fin is not None:
+            return
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        self._r, self._w = r, w
+        self._fin = weakref.finalize(self, _close_async_pipe, self.__dict__)
+        _parafork.private_fd(r, True)
+        _parafork.private_fd(w, True)
+
+    def _starting(self):  # the backend, about to be forked, keeps the write end
+        self._open()
+        _parafork.private_fd(self._w, False)
+
+    def _started(self, pid):  # in the frontend, once the backend has it
+        os.close(self._w)
+        self._w = -1
+        if pid is not None:
+            self._pidfd = os.pidfd_open(pid)  # not reaped yet: this is our backend
+            _parafork.private_fd(self._pidfd, True)
+        if self._ep is not None:
+            self.fileno()  # the process's descriptor joins the epoll
+
+    def _drain_until_exit(self):
+        """Reads the pipe into the frontend until the backend has exited: a backend waiting
+        for room to send must not keep stop() waiting for it."""
+        while True:
+            waiter = select.poll()
+            waiter.register(self._pidfd, select.POLLIN)
+            if self._r >= 0 and not self._eof:
+                waiter.register(self._r, select.POLLIN)
+            ready = {fd for fd, _ in _interruptible(waiter, self._process())}
+            self._fill(everything=True)
+            if self._pidfd in ready:
+                return
+
+    # -- frontend --
+    def fileno(self):
+        """Readable while recv() would not wait: a message is in the pipe or here already, a
+        backend method failed, or the backend has ended. The same descriptor before and
+        after start()."""
+        if self._ep is None:
+            self._open()
+            ep = select.epoll()
+            try:
+                ep.register(self._r, select.EPOLLIN)
+                ev = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            except BaseException:
+                ep.close()
+                raise
+            self._ep, self._ev, self._ep_process = ep, ev, False
+            _parafork.private_fd(ep.fileno(), True)
+            _parafork.private_fd(ev, True)
+            ep.register(ev, select.EPOLLIN)
+            self._signal()
+        if not self._ep_process:
+            p = self._p()
+            if p is not None and p.__dict__.get("_native") is not None:
+                self._ep.register(p.fileno(), select.EPOLLIN)
+                self._ep_process = True
+        return self._ep.fileno()
+
+    getReadFd = fileno
+
+    def getWriteFd(self):
+        raise io.UnsupportedOperation(
+            "parafork.valkka: messages go to the backend with sendMessageToBack (or pipe.send), "
+            "not through a descriptor")
+
+    def send(self, obj):
+        self._process().sendMessageToBack(obj)
+
+    def poll(self, timeout=0.0):
+        if self._waiting:
+            return True
+        return bool(safe_select([self], [], [], timeout=timeout)[0])
+
+    def recv(self):
+        """The backend's next send_out__ message. Waits; raises what a backend method raised,
+        and pf.WorkerDied (died) or pf.Error (stopped) once the backend has ended and nothing
+        is left."""
+        p = self._process()
+        while True:
+            if self._waiting:
+                for i, obj in enumerate(self._inbox):
+                    if not isinstance(obj, _Return):
+                        del self._inbox[i]
+                        self._waiting -= 1
+                        self._signal()
+                        if isinstance(obj, _Failure):
+                            raise _core._task_failure(obj.text, p.pid, obj.task)
+                        return obj
+            self._wait(p)
+
+    def _answer(self):
+        p = self._process()
+        while True:
+            for i, obj in enumerate(self._inbox):
+                if isinstance(obj, (_Return, _Failure)):
+                    del self._inbox[i]
+                    if isinstance(obj, _Return):
+                        return obj.obj
+                    self._count()
+                    raise _core._task_failure(obj.text, p.pid, obj.task)  # no answer is coming
+            self._wait(p)
+
+    def _wait(self, p):
+        """Waits until the pipe brings something (decoded into _inbox) or the process has
+        something to say: an emitted message is queued; an error, a death or the end raises."""
+        if self._fill():
+            return
+        waiter = select.poll()
+        if not self._eof:
+            waiter.register(self._r, select.POLLIN)
+        pfd = p.fileno()
+        waiter.register(pfd, select.POLLIN)
+        ready = {fd for fd, _ in _interruptible(waiter, p)}
+        if self._fill() or pfd not in ready:
+            return
+        try:
+            # A method's error, a message emitted, or (ended) WorkerDied / the end, raised.
+            msg = p.receive(block=not p.is_alive() and not p.has_message(), timeout=None)
+        except IndexError:
+            return  # nothing after all
+        self._inbox.append(msg)
+        self._count()
+
+    def _fill(self, everything=False):
+        """Reads what the pipe holds now, until a message is whole (or all of it); True if
+        a message was."""
+        if self._r < 0 or self._eof:
+            return False
+        before = len(self._inbox)
+        while everything or len(self._inbox) == before:
+            try:
+                chunk = os.read(self._r, _READ)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self._eof = True  # the backend has let go of it: its process says why
+                break
+            self._buf += chunk
+            self._decode()
+        return len(self._inbox) > before
+
+    def _decode(self):
+        buf, off = self._buf, 0
+        while len(buf) - off >= _FRAME.size:
+            (n,) = _FRAME.unpack_from(buf, off)
+            end = off + _FRAME.size + n
+            if len(buf) < end:
+                break
+            try:
+                obj = pickle.loads(memoryview(buf)[off + _FRAME.size:end])
+            except Exception as e:
+                raise _core.Error(f"parafork.valkka: a corrupt message from the backend: {e}") from None
+            self._inbox.append(obj)
+            off = end
+        del buf[:off]
+        self._count()
+
+    def _count(self):
+        self._waiting = sum(1 for o in self._inbox if not isinstance(o, _Return))
+        self._signal()
+
+    def _signal(self):
+        if self._ev < 0:
+            return
+        if self._waiting:
+            os.eventfd_write(self._ev, 1)
+        else:
+            try:
+                os.eventfd_read(self._ev)
+            except BlockingIOError:
+                pass
+
+
+def _interruptible(waiter, p):
+    """waiter.poll(); a Ctrl-C meanwhile terminates the backend (as Process's waits do)."""
+    try:
+        return waiter.poll()
+    except KeyboardInterrupt:
+        p.terminate()
+        raise
+
+
+def _close_async_pipe(d):
+    if d["_ep"] is not None:
+        _parafork.private_fd(d["_ep"].fileno(), False)
+        d["_ep"].close()
+        d["_ep"] = None
+    for k in ("_r", "_w", "_ev", "_pidfd"):
+        if d[k] >= 0:
+            _parafork.private_fd(d[k], False)
+            os.close(d[k])
+            d[k] = -1
+
+
+class _Flow(asyncio.Protocol):
+    """The backend's side of the pipe: send_out__ waits while the frontend is behind."""
+
+    def __init__(self):
+        self.room = asyncio.Event()
+        self.room.set()
+        self.closed = asyncio.Event()
+        self.lost = None
+
+    def pause_writing(self):
+        self.room.clear()
+
+    def resume_writing(self):
+        self.room.set()
+
+    def connection_lost(self, exc):
+        self.lost = exc or BrokenPipeError("parafork.valkka: the pipe to the frontend is closed")
+        self.room.set()
+        self.closed.set()
+
+
+class AsyncBackMessageProcess(MessageProcess):
+    """A MessageProcess whose backend runs an asyncio event loop: c__ methods are coroutines
+    (`async def c__name`), run one at a time in send order on that loop, which keeps running
+    between messages (tasks made with create_task go on meanwhile). send_out__ is a coroutine;
+    the frontend reads with getPipe().recv(), selects on the pipe or getPipe().getReadFd().
+
+    What differs from valkka, on purpose: a c__ coroutine that raises fails that message (the
+    frontend's next recv() raises it) and the loop keeps serving; a backend that dies makes
+    recv() and returnFromBack() raise parafork.WorkerDied instead of blocking forever. The loop
+    runs in a thread of the backend (its main thread serves the frontend's requests), so
+    loop.add_signal_handler is not available there."""
+
+    _backend_threads = True
+    _route = "_route_async__"
+
+    def __init__(self, name="AsyncMessageProcess"):
+        super().__init__(name)
+        self._pipe = _AsyncPipe(self)
+        self._aloop = None
+        self._athread = None
+
+    def start(self):
+        if self.__dict__.get("_native") is not None:
+            return super().start()  # raises: started already
+        self._pipe._starting()
+        try:
+            super().start()
+        finally:
+            self._pipe._started(self.pid)
+
+    def waitStop(self):
+        """Waits for the backend to exit (after requestStop); what it still sends is kept
+        for recv()."""
+        if self.__dict__.get("_native") is not None:
+            self._pipe._drain_until_exit()
+            self.join()
+
+    def getReadFd(self):
+        return self._pipe.getReadFd()
+
+    def getWriteFd(self):
+        return self._pipe.getWriteFd()
+
+    def returnFromBack(self):
+        """Waits for the backend's next return_out__ value; messages stay for recv()."""
+        return self._pipe._answer()
+
+    # ---- backend ----------------------------------------------------------------------------
+    async def asyncPre__(self):
+        """Backend coroutine: on the loop, before the first message (after preRun__)."""
+
+    async def asyncPost__(self):
+        """Backend coroutine: on the loop, after the last message (before postRun__)."""
+
+    async def c__ping(self, lis=[]):  # noqa: B006 - valkka's demo method, as it is
+        print("c__ping:", lis)
+        await self.send_out__(MessageObject("pong", lis=[1, 2, 3]))
+
+    async def send_out__(self, obj):
+        """Backend coroutine: sends obj to the frontend's getPipe().recv(); waits only while
+        the frontend is that far behind (the pipe and 64 KiB here are full)."""
+        self._write(obj)
+        if not self._flow.room.is_set():
+            await self._flow.room.wait()
+        if self._flow.lost is not None:
+            raise self._flow.lost
+
+    def return_out__(self, obj):
+        """Backend: the answer the frontend's returnFromBack() waits for (from the loop, or
+        from any thread of the backend)."""
+        if threading.current_thread() is self._athread:
+            self._write(_Return(obj))
+        else:
+            self._aloop.call_soon_threadsafe(self._write, _Return(obj))
+
+    def _write(self, obj):
+        if self._flow.lost is not None:
+            raise self._flow.lost
+        data = pickle.dumps(obj, 5)
+        self._transport.writelines((_FRAME.pack(len(data)), data))
+
+    async def routeMainPipe__(self, obj):
+        method = getattr(self, "c__%s" % obj.command, None)
+        if method is None:
+            self.logger.warning("routeMainPipe : no such method c__%s", obj.command)
+            return
+        r = method(**obj.kwargs)
+        if asyncio.iscoroutine(r) or isinstance(r, asyncio.Future):
+            await r
+
+    async def _routed(self, obj):
+        # Whatever the method raises is this message's failure, never the loop's: it goes to
+        # the frontend on the pipe, in order with the messages sent before it.
+        try:
+            await self.routeMainPipe__(obj)
+        except BaseException as e:  # noqa: BLE001 - raised by the frontend's recv()
+            try:
+                self._write(_Failure(_core._encode_failure(e), "c__%s" % obj.command))
+            except BaseException as again:  # noqa: BLE001 - the pipe is gone: fail the request
+                return again
+        return None
+
+    def _route_async__(self, obj):  # the backend's main thread: one message, on the loop
+        with self._alock:
+            if self._adead:
+                raise _core.Error("parafork.valkka: the backend's event loop has ended")
+            f = asyncio.run_coroutine_threadsafe(self._routed(obj), self._aloop)
+            self._acurrent = f
+        e = f.result()
+        if e is not None:
+            try:
+                raise e
+            finally:
+                e = None
+
+    def pre_run(self):
+        pipe = self._pipe
+        pipe._fin.detach()  # the frontend's to close; the fork closed all but the write end
+        # (its epoll object stays referenced: closing it here would close whatever reuses
+        # the number now)
+        w, pipe._w, pipe._r, pipe._pidfd, pipe._ev = pipe._w, -1, -1, -1, -1
+        _parafork.private_fd(w, True)  # not for children the backend forks
+        self.preRun__()
+        self._alock = threading.Lock()
+        self._adead = False
+        self._acurrent = None
+        self._astarted = None
+        ready = threading.Event()
+        self._athread = threading.Thread(target=self._async_main, args=(w, ready),
+                                         name=self.name + "-asyncio", daemon=True)
+        self._athread.start()
+        ready.wait()
+        if self._astarted is not None:
+            raise self._astarted
+
+    def _async_main(self, w, ready):
+        loop = asyncio.new_event_loop()  # the backend's own: never the frontend's copy
+        asyncio.set_event_loop(loop)
+        self._aloop = loop
+        try:
+            try:
+                loop.run_until_complete(self._async_begin(w))
+            except BaseException as e:  # noqa: BLE001 - start() of the backend fails with it
+                self._astarted = e
+                return
+            finally:
+                ready.set()
+            loop.run_forever()
+        finally:
+            with self._alock:
+                self._adead = True
+                f = self._acurrent
+            if f is not None and not f.done():
+                f.set_exception(_core.Error("parafork.valkka: the backend's event loop has ended"))
+
+    async def _async_begin(self, w):
+        loop = asyncio.get_running_loop()
+        self._transport, self._flow = await loop.connect_write_pipe(_Flow, open(w, "wb", buffering=0))
+        try:
+            await self.asyncPre__()
+        except Exception as e:  # noqa: BLE001 - as valkka: logged, the loop starts anyway
+            self.logger.critical("asyncPre__ failed with '%s': don't call anything that requires "
+                                 "intercom with the main loop", e)
+
+    async def _async_end(self):
+        try:
+            await self.asyncPost__()
+        finally:
+            # What was sent goes out before the backend exits, unless the frontend has stopped
+            # reading: then it is dropped after `timeout` seconds, not waited for forever.
+            self._transport.close()
+            try:
+                await asyncio.wait_for(self._flow.closed.wait(), self.timeout)
+            except asyncio.TimeoutError:
+                self.logger.warning("%d bytes of messages not read by the frontend were dropped",
+                                    self._transport.get_write_buffer_size())
+                self._transport.abort()
+
+    def post_run(self):
+        try:
+            with self._alock:
+                alive = not self._adead
+            if alive:
+                try:
+                    asyncio.run_coroutine_threadsafe(self._async_end(), self._aloop).result()
+                finally:
+                    self._aloop.call_soon_threadsafe(self._aloop.stop)
+                    self._athread.join()
+        finally:
+            self.postRun__()
 
 
 # ---- select -------------------------------------------------------------------------------------

@@ -7,12 +7,17 @@
 
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/process/selector.hpp>
+#include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
+
+#include <pybind11/stl.h>
 
 #include <chrono>
 #include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace parafork_python {
@@ -32,36 +37,46 @@ enum kind : int { k_call = 0, k_ask = 1, k_pre_run = 2, k_post_run = 3, k_call_f
 struct py_actor {
     PyObject* serve = nullptr;  // owned by the py_process that made this actor
 
-    py::object run(int k, std::string_view req, int fd = -1) {
+    // Runs serve(k, request, fd) and hands its value to `use`, all under the GIL (nothing of
+    // Python may outlive it: the backend may let the GIL go between requests, see pre_run).
+    template <class Use>
+    auto run(int k, std::string_view req, int fd, Use use) {
         with_gil g;
         try {
             py::bytes b(req.data(), req.size());
-            return py::reinterpret_borrow<py::object>(serve)(k, b, fd);
+            return use(py::reinterpret_borrow<py::object>(serve)(k, b, fd));
         } catch (py::error_already_set& e) {
             flush_stdio();
             throw_task_failure(e);
         }
     }
-    void call(std::string req) { run(k_call, req); }
+    static void ignore(const py::object&) {}
+
+    void call(std::string req) { run(k_call, req, -1, ignore); }
     // A call that carries a descriptor (a memfd made after the fork): the backend's own copy,
     // which the Python side owns from here (it closes it).
-    void call_fd(std::string req, pf::passed_fd fd) { run(k_call_fd, req, fd.take().release()); }
+    void call_fd(std::string req, pf::passed_fd fd) { run(k_call_fd, req, fd.take().release(), ignore); }
     std::string ask(std::string req) {
-        py::object r = run(k_ask, req);
-        with_gil g;
-        char* data = nullptr;
-        Py_ssize_t n = 0;
-        if (PyBytes_AsStringAndSize(r.ptr(), &data, &n) != 0) {
-            PyErr_Clear();
-            throw pf::error("parafork: the backend's answer is not bytes");
-        }
-        return std::string(data, static_cast<std::size_t>(n));
+        return run(k_ask, req, -1, [](const py::object& r) {
+            char* data = nullptr;
+            Py_ssize_t n = 0;
+            if (PyBytes_AsStringAndSize(r.ptr(), &data, &n) != 0) {
+                PyErr_Clear();
+                throw pf::error("parafork: the backend's answer is not bytes");
+            }
+            return std::string(data, static_cast<std::size_t>(n));
+        });
     }
-    void pre_run() { run(k_pre_run, {}); }
+    // pre_run answers True when the backend runs Python threads of its own (an asyncio loop):
+    // then it lets the GIL go while it waits for requests, so they run meanwhile.
+    void pre_run() {
+        bool threads = run(k_pre_run, {}, -1, [](const py::object& r) { return PyObject_IsTrue(r.ptr()) == 1; });
+        if (threads && !t_saved) t_saved = PyEval_SaveThread();
+    }
     void post_run() {
-        run(k_post_run, {});
-        with_gil g;
-        flush_stdio();  // the backend _exits: what it printed must be out first
+        run(k_post_run, {}, -1, [](const py::object&) {
+            flush_stdio();  // the backend _exits: what it printed must be out first
+        });
     }
 };
 
@@ -243,6 +258,32 @@ void bind_process(py::module_& m) {
         .def("wait", &py_selector::wait, py::arg("timeout"))
         .def("revents", &py_selector::revents, py::arg("id"))
         .def("size", &py_selector::size);
+
+    // True inside the library's own fork (its at-fork hooks run Python's from there, before the
+    // channels' handlers): Python at-fork hooks must then leave channels alone.
+    m.def("library_forking", [] { return t_saved != nullptr; });
+    // A descriptor only this process may hold: every child the library forks closes it at once.
+    m.def("private_fd", [](int fd, bool on) {
+        if (on) pf::sys::register_private_fd(fd);
+        else pf::sys::unregister_private_fd(fd);
+    }, py::arg("fd"), py::arg("on"));
+
+    // Runs a program as the library does (vfork + exec, dies with this process, Ctrl-C is
+    // ours), its standard descriptors those given (-1: this process's). The pid: ours to reap.
+    m.def("spawn", [](const std::vector<std::string>& argv, int in, int out, int err) {
+        pf::sys::spawn_options o;
+        o.stdin_fd = in;
+        o.stdout_fd = out;
+        o.stderr_fd = err;
+        try {
+            return static_cast<int>(pf::sys::spawn(argv, o));
+        } catch (const std::system_error& e) {
+            PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), std::string(e.what())).ptr());
+            throw py::error_already_set();
+        } catch (...) {
+            raise_python(std::current_exception());
+        }
+    }, py::arg("argv"), py::arg("stdin"), py::arg("stdout"), py::arg("stderr"));
 
     // In a backend: sends a pickled message up to the frontend, at once.
     m.def("emit", [](const py::bytes& b) {

@@ -289,3 +289,23 @@ def test_ctrl_c_in_a_manager_loop_stops_every_worker():
             print("interrupted", len(kids), sum(w.is_alive() for w in ws), flush=True)
     """)
     assert interrupted_run(script, 0.5) == ["interrupted", "0", "0"]
+
+
+def test_loggers_are_named_as_valkka_names_them():
+    import logging
+
+    class Named(MessageProcess):
+        pass
+
+    p = Named(name="my-process")
+    assert p.logger.name == "Named.my-process" and str(p) == "<Named.my-process>"
+    logger = logging.getLogger("Named")
+    logger.propagate = False  # pytest's handlers on the root would count as the logger's own
+    Named.formatLogger(logging.DEBUG)
+    assert logger.level == logging.DEBUG and logger.handlers
+    fmt = logger.handlers[0].formatter._fmt
+    assert fmt == "%(name)s - %(levelname)s - %(message)s"
+    p.setDebug()
+    assert p.logger.level == logging.DEBUG
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
