@@ -5,7 +5,7 @@
 # package-lock.json), inlined. Off, src/dashboard/off.cpp stands in: no server, no dependency.
 set(PARAFORK_DASHBOARD_DIR ${PROJECT_SOURCE_DIR}/src/dashboard)
 # The counters are the engines' in both builds; the pkg-config file lists what the library links.
-target_sources(parafork PRIVATE ${PARAFORK_DASHBOARD_DIR}/region.cpp)
+target_sources(parafork PRIVATE ${PARAFORK_DASHBOARD_DIR}/region.cpp ${PARAFORK_DASHBOARD_DIR}/notes.cpp)
 set(PARAFORK_PC_EXTRA_LIBS "")
 if(NOT PARAFORK_DASHBOARD)
   target_sources(parafork PRIVATE ${PARAFORK_DASHBOARD_DIR}/off.cpp)

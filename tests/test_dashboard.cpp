@@ -5,6 +5,7 @@
 #include <parafork/dashboard/region.hpp>
 #include <parafork/exec/forked/map.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/thread/thread.hpp>
 
 #include "support/leak_check.hpp"
 
@@ -543,6 +544,46 @@ TEST(Dashboard, StopLeavesNoProcessAndNoDescriptor) {
         EXPECT_EQ(q.submit(&square, 5).get(), 25);
         q.terminate();
         pf::dashboard::stop();
+    });
+}
+
+// ---- the other engines ----
+
+TEST(DashboardEngines, AThreadShowsItsPidItsEndAndItsError) {
+    pf::testing::run_bounded("thread", 30, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        pf::thread ok([] { return 6 * 7; });
+        ok.start();
+        EXPECT_EQ(ok.result<int>(), 42);
+        pf::thread bad([]() -> int { throw std::invalid_argument("thread input 3"); });
+        bad.start();
+        EXPECT_THROW(bad.join(), pf::remote_error);
+        pf::thread dies([] { return die_now(); });
+        dies.start();
+        EXPECT_THROW(dies.join(), pf::worker_died);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) { return s["pools"].size() == 3 && s["errors"].size() == 2; });
+        for (const auto& p : s["pools"]) {
+            EXPECT_EQ(p["kind"], "thread");
+            EXPECT_EQ(p["state"], "finished");
+            EXPECT_EQ(p["worker_list"].size(), 1u);
+        }
+        EXPECT_EQ(s["pools"][0]["done"], 1);
+        EXPECT_EQ(s["pools"][0]["worker_list"][0]["pid"], ok.pid());
+        EXPECT_EQ(s["pools"][0]["worker_list"][0]["done"], 1);
+        EXPECT_EQ(s["pools"][1]["failed"], 1);
+        EXPECT_EQ(s["pools"][2]["deaths"], 1);
+        EXPECT_EQ(s["pools"][2]["worker_list"][0]["state"], "dead");
+        const json& died = s["errors"][0];  // newest first
+        EXPECT_EQ(died["kind"], "died");
+        EXPECT_EQ(died["pid"], dies.pid());
+        EXPECT_EQ(died["signal"], SIGKILL);
+        const json& threw = s["errors"][1];
+        EXPECT_EQ(threw["kind"], "exception");
+        EXPECT_EQ(threw["pid"], bad.pid());
+        EXPECT_EQ(threw["message"], "thread input 3");
+        EXPECT_NE(threw["type"].get<std::string>().find("invalid_argument"), std::string::npos);
     });
 }
 
