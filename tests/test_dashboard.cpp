@@ -4,6 +4,7 @@
 #include <parafork/dashboard/dashboard.hpp>
 #include <parafork/dashboard/region.hpp>
 #include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/exec/pool/pool.hpp>
 #include <parafork/exec/thread/thread.hpp>
 
@@ -584,6 +585,49 @@ TEST(DashboardEngines, AThreadShowsItsPidItsEndAndItsError) {
         EXPECT_EQ(threw["pid"], bad.pid());
         EXPECT_EQ(threw["message"], "thread input 3");
         EXPECT_NE(threw["type"].get<std::string>().find("invalid_argument"), std::string::npos);
+    });
+}
+
+TEST(DashboardEngines, AProcPoolShowsItsKidsRepliesAndADeath) {
+    pf::testing::run_bounded("proc_pool", 60, [] {
+        pf::proc_pool pp(pf::kid_fn([](int in, int out) {
+                             pf::serve(in, out, pf::frames::lines, [](std::string_view s) {
+                                 if (s == "die") ::raise(SIGKILL);
+                                 return std::string(s) + "!";
+                             });
+                         }),
+                         pf::frames::lines, dashboard_on(2));
+        std::vector<std::string> reqs;
+        for (int i = 0; i < 20; ++i) reqs.push_back(std::to_string(i));
+        std::size_t got = 0;
+        pp.eval(reqs, [&](std::string_view) { ++got; });
+        EXPECT_EQ(got, 20u);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        int victim = 0;
+        try {
+            pp.eval(std::vector<std::string>{"a", "die"}, [](std::string_view) {});
+            ADD_FAILURE() << "no worker_died";
+        } catch (const pf::worker_died& e) {
+            victim = e.pid();
+        }
+        json s = state_when(port, [](const json& s) { return s["pools"].size() == 2 && s["errors"].size() == 1; });
+        const json& first = s["pools"][0];
+        EXPECT_EQ(first["kind"], "proc_pool");
+        EXPECT_EQ(first["name"], "dash-test");
+        EXPECT_EQ(first["state"], "finished");
+        EXPECT_EQ(first["done"], 20);
+        EXPECT_EQ(first["deaths"], 0);
+        ASSERT_EQ(first["worker_list"].size(), 2u);
+        EXPECT_EQ(first["worker_list"][0]["done"].get<int>() + first["worker_list"][1]["done"].get<int>(), 20);
+        const json& second = s["pools"][1];
+        EXPECT_EQ(second["failed"], 1);
+        EXPECT_EQ(second["deaths"], 1);
+        const json& e = s["errors"][0];
+        EXPECT_EQ(e["kind"], "died");
+        EXPECT_EQ(e["pid"], victim);
+        EXPECT_EQ(e["signal"], SIGKILL);
+        EXPECT_EQ(e["task"], 1);
     });
 }
 

@@ -24,15 +24,21 @@ void note_exception(pool_slot& p, const std::exception_ptr& e, int pid, std::uin
         n.pid = d.pid();
         n.signal = d.signal();
         n.code = d.exit_code();
+        if (d.task()) n.task = *d.task();
         said = d.what();
     } catch (const remote_error& r) {
         n.type = r.type_name();
         said = r.message();
         if (r.pid() > 0) n.pid = r.pid();
+        if (r.task()) n.task = *r.task();
     } catch (const timeout_error& t) {
         n.kind = error_kind::timeout;
         n.type = "parafork::timeout_error";
+        if (t.pid() > 0) n.pid = t.pid();
+        if (t.task()) n.task = *t.task();
         said = t.what();
+    } catch (const interrupted&) {
+        return;  // Ctrl-C: the program's, not a task's failure
     } catch (const std::exception& x) {
         n.type = typeid(x).name();
         said = x.what();
