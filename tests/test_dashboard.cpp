@@ -6,6 +6,7 @@
 #include <parafork/exec/forked/map.hpp>
 #include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/process/process.hpp>
 #include <parafork/exec/thread/thread.hpp>
 
 #include "support/leak_check.hpp"
@@ -628,6 +629,56 @@ TEST(DashboardEngines, AProcPoolShowsItsKidsRepliesAndADeath) {
         EXPECT_EQ(e["pid"], victim);
         EXPECT_EQ(e["signal"], SIGKILL);
         EXPECT_EQ(e["task"], 1);
+    });
+}
+
+struct dash_actor : pf::actor {
+    int square(int x) { return x * x; }
+    int fail(int x) { throw std::out_of_range("actor input " + std::to_string(x)); }
+    int die(int) { return die_now(); }
+};
+
+TEST(DashboardEngines, AProcessShowsItsAsksItsErrorsAndItsDeath) {
+    pf::testing::run_bounded("process", 60, [] {
+        pf::options o;
+        o.dashboard = "127.0.0.1:0";
+        o.name = "actor-a";
+        pf::process<dash_actor> a(dash_actor{}, o);
+        a.start();
+        for (int i = 0; i < 5; ++i) EXPECT_EQ(a.ask(&dash_actor::square, i).get(), i * i);
+        EXPECT_THROW(a.ask(&dash_actor::fail, 4).get(), pf::remote_error);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) {
+            return s["pools"].size() == 1 && s["pools"][0]["done"] == 5 && s["pools"][0]["failed"] == 1;
+        });
+        const json& p = s["pools"][0];
+        EXPECT_EQ(p["kind"], "process");
+        EXPECT_EQ(p["name"], "actor-a");
+        EXPECT_EQ(p["state"], "running");
+        ASSERT_EQ(p["worker_list"].size(), 1u);
+        EXPECT_EQ(p["worker_list"][0]["pid"], a.pid());
+        EXPECT_EQ(p["worker_list"][0]["done"], 5);
+        EXPECT_EQ(p["worker_list"][0]["state"], "idle");
+        EXPECT_EQ(s["errors"][0]["message"], "actor input 4");
+        EXPECT_EQ(s["errors"][0]["pid"], a.pid());
+        a.join();
+
+        o.name = "actor-b";
+        pf::process<dash_actor> b(dash_actor{}, o);
+        b.start();
+        EXPECT_THROW(b.ask(&dash_actor::die, 0).get(), pf::worker_died);
+        s = state_when(port, [](const json& s) { return s["pools"].size() == 2 && s["errors"].size() == 2; });
+        EXPECT_EQ(s["pools"][0]["state"], "finished");
+        EXPECT_EQ(s["pools"][0]["deaths"], 0);  // joined: it ended, it did not die
+        const json& q = s["pools"][1];
+        EXPECT_EQ(q["state"], "finished");
+        EXPECT_EQ(q["deaths"], 1);
+        EXPECT_EQ(q["failed"], 1);
+        EXPECT_EQ(q["worker_list"][0]["state"], "dead");
+        EXPECT_EQ(s["errors"][0]["kind"], "died");
+        EXPECT_EQ(s["errors"][0]["pid"], b.pid());
+        EXPECT_EQ(s["errors"][0]["signal"], SIGKILL);
     });
 }
 
