@@ -682,4 +682,56 @@ TEST(DashboardEngines, AProcessShowsItsAsksItsErrorsAndItsDeath) {
     });
 }
 
+#ifdef PARAFORK_CLI_PATH
+TEST(DashboardEngines, TheCommandShowsItsJobsRunningDoneAndFailed) {
+    pf::testing::run_bounded("command", 60, [] {
+        char dir[] = "/tmp/parafork-dash-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir), nullptr);
+        const std::string go = std::string(dir) + "/go";
+        // Four jobs at once: two end well, one fails (exit 3), one runs until `go` exists.
+        const std::string cmd = std::string("timeout 50 ") + PARAFORK_CLI_PATH +
+                                " run -j 4 --dashboard 127.0.0.1:0 -- sh -c {} ::: true 'exit 3' 'echo hi' "
+                                "'while [ ! -e " + go + " ]; do sleep 0.02; done' 2>&1";
+        std::FILE* out = ::popen(cmd.c_str(), "r");
+        ASSERT_NE(out, nullptr);
+        char line[512];
+        int port = 0;
+        while (!port && std::fgets(line, sizeof line, out))
+            if (std::string_view(line).starts_with("parafork: dashboard at ")) port = port_of(line);
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) {
+            return s["pools"].size() == 1 && s["pools"][0]["done"] == 2 && s["pools"][0]["failed"] == 1;
+        });
+        const json& p = s["pools"][0];
+        EXPECT_EQ(p["kind"], "jobs");
+        EXPECT_EQ(p["name"], "parafork run");
+        EXPECT_EQ(p["total"], 4);
+        EXPECT_EQ(p["in_flight"], 1);
+        int busy = 0, pids = 0;
+        for (const auto& w : p["worker_list"]) {
+            pids += w["pid"].get<int>() > 0;
+            if (w["state"] == "busy") {
+                ++busy;
+                EXPECT_EQ(w["task"], 4);  // the fourth job, still running
+            }
+        }
+        EXPECT_EQ(busy, 1);
+        EXPECT_EQ(pids, 4);
+        ASSERT_EQ(s["errors"].size(), 1u);
+        EXPECT_EQ(s["errors"][0]["exit_code"], 3);
+        EXPECT_EQ(s["errors"][0]["task"], 2);
+        EXPECT_GT(s["errors"][0]["pid"].get<int>(), 0);
+        EXPECT_NE(s["errors"][0]["message"].get<std::string>().find("exit code 3"), std::string::npos);
+        std::FILE* f = std::fopen(go.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fclose(f);
+        while (std::fgets(line, sizeof line, out)) {
+        }
+        EXPECT_EQ(WEXITSTATUS(::pclose(out)), 1);  // one job failed
+        std::remove(go.c_str());
+        ::rmdir(dir);
+    });
+}
+#endif
+
 } // namespace
