@@ -3,12 +3,15 @@
 // 3% of off. Compare with interleaved repetitions:
 //   bench_dashboard --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true
 //                   --benchmark_report_aggregates_only=true
+#include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/exec/forked/map.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/process/process.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <numeric>
+#include <string>
 #include <vector>
 
 namespace pf = parafork;
@@ -59,6 +62,37 @@ void map_1m_ints_chunks_of_100(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * v.size()));
 }
 BENCHMARK(map_1m_ints_chunks_of_100)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// A message process: one ask at a time (its hooks: busy, answered, idle on every ask).
+struct echo_actor : pf::actor {
+    int ident(int x) { return x; }
+};
+void process_ask_round_trip(benchmark::State& state) {
+    pf::options o;
+    if (state.range(0) != 0) o.dashboard = "127.0.0.1:0";
+    pf::process<echo_actor> a(echo_actor{}, o);
+    a.start();
+    for (auto _ : state) benchmark::DoNotOptimize(a.ask(&echo_actor::ident, 1).get());
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+    a.join();
+}
+BENCHMARK(process_ask_round_trip)->Arg(0)->Arg(1)->UseRealTime();
+
+// proc_pool: 10,000 one-line requests to 2 kids (its hooks on every request and reply).
+void proc_pool_10k_lines(benchmark::State& state) {
+    pf::proc_pool pp(pf::kid_fn([](int in, int out) {
+                         pf::serve(in, out, pf::frames::lines, [](std::string_view s) { return std::string(s); });
+                     }),
+                     pf::frames::lines, opts(2, state.range(0) != 0));
+    std::vector<std::string> reqs(10'000, "x");
+    for (auto _ : state) {
+        std::size_t n = 0;
+        pp.eval(reqs, [&](std::string_view) { ++n; });
+        benchmark::DoNotOptimize(n);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * reqs.size()));
+}
+BENCHMARK(proc_pool_10k_lines)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 } // namespace
 

@@ -4,7 +4,10 @@
 #include <parafork/dashboard/dashboard.hpp>
 #include <parafork/dashboard/region.hpp>
 #include <parafork/exec/forked/map.hpp>
+#include <parafork/exec/coproc/proc_pool.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/exec/process/process.hpp>
+#include <parafork/exec/thread/thread.hpp>
 
 #include "support/leak_check.hpp"
 
@@ -545,5 +548,190 @@ TEST(Dashboard, StopLeavesNoProcessAndNoDescriptor) {
         pf::dashboard::stop();
     });
 }
+
+// ---- the other engines ----
+
+TEST(DashboardEngines, AThreadShowsItsPidItsEndAndItsError) {
+    pf::testing::run_bounded("thread", 30, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        pf::thread ok([] { return 6 * 7; });
+        ok.start();
+        EXPECT_EQ(ok.result<int>(), 42);
+        pf::thread bad([]() -> int { throw std::invalid_argument("thread input 3"); });
+        bad.start();
+        EXPECT_THROW(bad.join(), pf::remote_error);
+        pf::thread dies([] { return die_now(); });
+        dies.start();
+        EXPECT_THROW(dies.join(), pf::worker_died);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) { return s["pools"].size() == 3 && s["errors"].size() == 2; });
+        for (const auto& p : s["pools"]) {
+            EXPECT_EQ(p["kind"], "thread");
+            EXPECT_EQ(p["state"], "finished");
+            EXPECT_EQ(p["worker_list"].size(), 1u);
+        }
+        EXPECT_EQ(s["pools"][0]["done"], 1);
+        EXPECT_EQ(s["pools"][0]["worker_list"][0]["pid"], ok.pid());
+        EXPECT_EQ(s["pools"][0]["worker_list"][0]["done"], 1);
+        EXPECT_EQ(s["pools"][1]["failed"], 1);
+        EXPECT_EQ(s["pools"][2]["deaths"], 1);
+        EXPECT_EQ(s["pools"][2]["worker_list"][0]["state"], "dead");
+        const json& died = s["errors"][0];  // newest first
+        EXPECT_EQ(died["kind"], "died");
+        EXPECT_EQ(died["pid"], dies.pid());
+        EXPECT_EQ(died["signal"], SIGKILL);
+        const json& threw = s["errors"][1];
+        EXPECT_EQ(threw["kind"], "exception");
+        EXPECT_EQ(threw["pid"], bad.pid());
+        EXPECT_EQ(threw["message"], "thread input 3");
+        EXPECT_NE(threw["type"].get<std::string>().find("invalid_argument"), std::string::npos);
+    });
+}
+
+TEST(DashboardEngines, AProcPoolShowsItsKidsRepliesAndADeath) {
+    pf::testing::run_bounded("proc_pool", 60, [] {
+        pf::proc_pool pp(pf::kid_fn([](int in, int out) {
+                             pf::serve(in, out, pf::frames::lines, [](std::string_view s) {
+                                 if (s == "die") ::raise(SIGKILL);
+                                 return std::string(s) + "!";
+                             });
+                         }),
+                         pf::frames::lines, dashboard_on(2));
+        std::vector<std::string> reqs;
+        for (int i = 0; i < 20; ++i) reqs.push_back(std::to_string(i));
+        std::size_t got = 0;
+        pp.eval(reqs, [&](std::string_view) { ++got; });
+        EXPECT_EQ(got, 20u);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        int victim = 0;
+        try {
+            pp.eval(std::vector<std::string>{"a", "die"}, [](std::string_view) {});
+            ADD_FAILURE() << "no worker_died";
+        } catch (const pf::worker_died& e) {
+            victim = e.pid();
+        }
+        json s = state_when(port, [](const json& s) { return s["pools"].size() == 2 && s["errors"].size() == 1; });
+        const json& first = s["pools"][0];
+        EXPECT_EQ(first["kind"], "proc_pool");
+        EXPECT_EQ(first["name"], "dash-test");
+        EXPECT_EQ(first["state"], "finished");
+        EXPECT_EQ(first["done"], 20);
+        EXPECT_EQ(first["deaths"], 0);
+        ASSERT_EQ(first["worker_list"].size(), 2u);
+        EXPECT_EQ(first["worker_list"][0]["done"].get<int>() + first["worker_list"][1]["done"].get<int>(), 20);
+        const json& second = s["pools"][1];
+        EXPECT_EQ(second["failed"], 1);
+        EXPECT_EQ(second["deaths"], 1);
+        const json& e = s["errors"][0];
+        EXPECT_EQ(e["kind"], "died");
+        EXPECT_EQ(e["pid"], victim);
+        EXPECT_EQ(e["signal"], SIGKILL);
+        EXPECT_EQ(e["task"], 1);
+    });
+}
+
+struct dash_actor : pf::actor {
+    int square(int x) { return x * x; }
+    int fail(int x) { throw std::out_of_range("actor input " + std::to_string(x)); }
+    int die(int) { return die_now(); }
+};
+
+TEST(DashboardEngines, AProcessShowsItsAsksItsErrorsAndItsDeath) {
+    pf::testing::run_bounded("process", 60, [] {
+        pf::options o;
+        o.dashboard = "127.0.0.1:0";
+        o.name = "actor-a";
+        pf::process<dash_actor> a(dash_actor{}, o);
+        a.start();
+        for (int i = 0; i < 5; ++i) EXPECT_EQ(a.ask(&dash_actor::square, i).get(), i * i);
+        EXPECT_THROW(a.ask(&dash_actor::fail, 4).get(), pf::remote_error);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) {
+            return s["pools"].size() == 1 && s["pools"][0]["done"] == 5 && s["pools"][0]["failed"] == 1;
+        });
+        const json& p = s["pools"][0];
+        EXPECT_EQ(p["kind"], "process");
+        EXPECT_EQ(p["name"], "actor-a");
+        EXPECT_EQ(p["state"], "running");
+        ASSERT_EQ(p["worker_list"].size(), 1u);
+        EXPECT_EQ(p["worker_list"][0]["pid"], a.pid());
+        EXPECT_EQ(p["worker_list"][0]["done"], 5);
+        EXPECT_EQ(p["worker_list"][0]["state"], "idle");
+        EXPECT_EQ(s["errors"][0]["message"], "actor input 4");
+        EXPECT_EQ(s["errors"][0]["pid"], a.pid());
+        a.join();
+
+        o.name = "actor-b";
+        pf::process<dash_actor> b(dash_actor{}, o);
+        b.start();
+        EXPECT_THROW(b.ask(&dash_actor::die, 0).get(), pf::worker_died);
+        s = state_when(port, [](const json& s) { return s["pools"].size() == 2 && s["errors"].size() == 2; });
+        EXPECT_EQ(s["pools"][0]["state"], "finished");
+        EXPECT_EQ(s["pools"][0]["deaths"], 0);  // joined: it ended, it did not die
+        const json& q = s["pools"][1];
+        EXPECT_EQ(q["state"], "finished");
+        EXPECT_EQ(q["deaths"], 1);
+        EXPECT_EQ(q["failed"], 1);
+        EXPECT_EQ(q["worker_list"][0]["state"], "dead");
+        EXPECT_EQ(s["errors"][0]["kind"], "died");
+        EXPECT_EQ(s["errors"][0]["pid"], b.pid());
+        EXPECT_EQ(s["errors"][0]["signal"], SIGKILL);
+    });
+}
+
+#ifdef PARAFORK_CLI_PATH
+TEST(DashboardEngines, TheCommandShowsItsJobsRunningDoneAndFailed) {
+    pf::testing::run_bounded("command", 60, [] {
+        char dir[] = "/tmp/parafork-dash-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir), nullptr);
+        const std::string go = std::string(dir) + "/go";
+        // Four jobs at once: two end well, one fails (exit 3), one runs until `go` exists.
+        const std::string cmd = std::string("timeout 50 ") + PARAFORK_CLI_PATH +
+                                " run -j 4 --dashboard 127.0.0.1:0 -- sh -c {} ::: true 'exit 3' 'echo hi' "
+                                "'while [ ! -e " + go + " ]; do sleep 0.02; done' 2>&1";
+        std::FILE* out = ::popen(cmd.c_str(), "r");
+        ASSERT_NE(out, nullptr);
+        char line[512];
+        int port = 0;
+        while (!port && std::fgets(line, sizeof line, out))
+            if (std::string_view(line).starts_with("parafork: dashboard at ")) port = port_of(line);
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) {
+            return s["pools"].size() == 1 && s["pools"][0]["done"] == 2 && s["pools"][0]["failed"] == 1;
+        });
+        const json& p = s["pools"][0];
+        EXPECT_EQ(p["kind"], "jobs");
+        EXPECT_EQ(p["name"], "parafork run");
+        EXPECT_EQ(p["total"], 4);
+        EXPECT_EQ(p["in_flight"], 1);
+        int busy = 0, pids = 0;
+        for (const auto& w : p["worker_list"]) {
+            pids += w["pid"].get<int>() > 0;
+            if (w["state"] == "busy") {
+                ++busy;
+                EXPECT_EQ(w["task"], 4);  // the fourth job, still running
+            }
+        }
+        EXPECT_EQ(busy, 1);
+        EXPECT_EQ(pids, 4);
+        ASSERT_EQ(s["errors"].size(), 1u);
+        EXPECT_EQ(s["errors"][0]["exit_code"], 3);
+        EXPECT_EQ(s["errors"][0]["task"], 2);
+        EXPECT_GT(s["errors"][0]["pid"].get<int>(), 0);
+        EXPECT_NE(s["errors"][0]["message"].get<std::string>().find("exit code 3"), std::string::npos);
+        std::FILE* f = std::fopen(go.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fclose(f);
+        while (std::fgets(line, sizeof line, out)) {
+        }
+        EXPECT_EQ(WEXITSTATUS(::pclose(out)), 1);  // one job failed
+        std::remove(go.c_str());
+        ::rmdir(dir);
+    });
+}
+#endif
 
 } // namespace

@@ -5,6 +5,7 @@
 #include <parafork/exec/core/options.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <string_view>
 
 namespace parafork::detail::dash {
@@ -16,5 +17,13 @@ namespace parafork::detail::dash {
 pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, std::uint64_t total);
 // Notes a failure in the region's ring (p is an attached slot).
 void note(pool_slot& p, const error_note& e) noexcept;
+
+} // namespace parafork::detail::dash
+
+namespace parafork::detail::dash {
+
+// Notes the exception an engine is about to hand its caller (worker_died, remote_error,
+// timeout_error or any other) as a failure of `task`, by `pid`. Never throws.
+void note_exception(pool_slot& p, const std::exception_ptr& e, int pid, std::uint64_t task) noexcept;
 
 } // namespace parafork::detail::dash

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unistd.h>
 #include <variant>
 #include <vector>
 
@@ -60,6 +61,37 @@ int main() {
               "default_jobs() follows PARAFORK_JOBS");
     }
     check(jobs >= 1, "default_jobs() >= 1");
+
+#ifdef PARAFORK_CONSUMER_NO_DASHBOARD
+    // Built without the dashboard: asking for one says so once and the calls run as usual.
+    {
+        std::FILE* err = std::tmpfile();
+        const int saved = ::dup(2);
+        std::fflush(stderr);
+        ::dup2(::fileno(err), 2);
+        pf::options o;
+        o.jobs = 2;
+        o.dashboard = "127.0.0.1:0";
+        const std::vector<int> in{1, 2, 3};
+        const auto a = pf::map([](int x) { return x * 10; }, in, o);
+        const auto b = pf::map([](int x) { return x + 1; }, in, o);
+        std::fflush(stderr);
+        ::dup2(saved, 2);
+        ::close(saved);
+        std::string said(4096, '\0');
+        std::rewind(err);
+        said.resize(std::fread(said.data(), 1, said.size(), err));
+        std::fclose(err);
+        check(a == std::vector<int>{10, 20, 30} && b == std::vector<int>{2, 3, 4},
+              "map runs with a dashboard asked for but not built");
+        const std::string line =
+            "parafork: dashboard on 127.0.0.1:0 not started: this parafork was built without it "
+            "(PARAFORK_DASHBOARD=OFF)\n";
+        check(said == line, "one line on stderr says the dashboard was not built");
+        check(pf::dashboard::url().empty(), "no dashboard URL");
+        if (said != line) std::fprintf(stderr, "stderr was: %s", said.c_str());
+    }
+#endif
 
     if (failures) return 1;
     std::printf("parafork consumer ok: %zu bytes round-tripped, %u jobs\n", bytes.size(), jobs);

@@ -113,6 +113,8 @@ private:
 
     static options pool_options(const settings& s) {
         options o;
+        o.dashboard = s.dashboard;
+        o.name = "parafork coproc";
         o.jobs = s.jobs;
         o.ordered = s.ordered;
         o.task_timeout = s.timeout;

@@ -4,6 +4,7 @@
 #include "output.hpp"
 #include "progress.hpp"
 
+#include <dashboard/hub.hpp>
 #include <parafork/error.hpp>
 #include <parafork/sys/memory.hpp>
 #include <parafork/sys/process.hpp>
@@ -28,6 +29,7 @@ namespace parafork::cli {
 namespace {
 
 using clock = std::chrono::steady_clock;
+namespace dash = parafork::detail::dash;
 
 
 std::string join_command(const std::vector<std::string>& argv) {
@@ -97,7 +99,17 @@ public:
         int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0) sys::throw_errno("open /dev/null");
         devnull_.reset(fd);
+        // Before any job: a dashboard server started now holds none of their descriptors.
+        options shown;
+        shown.dashboard = s.dashboard;
+        shown.name = "parafork " + s.mode;
+        dash_ = dash::attach(shown, "jobs", s.jobs, src.jobs_total().value_or(0));
     }
+    ~engine() {
+        if (dash_) dash::close_pool(*dash_);
+    }
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
 
     int run() {
         sys::sigint_guard sigint;
@@ -235,6 +247,7 @@ private:
             finished(*flight_.back());
             return;
         }
+        j->slot = slot;  // before launch: the dashboard shows the job in its slot
         sys::unique_fd write_ends[2];
         if (s_.line_buffer) {
             for (int k = 0; k < 2; ++k) {
@@ -261,9 +274,9 @@ private:
             }
             return;
         }
-        j->slot = slot;
         slot_busy_[slot] = true;
         ++running_;
+        if (dash_) dash::relaxed_set(dash_->in_flight, running_);
         flight_.push_back(std::move(j));
     }
 
@@ -284,6 +297,10 @@ private:
         j.pidfd = sys::open_pidfd(j.proc.pid());
         if (!j.pidfd) sys::throw_errno("pidfd_open");
         pump_feed(j);
+        if (dash_) {
+            dash::worker_started(*dash_, j.slot, j.proc.pid());
+            dash::worker_busy(*dash_, j.slot, j.seq, dash::now_ns());
+        }
         j.deadline.reset();
         if (s_.timeout.count() > 0) j.deadline = clock::now() + s_.timeout;
         else if (percent_timeout_) j.deadline = j.started + *percent_timeout_;
@@ -340,6 +357,7 @@ private:
     bool retry(job& j) {
         if (j.attempts >= s_.retries || halting_) return false;
         ++j.attempts;
+        if (dash_) dash::relaxed_set(dash_->retried, dash_->retried.load(std::memory_order_relaxed) + 1);
         sys::unique_fd write_ends[2];
         if (s_.line_buffer) {
             for (int k = 0; k < 2; ++k) {
@@ -384,6 +402,7 @@ private:
 
     void finished(job& j) {
         ++finished_;
+        if (dash_) shown_end(j);
         if (!j.discard && j.out) j.received = sys::fd_size(j.out.get());
         if (log_) {
             auto runtime = std::chrono::duration<double>(clock::now() - j.started).count();
@@ -574,6 +593,35 @@ private:
     void stopped_running(job& j) {
         slot_busy_[j.slot] = false;
         --running_;
+        if (dash_) {
+            dash::relaxed_set(dash_->in_flight, running_);
+            dash::worker_idle(*dash_, j.slot, dash::now_ns());
+        }
+    }
+
+    // A job's end on the dashboard: done, or failed with how (exit code, signal, timeout).
+    void shown_end(const job& j) noexcept {
+        if (!j.failed()) {
+            dash::relaxed_set(dash_->done, dash_->done.load(std::memory_order_relaxed) + 1);
+            if (!j.spawn_error.empty() || s_.dry_run) return;
+            dash::worker_answered(*dash_, j.slot, 1);
+            return;
+        }
+        dash::relaxed_set(dash_->failed, dash_->failed.load(std::memory_order_relaxed) + 1);
+        try {
+            dash::error_note e;
+            e.kind = j.timed_out ? dash::error_kind::timeout : dash::error_kind::died;
+            e.type = j.timed_out ? "timeout" : !j.spawn_error.empty() ? "cannot start" : "job failed";
+            std::string said = j.what + ": " + j.reason();
+            e.message = said;
+            e.pid = j.spawn_error.empty() ? j.proc.pid() : 0;
+            e.signal = j.status->signal;
+            e.code = j.status->code;
+            e.task = j.seq;
+            dash::note(*dash_, e);
+        } catch (...) {
+            // Shown or not, the failure is reported on stderr and in the exit status.
+        }
     }
 
     progress_state progress() const {
@@ -608,6 +656,7 @@ private:
     std::string first_failure_what_, first_failure_reason_;
     std::string newest_;                       // the values of the newest job started (--bar)
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run
+    detail::dash::pool_slot* dash_ = nullptr;  // the run on the dashboard; null: off
 };
 
 } // namespace

@@ -61,6 +61,7 @@ struct cli_args {
     bool resume = false, resume_failed = false;
     unsigned retries = 0;
     bool bar = false, progress = false, eta = false, keep_order = false, unordered = false, null_sep = false;
+    std::string dashboard;
     // run's input sources
     std::vector<std::string> arg_files;
     std::string delimiter, colsep, header, trim, eof, arg_sep = ":::", arg_file_sep = "::::";
@@ -258,6 +259,10 @@ void add_common(CLI::App* sub, cli_args& a, bool pipe_like) {
     sub->add_flag("--progress", a.progress, "GNU parallel's progress line on stderr");
     sub->add_flag("--eta", a.eta, "--progress with the estimated time left (run reads all input first)");
     sub->add_option("--joblog", a.joblog, "Write one line per job (GNU parallel's columns) to FILE");
+    sub->add_option("--dashboard", a.dashboard,
+                    "Serve the live dashboard (the jobs: running, done, failed, each one's pid) at ADDR: "
+                    "HOST:PORT, or PORT on loopback; default: PARAFORK_DASHBOARD")
+        ->type_name("ADDR");
     sub->add_flag("-k,--keep-order", a.keep_order, pipe_like ? "Outputs in input order (the default)" : "Outputs in input order");
     sub->add_flag("-u,--unordered", a.unordered, "Outputs as jobs finish");
     sub->add_flag("-0,--null", a.null_sep, "Records end with NUL instead of newline");
@@ -407,6 +412,8 @@ int main(int argc, char** argv) {
         s.progress = a.progress;
         s.eta = a.eta;
         s.joblog = a.joblog;
+        s.dashboard = a.dashboard;
+        s.mode = sub->get_name();
         s.resume = a.resume;
         s.resume_failed = a.resume_failed;
         if (a.keep_order && a.unordered) throw std::invalid_argument("-k and --unordered contradict each other");

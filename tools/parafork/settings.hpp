@@ -106,6 +106,8 @@ struct settings {
     bool line_buffer = false;
     bool dry_run = false;
     std::string results;                         // --results DIR; empty: none
+    std::string dashboard;                       // --dashboard ADDR: the live dashboard; empty: none
+    std::string mode;                            // run, pipe or coproc: the run's name there
 };
 
 // Cuts the input sources off the end of a `run` command: "::: a b", ":::+ c d" (linked),

@@ -1,4 +1,6 @@
 #include <parafork/exec/coproc/proc_pool.hpp>
+
+#include "../../dashboard/hub.hpp"
 #include <parafork/exec/core/supervisor.hpp>
 #include <parafork/exec/core/zygote.hpp>
 #include <parafork/error.hpp>
@@ -168,12 +170,18 @@ struct proc_pool::impl {
     std::optional<sys::sigint_guard> call_guard;  // alive during eval() / final_replies()
     std::optional<sys::sigint_guard> wait_guard;  // made by a pump about to sleep without one
     sys::sigpipe_guard* sigpipe = nullptr;         // the one of the current pump()
+    detail::dash::pool_slot* dash = nullptr;       // this run on the dashboard; null: off
 
     impl(std::variant<kid_fn, kid_cmd> s, frames::framing f, const options& o)
         : spec(std::move(s)), framing(f), opts(o), jobs(resolve_jobs(o.jobs)),
           sup(stop_policy{SIGTERM, o.grace}) {}
 
     ~impl() { shutdown(true); }
+
+    static std::uint64_t ns_of(clock::time_point t) noexcept {
+        return static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+    }
 
     void start_kid(kid& k) {
         auto req = sys::make_pipe();  // parent writes requests
@@ -222,12 +230,15 @@ struct proc_pool::impl {
         k.in = frames::frame_reader(framing);
         k.input_closed = k.eof = false;
         k.progress = clock::now();
+        if (dash) detail::dash::worker_started(*dash, k.number, k.proc.pid());
     }
 
     void ensure_started() {
         if (started) return;
         if (jobs == 0) throw std::invalid_argument("proc_pool: jobs must be at least 1");
         kids.clear();
+        // Before the kids: a server forked now holds none of their pipes. One slot per run.
+        if (!dash) dash = detail::dash::attach(opts, "proc_pool", jobs, 0);
         try {
             for (unsigned i = 0; i < jobs; ++i) {
                 kids.push_back(std::make_unique<kid>(framing));
@@ -268,6 +279,10 @@ struct proc_pool::impl {
         k.held.push_back({index, len, attempts});
         ++total_held;
         total_held_bytes += len;
+        if (dash) {
+            if (k.held.size() == 1) detail::dash::worker_busy(*dash, k.number, index, ns_of(k.progress));
+            detail::dash::relaxed_set(dash->in_flight, total_held);
+        }
     }
 
     std::size_t send(std::string_view request) {
@@ -340,7 +355,18 @@ struct proc_pool::impl {
         if (opts.task_timeout.count() > 0) k.progress = clock::now();
         idle_restarts = 0;
         k.answered[k.answered_n++ % suspects_kept] = h.index;
+        if (dash) shown_answer(k);
         return h.index;
+    }
+
+    void shown_answer(const kid& k) noexcept {
+        namespace d = detail::dash;
+        d::relaxed_set(dash->done, dash->done.load(std::memory_order_relaxed) + 1);
+        d::relaxed_set(dash->in_flight, total_held);
+        d::worker_answered(*dash, k.number, 1);
+        if (k.held.empty()) d::worker_idle(*dash, k.number, d::now_ns());
+        else if (k.number < d::max_workers)
+            dash->workers[k.number].task.store(k.held.front().index, std::memory_order_relaxed);
     }
 
     static std::string list(const std::vector<std::size_t>& v) {
@@ -371,6 +397,10 @@ struct proc_pool::impl {
         auto st = std::make_optional(k.proc.reap(clock::now() + opts.grace, opts.grace));
         last_death_pid = k.proc.pid();
         last_death = *st;
+        if (dash && !(st->ok() && k.input_closed)) {  // a kid told to finish did not die
+            detail::dash::relaxed_set(dash->deaths, dash->deaths.load(std::memory_order_relaxed) + 1);
+            detail::dash::worker_gone(*dash, k.number);
+        }
         if (k.held.empty()) {
             if (k.in.buffered())
                 throw protocol_error("proc_pool: kid " + std::to_string(k.proc.pid()) +
@@ -401,6 +431,7 @@ struct proc_pool::impl {
         for (auto& h : lost) total_held_bytes -= h.framed_len;
         start_kid(k);
         ++lost.front().attempts;
+        if (dash) detail::dash::relaxed_set(dash->retried, dash->retried.load(std::memory_order_relaxed) + 1);
         std::size_t off = 0;
         for (auto& h : lost) {
             std::string_view framed(bytes.data() + off, h.framed_len);
@@ -585,6 +616,10 @@ struct proc_pool::impl {
         try {
             return next_reply_unguarded(wait);
         } catch (...) {
+            if (dash) {
+                detail::dash::relaxed_set(dash->failed, dash->failed.load(std::memory_order_relaxed) + 1);
+                detail::dash::note_exception(*dash, std::current_exception(), -1, 0);
+            }
             shutdown(false);
             throw;
         }
@@ -637,6 +672,11 @@ struct proc_pool::impl {
         } catch (...) {
         }
         kids.clear();  // their handles kill and reap anything left
+        if (dash) {
+            detail::dash::relaxed_set(dash->in_flight, 0);
+            detail::dash::close_pool(*dash);
+            dash = nullptr;
+        }
         started = false;
         closing = false;
         stash.clear();

@@ -6,6 +6,8 @@
 
 #include <parafork/sys/signals.hpp>
 
+#include "../../dashboard/hub.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -112,6 +114,22 @@ void write_policy(process_state& st) {
     }
 }
 
+// An ask answered (or a call that threw), on the dashboard: counters, the backend's state, the
+// error. A few relaxed stores; the clock is read only when the backend falls idle.
+void shown_answer(process_state& st, bool failed, const std::exception_ptr* e) noexcept {
+    auto& d = *st.dash;
+    if (failed) {
+        dash::relaxed_set(d.failed, d.failed.load(std::memory_order_relaxed) + 1);
+        dash::note_exception(d, *e, st.pid, 0);
+    } else {
+        dash::relaxed_set(d.done, d.done.load(std::memory_order_relaxed) + 1);
+        dash::worker_answered(d, 0, 1);
+    }
+    dash::relaxed_set(d.in_flight, st.pending.size());
+    if (st.pending.empty()) dash::worker_idle(d, 0, dash::now_ns());
+    else d.workers[0].task.store(st.pending.front().first, std::memory_order_relaxed);
+}
+
 void handle_frame(process_state& st, std::string_view frame) {
     wire::reader r(frame);
     char kind;
@@ -127,10 +145,13 @@ void handle_frame(process_state& st, std::string_view frame) {
             st.pending.pop_front();
             if (kind == proto::reply) {
                 put_reply(*slot, r.take(r.remaining()));
+                if (st.dash) shown_answer(st, false, nullptr);
             } else {
                 std::string type, what;
                 r(type, what);
-                slot->put_error(std::make_exception_ptr(remote_error(type, what, st.pid, task)));
+                auto e = std::make_exception_ptr(remote_error(type, what, st.pid, task));
+                if (st.dash) shown_answer(st, true, &e);
+                slot->put_error(std::move(e));
             }
             return;
         }
@@ -140,7 +161,9 @@ void handle_frame(process_state& st, std::string_view frame) {
             r(task, type, what);
             std::optional<std::size_t> t;
             if (task != proto::no_task) t = task;
-            st.inbox.push_back({{}, std::make_exception_ptr(remote_error(type, what, st.pid, t))});
+            auto e = std::make_exception_ptr(remote_error(type, what, st.pid, t));
+            if (st.dash) shown_answer(st, true, &e);
+            st.inbox.push_back({{}, std::move(e)});
             return;
         }
         case proto::wake: return;  // ring space: the next try_flush uses it
@@ -305,6 +328,24 @@ void on_backend_end(process_state& st, bool by_terminate) {
     for (auto& [task, slot] : st.pending) {
         slot->put_error(std::make_exception_ptr(worker_died(st.pid, s.signal, s.code, task, why)));
     }
+    if (st.dash) {
+        auto& d = *st.dash;
+        if (!s.ok() && !by_terminate) {  // died: what it held fails with it
+            dash::relaxed_set(d.deaths, 1);
+            dash::relaxed_set(d.failed, d.failed.load(std::memory_order_relaxed) + st.pending.size());
+            dash::note_exception(d, std::make_exception_ptr(worker_died(
+                                        st.pid, s.signal, s.code,
+                                        st.pending.empty() ? std::nullopt : std::optional<std::size_t>(st.pending.front().first),
+                                        "process '" + st.opts.name + "' has ended")),
+                                 st.pid, 0);
+            dash::worker_gone(d, 0);
+        } else {
+            dash::worker_idle(d, 0, dash::now_ns());
+        }
+        dash::relaxed_set(d.in_flight, 0);
+        dash::close_pool(d);
+        st.dash = nullptr;
+    }
     st.pending.clear();
     sync_ready(st);
 }
@@ -446,11 +487,17 @@ void process_base::start_backend(const detail::backend_hooks& hooks) {
     st.sock = sys::private_fd(std::move(pair.read));
     sys::child_options co;
     co.title = st.opts.name;
+    // Before the fork: a dashboard server started now holds none of this backend's descriptors.
+    if (!st.dash) st.dash = detail::dash::attach(st.opts, "process", 1, 0);
     st.kid = st.sup.fork([&] { detail::run_backend(pair.write.get(), st.ring.data(), hooks, st.opts); }, co);
     pair.write.reset();
     // Children forked later need not inherit this backend's ring.
     sys::dont_fork(st.ring.data(), st.ring.size());
     st.pid = st.sup.pid(st.kid);
+    if (st.dash) {
+        detail::dash::worker_started(*st.dash, 0, st.pid);
+        detail::dash::worker_idle(*st.dash, 0, detail::dash::now_ns());
+    }
     // Every read follows a poll; a read that finds nothing must not sleep.
     sys::set_nonblocking(st.sock.get());
     st.ph = process_state::phase::running;
@@ -506,6 +553,10 @@ void process_base::end_ask(std::size_t frame_start, std::shared_ptr<detail::answ
     detail::finish_frame(st, frame_start);
     slot->task = st.next_task;
     st.pending.emplace_back(st.next_task++, std::move(slot));
+    if (st.dash) {
+        if (st.pending.size() == 1) detail::dash::worker_busy(*st.dash, 0, st.pending.front().first, detail::dash::now_ns());
+        detail::dash::relaxed_set(st.dash->in_flight, st.pending.size());
+    }
     // Written now unless batching: the caller will wait for it soon, and a deep pipeline of
     // asks is the point of futures.
     detail::write_policy(st);

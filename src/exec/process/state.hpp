@@ -43,6 +43,10 @@
 
 namespace parafork::detail {
 
+namespace dash {
+struct pool_slot;  // the dashboard's counters (src/dashboard/hub.hpp)
+}
+
 namespace proto {
 constexpr char call = 'c', ask = 'a', stop = 's';
 constexpr char reply = 'r', ask_error = 'e', call_error = 'E', msg = 'm', wake = 'w';
@@ -118,6 +122,7 @@ struct process_state final : future_driver {
     sys::private_fd ready_ep;
     sys::private_fd ready_ev;
     bool ready_on = false;
+    dash::pool_slot* dash = nullptr;  // this backend on the dashboard; null: off
 
     bool out_pending() const noexcept { return out_off < out.size(); }
     bool died() const noexcept { return status && !status->ok() && !terminated; }

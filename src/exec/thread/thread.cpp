@@ -1,5 +1,7 @@
 #include <parafork/exec/thread/thread.hpp>
 
+#include "../../dashboard/hub.hpp"
+
 #include <parafork/exec/core/supervisor.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/process.hpp>
@@ -39,6 +41,37 @@ struct thread_state {
     bool done = false;  // joined: status, result or err are final
     std::string result;
     std::exception_ptr err;
+    dash::pool_slot* dash = nullptr;  // the dashboard's view of this thread; null: off
+
+    thread_state() = default;
+    thread_state(const thread_state&) = delete;
+    thread_state& operator=(const thread_state&) = delete;
+    ~thread_state() { shown_done(); }
+    // The child's end, on the dashboard: answered, failed or died; then the slot is finished.
+    void shown_done() noexcept {
+        if (!dash) return;
+        dash::relaxed_set(dash->in_flight, 0);
+        if (done && !err) {
+            dash::relaxed_set(dash->done, 1);
+            dash::worker_answered(*dash, 0, 1);
+            dash::worker_idle(*dash, 0, dash::now_ns());
+        } else if (err) {
+            dash::relaxed_set(dash->failed, 1);
+            dash::note_exception(*dash, err, pid, 0);
+        }
+        bool died = false;
+        try {
+            if (pid > 0)
+                if (const auto& st = sup.status(kid); st && !st->ok()) died = true;
+        } catch (...) {
+        }
+        if (died) {
+            dash::relaxed_set(dash->deaths, 1);
+            dash::worker_gone(*dash, 0);
+        }
+        dash::close_pool(*dash);
+        dash = nullptr;
+    }
 };
 
 namespace {
@@ -121,6 +154,7 @@ void finish(thread_state& s) {
         } else if (kind == 0) {
             s.result = std::move(a);
             std::string().swap(s.buf);
+            s.shown_done();
             if (s.merge) s.merge(b);  // user code: its exception goes to the join caller
             return;
         } else {
@@ -132,6 +166,7 @@ void finish(thread_state& s) {
                         s.buf.empty() ? "thread ended without a result" : "thread sent a corrupt result"));
     }
     std::string().swap(s.buf);
+    s.shown_done();
 }
 
 // Reads the pipe and notes an exit, without sleeping; true once the child was reaped.
@@ -170,10 +205,22 @@ void thread::start() {
     sys::private_fd read_end(std::move(rd));  // later children close it at once
     sys::unique_fd spill = sys::make_memfd("parafork-thread", 0);  // the child writes it
     auto& s = *st_;
-    s.kid = s.sup.fork([&s, fd = wr.get(), sp = spill.get()] { detail::run_child(s.body, fd, sp); });
+    // Before the fork: a dashboard server started now holds none of this child's descriptors.
+    if (!s.dash) s.dash = detail::dash::attach(options{}, "thread", 1, 1);
+    try {
+        s.kid = s.sup.fork([&s, fd = wr.get(), sp = spill.get()] { detail::run_child(s.body, fd, sp); });
+    } catch (...) {
+        s.shown_done();
+        throw;
+    }
     wr.reset();
     sys::set_nonblocking(read_end.get());
     s.pid = s.sup.pid(s.kid);
+    if (s.dash) {
+        detail::dash::worker_started(*s.dash, 0, s.pid);
+        detail::dash::worker_busy(*s.dash, 0, 0, detail::dash::now_ns());
+        detail::dash::relaxed_set(s.dash->in_flight, 1);
+    }
     s.pipe = std::move(read_end);
     s.spill = sys::private_fd(std::move(spill));  // children forked later close it
 }
@@ -194,6 +241,7 @@ void thread::join() {
                 s.pipe.reset();
                 s.done = true;
                 s.err = std::make_exception_ptr(interrupted());
+                s.shown_done();
                 break;
             }
         }
