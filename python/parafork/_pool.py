@@ -38,7 +38,7 @@ def _run(blob):
             _functions.clear()
         f = _functions[fbytes] = pickle.loads(fbytes)
     if mode == _APPLY:
-        y = f(*args, **kwds)
+        y = f(*args, **kwds) if kwds else f(*args)
     elif mode == _MAP:
         y = [f(x) for x in args]
     else:
@@ -484,10 +484,13 @@ class Pool:
 
     def apply(self, func, args=(), kwds={}):
         """func(*args, **kwds) in a worker; its result, or its exception raised here."""
-        self._check_running()
-        r = ApplyResult(self)
-        r._id = self._submit(func, _APPLY, tuple(args), dict(kwds), async_=False)
-        return r.get()
+        if self._state != "RUN":
+            raise ValueError("Pool not running")
+        blob = pickle.dumps((self._function(func), _APPLY, tuple(args), dict(kwds) if kwds else None), 5)
+        ok, payload = self._core.call(blob)  # submit, wait and take in one step
+        if ok:
+            return pickle.loads(payload)
+        raise payload
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         self._check_running()

@@ -22,19 +22,20 @@ def _globals_of(f):
     return g if isinstance(g, dict) else sys.modules["__main__"].__dict__
 
 
-def _outcome(call):
+def _outcome(call, spill=False):
     """In the child: (True, value) or (False, the failure as text), pickled; never raises for
-    the function's own exception, so extract still runs after it (as snakefish does)."""
+    the function's own exception, so extract still runs after it (as snakefish does). With
+    `spill` a large value's buffers go by memfd (read back by load_result, see snakefish.cpp)."""
     try:
-        return _pickle_outcome(call)
+        return _pickle_outcome(call, spill)
     except BaseException as e:  # noqa: BLE001 - reported to the caller, whatever it is
         return pickle.dumps((False, _core._encode_failure(e)), 5)
 
 
-def _pickle_outcome(call):
+def _pickle_outcome(call, spill):
     y = call()
     try:
-        return pickle.dumps((True, y), 5)
+        return _parafork.pickle_result((True, y)) if spill else pickle.dumps((True, y), 5)
     except Exception as e:
         raise _core._ResultNotPicklable(f"{type(y).__name__} result: {type(e).__name__}: {e}") from e
 
@@ -64,7 +65,7 @@ class Thread:
         # to the garbage collector, and a dropped Thread must stop its child at once.
         f, args, kwargs = self._f, self._args, self._kwargs
         g = self._g
-        body = lambda: _outcome(lambda: f(*args, **kwargs))  # noqa: E731
+        body = lambda: _outcome(lambda: f(*args, **kwargs), True)  # noqa: E731
         extract_body = None if extract is None else (lambda: pickle.dumps(extract(g()), 5))
         self._t = _parafork.Thread(body, extract_body)
         self._owner = os.getpid()
@@ -128,7 +129,7 @@ class Thread:
         """f's value (joins first); raises f's exception."""
         self.join()
         if self._outcome is None:
-            self._outcome = pickle.loads(self._t.result())
+            self._outcome = self._t.load_result()
         ok, v = self._outcome
         if ok:
             return v

@@ -1,6 +1,9 @@
 #include "common.hpp"
 
+#include <parafork/sys/memory.hpp>
 #include <parafork/sys/signals.hpp>
+#include <parafork/wire/descriptors.hpp>
+#include <parafork/wire/large.hpp>
 
 #include <pthread.h>
 
@@ -64,8 +67,56 @@ struct head5 {
     std::uint64_t stream;
 };
 constexpr std::uint32_t magic5 = 0x35666670;  // "pff5"
+constexpr std::uint32_t magic5_spilled = 0x6d666670;  // "pffm": the buffers are in a memfd
 constexpr std::size_t align5 = 64;
+
+// A spilled message's buffers: a private mapping, unmapped when the last view is released.
+struct mapped_memory {
+    pf::sys::mapping map;
+};
 } // namespace
+
+void bind_mapped(py::module_& m) {
+    py::class_<mapped_memory>(m, "MappedMemory", py::buffer_protocol())
+        .def_buffer([](mapped_memory& b) {
+            return py::buffer_info(b.map.data(), 1, py::format_descriptor<unsigned char>::format(), 1,
+                                   {static_cast<py::ssize_t>(b.map.size())}, {py::ssize_t{1}}, false);
+        })
+        .def("__len__", [](const mapped_memory& b) { return b.map.size(); });
+}
+
+bool is_pickled5(std::string_view msg) noexcept {
+    std::uint32_t magic = 0;
+    if (msg.size() < sizeof magic) return false;
+    std::memcpy(&magic, msg.data(), sizeof magic);
+    return magic == magic5 || magic == magic5_spilled;
+}
+
+bool pickled5::spill(int memfd, std::size_t threshold) {
+    std::size_t total = 0;
+    for (auto* v : views_) total += static_cast<std::size_t>(v->len);
+    if (views_.empty() || total < threshold) return false;
+    static const char zeros[align5] = {};
+    std::vector<std::uint64_t> table;
+    std::size_t at = 0;
+    for (auto* v : views_) {
+        const std::size_t start = (at + align5 - 1) / align5 * align5;
+        if (start > at) pf::sys::write_all(memfd, zeros, start - at);
+        // write(2): the memfd's pages are filled in one pass, never zeroed first.
+        pf::sys::write_all(memfd, v->buf, static_cast<std::size_t>(v->len));
+        table.push_back(start);
+        table.push_back(static_cast<std::uint64_t>(v->len));
+        at = start + static_cast<std::size_t>(v->len);
+    }
+    pf::sys::seal_memfd(memfd);
+    head5 hd{magic5_spilled, static_cast<std::uint32_t>(views_.size()),
+             static_cast<std::uint64_t>(PyBytes_GET_SIZE(stream_.ptr()))};
+    head_.assign(reinterpret_cast<const char*>(&hd), sizeof hd);
+    head_.append(reinterpret_cast<const char*>(table.data()), table.size() * sizeof(std::uint64_t));
+    size_ = head_.size() + hd.stream;
+    spilled_ = true;
+    return true;
+}
 
 pickled5::pickled5(py::handle obj, bool out_of_band) {
     if (out_of_band)
@@ -96,10 +147,47 @@ pickled5::pickled5(py::handle obj, bool out_of_band) {
     head_.append(reinterpret_cast<const char*>(table.data()), table.size() * sizeof(std::uint64_t));
 }
 
-py::object unpickle5(std::string_view msg, py::handle owner) {
+namespace {
+py::object unpickle5_spilled(std::string_view msg, const head5& hd, int spilled) {
+    const std::size_t table = 16 * std::size_t{hd.buffers};
+    if (hd.buffers > (msg.size() - sizeof hd) / 16 || hd.stream != msg.size() - sizeof hd - table)
+        throw pf::protocol_error("parafork: malformed pickled message");
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans(hd.buffers);
+    std::uint64_t end = 0;
+    for (std::uint32_t k = 0; k < hd.buffers; ++k) {
+        std::uint64_t at, len;
+        std::memcpy(&at, msg.data() + sizeof hd + 16 * k, 8);
+        std::memcpy(&len, msg.data() + sizeof hd + 16 * k + 8, 8);
+        if (at < end || len > (std::uint64_t{1} << 48) || at > (std::uint64_t{1} << 48))
+            throw pf::protocol_error("parafork: malformed pickled message (buffer table)");
+        end = at + len;
+        spans[k] = {at, end};
+    }
+    pf::sys::unique_fd taken;
+    if (spilled < 0) {
+        taken = pf::detail::take_incoming_fd();
+        spilled = taken.get();
+    }
+    // The memfd must be sealed at exactly the size its table covers: nothing can change under
+    // the mapping, and every view lies inside it.
+    auto map = pf::wire::map_sealed_memfd_copy(spilled, static_cast<std::size_t>(end));
+    taken.reset();
+    py::object owner = py::cast(mapped_memory{std::move(map)});
+    py::object view = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(owner.ptr()));
+    if (!view) throw py::error_already_set();
+    py::list buffers;
+    for (auto& [at, e] : spans)
+        buffers.append(view[py::slice(static_cast<Py_ssize_t>(at), static_cast<Py_ssize_t>(e), 1)]);
+    return h->loads(py::memoryview::from_memory(msg.data() + sizeof hd + table, static_cast<Py_ssize_t>(hd.stream)),
+                    py::arg("buffers") = buffers);
+}
+} // namespace
+
+py::object unpickle5(std::string_view msg, py::handle owner, int spilled) {
     head5 hd;
     if (msg.size() < sizeof hd) throw pf::protocol_error("parafork: short pickled message");
     std::memcpy(&hd, msg.data(), sizeof hd);
+    if (hd.magic == magic5_spilled) return unpickle5_spilled(msg, hd, spilled);
     const std::size_t size = msg.size();
     if (hd.magic != magic5 || hd.buffers > (size - sizeof hd) / 16 ||
         hd.stream > size - sizeof hd - 16 * std::size_t{hd.buffers})

@@ -105,12 +105,17 @@ public:
     // error_already_set (what dumps raised, or BufferError for a buffer that is not contiguous).
     explicit pickled5(py::handle obj, bool out_of_band = true);
     std::size_t size() const noexcept { return size_; }
+    // Moves the out-of-band buffers into `memfd` (empty; sealed after) when they hold at least
+    // `threshold` bytes: the message is then the header, table and stream, and the receiver
+    // maps the memfd instead of copying the buffers. True if it did.
+    bool spill(int memfd, std::size_t threshold);
     // Appends the message to `out` (a std::string or a std::vector<char>), piece by piece.
     template <class Out>
     void write_to(Out& out) const {
         out.insert(out.end(), head_.begin(), head_.end());
         auto put = [&out](const char* p, std::size_t n) { out.insert(out.end(), p, p + n); };
         put(PyBytes_AS_STRING(stream_.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(stream_.ptr())));
+        if (spilled_) return;
         for (std::size_t k = 0; k < views_.size(); ++k) {
             out.insert(out.end(), offsets_[k] - ends_[k], '\0');  // alignment
             put(static_cast<const char*>(views_[k]->buf), static_cast<std::size_t>(views_[k]->len));
@@ -124,15 +129,21 @@ private:
     std::vector<std::size_t> offsets_, ends_;  // where buffer k starts; where the piece before it ends
     std::string head_;                      // header and buffer table
     std::size_t size_ = 0;
+    bool spilled_ = false;
 };
 // A pickled5 message back to its object; a malformed message is parafork::protocol_error.
 // With `owner` (a bytearray that holds `msg`) the out-of-band buffers are views of it (no copy;
-// aligned as the message sits in it); without, the message is copied first.
-py::object unpickle5(std::string_view msg, py::handle owner = py::handle());
+// aligned as the message sits in it); without, the message is copied first. A spilled message
+// maps its memfd (`spilled`, or else the descriptor that came with the bytes being decoded)
+// copy-on-write, and its buffers are views of that mapping, unmapped with the last of them.
+py::object unpickle5(std::string_view msg, py::handle owner = py::handle(), int spilled = -1);
+// Whether `msg` starts as a pickled5 message does (a plain pickle does not).
+bool is_pickled5(std::string_view msg) noexcept;
 
 // Each part of the module adds its functions here.
 void bind_map(py::module_& m);
 void bind_snakefish(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_process(py::module_& m);
+void bind_mapped(py::module_& m);  // the owner of a spilled message's mapping
 } // namespace parafork_python

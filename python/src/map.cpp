@@ -10,6 +10,8 @@
 #include <parafork/exec/core/detail/worker.hpp>
 #include <parafork/exec/core/executor.hpp>
 #include <parafork/exec/forked/forked.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/wire/descriptors.hpp>
 #include <parafork/wire/large.hpp>
 
 #include <algorithm>
@@ -23,6 +25,28 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+namespace parafork_python {
+// A chunk's results whose out-of-band buffers went into a memfd: encoded as the byte vector
+// the parent reads (length, bytes), with the memfd passed beside it.
+struct spilled_results {
+    std::string bytes;
+    int memfd;
+};
+} // namespace parafork_python
+
+template <>
+struct parafork::wire::codec<parafork_python::spilled_results> {
+    static constexpr bool is_custom = true;
+    static void encode(writer& w, const parafork_python::spilled_results& v) {
+        parafork::detail::outgoing_fds().push_back(v.memfd);
+        w.write_size(v.bytes.size());
+        w.write_bytes(v.bytes.data(), v.bytes.size());
+    }
+    static void decode(reader&, parafork_python::spilled_results&) {
+        reader::fail("spilled results are read as bytes");
+    }
+};
 
 namespace parafork_python {
 namespace {
@@ -66,14 +90,24 @@ void fail_item(pd::kid_output& out, std::uint64_t i, py::error_already_set& e) {
     }
 }
 
-// One answer carrying `items` results, pickled in p: through the pipe when small, lent (or by
-// memfd) when large.
+// One answer carrying `items` results, pickled in p: through the pipe when small; when its
+// out-of-band buffers (numpy arrays) are large, they go into a memfd passed beside the answer,
+// which the parent maps (one copy in all); another large message is lent.
 void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items, std::uint64_t ns,
-                  const pickled5& p) {
-    const std::size_t n = results_head + p.size();
+                  pickled5& p) {
     char head[results_head] = {};
     std::memcpy(head, &items, sizeof items);
     std::memcpy(head + sizeof items, &ns, sizeof ns);
+    if (p.size() > pf::wire::default_large_threshold) {
+        auto memfd = pf::sys::make_memfd("parafork-result", 0);
+        if (p.spill(memfd.get(), pf::wire::default_large_threshold)) {
+            spilled_results r{std::string(head, results_head), memfd.get()};
+            p.write_to(r.bytes);
+            out.value(first, r);
+            return;
+        }
+    }
+    const std::size_t n = results_head + p.size();
     if (n + sizeof(std::uint64_t) <= pf::wire::default_large_threshold) {
         static std::string s;  // one per worker, reused
         s.clear();
@@ -704,6 +738,7 @@ std::unique_ptr<map_run> imap_call(const py::object& f, const py::object& items,
 } // namespace
 
 void bind_map(py::module_& m) {
+    bind_mapped(m);
     m.def("map", &map_call, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"),
           py::arg("ordered"), py::arg("jobs"), py::arg("chunksize"), py::arg("timeout"),
           py::arg("retries"), py::arg("progress"), py::arg("name"));

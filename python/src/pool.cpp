@@ -144,18 +144,7 @@ public:
     // nowhere); `notify`: to the handler too (it has callbacks); `async`: nobody is about to
     // wait for it, so it is sent now and the handler is woken to drive.
     std::uint64_t submit(const py::bytes& blob, std::uint64_t channel, bool notify, bool async) {
-        d::job j;
-        j.kind = d::job_kind::call;
-        j.count = 1;
-        j.body = header_;
-        j.prefix = static_cast<std::uint32_t>(header_.size());
-        j.offsets.push_back(j.prefix);
-        {
-            char* data = nullptr;
-            Py_ssize_t n = 0;
-            if (PyBytes_AsStringAndSize(blob.ptr(), &data, &n) != 0) throw py::error_already_set();
-            d::encode_arg(j.body, std::string_view(data, static_cast<std::size_t>(n)));
-        }
+        d::job j = make_job(blob);
         without_gil ng;
         std::unique_lock lk(mu_);
         if (closed_) throw py::value_error("Pool not running");
@@ -174,6 +163,36 @@ public:
         }
         wake_driver();  // a driver asleep sends it
         return id;
+    }
+
+    // apply(): submits, waits (driving) and takes the answer in one call, with no Python in
+    // between: (True, pickled bytes) or (False, the exception).
+    py::object call(const py::bytes& blob) {
+        d::job j = make_job(blob);
+        result r;
+        {
+            without_gil ng;
+            std::unique_lock lk(mu_);
+            if (closed_) throw py::value_error("Pool not running");
+            std::uint64_t id = next_id_++;
+            inflight_.emplace(id, info{0, false, false});
+            if (broken_) complete_locked(id, {}, broken_);
+            else pending_.push_back({id, std::move(j)});
+            wake_driver();  // a driver asleep sends it
+            try {
+                progress(lk, [&] { return !inflight_.count(id); }, std::nullopt);
+            } catch (...) {  // Ctrl-C: nobody will take this answer
+                if (inflight_.count(id)) forgotten_.insert(id);
+                else results_.erase(id);
+                throw;
+            }
+            auto it = results_.find(id);
+            if (it == results_.end()) throw pf::error("parafork: the pool lost a task");
+            r = std::move(it->second);
+            results_.erase(it);
+        }
+        if (r.error) return py::make_tuple(false, exception_of(r.error));
+        return py::make_tuple(true, py::bytes(r.bytes));
     }
 
     // Waits (driving if nobody else does) until task `id` has finished; false on timeout.
@@ -334,6 +353,20 @@ public:
     }
 
 private:
+    d::job make_job(const py::bytes& blob) {
+        d::job j;
+        j.kind = d::job_kind::call;
+        j.count = 1;
+        j.body = header_;
+        j.prefix = static_cast<std::uint32_t>(header_.size());
+        j.offsets.push_back(j.prefix);
+        char* data = nullptr;
+        Py_ssize_t n = 0;
+        if (PyBytes_AsStringAndSize(blob.ptr(), &data, &n) != 0) throw py::error_already_set();
+        d::encode_arg(j.body, std::string_view(data, static_cast<std::size_t>(n)));
+        return j;
+    }
+
     struct info {
         std::uint64_t channel;
         bool notify;
@@ -380,30 +413,71 @@ private:
     }
 
     // Waits until ready() holds, driving the engine whenever nobody else does. lk is held.
+    // The first drive only spins (no SIGINT guard: a quick answer costs no pipe and no
+    // sigaction); before it sleeps or waits for another driver it takes Ctrl-C over (arm).
     template <class Pred>
     bool progress(std::unique_lock<std::mutex>& lk, Pred ready, std::optional<clock::time_point> deadline) {
         ++waiters_;
-        pf::sys::sigint_guard ctrl_c;  // the whole wait: Ctrl-C between two drives is ours too
+        struct leave {
+            unsigned& n;
+            ~leave() { --n; }
+        } leave_{waiters_};
+        std::optional<pf::sys::sigint_guard> ctrl_c;  // from arm() on, the whole wait is ours
+        bool spun = false;
         for (;;) {
             if (ready()) break;
             if (deadline && clock::now() >= *deadline) break;
             if (!driving_ && !stopping_ && !inflight_.empty()) {
+                if (!ctrl_c && !spun) {
+                    spun = true;
+                    drive_once(lk, deadline, true, false);
+                    continue;
+                }
+                if (!ctrl_c) {
+                    arm(lk, ctrl_c);
+                    continue;
+                }
                 drive_once(lk, deadline, true);
                 continue;
             }
             if (!driving_ && inflight_.empty()) break;  // nothing in flight: nothing will change
+            if (!ctrl_c) {
+                arm(lk, ctrl_c);
+                continue;
+            }
             if (deadline) cv_.wait_until(lk, *deadline);
             else cv_.wait(lk);
         }
-        --waiters_;
         return ready();
+    }
+    // Takes Ctrl-C over for a wait that may sleep. A SIGINT that came before went to Python's
+    // handler: it is raised here (KeyboardInterrupt), not left until the wait ends.
+    void arm(std::unique_lock<std::mutex>& lk, std::optional<pf::sys::sigint_guard>& ctrl_c) {
+        lk.unlock();
+        {
+            with_gil g;
+            if (PyErr_CheckSignals() != 0) {
+                py::error_already_set e;
+                lk.lock();
+                throw e;
+            }
+        }
+        try {
+            ctrl_c.emplace();
+        } catch (...) {
+            lk.lock();
+            throw;
+        }
+        lk.lock();
     }
 
     // As the driver (lk held on entry and exit, released meanwhile): sends what was submitted,
     // then (pump) takes the answers there are or, if none, sleeps until an event (sleep). A
     // failure of the engine itself (Ctrl-C, the initializer raised, a worker that cannot be
     // forked) stops it and fails every task with it. True if that failure was Ctrl-C.
-    bool drive_once(std::unique_lock<std::mutex>& lk, std::optional<clock::time_point> deadline, bool pump) {
+    // With !may_sleep it only spins for an answer (see progress), without a SIGINT guard.
+    bool drive_once(std::unique_lock<std::mutex>& lk, std::optional<clock::time_point> deadline, bool pump,
+                    bool may_sleep = true) {
         driving_ = true;
         std::deque<pending_job> jobs;
         jobs.swap(pending_);
@@ -422,7 +496,11 @@ private:
                 core_->eng->kick();
                 last_sent_ = clock::now();
             }
-            if (pump) {
+            if (pump && !may_sleep) {
+                auto answered = core_->eng->counters().answered;
+                idle = !core_->pump(clock::now());
+                if (!idle && core_->eng->counters().answered == answered && spin()) idle = !core_->pump(clock::now());
+            } else if (pump) {
                 pf::sys::sigint_guard ctrl_c;
                 auto answered = core_->eng->counters().answered;
                 idle = !core_->pump(clock::now());
@@ -482,6 +560,17 @@ private:
         if (pf::sys::poll_spin(fds_.data(), fds_.size(), timeout, spin) < 0 && errno != EINTR)
             throw std::system_error(errno, std::generic_category(), "poll");
         pf::sys::eventfd_drain(wake_.get());
+    }
+    // The spin alone, soon after work was sent: true if something became ready.
+    bool spin() {
+        if (clock::now() - last_sent_ >= spin_) return false;
+        fds_.clear();
+        core_->watch(fds_);
+        fds_.push_back({wake_.get(), POLLIN, 0});
+        int r = pf::sys::spin_poll(fds_.data(), fds_.size(), spin_);
+        if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+        if (r > 0) pf::sys::eventfd_drain(wake_.get());
+        return r != 0;
     }
     // Ends a driver's sleep (lk held: driving_ is read under it).
     void wake_driver() {
@@ -556,6 +645,7 @@ void bind_pool(py::module_& m) {
              py::arg("retries"), py::arg("progress"), py::arg("name"))
         .def_property_readonly("size", &py_pool::size)
         .def("submit", &py_pool::submit, py::arg("blob"), py::arg("channel"), py::arg("notify"), py::arg("async_"))
+        .def("call", &py_pool::call, py::arg("blob"))
         .def("wait", &py_pool::wait, py::arg("id"), py::arg("timeout"))
         .def("next_done", &py_pool::next_done, py::arg("channel"), py::arg("timeout"))
         .def("open_channel", &py_pool::open_channel)

@@ -9,6 +9,8 @@
 #include <parafork/ipc/shared_array.hpp>
 #include <parafork/ipc/timestamp.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/memory.hpp>
+#include <parafork/wire/large.hpp>
 #include <parafork/sys/process.hpp>
 #include <parafork/sys/signals.hpp>
 
@@ -46,9 +48,26 @@ auto unlocked_any(Fn&& fn) -> decltype(fn()) {
 }
 
 
+// In a Thread's child, while its body runs: the memfd (made by the parent before the fork)
+// that pickle_result spills a large result's buffers into; -1 elsewhere.
+int child_spill_fd = -1;
+
+// pickle.dumps(obj, 5) as a pickled5 message; in a Thread's child, buffers of 1 MiB or more go
+// into the thread's memfd, which the parent maps (no copy through the report pipe).
+py::bytes pickle_result(const py::object& obj) {
+    pickled5 p(obj);
+    if (child_spill_fd >= 0 && p.spill(child_spill_fd, pf::wire::default_large_threshold))
+        child_spill_fd = -1;  // sealed: one spill per child
+    std::string out;
+    out.reserve(p.size());
+    p.write_to(out);
+    return py::bytes(out);
+}
+
 // In the child: calls a Python callable that returns bytes (parafork._thread pickles).
-std::string call_for_bytes(PyObject* fn) {
+std::string call_for_bytes(PyObject* fn, int spill = -1) {
     with_gil g;
+    child_spill_fd = spill;
     try {
         py::object b = py::handle(fn)();
         std::string out = b.cast<std::string>();
@@ -66,11 +85,12 @@ class py_thread {
 public:
     py_thread(py::object body, py::object extract) : body_(std::move(body)), extract_(std::move(extract)) {
         PyObject* b = body_.ptr();
+        const int* spill = &spill_fd_;  // read in the child, where this object is a copy
         if (extract_.is_none()) {
-            t_ = pf::thread([b] { return call_for_bytes(b); });
+            t_ = pf::thread([b, spill] { return call_for_bytes(b, *spill); });
         } else {
             PyObject* x = extract_.ptr();
-            t_ = pf::thread([b] { return call_for_bytes(b); }, [x] { return call_for_bytes(x); },
+            t_ = pf::thread([b, spill] { return call_for_bytes(b, *spill); }, [x] { return call_for_bytes(x); },
                             [this](std::string bytes) { extracted_ = std::move(bytes), has_extracted_ = true; });
         }
     }
@@ -83,13 +103,22 @@ public:
 
     void start() {
         flush_stdio();  // nothing buffered may be printed twice
-        unlocked_any([&] { t_.start(); });
+        // Made before the fork, so the child has it; private after it, so later children do not.
+        pf::sys::unique_fd spill = pf::sys::make_memfd("parafork-result", 0);
+        spill_fd_ = spill.get();
+        try {
+            unlocked_any([&] { t_.start(); });
+        } catch (...) {
+            spill_fd_ = -1;
+            throw;
+        }
+        spill_ = pf::sys::private_fd(std::move(spill));
     }
     void join() {
-        unlocked_any([&] { t_.join(); });
+        settle_after([&] { t_.join(); });
     }
     bool try_join() {
-        return unlocked_any([&] { return t_.try_join(); });
+        return settle_after([&] { return t_.try_join(); });
     }
     bool is_alive() {
         return unlocked_any([&] { return t_.is_alive(); });
@@ -108,6 +137,15 @@ public:
         std::string r = unlocked_any([&] { return t_.result<std::string>(); });
         return py::bytes(r);
     }
+    // The result unpickled: a large one's buffers are views of the memfd the child filled.
+    py::object load_result() {
+        struct release {
+            py_thread& t;
+            ~release() { t.spill_.reset(); }  // a mapping, if any, keeps the memory
+        } r_{*this};
+        std::string r = unlocked_any([&] { return t_.result<std::string>(); });
+        return is_pickled5(r) ? unpickle5(r, py::handle(), spill_.get()) : h->loads(py::bytes(r));
+    }
     // The extracted globals (pickled), once joined; None without extract.
     py::object extracted() const {
         if (!has_extracted_) return py::none();
@@ -116,10 +154,27 @@ public:
     pf::thread& get() { return t_; }
 
 private:
+    // Runs a wait; once the child is gone, its memfd is closed unless the result is in it.
+    template <class Fn>
+    auto settle_after(Fn&& fn) -> decltype(fn()) {
+        struct settle {
+            py_thread& t;
+            ~settle() {
+                try {
+                    if (t.spill_ && t.t_.joined() && pf::sys::fd_size(t.spill_.get()) == 0) t.spill_.reset();
+                } catch (...) {  // cannot tell: it closes with the object
+                }
+            }
+        } s_{*this};
+        return unlocked_any(std::forward<Fn>(fn));
+    }
+
     py::object body_, extract_;
     pf::thread t_;
     std::string extracted_;
     bool has_extracted_ = false;
+    pf::sys::private_fd spill_;  // see start()
+    int spill_fd_ = -1;
 };
 
 class py_channel {
@@ -304,6 +359,7 @@ void bind_snakefish(py::module_& m) {
         .def("pid", &py_thread::pid)
         .def("exit_status", &py_thread::exit_status)
         .def("result", &py_thread::result)
+        .def("load_result", &py_thread::load_result)
         .def("extracted", &py_thread::extracted);
 
     py::class_<py_channel>(m, "Channel")
@@ -328,6 +384,7 @@ void bind_snakefish(py::module_& m) {
         .def("size", &shared_memory::size)
         .def("fd", &shared_memory::fd);
 
+    m.def("pickle_result", &pickle_result, py::arg("obj"));
     m.def("timestamp", [] { return pf::timestamp(); },
           "CLOCK_MONOTONIC in nanoseconds: comparable across the processes of this machine.");
     m.def("timestamp_serialized", [] { return pf::timestamp_serialized(); },

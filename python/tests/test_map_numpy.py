@@ -1,5 +1,7 @@
-"""numpy results through map: pickle protocol 5, the arrays' memory out of band, large chunks lent
-by the worker and copied once."""
+"""numpy results through map: pickle protocol 5, the arrays' memory out of band; large arrays
+written once by the worker into a memfd the caller maps (no copy on the caller's side)."""
+
+import gc
 
 import pytest
 
@@ -8,21 +10,45 @@ np = pytest.importorskip("numpy")
 import parafork as pf
 
 
+def result_mappings():
+    with open("/proc/self/maps") as f:
+        return sum("memfd:parafork-result" in line for line in f)
+
+
 def test_256_mib_numpy_results_exact_and_out_of_band():
     big = np.arange(32 << 20, dtype=np.int64)  # 256 MiB, in the workers by fork
+    before = result_mappings()
     got = pf.map(lambda k: big + k, range(2), jobs=2)
+    # Each array lives on the memfd its worker wrote, mapped here: not copied into the caller.
+    assert result_mappings() - before == 2
     for k, a in enumerate(got):
         assert a.dtype == np.int64 and a.shape == big.shape
         assert a[0] == k and a[-1] == big[-1] + k
         assert np.array_equal(a - k, big)
-        # Rebuilt over the message as it was received (its buffer sits after the pickle stream),
-        # not copied out of the stream into a bytearray of its own.
         base = a
         while isinstance(base, np.ndarray):
             base = base.base
-        assert isinstance(base, memoryview) and len(base.obj) > a.nbytes
+        assert isinstance(base, memoryview) and type(base.obj).__name__ == "MappedMemory"
         assert a.flags.writeable and a.flags.aligned
-        a[0] = -1  # the caller's own memory
+        a[0] = -1  # the caller's own copy of that page (the mapping is private)
+        assert a[0] == -1
+    del got, a, base
+    gc.collect()
+    assert result_mappings() == before  # unmapped with the last array on it
+
+
+def test_a_mapped_result_outlives_the_list_and_frees_with_its_array():
+    got = pf.map(lambda k: np.full(1 << 19, k, dtype=np.int64), range(3), jobs=2, chunksize=1)
+    keep = got[1][10:20]  # a view keeps its array's mapping
+    before = result_mappings()
+    assert before >= 1
+    del got
+    gc.collect()
+    assert result_mappings() == 1  # the one `keep` is a view of
+    assert (keep == 1).all()
+    del keep
+    gc.collect()
+    assert result_mappings() == 0
 
 
 def test_many_small_arrays_in_one_chunk():

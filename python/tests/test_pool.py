@@ -387,9 +387,10 @@ def test_initializer_that_raises_fails_every_task_with_its_exception():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("where", ["map", "idle-main"])
+@pytest.mark.parametrize("where", ["map", "apply", "idle-main"])
 def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
-    # "map": the main thread drives; "idle-main": the handler thread drives while main sleeps.
+    # "map", "apply": the main thread drives; "idle-main": the handler thread drives while main
+    # sleeps.
     script = textwrap.dedent(f"""
         import os, sys, time
         import parafork as pf
@@ -400,6 +401,8 @@ def test_ctrl_c_stops_the_workers_and_raises_keyboard_interrupt(where):
         try:
             if "{where}" == "map":
                 p.map(nap, range(4), chunksize=1)
+            elif "{where}" == "apply":
+                p.apply(nap, (0,))
             else:
                 r = p.apply_async(nap, (0,))
                 time.sleep(30)

@@ -42,6 +42,16 @@ mapping::mapping(int fd, std::size_t len, bool writable, std::size_t offset) {
     len_ = len;
 }
 
+mapping mapping::private_copy(int fd, std::size_t len) {
+    mapping m;
+    if (len == 0) return m;
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) throw_errno("mmap");
+    m.addr_ = p;
+    m.len_ = len;
+    return m;
+}
+
 mapping& mapping::operator=(mapping&& o) noexcept {
     if (this != &o) {
         reset();

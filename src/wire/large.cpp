@@ -25,15 +25,30 @@ sys::unique_fd to_sealed_memfd(std::string_view head, std::string_view body) {
     return fd;
 }
 
-large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size) {
-    int seals = ::fcntl(fd.get(), F_GET_SEALS);
+namespace {
+// A received memfd must be sealed: a sender that shrank it later would fault the receiver.
+std::size_t check_sealed(int fd, std::size_t expected_size) {
+    int seals = ::fcntl(fd, F_GET_SEALS);
     constexpr int needed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
     if (seals < 0 || (seals & needed) != needed)
         throw protocol_error("parafork: received a large value that is not a sealed memfd");
-    std::size_t size = sys::fd_size(fd.get());
+    std::size_t size = sys::fd_size(fd);
     if (size != expected_size)
         throw protocol_error("parafork: large value of " + std::to_string(size) +
                              " bytes, expected " + std::to_string(expected_size));
+    return size;
+}
+} // namespace
+
+sys::mapping map_sealed_memfd_copy(int fd, std::size_t expected_size) {
+    std::size_t size = check_sealed(fd, expected_size);
+    auto map = sys::mapping::private_copy(fd, size);
+    if (size) (void)::madvise(map.data(), size, MADV_POPULATE_READ);
+    return map;
+}
+
+large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size) {
+    std::size_t size = check_sealed(fd.get(), expected_size);
     sys::mapping map(fd.get(), size, false);
     // Fault the whole mapping in with one call instead of one fault per page later (ignored
     // where the kernel lacks it: the pages then fault in on first touch as usual).

@@ -24,6 +24,9 @@ public:
     mapping() noexcept = default;
     // Maps `len` bytes of `fd` (shared). fd == -1: anonymous shared memory.
     mapping(int fd, std::size_t len, bool writable = true, std::size_t offset = 0);
+    // Maps `len` bytes of `fd` private and writable: writes go to this process's own copy of
+    // a page (copy-on-write), never to the file, so a write-sealed memfd may be mapped so.
+    static mapping private_copy(int fd, std::size_t len);
     mapping(mapping&& o) noexcept
         : addr_(std::exchange(o.addr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
     mapping& operator=(mapping&& o) noexcept;

@@ -39,6 +39,9 @@ sys::unique_fd to_sealed_memfd(std::string_view head, std::string_view body);
 // Maps a received memfd read-only. Refuses (protocol_error) a descriptor that is not a sealed
 // memfd of exactly `expected_size` bytes: the sender must not be able to change what we decode.
 large_view map_sealed_memfd(sys::unique_fd fd, std::size_t expected_size);
+// The same checks, mapped private and writable (copy-on-write: the receiver may change its
+// copy, as it could a value it decoded). The descriptor stays the caller's.
+sys::mapping map_sealed_memfd_copy(int fd, std::size_t expected_size);
 
 // Sends `bytes` as a sealed memfd over the UNIX socket `sock` (the payload is the size).
 void send_large(int sock, std::string_view bytes);

@@ -718,7 +718,10 @@ bool engine::pump(executor_sink& sink, std::optional<clock::time_point> deadline
     respawn_missing();
     dispatch();
     if (idle()) return false;
-    sys::sigint_guard guard;
+    // Ctrl-C is taken over only by a pump that may sleep: one that only looks (its deadline
+    // passed) costs no pipe and no sigaction, and a signal meanwhile stays its owner's.
+    std::optional<sys::sigint_guard> guard;
+    if (!deadline || *deadline > clock::now()) guard.emplace();
     auto& fds = pollfds_;
     fds.clear();
     polled_.clear();
