@@ -47,6 +47,19 @@ def _format_logger(cls, level=logging.INFO):
         logger.setLevel(level)
 
 
+def _set_level(ev, ready):
+    """A non-blocking eventfd (or -1: none yet) made readable while `ready`, drained when not."""
+    if ev < 0:
+        return
+    if ready:
+        os.eventfd_write(ev, 1)
+    else:
+        try:
+            os.eventfd_read(ev)
+        except BlockingIOError:
+            pass
+
+
 class MessageObject:
     """A command and its keyword parameters: msg() is the command, msg["key"] a parameter."""
 
@@ -120,15 +133,7 @@ class _Pipe:
         return self._ep.fileno()
 
     def _held_changed(self, p):
-        if self._ev < 0:
-            return
-        if p._held:
-            os.eventfd_write(self._ev, 1)
-        else:
-            try:
-                os.eventfd_read(self._ev)
-            except BlockingIOError:
-                pass
+        _set_level(self._ev, p._held)
 
     def recv(self):
         return self._process()._recv()
@@ -476,15 +481,7 @@ class _AsyncPipe:
         self._signal()
 
     def _signal(self):
-        if self._ev < 0:
-            return
-        if self._waiting:
-            os.eventfd_write(self._ev, 1)
-        else:
-            try:
-                os.eventfd_read(self._ev)
-            except BlockingIOError:
-                pass
+        _set_level(self._ev, self._waiting)
 
 
 def _interruptible(waiter, p):

@@ -10,6 +10,15 @@ import time
 import pytest
 
 
+def alive(pid):
+    """Whether pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def interrupted_run(script, settle):
     """Runs `script` in a fresh interpreter; once it prints "ready", waits `settle` seconds,
     sends it Ctrl-C and returns the words it printed after. Bounded: 30 s for the rest."""

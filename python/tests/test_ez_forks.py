@@ -10,6 +10,7 @@ import time
 import pytest
 
 import parafork as pf
+from conftest import alive
 
 LINGER = 60  # seconds a grandchild sleeps: far longer than any of these graphs may take
 PROMPT = 20  # what "at once" is allowed on a loaded machine
@@ -71,14 +72,6 @@ def fork_sleeper(g):
         finally:
             os._exit(0)
     g.note(pid)
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def gone(pids):

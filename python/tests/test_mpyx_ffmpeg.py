@@ -13,6 +13,7 @@ import pytest
 import parafork as pf
 from parafork.mpyx import EZ, F, FFmpegError, Iter
 from parafork.mpyx.Vid import FFmpeg  # mpyx's import, the package renamed
+from conftest import alive
 
 FAKE = Path(__file__).resolve().parent / "fake_ffmpeg"
 SHAPE = (3, 4, 3)  # H, W, C
@@ -40,14 +41,6 @@ def ffmpeg(monkeypatch, tmp_path):
 def frames(n, shape=SHAPE):
     return [np.full(shape, i % 256, dtype=np.uint8) + np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
             for i in range(n)]
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def gone(pid, within=10.0):
