@@ -48,12 +48,12 @@ if(PARAFORK_INSTALL)
     # The MPI component of the installed package, run on 2 ranks (segments not in /dev/shm).
     file(MAKE_DIRECTORY ${consumer_bin}/mpi_segments)
     add_test(NAME consumer.find_package_mpi COMMAND ${CMAKE_CTEST_COMMAND}
-      --build-and-test ${consumer_src}/mpi ${consumer_bin}/find_package_mpi
+      --build-and-test ${consumer_src} ${consumer_bin}/find_package_mpi
       --build-generator ${CMAKE_GENERATOR}
       --build-makeprogram ${CMAKE_MAKE_PROGRAM}
       --build-options ${consumer_cmake_args} "-DCMAKE_EXE_LINKER_FLAGS=${consumer_link_flags}"
         -DCMAKE_PREFIX_PATH=${consumer_prefix} -DPARAFORK_EXPECTED_PREFIX=${consumer_prefix}
-        -DPARAFORK_EXPECTED_VERSION=${PROJECT_VERSION}
+        -DPARAFORK_EXPECTED_VERSION=${PROJECT_VERSION} -DPARAFORK_CONSUMER_MPI=ON
       --test-command timeout -k 5 120 ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root
         -np 2 ${consumer_bin}/find_package_mpi/parafork_consumer_mpi)
     set_tests_properties(consumer.find_package_mpi PROPERTIES LABELS "consumer;mpi" TIMEOUT 600

@@ -99,20 +99,27 @@ class _Failure:  # an asyncio backend's c__ method raised: sent in order with it
         self.text, self.task = state
 
 
-class _Pipe:
-    """What getPipe() returns: the frontend end of a process's messages. select() it (plain
-    select.select, safe_select or pf.select), then recv()."""
+class _ProcessPipe:
+    """A pipe object that refers to its process weakly (the process owns the pipe)."""
 
     def __init__(self, process):
         self._p = weakref.ref(process)
-        self._ep = None  # made by fileno(): the process's descriptor and _ev, in one epoll
-        self._ev = -1    # readable while returnFromBack holds messages for recv()
 
     def _process(self):
         p = self._p()
         if p is None:
             raise _core.Error("parafork.valkka: the process of this pipe is gone")
         return p
+
+
+class _Pipe(_ProcessPipe):
+    """What getPipe() returns: the frontend end of a process's messages. select() it (plain
+    select.select, safe_select or pf.select), then recv()."""
+
+    def __init__(self, process):
+        super().__init__(process)
+        self._ep = None  # made by fileno(): the process's descriptor and _ev, in one epoll
+        self._ev = -1    # readable while returnFromBack holds messages for recv()
 
     def fileno(self):
         """Readable while recv() would not wait: a message waits (on the socket, in the
@@ -289,12 +296,12 @@ _FRAME = struct.Struct("<Q")  # a message on an asyncio backend's pipe: its leng
 _READ = 1 << 16
 
 
-class _AsyncPipe:
+class _AsyncPipe(_ProcessPipe):
     """What AsyncBackMessageProcess.getPipe() returns: the frontend's end of the pipe the
     backend's event loop writes its messages to. select() it (or getReadFd()), then recv()."""
 
     def __init__(self, process):
-        self._p = weakref.ref(process)
+        super().__init__(process)
         self._r = self._w = -1
         self._buf = bytearray()
         self._inbox = collections.deque()  # decoded, in order: messages and return_out__ answers
@@ -305,12 +312,6 @@ class _AsyncPipe:
         self._pidfd = -1
         self._ep_process = False  # the process's descriptor is in _ep
         self._fin = None
-
-    def _process(self):
-        p = self._p()
-        if p is None:
-            raise _core.Error("parafork.valkka: the process of this pipe is gone")
-        return p
 
     def _open(self):
         """Makes the pipe (at getReadFd() or start(), whichever comes first). Its ends, and

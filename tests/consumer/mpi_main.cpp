@@ -1,4 +1,5 @@
-// A user's MPI program: squares spread over every rank's workers, checked on rank 0. It exits
+// A user's MPI program (consumer.find_package_mpi builds it against the installed mpi component
+// and runs it on 2 ranks): squares spread over every rank's workers, checked on rank 0. It exits
 // non-zero (with a message) if anything is off, so building and running it is the test.
 #include <parafork/mpi/mpi.hpp>
 
