@@ -281,7 +281,7 @@ json state_when(int port, const std::function<bool(const json&)>& ok) {
     json s;
     for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
         s = state(port);
-        if (ok(s)) return s;
+        if (!s.empty() && ok(s)) return s;  // empty: the request failed, already reported
         std::this_thread::sleep_for(50ms);
     }
     ADD_FAILURE() << "timed out; last state: " << s.dump(2);

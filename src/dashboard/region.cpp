@@ -4,7 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <fstream>
+#include <cerrno>
+#include <fcntl.h>
 #include <sstream>
 #include <unistd.h>
 
@@ -176,8 +177,18 @@ snapshot read(const region& r) {
 
 proc_stats read_proc_stats(int pid) {
     proc_stats st;
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // Read with read(2), not a stream: a worker that exits between the listing and the read
+    // makes read fail with ESRCH, which is "not known", never an error of the page.
+    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return st;
+    char buf[1024];
+    ssize_t n;
+    do n = ::read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return st;
+    const std::string text(buf, static_cast<std::size_t>(n));
     // The command name may hold spaces and parentheses: fields count from the last ')'.
     auto close = text.rfind(')');
     if (close == std::string::npos) return st;
