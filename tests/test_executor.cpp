@@ -49,6 +49,7 @@ constexpr std::uint64_t dies_at = 13, throws_at = 7;
 // time only, when `die_once`).
 struct square_job {
     bool die_once = false;
+    unsigned sleep_us = 0;  // each item's own cost
 
     static void run(void* ctx, pd::job_kind kind, std::uint64_t first, std::uint32_t count,
                     std::string_view body, pd::kid_output& out) {
@@ -59,6 +60,7 @@ struct square_job {
             pd::put_start(out, first + k);
             std::uint64_t x;
             std::memcpy(&x, body.data() + k * sizeof x, sizeof x);
+            if (self.sleep_us) ::usleep(self.sleep_us);
             try {
                 if (x == throws_at) throw std::runtime_error("seven is not welcome");
                 if (x == dies_at && (!self.die_once || notes()->deaths.load() == 0)) {
@@ -183,6 +185,30 @@ TEST(Executor, RetriedItemIsCountedAndAnswered) {
         EXPECT_EQ(c.answered, total);
         EXPECT_EQ(c.failed, 1u);
         EXPECT_EQ(c.retried, 1u);
+        ex->join(sink);
+    });
+}
+
+// Chunk sizes follow what the workers say their jobs cost, not the caller's wall clock (which
+// counts round trips: on a busy machine it kept chunks small). Every finished job says it.
+TEST(Executor, WorkersSayWhatTheirJobsCost) {
+    PARAFORK_LEAK_CHECK();
+    run_bounded("executor seam costs", 60, [] {
+        pf::options o;
+        o.jobs = 2;
+        square_job ctx;
+        ctx.sleep_us = 2'000;
+        auto ex = pd::make_local_executor(o, &square_job::run, &ctx);
+        EXPECT_EQ(ex->counters().timed, 0u);
+        recording_sink sink;
+        ex->push(items_job(20, 10));  // no item here throws or dies
+        ex->push(items_job(30, 10));
+        while (ex->pump(sink)) {
+        }
+        ASSERT_EQ(sink.values.size(), 20u);
+        auto c = ex->counters();
+        EXPECT_EQ(c.timed, 20u);
+        EXPECT_GE(c.busy_ns, 20u * 2'000'000u);  // at least the items' own sleeps
         ex->join(sink);
     });
 }

@@ -470,6 +470,33 @@ int* ran_by_page() {  // which kid ran each item (a page the kids share)
 }
 } // namespace
 
+// The automatic chunk size: 1 until the workers have said what an item costs, then about 10 ms
+// of their time, growing at most 4x a chunk, never past the cap. No clock of the caller's: a
+// busy machine's slow round trips do not make trivial items look slow.
+TEST(Map, AutomaticChunkSizesFollowTheWorkersMeasuredCost) {
+    pf::detail::chunk_sizer trivial;
+    pf::detail::executor_counters c;
+    EXPECT_EQ(trivial.next(65536, c), 1u);
+    EXPECT_EQ(trivial.next(65536, c), 1u);  // nothing measured yet
+    c.timed = 4;
+    c.busy_ns = 40;  // 10 ns an item: 10 ms is a million
+    std::uint64_t want = 1;
+    for (int k = 0; k < 12; ++k) {
+        want = std::min<std::uint64_t>(want * 4, 65536);
+        EXPECT_EQ(trivial.next(65536, c), want);
+    }
+    EXPECT_EQ(trivial.next(100, c), 100u);  // the cap holds whatever the cost
+
+    pf::detail::chunk_sizer slow;
+    c.timed = 100;
+    c.busy_ns = 100'000'000;  // 1 ms an item: 10 ms is 10
+    EXPECT_EQ(slow.next(65536, c), 4u);
+    EXPECT_EQ(slow.next(65536, c), 10u);
+    EXPECT_EQ(slow.next(65536, c), 10u);
+    c.busy_ns = 10'000'000'000;  // 100 ms an item: one at a time
+    EXPECT_EQ(slow.next(65536, c), 1u);
+}
+
 // Automatic chunks follow the measured cost of an item: 5 ms items go a chunk or two at a
 // time, so the kids take turns along the range (fixed chunks of total / (8 * jobs) = 25 items
 // made about 16 long runs), and the tail, a timeout or a cancel waits for little.

@@ -203,6 +203,8 @@ executor_counters engine::counters() const noexcept {
     c.answered = done_;
     c.failed = failed_;
     c.retried = retried_;
+    c.timed = timed_;
+    c.busy_ns = busy_ns_;
     c.queued = queue_.size();
     c.in_flight = in_flight();
     for (auto& w : workers_) c.workers += w ? 1 : 0;
@@ -421,6 +423,14 @@ void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
         w.ready = true;
         if (!w.flight.empty()) w.front_since = clock::now();
         show(w);
+        return;
+    }
+    if (static_cast<msg>(h.kind) == msg::spent) {
+        std::uint64_t ns = 0;
+        if (body.size() != sizeof ns) throw protocol_error("parafork: bad spent frame");
+        std::memcpy(&ns, body.data(), sizeof ns);
+        busy_ns_ += ns;
+        timed_ += h.count;
         return;
     }
     if (static_cast<msg>(h.kind) == msg::init_failed) {

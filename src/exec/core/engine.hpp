@@ -127,6 +127,7 @@ private:
     std::exception_ptr fatal_;            // the workers cannot start (worker_init threw, ...)
     clock::time_point last_event_{};      // the last job sent or answer read (spin or sleep)
     std::uint64_t total_ = 0, done_ = 0, failed_ = 0, retried_ = 0;
+    std::uint64_t timed_ = 0, busy_ns_ = 0;  // items whose workers said what they cost, and that cost
     clock::time_point started_{}, last_draw_{};
     bool progress_tty_ = false;
     std::size_t launches_ = 0;

@@ -9,6 +9,7 @@
 #include <parafork/wire/large.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -158,6 +159,12 @@ void kid_output::fail_current(std::uint64_t index) noexcept {
     }
 }
 
+void kid_output::spent(std::uint32_t count, std::uint64_t ns) {
+    close_run();
+    put_header(msg::spent, count, 0, sizeof ns);
+    append(&ns, sizeof ns);
+}
+
 void kid_output::flush() {
     close_run();
     if (size_) sys::write_all(fd_, data_.get(), size_);
@@ -233,7 +240,13 @@ void kid_main(const kid_config& c) noexcept {
                     r.read_bytes(&p, sizeof p);
                     p.fn(p.ctx, h.first, h.count, r, out);
                 } else if ((kind == msg::range || kind == msg::items) && c.runner) {
+                    // The job's own cost, measured here: the parent sizes the next chunks by
+                    // it, not by its wall clock, which counts round trips and start-up too.
+                    const auto t0 = std::chrono::steady_clock::now();
                     c.runner(c.ctx, static_cast<job_kind>(kind), h.first, h.count, body, out);
+                    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - t0);
+                    out.spent(h.count, static_cast<std::uint64_t>(ns.count()));
                 } else {
                     throw protocol_error("parafork: unknown job kind");
                 }

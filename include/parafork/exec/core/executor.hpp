@@ -76,6 +76,8 @@ struct executor_counters {
     std::uint64_t answered = 0;  // items answered, with a value or a failure
     std::uint64_t failed = 0;    // of those, failures
     std::uint64_t retried = 0;   // items run again after their worker died
+    std::uint64_t timed = 0;     // range and items jobs' items whose cost the workers measured,
+    std::uint64_t busy_ns = 0;   // and that cost in nanoseconds of the workers' time
     std::size_t queued = 0;      // jobs waiting for a worker
     std::size_t in_flight = 0;   // jobs at a worker
     unsigned workers = 0;

@@ -15,7 +15,6 @@
 // rethrown; Ctrl-C stops the kids and throws parafork::interrupted.
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -212,30 +211,28 @@ inline std::uint64_t auto_stream_chunk(std::uint64_t seen, unsigned jobs) {
     return std::clamp<std::uint64_t>(seen / (std::uint64_t{jobs} * 4), 1, 1024);
 }
 
-// Automatic chunks sized by the measured cost of an item: each takes about `target` of a
-// worker's time, so slow items go in small chunks (a timeout, a cancel and the tail stay short)
-// and trivial ones in big chunks (per-chunk overhead vanishes). The estimate counts start-up as
-// work, so it errs small; chunks at most double from one to the next, from 1.
+// Automatic chunks sized by the measured cost of an item: each takes about 10 ms of a worker's
+// time, so slow items go in small chunks (a timeout, a cancel and the tail stay short) and
+// trivial ones in big chunks (per-chunk overhead vanishes). The cost is what the workers measured
+// running their jobs, not this process's wall clock: that counts round trips and start-up, and on
+// a busy machine kept chunks small, whose round trips then kept the estimate small. Chunks start
+// at 1, stay there until a cost is known, then at most quadruple from one to the next.
 class chunk_sizer {
 public:
-    using clock = std::chrono::steady_clock;
-    static constexpr std::chrono::milliseconds target{10};
+    static constexpr double target_ns = 10e6;
 
-    std::uint64_t next(std::uint64_t cap, std::uint64_t answered, unsigned jobs) {
-        std::uint64_t want = std::min(cap, last_ * 2);
-        if (answered > 0) {
-            auto busy = std::chrono::duration<double>(clock::now() - start_).count() * jobs;
-            double fit = std::chrono::duration<double>(target).count() * static_cast<double>(answered) / busy;
+    std::uint64_t next(std::uint64_t cap, const executor_counters& c) {
+        if (c.timed > 0) {
+            const double per_item = std::max(1.0, static_cast<double>(c.busy_ns) / static_cast<double>(c.timed));
+            const double fit = target_ns / per_item;
+            std::uint64_t want = std::min(cap, last_ * 4);
             if (fit < static_cast<double>(want)) want = static_cast<std::uint64_t>(fit);
-        } else {
-            want = std::min(want, last_);  // nothing measured yet: stay where we are
+            last_ = std::max<std::uint64_t>(want, 1);
         }
-        last_ = std::max<std::uint64_t>(want, 1);
-        return last_;
+        return last_ = std::min(last_, std::max<std::uint64_t>(cap, 1));
     }
 
 private:
-    clock::time_point start_ = clock::now();
     std::uint64_t last_ = 1;
 };
 
@@ -266,7 +263,7 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
         std::uint64_t next = 0;
         for (;;) {
             while (next < total && eng->counters().queued < 2 * jobs && !sink.backed_up()) {
-                const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng->counters().answered, jobs);
+                const std::uint64_t chunk = o.chunksize ? o.chunksize : sizer.next(cap, eng->counters());
                 detail::job j;
                 j.kind = detail::job_kind::range;
                 j.first = next;
@@ -285,7 +282,7 @@ void forked(Range&& range, Body&& body, Join&& join, const options& o = {}) {
             while (it != end && eng->counters().queued < 2 * jobs && !sink.backed_up()) {
                 const std::uint64_t chunk =
                     o.chunksize ? o.chunksize
-                                : sizer.next(detail::auto_stream_chunk(next, jobs), eng->counters().answered, jobs);
+                                : sizer.next(detail::auto_stream_chunk(next, jobs), eng->counters());
                 detail::job j;
                 j.kind = detail::job_kind::items;
                 j.first = next;

@@ -32,6 +32,8 @@ enum class msg : std::uint8_t {
                     // (body = lent_value); it waits for the parent's verdict (see kid_output)
     descriptors = 16,  // worker -> parent: item `first`'s value (the next frame, alone) carries
                        // descriptors; body = their number, they come on the socket
+    spent = 17,     // worker -> parent, after a range or items job's answers: the job's count
+                    // items took body = u64 nanoseconds of this worker's time (chunk sizing)
 };
 
 static_assert(static_cast<int>(msg::range) == static_cast<int>(job_kind::range) &&
@@ -114,6 +116,8 @@ public:
     }
     // Call from a catch block: reports the exception in flight as item `index`'s failure.
     void fail_current(std::uint64_t index) noexcept;
+    // Notes that `count` items took `ns` nanoseconds of this worker's time (a note, no item).
+    void spent(std::uint32_t count, std::uint64_t ns);
     void flush();
 
 private:
