@@ -303,6 +303,23 @@ inline void cpu_relax() noexcept {
 constexpr auto spin_budget = std::chrono::microseconds(10);
 constexpr auto yield_budget = std::chrono::microseconds(100);
 
+// The spinning half of a wait: true as soon as ready() holds, false once both budgets ran out.
+template <class Ready>
+bool spin_until(Ready ready) {
+    if (ready()) return true;
+    auto start = channel_clock::now();
+    for (unsigned i = 1;; ++i) {
+        cpu_relax();
+        if (ready()) return true;
+        if (i % 16 == 0 && channel_clock::now() >= start + spin_budget) break;
+    }
+    while (channel_clock::now() < start + yield_budget) {
+        ::sched_yield();
+        if (ready()) return true;
+    }
+    return false;
+}
+
 // The side a waiter sleeps on: data (receivers) or space (senders).
 enum wake_side : int { wake_data = 0, wake_space = 1 };
 
@@ -363,16 +380,7 @@ template <class Ready, class Idle>
 bool wait_until(channel_core& c, wake_side side, channel_wait w, Ready ready, Idle idle) {
     if (ready()) return true;
     if (w.kind == channel_wait::never) return false;
-    auto start = channel_clock::now();
-    for (unsigned i = 1;; ++i) {
-        cpu_relax();
-        if (ready()) return true;
-        if (i % 16 == 0 && channel_clock::now() >= start + spin_budget) break;
-    }
-    while (channel_clock::now() < start + yield_budget) {
-        ::sched_yield();
-        if (ready()) return true;
-    }
+    if (spin_until(ready)) return true;
     auto& waiters = waiters_of(c, side);
     end_table* peers = c.ends ? &c.ends[side == wake_data ? send_end : recv_end] : nullptr;
     sleep_set set;
@@ -767,13 +775,22 @@ bool receive_message(channel_core& c, std::string& out, channel_wait w) {
 
 namespace detail {
 
-int channel_arm(channel& ch, std::size_t bytes) {
-    auto& c = *ch.core_;
-    wake_side side = bytes == 0 ? wake_data : wake_space;
-    auto ready = [&] {
+namespace {
+// What channel_arm and channel_spin wait for: data (`bytes` == 0) or room for `bytes`.
+auto ready_for(channel_core& c, std::size_t bytes) {
+    return [&c, bytes] {
         if (bytes == 0) return c.sh->head.load(std::memory_order_acquire) != c.sh->tail.load(std::memory_order_acquire);
         return free_space(c) >= chunk_align + align_up(bytes) + chunk_align;  // and an abort owed
     };
+}
+} // namespace
+
+bool channel_spin(channel& ch, std::size_t bytes) { return spin_until(ready_for(*ch.core_, bytes)); }
+
+int channel_arm(channel& ch, std::size_t bytes) {
+    auto& c = *ch.core_;
+    wake_side side = bytes == 0 ? wake_data : wake_space;
+    auto ready = ready_for(c, bytes);
     if (ready()) return -1;
     waiters_of(c, side).fetch_add(1);
     std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -69,6 +69,9 @@ namespace detail {
 // own waits hold its send or receive lock, so this caller must be the only one on that side.
 int channel_arm(channel& ch, std::size_t bytes);
 void channel_disarm(channel& ch, std::size_t bytes) noexcept;
+// The channel's own waits look again for a while before they sleep (a brief spin, then
+// yielding the CPU): the same, for a caller about to arm. True once that is there.
+bool channel_spin(channel& ch, std::size_t bytes);
 // send_bytes that also gives up (channel_closed) once `abandoned` is set; whoever sets it
 // calls channel_wake_senders so a sender asleep on a full ring sees it at once.
 void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned);
@@ -158,6 +161,7 @@ public:
 
 private:
     friend int detail::channel_arm(channel&, std::size_t);
+    friend bool detail::channel_spin(channel&, std::size_t);
     friend void detail::channel_disarm(channel&, std::size_t) noexcept;
     friend void detail::channel_send_unless(channel&, std::string_view, const std::atomic<std::uint32_t>&);
     friend void detail::channel_wake_senders(channel&) noexcept;

@@ -146,6 +146,10 @@ bool pump(generator_base::state& s, std::string& msg, bool block) {
     pid_t pid = s.pid;
     channel& ch = *s.ch;
     if (poll_message(ch, msg)) return take(s, msg, pid);
+    // A producer usually sends within microseconds: look again for a while before sleeping, as
+    // the channel's own waits do. A sleep costs the Ctrl-C guard, the producer's eventfd write
+    // and a wake-up, which on a busy machine waits in the run queue behind other processes.
+    if (block && detail::channel_spin(ch, 0) && poll_message(ch, msg)) return take(s, msg, pid);
     std::optional<sys::sigint_guard> guard;  // only once we really wait
     for (;;) {
         if (block && s.sup.alive(s.kid)) {
