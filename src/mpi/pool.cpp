@@ -395,8 +395,14 @@ void pool_engine::state::serve(pool_call* c, std::string_view prefix, std::uint6
                 } else if (f.tag == tag_pool_end) {
                     const bool ok = m.get<std::uint8_t>() != 0;
                     const auto why = m.str();
+                    if (!ok) {
+                        if (local_busy(*local)) {  // rank 0 was stopped without waiting for it
+                            stopped = true;
+                            local->terminate();
+                        }
+                        throw given_up("parafork::mpi: rank 0 abandoned the pool call: " + std::string(why));
+                    }
                     if (local_busy(*local)) throw protocol_error("parafork::mpi: rank 0 ended a pool call with work here");
-                    if (!ok) throw given_up("parafork::mpi: rank 0 abandoned the pool call: " + std::string(why));
                     return;
                 } else {
                     throw protocol_error("parafork::mpi: a pool message a rank does not take");
@@ -479,6 +485,14 @@ void pool_engine::finish(bool ok, std::string_view why) {
     auto& cur = s.cur;
     if (!cur.active || !w.root()) return;
     cur.ending = true;
+    if (s.stopped) {  // Ctrl-C or terminate: no waiting for what ranks hold; they stop too
+        for (int r = 1; r < w.size(); ++r) {
+            auto& p = s.peers[static_cast<std::size_t>(r)];
+            if (!w.gone(r) && p.ready_seq == cur.seq && p.ended_seq != cur.seq) s.end(r, false, why);
+        }
+        cur = {};
+        return;
+    }
     if (cur.c && !cur.c->finished()) {  // given up: drop what is not handed out, drain the rest
         cur.c->abandoned = true;
         cur.c->sealed = true;

@@ -464,6 +464,13 @@ int main(int argc, char** argv) {
                        has(e.what(), "rank 2 on " + w->host(2));
             });
         if (scenario == "pool_killrank") return pool_killrank(*w);
+        if (scenario == "pool_long") {  // ended from outside (Ctrl-C at mpirun) during a map and a submit
+            pf::mpi::pool p(*w);
+            auto f = p.submit(&slow_fib, 10);
+            std::vector<int> xs(3000, 10);  // 20 ms each: ~10 s on 3 ranks of 2 workers
+            p.map(&slow_fib, xs);
+            return fail("rank " + std::to_string(w->rank()) + " finished a pool call it should not have");
+        }
     } catch (const std::exception& e) {
         return fail(std::string("rank ") + std::to_string(w->rank()) + ": " + e.what());
     }

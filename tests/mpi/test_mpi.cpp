@@ -226,3 +226,14 @@ TEST_F(MPI, PoolKilledRankEndsTheCallWithAnError) {
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
 }
+
+TEST_F(MPI, PoolCtrlCAtMpirunLeavesNoProcess) {
+    const auto tag = tag_for("pool_long");
+    auto r = run("timeout -k 5 60 sh -c 'mpirun --oversubscribe --allow-run-as-root -np 3 " +
+                     std::string(PARAFORK_MPI_PROG) + " pool_long " + tag + " & m=$!; sleep 2; kill -INT $m; wait $m'",
+                 tag);
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tag), "");
+}

@@ -259,7 +259,7 @@ private:
         cur_.reset();
         error_ = nullptr;
         if (at_end_) return;
-        sys::sigint_guard ctrl_c;
+        std::optional<sys::sigint_guard> ctrl_c;  // made only when a wait is due: it costs syscalls
         for (;;) {
             if constexpr (Ordered) {
                 auto it = st_->ordered.find(next_);
@@ -280,6 +280,7 @@ private:
                 if (st_->taken == st_->total) break;
             }
             try {
+                if (!ctrl_c) ctrl_c.emplace();
                 if (!eng_->pump()) throw error("parafork::mpi: the pool lost items of an imap");
             } catch (...) {
                 ended_ = true;
