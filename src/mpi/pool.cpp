@@ -78,7 +78,7 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         bool active = false, ending = false;
         std::uint64_t seq = 0, total = 0, next = 0, chunk = 1;
         std::shared_ptr<pool_call> c;
-        std::string prefix;
+        std::string prefix, mismatch;
         char kind = 0;
     } cur;
     std::vector<pollfd> fds;
@@ -194,16 +194,17 @@ struct pool_engine::state final : parafork::detail::executor_sink {
 
     void check(int r) {
         auto& p = peers[static_cast<std::size_t>(r)];
-        if (p.checked || p.ready_seq != cur.seq || cur.ending) return;
-        if (p.kind != cur.kind || p.total != cur.total || p.prefix != cur.prefix) {
-            cursor mine(cur.prefix), theirs(p.prefix);
-            const bool other_build = !cur.prefix.empty() && !p.prefix.empty() && mine.str() != theirs.str();
-            throw bad_launch("parafork::mpi: " + where(w, r) +
-                             (other_build ? " runs another build of the program: every rank must run the same binary"
-                                          : " is in a different pool call than rank 0 (another function, kind or "
-                                            "number of items): every rank must make the same calls in the same order"));
-        }
+        if (p.checked || p.ready_seq != cur.seq) return;
         p.checked = true;
+        if (p.kind == cur.kind && p.total == cur.total && p.prefix == cur.prefix) return;
+        cursor mine(cur.prefix), theirs(p.prefix);
+        const bool other_build = !cur.prefix.empty() && !p.prefix.empty() && mine.str() != theirs.str();
+        std::string why = "parafork::mpi: " + where(w, r) +
+                          (other_build ? " runs another build of the program: every rank must run the same binary"
+                                       : " is in a different pool call than rank 0 (another function, kind or "
+                                         "number of items): every rank must make the same calls in the same order");
+        if (!cur.ending) throw bad_launch(why);
+        if (cur.mismatch.empty()) cur.mismatch = std::move(why);  // finish() fails the call with it
     }
 
     void handle_frames() {
@@ -498,24 +499,26 @@ void pool_engine::finish(bool ok, std::string_view why) {
         cur.c->sealed = true;
         cur.c->handed -= s.local->drop_queued(cur.c->base, cur.c->base + span);
     }
+    // Every live rank must be in the call (its ready checked) and hold nothing before any is
+    // ended: a rank that turns out to be in another call fails the call on every rank.
+    std::string mismatch;
     try {
         for (;;) {
             s.handle_frames();
             s.lost_ranks();
             bool done = !cur.c || cur.c->finished();
             for (int r = 1; r < w.size(); ++r) {
-                auto& p = s.peers[static_cast<std::size_t>(r)];
-                if (w.gone(r) || p.ended_seq == cur.seq) continue;
-                if (p.ready_seq < cur.seq || !p.held.empty()) {
-                    done = false;
-                    continue;
-                }
-                s.end(r, ok, why);
+                const auto& p = s.peers[static_cast<std::size_t>(r)];
+                if (!w.gone(r) && (p.ready_seq < cur.seq || !p.held.empty())) done = false;
             }
             if (done) break;
-            s.dispatch();  // tasks go on at rank 0 and at ranks not yet ended
+            s.dispatch();  // tasks go on at rank 0 and at ranks in no call being ended
             s.round(std::nullopt);
         }
+        mismatch = cur.mismatch;
+        for (int r = 1; r < w.size(); ++r)
+            if (!w.gone(r) && s.peers[static_cast<std::size_t>(r)].ended_seq != cur.seq)
+                s.end(r, ok && mismatch.empty(), mismatch.empty() ? why : std::string_view(mismatch));
     } catch (...) {
         cur = {};
         s.stopped = true;
@@ -524,6 +527,7 @@ void pool_engine::finish(bool ok, std::string_view why) {
     }
     if (cur.c) s.calls.erase(cur.c->base);
     cur = {};
+    if (ok && !mismatch.empty()) throw bad_launch(mismatch);
 }
 
 bool pool_engine::pump(std::optional<clock::time_point> deadline) {

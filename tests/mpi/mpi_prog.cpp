@@ -374,6 +374,36 @@ int pool_failure(pf::mpi::world& w, int (*fn)(int), const char* name, Check chec
     return 0;
 }
 
+// Rank 1 maps another function than the others: rank 0's call is a bad_launch naming rank 1
+// before rank 1 gets any work, the other ranks' calls fail, and the next call runs whole.
+int pool_mismatch(pf::mpi::world& w) {
+    std::vector<int> xs(2000);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    // Rank 1 comes late: rank 0 has every result before it learns rank 1 is in another call.
+    if (g_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    try {
+        p.map(g_rank == 1 ? &slow_fib : &cube, xs);
+        return fail("rank " + std::to_string(w.rank()) + " finished a call made differently on rank 1");
+    } catch (const pf::mpi::bad_launch& e) {
+        if (!w.root() || !has(e.what(), "rank 1 on " + w.host(1) + " is in a different pool call"))
+            return fail(std::string("rank ") + std::to_string(w.rank()) + " got " + e.what());
+        std::printf("OK mismatch %s\n", e.what());
+    } catch (const pf::error& e) {
+        if (w.root() || !has(e.what(), "rank 0 abandoned the pool call"))
+            return fail(std::string("rank ") + std::to_string(w.rank()) + " got " + e.what());
+    }
+    auto v = p.map(&cube, xs);
+    p.close();
+    p.join();
+    for (std::size_t i = 0; w.root() && i < xs.size(); ++i)
+        if (v.at(i) != cube(xs[i])) return fail("the call after a mismatch went wrong at " + std::to_string(i));
+    if (w.root()) std::printf("OK next call\n");
+    return 0;
+}
+
 // Rank 2's program is killed during a pool map: the call ends with worker_died naming rank 2.
 int pool_killrank(pf::mpi::world& w) {
     std::vector<int> xs(3000);
@@ -464,6 +494,7 @@ int main(int argc, char** argv) {
                        has(e.what(), "rank 2 on " + w->host(2));
             });
         if (scenario == "pool_killrank") return pool_killrank(*w);
+        if (scenario == "pool_mismatch") return pool_mismatch(*w);
         if (scenario == "pool_long") {  // ended from outside (Ctrl-C at mpirun) during a map and a submit
             pf::mpi::pool p(*w);
             auto f = p.submit(&slow_fib, 10);

@@ -237,3 +237,12 @@ TEST_F(MPI, PoolCtrlCAtMpirunLeavesNoProcess) {
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(tag), "");
 }
+
+TEST_F(MPI, PoolCallsThatDifferAcrossRanksAreABadLaunch) {
+    auto r = mpirun("pool_mismatch");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK mismatch parafork::mpi: rank 1 on"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
