@@ -10,52 +10,12 @@
 #include <parafork/mpi/forked.hpp>
 
 #include "frames.hpp"
+#include "relay.hpp"
 
 namespace parafork::mpi::detail {
 namespace {
 
-using parafork::detail::executor;
-using parafork::detail::failure_info;
 using clock = executor::clock;
-
-std::string where(const world& w, int rank) { return "rank " + std::to_string(rank) + " on " + w.host(rank); }
-
-template <class Error> std::exception_ptr placed(Error e, const world& w, int rank) {
-    e.set_ran_at(rank, w.host(rank));
-    return std::make_exception_ptr(std::move(e));
-}
-
-// The local error types with rank() and host() set, and both also in the message:
-// remote_error's message, worker_died's detail, timeout_error's text.
-std::exception_ptr failure_at(const failure_info& f, std::uint64_t index, const world& w, int rank) {
-    const auto task = static_cast<std::size_t>(index);
-    const std::string at = where(w, rank);
-    switch (f.what) {
-        case failure_info::kind::remote:
-            return placed(remote_error(f.type_name, f.message + " [" + at + "]", f.pid, task), w, rank);
-        case failure_info::kind::died:
-            return placed(worker_died(f.pid, f.signal, f.code, task, at), w, rank);
-        case failure_info::kind::timeout:
-            return placed(timeout_error("parafork: task " + std::to_string(index) + " ran past task_timeout on " + at +
-                                            "; worker " + std::to_string(f.pid) + " was killed",
-                                        f.pid, task),
-                          w, rank);
-    }
-    return {};
-}
-
-std::exception_ptr rank_lost(const world& w, int rank, std::uint64_t first_held) {
-    const auto& d = w.departed(rank);
-    return placed(worker_died(w.pid(rank), d.signal, d.code, static_cast<std::size_t>(first_held),
-                              "the program of " + where(w, rank) + " ended during a parafork::mpi call"),
-                  w, rank);
-}
-
-int timeout_ms(std::optional<clock::time_point> wake) {
-    if (!wake) return -1;
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - clock::now()).count();
-    return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
-}
 
 // Rank 0's local answers, named as rank 0's, counted.
 class root_local_sink final : public parafork::detail::executor_sink {
@@ -81,51 +41,11 @@ private:
     std::uint64_t& answered_;
 };
 
-// Another rank's answers, batched into one message per wait.
-class forward_sink final : public parafork::detail::executor_sink {
-public:
-    std::string out;
-    void on_values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
-        out += 'V';
-        put(out, first);
-        put(out, count);
-        put_str(out, bytes);
-    }
-    void on_failure(std::uint64_t index, const failure_info& f) override {
-        out += 'F';
-        put(out, index);
-        put(out, static_cast<std::uint8_t>(f.what));
-        put(out, static_cast<std::int32_t>(f.pid));
-        put(out, static_cast<std::int32_t>(f.signal));
-        put(out, static_cast<std::int32_t>(f.code));
-        put_str(out, f.type_name);
-        put_str(out, f.message);
-    }
-};
-
 struct rank_state {
     bool ready = false, ended = false;  // said it is in the call; was sent the end
     std::size_t window = 0;             // chunks it may hold
     std::map<std::uint64_t, std::uint64_t> held;  // first index of a chunk -> items unanswered
 };
-
-// Waits for the first of: local workers, the MPI process's socket, its death.
-void wait_round(world& w, executor& local, std::vector<pollfd>& fds, bool local_busy) {
-    fds.clear();
-    std::optional<clock::time_point> wake;
-    if (local_busy) wake = local.watch(fds);
-    fds.push_back({w.socket_fd(), POLLIN, 0});
-    if (sys::sigint_guard::fd() >= 0) fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
-    fds.push_back({w.mpi_process_fd(), POLLIN, 0});
-    sys::poll_fds(fds.data(), fds.size(), timeout_ms(wake));
-    sys::sigint_guard::check();  // Ctrl-C: the caller's catch stops the workers
-    if (fds.back().revents) w.receive_ready();  // reads what is left, then reports the death
-}
-
-bool local_busy(const executor& e) {
-    const auto c = e.counters();
-    return c.queued + c.in_flight > 0;
-}
 
 void run_root(world& w, executor& local, call_sink& sink, const void* code, std::uint64_t seq,
               std::uint64_t total, const options& o) {
@@ -190,28 +110,11 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
             s.window = std::max<std::size_t>(2 * std::size_t{their_jobs}, 1);
         } else if (fr.tag == tag_answers) {
             if (their_seq != seq) throw protocol_error("parafork::mpi: answers to a call not made yet");
+            answer a;
             while (!c.done()) {
-                const char kind = c.get<char>();
-                const auto first = c.get<std::uint64_t>();
-                std::uint64_t count = 1;
-                std::string_view bytes;
-                failure_info fi;
-                if (kind == 'V') {
-                    count = c.get<std::uint32_t>();
-                    bytes = c.str();
-                } else if (kind == 'F') {
-                    const auto k = c.get<std::uint8_t>();
-                    if (k > static_cast<std::uint8_t>(failure_info::kind::timeout))
-                        throw protocol_error("parafork::mpi: a failure of no kind");
-                    fi.what = static_cast<failure_info::kind>(k);
-                    fi.pid = c.get<std::int32_t>();
-                    fi.signal = c.get<std::int32_t>();
-                    fi.code = c.get<std::int32_t>();
-                    fi.type_name = std::string(c.str());
-                    fi.message = std::string(c.str());
-                } else {
-                    throw protocol_error("parafork::mpi: an answer of no kind");
-                }
+                read_answer(c, a);
+                const auto first = a.first;
+                const auto count = a.count;
                 // It must lie in one chunk that rank holds.
                 auto it = s.held.upper_bound(first);
                 if (it == s.held.begin()) throw protocol_error("parafork::mpi: an answer to nothing sent");
@@ -220,8 +123,8 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
                     throw protocol_error("parafork::mpi: an answer to nothing sent");
                 if ((it->second -= count) == 0) s.held.erase(it);
                 answered += count;
-                if (kind == 'V') sink.values(first, static_cast<std::uint32_t>(count), bytes);
-                else sink.fail(failure_at(fi, first, w, fr.peer));
+                if (a.kind == 'V') sink.values(first, static_cast<std::uint32_t>(count), a.bytes);
+                else sink.fail(failure_at(a.fi, first, w, fr.peer));
             }
         } else {
             throw protocol_error("parafork::mpi: rank 0 got a message it does not take");
@@ -312,10 +215,7 @@ void run_rank(world& w, executor& local, const code_ref& ref, std::uint64_t seq,
                 w.send(0, tag_answers, fs.out);
                 reset();
             }
-            if (w.gone(0))
-                throw error("parafork::mpi: the program of " + where(w, 0) + " ended during a call (" +
-                            (w.departed(0).signal ? "signal " + std::to_string(w.departed(0).signal)
-                                                  : "exit code " + std::to_string(w.departed(0).code)) + ")");
+            if (w.gone(0)) throw root_lost(w);
             const bool busy = local_busy(local);
             if (busy) local.kick();
             wait_round(w, local, fds, busy);

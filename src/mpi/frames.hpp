@@ -26,6 +26,11 @@ enum tag : int {
     tag_work = 11,    // root -> rank: seq, then (u64 first, u32 count) per chunk
     tag_answers = 12, // rank -> root: seq, then value runs and failures
     tag_end = 13,     // root -> rank: seq, u8 ok, message
+    // mpi::pool (src/mpi/pool.cpp); every body starts with the seq of the pool call it is in
+    tag_pool_ready = 20,   // rank -> root: seq, kind, total, jobs, the call's function by name
+    tag_pool_work = 21,    // root -> rank: seq, then 'R' (id, first, count) or 'C' (id, fn, args)
+    tag_pool_answers = 22, // rank -> root: seq, then answers as tag_answers
+    tag_pool_end = 23,     // root -> rank: seq, u8 ok, message
 };
 
 template <class T>

@@ -2,6 +2,7 @@
 // mpirun started and watches, becomes it) and keeps the socket to it.
 #include <cerrno>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <poll.h>
 #include <unistd.h>
@@ -90,7 +91,24 @@ bool world::receive_ready() {
     }
 }
 
+void world::put_back(std::vector<frame>& frames) {
+    if (frames.empty()) return;
+    later_.erase(later_.begin(), later_.begin() + static_cast<std::ptrdiff_t>(later_at_));
+    later_at_ = 0;
+    // Put back before what is still kept: they were taken from the front.
+    later_.insert(later_.begin(), std::make_move_iterator(frames.begin()), std::make_move_iterator(frames.end()));
+    frames.clear();
+}
+
 bool world::next(frame& out) {
+    if (later_at_ < later_.size()) {
+        out = std::move(later_[later_at_++]);
+        if (later_at_ == later_.size()) {
+            later_.clear();
+            later_at_ = 0;
+        }
+        return true;
+    }
     for (;;) {
         if (in_.size() - in_off_ < sizeof(frame_header)) return false;
         frame_header h;

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include <parafork/exec/map.hpp>
+#include <parafork/exec/pool/pool.hpp>
 #include <parafork/mpi/mpi.hpp>
+#include <parafork/mpi/pool.hpp>
 #include <parafork/sys/memory.hpp>
 
 namespace pf = parafork;
@@ -203,6 +205,246 @@ int kill_mpi_process(pf::mpi::world& w) {
     return fail("rank " + std::to_string(w.rank()) + " outlived the job");
 }
 
+// ---- mpi::pool ----
+long cube(int x) { return static_cast<long>(x) * x * x - 1; }
+std::string tagged(int x, const std::string& s) { return s + "#" + std::to_string(x); }
+int where_run(int) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return g_rank;
+}
+long slow_fib(int n) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    long a = 0, b = 1;
+    for (int k = 0; k < n; ++k) b = std::exchange(a, b) + b;
+    return a;
+}
+int throws_on_rank2(int x) {
+    slow_off_rank2();
+    if (g_rank == 2) throw std::runtime_error("pool boom on two");
+    return x;
+}
+int dies_on_rank2(int x) {
+    slow_off_rank2();
+    if (g_rank == 2) std::raise(SIGKILL);
+    return x;
+}
+int kills_rank2(int x) {
+    slow_off_rank2();
+    if (g_rank == 2) ::kill(::getppid(), SIGKILL);  // the worker's parent is rank 2's program
+    return x;
+}
+int plain_data = 0;  // not code: a function pointer to it names nothing another rank can find
+
+// Every call of mpi::pool gives what the local pool gives; submitted tasks run on several ranks.
+int pool_equal(pf::mpi::world& w) {
+    std::vector<int> xs(5000);
+    std::iota(xs.begin(), xs.end(), -2500);
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    std::vector<pf::future<long>> fs;
+    for (int k = 0; k < 40; ++k) fs.push_back(p.submit(&slow_fib, k));
+    auto lam = p.submit([](int a, int b) { return a * b; }, 6, 7);
+    auto got = p.map(&cube, xs);
+    std::vector<std::tuple<int, std::string>> pairs;
+    for (int x : xs) pairs.emplace_back(x, std::to_string(x % 13));
+    auto got_t = p.starmap(&tagged, pairs);
+    std::vector<long> in_order;
+    for (auto&& y : p.imap(&cube, xs)) in_order.push_back(y);
+    std::vector<long> unordered(xs.size());
+    std::vector<char> seen(xs.size());
+    std::size_t count = 0, out_of_order = 0;
+    for (auto&& [i, y] : p.imap_unordered(&cube, xs)) {
+        if (i != count) ++out_of_order;
+        unordered.at(i) = y;
+        seen.at(i) = 1;
+        ++count;
+    }
+    std::vector<int> few(600);
+    auto who = p.map(&where_run, few);
+    // An early break: the rest of the call is dropped, the next call runs whole.
+    for (auto&& y : p.imap(&cube, xs)) {
+        (void)y;
+        break;
+    }
+    auto again = p.map(&cube, xs);
+    std::vector<long> fibs;
+    if (w.root()) {
+        for (auto& f : fs) fibs.push_back(f.get());
+        if (lam.get() != 42) return fail("a lambda's task answered wrong");
+    } else if (fs[0].valid() || lam.valid()) {
+        return fail("a rank other than 0 got a future with a state");
+    }
+    p.close();
+    p.join();
+    if (!w.root()) return got.empty() && got_t.empty() && in_order.empty() && count == 0 ? 0 : fail("a rank other than 0 got results");
+    pf::pool local(o);
+    if (got != local.map(&cube, xs)) return fail("pool map differs from the local pool's");
+    if (again != got) return fail("the map after an early break differs");
+    if (got_t != local.starmap(&tagged, pairs)) return fail("pool starmap differs from the local pool's");
+    if (in_order != got) return fail("imap differs from the local pool's map");
+    if (count != xs.size() || unordered != got || std::count(seen.begin(), seen.end(), 1) != static_cast<long>(xs.size()))
+        return fail("imap_unordered did not give every item once");
+    for (int k = 0; k < 40; ++k)
+        if (fibs[static_cast<std::size_t>(k)] != local.submit(&slow_fib, k).get()) return fail("submit answered wrong at " + std::to_string(k));
+    std::set<int> ranks(who.begin(), who.end());
+    if (ranks.size() < 2) return fail("only " + std::to_string(ranks.size()) + " rank(s) ran pool work");
+    local.close();
+    local.join();
+    std::printf("OK pool equal ranks_used=%zu out_of_order=%zu\n", ranks.size(), out_of_order);
+    return 0;
+}
+
+// A function pointer that names no code: submit throws before anything is sent.
+int pool_unnamed(pf::mpi::world& w) {
+    pf::options o;
+    o.jobs = 1;
+    pf::mpi::pool p(w, o);
+    if (w.root()) {
+        auto bad = reinterpret_cast<int (*)(int)>(reinterpret_cast<std::uintptr_t>(&plain_data));
+        try {
+            p.submit(bad, 1);
+            return fail("submit of a pointer to data did not throw");
+        } catch (const pf::error& e) {
+            std::printf("OK unnamed %s\n", e.what());
+        }
+    }
+    std::vector<int> xs(100);
+    std::iota(xs.begin(), xs.end(), 0);
+    auto v = p.map(&cube, xs);  // the pool goes on
+    p.close();
+    p.join();
+    if (w.root() && v.at(99) != cube(99)) return fail("the map after a refused submit went wrong");
+    if (w.root()) std::printf("OK next call\n");
+    return 0;
+}
+
+template <class Error, class Check>
+int pool_failure(pf::mpi::world& w, int (*fn)(int), const char* name, Check check) {
+    std::vector<int> xs(3000);
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    bool map_ok = false, imap_ok = false, submit_ok = !w.root();
+    try {
+        p.map(fn, xs);
+    } catch (const Error& e) {
+        if (!w.root()) return fail("a rank other than 0 got the task's error");
+        if (!check(e)) return fail(std::string("map's error without rank and host: ") + e.what());
+        std::printf("OK pool %s map: %s\n", name, e.what());
+        map_ok = true;
+    } catch (const pf::error& e) {
+        if (w.root()) return fail(std::string("rank 0 got ") + e.what());
+        map_ok = true;
+    }
+    // imap goes on past a failed item: some items fail (on rank 2), the others answer.
+    std::size_t good = 0, bad = 0;
+    {
+        auto seq = p.imap(fn, xs);
+        for (auto it = seq.begin(); !(it == seq.end()); ++it) {
+            try {
+                (void)*it;
+                ++good;
+            } catch (const Error& e) {
+                if (!check(e)) return fail(std::string("imap's error without rank and host: ") + e.what());
+                ++bad;
+            }
+        }
+    }
+    imap_ok = !w.root() || (bad > 0 && good > 0 && good + bad == xs.size());
+    if (w.root()) std::printf("imap good=%zu bad=%zu\n", good, bad);
+    // submitted tasks: rank 2 serves them while it is in join.
+    std::vector<pf::future<int>> fs;
+    for (int k = 0; k < 60; ++k) fs.push_back(p.submit(fn, k));
+    p.close();
+    if (w.root()) {
+        for (auto& f : fs) {
+            try {
+                f.get();
+            } catch (const Error& e) {
+                if (!check(e)) return fail(std::string("a future's error without rank and host: ") + e.what());
+                submit_ok = true;
+            }
+        }
+    }
+    p.join();
+    if (!map_ok || !imap_ok) return fail(std::string("pool ") + name + ": map or imap did not fail as they should");
+    if (w.root()) std::printf("%s\n", submit_ok ? "OK submit failed on rank 2" : "(no submitted task reached rank 2)");
+    if (w.root()) std::printf("OK pool %s\n", name);
+    return 0;
+}
+
+// Rank 1 maps another function than the others: rank 0's call is a bad_launch naming rank 1
+// before rank 1 gets any work, the other ranks' calls fail, and the next call runs whole.
+int pool_mismatch(pf::mpi::world& w) {
+    std::vector<int> xs(2000);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    // Rank 1 comes late: rank 0 has every result before it learns rank 1 is in another call.
+    if (g_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    try {
+        p.map(g_rank == 1 ? &slow_fib : &cube, xs);
+        return fail("rank " + std::to_string(w.rank()) + " finished a call made differently on rank 1");
+    } catch (const pf::mpi::bad_launch& e) {
+        if (!w.root() || !has(e.what(), "rank 1 on " + w.host(1) + " is in a different pool call"))
+            return fail(std::string("rank ") + std::to_string(w.rank()) + " got " + e.what());
+        std::printf("OK mismatch %s\n", e.what());
+    } catch (const pf::error& e) {
+        if (w.root() || !has(e.what(), "rank 0 abandoned the pool call"))
+            return fail(std::string("rank ") + std::to_string(w.rank()) + " got " + e.what());
+    }
+    auto v = p.map(&cube, xs);
+    p.close();
+    p.join();
+    for (std::size_t i = 0; w.root() && i < xs.size(); ++i)
+        if (v.at(i) != cube(xs[i])) return fail("the call after a mismatch went wrong at " + std::to_string(i));
+    if (w.root()) std::printf("OK next call\n");
+    return 0;
+}
+
+// Rank 2's program is killed during a pool map: the call ends with worker_died naming rank 2.
+int pool_killrank(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        p.map(&kills_rank2, xs);
+    } catch (const pf::worker_died& e) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (!w.root()) return fail("a rank other than 0 got the worker_died");
+        if (e.signal() != SIGKILL || e.pid() != w.pid(2) || e.rank() != 2 || e.host() != w.host(2) ||
+            !has(e.what(), "rank 2 on " + w.host(2)))
+            return fail(std::string("rank death not named: ") + e.what());
+        std::printf("OK pool killrank after %.2fs: %s\n", s, e.what());
+        // The pool goes on without rank 2.
+        std::vector<int> ys(500);
+        std::iota(ys.begin(), ys.end(), 0);
+        auto v = p.map(&cube, ys);
+        for (int y : ys)
+            if (v.at(static_cast<std::size_t>(y)) != cube(y)) return fail("the map after a rank's death went wrong");
+        auto f = p.submit(&cube, 3);
+        if (f.get() != cube(3)) return fail("submit after a rank's death went wrong");
+        p.close();
+        p.join();
+        std::printf("OK pool after death\n");
+        return 0;
+    } catch (const pf::error& e) {
+        if (w.root()) return fail(std::string("rank 0 got ") + e.what());
+        std::printf("rank %d: %s\n", w.rank(), e.what());
+        std::vector<int> ys(500);
+        std::iota(ys.begin(), ys.end(), 0);
+        p.map(&cube, ys);
+        p.close();
+        p.join();
+        return 0;
+    }
+    return fail("no error on rank " + std::to_string(w.rank()));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -239,6 +481,27 @@ int main(int argc, char** argv) {
         }
         if (scenario == "killroot") return kill_root(*w);
         if (scenario == "killmpi") return kill_mpi_process(*w);
+        if (scenario == "pool") return pool_equal(*w);
+        if (scenario == "pool_unnamed") return pool_unnamed(*w);
+        if (scenario == "pool_throw")
+            return pool_failure<pf::remote_error>(*w, &throws_on_rank2, "throw", [&](const pf::remote_error& e) {
+                return e.type_name() == "std::runtime_error" && has(e.message(), "pool boom on two") && e.rank() == 2 &&
+                       e.host() == w->host(2) && has(e.what(), "rank 2 on " + w->host(2)) && e.task().has_value();
+            });
+        if (scenario == "pool_die")
+            return pool_failure<pf::worker_died>(*w, &dies_on_rank2, "die", [&](const pf::worker_died& e) {
+                return e.signal() == SIGKILL && e.pid() > 0 && e.rank() == 2 && e.host() == w->host(2) &&
+                       has(e.what(), "rank 2 on " + w->host(2));
+            });
+        if (scenario == "pool_killrank") return pool_killrank(*w);
+        if (scenario == "pool_mismatch") return pool_mismatch(*w);
+        if (scenario == "pool_long") {  // ended from outside (Ctrl-C at mpirun) during a map and a submit
+            pf::mpi::pool p(*w);
+            auto f = p.submit(&slow_fib, 10);
+            std::vector<int> xs(3000, 10);  // 20 ms each: ~10 s on 3 ranks of 2 workers
+            p.map(&slow_fib, xs);
+            return fail("rank " + std::to_string(w->rank()) + " finished a pool call it should not have");
+        }
     } catch (const std::exception& e) {
         return fail(std::string("rank ") + std::to_string(w->rank()) + ": " + e.what());
     }

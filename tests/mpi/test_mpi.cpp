@@ -178,3 +178,71 @@ TEST_F(MPI, OneRankIsABadLaunch) {
     EXPECT_NE(r.out.find("BAD_LAUNCH parafork::mpi: the job has one rank"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
 }
+
+// ---- mpi::pool ----
+
+TEST_F(MPI, PoolSameResultsAsLocalPool) {
+    auto r = mpirun("pool");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK pool equal ranks_used="), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, PoolRefusesAFunctionItCannotName) {
+    auto r = mpirun("pool_unnamed");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK unnamed parafork::mpi: the code of this call is in no loaded object"), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, PoolExceptionOnRank2NamesRankAndHost) {
+    auto r = mpirun("pool_throw");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK pool throw map: std::runtime_error"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK pool throw\n"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, PoolWorkerDeathOnRank2NamesRankAndHost) {
+    auto r = mpirun("pool_die");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK pool die map:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("signal 9"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK pool die\n"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, PoolKilledRankEndsTheCallWithAnError) {
+    auto r = mpirun("pool_killrank");
+    EXPECT_NE(r.status, 124) << r.out;  // no hang
+    EXPECT_NE(r.out.find("OK pool killrank"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK pool after death"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
+TEST_F(MPI, PoolCtrlCAtMpirunLeavesNoProcess) {
+    const auto tag = tag_for("pool_long");
+    auto r = run("timeout -k 5 60 sh -c 'mpirun --oversubscribe --allow-run-as-root -np 3 " +
+                     std::string(PARAFORK_MPI_PROG) + " pool_long " + tag + " & m=$!; sleep 2; kill -INT $m; wait $m'",
+                 tag);
+    EXPECT_NE(r.status, 124) << r.out;
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(tag), "");
+}
+
+TEST_F(MPI, PoolCallsThatDifferAcrossRanksAreABadLaunch) {
+    auto r = mpirun("pool_mismatch");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK mismatch parafork::mpi: rank 1 on"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("OK next call"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}

@@ -68,6 +68,9 @@ public:
     int mpi_process_fd() const noexcept { return proxy_pidfd_.get(); }
     const departure& departed(int rank) const { return gone_.at(static_cast<std::size_t>(rank)); }
     std::uint64_t next_call() noexcept { return ++calls_; }
+    std::uint64_t calls() const noexcept { return calls_; }
+    // Frames taken but meant for a later call: next() returns them again first, in order.
+    void put_back(std::vector<frame>& frames);
 
     struct init_tag {};
     world(init_tag, sys::unique_fd sock, sys::unique_fd proxy_pidfd);
@@ -82,6 +85,8 @@ private:
     std::string in_;        // bytes read, not yet framed
     std::size_t in_off_ = 0;
     std::uint64_t calls_ = 0;
+    std::vector<frame> later_;  // put back, oldest first
+    std::size_t later_at_ = 0;
     traffic traffic_;
 };
 
