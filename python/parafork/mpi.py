@@ -366,11 +366,12 @@ class _Local:
 
     def __init__(self, f, items, star, jobs, retries, wake):
         global _task
-        _task = (f, items, star)
+        _task = (f, items, star)  # kept until close(): a worker that replaces a dead one forks later
         try:
             self.pool = Pool(jobs, retries=retries)
-        finally:
-            _task = None  # the workers have their copy
+        except BaseException:
+            _task = None
+            raise
         self.jobs = self.pool._processes
         self.wake = wake
         self.answers = collections.deque()  # (ok, first, count, bytes or exception)
@@ -392,7 +393,9 @@ class _Local:
             yield self.answers.popleft()
 
     def close(self):
+        global _task
         self.pool.terminate()
+        _task = None
 
 
 def _describe(f, star):

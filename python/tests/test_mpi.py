@@ -1,0 +1,333 @@
+"""parafork.mpi under `mpirun -np 3` on this host: each test writes a small SPMD script, runs it
+bounded by a timeout, reads what each rank reported, and checks that no process of the run is
+left (every process the run made carries a tag in its environment)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+MPIRUN = shutil.which("mpirun")
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+
+pytestmark = pytest.mark.skipif(MPIRUN is None or not HAVE_MPI4PY,
+                                reason="needs mpirun (openmpi-bin) and mpi4py (python3-mpi4py)")
+
+TAG = "PARAFORK_MPI_TEST_TAG"
+
+PRELUDE = '''
+import json, os, signal, socket, sys, threading, time
+import parafork as pf
+import parafork.mpi as pm
+FLAGS = sys.argv[1]
+
+def report(**kw):  # a file per rank: mpirun may interleave the ranks' output
+    with open(os.path.join(FLAGS, f"reports.{world.rank}"), "a") as f:
+        f.write(json.dumps(dict(rank=world.rank, **kw)) + "\\n")
+
+def flag(name):
+    open(os.path.join(FLAGS, name), "w").close()
+
+def await_flag(name, limit=30):
+    # Bounded: a flag that never comes fails the check that needs it, not the run.
+    end = time.monotonic() + limit
+    while not os.path.exists(os.path.join(FLAGS, name)) and time.monotonic() < end:
+        time.sleep(0.01)
+
+def failure(e):
+    notes = getattr(e, "__notes__", [])
+    cause = e.__cause__
+    return dict(type=type(e).__name__, text=str(e), notes=notes, pid=getattr(e, "pid", None),
+                signal=getattr(e, "signal", None), erank=getattr(e, "rank", None),
+                host=getattr(e, "host", None), cause=str(cause) if cause is not None else None)
+'''
+
+
+def tagged():
+    """Pids of live processes whose environment carries TAG (zombies included: not reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if f"{TAG}=".encode() in env:
+            found.append(int(entry))
+    return found
+
+
+def run(tmp_path, body, np=3, timeout=90, init=True, script=None):
+    """Runs PRELUDE + body (or `script`) under mpirun; returns (returncode, {rank: [reports]},
+    output). Fails if the run outlives `timeout` or leaves a process of its own behind."""
+    tag = uuid.uuid4().hex
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    if script is None:
+        script = tmp_path / "prog.py"
+        script.write_text(PRELUDE + ("world = pm.init()\n" if init else "") + textwrap.dedent(body))
+    env = dict(os.environ, OMPI_MCA_btl="self,vader,tcp", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+               # a rank killed on purpose cannot remove its segment: keep them out of /dev/shm
+               OMPI_MCA_btl_vader_backing_directory=str(tmp_path), PYTHONDONTWRITEBYTECODE="1",
+               **{TAG: tag})
+    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np), sys.executable, str(script),
+           str(flags)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"mpirun outlived {timeout} s:\n{out}")
+    finally:
+        proc.kill()
+        proc.wait()
+        # Workers die with their program, programs with their MPI process (PDEATHSIG), at
+        # once but not synchronously: give them a moment.
+        end = time.monotonic() + 10
+        while tagged() and time.monotonic() < end:
+            time.sleep(0.05)
+        left = tagged()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert left == [], f"processes of the run left behind: {left}"
+    reports = {}
+    for rank in range(np):
+        path = flags / f"reports.{rank}"
+        if path.exists():
+            reports[rank] = [json.loads(line) for line in path.read_text().splitlines()]
+    return proc.returncode, reports, out
+
+
+def one(reports, rank, what):
+    got = [r for r in reports.get(rank, []) if r.get("what") == what]
+    assert len(got) == 1, f"rank {rank} reported {what!r} {len(got)} times: {reports}"
+    return got[0]
+
+
+def test_results_at_rank_0_equal_the_local_calls(tmp_path):
+    rc, reports, out = run(tmp_path, '''
+        import threading
+        scale = 3
+        ys = pm.map(lambda x: x * scale + 1, range(1_000_000))     # a closure: fork, not pickle
+        report(what="million", ok=(ys == [x * scale + 1 for x in range(1_000_000)]) if world.root else ys)
+        pairs = [(b, e) for b in range(7) for e in range(5)]
+        zs = pm.starmap(pow, pairs, chunksize=4)
+        report(what="starmap", ok=(zs == pf.starmap(pow, pairs)) if world.root else zs)
+        locks = [threading.Lock() for _ in range(40)]              # cannot be pickled: never sent
+        ls = pm.map(lambda l: l.locked(), locks, chunksize=3)
+        report(what="locks", ok=(ls == [False] * 40) if world.root else ls)
+        report(what="empty", got=pm.map(abs, []))
+        report(what="iterable", got=pm.map(str, (i for i in range(50))))
+
+        def whose(x):  # each rank's first item waits until every rank has run one
+            flag(f"ran{world.rank}")
+            for r in range(world.size):
+                await_flag(f"ran{r}")
+            return world.rank
+        report(what="ranks", got=pm.map(whose, range(60), chunksize=1))
+    ''')
+    assert rc == 0, out
+    for what in ("million", "starmap", "locks"):
+        assert one(reports, 0, what)["ok"] is True
+        assert one(reports, 1, what)["ok"] is None and one(reports, 2, what)["ok"] is None
+    assert one(reports, 0, "empty")["got"] == []
+    assert one(reports, 0, "iterable")["got"] == [str(i) for i in range(50)]
+    assert one(reports, 2, "iterable")["got"] is None
+    assert set(one(reports, 0, "ranks")["got"]) == {0, 1, 2}  # every rank ran items
+
+
+BARRIER = '''
+def on_rank_2(action, name):
+    """f for a call whose items on ranks 0 and 1 wait until rank 2 ran one: rank 2 gets work."""
+    def f(x):
+        if world.rank == 2:
+            flag(name)
+            action(x)
+        await_flag(name)
+        time.sleep(0.02)
+        return x
+    return f
+'''
+
+
+def test_exception_on_rank_2_is_raised_at_rank_0_naming_rank_and_host(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def bad(x):
+            raise ValueError(f"bad item {x}")
+        try:
+            pm.map(on_rank_2(bad, "raised"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+        # the failed call is over on every rank: the next one starts cleanly
+        ys = pm.map(lambda x: x + 1, range(1000))
+        report(what="next", ok=(ys == list(range(1, 1001))) if world.root else ys)
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    assert first["type"] == "ValueError" and first["text"].startswith("bad item"), first
+    assert first["erank"] == 2 and first["host"] == host
+    assert f"parafork.mpi: raised on rank 2 on {host}" in first["notes"]
+    assert "raise ValueError" in first["cause"]  # the remote traceback
+    for r in (1, 2):
+        other = one(reports, r, "first")
+        assert other["type"] == "Error" and "rank 0 abandoned the call: ValueError" in other["text"], other
+    assert one(reports, 0, "next")["ok"] is True
+
+
+def test_worker_killed_on_rank_2_names_rank_host_pid_and_signal(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def die(x):
+            report(what="victim", pid=os.getpid())
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            pm.map(on_rank_2(die, "died"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+
+        def once(x):  # with retries the killed task runs again, on rank 2
+            try:
+                os.close(os.open(os.path.join(FLAGS, "killed-once"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
+        ys = pm.map(on_rank_2(once, "retried"), range(60), chunksize=1, retries=1)
+        report(what="retried", ok=(ys == list(range(60))) if world.root else ys)
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    victims = [r["pid"] for r in reports[2] if r["what"] == "victim"]
+    assert first["type"] == "WorkerDied" and first["signal"] == signal.SIGKILL, first
+    assert first["pid"] in victims
+    assert f"[rank 2 on {host}]" in first["text"] and str(first["pid"]) in first["text"]
+    assert first["erank"] == 2 and first["host"] == host
+    assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "first")["text"]
+    assert one(reports, 0, "retried")["ok"] is True
+    assert os.path.exists(tmp_path / "flags" / "killed-once")
+
+
+def test_rank_killed_with_sigkill_ends_the_call_with_an_error(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        report(what="program", pid=os.getpid())
+        def kill_program(x):  # a worker's parent is its rank's program
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)
+        try:
+            pm.map(on_rank_2(kill_program, "killed"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            since = time.time() - os.stat(os.path.join(FLAGS, "killed")).st_mtime
+            report(what="first", since=since, **failure(e))
+        try:  # a rank whose program died stays gone: the next call fails at once
+            pm.map(abs, range(10))
+            report(what="second", type=None)
+        except Exception as e:
+            report(what="second", **failure(e))
+    '''))
+    assert rc == 128 + signal.SIGKILL, out  # rank 2's MPI process exits as its program ended
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    victim = one(reports, 2, "program")["pid"]
+    assert first["type"] == "WorkerDied" and first["signal"] == signal.SIGKILL, first
+    assert first["pid"] == victim and first["erank"] == 2 and first["host"] == host
+    assert f"the program of rank 2 on {host} (pid {victim}) ended (killed by signal 9)" in first["text"]
+    assert first["since"] < 15, first  # seen at once, not at some timeout (loose: a loaded host)
+    assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "first")["text"]
+    assert one(reports, 0, "second")["type"] == "WorkerDied"
+    assert one(reports, 1, "second")["type"] == "Error"
+    assert [r["what"] for r in reports[2]] == ["program"]
+
+
+def test_killed_mpi_process_ends_the_job_without_orphans(tmp_path):
+    # The launcher's own process of rank 2 killed: mpirun ends the job; every program and
+    # worker dies with its parent (run() fails if any is left).
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        mpi_process = os.getppid()
+        report(what="mpi_process", pid=mpi_process)
+        def kill_mpi(x):
+            os.kill(mpi_process, signal.SIGKILL)
+            time.sleep(60)
+        pm.map(on_rank_2(kill_mpi, "killed"), range(60), chunksize=1)
+        report(what="finished")
+    '''))
+    assert rc != 0, out
+    assert "finished" not in [r["what"] for rs in reports.values() for r in rs]
+
+
+def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
+    rc, reports, out = run(tmp_path, '''
+        t = threading.Thread(target=time.sleep, args=(0.5,))
+        t.start()
+        try:
+            pm.init()
+            print("init after a thread did not fail", flush=True)
+        except pm.BadLaunch as e:
+            bad_init = str(e)
+        t.join()
+        world = pm.init()
+        report(what="init", text=bad_init, size=world.size)
+        try:
+            pm.map(abs, range(11 if world.rank != 1 else 10))
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+        ys = pm.map(abs, range(10))
+        report(what="next", got=ys)
+    ''', init=False)
+    assert rc == 0, out
+    for r in range(3):
+        assert "before any thread starts" in one(reports, r, "init")["text"]
+        assert one(reports, r, "init")["size"] == 3
+    first = one(reports, 0, "first")
+    assert first["type"] == "BadLaunch" and "rank 1" in first["text"] and "out of step" in first["text"], first
+    assert "rank 0 abandoned the call" in one(reports, 1, "first")["text"]
+    assert one(reports, 2, "first")["type"] == "Error"
+    assert one(reports, 0, "next")["got"] == list(range(10))
+
+
+def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
+    script = tmp_path / "local.py"
+    script.write_text(textwrap.dedent('''
+        import parafork as pf, parafork.mpi as pm
+        try:
+            pm.map(abs, [1])
+        except pf.Error as e:
+            print("before init:", e)
+        w = pm.init()
+        print(w.rank, w.size, w.local, w.root)
+        print(pm.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8], pm.starmap(pow, [(2, 3)]))
+    '''))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "call parafork.mpi.init() first" in lines[0]
+    assert lines[1:] == ["0 1 True True", "True [8]"]
+
+
+def test_example_runs_over_3_ranks(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "mpi_pi.py")
+    rc, reports, out = run(tmp_path, None, script=example)
+    assert rc == 0, out
+    assert "3.14159" in out and "over 3 ranks" in out
