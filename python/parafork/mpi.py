@@ -42,6 +42,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 
@@ -189,6 +190,7 @@ def _relay(sock, child):
     ended = set()  # other ranks whose programs ended
     code = None  # the program's exit status, once it ended
     closed = False  # the program's end of the socket is closed (it is ending)
+    last = time.monotonic()  # of the last activity
 
     def isend(buf, dest, tag):
         sends.append((comm.Isend([buf, MPI.BYTE], dest, tag), buf))
@@ -234,8 +236,14 @@ def _relay(sock, child):
             break
         reads = [] if code is not None else [pidfd] if closed else [sock, pidfd]
         writes = [sock] if code is None and out and not closed else []
-        # No descriptor tells of MPI messages: look again within a millisecond.
-        r, w, _ = select.select(reads, writes, [], 0 if busy else 0.001)
+        # No descriptor tells of MPI messages: look again within a millisecond, or 10 ms
+        # once quiet for a second (the program's frames wake it at once either way).
+        now = time.monotonic()
+        if busy:
+            last = now
+        r, w, _ = select.select(reads, writes, [], 0 if busy else 0.001 if now - last < 1 else 0.01)
+        if r or w:
+            last = now
         if w:
             try:
                 while out:

@@ -252,11 +252,35 @@ def test_rank_killed_with_sigkill_ends_the_call_with_an_error(tmp_path):
     assert first["type"] == "WorkerDied" and first["signal"] == signal.SIGKILL, first
     assert first["pid"] == victim and first["erank"] == 2 and first["host"] == host
     assert f"the program of rank 2 on {host} (pid {victim}) ended (killed by signal 9)" in first["text"]
+    print(f"rank 0 saw rank 2's program killed after {first['since']:.3f} s")
     assert first["since"] < 15, first  # seen at once, not at some timeout (loose: a loaded host)
     assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "first")["text"]
     assert one(reports, 0, "second")["type"] == "WorkerDied"
     assert one(reports, 1, "second")["type"] == "Error"
     assert [r["what"] for r in reports[2]] == ["program"]
+
+
+def test_root_killed_ends_the_other_ranks_calls(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def f(x):
+            if world.rank == 0:
+                os.kill(os.getppid(), signal.SIGKILL)  # rank 0's program
+                time.sleep(60)
+            time.sleep(0.01)
+            return x
+        try:
+            pm.map(f, range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+    '''))
+    assert rc == 128 + signal.SIGKILL, out
+    host = os.uname().nodename
+    for r in (1, 2):
+        first = one(reports, r, "first")
+        assert first["type"] == "Error", first
+        assert f"the program of rank 0 on {host} ended during a call (signal 9)" in first["text"]
+    assert 0 not in reports
 
 
 def test_killed_mpi_process_ends_the_job_without_orphans(tmp_path):
