@@ -475,8 +475,9 @@ def _ended(rank, info, held=()):
     return e
 
 
-def _frames(link, seq):
-    """The frames of call `seq`: (src, kind, message); older calls' are dropped, later ones kept."""
+def _frames(link, seq, root=False):
+    """The frames of call `seq`: (src, kind, message); older calls' are dropped. Later calls'
+    are kept for then on a member; rank 0 gets them (a rank ahead of it is out of step)."""
     while link.frames:
         src, kind, payload = link.frames.popleft()
         if kind == _ENDED:
@@ -487,7 +488,7 @@ def _frames(link, seq):
             raise ProtocolError(f"parafork.mpi: a bad message from rank {src}")
         if msg[1] < seq:
             continue
-        if msg[1] > seq:
+        if msg[1] > seq and not root:
             link.later.append((src, kind, payload))
             continue
         yield src, kind, msg
@@ -520,18 +521,21 @@ def _root(world, f, items, star, chunksize, jobs, retries):
                 ys = pickle.loads(value)
                 results[first:first + count] = ys
                 left -= count
-            for src, kind, msg in _frames(link, seq):
+            for src, kind, msg in _frames(link, seq, root=True):
                 if kind == _ENDED:
                     raise _ended(src, msg, held[src])
                 what = msg[0]
                 if what == "hello":
-                    _, _, m, their, wjobs, host = msg
+                    _, theirs, m, their, wjobs, host = msg
                     hosts[src] = host
-                    if m != n or their != desc:
-                        link.send(src, ("abort", seq, "ranks out of step"))
-                        raise BadLaunch(f"parafork.mpi: rank {src} on {host} called {their} over {m} items "
-                                        f"where rank 0 called {desc} over {n} (ranks out of step)")
+                    if theirs != seq or m != n or their != desc:
+                        link.send(src, ("abort", theirs, "ranks out of step"))
+                        raise BadLaunch(f"parafork.mpi: rank {src} on {host} made call {theirs}, {their} over "
+                                        f"{m} items, where rank 0 made call {seq}, {desc} over {n} (ranks out "
+                                        f"of step)")
                     window[src] = 2 * max(1, int(wjobs))
+                elif msg[1] != seq:
+                    raise ProtocolError(f"parafork.mpi: rank {src} sent {what!r} for call {msg[1]} during {seq}")
                 elif what == "done":
                     for first, count, blob in msg[2]:
                         if held[src].pop(first, None) != count:
@@ -542,7 +546,7 @@ def _root(world, f, items, star, chunksize, jobs, retries):
                         results[first:first + count] = ys
                         left -= count
                 elif what == "fail":
-                    raise _decode_failure(msg[2], src, hosts.get(src, "?"))
+                    raise _decode_failure(msg[2], src, msg[3])
                 else:
                     raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
             if left == 0 and len(window) == len(members):
@@ -582,8 +586,10 @@ def _root(world, f, items, star, chunksize, jobs, retries):
 def _member(world, f, items, star, jobs, retries):
     link, seq = world._link, _next_call(world)
     local = None
+    told = False  # rank 0 knows this rank leaves the call (it said so, or rank 0 is gone)
     try:
         if 0 in link.dead:
+            told = True
             raise _root_ended(link.dead[0])
         local = _Local(f, items, star, jobs, retries, link.wake)
         link.send(0, ("hello", seq, len(items), _describe(f, star), local.jobs, world.host))
@@ -592,6 +598,7 @@ def _member(world, f, items, star, jobs, retries):
             for src, kind, msg in _frames(link, seq):
                 if kind == _ENDED:
                     if src == 0:
+                        told = True
                         raise _root_ended(msg)
                     continue  # rank 0 sees it too, and ends the call
                 what = msg[0]
@@ -602,6 +609,7 @@ def _member(world, f, items, star, jobs, retries):
                 elif what == "end":
                     return None
                 elif what == "abort":
+                    told = True
                     raise Error(f"parafork.mpi: rank 0 abandoned the call: {msg[2]}")
                 else:
                     raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
@@ -611,7 +619,7 @@ def _member(world, f, items, star, jobs, retries):
                     continue
                 if not ok:
                     failed = True  # rank 0 ends the call: wait for its word
-                    link.send(0, ("fail", seq, _encode_failure(value)))
+                    link.send(0, ("fail", seq, _encode_failure(value), world.host))
                     continue
                 done.append((first, count, value))
                 size += len(value)
@@ -621,6 +629,13 @@ def _member(world, f, items, star, jobs, retries):
             if done and not failed:
                 link.send(0, ("done", seq, done))
             link.wait()
+    except BaseException as e:
+        if not told:  # this rank's own trouble (its workers would not start, Ctrl-C...): rank 0
+            try:      # ends the call rather than wait for it
+                link.send(0, ("fail", seq, _encode_failure(e), world.host))
+            except OSError:
+                pass
+        raise
     finally:
         if local is not None:
             local.close()

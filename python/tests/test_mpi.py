@@ -318,6 +318,12 @@ def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
             report(what="first", **failure(e))
         ys = pm.map(abs, range(10))
         report(what="next", got=ys)
+        try:  # a rank that leaves a call on its own (here: its workers cannot start) tells rank 0
+            pm.map(abs, range(10), jobs=0 if world.rank == 1 else None)
+            report(what="own", type=None)
+        except Exception as e:
+            report(what="own", **failure(e))
+        report(what="last", got=pm.map(abs, range(10)))
     ''', init=False)
     assert rc == 0, out
     for r in range(3):
@@ -328,6 +334,11 @@ def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
     assert "rank 0 abandoned the call" in one(reports, 1, "first")["text"]
     assert one(reports, 2, "first")["type"] == "Error"
     assert one(reports, 0, "next")["got"] == list(range(10))
+    own = one(reports, 0, "own")
+    assert own["type"] == "ValueError" and own["erank"] == 1, own  # as parafork.Pool(0) raises it
+    assert one(reports, 1, "own")["type"] == "ValueError"
+    assert "rank 0 abandoned the call: ValueError" in one(reports, 2, "own")["text"]
+    assert one(reports, 0, "last")["got"] == list(range(10))
 
 
 def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
