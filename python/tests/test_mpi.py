@@ -70,9 +70,10 @@ def tagged():
     return found
 
 
-def run(tmp_path, body, np=3, timeout=90, init=True, script=None):
-    """Runs PRELUDE + body (or `script`) under mpirun; returns (returncode, {rank: [reports]},
-    output). Fails if the run outlives `timeout` or leaves a process of its own behind."""
+def run(tmp_path, body, np=3, timeout=45, init=True, script=None, during=None):  # under pytest's 60 s
+    """Runs PRELUDE + body (or `script`) under mpirun, and during(mpirun, flags) if given;
+    returns (returncode, {rank: [reports]}, output). Fails if the run outlives `timeout` or
+    leaves a process of its own behind."""
     tag = uuid.uuid4().hex
     flags = tmp_path / "flags"
     flags.mkdir()
@@ -88,13 +89,16 @@ def run(tmp_path, body, np=3, timeout=90, init=True, script=None):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     try:
+        if during is not None:
+            during(proc, flags)
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         pytest.fail(f"mpirun outlived {timeout} s:\n{out}")
     finally:
-        proc.kill()
+        if proc.poll() is None:  # pytest's own timeout, or an error here: end the whole run
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         # Workers die with their program, programs with their MPI process (PDEATHSIG), at
         # once but not synchronously: give them a moment.
@@ -297,6 +301,31 @@ def test_killed_mpi_process_ends_the_job_without_orphans(tmp_path):
     '''))
     assert rc != 0, out
     assert "finished" not in [r["what"] for rs in reports.values() for r in rs]
+
+
+def test_mpirun_killed_outright_leaves_no_process(tmp_path):
+    # mpirun gets SIGKILL and cannot end the job: the MPI processes die with it, the programs
+    # with them, the workers with those (run() fails if any is left, or if mpirun's output
+    # stays open because one lives on).
+    def kill_mpirun(proc, flags):
+        end = time.monotonic() + 30
+        while not ((flags / "running").exists() and (flags / "outside").exists()) and time.monotonic() < end:
+            time.sleep(0.02)
+        proc.kill()
+
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def f(x):
+            flag("running")
+            time.sleep(1)
+            return x
+        if world.rank == 2:  # a program busy outside any call: only PDEATHSIG ends it
+            flag("outside")
+            time.sleep(60)
+        pm.map(f, range(300), chunksize=1)
+        report(what="finished")
+    '''), during=kill_mpirun)
+    assert rc == -signal.SIGKILL
+    assert reports == {}
 
 
 def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
