@@ -374,6 +374,7 @@ class _Local:
 
     def __init__(self, f, items, star, jobs, retries, wake):
         global _task
+        self.threads = _threads()
         _task = (f, items, star)  # kept until close(): a worker that replaces a dead one forks later
         try:
             self.pool = Pool(jobs, retries=retries)
@@ -404,6 +405,17 @@ class _Local:
         global _task
         self.pool.terminate()
         _task = None
+        # The pool's handler thread is joined, but the kernel may not have seen it go: a call
+        # forking right after would be forking a threaded process. Wait for it (briefly).
+        for _ in range(400):
+            if _threads() <= self.threads:
+                break
+            time.sleep(0.0005)
+
+
+def _threads():
+    with open("/proc/self/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[17])  # field 20: num_threads
 
 
 def _describe(f, star):

@@ -149,6 +149,7 @@ def test_results_at_rank_0_equal_the_local_calls(tmp_path):
         report(what="ranks", got=pm.map(whose, range(60), chunksize=1))
     ''')
     assert rc == 0, out
+    assert "forking a process that runs" not in out
     for what in ("million", "starmap", "locks"):
         assert one(reports, 0, what)["ok"] is True
         assert one(reports, 1, what)["ok"] is None and one(reports, 2, what)["ok"] is None
@@ -368,6 +369,28 @@ def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
     assert one(reports, 1, "own")["type"] == "ValueError"
     assert "rank 0 abandoned the call: ValueError" in one(reports, 2, "own")["text"]
     assert one(reports, 0, "last")["got"] == list(range(10))
+
+
+def test_a_calls_workers_leave_no_thread_for_the_next_calls_fork():
+    # Each call's pool answers through a handler thread; the next call forks its workers at
+    # once, which must not find that thread still alive (a fork of a threaded process).
+    import select
+    import parafork.mpi as pm
+
+    wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    try:
+        before = pm._threads()
+        for _ in range(50):
+            local = pm._Local(abs, range(-4, 0), False, 1, 0, wake)
+            local.submit(0, 4)
+            end = time.monotonic() + 30
+            while not local.answers and time.monotonic() < end:
+                select.select([wake], [], [], 1)
+            assert [a[:3] for a in local.take()] == [(True, 0, 4)]
+            local.close()
+            assert pm._threads() <= before
+    finally:
+        os.close(wake)
 
 
 def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
