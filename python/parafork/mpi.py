@@ -303,14 +303,17 @@ class _Link:
         at = 0
         while len(self.buf) - at >= _HDR.size:
             n, src, kind = _HDR.unpack_from(self.buf, at)
+            if n > _MAX_FRAME or (check and (kind not in (_DATA, _ENDED) or not (0 <= src < self.size))):
+                raise ProtocolError(f"parafork.mpi: a bad frame (kind {kind}, from rank {src}, {n} bytes)")
             if len(self.buf) - at - _HDR.size < n:
                 break
-            if check and (kind not in (_DATA, _ENDED) or not (0 <= src < self.size)):
-                raise ProtocolError(f"parafork.mpi: a bad frame (kind {kind}, from rank {src})")
             payload = bytes(self.buf[at + _HDR.size:at + _HDR.size + n])
             at += _HDR.size + n
             if kind == _ENDED:
-                self.dead[src] = self.decode(payload)
+                info = self.decode(payload)
+                if not (isinstance(info, tuple) and len(info) == 4):
+                    raise ProtocolError(f"parafork.mpi: a bad end notice from rank {src}")
+                self.dead[src] = info
             self.frames.append((src, kind, payload))
         del self.buf[:at]
 
@@ -487,6 +490,9 @@ def _ended(rank, info, held=()):
     return e
 
 
+_SHAPES = {"hello": 6, "work": 3, "done": 3, "fail": 4, "end": 2, "abort": 3}  # kind: fields
+
+
 def _frames(link, seq, root=False):
     """The frames of call `seq`: (src, kind, message); older calls' are dropped. Later calls'
     are kept for then on a member; rank 0 gets them (a rank ahead of it is out of step)."""
@@ -496,7 +502,8 @@ def _frames(link, seq, root=False):
             yield src, kind, link.dead[src]
             continue
         msg = link.decode(payload)
-        if not isinstance(msg, tuple) or len(msg) < 2 or not isinstance(msg[1], int):
+        if not (isinstance(msg, tuple) and len(msg) >= 2 and _SHAPES.get(msg[0]) == len(msg)
+                and isinstance(msg[1], int)):
             raise ProtocolError(f"parafork.mpi: a bad message from rank {src}")
         if msg[1] < seq:
             continue
@@ -552,8 +559,8 @@ def _root(world, f, items, star, chunksize, jobs, retries):
                     for first, count, blob in msg[2]:
                         if held[src].pop(first, None) != count:
                             raise ProtocolError(f"parafork.mpi: rank {src} answered items it did not hold")
-                        ys = pickle.loads(blob)
-                        if len(ys) != count:
+                        ys = link.decode(blob)
+                        if not isinstance(ys, list) or len(ys) != count:
                             raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
                         results[first:first + count] = ys
                         left -= count
@@ -615,8 +622,10 @@ def _member(world, f, items, star, jobs, retries):
                     continue  # rank 0 sees it too, and ends the call
                 what = msg[0]
                 if what == "work":
-                    if not failed:
-                        for first, count in msg[2]:
+                    for first, count in msg[2]:
+                        if not (0 <= first and 1 <= count and first + count <= len(items)):
+                            raise ProtocolError(f"parafork.mpi: rank 0 sent items {first}+{count} of {len(items)}")
+                        if not failed:
                             local.submit(first, count)
                 elif what == "end":
                     return None

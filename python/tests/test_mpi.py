@@ -393,6 +393,55 @@ def test_a_calls_workers_leave_no_thread_for_the_next_calls_fork():
         os.close(wake)
 
 
+def test_frames_from_other_ranks_are_checked_before_use():
+    import pickle
+    import socket
+    import struct
+    import parafork.mpi as pm
+
+    hdr = struct.Struct("<IiB")  # payload length, peer rank, kind (0 data, 1 a rank ended)
+
+    def link_fed(raw):
+        a, b = socket.socketpair()
+        link = pm._Link(b)
+        link.size = 3
+        a.sendall(raw)
+        return a, link
+
+    def frame(payload, src=1, kind=0):
+        return hdr.pack(len(payload), src, kind) + payload
+
+    good = pickle.dumps(("end", 1))
+    bad = [hdr.pack(4, 1, 9) + b"abcd",                      # an unknown kind
+           frame(good, src=7),                               # a rank that is not in the job
+           hdr.pack(0xFFFFFFFF, 1, 0),                       # a length past any message
+           frame(b"not a pickle", kind=1),                   # an end notice that does not decode
+           frame(pickle.dumps("four"), kind=1)]              # ... or is not (pid, exit, signal, host)
+    for raw in bad:
+        a, link = link_fed(raw)
+        try:
+            with pytest.raises(pm.ProtocolError):
+                link.fill()
+        finally:
+            a.close(), link.sock.close(), os.close(link.wake)
+    for payload in (b"\x80\x05garbage", pickle.dumps(("end",)), pickle.dumps(("work", 1, [])[:2]),
+                    pickle.dumps(["end", 1]), pickle.dumps(("nonsense", 1))):
+        a, link = link_fed(frame(payload))
+        try:
+            link.fill()
+            with pytest.raises(pm.ProtocolError):
+                list(pm._frames(link, 1))
+        finally:
+            a.close(), link.sock.close(), os.close(link.wake)
+    a, link = link_fed(frame(good) + frame(good)[:-3])  # a whole frame, then a truncated one
+    try:
+        link.fill()
+        assert list(pm._frames(link, 1)) == [(1, 0, ("end", 1))]
+        assert not link.frames  # the truncated one waits for its end
+    finally:
+        a.close(), link.sock.close(), os.close(link.wake)
+
+
 def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
     script = tmp_path / "local.py"
     script.write_text(textwrap.dedent('''
