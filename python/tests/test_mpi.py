@@ -442,6 +442,35 @@ def test_frames_from_other_ranks_are_checked_before_use():
         a.close(), link.sock.close(), os.close(link.wake)
 
 
+def test_mpi_initialised_before_init_is_a_bad_launch(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        from mpi4py import MPI   # initialises MPI in the launcher's process: too late to fork
+        class world:
+            rank = MPI.COMM_WORLD.Get_rank()
+        try:
+            pm.init()
+            report(what="init", type=None)
+        except Exception as e:
+            report(what="init", **failure(e))
+    '''), init=False)
+    assert rc == 0, out
+    for r in range(3):
+        got = one(reports, r, "init")
+        assert got["type"] == "BadLaunch" and "MPI was initialised before" in got["text"], got
+
+
+def test_without_mpi4py_init_is_a_bad_launch(tmp_path):
+    (tmp_path / "mpi4py.py").write_text("raise ImportError('no mpi4py here')\n")
+    script = tmp_path / "prog.py"
+    script.write_text("import parafork.mpi as pm\n"
+                      "try:\n    pm.init()\nexcept pm.BadLaunch as e:\n    print(e)\n")
+    env = dict(os.environ, OMPI_COMM_WORLD_SIZE="3",  # as if launched
+               PYTHONPATH=os.pathsep.join([str(tmp_path)] + [p for p in sys.path if p]))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "parafork.mpi needs mpi4py (Debian: python3-mpi4py)" in r.stdout
+
+
 def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
     script = tmp_path / "local.py"
     script.write_text(textwrap.dedent('''
