@@ -1,0 +1,704 @@
+"""parafork.mpi: map and starmap over the ranks of an MPI job (mpi4py on Open MPI).
+
+    import parafork.mpi as pm
+    world = pm.init()                 # first thing, before any thread: forks this rank's program
+    ys = pm.map(f, xs)                # rank 0: [f(x) for x in xs] in input order; others: None
+    zs = pm.starmap(g, pairs)
+
+Every rank runs the same script and makes the same calls in the same order (SPMD). Each rank
+runs the chunks it is given in its own parafork workers; results arrive at rank 0.
+
+Layout of a rank (as parafork::mpi in C++, docs/scale-out.md):
+
+    mpirun / orted
+     └─ MPI process   the process the launcher started: after init() it only relays frames
+         │            between its program (a socketpair) and the other ranks; the one that
+         │            initialises MPI; runs no user code
+         └─ program   returns from init() and runs the script; never initialises MPI
+             └─ workers   a parafork.Pool forked at each call, after f and the items exist
+
+The program's workers are forked by a process that never initialised MPI, so Open MPI's
+warnings about fork do not apply, a task that crashes kills a worker (not a rank), and a
+program killed outright is reported to every rank by its still-live MPI process.
+
+What travels: at a call each rank sends rank 0 a hello (call number, item count, the function's
+name); rank 0 hands out (first, count) index ranges, at most two per worker of a rank at a
+time, as each rank answers (ranks pull: a slow host gets less); ranks send back the pickled
+results of every chunk finished since their last message. The items are never sent: every
+rank has its own copy of the sequence.
+
+Not started by a launcher (no OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK in the environment),
+init() runs locally: one rank, no MPI, and map / starmap are parafork.map / parafork.starmap.
+"""
+
+import collections
+import ctypes
+import math
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+
+from . import _map
+from ._core import Error, RemoteError, RemoteTraceback, WorkerDied
+from ._pool import Pool
+
+__all__ = ["init", "map", "starmap", "World", "BadLaunch", "ProtocolError"]
+
+
+class BadLaunch(Error):
+    """The job cannot run parafork.mpi calls: MPI would not start, or the ranks are out of step
+    (another function, another number of items, another call)."""
+
+
+class ProtocolError(Error):
+    """A frame between ranks that does not decode: truncated or corrupt."""
+
+
+class World:
+    """This rank's place in the job: rank, size, host; root is rank 0. local: started without
+    a launcher (one rank, no MPI)."""
+
+    def __init__(self, rank, size, host, local):
+        self.rank, self.size, self.host, self.local = rank, size, host, local
+        self._link = None
+
+    @property
+    def root(self):
+        return self.rank == 0
+
+    def __repr__(self):
+        return f"<parafork.mpi.World rank={self.rank} size={self.size} host={self.host!r}" + \
+            (" local>" if self.local else ">")
+
+
+_world = None
+_task = None  # (f, items, star) of the call being made: the workers fork with it in memory
+
+# Frames on the program's socket: payload length, peer rank (the sender to the program, the
+# destination from it), kind. The kinds are also the MPI tags between MPI processes.
+_HDR = struct.Struct("<IiB")
+_DATA, _ENDED, _READY, _FAILED = 0, 1, 2, 3
+_MAX_FRAME = (1 << 31) - 1  # MPI counts are C ints
+_BATCH = 16 << 20  # a rank's results are sent as one message up to this size
+
+
+def _launched():
+    return any(v in os.environ for v in ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"))
+
+
+def init():
+    """Starts this rank's part of the job and returns its World; call it first, before any
+    thread starts (it forks). Without a launcher: a local World of one rank, no MPI."""
+    global _world
+    if _world is not None:
+        return _world
+    if not _launched():
+        _world = World(0, 1, socket.gethostname(), True)
+        return _world
+    if threading.active_count() > 1:
+        raise BadLaunch("parafork.mpi.init() forks: call it before any thread starts")
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized():
+        raise BadLaunch("MPI was initialised before parafork.mpi.init(): call init() first, and set "
+                        "mpi4py.rc.initialize = False if mpi4py is imported before it")
+    try:
+        import mpi4py  # noqa: F401  (checked here, before the fork, for a clear error)
+    except ImportError as e:
+        raise BadLaunch("parafork.mpi needs mpi4py (Debian: python3-mpi4py)") from e
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # close-on-exec
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:  # the MPI process: relays until every program has ended, then exits
+        theirs.close()
+        code = 70
+        try:
+            code = _relay(mine, pid)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    mine.close()
+    _die_with_parent(parent)
+    link = _Link(theirs)
+    src, kind, payload = link.first()
+    if kind == _FAILED:
+        raise BadLaunch(f"parafork.mpi: MPI did not start: {payload.decode(errors='replace')}")
+    if kind != _READY:
+        raise ProtocolError("parafork.mpi: the MPI process did not say it was ready")
+    rank, size, host = link.decode(payload)
+    _world = World(rank, size, host, False)
+    _world._link = link
+    link.rank, link.size = rank, size
+    return _world
+
+
+def _die_with_parent(parent):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+
+
+# ---- the MPI process ------------------------------------------------------------------------------
+
+def _reap(child):
+    """(exit status, signal) of the ended program."""
+    status = os.waitpid(child, 0)[1]
+    if os.WIFSIGNALED(status):
+        return 0, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), 0
+
+
+def _relay(sock, child):
+    """Initialises MPI and relays frames between the program and the other ranks' MPI
+    processes until the program and every other rank's program have ended. Returns the
+    program's exit status (128 + signal for a signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is mpirun's: it ends the job
+    pidfd = os.pidfd_open(child)
+    try:
+        import mpi4py
+        mpi4py.rc.initialize = False
+        mpi4py.rc.finalize = False
+        from mpi4py import MPI
+        MPI.Init()
+        comm = MPI.COMM_WORLD
+        rank, size, host = comm.Get_rank(), comm.Get_size(), MPI.Get_processor_name()
+    except Exception as e:
+        text = f"{type(e).__name__}: {e}".encode()
+        sock.sendall(_HDR.pack(len(text), -1, _FAILED) + text)
+        exitcode, sig = _reap(child)
+        return 128 + sig if sig else exitcode
+    hello = pickle.dumps((rank, size, host))
+    sock.sendall(_HDR.pack(len(hello), -1, _READY) + hello)
+    sock.setblocking(False)
+
+    status = MPI.Status()
+    inbuf = bytearray()
+    out = collections.deque()  # frames for the program, not yet written
+    sends = []  # (request, buffer): Isends not yet complete
+    ended = set()  # other ranks whose programs ended
+    code = None  # the program's exit status, once it ended
+    closed = False  # the program's end of the socket is closed (it is ending)
+    last = time.monotonic()  # of the last activity
+
+    def isend(buf, dest, tag):
+        sends.append((comm.Isend([buf, MPI.BYTE], dest, tag), buf))
+
+    def from_program():
+        nonlocal inbuf, closed
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:  # the program ended with frames unread: its pidfd tells the rest
+                data = b""
+            if not data:
+                closed = True
+                return
+            inbuf += data
+            at = 0
+            while len(inbuf) - at >= _HDR.size:
+                n, dest, kind = _HDR.unpack_from(inbuf, at)
+                if len(inbuf) - at - _HDR.size < n:
+                    break
+                if kind != _DATA or not (0 <= dest < size) or dest == rank:
+                    raise ProtocolError(f"parafork.mpi: the program of rank {rank} sent a bad frame")
+                isend(bytes(inbuf[at + _HDR.size:at + _HDR.size + n]), dest, _DATA)
+                at += _HDR.size + n
+            del inbuf[:at]
+
+    while True:
+        busy = False
+        while comm.Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, status):
+            src, tag, n = status.Get_source(), status.Get_tag(), status.Get_count(MPI.BYTE)
+            buf = bytearray(n)
+            comm.Recv([buf, MPI.BYTE], src, tag)
+            if tag == _ENDED:
+                ended.add(src)
+            if code is None:
+                out.append(memoryview(_HDR.pack(n, src, tag) + buf))
+            busy = True
+        if sends:
+            sends = [s for s in sends if not s[0].Test()]
+        if code is not None and len(ended) == size - 1 and not sends:
+            break
+        reads = [] if code is not None else [pidfd] if closed else [sock, pidfd]
+        writes = [sock] if code is None and out and not closed else []
+        # No descriptor tells of MPI messages: look again within a millisecond, or 10 ms
+        # once quiet for a second (the program's frames wake it at once either way).
+        now = time.monotonic()
+        if busy:
+            last = now
+        r, w, _ = select.select(reads, writes, [], 0 if busy else 0.001 if now - last < 1 else 0.01)
+        if r or w:
+            last = now
+        if w:
+            try:
+                while out:
+                    k = sock.send(out[0])
+                    if k < len(out[0]):
+                        out[0] = out[0][k:]
+                        break
+                    out.popleft()
+            except BlockingIOError:
+                pass
+            except OSError:
+                out.clear()
+                closed = True
+        if sock in r:
+            from_program()
+        if pidfd in r:
+            if not closed:
+                from_program()  # what it wrote before it ended still goes
+            exitcode, sig = _reap(child)
+            code = 128 + sig if sig else exitcode
+            note = pickle.dumps((child, exitcode, sig, host))
+            for dest in range(size):
+                if dest != rank:
+                    isend(note, dest, _ENDED)
+            out.clear()
+            sock.close()
+            os.close(pidfd)
+    MPI.Finalize()
+    return code
+
+
+# ---- the program -------------------------------------------------------------------------------
+
+class _Link:
+    """The program's end of its MPI process's socket: frames to and from other ranks."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.frames = collections.deque()  # (src, kind, payload) read and not yet handled
+        self.later = []  # frames of a later call, met during this one
+        self.dead = {}  # rank -> (pid, exitcode, signal, host) of programs that ended
+        self.calls = 0
+        self.rank = self.size = None
+        self.wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # local answers are waiting
+
+    def first(self):
+        while not self.frames:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise BadLaunch("parafork.mpi: the MPI process of this rank ended before MPI started")
+            self._parse(data, check=False)
+        return self.frames.popleft()
+
+    def _parse(self, data, check=True):
+        self.buf += data
+        at = 0
+        while len(self.buf) - at >= _HDR.size:
+            n, src, kind = _HDR.unpack_from(self.buf, at)
+            if n > _MAX_FRAME or (check and (kind not in (_DATA, _ENDED) or not (0 <= src < self.size))):
+                raise ProtocolError(f"parafork.mpi: a bad frame (kind {kind}, from rank {src}, {n} bytes)")
+            if len(self.buf) - at - _HDR.size < n:
+                break
+            payload = bytes(self.buf[at + _HDR.size:at + _HDR.size + n])
+            at += _HDR.size + n
+            if kind == _ENDED:
+                info = self.decode(payload)
+                if not (isinstance(info, tuple) and len(info) == 4):
+                    raise ProtocolError(f"parafork.mpi: a bad end notice from rank {src}")
+                self.dead[src] = info
+            self.frames.append((src, kind, payload))
+        del self.buf[:at]
+
+    def fill(self):
+        """Reads what has arrived, without waiting."""
+        while True:
+            try:
+                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if not data:
+                raise Error("parafork.mpi: this rank's MPI process closed its socket")
+            self._parse(data)
+
+    def wait(self):
+        """Waits for a frame or a local answer."""
+        if not self.frames:
+            select.select([self.sock, self.wake], [], [])
+        self.fill()
+        try:
+            os.eventfd_read(self.wake)
+        except BlockingIOError:
+            pass
+
+    def send(self, dest, msg):
+        payload = pickle.dumps(msg, 5)
+        if len(payload) > _MAX_FRAME:
+            raise Error(f"parafork.mpi: a message of {len(payload)} bytes is over MPI's limit")
+        self.sock.sendall(_HDR.pack(len(payload), dest, _DATA) + payload)
+
+    @staticmethod
+    def decode(payload):
+        try:
+            return pickle.loads(payload)
+        except Exception as e:
+            raise ProtocolError(f"parafork.mpi: a frame that does not decode: {type(e).__name__}: {e}") from e
+
+    def end_call(self):
+        self.frames.extendleft(reversed(self.later))
+        self.later = []
+
+
+def _run_range(first, count):
+    """In a worker: f over items [first, first + count) of its own copy; the pickled results."""
+    f, items, star = _task
+    i = first
+    try:
+        if star:
+            ys = [f(*items[i]) for i in range(first, first + count)]
+        else:
+            ys = [f(items[i]) for i in range(first, first + count)]
+    except BaseException as e:
+        e.add_note(f"parafork.mpi: at item {i}")
+        raise
+    return pickle.dumps(ys, 5)
+
+
+class _Local:
+    """This rank's workers for one call: a parafork.Pool forked now, so f and the items are in
+    their memory; tasks name index ranges only."""
+
+    def __init__(self, f, items, star, jobs, retries, wake):
+        global _task
+        self.threads = _threads()
+        _task = (f, items, star)  # kept until close(): a worker that replaces a dead one forks later
+        try:
+            self.pool = Pool(jobs, retries=retries)
+        except BaseException:
+            _task = None
+            raise
+        self.jobs = self.pool._processes
+        self.wake = wake
+        self.answers = collections.deque()  # (ok, first, count, bytes or exception)
+        self.inflight = 0
+
+    def submit(self, first, count):
+        self.inflight += 1
+        self.pool.apply_async(_run_range, (first, count),
+                              callback=lambda blob: self._answer(True, first, count, blob),
+                              error_callback=lambda e: self._answer(False, first, count, e))
+
+    def _answer(self, ok, first, count, value):  # the pool's handler thread
+        self.answers.append((ok, first, count, value))
+        os.eventfd_write(self.wake, 1)
+
+    def take(self):
+        while self.answers:
+            self.inflight -= 1
+            yield self.answers.popleft()
+
+    def close(self):
+        global _task
+        self.pool.terminate()
+        _task = None
+        # The pool's handler thread is joined, but the kernel may not have seen it go: a call
+        # forking right after would be forking a threaded process. Wait for it (briefly).
+        for _ in range(400):
+            if _threads() <= self.threads:
+                break
+            time.sleep(0.0005)
+
+
+def _threads():
+    with open("/proc/self/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[17])  # field 20: num_threads
+
+
+def _describe(f, star):
+    name = getattr(f, "__module__", None) or "?"
+    name += "." + getattr(f, "__qualname__", type(f).__qualname__)
+    code = getattr(f, "__code__", None)
+    if code is not None:
+        name += f" ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+    return ("starmap " if star else "map ") + name
+
+
+def _sized(items):
+    return isinstance(items, (Sequence, range)) and not isinstance(items, (str, bytes, bytearray))
+
+
+def _locate(exc, rank, host):
+    """Names the rank and host in a failure: in the text of parafork's own errors, in a note
+    (and the attributes rank and host) of the task's own exception."""
+    where = f"rank {rank} on {host}"
+    try:
+        exc.rank, exc.host = rank, host
+    except Exception:
+        pass
+    if isinstance(exc, Error) and exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} [{where}]",) + exc.args[1:]
+    elif hasattr(exc, "add_note"):
+        exc.add_note(f"parafork.mpi: raised on {where}")
+    return exc
+
+
+def _encode_failure(exc):
+    cause = exc.__cause__
+    tb = str(cause) if isinstance(cause, RemoteTraceback) else "".join(traceback.format_exception(exc))
+    try:
+        blob = pickle.dumps(exc, 5)
+    except Exception:
+        blob = None
+    return (type(exc).__module__ + "." + type(exc).__qualname__, str(exc), tb, blob)
+
+
+def _decode_failure(info, rank, host):
+    try:
+        type_name, message, tb, blob = info
+    except Exception:
+        raise ProtocolError("parafork.mpi: a failure that does not decode") from None
+    exc = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = None
+        if not isinstance(exc, BaseException):
+            exc = None
+    if exc is None:
+        exc = RemoteError(f"{type_name}: {message}", type_name)
+    exc.__cause__ = RemoteTraceback(tb)
+    return _locate(exc, rank, host)
+
+
+def _ended(rank, info, held=()):
+    pid, exitcode, sig, host = info
+    how = f"killed by signal {sig}" if sig else f"exit status {exitcode}"
+    text = f"the program of rank {rank} on {host} (pid {pid}) ended ({how}) during a parafork.mpi call"
+    first = min(held) if held else None
+    if first is not None:
+        text += f"; it held items from {first}"
+    e = WorkerDied(text, pid, sig, exitcode, first)
+    e.rank, e.host = rank, host
+    return e
+
+
+_SHAPES = {"hello": 6, "work": 3, "done": 3, "fail": 4, "end": 2, "abort": 3}  # kind: fields
+
+
+def _frames(link, seq, root=False):
+    """The frames of call `seq`: (src, kind, message); older calls' are dropped. Later calls'
+    are kept for then on a member; rank 0 gets them (a rank ahead of it is out of step)."""
+    while link.frames:
+        src, kind, payload = link.frames.popleft()
+        if kind == _ENDED:
+            yield src, kind, link.dead[src]
+            continue
+        msg = link.decode(payload)
+        if not (isinstance(msg, tuple) and len(msg) >= 2 and _SHAPES.get(msg[0]) == len(msg)
+                and isinstance(msg[1], int)):
+            raise ProtocolError(f"parafork.mpi: a bad message from rank {src}")
+        if msg[1] < seq:
+            continue
+        if msg[1] > seq and not root:
+            link.later.append((src, kind, payload))
+            continue
+        yield src, kind, msg
+
+
+def _root(world, f, items, star, chunksize, jobs, retries):
+    link, seq, n = world._link, _next_call(world), len(items)
+    desc = _describe(f, star)
+    members = range(1, world.size)
+    hosts = {}
+    window = {}  # member -> chunks it may hold (2 per worker); present once it said hello
+    held = {r: {} for r in members}  # member -> {first: count}
+    results = [None] * n
+    left = n
+    local = None
+    try:
+        for r in members:
+            if r in link.dead:
+                raise _ended(r, link.dead[r])
+        local = _Local(f, items, star, jobs, retries, link.wake)
+        if chunksize is None:
+            chunksize = max(1, min(65536, math.ceil(n / (local.jobs * world.size * 8))))
+        elif chunksize < 1:
+            raise ValueError("parafork.mpi: chunksize must be >= 1")
+        nxt = 0
+        while True:
+            for ok, first, count, value in local.take():
+                if not ok:
+                    raise _locate(value, 0, world.host)
+                ys = pickle.loads(value)
+                results[first:first + count] = ys
+                left -= count
+            for src, kind, msg in _frames(link, seq, root=True):
+                if kind == _ENDED:
+                    raise _ended(src, msg, held[src])
+                what = msg[0]
+                if what == "hello":
+                    _, theirs, m, their, wjobs, host = msg
+                    hosts[src] = host
+                    if theirs != seq or m != n or their != desc:
+                        link.send(src, ("abort", theirs, "ranks out of step"))
+                        raise BadLaunch(f"parafork.mpi: rank {src} on {host} made call {theirs}, {their} over "
+                                        f"{m} items, where rank 0 made call {seq}, {desc} over {n} (ranks out "
+                                        f"of step)")
+                    window[src] = 2 * max(1, int(wjobs))
+                elif msg[1] != seq:
+                    raise ProtocolError(f"parafork.mpi: rank {src} sent {what!r} for call {msg[1]} during {seq}")
+                elif what == "done":
+                    for first, count, blob in msg[2]:
+                        if held[src].pop(first, None) != count:
+                            raise ProtocolError(f"parafork.mpi: rank {src} answered items it did not hold")
+                        ys = link.decode(blob)
+                        if not isinstance(ys, list) or len(ys) != count:
+                            raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
+                        results[first:first + count] = ys
+                        left -= count
+                elif what == "fail":
+                    raise _decode_failure(msg[2], src, msg[3])
+                else:
+                    raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
+            if left == 0 and len(window) == len(members):
+                break
+            while nxt < n and local.inflight < 2 * local.jobs:
+                count = min(chunksize, n - nxt)
+                local.submit(nxt, count)
+                nxt += count
+            for r, room in window.items():
+                ranges = []
+                while nxt < n and len(held[r]) < room:
+                    count = min(chunksize, n - nxt)
+                    held[r][nxt] = count
+                    ranges.append((nxt, count))
+                    nxt += count
+                if ranges:
+                    link.send(r, ("work", seq, ranges))
+            link.wait()
+    except BaseException as e:
+        text = f"{type(e).__name__}: {e}"
+        for r in members:
+            if r not in link.dead:
+                try:
+                    link.send(r, ("abort", seq, text))
+                except OSError:
+                    pass
+        raise
+    finally:
+        if local is not None:
+            local.close()
+        link.end_call()
+    for r in members:
+        link.send(r, ("end", seq))
+    return results
+
+
+def _member(world, f, items, star, jobs, retries):
+    link, seq = world._link, _next_call(world)
+    local = None
+    told = False  # rank 0 knows this rank leaves the call (it said so, or rank 0 is gone)
+    try:
+        if 0 in link.dead:
+            told = True
+            raise _root_ended(link.dead[0])
+        local = _Local(f, items, star, jobs, retries, link.wake)
+        link.send(0, ("hello", seq, len(items), _describe(f, star), local.jobs, world.host))
+        failed = False
+        while True:
+            for src, kind, msg in _frames(link, seq):
+                if kind == _ENDED:
+                    if src == 0:
+                        told = True
+                        raise _root_ended(msg)
+                    continue  # rank 0 sees it too, and ends the call
+                what = msg[0]
+                if what == "work":
+                    for first, count in msg[2]:
+                        if not (0 <= first and 1 <= count and first + count <= len(items)):
+                            raise ProtocolError(f"parafork.mpi: rank 0 sent items {first}+{count} of {len(items)}")
+                        if not failed:
+                            local.submit(first, count)
+                elif what == "end":
+                    return None
+                elif what == "abort":
+                    told = True
+                    raise Error(f"parafork.mpi: rank 0 abandoned the call: {msg[2]}")
+                else:
+                    raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
+            done, size = [], 0
+            for ok, first, count, value in local.take():
+                if failed:
+                    continue
+                if not ok:
+                    failed = True  # rank 0 ends the call: wait for its word
+                    link.send(0, ("fail", seq, _encode_failure(value), world.host))
+                    continue
+                done.append((first, count, value))
+                size += len(value)
+                if size >= _BATCH:
+                    link.send(0, ("done", seq, done))
+                    done, size = [], 0
+            if done and not failed:
+                link.send(0, ("done", seq, done))
+            link.wait()
+    except BaseException as e:
+        if not told:  # this rank's own trouble (its workers would not start, Ctrl-C...): rank 0
+            try:      # ends the call rather than wait for it
+                link.send(0, ("fail", seq, _encode_failure(e), world.host))
+            except OSError:
+                pass
+        raise
+    finally:
+        if local is not None:
+            local.close()
+        link.end_call()
+
+
+def _root_ended(info):
+    pid, exitcode, sig, host = info
+    how = f"signal {sig}" if sig else f"exit status {exitcode}"
+    return Error(f"parafork.mpi: the program of rank 0 on {host} ended during a call ({how})")
+
+
+def _next_call(world):
+    world._link.calls += 1
+    return world._link.calls
+
+
+def _call(f, items, star, chunksize, jobs, retries):
+    world = _world
+    if world is None:
+        raise Error("parafork.mpi: call parafork.mpi.init() first (at the top of the program)")
+    if not _sized(items):
+        items = list(items)
+    if world.local:
+        run = _map.starmap if star else _map.map
+        return run(f, items, jobs=jobs, chunksize=chunksize, retries=retries)
+    if world.root:
+        return _root(world, f, items, star, chunksize, jobs, retries)
+    return _member(world, f, items, star, jobs, retries)
+
+
+def map(f, items, chunksize=None, *, jobs=None, retries=0):
+    """[f(x) for x in items] over every rank's workers: the list at rank 0 (input order), None
+    at the other ranks. Every rank must make the same call: the same function over the same
+    number of items (the items themselves are never sent: each rank reads its own copy; an
+    iterable that is not a sequence is made a list on each rank). jobs: workers per rank;
+    retries: re-runs of a task whose worker died, on its rank. The first failure on any rank
+    ends the call on every rank: rank 0 raises it naming the rank and host, the others raise
+    parafork.Error."""
+    return _call(f, items, False, chunksize, jobs, retries)
+
+
+def starmap(f, items, chunksize=None, *, jobs=None, retries=0):
+    """[f(*args) for args in items], as map."""
+    return _call(f, items, True, chunksize, jobs, retries)

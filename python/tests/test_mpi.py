@@ -1,0 +1,498 @@
+"""parafork.mpi under `mpirun -np 3` on this host: each test writes a small SPMD script, runs it
+bounded by a timeout, reads what each rank reported, and checks that no process of the run is
+left (every process the run made carries a tag in its environment)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+MPIRUN = shutil.which("mpirun")
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+
+pytestmark = pytest.mark.skipif(MPIRUN is None or not HAVE_MPI4PY,
+                                reason="needs mpirun (openmpi-bin) and mpi4py (python3-mpi4py)")
+
+TAG = "PARAFORK_MPI_TEST_TAG"
+
+PRELUDE = '''
+import json, os, signal, socket, sys, threading, time
+import parafork as pf
+import parafork.mpi as pm
+FLAGS = sys.argv[1]
+
+def report(**kw):  # a file per rank: mpirun may interleave the ranks' output
+    with open(os.path.join(FLAGS, f"reports.{world.rank}"), "a") as f:
+        f.write(json.dumps(dict(rank=world.rank, **kw)) + "\\n")
+
+def flag(name):
+    open(os.path.join(FLAGS, name), "w").close()
+
+def await_flag(name, limit=30):
+    # Bounded: a flag that never comes fails the check that needs it, not the run.
+    end = time.monotonic() + limit
+    while not os.path.exists(os.path.join(FLAGS, name)) and time.monotonic() < end:
+        time.sleep(0.01)
+
+def failure(e):
+    notes = getattr(e, "__notes__", [])
+    cause = e.__cause__
+    return dict(type=type(e).__name__, text=str(e), notes=notes, pid=getattr(e, "pid", None),
+                signal=getattr(e, "signal", None), erank=getattr(e, "rank", None),
+                host=getattr(e, "host", None), cause=str(cause) if cause is not None else None)
+'''
+
+
+def tagged():
+    """Pids of live processes whose environment carries TAG (zombies included: not reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if f"{TAG}=".encode() in env:
+            found.append(int(entry))
+    return found
+
+
+def run(tmp_path, body, np=3, timeout=45, init=True, script=None, during=None):  # under pytest's 60 s
+    """Runs PRELUDE + body (or `script`) under mpirun, and during(mpirun, flags) if given;
+    returns (returncode, {rank: [reports]}, output). Fails if the run outlives `timeout` or
+    leaves a process of its own behind."""
+    tag = uuid.uuid4().hex
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    if script is None:
+        script = tmp_path / "prog.py"
+        script.write_text(PRELUDE + ("world = pm.init()\n" if init else "") + textwrap.dedent(body))
+    env = dict(os.environ, OMPI_MCA_btl="self,vader,tcp", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+               # a rank killed on purpose cannot remove its segment: keep them out of /dev/shm
+               OMPI_MCA_btl_vader_backing_directory=str(tmp_path), PYTHONDONTWRITEBYTECODE="1",
+               **{TAG: tag})
+    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np), sys.executable, str(script),
+           str(flags)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        if during is not None:
+            during(proc, flags)
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"mpirun outlived {timeout} s:\n{out}")
+    finally:
+        if proc.poll() is None:  # pytest's own timeout, or an error here: end the whole run
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # Workers die with their program, programs with their MPI process (PDEATHSIG), at
+        # once but not synchronously: give them a moment.
+        end = time.monotonic() + 10
+        while tagged() and time.monotonic() < end:
+            time.sleep(0.05)
+        left = tagged()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert left == [], f"processes of the run left behind: {left}"
+    reports = {}
+    for rank in range(np):
+        path = flags / f"reports.{rank}"
+        if path.exists():
+            reports[rank] = [json.loads(line) for line in path.read_text().splitlines()]
+    return proc.returncode, reports, out
+
+
+def one(reports, rank, what):
+    got = [r for r in reports.get(rank, []) if r.get("what") == what]
+    assert len(got) == 1, f"rank {rank} reported {what!r} {len(got)} times: {reports}"
+    return got[0]
+
+
+def test_results_at_rank_0_equal_the_local_calls(tmp_path):
+    rc, reports, out = run(tmp_path, '''
+        import threading
+        scale = 3
+        ys = pm.map(lambda x: x * scale + 1, range(1_000_000))     # a closure: fork, not pickle
+        report(what="million", ok=(ys == [x * scale + 1 for x in range(1_000_000)]) if world.root else ys)
+        pairs = [(b, e) for b in range(7) for e in range(5)]
+        zs = pm.starmap(pow, pairs, chunksize=4)
+        report(what="starmap", ok=(zs == pf.starmap(pow, pairs)) if world.root else zs)
+        locks = [threading.Lock() for _ in range(40)]              # cannot be pickled: never sent
+        ls = pm.map(lambda l: l.locked(), locks, chunksize=3)
+        report(what="locks", ok=(ls == [False] * 40) if world.root else ls)
+        report(what="empty", got=pm.map(abs, []))
+        report(what="iterable", got=pm.map(str, (i for i in range(50))))
+
+        def whose(x):  # each rank's first item waits until every rank has run one
+            flag(f"ran{world.rank}")
+            for r in range(world.size):
+                await_flag(f"ran{r}")
+            return world.rank
+        report(what="ranks", got=pm.map(whose, range(60), chunksize=1))
+    ''')
+    assert rc == 0, out
+    assert "forking a process that runs" not in out
+    for what in ("million", "starmap", "locks"):
+        assert one(reports, 0, what)["ok"] is True
+        assert one(reports, 1, what)["ok"] is None and one(reports, 2, what)["ok"] is None
+    assert one(reports, 0, "empty")["got"] == []
+    assert one(reports, 0, "iterable")["got"] == [str(i) for i in range(50)]
+    assert one(reports, 2, "iterable")["got"] is None
+    assert set(one(reports, 0, "ranks")["got"]) == {0, 1, 2}  # every rank ran items
+
+
+BARRIER = '''
+def on_rank_2(action, name):
+    """f for a call whose items on ranks 0 and 1 wait until rank 2 ran one: rank 2 gets work."""
+    def f(x):
+        if world.rank == 2:
+            flag(name)
+            action(x)
+        await_flag(name)
+        time.sleep(0.02)
+        return x
+    return f
+'''
+
+
+def test_exception_on_rank_2_is_raised_at_rank_0_naming_rank_and_host(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def bad(x):
+            raise ValueError(f"bad item {x}")
+        try:
+            pm.map(on_rank_2(bad, "raised"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+        # the failed call is over on every rank: the next one starts cleanly
+        ys = pm.map(lambda x: x + 1, range(1000))
+        report(what="next", ok=(ys == list(range(1, 1001))) if world.root else ys)
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    assert first["type"] == "ValueError" and first["text"].startswith("bad item"), first
+    assert first["erank"] == 2 and first["host"] == host
+    assert f"parafork.mpi: raised on rank 2 on {host}" in first["notes"]
+    assert "raise ValueError" in first["cause"]  # the remote traceback
+    for r in (1, 2):
+        other = one(reports, r, "first")
+        assert other["type"] == "Error" and "rank 0 abandoned the call: ValueError" in other["text"], other
+    assert one(reports, 0, "next")["ok"] is True
+
+
+def test_worker_killed_on_rank_2_names_rank_host_pid_and_signal(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def die(x):
+            report(what="victim", pid=os.getpid())
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            pm.map(on_rank_2(die, "died"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+
+        def once(x):  # with retries the killed task runs again, on rank 2
+            try:
+                os.close(os.open(os.path.join(FLAGS, "killed-once"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
+        ys = pm.map(on_rank_2(once, "retried"), range(60), chunksize=1, retries=1)
+        report(what="retried", ok=(ys == list(range(60))) if world.root else ys)
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    victims = [r["pid"] for r in reports[2] if r["what"] == "victim"]
+    assert first["type"] == "WorkerDied" and first["signal"] == signal.SIGKILL, first
+    assert first["pid"] in victims
+    assert f"[rank 2 on {host}]" in first["text"] and str(first["pid"]) in first["text"]
+    assert first["erank"] == 2 and first["host"] == host
+    assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "first")["text"]
+    assert one(reports, 0, "retried")["ok"] is True
+    assert os.path.exists(tmp_path / "flags" / "killed-once")
+
+
+def test_rank_killed_with_sigkill_ends_the_call_with_an_error(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        report(what="program", pid=os.getpid())
+        def kill_program(x):  # a worker's parent is its rank's program
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)
+        try:
+            pm.map(on_rank_2(kill_program, "killed"), range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            since = time.time() - os.stat(os.path.join(FLAGS, "killed")).st_mtime
+            report(what="first", since=since, **failure(e))
+        try:  # a rank whose program died stays gone: the next call fails at once
+            pm.map(abs, range(10))
+            report(what="second", type=None)
+        except Exception as e:
+            report(what="second", **failure(e))
+    '''))
+    assert rc == 128 + signal.SIGKILL, out  # rank 2's MPI process exits as its program ended
+    host = os.uname().nodename
+    first = one(reports, 0, "first")
+    victim = one(reports, 2, "program")["pid"]
+    assert first["type"] == "WorkerDied" and first["signal"] == signal.SIGKILL, first
+    assert first["pid"] == victim and first["erank"] == 2 and first["host"] == host
+    assert f"the program of rank 2 on {host} (pid {victim}) ended (killed by signal 9)" in first["text"]
+    print(f"rank 0 saw rank 2's program killed after {first['since']:.3f} s")
+    assert first["since"] < 15, first  # seen at once, not at some timeout (loose: a loaded host)
+    assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "first")["text"]
+    assert one(reports, 0, "second")["type"] == "WorkerDied"
+    assert one(reports, 1, "second")["type"] == "Error"
+    assert [r["what"] for r in reports[2]] == ["program"]
+
+
+def test_root_killed_ends_the_other_ranks_calls(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def f(x):
+            if world.rank == 0:
+                os.kill(os.getppid(), signal.SIGKILL)  # rank 0's program
+                time.sleep(60)
+            time.sleep(0.01)
+            return x
+        try:
+            pm.map(f, range(60), chunksize=1)
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+    '''))
+    assert rc == 128 + signal.SIGKILL, out
+    host = os.uname().nodename
+    for r in (1, 2):
+        first = one(reports, r, "first")
+        assert first["type"] == "Error", first
+        assert f"the program of rank 0 on {host} ended during a call (signal 9)" in first["text"]
+    assert 0 not in reports
+
+
+def test_killed_mpi_process_ends_the_job_without_orphans(tmp_path):
+    # The launcher's own process of rank 2 killed: mpirun ends the job; every program and
+    # worker dies with its parent (run() fails if any is left).
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        mpi_process = os.getppid()
+        report(what="mpi_process", pid=mpi_process)
+        def kill_mpi(x):
+            os.kill(mpi_process, signal.SIGKILL)
+            time.sleep(60)
+        pm.map(on_rank_2(kill_mpi, "killed"), range(60), chunksize=1)
+        report(what="finished")
+    '''))
+    assert rc != 0, out
+    assert "finished" not in [r["what"] for rs in reports.values() for r in rs]
+
+
+def test_mpirun_killed_outright_leaves_no_process(tmp_path):
+    # mpirun gets SIGKILL and cannot end the job: the MPI processes die with it, the programs
+    # with them, the workers with those (run() fails if any is left, or if mpirun's output
+    # stays open because one lives on).
+    def kill_mpirun(proc, flags):
+        end = time.monotonic() + 30
+        while not ((flags / "running").exists() and (flags / "outside").exists()) and time.monotonic() < end:
+            time.sleep(0.02)
+        proc.kill()
+
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def f(x):
+            flag("running")
+            time.sleep(1)
+            return x
+        if world.rank == 2:  # a program busy outside any call: only PDEATHSIG ends it
+            flag("outside")
+            time.sleep(60)
+        pm.map(f, range(300), chunksize=1)
+        report(what="finished")
+    '''), during=kill_mpirun)
+    assert rc == -signal.SIGKILL
+    assert reports == {}
+
+
+def test_ranks_out_of_step_and_init_after_a_thread_are_bad_launches(tmp_path):
+    rc, reports, out = run(tmp_path, '''
+        t = threading.Thread(target=time.sleep, args=(0.5,))
+        t.start()
+        try:
+            pm.init()
+            print("init after a thread did not fail", flush=True)
+        except pm.BadLaunch as e:
+            bad_init = str(e)
+        t.join()
+        world = pm.init()
+        report(what="init", text=bad_init, size=world.size)
+        try:
+            pm.map(abs, range(11 if world.rank != 1 else 10))
+            report(what="first", type=None)
+        except Exception as e:
+            report(what="first", **failure(e))
+        ys = pm.map(abs, range(10))
+        report(what="next", got=ys)
+        try:  # a rank that leaves a call on its own (here: its workers cannot start) tells rank 0
+            pm.map(abs, range(10), jobs=0 if world.rank == 1 else None)
+            report(what="own", type=None)
+        except Exception as e:
+            report(what="own", **failure(e))
+        report(what="last", got=pm.map(abs, range(10)))
+    ''', init=False)
+    assert rc == 0, out
+    for r in range(3):
+        assert "before any thread starts" in one(reports, r, "init")["text"]
+        assert one(reports, r, "init")["size"] == 3
+    first = one(reports, 0, "first")
+    assert first["type"] == "BadLaunch" and "rank 1" in first["text"] and "out of step" in first["text"], first
+    assert "rank 0 abandoned the call" in one(reports, 1, "first")["text"]
+    assert one(reports, 2, "first")["type"] == "Error"
+    assert one(reports, 0, "next")["got"] == list(range(10))
+    own = one(reports, 0, "own")
+    assert own["type"] == "ValueError" and own["erank"] == 1, own  # as parafork.Pool(0) raises it
+    assert one(reports, 1, "own")["type"] == "ValueError"
+    assert "rank 0 abandoned the call: ValueError" in one(reports, 2, "own")["text"]
+    assert one(reports, 0, "last")["got"] == list(range(10))
+
+
+def test_a_calls_workers_leave_no_thread_for_the_next_calls_fork():
+    # Each call's pool answers through a handler thread; the next call forks its workers at
+    # once, which must not find that thread still alive (a fork of a threaded process).
+    import select
+    import parafork.mpi as pm
+
+    wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    try:
+        before = pm._threads()
+        for _ in range(50):
+            local = pm._Local(abs, range(-4, 0), False, 1, 0, wake)
+            local.submit(0, 4)
+            end = time.monotonic() + 30
+            while not local.answers and time.monotonic() < end:
+                select.select([wake], [], [], 1)
+            assert [a[:3] for a in local.take()] == [(True, 0, 4)]
+            local.close()
+            assert pm._threads() <= before
+    finally:
+        os.close(wake)
+
+
+def test_frames_from_other_ranks_are_checked_before_use():
+    import pickle
+    import socket
+    import struct
+    import parafork.mpi as pm
+
+    hdr = struct.Struct("<IiB")  # payload length, peer rank, kind (0 data, 1 a rank ended)
+
+    def link_fed(raw):
+        a, b = socket.socketpair()
+        link = pm._Link(b)
+        link.size = 3
+        a.sendall(raw)
+        return a, link
+
+    def frame(payload, src=1, kind=0):
+        return hdr.pack(len(payload), src, kind) + payload
+
+    good = pickle.dumps(("end", 1))
+    bad = [hdr.pack(4, 1, 9) + b"abcd",                      # an unknown kind
+           frame(good, src=7),                               # a rank that is not in the job
+           hdr.pack(0xFFFFFFFF, 1, 0),                       # a length past any message
+           frame(b"not a pickle", kind=1),                   # an end notice that does not decode
+           frame(pickle.dumps("four"), kind=1)]              # ... or is not (pid, exit, signal, host)
+    for raw in bad:
+        a, link = link_fed(raw)
+        try:
+            with pytest.raises(pm.ProtocolError):
+                link.fill()
+        finally:
+            a.close(), link.sock.close(), os.close(link.wake)
+    for payload in (b"\x80\x05garbage", pickle.dumps(("end",)), pickle.dumps(("work", 1, [])[:2]),
+                    pickle.dumps(["end", 1]), pickle.dumps(("nonsense", 1))):
+        a, link = link_fed(frame(payload))
+        try:
+            link.fill()
+            with pytest.raises(pm.ProtocolError):
+                list(pm._frames(link, 1))
+        finally:
+            a.close(), link.sock.close(), os.close(link.wake)
+    a, link = link_fed(frame(good) + frame(good)[:-3])  # a whole frame, then a truncated one
+    try:
+        link.fill()
+        assert list(pm._frames(link, 1)) == [(1, 0, ("end", 1))]
+        assert not link.frames  # the truncated one waits for its end
+    finally:
+        a.close(), link.sock.close(), os.close(link.wake)
+
+
+def test_mpi_initialised_before_init_is_a_bad_launch(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        from mpi4py import MPI   # initialises MPI in the launcher's process: too late to fork
+        class world:
+            rank = MPI.COMM_WORLD.Get_rank()
+        try:
+            pm.init()
+            report(what="init", type=None)
+        except Exception as e:
+            report(what="init", **failure(e))
+    '''), init=False)
+    assert rc == 0, out
+    for r in range(3):
+        got = one(reports, r, "init")
+        assert got["type"] == "BadLaunch" and "MPI was initialised before" in got["text"], got
+
+
+def test_without_mpi4py_init_is_a_bad_launch(tmp_path):
+    (tmp_path / "mpi4py.py").write_text("raise ImportError('no mpi4py here')\n")
+    script = tmp_path / "prog.py"
+    script.write_text("import parafork.mpi as pm\n"
+                      "try:\n    pm.init()\nexcept pm.BadLaunch as e:\n    print(e)\n")
+    env = dict(os.environ, OMPI_COMM_WORLD_SIZE="3",  # as if launched
+               PYTHONPATH=os.pathsep.join([str(tmp_path)] + [p for p in sys.path if p]))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "parafork.mpi needs mpi4py (Debian: python3-mpi4py)" in r.stdout
+
+
+def test_without_a_launcher_it_runs_locally_on_one_rank(tmp_path):
+    script = tmp_path / "local.py"
+    script.write_text(textwrap.dedent('''
+        import parafork as pf, parafork.mpi as pm
+        try:
+            pm.map(abs, [1])
+        except pf.Error as e:
+            print("before init:", e)
+        w = pm.init()
+        print(w.rank, w.size, w.local, w.root)
+        print(pm.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8], pm.starmap(pow, [(2, 3)]))
+    '''))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "call parafork.mpi.init() first" in lines[0]
+    assert lines[1:] == ["0 1 True True", "True [8]"]
+
+
+def test_example_runs_over_3_ranks(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "mpi_pi.py")
+    rc, reports, out = run(tmp_path, None, script=example)
+    assert rc == 0, out
+    assert "3.14159" in out and "over 3 ranks" in out
