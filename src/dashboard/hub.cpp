@@ -174,6 +174,17 @@ void note(pool_slot& p, const error_note& e) noexcept {
     if (the_hub) note_error(*the_hub->r, &p, e);
 }
 
+pipe_slot* attach_pipe(pool_slot& p) noexcept {
+    return the_hub ? open_pipe(*the_hub->r, p) : nullptr;
+}
+
+void region_for_children(bool on) noexcept {
+    // No lock: the hub, once made, is never destroyed nor moved (a child has its copy).
+    if (!the_hub) return;
+    if (on) sys::do_fork(the_hub->map.data(), region_bytes);
+    else sys::dont_fork(the_hub->map.data(), region_bytes);
+}
+
 } // namespace parafork::detail::dash
 
 namespace parafork::dashboard {

@@ -18,6 +18,14 @@ pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, s
 // Notes a failure in the region's ring (p is an attached slot).
 void note(pool_slot& p, const error_note& e) noexcept;
 
+// A pipeline's graph slot beside its call's slot `p` (attached, kind "pipeline"); null when all
+// are in use.
+pipe_slot* attach_pipe(pool_slot& p) noexcept;
+// Whether processes forked from now on map the region: a pipeline's stages write into it
+// (their counters live there); everything else forked does not. Calls made in a child of the
+// program (a stage, at its start) keep the region from its own children.
+void region_for_children(bool on) noexcept;
+
 } // namespace parafork::detail::dash
 
 namespace parafork::detail::dash {
