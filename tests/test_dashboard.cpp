@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -903,6 +904,37 @@ TEST(DashboardEngines, APipelineShowsItsGraphQueueDepthsAndStageCounts) {
         EXPECT_EQ(fj["graph"]["queues"][1]["depth"], 0);
         for (const auto& w : fj["worker_list"]) EXPECT_EQ(w["state"], "exited");
         EXPECT_EQ(fj["failed"], 0);
+    });
+}
+
+// Stages map the region only while a pipeline forks them: pipelines started by two threads at
+// once each keep it open for the other's stages (a stage without it would crash on its counters).
+TEST(DashboardEngines, PipelinesStartedByTwoThreadsAtOnceAllRun) {
+    pf::testing::run_bounded("pipelines in threads", 90, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        ::testing::internal::CaptureStderr();  // forks from a threaded process are warned about
+        pf::pool warm(pf::options{.jobs = 1});  // the server, started before the threads
+        std::atomic<int> ok{0};
+        auto runs = [&ok] {
+            for (int i = 0; i < 15; ++i) {
+                auto v = pf::ez(pf::iter(0, 3000), pf::workers(3, &add1), pf::named("inc", &add1)).list();
+                if (v.size() == 3000) ++ok;
+            }
+        };
+        std::thread a(runs), b(runs);
+        a.join();
+        b.join();
+        ::testing::internal::GetCapturedStderr();
+        EXPECT_EQ(ok.load(), 30);
+        const int port = port_of(pf::dashboard::url());
+        json s = state(port);
+        int graphs = 0;
+        for (const auto& p : s["pools"])
+            if (p["kind"] == "pipeline" && !p["graph"].is_null()) {
+                ++graphs;
+                EXPECT_EQ(p["done"], 3000);
+            }
+        EXPECT_GT(graphs, 0);
     });
 }
 

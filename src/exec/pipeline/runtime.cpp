@@ -218,7 +218,7 @@ struct runtime::impl : graph_plan {
         co.warn_if_threaded = kids.empty();
         auto id = sup.fork(
             [&] {
-                if (dash_pool) dash::region_for_children(false);  // a stage's own children: not theirs
+                if (dash_pool) dash::keep_from_children();  // a stage's own children: not theirs
                 errp.read.reset();
                 child_main(i, std::move(errp.write));
             },
@@ -270,19 +270,19 @@ struct runtime::impl : graph_plan {
         begun.resize(procs.size());
         kids.reserve(procs.size());
         // The stages (and the watcher) map the dashboard's region: their counters are there.
-        if (dash_pool) dash::region_for_children(true);
+        if (dash_pool) dash::open_to_children();
         try {
             for (std::size_t i = 0; i < procs.size(); ++i)
                 if (!fill_in_parent(i)) fork_stage(i);
             begun.clear();  // the stages have their copies
             if (opts.watch) watcher = sup.adopt(start_watcher(*this, stats(0)));
         } catch (...) {
-            if (dash_pool) dash::region_for_children(false);
+            if (dash_pool) dash::close_to_children();
             stop_all();
             finished = true;
             throw;
         }
-        if (dash_pool) dash::region_for_children(false);
+        if (dash_pool) dash::close_to_children();
         if (out_edge >= 0) {
             out_reader = edge_reader(*chans[static_cast<std::size_t>(out_edge)]);
             out_ended = false;
