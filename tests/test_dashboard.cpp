@@ -5,16 +5,21 @@
 #include <parafork/dashboard/region.hpp>
 #include <parafork/exec/forked/map.hpp>
 #include <parafork/exec/coproc/proc_pool.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
+#include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/sys/fd.hpp>
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/thread/thread.hpp>
 
+#include "support/gated_source.hpp"
 #include "support/leak_check.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -77,6 +82,82 @@ TEST(DashboardRegion, APoolItsWorkersAndCountersReadBack) {
     ASSERT_EQ(s.pools.size(), 1u);
     EXPECT_EQ(s.pools[0].state, dash::pool_state::finished);
     EXPECT_GT(s.pools[0].ended_ns, 0u);
+}
+
+TEST(DashboardRegion, APipelinesGraphAndCountersReadBack) {
+    auto r = fresh_region();
+    dash::pool_slot* p = dash::open_pool(*r, "resize", "pipeline", 3, 0);
+    ASSERT_NE(p, nullptr);
+    dash::pipe_slot* g = dash::open_pipe(*r, *p);
+    ASSERT_NE(g, nullptr);
+    dash::begin_graph(*g);
+    dash::set_stage(*g, 0, "read");
+    dash::set_stage(*g, 1, "scale");
+    dash::set_stage(*g, 2, "scale");
+    // Queue 0 (counters at 1): read -> scale, scale; queue 1 (counters at 3): both -> parent.
+    dash::set_queue(*g, 0, 0b001, 0b110, false, 1, "std::string");
+    dash::set_queue(*g, 1, 0b110, 0, true, 3, "image");
+    dash::end_graph(*g, 3, 2);
+    auto* es = reinterpret_cast<pf::detail::edge_stats*>(g->counters);
+    for (int e = 0; e < 4; ++e) new (es + e) pf::detail::edge_stats();
+    es[1].sent = 10;
+    es[1].received = 7;
+    es[3].sent = 6;
+    es[3].received = 4;
+    dash::tally(g->stage[0].out, 10);
+    dash::tally(g->stage[1].in, 4);
+    dash::tally(g->stage[1].out, 4);
+    dash::tally(g->stage[2].in, 3);
+    dash::tally(g->stage[2].out, 2);
+
+    auto s = dash::read(*r);
+    ASSERT_EQ(s.pools.size(), 1u);
+    const auto& v = s.pools[0];
+    ASSERT_TRUE(v.has_graph);
+    ASSERT_EQ(v.stages.size(), 3u);
+    EXPECT_EQ(v.stages[1].name, "scale");
+    EXPECT_EQ(v.stages[0].out, 10u);
+    EXPECT_EQ(v.stages[2].in, 3u);
+    ASSERT_EQ(v.queues.size(), 2u);
+    EXPECT_EQ(v.queues[0].sent, 10u);
+    EXPECT_EQ(v.queues[0].received, 7u);
+    EXPECT_EQ(v.queues[1].type, "image");
+    EXPECT_TRUE(v.queues[1].parent_reads);
+    EXPECT_EQ(v.done, 4u);    // what the program read of its output (no stage is a sink)
+    EXPECT_EQ(v.queued, 5u);  // 3 + 2 waiting in the queues
+    EXPECT_EQ(dash::stage_items(v, 0), 10u);  // a source: what it put
+    EXPECT_EQ(dash::stage_items(v, 1), 4u);   // the others: what they took
+
+    dash::extras x;
+    x.stage_rates.push_back({v.serial, {5.0, 2.0, 1.5}});
+    json doc = json::parse(dash::state_json(s, x));
+    const json& gr = doc["pools"][0]["graph"];
+    ASSERT_EQ(gr["stages"].size(), 3u);
+    EXPECT_EQ(gr["stages"][2]["name"], "scale");
+    EXPECT_EQ(gr["stages"][2]["rate"], 1.5);
+    EXPECT_EQ(gr["queues"][0]["from"], json::array({0}));
+    EXPECT_EQ(gr["queues"][0]["to"], json::array({1, 2}));
+    EXPECT_EQ(gr["queues"][0]["depth"], 3);
+    EXPECT_EQ(gr["queues"][1]["to_parent"], true);
+    EXPECT_EQ(gr["queues"][1]["depth"], 2);
+    std::string m = dash::metrics_text(s, x);
+    EXPECT_NE(m.find("parafork_pipeline_queue_depth{pool=\"1\",name=\"resize\",kind=\"pipeline\",queue=\"0\","
+                     "from=\"read\",to=\"scale,scale\"} 3\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("parafork_pipeline_stage_items_per_second{pool=\"1\",name=\"resize\",kind=\"pipeline\","
+                     "stage=\"0\",stage_name=\"read\"} 5\n"), std::string::npos) << m;
+
+    // Released, it gives way to the next pipeline; a pool without a graph shows none.
+    dash::release_pipe(*g);
+    dash::close_pool(*p);
+    for (std::uint32_t i = 0; i < dash::max_pipes; ++i) {
+        dash::pool_slot* q = dash::open_pool(*r, "next", "pipeline", 1, 0);
+        ASSERT_NE(q, nullptr);
+        ASSERT_NE(dash::open_pipe(*r, *q), nullptr);
+    }
+    dash::pool_slot* q = dash::open_pool(*r, "one too many", "pipeline", 1, 0);
+    EXPECT_EQ(dash::open_pipe(*r, *q), nullptr);
+    s = dash::read(*r);
+    EXPECT_FALSE(s.pools[0].has_graph);  // its slot went to another (none written: not shown)
 }
 
 TEST(DashboardRegion, SlotsAreBoundedAndTheOldestFinishedGivesWay) {
@@ -302,6 +383,7 @@ int die_now() {
     return 0;
 }
 int boom(int) { throw std::invalid_argument("bad input 7"); }
+int add1(int x) { return x + 1; }
 
 TEST(Dashboard, OffByDefault) {
     pf::testing::run_bounded("off", 30, [] {
@@ -733,5 +815,151 @@ TEST(DashboardEngines, TheCommandShowsItsJobsRunningDoneAndFailed) {
     });
 }
 #endif
+
+// A sink that takes nothing until its gate opens: what comes before waits in its queue.
+struct GatedSink : pf::stage<> {
+    int fd;
+    explicit GatedSink(int f) : fd(f) {}
+    void setup() {
+        char c;
+        if (::read(fd, &c, 1) != 1) throw std::runtime_error("the sink's gate closed");
+    }
+    void process(int) {}
+};
+
+const json* pool_named(const json& s, const std::string& name) {
+    for (const auto& p : s["pools"])
+        if (p["name"] == name) return &p;
+    return nullptr;
+}
+
+TEST(DashboardEngines, APipelineShowsItsGraphQueueDepthsAndStageCounts) {
+    pf::testing::run_bounded("pipeline", 60, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        auto src = pf::sys::make_pipe();
+        auto gate = pf::sys::make_pipe();
+        // Private: no stage process may hold a write end, or its reader would never see EOF.
+        pf::sys::private_fd src_w(std::move(src.write)), gate_w(std::move(gate.write));
+        auto p = pf::ez(pf::testing::gated_source(src.read.get()), pf::workers(2, pf::named("inc", &add1)),
+                        pf::named("sink", GatedSink(gate.read.get())))
+                     .named("dash-pipe");
+        p.start();
+        src.read.reset();
+        gate.read.reset();
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        pf::sys::write_all(src_w.get(), "abcde", 5);
+        // Five items through the source and the two workers, all waiting before the sink.
+        json s = state_when(port, [](const json& s) {
+            const json* p = pool_named(s, "dash-pipe");
+            return p && !(*p)["graph"].is_null() && (*p)["graph"]["queues"].size() == 2 &&
+                   (*p)["graph"]["queues"][1]["depth"] == 5 && (*p)["graph"]["queues"][0]["depth"] == 0;
+        });
+        const json& pj = *pool_named(s, "dash-pipe");
+        EXPECT_EQ(pj["kind"], "pipeline");
+        EXPECT_EQ(pj["state"], "running");
+        EXPECT_EQ(pj["workers"], 4);
+        EXPECT_EQ(pj["queued"], 5);
+        EXPECT_EQ(pj["done"], 0);
+        const json& st = pj["graph"]["stages"];
+        ASSERT_EQ(st.size(), 4u);
+        EXPECT_EQ(st[1]["name"], "inc#0");  // competing workers are numbered
+        EXPECT_EQ(st[2]["name"], "inc#1");
+        EXPECT_EQ(st[3]["name"], "sink");
+        const auto pids = p.pids();
+        ASSERT_EQ(pids.size(), 4u);
+        for (std::size_t i = 0; i < 4; ++i) {
+            EXPECT_EQ(st[i]["pid"], pids[i]);
+            EXPECT_EQ(st[i]["state"], "running");
+        }
+        EXPECT_EQ(st[0]["out"], 5);
+        EXPECT_EQ(st[1]["in"].get<int>() + st[2]["in"].get<int>(), 5);
+        EXPECT_EQ(st[1]["out"].get<int>() + st[2]["out"].get<int>(), 5);
+        EXPECT_EQ(st[3]["in"], 0);
+        const json& q = pj["graph"]["queues"];
+        EXPECT_EQ(q[0]["from"], json::array({0}));
+        EXPECT_EQ(q[0]["to"], json::array({1, 2}));
+        EXPECT_EQ(q[1]["from"], json::array({1, 2}));
+        EXPECT_EQ(q[1]["to"], json::array({3}));
+        EXPECT_EQ(q[1]["sent"], 5);
+        EXPECT_EQ(q[1]["type"], "int");
+        reply m = get(port, "/metrics");
+        EXPECT_NE(m.body.find("kind=\"pipeline\",queue=\"1\",from=\"inc#0,inc#1\",to=\"sink\"} 5\n"),
+                  std::string::npos) << m.body;
+        EXPECT_NE(m.body.find("parafork_pipeline_stage_items_out_total{pool=\"" + std::to_string(pj["id"].get<int>()) +
+                              "\",name=\"dash-pipe\",kind=\"pipeline\",stage=\"0\",stage_name=\""),
+                  std::string::npos) << m.body;
+
+        // The sink opens, the source ends: everything arrives, and the stages exit cleanly.
+        pf::sys::write_all(gate_w.get(), "x", 1);
+        src_w.reset();
+        p.join();
+        s = state_when(port, [](const json& s) {
+            const json* p = pool_named(s, "dash-pipe");
+            return p && (*p)["state"] == "finished";
+        });
+        const json& fj = *pool_named(s, "dash-pipe");
+        EXPECT_EQ(fj["done"], 5);
+        EXPECT_EQ(fj["graph"]["stages"][3]["in"], 5);
+        EXPECT_EQ(fj["graph"]["queues"][1]["depth"], 0);
+        for (const auto& w : fj["worker_list"]) EXPECT_EQ(w["state"], "exited");
+        EXPECT_EQ(fj["failed"], 0);
+    });
+}
+
+// Stages map the region only while a pipeline forks them: pipelines started by two threads at
+// once each keep it open for the other's stages (a stage without it would crash on its counters).
+TEST(DashboardEngines, PipelinesStartedByTwoThreadsAtOnceAllRun) {
+    pf::testing::run_bounded("pipelines in threads", 90, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        ::testing::internal::CaptureStderr();  // forks from a threaded process are warned about
+        pf::pool warm(pf::options{.jobs = 1});  // the server, started before the threads
+        std::atomic<int> ok{0};
+        auto runs = [&ok] {
+            for (int i = 0; i < 15; ++i) {
+                auto v = pf::ez(pf::iter(0, 3000), pf::workers(3, &add1), pf::named("inc", &add1)).list();
+                if (v.size() == 3000) ++ok;
+            }
+        };
+        std::thread a(runs), b(runs);
+        a.join();
+        b.join();
+        ::testing::internal::GetCapturedStderr();
+        EXPECT_EQ(ok.load(), 30);
+        const int port = port_of(pf::dashboard::url());
+        json s = state(port);
+        int graphs = 0;
+        for (const auto& p : s["pools"])
+            if (p["kind"] == "pipeline" && !p["graph"].is_null()) {
+                ++graphs;
+                EXPECT_EQ(p["done"], 3000);
+            }
+        EXPECT_GT(graphs, 0);
+    });
+}
+
+TEST(DashboardEngines, APipelineStageThatDiesIsAnErrorOnThePage) {
+    pf::testing::run_bounded("pipeline death", 60, [] {
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        auto p = pf::ez(pf::iter(0, 10), pf::named("killer", [](int x) {
+                            if (x == 3) ::raise(SIGKILL);
+                            return x;
+                        }),
+                        pf::named("sink", [](int) {}))
+                     .named("dash-pipe-dies");
+        EXPECT_THROW(p.join(), pf::worker_died);
+        const int port = port_of(pf::dashboard::url());
+        ASSERT_GT(port, 0);
+        json s = state_when(port, [](const json& s) { return s["errors"].size() == 1; });
+        const json* pj = pool_named(s, "dash-pipe-dies");
+        ASSERT_NE(pj, nullptr);
+        EXPECT_EQ((*pj)["state"], "finished");
+        EXPECT_EQ((*pj)["failed"], 1);
+        EXPECT_EQ((*pj)["deaths"], 1);
+        EXPECT_EQ(s["errors"][0]["kind"], "died");
+        EXPECT_EQ(s["errors"][0]["signal"], 9);
+        EXPECT_EQ(s["errors"][0]["pool"], (*pj)["id"]);
+    });
+}
 
 } // namespace

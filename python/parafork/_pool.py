@@ -429,13 +429,14 @@ class Pool:
     """A drop-in multiprocessing.Pool whose workers are forked by parafork's engine.
 
     Pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None, *, timeout=None,
-    retries=0, progress=False, name=None). Beyond multiprocessing: a worker that dies fails its
+    retries=0, progress=False, name=None, dashboard=None). Beyond multiprocessing: a worker that dies fails its
     task with parafork.WorkerDied (and is replaced); `timeout` (seconds per task) fails a task
-    over it with parafork.TaskTimeout; `retries` re-runs a task whose worker died.
+    over it with parafork.TaskTimeout; `retries` re-runs a task whose worker died; `dashboard`
+    ("HOST:PORT") shows the pool on the live dashboard.
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, timeout=None, retries=0, progress=False, name=None):
+                 context=None, *, timeout=None, retries=0, progress=False, name=None, dashboard=None):
         self._core = None
         if processes is not None and (not isinstance(processes, int) or processes < 1):
             raise ValueError("Number of processes must be at least 1")
@@ -456,7 +457,7 @@ class Pool:
         self._functions = {}
         self._state = "RUN"
         self._core = _parafork.PoolCore(_run, init, processes, maxtasksperchild or 0, timeout, retries,
-                                        bool(progress), name)
+                                        bool(progress), name, dashboard)
         self._processes = self._core.size
         self._handler = _Handler(self._core)
         self._iterators = weakref.WeakSet()  # imap iterators still feeding

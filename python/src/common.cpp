@@ -267,7 +267,8 @@ void flush_stdio() {
 }
 
 pf::options make_options(const py::object& jobs, const py::object& chunksize, const py::object& timeout,
-                         unsigned retries, bool progress, const py::object& name) {
+                         unsigned retries, bool progress, const py::object& name,
+                         const py::object& dashboard) {
     pf::options o;
     if (!jobs.is_none()) {
         long j = jobs.cast<long>();
@@ -287,6 +288,11 @@ pf::options make_options(const py::object& jobs, const py::object& chunksize, co
     o.retries = retries;
     o.progress = progress;
     if (!name.is_none()) o.name = name.cast<std::string>();
+    if (!dashboard.is_none()) {
+        if (!py::isinstance<py::str>(dashboard))
+            throw py::type_error("parafork: dashboard must be an address string such as '127.0.0.1:8765', or None");
+        o.dashboard = dashboard.cast<std::string>();
+    }
     // Output a task printed would die with its worker: flush it at the worker's clean exit.
     o.worker_exit = [] {
         with_gil g;

@@ -73,8 +73,10 @@ std::string run_task(PyObject* f, PyObject* arg, bool star);
 // Flushes sys.stdout and sys.stderr (before a fork, and at a worker's clean exit).
 void flush_stdio();
 // parafork's options from the keywords every call takes; bad values raise ValueError.
+// `dashboard`: options::dashboard, an address ("HOST:PORT", "PORT") or None.
 pf::options make_options(const py::object& jobs, const py::object& chunksize, const py::object& timeout,
-                         unsigned retries, bool progress, const py::object& name);
+                         unsigned retries, bool progress, const py::object& name,
+                         const py::object& dashboard = py::none());
 // Turns what parafork threw into the Python exception the caller sees. Holds the GIL.
 [[noreturn]] void raise_python(std::exception_ptr ep);
 

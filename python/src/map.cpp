@@ -720,18 +720,19 @@ private:
 
 py::list map_call(const py::object& f, const py::object& items, bool sized, bool star, bool ordered,
                   const py::object& jobs, const py::object& chunksize, const py::object& timeout,
-                  unsigned retries, bool progress, const py::object& name) {
+                  unsigned retries, bool progress, const py::object& name, const py::object& dashboard) {
     map_run r(f, items, sized, star, ordered, false,
-              make_options(jobs, chunksize, timeout, retries, progress, name));
+              make_options(jobs, chunksize, timeout, retries, progress, name, dashboard));
     return r.run();
 }
 
 std::unique_ptr<map_run> imap_call(const py::object& f, const py::object& items, bool sized, bool star,
                                    bool ordered, bool pairs, const py::object& jobs,
                                    const py::object& chunksize, const py::object& timeout,
-                                   unsigned retries, bool progress, const py::object& name) {
+                                   unsigned retries, bool progress, const py::object& name,
+                                   const py::object& dashboard) {
     auto r = std::make_unique<map_run>(f, items, sized, star, ordered, true,
-                                       make_options(jobs, chunksize, timeout, retries, progress, name));
+                                       make_options(jobs, chunksize, timeout, retries, progress, name, dashboard));
     r->pairs_ = pairs;
     return r;
 }
@@ -741,12 +742,13 @@ void bind_map(py::module_& m) {
     bind_mapped(m);
     m.def("map", &map_call, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"),
           py::arg("ordered"), py::arg("jobs"), py::arg("chunksize"), py::arg("timeout"),
-          py::arg("retries"), py::arg("progress"), py::arg("name"));
+          py::arg("retries"), py::arg("progress"), py::arg("name"), py::arg("dashboard") = py::none());
     py::class_<map_run>(m, "LazyResults")
         .def("__iter__", [](py::object self) { return self; })
         .def("__next__", &map_run::next);
     m.def("imap", &imap_call, py::arg("f"), py::arg("items"), py::arg("sized"), py::arg("star"),
           py::arg("ordered"), py::arg("pairs"), py::arg("jobs"), py::arg("chunksize"),
-          py::arg("timeout"), py::arg("retries"), py::arg("progress"), py::arg("name"));
+          py::arg("timeout"), py::arg("retries"), py::arg("progress"), py::arg("name"),
+          py::arg("dashboard") = py::none());
 }
 } // namespace parafork_python

@@ -107,10 +107,11 @@ struct task_state final : d::call_state {
 class py_pool {
 public:
     py_pool(py::object run, py::object init, const py::object& processes, unsigned maxtasks,
-            const py::object& timeout, unsigned retries, bool progress, const py::object& name)
+            const py::object& timeout, unsigned retries, bool progress, const py::object& name,
+            const py::object& dashboard)
         : run_(std::move(run)), init_(std::move(init)) {
         call_.run = run_.ptr();
-        pf::options o = make_options(processes, py::none(), timeout, retries, progress, name);
+        pf::options o = make_options(processes, py::none(), timeout, retries, progress, name, dashboard);
         o.max_tasks_per_worker = maxtasks;
         if (!init_.is_none()) {
             PyObject* f = init_.ptr();  // alive as long as the pool; the worker has its own copy
@@ -640,9 +641,10 @@ bool task_state::lent(std::uint64_t, const d::lent_ref& r) {
 
 void bind_pool(py::module_& m) {
     py::class_<py_pool>(m, "PoolCore")
-        .def(py::init<py::object, py::object, py::object, unsigned, py::object, unsigned, bool, py::object>(),
+        .def(py::init<py::object, py::object, py::object, unsigned, py::object, unsigned, bool, py::object,
+                      py::object>(),
              py::arg("run"), py::arg("init"), py::arg("processes"), py::arg("maxtasks"), py::arg("timeout"),
-             py::arg("retries"), py::arg("progress"), py::arg("name"))
+             py::arg("retries"), py::arg("progress"), py::arg("name"), py::arg("dashboard") = py::none())
         .def_property_readonly("size", &py_pool::size)
         .def("submit", &py_pool::submit, py::arg("blob"), py::arg("channel"), py::arg("notify"), py::arg("async_"))
         .def("call", &py_pool::call, py::arg("blob"))

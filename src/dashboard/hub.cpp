@@ -60,6 +60,7 @@ struct hub {
     std::optional<supervisor::id> server;
     std::string url;
     bool failed = false;  // the server could not start: not tried again for every engine
+    int open_to_children = 0;  // pipelines forking their stages now (under hub_lock)
 
     hub() {
         auto fd = sys::make_memfd("parafork-dashboard", region_bytes);
@@ -96,10 +97,10 @@ struct hub {
         try {
             id = sup.fork([&] { serve(*shared, a->host, a->port, report_w); }, co);
         } catch (...) {
-            sys::dont_fork(map.data(), region_bytes);
+            if (!open_to_children) sys::dont_fork(map.data(), region_bytes);
             throw;
         }
-        sys::dont_fork(map.data(), region_bytes);
+        if (!open_to_children) sys::dont_fork(map.data(), region_bytes);
         server = id;
         report.write.reset();
         // The server says which port it bound, or why it could not; or dies (its stderr says).
@@ -172,6 +173,25 @@ pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, s
 void note(pool_slot& p, const error_note& e) noexcept {
     // Every attached slot lives in the one region.
     if (the_hub) note_error(*the_hub->r, &p, e);
+}
+
+pipe_slot* attach_pipe(pool_slot& p) noexcept {
+    return the_hub ? open_pipe(*the_hub->r, p) : nullptr;
+}
+
+void open_to_children() noexcept {
+    std::lock_guard lock(hub_lock);
+    if (the_hub && the_hub->open_to_children++ == 0) sys::do_fork(the_hub->map.data(), region_bytes);
+}
+
+void close_to_children() noexcept {
+    std::lock_guard lock(hub_lock);
+    if (the_hub && --the_hub->open_to_children == 0) sys::dont_fork(the_hub->map.data(), region_bytes);
+}
+
+void keep_from_children() noexcept {
+    // No lock: just forked, this process has one thread (the lock may be held in the copy).
+    if (the_hub) sys::dont_fork(the_hub->map.data(), region_bytes);
 }
 
 } // namespace parafork::detail::dash

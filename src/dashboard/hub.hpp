@@ -18,6 +18,17 @@ pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, s
 // Notes a failure in the region's ring (p is an attached slot).
 void note(pool_slot& p, const error_note& e) noexcept;
 
+// A pipeline's graph slot beside its call's slot `p` (attached, kind "pipeline"); null when all
+// are in use.
+pipe_slot* attach_pipe(pool_slot& p) noexcept;
+// Processes forked between open_to_children() and as many close_to_children() map the region:
+// a pipeline's stages write into it (their counters live there); everything else forked does
+// not. Counted, for pipelines started by several threads at once.
+void open_to_children() noexcept;
+void close_to_children() noexcept;
+// In a child that has the region (a stage, at its start): its own children do not.
+void keep_from_children() noexcept;
+
 } // namespace parafork::detail::dash
 
 namespace parafork::detail::dash {

@@ -25,6 +25,10 @@ pool_slot* attach(const options& o, std::string_view, std::uint64_t, std::uint64
 }
 
 void note(pool_slot&, const error_note&) noexcept {}
+pipe_slot* attach_pipe(pool_slot&) noexcept { return nullptr; }
+void open_to_children() noexcept {}
+void close_to_children() noexcept {}
+void keep_from_children() noexcept {}
 
 } // namespace parafork::detail::dash
 

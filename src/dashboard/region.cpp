@@ -1,5 +1,6 @@
 // The dashboard region: its writers (the engines) and its reader (the server process).
 #include <parafork/dashboard/region.hpp>
+#include <parafork/exec/pipeline/detail/edge.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -82,9 +83,72 @@ pool_slot* open_pool(region& r, std::string_view name, std::string_view kind, st
 void close_pool(pool_slot& p) noexcept {
     relaxed_set(p.ended_ns, now_ns());
     for (auto& w : p.workers)
-        if (w.state.load(std::memory_order_relaxed) != 0)
+        if (auto st = w.state.load(std::memory_order_relaxed);
+            st != 0 && st != static_cast<std::uint32_t>(worker_state::exited))
             w.state.store(static_cast<std::uint32_t>(worker_state::dead), std::memory_order_relaxed);
     p.state.store(as_u32(pool_state::finished), std::memory_order_release);
+}
+
+pipe_slot* open_pipe(region& r, const pool_slot& p) noexcept {
+    auto take = [](pipe_slot& s, pipe_state from) {
+        std::uint32_t expect = static_cast<std::uint32_t>(from);
+        return s.state.compare_exchange_strong(expect, static_cast<std::uint32_t>(pipe_state::claimed),
+                                               std::memory_order_acq_rel);
+    };
+    pipe_slot* got = nullptr;
+    for (auto& s : r.pipes)
+        if (take(s, pipe_state::free)) {
+            got = &s;
+            break;
+        }
+    while (!got) {  // none free: the one released first gives way
+        pipe_slot* oldest = nullptr;
+        for (auto& s : r.pipes)
+            if (s.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(pipe_state::released) &&
+                (!oldest || s.released_ns.load(std::memory_order_relaxed) <
+                                oldest->released_ns.load(std::memory_order_relaxed)))
+                oldest = &s;
+        if (!oldest) return nullptr;
+        if (take(*oldest, pipe_state::released)) got = oldest;
+    }
+    got->pool_serial.store(p.serial.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return got;
+}
+
+void begin_graph(pipe_slot& s) noexcept {
+    s.seq.fetch_add(1, std::memory_order_relaxed);  // odd: a reader copying now retries
+    std::atomic_thread_fence(std::memory_order_release);
+    for (auto& st : s.stage) {
+        relaxed_set(st.in, 0);
+        relaxed_set(st.out, 0);
+    }
+}
+
+void set_stage(pipe_slot& s, std::size_t i, std::string_view name) noexcept {
+    if (i < max_stages) put(s.stage[i].name, name_bytes, name);
+}
+
+void set_queue(pipe_slot& s, std::size_t q, std::uint64_t writers, std::uint64_t readers, bool parent_reads,
+               std::uint32_t counter, std::string_view type) noexcept {
+    if (q >= max_queues) return;
+    auto& x = s.queue[q];
+    relaxed_set(x.writers, writers);
+    relaxed_set(x.readers, readers);
+    x.parent_reads.store(parent_reads ? 1 : 0, std::memory_order_relaxed);
+    x.counter.store(counter, std::memory_order_relaxed);
+    put(x.type, name_bytes, type);
+}
+
+void end_graph(pipe_slot& s, std::size_t stages, std::size_t queues) noexcept {
+    s.stages.store(static_cast<std::uint32_t>(std::min<std::size_t>(stages, max_stages)), std::memory_order_relaxed);
+    s.queues.store(static_cast<std::uint32_t>(std::min<std::size_t>(queues, max_queues)), std::memory_order_relaxed);
+    s.seq.fetch_add(1, std::memory_order_release);  // even again
+    s.state.store(static_cast<std::uint32_t>(pipe_state::live), std::memory_order_release);
+}
+
+void release_pipe(pipe_slot& s) noexcept {
+    relaxed_set(s.released_ns, now_ns());
+    s.state.store(static_cast<std::uint32_t>(pipe_state::released), std::memory_order_release);
 }
 
 void note_error(region& r, const pool_slot* p, const error_note& e) noexcept {
@@ -146,6 +210,62 @@ snapshot read(const region& r) {
         }
         out.pools.push_back(std::move(v));
     }
+    for (const auto& ps : r.pipes) {
+        auto st = static_cast<pipe_state>(ps.state.load(std::memory_order_acquire));
+        if (st != pipe_state::live && st != pipe_state::released) continue;
+        const std::uint64_t serial = ps.pool_serial.load(std::memory_order_relaxed);
+        pool_view* v = nullptr;
+        for (auto& p : out.pools)
+            if (p.serial == serial && p.kind == "pipeline") v = &p;
+        if (!v) continue;
+        bool ok = false;
+        std::vector<stage_view> stages;
+        std::vector<queue_view> queues;
+        for (int tries = 0; tries < 8 && !ok; ++tries) {
+            std::uint32_t s1 = ps.seq.load(std::memory_order_acquire);
+            if (s1 & 1) continue;
+            stages.assign(std::min<std::uint32_t>(ps.stages.load(std::memory_order_relaxed), max_stages), {});
+            queues.assign(std::min<std::uint32_t>(ps.queues.load(std::memory_order_relaxed), max_queues), {});
+            for (std::size_t i = 0; i < stages.size(); ++i) stages[i].name = get(ps.stage[i].name, name_bytes);
+            for (std::size_t q = 0; q < queues.size(); ++q) {
+                const auto& x = ps.queue[q];
+                queues[q].writers = x.writers.load(std::memory_order_relaxed);
+                queues[q].readers = x.readers.load(std::memory_order_relaxed);
+                queues[q].parent_reads = x.parent_reads.load(std::memory_order_relaxed) != 0;
+                queues[q].type = get(x.type, name_bytes);
+                // The pipeline's own counters, in place; an index that could not be one reads 0.
+                std::uint32_t c = x.counter.load(std::memory_order_relaxed);
+                if ((static_cast<std::size_t>(c) + 1) * sizeof(edge_stats) <= pipe_counters_bytes) {
+                    const auto* es = reinterpret_cast<const edge_stats*>(ps.counters) + c;
+                    queues[q].sent = es->sent.load(std::memory_order_relaxed);
+                    queues[q].received = es->received.load(std::memory_order_relaxed);
+                }
+            }
+            std::atomic_thread_fence(std::memory_order_acquire);
+            ok = ps.seq.load(std::memory_order_relaxed) == s1 &&
+                 ps.pool_serial.load(std::memory_order_relaxed) == serial;
+        }
+        if (!ok) continue;
+        for (std::size_t i = 0; i < stages.size(); ++i) {
+            stages[i].in = ps.stage[i].in.load(std::memory_order_relaxed);
+            stages[i].out = ps.stage[i].out.load(std::memory_order_relaxed);
+        }
+        // What left the graph: what its sinks took and what the program read of its output.
+        std::uint64_t done = 0, queued = 0;
+        std::uint64_t writes = 0;
+        for (const auto& q : queues) writes |= q.writers;
+        for (std::size_t i = 0; i < stages.size(); ++i)
+            if (!(writes >> i & 1)) done += stages[i].in;
+        for (const auto& q : queues) {
+            if (q.parent_reads) done += q.received;
+            queued += q.sent > q.received ? q.sent - q.received : 0;
+        }
+        v->done = done;
+        v->queued = queued;
+        v->has_graph = true;
+        v->stages = std::move(stages);
+        v->queues = std::move(queues);
+    }
     std::sort(out.pools.begin(), out.pools.end(),
               [](const pool_view& a, const pool_view& b) { return a.serial < b.serial; });
     out.errors_total = r.errors_written.load(std::memory_order_acquire);
@@ -173,6 +293,13 @@ snapshot read(const region& r) {
         if (ok) out.errors.push_back(std::move(e));
     }
     return out;
+}
+
+std::uint64_t stage_items(const pool_view& p, std::size_t stage) {
+    if (stage >= p.stages.size()) return 0;
+    for (const auto& q : p.queues)
+        if (q.readers >> stage & 1) return p.stages[stage].in;
+    return p.stages[stage].out;
 }
 
 proc_stats read_proc_stats(int pid) {

@@ -21,6 +21,8 @@ const char* state_name(worker_state s) {
         case worker_state::idle: return "idle";
         case worker_state::busy: return "busy";
         case worker_state::dead: return "dead";
+        case worker_state::running: return "running";
+        case worker_state::exited: return "exited";
         case worker_state::none: break;
     }
     return "none";
@@ -51,6 +53,45 @@ constexpr std::uint64_t call_span_bits = 40;
 std::uint64_t item_of(std::uint64_t index) { return index & ((std::uint64_t{1} << call_span_bits) - 1); }
 std::uint64_t call_of(std::uint64_t index) { return index >> call_span_bits; }
 
+// Bits of a stage mask, as stage indices.
+nlohmann::json stage_list(std::uint64_t mask) {
+    auto v = nlohmann::json::array();
+    for (std::size_t i = 0; i < 64; ++i)
+        if (mask >> i & 1) v.push_back(i);
+    return v;
+}
+
+// A pipeline's stages (with their process and items/s) and the queues between them.
+nlohmann::json graph_json(const pool_view& p, const extras& x, bool live, double elapsed) {
+    using nlohmann::json;
+    const std::vector<double>* rates = find(x.stage_rates, p.serial);
+    json stages = json::array();
+    for (std::size_t i = 0; i < p.stages.size(); ++i) {
+        const auto& st = p.stages[i];
+        double r = 0;
+        if (!live) r = elapsed > 0 ? static_cast<double>(stage_items(p, i)) / elapsed : 0.0;
+        else if (rates && i < rates->size()) r = (*rates)[i];
+        json js{{"index", i}, {"name", st.name}, {"in", st.in}, {"out", st.out}, {"rate", r}};
+        js["pid"] = nullptr;
+        js["state"] = nullptr;
+        for (const auto& w : p.workers)
+            if (w.slot == i) {
+                js["pid"] = w.pid;
+                js["state"] = state_name(w.state);
+            }
+        stages.push_back(std::move(js));
+    }
+    json queues = json::array();
+    for (std::size_t q = 0; q < p.queues.size(); ++q) {
+        const auto& qu = p.queues[q];
+        queues.push_back({{"index", q}, {"from", stage_list(qu.writers)}, {"to", stage_list(qu.readers)},
+                          {"to_parent", qu.parent_reads}, {"type", qu.type},
+                          {"depth", qu.sent > qu.received ? qu.sent - qu.received : 0},
+                          {"sent", qu.sent}, {"received", qu.received}});
+    }
+    return json{{"stages", std::move(stages)}, {"queues", std::move(queues)}};
+}
+
 } // namespace
 
 std::string state_json(const snapshot& s, const extras& x) {
@@ -78,7 +119,7 @@ std::string state_json(const snapshot& s, const extras& x) {
                 jw["cpu_seconds"] = nullptr;
                 jw["rss_bytes"] = nullptr;
             }
-            if (w.state != worker_state::dead) ++live_here;
+            if (w.state != worker_state::dead && w.state != worker_state::exited) ++live_here;
             workers.push_back(std::move(jw));
         }
         const bool live = p.state == pool_state::live;
@@ -94,6 +135,7 @@ std::string state_json(const snapshot& s, const extras& x) {
                 {"deaths", p.deaths}, {"elapsed_seconds", elapsed}, {"rate", rate},
                 {"worker_list", std::move(workers)}};
         jp["total"] = p.total ? json(p.total) : json(nullptr);
+        jp["graph"] = p.has_graph ? graph_json(p, x, live, elapsed) : json(nullptr);
         if (live && p.total && rate > 0 && p.done < p.total)
             jp["eta_seconds"] = static_cast<double>(p.total - p.done) / rate;
         else
@@ -204,6 +246,47 @@ std::string metrics_text(const snapshot& s, const extras& x) {
             const double* r = find(x.rates, p.serial);
             sample(out, "parafork_tasks_per_second", pool_labels(p), r ? *r : 0.0);
         }
+    // Pipelines: each queue's depth, each stage's counts and rate.
+    auto stage_names = [](const pool_view& p, std::uint64_t mask) {
+        std::string n;
+        for (std::size_t i = 0; i < p.stages.size(); ++i)
+            if (mask >> i & 1) n += (n.empty() ? "" : ",") + p.stages[i].name;
+        return n;
+    };
+    family(out, "parafork_pipeline_queue_depth", "gauge", "Items put into a pipeline queue and not yet taken.");
+    for (const auto& p : s.pools) {
+        if (p.state != pool_state::live || !p.has_graph) continue;
+        for (std::size_t q = 0; q < p.queues.size(); ++q) {
+            const auto& qu = p.queues[q];
+            std::string to = stage_names(p, qu.readers);
+            if (qu.parent_reads) to += to.empty() ? "parent" : ",parent";
+            sample(out, "parafork_pipeline_queue_depth",
+                   pool_labels(p) + ",queue=\"" + std::to_string(q) + "\",from=\"" +
+                       label(stage_names(p, qu.writers)) + "\",to=\"" + label(to) + "\"",
+                   static_cast<double>(qu.sent > qu.received ? qu.sent - qu.received : 0));
+        }
+    }
+    enum class per_stage { in, out, rate };
+    const std::tuple<per_stage, const char*, const char*, const char*> stage_families[] = {
+        {per_stage::in, "parafork_pipeline_stage_items_in_total", "counter", "Items a pipeline stage took from its queues."},
+        {per_stage::out, "parafork_pipeline_stage_items_out_total", "counter", "Items a pipeline stage put into its queues."},
+        {per_stage::rate, "parafork_pipeline_stage_items_per_second", "gauge", "Items a stage took (a source: put) per second, lately."},
+    };
+    for (const auto& [what, name, type, help] : stage_families) {
+        family(out, name, type, help);
+        for (const auto& p : s.pools) {
+            if (p.state != pool_state::live || !p.has_graph) continue;
+            const std::vector<double>* rates = find(x.stage_rates, p.serial);
+            for (std::size_t i = 0; i < p.stages.size(); ++i) {
+                std::string l = pool_labels(p) + ",stage=\"" + std::to_string(i) + "\",stage_name=\"" +
+                                label(p.stages[i].name) + "\"";
+                double v = what == per_stage::in    ? static_cast<double>(p.stages[i].in)
+                           : what == per_stage::out ? static_cast<double>(p.stages[i].out)
+                           : rates && i < rates->size() ? (*rates)[i] : 0.0;
+                sample(out, name, l, v);
+            }
+        }
+    }
     // One family at a time: the exposition format wants each family's samples together.
     enum class per_worker { busy, done, cpu, rss };
     const std::tuple<per_worker, const char*, const char*, const char*> worker_families[] = {
@@ -217,7 +300,7 @@ std::string metrics_text(const snapshot& s, const extras& x) {
         for (const auto& p : s.pools) {
             if (p.state != pool_state::live) continue;
             for (const auto& w : p.workers) {
-                if (w.state == worker_state::dead) continue;
+                if (w.state == worker_state::dead || w.state == worker_state::exited) continue;
                 std::string l = pool_labels(p) + ",slot=\"" + std::to_string(w.slot) + "\",pid=\"" +
                                 std::to_string(w.pid) + "\"";
                 const proc_stats* st = find(x.procs, w.pid);

@@ -65,6 +65,17 @@ public:
                 double dt = static_cast<double>(b.first - a.first) / 1e9;
                 x.rates.emplace_back(serial, dt > 0 ? static_cast<double>(b.second - a.second) / dt : 0.0);
             }
+        for (auto& [serial, samples] : per_stage_)
+            if (samples.size() >= 2) {
+                auto& a = samples.front();
+                auto& b = samples.back();
+                double dt = static_cast<double>(b.first - a.first) / 1e9;
+                std::vector<double> r(b.second.size(), 0.0);
+                for (std::size_t i = 0; i < r.size() && i < a.second.size(); ++i)
+                    if (dt > 0 && b.second[i] >= a.second[i])
+                        r[i] = static_cast<double>(b.second[i] - a.second[i]) / dt;
+                x.stage_rates.emplace_back(serial, std::move(r));
+            }
         for (auto& [t, rate] : history_)
             x.history.emplace_back(-static_cast<double>(now > t ? now - t : 0) / 1e9, rate);
     }
@@ -88,6 +99,17 @@ private:
             while (samples.size() > rate_window) samples.pop_front();
         }
         per_pool_ = std::move(next);
+        std::map<std::uint64_t, std::deque<std::pair<std::uint64_t, std::vector<std::uint64_t>>>> stages;
+        for (const auto& p : s.pools) {
+            if (!p.has_graph) continue;
+            auto& samples = stages[p.serial];
+            if (auto it = per_stage_.find(p.serial); it != per_stage_.end()) samples = std::move(it->second);
+            std::vector<std::uint64_t> counts(p.stages.size());
+            for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = stage_items(p, i);
+            samples.emplace_back(s.at_ns, std::move(counts));
+            while (samples.size() > rate_window) samples.pop_front();
+        }
+        per_stage_ = std::move(stages);
         double dt = last_ns_ ? static_cast<double>(s.at_ns - last_ns_) / 1e9 : 0;
         if (dt > 0) history_.emplace_back(s.at_ns, answered / dt);
         while (history_.size() > history_points) history_.pop_front();
@@ -97,6 +119,7 @@ private:
     const region& r_;
     std::mutex m_;
     std::map<std::uint64_t, std::deque<std::pair<std::uint64_t, std::uint64_t>>> per_pool_;
+    std::map<std::uint64_t, std::deque<std::pair<std::uint64_t, std::vector<std::uint64_t>>>> per_stage_;
     std::deque<std::pair<std::uint64_t, double>> history_;
     std::uint64_t last_ns_ = 0;
 };

@@ -1,13 +1,17 @@
 // A program with the dashboard on, for the browser test (web/dashboard/test/browser.mjs): a
 // pool of 3 workers named "browser-demo" answers 200 tasks, one task kills its own worker and
 // one throws; then it keeps its workers busy with short tasks until its standard input closes
-// (or 60 s pass). It prints "URL <url>", "VICTIM <pid>" and "READY" on stdout.
+// (or 60 s pass). A pipeline "browser-pipe" runs beside it meanwhile: a source puts an item
+// every 5 ms, two workers add one, a sink takes one every 10 ms (its queue fills). It prints
+// "URL <url>", "VICTIM <pid>" and "READY" on stdout.
 #include <parafork/dashboard/dashboard.hpp>
+#include <parafork/exec/pipeline/pipeline.hpp>
 #include <parafork/exec/pool/pool.hpp>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <poll.h>
 #include <stdexcept>
 #include <thread>
@@ -29,6 +33,21 @@ int nap(int ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return ms;
 }
+int add1(int x) { return x + 1; }
+struct ticker : pf::stage<int> {
+    void setup() {
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        for (int n = 0; std::chrono::steady_clock::now() < until; ++n) {
+            put(n);
+            flush();
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        stop();
+    }
+};
+struct slow_sink : pf::stage<> {
+    void process(int) { std::this_thread::sleep_for(std::chrono::milliseconds(10)); }
+};
 bool stdin_closed() {
     pollfd p{0, POLLIN, 0};
     return ::poll(&p, 1, 0) > 0;  // EOF (or a line): time to go
@@ -36,6 +55,13 @@ bool stdin_closed() {
 } // namespace
 
 int main() {
+    // The variable turns the dashboard on for the pipeline (it takes no options); the pool's
+    // options name the same address.
+    ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+    auto pipe = pf::ez(pf::named("ticker", ticker{}), pf::workers(2, pf::named("add1", &add1)),
+                       pf::named("slow-sink", slow_sink{}))
+                    .named("browser-pipe");
+    pipe.start();
     pf::options o;
     o.jobs = 3;
     o.name = "browser-demo";

@@ -54,6 +54,94 @@
     return w.state;
   }
 
+  // A pipeline's graph as SVG, left to right: stages (name, items/s) and, between them, each
+  // queue with its depth; the program itself when it reads the output. Layers by longest path.
+  const SVG = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs, text) => {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  };
+  function graph(g) {
+    const nodes = [];
+    const byId = {};
+    const add = (n) => { nodes.push(n); byId[n.id] = n; };
+    for (const st of g.stages)
+      add({ id: "s" + st.index, kind: "stage", title: st.name, sub: rate(st.rate) + "/s", w: 132, h: 42, data: st });
+    for (const q of g.queues)
+      add({ id: "q" + q.index, kind: "queue", title: num(q.depth), sub: "", w: 64, h: 24, data: q });
+    const links = [];
+    for (const q of g.queues) {
+      for (const f of q.from) links.push(["s" + f, "q" + q.index]);
+      for (const t of q.to) links.push(["q" + q.index, "s" + t]);
+      if (q.to_parent) {
+        if (!byId.parent) add({ id: "parent", kind: "parent", title: "program", sub: "reads the output", w: 120, h: 42 });
+        links.push(["q" + q.index, "parent"]);
+      }
+    }
+    for (const n of nodes) n.layer = 0;
+    for (let round = 0; round < nodes.length; round++)
+      for (const [a, b] of links)
+        if (byId[a] && byId[b] && byId[b].layer < byId[a].layer + 1) byId[b].layer = byId[a].layer + 1;
+    const layers = [];
+    for (const n of nodes) (layers[n.layer] = layers[n.layer] || []).push(n);
+    const colW = 160, rowH = 58, pad = 10;
+    let height = 0;
+    layers.forEach((col, i) => {
+      col.forEach((n, j) => {
+        n.x = pad + i * colW + (colW - 20 - n.w) / 2;
+        n.y = pad + j * rowH + (rowH - n.h) / 2;
+      });
+      height = Math.max(height, pad * 2 + col.length * rowH);
+    });
+    const svg = svgEl("svg", { class: "graph", width: pad * 2 + layers.length * colW - 20, height });
+    for (const [a, b] of links) {
+      const u = byId[a], v = byId[b];
+      if (!u || !v) continue;
+      svg.append(svgEl("path", { class: "link", d: `M${u.x + u.w},${u.y + u.h / 2} C${u.x + u.w + 20},${u.y + u.h / 2} ${v.x - 20},${v.y + v.h / 2} ${v.x},${v.y + v.h / 2}` }));
+    }
+    for (const n of nodes) {
+      const grp = svgEl("g", { class: n.kind + (n.kind === "stage" && n.data.state ? " state-" + n.data.state : "") });
+      if (n.kind === "stage") grp.setAttribute("data-stage", n.data.index);
+      if (n.kind === "queue") {
+        grp.setAttribute("data-queue", n.data.index);
+        grp.setAttribute("data-depth", n.data.depth);
+      }
+      grp.append(svgEl("rect", { x: n.x, y: n.y, width: n.w, height: n.h, rx: n.kind === "queue" ? 12 : 5 }));
+      const tx = n.x + n.w / 2;
+      if (n.kind === "queue") {
+        grp.append(svgEl("text", { x: tx, y: n.y + 16, class: "depth" }, n.title));
+        grp.append(svgEl("title", {}, "queue " + n.data.index + " (" + n.data.type + "): " + num(n.data.depth) +
+                         " waiting, " + num(n.data.sent) + " put, " + num(n.data.received) + " taken"));
+      } else {
+        grp.append(svgEl("text", { x: tx, y: n.y + 17, class: "name" }, n.title.length > 18 ? n.title.slice(0, 17) + "…" : n.title));
+        grp.append(svgEl("text", { x: tx, y: n.y + 33, class: "rate" }, n.sub));
+        grp.append(svgEl("title", {}, n.title));
+      }
+      svg.append(grp);
+    }
+    return el("div", { class: "graph-box" }, svg);
+  }
+
+  function stageTable(p) {
+    const procs = {};
+    for (const w of p.worker_list) procs[w.slot] = w;
+    const body = el("tbody");
+    for (const st of p.graph.stages) {
+      const w = procs[st.index];
+      body.append(el("tr", { "data-stage": st.index },
+        el("td", {}, st.index), el("td", {}, st.name), el("td", {}, st.pid === null ? "in the program" : st.pid),
+        el("td", { class: "state-" + (st.state || "none") }, st.state || "done before forking"),
+        el("td", {}, num(st.in)), el("td", {}, num(st.out)), el("td", { class: "stage-rate" }, rate(st.rate)),
+        el("td", {}, w && w.cpu_seconds !== null ? w.cpu_seconds.toFixed(2) + " s" : "–"),
+        el("td", {}, bytes(w ? w.rss_bytes : null))));
+    }
+    return el("table", { class: "stages" },
+      el("thead", {}, el("tr", {}, ...["#", "stage", "pid", "state", "taken", "put", "items/s", "CPU", "RSS"].map((h) => el("th", {}, h)))),
+      body);
+  }
+
   function pool(p) {
     const box = el("div", { class: "pool " + p.state, "data-pool": p.id });
     box.append(el("h3", {}, "#" + p.id + " " + p.name, el("span", { class: "kind" }, p.kind),
@@ -72,7 +160,10 @@
       bar.firstChild.style.width = Math.min(100, (100 * p.done) / p.total).toFixed(1) + "%";
       box.append(bar);
     }
-    if (p.state === "running" && p.worker_list.length) {
+    if (p.graph) {
+      box.append(graph(p.graph));
+      if (p.state === "running") box.append(stageTable(p));
+    } else if (p.state === "running" && p.worker_list.length) {
       const body = el("tbody");
       for (const w of p.worker_list) {
         body.append(el("tr", { "data-pid": w.pid },

@@ -24,7 +24,8 @@ inline constexpr std::uint32_t max_errors = 32;     // the ring of the last erro
 inline constexpr std::size_t name_bytes = 64, kind_bytes = 16, type_bytes = 96, message_bytes = 256;
 
 enum class pool_state : std::uint32_t { free = 0, claimed = 1, live = 2, finished = 3 };
-enum class worker_state : std::uint32_t { none = 0, starting = 1, idle = 2, busy = 3, dead = 4 };
+// A pipeline's stage processes are `running` until they end: `exited` when they did so cleanly.
+enum class worker_state : std::uint32_t { none = 0, starting = 1, idle = 2, busy = 3, dead = 4, running = 5, exited = 6 };
 enum class error_kind : std::uint32_t { remote = 0, died = 1, timeout = 2 };
 
 // One worker slot of a pool: its current process (a replacement takes the slot over).
@@ -56,6 +57,38 @@ struct error_slot {
     char message[message_bytes]{};
 };
 
+// A pipeline's graph and counters, beside its call's pool_slot (kind "pipeline", a worker per
+// stage process). The graph is written once, under `seq`; each stage process counts the items it
+// took and put (one writer each); the pipeline's own queue counters (sent and received per queue,
+// bumped per batch by the stages) live in `counters` while it runs, so the server reads depths
+// with no extra work on the hot path.
+inline constexpr std::uint32_t max_pipes = 8;     // pipelines shown at once
+inline constexpr std::uint32_t max_stages = 64;   // processes of one pipeline: a bit each in a mask
+inline constexpr std::uint32_t max_queues = 64;
+inline constexpr std::size_t pipe_counters_bytes = 4096;
+
+enum class pipe_state : std::uint32_t { free = 0, claimed = 1, live = 2, released = 3 };
+
+struct stage_slot {
+    std::atomic<std::uint64_t> in{0}, out{0};  // items taken from queues, put into queues
+    char name[name_bytes]{};
+};
+struct queue_slot {
+    std::atomic<std::uint64_t> writers{0}, readers{0};  // bit i: stage i
+    std::atomic<std::uint32_t> parent_reads{0};
+    std::atomic<std::uint32_t> counter{0};  // its sent/received: the pipeline's edge_stats at this index
+    char type[name_bytes]{};
+};
+struct pipe_slot {
+    std::atomic<std::uint32_t> state{0};
+    std::atomic<std::uint32_t> seq{0};  // odd while the graph is written
+    std::atomic<std::uint64_t> pool_serial{0}, released_ns{0};
+    std::atomic<std::uint32_t> stages{0}, queues{0};
+    stage_slot stage[max_stages];
+    queue_slot queue[max_queues];
+    alignas(64) unsigned char counters[pipe_counters_bytes]{};
+};
+
 struct region {
     std::atomic<std::uint64_t> magic{0};
     std::atomic<std::uint64_t> next_serial{0};
@@ -63,6 +96,7 @@ struct region {
     std::atomic<std::int32_t> owner_pid{0};
     pool_slot pools[max_pools];
     error_slot errors[max_errors];
+    pipe_slot pipes[max_pipes];
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
@@ -114,6 +148,21 @@ inline void worker_gone(pool_slot& p, std::size_t slot) noexcept {
     w.state.store(static_cast<std::uint32_t>(worker_state::dead), std::memory_order_relaxed);
 }
 
+// A pipeline's slot for the call `p`: a free one, or the released one that was released first;
+// null when all are in use. The caller writes the graph between begin_graph and end_graph.
+pipe_slot* open_pipe(region& r, const pool_slot& p) noexcept;
+void begin_graph(pipe_slot& s) noexcept;
+void set_stage(pipe_slot& s, std::size_t i, std::string_view name) noexcept;
+void set_queue(pipe_slot& s, std::size_t q, std::uint64_t writers, std::uint64_t readers, bool parent_reads,
+               std::uint32_t counter, std::string_view type) noexcept;
+void end_graph(pipe_slot& s, std::size_t stages, std::size_t queues) noexcept;
+// The pipeline is over and its counters are no longer written: the slot may be reused.
+void release_pipe(pipe_slot& s) noexcept;
+// One writer (the stage's process): a plain relaxed add.
+inline void tally(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
 struct error_note {
     error_kind kind = error_kind::remote;
     std::string_view type, message;
@@ -131,6 +180,16 @@ struct worker_view {
     worker_state state = worker_state::none;
     std::uint64_t task = 0, since_ns = 0, done = 0;
 };
+struct stage_view {
+    std::string name;
+    std::uint64_t in = 0, out = 0;
+};
+struct queue_view {
+    std::uint64_t writers = 0, readers = 0;  // bit i: stage i
+    bool parent_reads = false;
+    std::uint64_t sent = 0, received = 0;
+    std::string type;
+};
 struct pool_view {
     std::uint64_t serial = 0;
     pool_state state = pool_state::free;
@@ -138,6 +197,9 @@ struct pool_view {
     std::uint64_t jobs = 0, total = 0, done = 0, failed = 0, retried = 0, queued = 0,
                   in_flight = 0, deaths = 0, started_ns = 0, ended_ns = 0;
     std::vector<worker_view> workers;
+    bool has_graph = false;  // a pipeline with its graph on show
+    std::vector<stage_view> stages;
+    std::vector<queue_view> queues;
 };
 struct error_view {
     std::uint64_t seq = 0, pool_serial = 0, task = 0, at_ns = 0;
@@ -152,6 +214,8 @@ struct snapshot {
     std::uint64_t errors_total = 0;
 };
 snapshot read(const region& r);
+// A stage's throughput count: the items it took, or for a source (it reads no queue) put.
+std::uint64_t stage_items(const pool_view& p, std::size_t stage);
 
 // What the server adds from /proc and its own sampling: per pid CPU seconds and RSS bytes; the
 // rate of answers per pool over the last seconds, and the history behind the chart.
@@ -165,6 +229,8 @@ proc_stats read_proc_stats(int pid);
 struct extras {
     std::vector<std::pair<int, proc_stats>> procs;           // by pid
     std::vector<std::pair<std::uint64_t, double>> rates;     // per pool serial: answers/s
+    // per pipeline serial: each stage's items/s (taken, or put for a source), by stage index
+    std::vector<std::pair<std::uint64_t, std::vector<double>>> stage_rates;
     std::vector<std::pair<double, double>> history;          // (seconds ago <= 0, answers/s)
 };
 

@@ -10,6 +10,13 @@
 
 namespace parafork::detail {
 
+namespace {
+// One writer per counter (this stage's process): a relaxed add, no read-modify-write.
+inline void count_items(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+} // namespace
+
 std::string type_name(std::type_index t) {
     std::string n = demangle(t.name());
     auto replace_all = [&](std::string_view from, std::string_view to) {
@@ -117,6 +124,7 @@ bool stage_context::fetch(in_port& in) {
         }
         record_cursor c(msg);
         if (in.stats) in.stats->received.fetch_add(c.count(), std::memory_order_relaxed);
+        if (items_in) count_items(*items_in, c.count());
         if (!in.reorder) {
             in.cur = c;
             return true;
@@ -137,6 +145,7 @@ bool stage_context::send(out_port& p) {
         return false;
     }
     if (p.stats) p.stats->sent.fetch_add(n, std::memory_order_relaxed);
+    if (items_out) count_items(*items_out, n);
     return true;
 }
 
@@ -151,6 +160,7 @@ bool stage_context::try_flush() {
             continue;
         }
         if (p.stats) p.stats->sent.fetch_add(p.count, std::memory_order_relaxed);
+        if (items_out) count_items(*items_out, p.count);
         p.count = 0;
     }
     if (all) {

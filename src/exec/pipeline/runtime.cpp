@@ -1,6 +1,7 @@
 // The parent side of a pipeline: queues, forking, and watching every stage so that the first
 // failure stops them all.
 #include "plan.hpp"
+#include "../../dashboard/hub.hpp"
 
 #include <parafork/error.hpp>
 #include <parafork/exec/core/supervisor.hpp>
@@ -51,6 +52,12 @@ struct runtime::impl : graph_plan {
     std::vector<kid_state> kids;
     std::vector<std::unique_ptr<stage_context>> begun;  // sources the parent began, per stage
     std::optional<supervisor::id> watcher;
+    // The queues' counters: at the start of `region`, or in the dashboard's pipe slot while
+    // the dashboard shows this graph (the server reads them there).
+    edge_stats* counters = nullptr;
+    dash::pool_slot* dash_pool = nullptr;
+    dash::pipe_slot* dash_pipe = nullptr;
+    bool dash_closed = false;
 
     edge_reader out_reader;
     bool out_ended = true;
@@ -65,12 +72,51 @@ struct runtime::impl : graph_plan {
 
     // ---- running -----------------------------------------------------------------------
 
-    edge_stats* stats(int e) const {
-        return static_cast<edge_stats*>(region->data()) + e;
-    }
+    edge_stats* stats(int e) const { return counters + e; }
     // After the queues' counters: one flag per stage process.
     outputs_closed_flag* outputs_closed(std::size_t i) const {
-        return reinterpret_cast<outputs_closed_flag*>(static_cast<edge_stats*>(region->data()) + edges.size() + 1) + i;
+        return reinterpret_cast<outputs_closed_flag*>(counters + edges.size() + 1) + i;
+    }
+
+    ~impl() {
+        if (dash_pool) dash_close();
+        if (dash_pipe) dash::release_pipe(*dash_pipe);  // nothing writes its counters any more
+    }
+
+    // On the dashboard (PARAFORK_DASHBOARD) as a call of kind "pipeline": a worker per stage
+    // process and, when it fits, the graph, whose queue counters then live in the region.
+    void dash_attach(std::size_t counter_bytes) {
+        options o;
+        o.name = opts.name;
+        dash_pool = dash::attach(o, "pipeline", procs.size(), 0);
+        if (!dash_pool || procs.size() > dash::max_stages || edges.size() > dash::max_queues ||
+            counter_bytes > dash::pipe_counters_bytes)
+            return;
+        dash_pipe = dash::attach_pipe(*dash_pool);
+        if (!dash_pipe) return;
+        dash::begin_graph(*dash_pipe);
+        for (std::size_t i = 0; i < procs.size(); ++i) dash::set_stage(*dash_pipe, i, procs[i].leaf->name);
+        std::size_t q = 0;
+        for (std::size_t e = 0; e < edges.size(); ++e) {
+            if (!used(e)) continue;
+            std::uint64_t w = 0, r = 0;
+            for (auto i : edges[e].writers) w |= std::uint64_t{1} << i;
+            for (auto i : edges[e].readers) r |= std::uint64_t{1} << i;
+            dash::set_queue(*dash_pipe, q++, w, r, edges[e].parent_reads, static_cast<std::uint32_t>(e),
+                            type_name(edges[e].type));
+        }
+        dash::end_graph(*dash_pipe, procs.size(), q);
+        counters = reinterpret_cast<edge_stats*>(dash_pipe->counters);
+    }
+    void dash_close() noexcept {
+        if (!dash_pool || dash_closed) return;
+        dash_closed = true;
+        dash::close_pool(*dash_pool);
+    }
+    void dash_counters(std::size_t i, stage_context& ctx) {
+        if (!dash_pipe || i >= dash::max_stages) return;
+        ctx.items_in = &dash_pipe->stage[i].in;
+        ctx.items_out = &dash_pipe->stage[i].out;
     }
 
     // The reader behind an ordered group: it bounds the stage numbering the group's inputs.
@@ -84,6 +130,7 @@ struct runtime::impl : graph_plan {
         auto& p = procs[i];
         ctx.name = p.leaf->name;
         ctx.outputs_closed = outputs_closed(i);
+        dash_counters(i, ctx);
         for (int e : p.ins) {
             in_port in;
             in.r = edge_reader(*chans[static_cast<std::size_t>(e)]);
@@ -171,6 +218,7 @@ struct runtime::impl : graph_plan {
         co.warn_if_threaded = kids.empty();
         auto id = sup.fork(
             [&] {
+                if (dash_pool) dash::keep_from_children();  // a stage's own children: not theirs
                 errp.read.reset();
                 child_main(i, std::move(errp.write));
             },
@@ -182,6 +230,10 @@ struct runtime::impl : graph_plan {
         k.err = sys::private_fd(std::move(errp.read));
         k.name = p.leaf->name;
         k.index = i;
+        if (dash_pool) dash::worker_started(*dash_pool, i, k.pid);
+        if (dash_pool && i < dash::max_workers)
+            dash_pool->workers[i].state.store(static_cast<std::uint32_t>(dash::worker_state::running),
+                                              std::memory_order_relaxed);
     }
 
     void start() {
@@ -200,6 +252,8 @@ struct runtime::impl : graph_plan {
             total += page(channel_region_bytes(edge_capacity));
         }
         region = std::make_shared<sys::mapping>(-1, total);
+        counters = static_cast<edge_stats*>(region->data());
+        dash_attach(sizeof(edge_stats) * (edges.size() + 1) + sizeof(outputs_closed_flag) * procs.size());
         for (std::size_t e = 0; e < edges.size(); ++e) {
             auto* st = new (stats(static_cast<int>(e))) edge_stats();
             if (!used(e)) continue;
@@ -215,16 +269,20 @@ struct runtime::impl : graph_plan {
         started = true;
         begun.resize(procs.size());
         kids.reserve(procs.size());
+        // The stages (and the watcher) map the dashboard's region: their counters are there.
+        if (dash_pool) dash::open_to_children();
         try {
             for (std::size_t i = 0; i < procs.size(); ++i)
                 if (!fill_in_parent(i)) fork_stage(i);
             begun.clear();  // the stages have their copies
             if (opts.watch) watcher = sup.adopt(start_watcher(*this, stats(0)));
         } catch (...) {
+            if (dash_pool) dash::close_to_children();
             stop_all();
             finished = true;
             throw;
         }
+        if (dash_pool) dash::close_to_children();
         if (out_edge >= 0) {
             out_reader = edge_reader(*chans[static_cast<std::size_t>(out_edge)]);
             out_ended = false;
@@ -285,10 +343,14 @@ struct runtime::impl : graph_plan {
         chans.clear();
         finished = true;
         sigint.reset();
+        dash_close();
     }
 
     void fail(std::exception_ptr e) {
-        if (!failure) failure = e;
+        if (!failure) {
+            failure = e;
+            if (dash_pool) dash::note_exception(*dash_pool, e, 0, 0);
+        }
         stop_all();
     }
 
@@ -309,6 +371,11 @@ struct runtime::impl : graph_plan {
         const sys::exit_status& st = *sup.status(k.id);
         k.done = true;
         k.err.reset();
+        if (dash_pool && k.index < dash::max_workers)
+            dash_pool->workers[k.index].state.store(
+                static_cast<std::uint32_t>(st.ok() && k.report.empty() ? dash::worker_state::exited
+                                                                       : dash::worker_state::dead),
+                std::memory_order_relaxed);
         if (failure) return;
         std::string where = "stage " + k.name;
         if (!k.report.empty()) {
@@ -317,8 +384,13 @@ struct runtime::impl : graph_plan {
                 std::tie(type, what) = wire::decode<std::pair<std::string, std::string>>(k.report);
             } catch (const protocol_error&) {
             }
+            if (dash_pool) dash::relaxed_set(dash_pool->failed, 1);
             fail(std::make_exception_ptr(remote_error(type, where + ": " + what, k.pid, k.index)));
         } else if (!st.ok()) {
+            if (dash_pool) {
+                dash::relaxed_set(dash_pool->failed, 1);
+                dash::relaxed_set(dash_pool->deaths, 1);
+            }
             fail(std::make_exception_ptr(worker_died(k.pid, st.signal, st.code, k.index, where)));
         } else {
             auto& p = procs[k.index];
@@ -393,6 +465,7 @@ struct runtime::impl : graph_plan {
         chans.clear();  // later forks of this process need not carry our queues
         finished = true;
         sigint.reset();
+        dash_close();
     }
 
     bool next_output(record_view& r) {

@@ -1,6 +1,7 @@
 // End-to-end: runs a program with the dashboard on (tests/dashboard/demo.cpp), opens its page
 // in Debian's Chromium, headless, and checks that the worker count, the tasks done and the
-// killed worker's error appear on the page; saves a screenshot.
+// killed worker's error appear on the page, and a running pipeline's graph with its stages and
+// a queue filling up; saves a screenshot.
 // Usage: node browser.mjs DEMO_PROGRAM SCREENSHOT.png   (CHROMIUM: the browser, /usr/bin/chromium)
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -82,7 +83,8 @@ try {
   const text = (sel) => page.$eval(sel, (e) => e.textContent.trim());
   const number = async (sel) => Number((await text(sel)).replace(/,/g, ""));
   // The page updates itself (no reload): wait for what the demo did to show.
-  await page.waitForFunction(() => document.getElementById("total-workers").textContent.trim() === "3",
+  // The pool's 3 workers and the pipeline's 4 stage processes.
+  await page.waitForFunction(() => document.getElementById("total-workers").textContent.trim() === "7",
                              { timeout: 15000 });
   await page.waitForFunction(
     (pid) => [...document.querySelectorAll("#errors tr.error-row")].some(
@@ -104,12 +106,23 @@ try {
   if (!poolName.includes("browser-demo")) fail("pool name shown: " + poolName);
   const workers = await page.$$eval("table.workers tbody tr", (rows) => rows.length);
   if (workers !== 3) fail("worker rows: " + workers);
+  // The pipeline: its graph (4 stages, 2 queues), the sink's queue filling, items/s per stage.
+  await page.waitForFunction(() => {
+    const box = [...document.querySelectorAll(".pool")].find((b) => b.querySelector("h3").textContent.includes("browser-pipe"));
+    if (!box) return false;
+    const stages = [...box.querySelectorAll("svg.graph g.stage")].map((g) => g.textContent);
+    const queues = [...box.querySelectorAll("svg.graph g.queue")];
+    return stages.length === 4 && stages[0].includes("ticker") && stages[3].includes("slow-sink") &&
+           queues.length === 2 && Number(queues[1].getAttribute("data-depth")) > 0 &&
+           box.querySelectorAll("table.stages tbody tr").length === 4 &&
+           Number(box.querySelector("table.stages tbody tr td.stage-rate").textContent.replace(/,/g, "")) > 0;
+  }, { timeout: 15000 });
   // The chart has had a few samples by now.
   await page.waitForFunction(() => document.querySelector("#chart canvas") !== null, { timeout: 15000 });
   await new Promise((r) => setTimeout(r, 1500));
   await page.screenshot({ path: screenshot, fullPage: true });
   if (failures.length) fail(failures.join("; "));
-  console.log(`browser test: workers 3, tasks done ${done1}+, killed worker ${victim} shown; screenshot ${screenshot}`);
+  console.log(`browser test: workers 3, tasks done ${done1}+, killed worker ${victim}, pipeline graph shown; screenshot ${screenshot}`);
   await cleanup();
   clearTimeout(limit);
   console.log("1 passed, 0 failed");

@@ -106,6 +106,9 @@ public:
     std::vector<out_port> outs;
     std::vector<xcut_port> xcuts;
     outputs_closed_flag* outputs_closed = nullptr;  // this process's, in the shared mapping
+    // The dashboard's count of items this stage took and put (one writer); null when it is off.
+    std::atomic<std::uint64_t>* items_in = nullptr;
+    std::atomic<std::uint64_t>* items_out = nullptr;
     // Set while a library source puts in the parent, before any fork (runtime::start): puts
     // only batch, up to what room() allows, and try_flush() sends without ever blocking.
     bool in_parent = false;
