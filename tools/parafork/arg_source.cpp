@@ -51,6 +51,12 @@ job_args split_value(std::string value, const input_settings& in) {
     return out;
 }
 
+// -m, -X: the values divided evenly among the job slots, at most -N/-n/-L of them when given.
+std::size_t spread_per_job(std::size_t rows, const settings& s) {
+    std::size_t per = std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs);
+    return s.batch.max_args ? std::min(per, s.batch.max_args) : per;
+}
+
 } // namespace
 
 // ---- record_reader ---------------------------------------------------------------------------
@@ -213,14 +219,14 @@ arg_source::arg_source(const settings& s) : s_(s) {
         shuffled_.emplace(std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
     }
     template_ = std::make_unique<command_template>(
-        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
+        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell, .words_are_args = s.words_are_args});
     if (s.tagstring)
         tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
                                                            template_options{.no_shell = true});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
-    if (!stream_ && !(s.batch.max_args == 0 && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
+    if (!stream_ && !(s.batch.by_bytes && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
         std::size_t rows = rows_left();
-        std::size_t per = s.batch.spread ? std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs) : s.batch.max_args;
+        std::size_t per = s.batch.spread ? spread_per_job(rows, s) : s.batch.max_args;
         jobs_total_ = (rows + per - 1) / per;
     }
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
@@ -289,7 +295,7 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
     const batching& b = s_.batch;
     if (per_job_ == 0) {  // -m, -X: the values divided evenly, so all of them are read first
         if (stream_ && !stream_->eof()) return std::nullopt;
-        per_job_ = std::max<std::size_t>(1, (rows_left() + s_.jobs - 1) / s_.jobs);
+        per_job_ = spread_per_job(rows_left(), s_);
     }
     // Fill the job: per_job_ values, fewer when a command line is full (--xargs, -m, -X) or
     // the input has ended.
@@ -303,8 +309,8 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
             }
         }
         std::size_t bytes = 0;
-        for (auto& v : *held_) bytes += v.size() + 1;
-        if (b.max_args == 0 && !batch_.empty() && batch_bytes_ + bytes > b.max_line) {
+        for (auto& v : *held_) bytes += (template_->uses_shell() ? shell_word_size(v) : v.size()) + 1;
+        if (b.by_bytes && !batch_.empty() && batch_bytes_ + bytes > b.max_line) {
             full = true;
             break;
         }

@@ -152,9 +152,10 @@ void add_run_options(CLI::App* run, cli_args& a) {
 
 // How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
 batching batching_from(const cli_args& a) {
-    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) + int(a.spread) +
-            int(a.spread_context) + int(a.xargs) > 1)
-        throw std::invalid_argument("give one of -N, -n, -L, -m, -X and --xargs");
+    // -N, -n or -L with -m, -X or --xargs caps the values a job of theirs takes, as in GNU parallel.
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) > 1 ||
+        int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n and -L, and one of -m, -X and --xargs");
     batching b;
     for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}, std::pair{a.max_lines, "-L"}})
         if (given == 0)
@@ -163,7 +164,8 @@ batching batching_from(const cli_args& a) {
     if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
     if (a.max_lines > 0) b.max_args = std::size_t(a.max_lines);
     if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
-    if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
+    b.by_bytes = a.spread || a.spread_context || a.xargs;
+    if (b.by_bytes && a.max_replace < 0 && a.max_args < 0 && a.max_lines < 0) b.max_args = 0;
     b.context_replace = a.max_replace > 0 || a.max_lines > 0 || a.spread_context;
     b.spread = a.spread || a.spread_context;
     return b;
@@ -385,6 +387,7 @@ int main(int argc, char** argv) {
         }
         s.names = a.names;
         s.no_shell = a.quote;
+        s.words_are_args = own_argc < argc;
         if (a.line_buffer && a.group) throw std::invalid_argument("--line-buffer and --group contradict each other");
         s.tag = a.tag;
         s.tagstring = a.tagstring;

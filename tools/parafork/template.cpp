@@ -56,31 +56,62 @@ std::size_t match_positional(std::string_view text, long& position, replacement&
     return 0;
 }
 
+constexpr std::string_view shell_safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/";
+
 // A value as one shell word, quoted as GNU parallel quotes it: as it is when it holds only
 // letters, digits and _-.+/ (so "3" stays 3 in $(( {} * 2 ))), else in single quotes.
 std::string shell_word(std::string_view v) {
-    constexpr std::string_view safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/";
-    if (!v.empty() && v.find_first_not_of(safe) == std::string_view::npos) return std::string(v);
+    if (!v.empty() && v.find_first_not_of(shell_safe) == std::string_view::npos) return std::string(v);
     std::string out = "'";
     for (char c : v) out += c == '\'' ? std::string("'\"'\"'") : std::string(1, c);
     return out + "'";
 }
 
-bool needs_shell(const std::vector<std::string>& command) {
+// Shell builtins and keywords no program on PATH stands for: only a shell can run them.
+bool shell_builtin(std::string_view word) {
+    constexpr std::string_view builtins[] = {
+        ".",     "alias", "break", "case",  "cd",       "command", "continue", "eval",   "exec",  "exit",
+        "export", "for",  "getopts", "hash", "if",      "local",   "read",     "readonly", "return", "set",
+        "shift", "source", "times", "trap",  "type",    "ulimit",  "umask",    "unalias", "unset",  "until",
+        "wait",  "while", "{",     "!",     "function",
+    };
+    return std::find(std::begin(builtins), std::end(builtins), word) != std::end(builtins);
+}
+
+bool needs_shell(const std::vector<std::string>& command, bool words_are_args) {
     constexpr std::string_view operators[] = {"|", "||", "&&", ";", "&", "<", ">", ">>", "2>", "2>>", "&>", "2>&1", "|&", ";;"};
-    if (!command.empty() && command[0].find_first_of(" \t\n'\"$;|&<>()`\\*?[#=") != std::string::npos) return true;
-    for (std::size_t i = 1; i < command.size(); ++i)
-        if (std::find(std::begin(operators), std::end(operators), command[i]) != std::end(operators)) return true;
+    if (command.empty()) return false;
+    if (command[0].find_first_of(" \t\n'\"$;|&<>()`\\*?[#=") != std::string::npos || shell_builtin(command[0]))
+        return true;
+    for (std::size_t i = 1; i < command.size(); ++i) {
+        const std::string& w = command[i];
+        if (std::find(std::begin(operators), std::end(operators), w) != std::end(operators)) return true;
+        // GNU parallel joins the words into one shell string, so "{}\;" or "\$VAR" is shell syntax.
+        if (!words_are_args && (w.find_first_of(" \t\n'\"$;|&<>()`\\*?[") != std::string::npos ||
+                                w.starts_with('#') || w.starts_with('~')))
+            return true;
+    }
     return false;
 }
 
 } // namespace
 
+std::size_t shell_word_size(std::string_view v) {
+    if (!v.empty() && v.find_first_not_of(shell_safe) == std::string_view::npos) return v.size();
+    return v.size() + 2 + 4 * static_cast<std::size_t>(std::count(v.begin(), v.end(), '\''));
+}
+
 command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
                                    const std::map<std::string, std::size_t>& columns, template_options o)
-    : o_(o), shell_(!o.no_shell && needs_shell(command)) {
+    : o_(o), shell_(!o.no_shell && needs_shell(command, o.words_are_args)) {
     // Context replace repeats a shell word, "x{}y" of "echo x{}y", not the whole string: the
     // words are cut at blanks, as GNU parallel does.
+    // GNU parallel reads its command as one string, so {= may open in one word and =} close in
+    // a later one ("{= '$_++' =}").
+    std::string line;
+    for (auto& arg : command) line += (line.empty() ? "" : " ") + arg;
+    if (auto open = line.find("{="); open != std::string::npos && line.find("=}", open + 2) != std::string::npos)
+        throw usage_error("{= perl expression =} replacement strings are not supported: '" + line + "'");
     std::vector<std::string> words;
     for (auto& arg : command) {
         if (!shell_ || !o.context_replace) {
@@ -101,8 +132,6 @@ command_template::command_template(const std::vector<std::string>& command, cons
         };
         std::string_view text = arg;
         while (!text.empty()) {
-            if (text.starts_with("{=") && text.find("=}", 2) != std::string_view::npos)
-                throw usage_error("{= perl expression =} replacement strings are not supported: '" + arg + "'");
             piece p;
             std::size_t len = 0;
             // The named replacement strings, longest first: "{//}" before "{/}".

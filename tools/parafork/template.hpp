@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace parafork::cli {
@@ -23,7 +24,11 @@ struct replacement_names {
 struct template_options {
     bool context_replace = false;  // -N, -X: an argument holding {} (or {.} ...) is repeated per value
     bool no_shell = false;         // -q: never run the command through a shell
+    bool words_are_args = false;   // given after "--": only the first word can make a shell command
 };
+
+// The length of `v` as one shell word, quoted as a shell command quotes a value.
+std::size_t shell_word_size(std::string_view v);
 
 // The values one job gets: one per input source (several per source with --colsep).
 using job_args = std::vector<std::string>;
@@ -44,8 +49,10 @@ public:
     // An expanded argv as one line a shell would run the same way (--dry-run).
     std::string shown(const std::vector<std::string>& argv) const;
     // As GNU parallel's shell would: the first word is not a plain program name (it holds a
-    // blank, a quote, $, ;, |, &, <, >, (, ), `, \, *, ?, [, # or =), or another word is a shell
-    // operator on its own (|, ||, &&, ;, &, <, >, >>, 2>, 2>&1 ...). Never with -q.
+    // blank, a quote, $, ;, |, &, <, >, (, ), `, \, *, ?, [, # or =, or is a shell builtin such as
+    // exit or eval), or another word holds shell syntax (a blank, a quote, $, ;, |, &, <, >, (,
+    // ), `, \, *, ?, [, or a leading # or ~); after "--" only a shell operator on its own (|,
+    // ||, &&, ;, &, <, >, >>, 2>, 2>&1 ...) counts among the other words. Never with -q.
     bool uses_shell() const { return shell_; }
 
 private:
