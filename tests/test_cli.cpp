@@ -885,7 +885,25 @@ TEST(cli_run, output_options_match_gnu_parallel) {
         {{"-k", "--dry-run", "echo", ":::", "a'b", "$x", "a=b", "x,y", "_-.+/", ""}, ""},
         {{"-k", "--dry-run", "--tag", "-N2", "echo {1}-{2} | cat", ":::", "a b", "c", "d"}, ""},
         {{"-k", "--line-buffer", "--tag", "echo a; echo b", ":::", "1", "2", "3"}, ""},
+        // GNU parallel shows its command string: the words joined, only the values quoted.
+        {{"-k", "--dryrun", "echo", "x{}y", "{#}", ":::", "a b", "c'd", "$x"}, ""},
+        // -v: each job's command on stdout before its output, tagged with it.
+        {{"-k", "-v", "echo", "a{}b", ":::", "1", "x y"}, ""},
+        {{"-k", "-vv", "--tag", "echo {}; echo b", ":::", "A", "B"}, ""},
+        {{"-k", "-v", "--lb", "echo", ":::", "A", "B"}, ""},
+        {{"-k", "-v", "--dry-run", "echo", ":::", "A"}, ""},
+        {{"-vkd,", "echo", "{}"}, "1,2,3"},
     });
+    // --verbose (-t): the command on stderr as the job starts, the output alone on stdout.
+    for (std::vector<std::string> v : {std::vector<std::string>{"-j1", "--verbose", "echo", ":::", "A", "B"},
+                                       {"-j1", "-t", "echo {} | cat", ":::", "A", "B"}}) {
+        auto gnu = run_gnu_parallel(v, "", 30);
+        v.insert(v.begin(), "run");
+        auto ours = run_cli(v, "", 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << v[3];
+        EXPECT_EQ(ours.err, gnu.err) << v[3];
+    }
     // stderr is tagged too, the values of several sources joined by a space.
     std::vector<std::string> args = {"-k", "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
     auto gnu = run_gnu_parallel(args, "", 30);

@@ -336,7 +336,7 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
     } else if (s_.tag) {
         spec.tag = shown + '\t';
     }
-    if (s_.dry_run) spec.shown = template_->shown(spec.argv);
+    if (s_.dry_run || s_.verbose || s_.verbose_stderr) spec.shown = template_->shown(args, seq, slot);
     if (!s_.results.empty()) {
         // GNU parallel's layout: DIR/1/<first value>/2/<second value>/..., a source named by
         // its header when it has one; in a value a backslash is doubled and "/" becomes "\_".

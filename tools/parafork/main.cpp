@@ -71,7 +71,8 @@ struct cli_args {
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
     bool shuf = false;
-    bool tag = false, line_buffer = false, group = false, dry_run = false;
+    bool tag = false, line_buffer = false, group = false, dry_run = false, verbose_stderr = false;
+    int verbose = 0;  // -v, counted (-vv is -v here)
     std::optional<std::string> tagstring;
     std::string results;
     // pipe mode (pipe, or run --pipe / --pipepart)
@@ -129,7 +130,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
         ->type_name("STR");
     run->add_flag("--line-buffer,--lb", a.line_buffer, "Write each job's output a line at a time, as it comes");
     run->add_flag("--group", a.group, "Write each job's output whole when it is done (the default)");
-    run->add_flag("--dry-run", a.dry_run, "Print each job's command instead of running it");
+    run->add_flag("--dry-run,--dryrun", a.dry_run, "Print each job's command instead of running it");
+    run->add_flag("-v", a.verbose, "Print each job's command on stdout, before its output (GNU parallel's -v)");
+    run->add_flag("-t,--verbose", a.verbose_stderr, "Print each job's command on stderr as it starts");
     run->add_option("--results,--res", a.results,
                     "Each job's stdout, stderr and number in files under DIR (GNU parallel's layout), not on ours")
         ->type_name("DIR");
@@ -393,6 +396,8 @@ int main(int argc, char** argv) {
         s.tagstring = a.tagstring;
         s.line_buffer = a.line_buffer;
         s.dry_run = a.dry_run;
+        s.verbose = a.verbose > 0;
+        s.verbose_stderr = a.verbose_stderr;
         if (!a.results.empty() && a.line_buffer)
             throw std::invalid_argument("--results and --line-buffer contradict each other");
         s.results = a.results;

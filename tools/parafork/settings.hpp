@@ -109,6 +109,8 @@ struct settings {
     std::optional<std::string> tagstring;
     bool line_buffer = false;
     bool dry_run = false;
+    bool verbose = false;                        // -v: each job's command on stdout, before its output
+    bool verbose_stderr = false;                 // -t, --verbose: each job's command on stderr at its start
     std::string results;                         // --results DIR; empty: none
     std::string dashboard;                       // --dashboard ADDR: the live dashboard; empty: none
     std::string mode;                            // run, pipe or coproc: the run's name there

@@ -174,10 +174,10 @@ command_template::command_template(const std::vector<std::string>& command, cons
 // text after, as the words GNU parallel's shell sees. `only` (context replace, -N and -X)
 // stands for all of them. A word that is nothing but a missing {n} is left out.
 void command_template::expand_word(const std::vector<piece>& pieces, const job_args& args, const std::string* only,
-                                   std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const {
+                                   std::size_t seq, std::size_t slot, bool quote, std::vector<std::string>& argv) const {
     std::size_t first = argv.size();
     argv.emplace_back();
-    auto put = [&](std::string_view v) { argv.back() += shell_ ? shell_word(v) : std::string(v); };
+    auto put = [&](std::string_view v) { argv.back() += quote ? shell_word(v) : std::string(v); };
     bool missing_only = pieces.size() == 1;
     auto n = static_cast<long>(args.size());
     for (auto& p : pieces) {
@@ -209,22 +209,34 @@ std::string command_template::shown(const std::vector<std::string>& argv) const 
 }
 
 std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {
+    auto argv = words(args, seq, slot, shell_);
+    if (!shell_) return argv;
+    std::string line;
+    for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
+    return {"/bin/sh", "-c", std::move(line)};
+}
+
+std::string command_template::shown(const job_args& args, std::size_t seq, std::size_t slot) const {
+    if (o_.no_shell || o_.words_are_args) return shown(expand(args, seq, slot));
+    std::string line;  // GNU parallel's string: the words joined, only the values quoted
+    for (auto& word : words(args, seq, slot, true)) line += (line.empty() ? "" : " ") + word;
+    return line;
+}
+
+std::vector<std::string> command_template::words(const job_args& args, std::size_t seq, std::size_t slot, bool quote) const {
     std::vector<std::string> argv;
     argv.reserve(args_.size() + args.size());
     for (auto& pieces : args_) {
         bool repeat = o_.context_replace && std::any_of(pieces.begin(), pieces.end(), [](const piece& p) {
             return p.position == 0 && p.what < replacement::seq;
         });
-        if (!repeat) expand_word(pieces, args, nullptr, seq, slot, argv);
+        if (!repeat) expand_word(pieces, args, nullptr, seq, slot, quote, argv);
         else
-            for (auto& a : args) expand_word(pieces, args, &a, seq, slot, argv);
+            for (auto& a : args) expand_word(pieces, args, &a, seq, slot, quote, argv);
     }
     if (!has_replacements_)
-        for (auto& a : args) argv.push_back(shell_ ? shell_word(a) : a);
-    if (!shell_) return argv;
-    std::string line;
-    for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
-    return {"/bin/sh", "-c", std::move(line)};
+        for (auto& a : args) argv.push_back(quote ? shell_word(a) : a);
+    return argv;
 }
 
 } // namespace parafork::cli

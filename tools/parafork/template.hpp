@@ -46,8 +46,11 @@ public:
     // is one string for /bin/sh -c, the values in it quoted.
     std::vector<std::string> expand(const job_args& args, std::size_t seq, std::size_t slot) const;
     bool has_replacements() const { return has_replacements_; }
-    // An expanded argv as one line a shell would run the same way (--dry-run).
+    // An expanded argv as one line a shell would run the same way.
     std::string shown(const std::vector<std::string>& argv) const;
+    // The job's command as GNU parallel shows it (--dry-run, -v): its words joined, the values
+    // in them quoted for a shell; each word quoted whole after "--" or with -q.
+    std::string shown(const job_args& args, std::size_t seq, std::size_t slot) const;
     // As GNU parallel's shell would: the first word is not a plain program name (it holds a
     // blank, a quote, $, ;, |, &, <, >, (, ), `, \, *, ?, [, # or =, or is a shell builtin such as
     // exit or eval), or another word holds shell syntax (a blank, a quote, $, ;, |, &, <, >, (,
@@ -61,8 +64,10 @@ private:
         replacement what = replacement::count;
         long position = 0;           // {n...}: 1-based, negative from the end; 0: every argument
     };
+    // The command's words filled in, the values quoted for a shell when `quote`.
+    std::vector<std::string> words(const job_args& args, std::size_t seq, std::size_t slot, bool quote) const;
     void expand_word(const std::vector<piece>& pieces, const job_args& args, const std::string* only,
-                     std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const;
+                     std::size_t seq, std::size_t slot, bool quote, std::vector<std::string>& argv) const;
 
     std::vector<std::vector<piece>> args_;
     bool has_replacements_ = false;
