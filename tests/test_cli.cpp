@@ -1217,6 +1217,9 @@ TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
         {{"run", "--pipe", "cat", ":::", "a"}, 2, "not with --pipe"},
         {{"pipe", "-0", "--recend", "x", "cat"}, 2, "not both"},
         {{"run", "--pipepart", "-a", "/nonexistent/parafork-file", "cat"}, 255, "cannot open"},
+        // run's ways of batching values mean nothing for blocks: refused, never ignored.
+        {{"run", "--pipe", "-L75", "wc"}, 2, "-L (records of N lines) is not supported with --pipe"},
+        {{"run", "--pipe", "--xargs", "wc"}, 2, "--xargs is not supported with --pipe"},
     });
 }
 

@@ -231,6 +231,10 @@ pipe_settings pipe_from(const cli_args& a, bool pipe_command) {
         }
     }
     if (a.max_replace == 0) throw std::invalid_argument("-N 0: a job takes at least one record");
+    // Options of run's jobs that mean something else with --pipe: refused, not silently ignored.
+    for (auto [given, flag] : {std::pair{a.max_lines >= 0, "-L (records of N lines)"}, std::pair{a.max_args >= 0, "-n"},
+                               std::pair{a.spread, "-m"}, std::pair{a.spread_context, "-X"}, std::pair{a.xargs, "--xargs"}})
+        if (given) throw std::invalid_argument(std::string(flag) + " is not supported with --pipe (use -N or --block)");
     if (a.max_replace > 0) p.records = std::size_t(a.max_replace);
     bool part = a.pipepart || (pipe_command && !a.arg_files.empty());
     if (part) {
