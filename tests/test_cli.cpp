@@ -793,6 +793,9 @@ TEST(cli_run, several_values_per_job_match_gnu_parallel) {
         {{"-k", "-j2", "-m", "-N", "3", "echo", "{1}-{2}"}, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"},
         {with_five({"-k", "-j3", "-n", "1000", "-m", "echo"}), ""},
         {with_five({"-k", "-n", "2", "--xargs", "echo"}), ""},
+        // Full jobs while more values are left than one job takes, then the rest divided.
+        {{"-k", "-j4", "-n4", "-m", "echo"}, "1\n2\n3\n4\n5\n6\n7\n8\n"},
+        {{"-k", "-j4", "-n4", "-X", "echo", "x{}"}, "1\n2\n3\n4\n5\n6\n7\n8\n9\n"},
     });
 }
 
@@ -813,7 +816,8 @@ TEST(cli_run, xargs_splits_long_lines) {
     // and a shell command's single string stays under the kernel's limit for one argument.
     input.clear();
     for (int i = 1; i <= 30'000; ++i) input += std::to_string(i) + "\n";
-    for (std::vector<std::string> args : {std::vector<std::string>{"--xargs", "echo"}, {"--xargs", "echo {} | wc -w"}}) {
+    for (std::vector<std::string> args : {std::vector<std::string>{"--xargs", "echo"}, {"--xargs", "echo {} | wc -w"},
+                                          {"-j4", "-m", "echo"}}) {
         auto gnu = run_gnu_parallel(args, input, 60);
         args.insert(args.begin(), "run");
         r = run_cli(args, input, 60);

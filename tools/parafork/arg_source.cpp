@@ -226,8 +226,13 @@ arg_source::arg_source(const settings& s) : s_(s) {
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
     if (!stream_ && !(s.batch.by_bytes && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
         std::size_t rows = rows_left();
-        std::size_t per = s.batch.spread ? spread_per_job(rows, s) : s.batch.max_args;
-        jobs_total_ = (rows + per - 1) / per;
+        if (s.batch.spread) {  // full jobs of -N values while more are left, then one per slot
+            std::size_t full = s.batch.max_args && rows > s.batch.max_args ? (rows - 1) / s.batch.max_args : 0;
+            std::size_t left = rows - full * s.batch.max_args, per = spread_per_job(left, s);
+            jobs_total_ = full + (left + per - 1) / per;  // more when the values overflow a command line
+        } else {
+            jobs_total_ = (rows + s.batch.max_args - 1) / s.batch.max_args;
+        }
     }
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
@@ -293,9 +298,10 @@ bool arg_source::next_row(job_args& out) {
 
 std::optional<job_spec> arg_source::take(std::size_t slot) {
     const batching& b = s_.batch;
-    if (per_job_ == 0) {  // -m, -X: the values divided evenly, so all of them are read first
+    if (per_job_ == 0) {  // -m, -X: all the values are read first, to know what is left
         if (stream_ && !stream_->eof()) return std::nullopt;
-        per_job_ = spread_per_job(rows_left(), s_);
+        per_job_ = b.max_args ? b.max_args : std::numeric_limits<std::size_t>::max();
+        spreading_ = true;
     }
     // Fill the job: per_job_ values, fewer when a command line is full (--xargs, -m, -X) or
     // the input has ended.
@@ -319,10 +325,18 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
         held_.reset();
     }
     if (batch_.empty() || (!full && batch_.size() < per_job_ && !rows_exhausted())) return std::nullopt;
+    // -m, -X as GNU parallel: full jobs while the values left fill more than one, then what is
+    // left divided evenly among the job slots.
+    if (spreading_ && !full && !held_ && rows_exhausted()) {
+        per_job_ = spread_per_job(batch_.size(), s_);
+        spreading_ = false;
+    }
+    std::size_t rows = std::min(batch_.size(), per_job_);
     job_args args;
-    for (auto& row : batch_) args.insert(args.end(), std::make_move_iterator(row.begin()), std::make_move_iterator(row.end()));
-    batch_.clear();
-    batch_bytes_ = 0;
+    for (std::size_t r = 0; r < rows; ++r)
+        args.insert(args.end(), std::make_move_iterator(batch_[r].begin()), std::make_move_iterator(batch_[r].end()));
+    batch_.erase(batch_.begin(), batch_.begin() + static_cast<std::ptrdiff_t>(rows));
+    batch_bytes_ = 0;  // what is left of the batch fits a job: it is not filled again
     std::size_t seq = ++taken_;
     job_spec spec;
     spec.argv = template_->expand(args, seq, slot);
