@@ -34,8 +34,10 @@ constexpr const char* examples = R"(Examples:
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
   # records from the command line instead of stdin
   parafork run -k -- gzip -9 {} ::: a.log b.log c.log
-  # a command that is shell syntax runs through /bin/sh -c, each value quoted in it
+  # a command that is shell syntax (in any word, or a builtin such as exit) runs through
+  # /bin/sh -c, its words joined, each value quoted in it; after -- words are arguments
   parafork run -k 'zcat {} | wc -l' ::: a.gz b.gz
+  parafork run -k echo {}\; exit 0 ::: a b
   # every combination of two input sources; a CSV file's columns by name
   parafork run -k echo {1}-{2} ::: a b ::: 1 2
   parafork run -k --colsep , --header : echo {name} is {age} :::: people.csv
@@ -120,9 +122,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_option("-L,--max-lines", a.max_lines,
                     "N input lines per job, as -N; a line ending in a blank goes on with the next")
         ->type_name("N");
-    run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
-    run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
-    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
+    run->add_flag("-m", a.spread, "As many values per job as a line holds, the last ones divided among the job slots (as -n)");
+    run->add_flag("-X", a.spread_context, "As -m, the values placed as with -N");
+    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (62 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
     run->add_flag("--shuf", a.shuf, "Make every job first (all input read), then run them in random order");
     run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
