@@ -713,7 +713,7 @@ TEST(cli_run, bad_input_sources_are_clear_errors) {
         {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
         {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
         {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
-        {{"run", ":::", "a"}, 2, "no command before the input sources"},
+        {{"run", "--pipe"}, 2, "no command given"},
         {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
     });
 }
@@ -860,6 +860,10 @@ TEST(cli_run, shell_commands_match_gnu_parallel) {
         // A shell builtin is run by a shell.
         {{"-k", "eval", "echo", "{}", ":::", "a", "b"}, ""},
         {{"-k", "exit", ":::", "0", "0"}, ""},
+        // No command: each job's values are the command, for a shell, as they are.
+        {{"-k"}, "echo a  b\necho $((1+2)) | tr 3 x\n"},
+        {{"-k", ":::", "echo", "printf '<%s>'", ":::", "a", "'b c'"}, ""},
+        {{"-k", "--dry-run", ":::", "echo {}", "true"}, ""},
     });
     // After "--", words are arguments: each one reaches the program, shell characters and all
     // (GNU parallel would run "a;b" as two commands here).

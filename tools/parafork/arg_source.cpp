@@ -219,7 +219,7 @@ arg_source::arg_source(const settings& s) : s_(s) {
         shuffled_.emplace(std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
     }
     template_ = std::make_unique<command_template>(
-        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell, .words_are_args = s.words_are_args});
+        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell, .words_are_args = s.words_are_args, .values_are_commands = s.values_are_commands});
     if (s.tagstring)
         tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
                                                            template_options{.no_shell = true});

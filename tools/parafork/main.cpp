@@ -370,7 +370,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "parafork: unexpected arguments before \"--\": %s\n", sub->remaining().front().c_str());
         return exit_usage;
     }
-    if (command.empty()) {
+    // run without a command (GNU parallel's "parallel < jobs"): each input line is one.
+    const bool lines_are_commands = sub == run && !a.pipe && !a.pipepart;
+    if (command.empty() && !lines_are_commands) {
         std::fprintf(stderr, "parafork %s: no command given (parafork %s [OPTIONS] -- CMD [ARGS...])\n",
                      sub->get_name().c_str(), sub->get_name().c_str());
         return exit_usage;
@@ -412,7 +414,9 @@ int main(int argc, char** argv) {
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         if (sub == coproc && !take_input_sources(command, ":::", "::::").empty())
             throw std::invalid_argument("::: and :::: input sources are for run only");
-        if (command.empty()) throw std::invalid_argument("no command before the input sources");
+        if (command.empty() && !lines_are_commands) throw std::invalid_argument("no command before the input sources");
+        s.values_are_commands = command.empty();
+        if (command.empty()) command.push_back(s.names[replacement::all]);
         s.command = std::move(command);
         s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
         if (!a.timeout.empty() && a.timeout.back() == '%') s.timeout_percent = parse_percent(a.timeout, "--timeout");

@@ -103,6 +103,7 @@ struct settings {
     batching batch;                              // run: -N, -n, -m, -X, --xargs
     bool no_shell = false;                       // run -q: the command is never a shell string
     bool words_are_args = false;                 // the command came after "--": its words are arguments
+    bool values_are_commands = false;            // run without a command: each job's values are one
     bool shuffle = false;                        // run --shuf: every job made first, run in random order
     // run's output: --tag, --tagstring (with replacement strings), --line-buffer, --dry-run
     bool tag = false;

@@ -103,7 +103,7 @@ std::size_t shell_word_size(std::string_view v) {
 
 command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
                                    const std::map<std::string, std::size_t>& columns, template_options o)
-    : o_(o), shell_(!o.no_shell && needs_shell(command, o.words_are_args)) {
+    : o_(o), shell_(o.values_are_commands || (!o.no_shell && needs_shell(command, o.words_are_args))) {
     // Context replace repeats a shell word, "x{}y" of "echo x{}y", not the whole string: the
     // words are cut at blanks, as GNU parallel does.
     // GNU parallel reads its command as one string, so {= may open in one word and =} close in
@@ -209,7 +209,7 @@ std::string command_template::shown(const std::vector<std::string>& argv) const 
 }
 
 std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {
-    auto argv = words(args, seq, slot, shell_);
+    auto argv = words(args, seq, slot, shell_ && !o_.values_are_commands);
     if (!shell_) return argv;
     std::string line;
     for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
@@ -219,7 +219,7 @@ std::vector<std::string> command_template::expand(const job_args& args, std::siz
 std::string command_template::shown(const job_args& args, std::size_t seq, std::size_t slot) const {
     if (o_.no_shell || o_.words_are_args) return shown(expand(args, seq, slot));
     std::string line;  // GNU parallel's string: the words joined, only the values quoted
-    for (auto& word : words(args, seq, slot, true)) line += (line.empty() ? "" : " ") + word;
+    for (auto& word : words(args, seq, slot, !o_.values_are_commands)) line += (line.empty() ? "" : " ") + word;
     return line;
 }
 

@@ -25,6 +25,7 @@ struct template_options {
     bool context_replace = false;  // -N, -X: an argument holding {} (or {.} ...) is repeated per value
     bool no_shell = false;         // -q: never run the command through a shell
     bool words_are_args = false;   // given after "--": only the first word can make a shell command
+    bool values_are_commands = false;  // no command given: each job's values are a shell command
 };
 
 // The length of `v` as one shell word, quoted as a shell command quotes a value.
