@@ -713,7 +713,7 @@ TEST(cli_run, bad_input_sources_are_clear_errors) {
         {{"run", "--header", "foo", "echo", ":::", "a"}, 2, "--header takes ':'"},
         {{"run", "-d", "\\q", "echo", ":::", "a"}, 2, "bad escape"},
         {{"run", "-0", "-d", ",", "echo", ":::", "a"}, 2, "one of -0, -d"},
-        {{"run", ":::", "a"}, 2, "no command before the input sources"},
+        {{"run", "--pipe"}, 2, "no command given"},
         {{"pipe", "cat", "::::", "x"}, 2, "for run only"},
     });
 }
@@ -788,22 +788,42 @@ TEST(cli_run, several_values_per_job_match_gnu_parallel) {
         {{"-k", "-N2", "echo", ":::", "a", "b", "c", ":::", "1", "2"}, ""},
         {{"-k", "-N3", "echo"}, "1\n2\n3\n4\n5\n6\n7\n"},
         {{"-k", "-j2", "-m", "echo", "::::", in.g, "-"}, "s1\ns2\n"},
+        // -N, -n with -m, -X or --xargs: at most that many values per job.
+        {{"-k", "-j2", "-n", "3", "-m", "echo"}, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"},
+        {{"-k", "-j2", "-m", "-N", "3", "echo", "{1}-{2}"}, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"},
+        {with_five({"-k", "-j3", "-n", "1000", "-m", "echo"}), ""},
+        {with_five({"-k", "-n", "2", "--xargs", "echo"}), ""},
+        // Full jobs while more values are left than one job takes, then the rest divided.
+        {{"-k", "-j4", "-n4", "-m", "echo"}, "1\n2\n3\n4\n5\n6\n7\n8\n"},
+        {{"-k", "-j4", "-n4", "-X", "echo", "x{}"}, "1\n2\n3\n4\n5\n6\n7\n8\n9\n"},
     });
 }
 
-// --xargs fills a command line (128 KiB of values) and starts another when it is full; the
+// --xargs fills a command line (62 KiB of values) and starts another when it is full; the
 // values stream through, whatever their number.
 TEST(cli_run, xargs_splits_long_lines) {
     PARAFORK_LEAK_CHECK();
     std::string input;
     for (int i = 1; i <= 40'000; ++i) input += std::to_string(i) + "\n";
-    auto r = run_cli({"run", "-k", "--xargs", "sh", "-c", "echo $#", "sh"}, input, 60);
+    auto r = run_cli({"run", "-k", "--xargs", "--", "sh", "-c", "echo $#", "sh"}, input, 60);
     ASSERT_EQ(r.status, 0) << r.err;
     auto counts = split_lines(r.out);
     ASSERT_GE(counts.size(), 2u) << r.out;
     std::size_t total = 0;
     for (auto& c : counts) total += std::stoul(c);
     EXPECT_EQ(total, 40'000u);
+    // As many command lines as GNU parallel makes (its tutorial's "--xargs echo | wc -l"),
+    // and a shell command's single string stays under the kernel's limit for one argument.
+    input.clear();
+    for (int i = 1; i <= 30'000; ++i) input += std::to_string(i) + "\n";
+    for (std::vector<std::string> args : {std::vector<std::string>{"--xargs", "echo"}, {"--xargs", "echo {} | wc -w"},
+                                          {"-j4", "-m", "echo"}}) {
+        auto gnu = run_gnu_parallel(args, input, 60);
+        args.insert(args.begin(), "run");
+        r = run_cli(args, input, 60);
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(split_lines(r.out).size(), split_lines(gnu.out).size()) << args.back();
+    }
 }
 
 TEST(cli_run, bad_values_per_job_are_usage_errors) {
@@ -812,7 +832,7 @@ TEST(cli_run, bad_values_per_job_are_usage_errors) {
         {{"run", "-N", "0", "echo", ":::", "a"}, 2, "-N 0: a job takes at least one value"},
         {{"run", "-n", "0", "echo", ":::", "a"}, 2, "-n 0"},
         {{"run", "-N", "x", "echo", ":::", "a"}, 2, "--max-replace-args = x"},
-        {{"run", "-N", "2", "-m", "echo", ":::", "a"}, 2, "give one of -N, -n, -L, -m, -X and --xargs"},
+        {{"run", "-N", "2", "-n", "2", "echo", ":::", "a"}, 2, "give one of -N, -n and -L, and one of -m, -X and --xargs"},
         {{"run", "-X", "--xargs", "echo", ":::", "a"}, 2, "give one of"},
     });
 }
@@ -831,12 +851,32 @@ TEST(cli_run, shell_commands_match_gnu_parallel) {
         {{"-k", "-N2", "echo x{}y {#}", ":::", "a", "b", "c"}, ""},
         {{"-k", "printf '_%s_'", ":::", "a;b", "*", ""}, ""},
         {{"-k", "-q", "printf", "_%s_", "|", "$HOME", ":::", "a"}, ""},
+        // Any word with shell syntax makes a shell command, the words joined as GNU parallel
+        // joins them (its documented "echo {}\; exit {}" and "echo {} \\\$VAR").
+        {{"-k", "echo", "{}\\;", "echo", "x{}", ":::", "a", "b"}, ""},
+        {{"-k", "echo", "{}", "\\$HOME", "'$HOME'", "\"\"", ":::", "a"}, ""},
+        {{"-k", "printf", "_%s_", "x y", "'a;b'", "~nobody-here", ":::", "c"}, ""},
+        {{"-k", "perl", "-e", "print \"@ARGV\\n\"", ":::", "a"}, ""},
+        // A shell builtin is run by a shell.
+        {{"-k", "eval", "echo", "{}", ":::", "a", "b"}, ""},
+        {{"-k", "exit", ":::", "0", "0"}, ""},
+        // No command: each job's values are the command, for a shell, as they are.
+        {{"-k"}, "echo a  b\necho $((1+2)) | tr 3 x\n"},
+        {{"-k", ":::", "echo", "printf '<%s>'", ":::", "a", "'b c'"}, ""},
+        {{"-k", "--dry-run", ":::", "echo {}", "true"}, ""},
     });
-    // Plain words: each is one argument, shell characters and all (GNU parallel would run
-    // "a;b" as two commands here).
-    auto r = run_cli({"run", "-k", "printf", "_%s_", "a;b", "$HOME", "*", ":::", "c"}, "", 20);
+    // After "--", words are arguments: each one reaches the program, shell characters and all
+    // (GNU parallel would run "a;b" as two commands here).
+    auto r = run_cli({"run", "-k", "--", "printf", "_%s_", "a;b", "$HOME", "*", ":::", "c"}, "", 20);
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "_a;b__$HOME__*__c_");
+    // exit is a builtin, so a job per value, its status counted as GNU parallel counts it.
+    std::vector<std::string> exits = {"exit", ":::", "1", "0", "2"};
+    EXPECT_EQ(run_gnu_parallel(exits, "", 30).status, 2);
+    exits.insert(exits.begin(), "run");
+    EXPECT_EQ(run_cli(exits, "", 20).status, 2);
+    // {= ... =} spread over several words is refused too, not taken for text.
+    expect_errors({{{"run", "echo", "{=", "$_++", "=}", ":::", "1"}, 2, "not supported"}});
     // -q: never a shell, so a command that is not a program name cannot start.
     r = run_cli({"run", "-q", "echo {} | cat", ":::", "a"}, "", 20);
     EXPECT_EQ(r.status, 127) << r.err;
@@ -853,7 +893,25 @@ TEST(cli_run, output_options_match_gnu_parallel) {
         {{"-k", "--dry-run", "echo", ":::", "a'b", "$x", "a=b", "x,y", "_-.+/", ""}, ""},
         {{"-k", "--dry-run", "--tag", "-N2", "echo {1}-{2} | cat", ":::", "a b", "c", "d"}, ""},
         {{"-k", "--line-buffer", "--tag", "echo a; echo b", ":::", "1", "2", "3"}, ""},
+        // GNU parallel shows its command string: the words joined, only the values quoted.
+        {{"-k", "--dryrun", "echo", "x{}y", "{#}", ":::", "a b", "c'd", "$x"}, ""},
+        // -v: each job's command on stdout before its output, tagged with it.
+        {{"-k", "-v", "echo", "a{}b", ":::", "1", "x y"}, ""},
+        {{"-k", "-vv", "--tag", "echo {}; echo b", ":::", "A", "B"}, ""},
+        {{"-k", "-v", "--lb", "echo", ":::", "A", "B"}, ""},
+        {{"-k", "-v", "--dry-run", "echo", ":::", "A"}, ""},
+        {{"-vkd,", "echo", "{}"}, "1,2,3"},
     });
+    // --verbose (-t): the command on stderr as the job starts, the output alone on stdout.
+    for (std::vector<std::string> v : {std::vector<std::string>{"-j1", "--verbose", "echo", ":::", "A", "B"},
+                                       {"-j1", "-t", "echo {} | cat", ":::", "A", "B"}}) {
+        auto gnu = run_gnu_parallel(v, "", 30);
+        v.insert(v.begin(), "run");
+        auto ours = run_cli(v, "", 30);
+        EXPECT_EQ(ours.status, 0) << ours.err;
+        EXPECT_EQ(ours.out, gnu.out) << v[3];
+        EXPECT_EQ(ours.err, gnu.err) << v[3];
+    }
     // stderr is tagged too, the values of several sources joined by a space.
     std::vector<std::string> args = {"-k", "--tag", "echo out; echo err >&2", ":::", "a", "b", ":::", "1"};
     auto gnu = run_gnu_parallel(args, "", 30);
@@ -1167,6 +1225,9 @@ TEST(cli_pipe, bad_pipe_options_are_clear_errors) {
         {{"run", "--pipe", "cat", ":::", "a"}, 2, "not with --pipe"},
         {{"pipe", "-0", "--recend", "x", "cat"}, 2, "not both"},
         {{"run", "--pipepart", "-a", "/nonexistent/parafork-file", "cat"}, 255, "cannot open"},
+        // run's ways of batching values mean nothing for blocks: refused, never ignored.
+        {{"run", "--pipe", "-L75", "wc"}, 2, "-L (records of N lines) is not supported with --pipe"},
+        {{"run", "--pipe", "--xargs", "wc"}, 2, "--xargs is not supported with --pipe"},
     });
 }
 

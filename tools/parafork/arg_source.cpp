@@ -51,6 +51,12 @@ job_args split_value(std::string value, const input_settings& in) {
     return out;
 }
 
+// -m, -X: the values divided evenly among the job slots, at most -N/-n/-L of them when given.
+std::size_t spread_per_job(std::size_t rows, const settings& s) {
+    std::size_t per = std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs);
+    return s.batch.max_args ? std::min(per, s.batch.max_args) : per;
+}
+
 } // namespace
 
 // ---- record_reader ---------------------------------------------------------------------------
@@ -213,15 +219,20 @@ arg_source::arg_source(const settings& s) : s_(s) {
         shuffled_.emplace(std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
     }
     template_ = std::make_unique<command_template>(
-        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell});
+        s.command, s.names, columns, template_options{.context_replace = s.batch.context_replace, .no_shell = s.no_shell, .words_are_args = s.words_are_args, .values_are_commands = s.values_are_commands});
     if (s.tagstring)
         tag_template_ = std::make_unique<command_template>(std::vector<std::string>{*s.tagstring}, s.names, columns,
                                                            template_options{.no_shell = true});
     per_job_ = s.batch.spread ? 0 : s.batch.max_args ? s.batch.max_args : std::numeric_limits<std::size_t>::max();
-    if (!stream_ && !(s.batch.max_args == 0 && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
+    if (!stream_ && !(s.batch.by_bytes && !s.batch.spread)) {  // --xargs cuts by bytes: unknown
         std::size_t rows = rows_left();
-        std::size_t per = s.batch.spread ? std::max<std::size_t>(1, (rows + s.jobs - 1) / s.jobs) : s.batch.max_args;
-        jobs_total_ = (rows + per - 1) / per;
+        if (s.batch.spread) {  // full jobs of -N values while more are left, then one per slot
+            std::size_t full = s.batch.max_args && rows > s.batch.max_args ? (rows - 1) / s.batch.max_args : 0;
+            std::size_t left = rows - full * s.batch.max_args, per = spread_per_job(left, s);
+            jobs_total_ = full + (left + per - 1) / per;  // more when the values overflow a command line
+        } else {
+            jobs_total_ = (rows + s.batch.max_args - 1) / s.batch.max_args;
+        }
     }
     read_ahead_ = s.batch.spread ? std::numeric_limits<std::size_t>::max()
                                  : std::size_t{s.jobs} * std::clamp<std::size_t>(s.batch.max_args, 1, 1024);
@@ -287,9 +298,10 @@ bool arg_source::next_row(job_args& out) {
 
 std::optional<job_spec> arg_source::take(std::size_t slot) {
     const batching& b = s_.batch;
-    if (per_job_ == 0) {  // -m, -X: the values divided evenly, so all of them are read first
+    if (per_job_ == 0) {  // -m, -X: all the values are read first, to know what is left
         if (stream_ && !stream_->eof()) return std::nullopt;
-        per_job_ = std::max<std::size_t>(1, (rows_left() + s_.jobs - 1) / s_.jobs);
+        per_job_ = b.max_args ? b.max_args : std::numeric_limits<std::size_t>::max();
+        spreading_ = true;
     }
     // Fill the job: per_job_ values, fewer when a command line is full (--xargs, -m, -X) or
     // the input has ended.
@@ -303,8 +315,8 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
             }
         }
         std::size_t bytes = 0;
-        for (auto& v : *held_) bytes += v.size() + 1;
-        if (b.max_args == 0 && !batch_.empty() && batch_bytes_ + bytes > b.max_line) {
+        for (auto& v : *held_) bytes += (template_->uses_shell() ? shell_word_size(v) : v.size()) + 1;
+        if (b.by_bytes && !batch_.empty() && batch_bytes_ + bytes > b.max_line) {
             full = true;
             break;
         }
@@ -313,10 +325,18 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
         held_.reset();
     }
     if (batch_.empty() || (!full && batch_.size() < per_job_ && !rows_exhausted())) return std::nullopt;
+    // -m, -X as GNU parallel: full jobs while the values left fill more than one, then what is
+    // left divided evenly among the job slots.
+    if (spreading_ && !full && !held_ && rows_exhausted()) {
+        per_job_ = spread_per_job(batch_.size(), s_);
+        spreading_ = false;
+    }
+    std::size_t rows = std::min(batch_.size(), per_job_);
     job_args args;
-    for (auto& row : batch_) args.insert(args.end(), std::make_move_iterator(row.begin()), std::make_move_iterator(row.end()));
-    batch_.clear();
-    batch_bytes_ = 0;
+    for (std::size_t r = 0; r < rows; ++r)
+        args.insert(args.end(), std::make_move_iterator(batch_[r].begin()), std::make_move_iterator(batch_[r].end()));
+    batch_.erase(batch_.begin(), batch_.begin() + static_cast<std::ptrdiff_t>(rows));
+    batch_bytes_ = 0;  // what is left of the batch fits a job: it is not filled again
     std::size_t seq = ++taken_;
     job_spec spec;
     spec.argv = template_->expand(args, seq, slot);
@@ -330,7 +350,7 @@ std::optional<job_spec> arg_source::take(std::size_t slot) {
     } else if (s_.tag) {
         spec.tag = shown + '\t';
     }
-    if (s_.dry_run) spec.shown = template_->shown(spec.argv);
+    if (s_.dry_run || s_.verbose || s_.verbose_stderr) spec.shown = template_->shown(args, seq, slot);
     if (!s_.results.empty()) {
         // GNU parallel's layout: DIR/1/<first value>/2/<second value>/..., a source named by
         // its header when it has one; in a value a backslash is doubled and "/" becomes "\_".

@@ -47,7 +47,7 @@ void write_at(int fd, const char* data, std::size_t len, std::size_t at) {
 } // namespace
 
 static command_template pipe_template(const settings& s) {
-    return command_template(s.command, s.names, {}, template_options{.no_shell = s.no_shell});
+    return command_template(s.command, s.names, {}, template_options{.no_shell = s.no_shell, .words_are_args = s.words_are_args});
 }
 
 block_source::block_source(const settings& s)

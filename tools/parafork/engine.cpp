@@ -82,6 +82,9 @@ struct job {
     }
 };
 
+// The job's command as one line (--dry-run, -v, --verbose): as a shell would read it.
+std::string shown_line(const job& j) { return (j.shown.empty() ? join_command(j.argv) : j.shown) + "\n"; }
+
 class engine {
 public:
     engine(job_source& src, const settings& s, const engine_options& o)
@@ -240,8 +243,7 @@ private:
         newest_ = std::move(spec.values);
         if (s_.dry_run) {  // the command is shown, as its output, and not run
             j->out = sys::make_memfd("parafork-out", 0);
-            std::string line = (j->shown.empty() ? join_command(j->argv) : j->shown) + "\n";
-            sys::write_all(j->out.get(), line);
+            sys::write_all(j->out.get(), shown_line(*j));
             j->status = sys::exit_status{0, 0};
             flight_.push_back(std::move(j));
             finished(*flight_.back());
@@ -256,12 +258,17 @@ private:
                 j->streams[k].pipe = std::move(p.read);
                 write_ends[k] = std::move(p.write);
             }
+            if (s_.verbose) j->streams[0].pending = shown_line(*j);  // -v: the first line of its output
         } else {
             j->out = sys::make_memfd("parafork-out", 0);
             j->err = sys::make_memfd("parafork-err", 0);
         }
         try {
             launch(*j, spec.input, write_ends);
+            if (s_.verbose_stderr) {
+                std::string line = shown_line(*j);
+                write_out(2, line.data(), line.size());
+            }
             if (s_.retries > 1) j->input = std::move(spec.input);  // else closed now: memory held by no one
         } catch (const std::system_error& e) {
             j->spawn_error = e.what();
@@ -364,7 +371,7 @@ private:
                 auto p = sys::make_pipe();
                 sys::set_nonblocking(p.read.get());
                 j.streams[k].pipe = std::move(p.read);
-                j.streams[k].pending.clear();
+                j.streams[k].pending = k == 0 && s_.verbose ? shown_line(j) : std::string();
                 write_ends[k] = std::move(p.write);
             }
             j.received = 0;
@@ -504,10 +511,18 @@ private:
         } else if (s_.line_buffer && !s_.dry_run) {
             write_lines(j, true);
         } else if (!j.tag.empty()) {
+            if (s_.verbose && !s_.dry_run) {
+                bool at_line_start = true;
+                write_tagged(1, shown_line(j), j.tag, at_line_start);
+            }
             if (j.received) copy_file_tagged(1, j.out.get(), j.received, j.tag);
             if (j.err)
                 if (std::size_t e = sys::fd_size(j.err.get())) copy_file_tagged(2, j.err.get(), e, j.tag);
         } else {
+            if (s_.verbose && !s_.dry_run) {
+                std::string line = shown_line(j);
+                write_out(1, line.data(), line.size());
+            }
             if (j.received) copy_file_to(1, j.out.get(), j.received);
             if (j.err)
                 if (std::size_t e = sys::fd_size(j.err.get())) copy_file_to(2, j.err.get(), e);

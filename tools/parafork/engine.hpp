@@ -22,7 +22,7 @@ struct job_spec {
     std::string what;            // names the record in messages ("block 3 (bytes 0-1048575)")
     std::string tag;             // put before each line of its output (--tag, --tagstring)
     std::string values;          // its values, joined by spaces (--bar)
-    std::string shown;           // the command as a shell would read it (--dry-run); empty: argv joined
+    std::string shown;           // the command as a shell would read it (--dry-run, -v); empty: argv joined
     std::string results_dir;     // --results: its output goes to files here instead
     // --pipepart: the job's stdin is a pipe the engine fills with `head`, then bytes
     // [offset, offset + length) of the file `fd` (owned by the source, open for the run).

@@ -34,8 +34,10 @@ constexpr const char* examples = R"(Examples:
   ls *.wav | parafork run -j4 -k --joblog jobs.tsv -- ffmpeg -i {} {.}.flac
   # records from the command line instead of stdin
   parafork run -k -- gzip -9 {} ::: a.log b.log c.log
-  # a command that is shell syntax runs through /bin/sh -c, each value quoted in it
+  # a command that is shell syntax (in any word, or a builtin such as exit) runs through
+  # /bin/sh -c, its words joined, each value quoted in it; after -- words are arguments
   parafork run -k 'zcat {} | wc -l' ::: a.gz b.gz
+  parafork run -k echo {}\; exit 0 ::: a b
   # every combination of two input sources; a CSV file's columns by name
   parafork run -k echo {1}-{2} ::: a b ::: 1 2
   parafork run -k --colsep , --header : echo {name} is {age} :::: people.csv
@@ -71,7 +73,8 @@ struct cli_args {
     bool spread = false, spread_context = false, xargs = false;  // -m, -X, --xargs
     bool quote = false;                                          // -q
     bool shuf = false;
-    bool tag = false, line_buffer = false, group = false, dry_run = false;
+    bool tag = false, line_buffer = false, group = false, dry_run = false, verbose_stderr = false;
+    int verbose = 0;  // -v, counted (-vv is -v here)
     std::optional<std::string> tagstring;
     std::string results;
     // pipe mode (pipe, or run --pipe / --pipepart)
@@ -119,9 +122,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
     run->add_option("-L,--max-lines", a.max_lines,
                     "N input lines per job, as -N; a line ending in a blank goes on with the next")
         ->type_name("N");
-    run->add_flag("-m", a.spread, "The values divided evenly among the job slots (as -n)");
-    run->add_flag("-X", a.spread_context, "The values divided evenly among the job slots (as -N)");
-    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (128 KiB)");
+    run->add_flag("-m", a.spread, "As many values per job as a line holds, the last ones divided among the job slots (as -n)");
+    run->add_flag("-X", a.spread_context, "As -m, the values placed as with -N");
+    run->add_flag("--xargs", a.xargs, "As many values per job as a command line holds (62 KiB)");
     run->add_flag("-q,--quote", a.quote, "Never run CMD through /bin/sh, whatever it holds");
     run->add_flag("--shuf", a.shuf, "Make every job first (all input read), then run them in random order");
     run->add_flag("--tag", a.tag, "Put the job's values and a tab before each line of its output");
@@ -129,7 +132,9 @@ void add_run_options(CLI::App* run, cli_args& a) {
         ->type_name("STR");
     run->add_flag("--line-buffer,--lb", a.line_buffer, "Write each job's output a line at a time, as it comes");
     run->add_flag("--group", a.group, "Write each job's output whole when it is done (the default)");
-    run->add_flag("--dry-run", a.dry_run, "Print each job's command instead of running it");
+    run->add_flag("--dry-run,--dryrun", a.dry_run, "Print each job's command instead of running it");
+    run->add_flag("-v", a.verbose, "Print each job's command on stdout, before its output (GNU parallel's -v)");
+    run->add_flag("-t,--verbose", a.verbose_stderr, "Print each job's command on stderr as it starts");
     run->add_option("--results,--res", a.results,
                     "Each job's stdout, stderr and number in files under DIR (GNU parallel's layout), not on ours")
         ->type_name("DIR");
@@ -152,9 +157,10 @@ void add_run_options(CLI::App* run, cli_args& a) {
 
 // How many values a job of run takes: one, or -N, -n, -m, -X, --xargs (one of them).
 batching batching_from(const cli_args& a) {
-    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) + int(a.spread) +
-            int(a.spread_context) + int(a.xargs) > 1)
-        throw std::invalid_argument("give one of -N, -n, -L, -m, -X and --xargs");
+    // -N, -n or -L with -m, -X or --xargs caps the values a job of theirs takes, as in GNU parallel.
+    if (int(a.max_replace >= 0) + int(a.max_args >= 0) + int(a.max_lines >= 0) > 1 ||
+        int(a.spread) + int(a.spread_context) + int(a.xargs) > 1)
+        throw std::invalid_argument("give one of -N, -n and -L, and one of -m, -X and --xargs");
     batching b;
     for (auto [given, flag] : {std::pair{a.max_replace, "-N"}, std::pair{a.max_args, "-n"}, std::pair{a.max_lines, "-L"}})
         if (given == 0)
@@ -163,7 +169,8 @@ batching batching_from(const cli_args& a) {
     if (a.max_replace > 0) b.max_args = std::size_t(a.max_replace);
     if (a.max_lines > 0) b.max_args = std::size_t(a.max_lines);
     if (a.max_args > 0) b.max_args = std::size_t(a.max_args);
-    if (a.spread || a.spread_context || a.xargs) b.max_args = 0;
+    b.by_bytes = a.spread || a.spread_context || a.xargs;
+    if (b.by_bytes && a.max_replace < 0 && a.max_args < 0 && a.max_lines < 0) b.max_args = 0;
     b.context_replace = a.max_replace > 0 || a.max_lines > 0 || a.spread_context;
     b.spread = a.spread || a.spread_context;
     return b;
@@ -226,6 +233,10 @@ pipe_settings pipe_from(const cli_args& a, bool pipe_command) {
         }
     }
     if (a.max_replace == 0) throw std::invalid_argument("-N 0: a job takes at least one record");
+    // Options of run's jobs that mean something else with --pipe: refused, not silently ignored.
+    for (auto [given, flag] : {std::pair{a.max_lines >= 0, "-L (records of N lines)"}, std::pair{a.max_args >= 0, "-n"},
+                               std::pair{a.spread, "-m"}, std::pair{a.spread_context, "-X"}, std::pair{a.xargs, "--xargs"}})
+        if (given) throw std::invalid_argument(std::string(flag) + " is not supported with --pipe (use -N or --block)");
     if (a.max_replace > 0) p.records = std::size_t(a.max_replace);
     bool part = a.pipepart || (pipe_command && !a.arg_files.empty());
     if (part) {
@@ -359,7 +370,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "parafork: unexpected arguments before \"--\": %s\n", sub->remaining().front().c_str());
         return exit_usage;
     }
-    if (command.empty()) {
+    // run without a command (GNU parallel's "parallel < jobs"): each input line is one.
+    const bool lines_are_commands = sub == run && !a.pipe && !a.pipepart;
+    if (command.empty() && !lines_are_commands) {
         std::fprintf(stderr, "parafork %s: no command given (parafork %s [OPTIONS] -- CMD [ARGS...])\n",
                      sub->get_name().c_str(), sub->get_name().c_str());
         return exit_usage;
@@ -385,11 +398,14 @@ int main(int argc, char** argv) {
         }
         s.names = a.names;
         s.no_shell = a.quote;
+        s.words_are_args = own_argc < argc;
         if (a.line_buffer && a.group) throw std::invalid_argument("--line-buffer and --group contradict each other");
         s.tag = a.tag;
         s.tagstring = a.tagstring;
         s.line_buffer = a.line_buffer;
         s.dry_run = a.dry_run;
+        s.verbose = a.verbose > 0;
+        s.verbose_stderr = a.verbose_stderr;
         if (!a.results.empty() && a.line_buffer)
             throw std::invalid_argument("--results and --line-buffer contradict each other");
         s.results = a.results;
@@ -398,7 +414,9 @@ int main(int argc, char** argv) {
             if (name.empty()) throw std::invalid_argument("a replacement string cannot be empty");
         if (sub == coproc && !take_input_sources(command, ":::", "::::").empty())
             throw std::invalid_argument("::: and :::: input sources are for run only");
-        if (command.empty()) throw std::invalid_argument("no command before the input sources");
+        if (command.empty() && !lines_are_commands) throw std::invalid_argument("no command before the input sources");
+        s.values_are_commands = command.empty();
+        if (command.empty()) command.push_back(s.names[replacement::all]);
         s.command = std::move(command);
         s.jobs = a.jobs.empty() ? parafork::default_jobs() : parse_jobs(a.jobs, parafork::default_jobs());
         if (!a.timeout.empty() && a.timeout.back() == '%') s.timeout_percent = parse_percent(a.timeout, "--timeout");

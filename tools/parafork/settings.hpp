@@ -53,7 +53,10 @@ struct batching {
     std::size_t max_args = 1;      // -N, -n; 0: as many as a command line holds (--xargs, -m, -X)
     bool context_replace = false;  // -N, -X: an argument holding {} is repeated per value
     bool spread = false;           // -m, -X: the values divided evenly among the job slots
-    static constexpr std::size_t max_line = 128 * 1024;  // bytes of values per job, for max_args 0
+    bool by_bytes = false;         // -m, -X, --xargs: at most max_line bytes of values per job
+    // Bytes of values per job (as a shell command quotes them), about GNU parallel's: half its
+    // longest command line. Well under the kernel's 128 KiB for one argument (a shell string).
+    static constexpr std::size_t max_line = 62 * 1024;
 };
 
 // How `run` reads and splits its input sources.
@@ -99,12 +102,16 @@ struct settings {
     replacement_names names;                     // run: the spelling of {} {.} ... (-I and the like)
     batching batch;                              // run: -N, -n, -m, -X, --xargs
     bool no_shell = false;                       // run -q: the command is never a shell string
+    bool words_are_args = false;                 // the command came after "--": its words are arguments
+    bool values_are_commands = false;            // run without a command: each job's values are one
     bool shuffle = false;                        // run --shuf: every job made first, run in random order
     // run's output: --tag, --tagstring (with replacement strings), --line-buffer, --dry-run
     bool tag = false;
     std::optional<std::string> tagstring;
     bool line_buffer = false;
     bool dry_run = false;
+    bool verbose = false;                        // -v: each job's command on stdout, before its output
+    bool verbose_stderr = false;                 // -t, --verbose: each job's command on stderr at its start
     std::string results;                         // --results DIR; empty: none
     std::string dashboard;                       // --dashboard ADDR: the live dashboard; empty: none
     std::string mode;                            // run, pipe or coproc: the run's name there

@@ -152,6 +152,7 @@ private:
     std::size_t taken_ = 0;
     // Several values per job: the job being filled, and a value that did not fit into it.
     std::size_t per_job_ = 1;              // 0: not known until the input is read (-m, -X)
+    bool spreading_ = false;               // -m, -X: full jobs until the rest fits one, then divided
     std::size_t read_ahead_ = 0;           // records of the first source read ahead of the jobs
     std::vector<job_args> batch_;
     std::size_t batch_bytes_ = 0;

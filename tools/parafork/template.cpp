@@ -56,31 +56,62 @@ std::size_t match_positional(std::string_view text, long& position, replacement&
     return 0;
 }
 
+constexpr std::string_view shell_safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/";
+
 // A value as one shell word, quoted as GNU parallel quotes it: as it is when it holds only
 // letters, digits and _-.+/ (so "3" stays 3 in $(( {} * 2 ))), else in single quotes.
 std::string shell_word(std::string_view v) {
-    constexpr std::string_view safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/";
-    if (!v.empty() && v.find_first_not_of(safe) == std::string_view::npos) return std::string(v);
+    if (!v.empty() && v.find_first_not_of(shell_safe) == std::string_view::npos) return std::string(v);
     std::string out = "'";
     for (char c : v) out += c == '\'' ? std::string("'\"'\"'") : std::string(1, c);
     return out + "'";
 }
 
-bool needs_shell(const std::vector<std::string>& command) {
+// Shell builtins and keywords no program on PATH stands for: only a shell can run them.
+bool shell_builtin(std::string_view word) {
+    constexpr std::string_view builtins[] = {
+        ".",     "alias", "break", "case",  "cd",       "command", "continue", "eval",   "exec",  "exit",
+        "export", "for",  "getopts", "hash", "if",      "local",   "read",     "readonly", "return", "set",
+        "shift", "source", "times", "trap",  "type",    "ulimit",  "umask",    "unalias", "unset",  "until",
+        "wait",  "while", "{",     "!",     "function",
+    };
+    return std::find(std::begin(builtins), std::end(builtins), word) != std::end(builtins);
+}
+
+bool needs_shell(const std::vector<std::string>& command, bool words_are_args) {
     constexpr std::string_view operators[] = {"|", "||", "&&", ";", "&", "<", ">", ">>", "2>", "2>>", "&>", "2>&1", "|&", ";;"};
-    if (!command.empty() && command[0].find_first_of(" \t\n'\"$;|&<>()`\\*?[#=") != std::string::npos) return true;
-    for (std::size_t i = 1; i < command.size(); ++i)
-        if (std::find(std::begin(operators), std::end(operators), command[i]) != std::end(operators)) return true;
+    if (command.empty()) return false;
+    if (command[0].find_first_of(" \t\n'\"$;|&<>()`\\*?[#=") != std::string::npos || shell_builtin(command[0]))
+        return true;
+    for (std::size_t i = 1; i < command.size(); ++i) {
+        const std::string& w = command[i];
+        if (std::find(std::begin(operators), std::end(operators), w) != std::end(operators)) return true;
+        // GNU parallel joins the words into one shell string, so "{}\;" or "\$VAR" is shell syntax.
+        if (!words_are_args && (w.find_first_of(" \t\n'\"$;|&<>()`\\*?[") != std::string::npos ||
+                                w.starts_with('#') || w.starts_with('~')))
+            return true;
+    }
     return false;
 }
 
 } // namespace
 
+std::size_t shell_word_size(std::string_view v) {
+    if (!v.empty() && v.find_first_not_of(shell_safe) == std::string_view::npos) return v.size();
+    return v.size() + 2 + 4 * static_cast<std::size_t>(std::count(v.begin(), v.end(), '\''));
+}
+
 command_template::command_template(const std::vector<std::string>& command, const replacement_names& names,
                                    const std::map<std::string, std::size_t>& columns, template_options o)
-    : o_(o), shell_(!o.no_shell && needs_shell(command)) {
+    : o_(o), shell_(o.values_are_commands || (!o.no_shell && needs_shell(command, o.words_are_args))) {
     // Context replace repeats a shell word, "x{}y" of "echo x{}y", not the whole string: the
     // words are cut at blanks, as GNU parallel does.
+    // GNU parallel reads its command as one string, so {= may open in one word and =} close in
+    // a later one ("{= '$_++' =}").
+    std::string line;
+    for (auto& arg : command) line += (line.empty() ? "" : " ") + arg;
+    if (auto open = line.find("{="); open != std::string::npos && line.find("=}", open + 2) != std::string::npos)
+        throw usage_error("{= perl expression =} replacement strings are not supported: '" + line + "'");
     std::vector<std::string> words;
     for (auto& arg : command) {
         if (!shell_ || !o.context_replace) {
@@ -101,8 +132,6 @@ command_template::command_template(const std::vector<std::string>& command, cons
         };
         std::string_view text = arg;
         while (!text.empty()) {
-            if (text.starts_with("{=") && text.find("=}", 2) != std::string_view::npos)
-                throw usage_error("{= perl expression =} replacement strings are not supported: '" + arg + "'");
             piece p;
             std::size_t len = 0;
             // The named replacement strings, longest first: "{//}" before "{/}".
@@ -145,10 +174,10 @@ command_template::command_template(const std::vector<std::string>& command, cons
 // text after, as the words GNU parallel's shell sees. `only` (context replace, -N and -X)
 // stands for all of them. A word that is nothing but a missing {n} is left out.
 void command_template::expand_word(const std::vector<piece>& pieces, const job_args& args, const std::string* only,
-                                   std::size_t seq, std::size_t slot, std::vector<std::string>& argv) const {
+                                   std::size_t seq, std::size_t slot, bool quote, std::vector<std::string>& argv) const {
     std::size_t first = argv.size();
     argv.emplace_back();
-    auto put = [&](std::string_view v) { argv.back() += shell_ ? shell_word(v) : std::string(v); };
+    auto put = [&](std::string_view v) { argv.back() += quote ? shell_word(v) : std::string(v); };
     bool missing_only = pieces.size() == 1;
     auto n = static_cast<long>(args.size());
     for (auto& p : pieces) {
@@ -180,22 +209,34 @@ std::string command_template::shown(const std::vector<std::string>& argv) const 
 }
 
 std::vector<std::string> command_template::expand(const job_args& args, std::size_t seq, std::size_t slot) const {
+    auto argv = words(args, seq, slot, shell_ && !o_.values_are_commands);
+    if (!shell_) return argv;
+    std::string line;
+    for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
+    return {"/bin/sh", "-c", std::move(line)};
+}
+
+std::string command_template::shown(const job_args& args, std::size_t seq, std::size_t slot) const {
+    if (o_.no_shell || o_.words_are_args) return shown(expand(args, seq, slot));
+    std::string line;  // GNU parallel's string: the words joined, only the values quoted
+    for (auto& word : words(args, seq, slot, !o_.values_are_commands)) line += (line.empty() ? "" : " ") + word;
+    return line;
+}
+
+std::vector<std::string> command_template::words(const job_args& args, std::size_t seq, std::size_t slot, bool quote) const {
     std::vector<std::string> argv;
     argv.reserve(args_.size() + args.size());
     for (auto& pieces : args_) {
         bool repeat = o_.context_replace && std::any_of(pieces.begin(), pieces.end(), [](const piece& p) {
             return p.position == 0 && p.what < replacement::seq;
         });
-        if (!repeat) expand_word(pieces, args, nullptr, seq, slot, argv);
+        if (!repeat) expand_word(pieces, args, nullptr, seq, slot, quote, argv);
         else
-            for (auto& a : args) expand_word(pieces, args, &a, seq, slot, argv);
+            for (auto& a : args) expand_word(pieces, args, &a, seq, slot, quote, argv);
     }
     if (!has_replacements_)
-        for (auto& a : args) argv.push_back(shell_ ? shell_word(a) : a);
-    if (!shell_) return argv;
-    std::string line;
-    for (auto& word : argv) line += (line.empty() ? "" : " ") + word;
-    return {"/bin/sh", "-c", std::move(line)};
+        for (auto& a : args) argv.push_back(quote ? shell_word(a) : a);
+    return argv;
 }
 
 } // namespace parafork::cli
