@@ -96,6 +96,17 @@ def _note(exc, pid, task):
         exc.add_note(f"parafork: task {task}, in worker pid {pid}")
 
 
+def _unpickled_exception(blob):
+    """The exception pickled in `blob`; None when there is none or it does not unpickle."""
+    if blob is None:
+        return None
+    try:
+        exc = pickle.loads(blob)
+    except Exception:
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
 def _task_failure(text, pid, task):
     if text.startswith("!"):  # the worker could not even describe it
         return RemoteError(f"task {task}: {text[1:]}", None, pid, task)
@@ -103,14 +114,7 @@ def _task_failure(text, pid, task):
     if kind == "result":
         exc = PicklingError(f"the result of task {task} cannot be pickled: {message}", pid, task)
     else:
-        exc = None
-        if blob is not None:
-            try:
-                exc = pickle.loads(blob)
-            except Exception:
-                exc = None
-            if not isinstance(exc, BaseException):
-                exc = None
+        exc = _unpickled_exception(blob)
         if exc is None:
             exc = RemoteError(f"task {task} raised {type_name}: {message}", type_name, pid, task)
         else:

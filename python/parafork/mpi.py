@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import _map
-from ._core import Error, RemoteError, RemoteTraceback, WorkerDied
+from ._core import Error, RemoteError, RemoteTraceback, WorkerDied, _unpickled_exception
 from ._pool import Pool
 
 __all__ = ["init", "map", "starmap", "World", "BadLaunch", "ProtocolError"]
@@ -464,14 +464,7 @@ def _decode_failure(info, rank, host):
         type_name, message, tb, blob = info
     except Exception:
         raise ProtocolError("parafork.mpi: a failure that does not decode") from None
-    exc = None
-    if blob is not None:
-        try:
-            exc = pickle.loads(blob)
-        except Exception:
-            exc = None
-        if not isinstance(exc, BaseException):
-            exc = None
+    exc = _unpickled_exception(blob)
     if exc is None:
         exc = RemoteError(f"{type_name}: {message}", type_name)
     exc.__cause__ = RemoteTraceback(tb)

@@ -227,30 +227,14 @@ public:
         }
     }
 
-    struct sentinel {};
-    class iterator {
-    public:
-        using value_type = value_t;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(imap_sequence* s) : s_(s) { s_->fetch(); }
-        // The item's value; its error (remote_error, worker_died, timeout_error) is thrown here.
-        value_t& operator*() const { return s_->current(); }
-        iterator& operator++() {
-            s_->fetch();
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        friend bool operator==(const iterator& it, sentinel) { return it.s_->done(); }
-
-    private:
-        imap_sequence* s_ = nullptr;
-    };
+    using iterator = parafork::detail::pull_iterator<imap_sequence, value_t>;
+    using sentinel = parafork::detail::pull_sentinel;
     iterator begin() { return iterator(this); }
     sentinel end() { return {}; }
     bool done() const noexcept { return at_end_; }
 
 private:
+    friend iterator;
     value_t& current() {
         if (error_) std::rethrow_exception(error_);
         return *cur_;

@@ -265,6 +265,29 @@ private:
     std::uint64_t next_ = 0;
 };
 
+// The input iterator of a sequence that yields its items one at a time (the imap of pool and of
+// mpi::pool): Seq has fetch() (to the next item), current() (the item; its error, such as
+// remote_error, worker_died or timeout_error, is thrown here) and done().
+struct pull_sentinel {};
+template <class Seq, class V>
+class pull_iterator {
+public:
+    using value_type = V;
+    using difference_type = std::ptrdiff_t;
+    pull_iterator() = default;
+    explicit pull_iterator(Seq* s) : s_(s) { s_->fetch(); }
+    V& operator*() const { return s_->current(); }
+    pull_iterator& operator++() {
+        s_->fetch();
+        return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const pull_iterator& it, pull_sentinel) { return it.s_->done(); }
+
+private:
+    Seq* s_ = nullptr;
+};
+
 // The lazy sequence imap / imap_unordered return. Not movable: it holds iterators into itself.
 // Range is what the caller passed: an lvalue is referred to (it must outlive the sequence), an
 // rvalue is kept inside. (No std::views here: they keep the header usable where <ranges> views
@@ -292,30 +315,14 @@ public:
         if (!st_->finished() && !core_->eng->stopped()) core_->abandon(*st_);
     }
 
-    struct sentinel {};
-    class iterator {
-    public:
-        using value_type = value_t;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(imap_sequence* s) : s_(s) { s_->fetch(); }
-        // The item's value; its error (remote_error, worker_died, timeout_error) is thrown here.
-        value_t& operator*() const { return s_->current(); }
-        iterator& operator++() {
-            s_->fetch();
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        friend bool operator==(const iterator& it, sentinel) { return it.s_->done(); }
-
-    private:
-        imap_sequence* s_ = nullptr;
-    };
+    using iterator = pull_iterator<imap_sequence, value_t>;
+    using sentinel = pull_sentinel;
     iterator begin() { return iterator(this); }
     sentinel end() { return {}; }
     bool done() const noexcept { return at_end_; }
 
 private:
+    friend iterator;
     value_t& current() {
         if (cur_.error) std::rethrow_exception(cur_.error);
         return *cur_value_;
