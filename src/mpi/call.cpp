@@ -4,12 +4,14 @@
 // rank's answers of one wait (values in runs, failures) go to rank 0 as one message.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <poll.h>
 
 #include <parafork/exec/core/detail/results.hpp>
 #include <parafork/mpi/forked.hpp>
 
 #include "frames.hpp"
+#include "journal.hpp"
 #include "relay.hpp"
 
 namespace parafork::mpi::detail {
@@ -41,23 +43,41 @@ private:
     std::uint64_t& answered_;
 };
 
+// The call's sink, keeping each run of values in the journal once the sink has taken it.
+class recording_sink final : public call_sink {
+public:
+    recording_sink(call_sink& s, journal& j) : s_(s), j_(j) {}
+    void values(std::uint64_t first, std::uint32_t count, std::string_view bytes) override {
+        s_.values(first, count, bytes);
+        j_.record(first, count, bytes);
+    }
+    void fail(std::exception_ptr e) override { s_.fail(std::move(e)); }
+    bool lent(std::uint64_t index, const parafork::detail::lent_ref& r) override { return s_.lent(index, r); }
+    bool failed() const noexcept override { return s_.failed(); }
+    std::exception_ptr error() const noexcept override { return s_.error(); }
+    bool backed_up() const noexcept override { return s_.backed_up(); }
+
+private:
+    call_sink& s_;
+    journal& j_;
+};
+
 struct rank_state {
     bool ready = false, ended = false;  // said it is in the call; was sent the end
     std::size_t window = 0;             // chunks it may hold
     std::map<std::uint64_t, std::uint64_t> held;  // first index of a chunk -> items unanswered
 };
 
-void run_root(world& w, executor& local, call_sink& sink, const void* code, std::uint64_t seq,
-              std::uint64_t total, const options& o) {
+void run_root(world& w, executor& local, call_sink& caller_sink, const code_ref& ref, const void* code,
+              std::uint64_t seq, std::uint64_t total, const call_options& o) {
     const int n = w.size();
     const unsigned jobs = local.size();
     std::vector<rank_state> ranks(static_cast<std::size_t>(n));
     ranks[0].ready = true;
-    std::uint64_t answered = 0, next = 0;
+    std::uint64_t answered = 0;
     const std::uint64_t chunk =
         o.chunksize ? o.chunksize
                     : std::clamp<std::uint64_t>(total / (std::uint64_t{jobs} * static_cast<unsigned>(n) * 8), 1, 65536);
-    root_local_sink lsink(sink, w, answered);
     std::vector<pollfd> fds;
     world::frame f;
     std::string msg;
@@ -74,10 +94,48 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
             w.send(r, tag_end, e);
         }
     };
+
+    // A journal first gives back what an earlier run kept; then it keeps what this run answers.
+    std::optional<journal> jr;
+    std::optional<recording_sink> recorder;
+    try {
+        if (!o.journal.empty()) {
+            jr.emplace(o.journal, seq, ref, total, [&](std::uint64_t first, std::uint32_t count, std::string_view bytes) {
+                caller_sink.values(first, count, bytes);
+                answered += count;
+            });
+            recorder.emplace(caller_sink, *jr);
+        }
+    } catch (const std::exception& e) {
+        try {
+            end_all(false, e.what());
+        } catch (...) {  // the MPI process is gone: nobody to tell
+        }
+        throw;
+    }
+    call_sink& sink = recorder ? static_cast<call_sink&>(*recorder) : caller_sink;
+    root_local_sink lsink(sink, w, answered);
+
+    // What is left to hand out: [first, end) ranges in order, all of the range but what was kept.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> todo;
+    {
+        std::uint64_t from = 0;
+        if (jr)
+            for (const auto& [first, count] : jr->kept()) {
+                if (first > from) todo.emplace_back(from, first);
+                from = first + count;
+            }
+        if (from < total) todo.emplace_back(from, total);
+    }
+    std::size_t todo_at = 0;
+    auto more = [&] { return todo_at < todo.size(); };
+    auto next_unsent = [&] { return more() ? todo[todo_at].first : total; };
     auto take_chunk = [&] {
-        const auto c = std::min<std::uint64_t>({chunk, total - next, UINT32_MAX});
-        const auto first = next;
-        next += c;
+        auto& [from, end] = todo[todo_at];
+        const auto c = std::min<std::uint64_t>({chunk, end - from, UINT32_MAX});
+        const auto first = from;
+        from += c;
+        if (from == end) ++todo_at;
         return std::pair{first, static_cast<std::uint32_t>(c)};
     };
     auto handle = [&](const world::frame& fr) {
@@ -138,23 +196,23 @@ void run_root(world& w, executor& local, call_sink& sink, const void* code, std:
             for (int r = 1; r < n; ++r) {
                 auto& s = ranks[static_cast<std::size_t>(r)];
                 if (w.gone(r) && (!s.ready || !s.held.empty()))
-                    std::rethrow_exception(rank_lost(w, r, s.held.empty() ? next : s.held.begin()->first));
+                    std::rethrow_exception(rank_lost(w, r, s.held.empty() ? next_unsent() : s.held.begin()->first));
                 all_ready &= s.ready;
             }
             if (answered == total && all_ready) break;
             // Hand out work: to this rank's workers, and to every rank with room.
-            while (next < total && local.counters().queued < 2 * jobs && !sink.backed_up()) {
+            while (more() && local.counters().queued < 2 * jobs && !sink.backed_up()) {
                 parafork::detail::job j;
                 j.kind = parafork::detail::job_kind::range;
                 std::tie(j.first, j.count) = take_chunk();
                 local.push(std::move(j));
             }
-            for (int r = 1; r < n && next < total; ++r) {
+            for (int r = 1; r < n && more(); ++r) {
                 auto& s = ranks[static_cast<std::size_t>(r)];
                 if (!s.ready || w.gone(r)) continue;
                 msg.clear();
                 put(msg, seq);
-                while (next < total && s.held.size() < s.window && !sink.backed_up()) {
+                while (more() && s.held.size() < s.window && !sink.backed_up()) {
                     auto [first, count] = take_chunk();
                     s.held.emplace(first, count);
                     put(msg, first);
@@ -258,10 +316,10 @@ void run_rank(world& w, executor& local, const code_ref& ref, std::uint64_t seq,
 } // namespace
 
 void run_call(world& w, executor& local, call_sink* sink, const code_ref& ref, const void* code,
-              std::uint64_t total, const options& o) {
+              std::uint64_t total, const call_options& o) {
     const auto seq = w.next_call();
     if (w.root()) {
-        run_root(w, local, *sink, code, seq, total, o);
+        run_root(w, local, *sink, ref, code, seq, total, o);
     } else {
         run_rank(w, local, ref, seq, total);
     }

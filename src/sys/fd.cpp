@@ -79,6 +79,10 @@ unique_fd open_file(const char* path, int flags, unsigned mode) noexcept {
     return unique_fd(::open(path, flags | O_CLOEXEC, static_cast<mode_t>(mode)));
 }
 
+bool truncate_file(int fd, std::uint64_t size) noexcept {
+    return ::ftruncate(fd, static_cast<off_t>(size)) == 0;
+}
+
 bool close_now(int& fd) noexcept {
     if (fd < 0) return true;
     int r = ::close(std::exchange(fd, -1));

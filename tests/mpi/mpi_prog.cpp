@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <fcntl.h>
 #include <unistd.h>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include <parafork/exec/pool/pool.hpp>
 #include <parafork/mpi/mpi.hpp>
 #include <parafork/mpi/pool.hpp>
+#include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 
 namespace pf = parafork;
@@ -445,6 +447,56 @@ int pool_killrank(pf::mpi::world& w) {
     return fail("no error on rank " + std::to_string(w.rank()));
 }
 
+
+// ---- the journal: argv[3] is a folder of the test's own, argv[4] the phase ----
+// Each computed item appends its index to <dir>/computed.<phase> (any rank, any worker), so the
+// driver can tell what each run computed. Phase "1": rank 2 is killed 200 ms into its work, so
+// the call fails with some values kept; "2" and "3": the same call completes.
+std::string g_dir, g_phase;
+
+void note_computed(int x) {
+    const std::string line = std::to_string(x) + "\n";
+    auto fd = pf::sys::open_file((g_dir + "/computed." + g_phase).c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd) pf::sys::write_all(fd.get(), line);
+}
+
+int journal_run(pf::mpi::world& w) {
+    std::vector<int> xs(3000);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::mpi::call_options o;
+    o.jobs = 2;
+    o.chunksize = 10;
+    o.journal = g_dir + "/journal";
+    auto f = [](int x) {
+        static const auto t0 = std::chrono::steady_clock::now();
+        if (g_phase == "1" && g_rank == 2 && std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(200))
+            ::kill(::getppid(), SIGKILL);  // the worker's parent is rank 2's program
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        note_computed(x);
+        return 7 * x + 1;
+    };
+    try {
+        auto v = pf::mpi::map(w, f, xs, o);
+        if (g_phase == "1") return fail("rank " + std::to_string(w.rank()) + " finished the call whose rank 2 died");
+        if (!w.root()) return v.empty() ? 0 : fail("a rank other than 0 got results");
+        for (std::size_t i = 0; i < xs.size(); ++i)
+            if (v.at(i) != 7 * xs[i] + 1) return fail("wrong value at " + std::to_string(i));
+        std::printf("OK journal %s\n", g_phase.c_str());
+        return 0;
+    } catch (const pf::worker_died& e) {
+        if (g_phase != "1" || !w.root()) return fail(std::string("unexpected: ") + e.what());
+        if (e.rank() != 2) return fail(std::string("the death is not rank 2's: ") + e.what());
+        std::printf("OK journal 1: %s\n", e.what());
+        return 0;
+    } catch (const pf::error& e) {
+        if (w.root()) {
+            std::printf("%s journal %s: %s\n", g_phase == "bad" ? "OK" : "FAIL", g_phase.c_str(), e.what());
+            return g_phase == "bad" ? 0 : 1;
+        }
+        return 0;  // rank 0 abandoned the call
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -480,6 +532,11 @@ int main(int argc, char** argv) {
             return fail("rank " + std::to_string(w->rank()) + " finished a call it should not have");
         }
         if (scenario == "killroot") return kill_root(*w);
+        if (scenario == "journal") {
+            g_dir = argc > 3 ? argv[3] : ".";
+            g_phase = argc > 4 ? argv[4] : "2";
+            return journal_run(*w);
+        }
         if (scenario == "killmpi") return kill_mpi_process(*w);
         if (scenario == "pool") return pool_equal(*w);
         if (scenario == "pool_unnamed") return pool_unnamed(*w);

@@ -3,6 +3,9 @@
 // of the run is left afterwards (each run's processes carry a tag of their own in argv).
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -47,10 +50,10 @@ run_result run(const std::string& cmd, const std::string& tag) {
     return r;
 }
 
-run_result mpirun(const std::string& scenario, int ranks = 3) {
+run_result mpirun(const std::string& scenario, int ranks = 3, const std::string& args = "") {
     const auto tag = tag_for(scenario);
     return run("timeout -k 5 60 mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " +
-                   PARAFORK_MPI_PROG + " " + scenario + " " + tag,
+                   PARAFORK_MPI_PROG + " " + scenario + " " + tag + (args.empty() ? "" : " " + args),
                tag);
 }
 
@@ -134,6 +137,82 @@ TEST_F(MPI, KilledRankEndsTheCallWithAnError) {
     EXPECT_NE(r.out.find("OK killrank"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
     EXPECT_EQ(leftovers(r.tag), "");
+}
+
+// The indices one run computed (tests/mpi/mpi_prog.cpp's journal scenario writes them).
+std::set<int> computed(const std::string& dir, const std::string& phase) {
+    std::set<int> out;
+    std::ifstream in(dir + "/computed." + phase);
+    for (int x; in >> x;) out.insert(x);
+    return out;
+}
+
+// A call that failed when rank 2 was killed kept its answered values in the journal: the rerun
+// computes only what is missing, a third run nothing, and both give every value. A journal that
+// does not check out, or holds another input, is an error at rank 0, not a wrong result.
+TEST_F(MPI, TheJournalResumesAFailedCallWithWhatIsMissing) {
+    char tmpl[] = "/tmp/parafork-journal-test-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    auto r1 = mpirun("journal", 3, dir + " 1");
+    EXPECT_NE(r1.status, 124) << r1.out;
+    ASSERT_NE(r1.out.find("OK journal 1: "), std::string::npos) << r1.out;
+    EXPECT_EQ(leftovers(r1.tag), "");
+    const auto one = computed(dir, "1");
+
+    auto r2 = mpirun("journal", 3, dir + " 2");
+    ASSERT_EQ(r2.status, 0) << r2.out;
+    EXPECT_NE(r2.out.find("OK journal 2"), std::string::npos) << r2.out;
+    const auto two = computed(dir, "2");
+    EXPECT_GT(two.size(), 0u);     // rank 2's unanswered chunks, at least
+    EXPECT_LT(two.size(), 3000u);  // the values kept by the first run were not computed again
+    for (int x = 0; x < 3000; ++x)
+        if (!two.count(x)) {
+            EXPECT_TRUE(one.count(x)) << x << " was kept but never computed";
+        }
+
+    auto r3 = mpirun("journal", 3, dir + " 3");
+    ASSERT_EQ(r3.status, 0) << r3.out;
+    EXPECT_NE(r3.out.find("OK journal 3"), std::string::npos) << r3.out;
+    EXPECT_EQ(computed(dir, "3").size(), 0u);  // all of it kept: nothing to compute
+
+    // The program died while writing its last record: that record is dropped, its values
+    // computed again, and the journal whole again afterwards.
+    ASSERT_EQ(::truncate((dir + "/journal").c_str(), std::filesystem::file_size(dir + "/journal") - 5), 0);
+    auto r4 = mpirun("journal", 3, dir + " 4");
+    ASSERT_EQ(r4.status, 0) << r4.out;
+    EXPECT_NE(r4.out.find("OK journal 4"), std::string::npos) << r4.out;
+    const auto four = computed(dir, "4");
+    EXPECT_GT(four.size(), 0u);
+    EXPECT_LT(four.size(), 3000u);
+
+    // One byte changed inside a record: the record does not check out.
+    {
+        std::fstream j(dir + "/journal", std::ios::in | std::ios::out | std::ios::binary);
+        j.seekg(0, std::ios::end);
+        const auto size = static_cast<long>(j.tellg());
+        ASSERT_GT(size, 200);
+        j.seekg(size / 2);
+        char c = 0;
+        j.read(&c, 1);
+        c = static_cast<char>(c ^ 0x5a);
+        j.seekp(size / 2);
+        j.write(&c, 1);
+    }
+    auto r5 = mpirun("journal", 3, dir + " bad");
+    EXPECT_NE(r5.status, 124) << r5.out;
+    EXPECT_NE(r5.out.find("OK journal bad: "), std::string::npos) << r5.out;
+    EXPECT_NE(r5.out.find("does not check out"), std::string::npos) << r5.out;
+    EXPECT_EQ(computed(dir, "bad").size(), 0u);
+    EXPECT_EQ(leftovers(r5.tag), "");
+
+    // A journal of another program: not a journal at all.
+    {
+        std::ofstream j(dir + "/journal", std::ios::trunc);
+        j << "something else entirely\n";
+    }
+    auto r6 = mpirun("journal", 3, dir + " bad");
+    EXPECT_NE(r6.out.find("not a parafork journal"), std::string::npos) << r6.out;
+    run("rm -rf '" + dir + "'", "");
 }
 
 TEST_F(MPI, KilledRootEndsTheOtherRanksCalls) {

@@ -8,10 +8,15 @@
 //   auto& w = parafork::mpi::init();
 //   std::vector<double> v = parafork::mpi::map(w, [](int x) { return f(x); }, xs);
 //   parafork::mpi::forked(w, xs, body, [&](std::size_t i, R&& r) { ... });   // join on rank 0
+//
+// With a journal (call_options::journal, a file on rank 0), the values answered are kept as
+// they arrive, so a rerun of the same program after a failed call (a rank lost, say) computes
+// only what is missing (docs/scale-out.md, "The journal").
 
 #include <cstring>
 #include <exception>
 #include <ranges>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -21,6 +26,17 @@
 #include <parafork/mpi/world.hpp>
 
 namespace parafork::mpi {
+
+// The options of a call over ranks: the local ones (each rank's workers), and rank 0's journal.
+// Each call also takes plain options (then no journal).
+struct call_options : parafork::options {
+    // A file on rank 0 ("": none). Each call of the program keeps there the values it was
+    // answered, and a later run of the same program (same binary, same calls, same sizes) takes
+    // them from it instead of computing them again. Results lent by a worker (too large for a
+    // message) are not kept: they are computed again.
+    std::string journal{};
+};
+
 namespace detail {
 
 // What rank 0's call delivers answers to (every rank's, local or remote).
@@ -60,7 +76,7 @@ private:
 // the caller's range); `sink` is rank 0's (null elsewhere). Rethrows the call's first failure
 // on rank 0; on other ranks throws when rank 0 abandons the call.
 void run_call(world& w, parafork::detail::executor& local, call_sink* sink, const code_ref& ref,
-              const void* code, std::uint64_t total, const options& o);
+              const void* code, std::uint64_t total, const call_options& o);
 
 template <class F>
 const void* code_address(F* fn) noexcept {
@@ -71,7 +87,7 @@ const void* code_address(F* fn) noexcept {
 
 template <std::ranges::random_access_range Range, class Body, class Join>
     requires std::ranges::sized_range<Range>
-void forked(world& w, Range&& range, Body&& body, Join&& join, const options& o = {}) {
+void forked(world& w, Range&& range, Body&& body, Join&& join, const call_options& o) {
     using range_t = std::remove_reference_t<Range>;
     using body_t = std::remove_reference_t<Body>;
     using kid_t = parafork::detail::forked_kid<range_t, body_t>;
@@ -93,7 +109,7 @@ void forked(world& w, Range&& range, Body&& body, Join&& join, const options& o 
 // Rank 0 gets f over every item, in input order; the other ranks get an empty vector.
 template <class F, std::ranges::random_access_range Range>
     requires std::ranges::sized_range<Range>
-auto map(world& w, F&& f, Range&& range, const options& o = {}) {
+auto map(world& w, F&& f, Range&& range, const call_options& o) {
     using item_t = std::ranges::range_reference_t<Range>;
     using R = std::decay_t<std::invoke_result_t<F&, item_t>>;
     static_assert(!std::is_void_v<R>, "parafork::mpi::map needs a function that returns a value; "
@@ -130,9 +146,28 @@ auto map(world& w, F&& f, Range&& range, const options& o = {}) {
 // map with each item a tuple of arguments: rank 0 gets std::apply(f, tuples[i]).
 template <class F, std::ranges::random_access_range Range>
     requires std::ranges::sized_range<Range>
-auto starmap(world& w, F&& f, Range&& tuples, const options& o = {}) {
+auto starmap(world& w, F&& f, Range&& tuples, const call_options& o) {
     return mpi::map(w, [&f](auto&& t) { return std::apply(f, std::forward<decltype(t)>(t)); },
                     std::forward<Range>(tuples), o);
+}
+
+// The same calls with plain options: no journal.
+template <std::ranges::random_access_range Range, class Body, class Join>
+    requires std::ranges::sized_range<Range>
+void forked(world& w, Range&& range, Body&& body, Join&& join, const options& o = {}) {
+    mpi::forked(w, std::forward<Range>(range), std::forward<Body>(body), std::forward<Join>(join), call_options{o});
+}
+
+template <class F, std::ranges::random_access_range Range>
+    requires std::ranges::sized_range<Range>
+auto map(world& w, F&& f, Range&& range, const options& o = {}) {
+    return mpi::map(w, std::forward<F>(f), std::forward<Range>(range), call_options{o});
+}
+
+template <class F, std::ranges::random_access_range Range>
+    requires std::ranges::sized_range<Range>
+auto starmap(world& w, F&& f, Range&& tuples, const options& o = {}) {
+    return mpi::starmap(w, std::forward<F>(f), std::forward<Range>(tuples), call_options{o});
 }
 
 } // namespace parafork::mpi

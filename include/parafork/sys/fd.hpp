@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -98,6 +99,7 @@ unique_fd open_file(const char* path, int flags, unsigned mode = 0666) noexcept;
 // descriptor is gone either way.
 bool close_now(unique_fd& fd) noexcept;
 bool close_now(int& fd) noexcept;  // sets fd to -1
+bool truncate_file(int fd, std::uint64_t size) noexcept;  // ftruncate(2); false with errno
 void set_nonblocking(int fd, bool on = true);
 void set_cloexec(int fd, bool on = true);
 // fcntl(F_SETPIPE_SZ); false where the kernel refuses (limits): the pipe keeps its size.
