@@ -11,6 +11,7 @@
 #include <parafork/sys/fd.hpp>
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/thread/thread.hpp>
+#include <parafork/ipc/channel.hpp>
 
 #include "support/gated_source.hpp"
 #include "support/leak_check.hpp"
@@ -503,6 +504,25 @@ TEST(Dashboard, TheEnvironmentTurnsItOn) {
         EXPECT_EQ(s["pools"][0]["state"], "finished");
         EXPECT_EQ(s["pools"][0]["kind"], "map");
         EXPECT_EQ(s["pools"][0]["done"], 3);
+    });
+}
+
+// The server is forked while the program holds a channel: it must not keep an end of it, or a
+// receiver would wait for a sender that never goes (the server lives as long as the program).
+TEST(Dashboard, TheServerHoldsNoEndOfTheProgramsChannels) {
+    pf::testing::run_bounded("channel ends", 30, [] {
+        pf::channel ch(4096);
+        EXPECT_EQ(ch.open_ends(), 1u);
+        ::setenv("PARAFORK_DASHBOARD", "127.0.0.1:0", 1);
+        auto out = pf::map(&square, std::vector<int>{1, 2, 3}, pf::options{.jobs = 2});
+        EXPECT_EQ(out, (std::vector<int>{1, 4, 9}));
+        ASSERT_GT(port_of(pf::dashboard::url()), 0);  // the server runs, forked after the channel
+        EXPECT_EQ(ch.open_ends(), 1u);
+        EXPECT_EQ(ch.open_receivers(), 1u);
+        ch.send(7);
+        ch.close();  // the last sender: the receiver sees the end once the message is taken
+        EXPECT_EQ(ch.receive<int>(), 7);
+        EXPECT_THROW(ch.receive_for<int>(std::chrono::seconds(10)), pf::channel_closed);
     });
 }
 

@@ -6,6 +6,7 @@
 
 #include <parafork/dashboard/dashboard.hpp>
 #include <parafork/exec/core/supervisor.hpp>
+#include <parafork/ipc/channel.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/memory.hpp>
 
@@ -95,7 +96,12 @@ struct hub {
         sys::do_fork(map.data(), region_bytes);
         std::optional<supervisor::id> id;
         try {
-            id = sup.fork([&] { serve(*shared, a->host, a->port, report_w); }, co);
+            id = sup.fork([&] {
+                // The program's channels are none of the server's business: holding their ends
+                // would keep their peers waiting on it (a receiver never seeing its senders go).
+                channel_leave_all();
+                serve(*shared, a->host, a->port, report_w);
+            }, co);
         } catch (...) {
             if (!open_to_children) sys::dont_fork(map.data(), region_bytes);
             throw;

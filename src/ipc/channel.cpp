@@ -278,6 +278,20 @@ void register_core(channel_core* c) {
     registry().push_back(c);
 }
 
+} // namespace
+
+void channel_leave_all() noexcept {
+    std::lock_guard lock(g_registry_mu);
+    for (auto* c : registry()) {
+        release_end(*c, send_end);
+        release_end(*c, recv_end);
+        notify_both(*c);  // receivers re-check for closure, senders for no receiver
+    }
+    registry().clear();  // no later fork hands them on, and no destructor runs here
+}
+
+namespace {
+
 void unregister_core(channel_core* c) {
     std::lock_guard lock(g_registry_mu);
     auto& r = registry();

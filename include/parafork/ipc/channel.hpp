@@ -72,6 +72,10 @@ void channel_disarm(channel& ch, std::size_t bytes) noexcept;
 // The channel's own waits look again for a while before they sleep (a brief spin, then
 // yielding the CPU): the same, for a caller about to arm. True once that is there.
 bool channel_spin(channel& ch, std::size_t bytes);
+// For a child that never uses the channels it was forked with (the dashboard server): gives up
+// the end of each that the fork gave it, so its peers do not count it as a sender or receiver
+// for as long as it lives. Call before the child starts any thread.
+void channel_leave_all() noexcept;
 // send_bytes that also gives up (channel_closed) once `abandoned` is set; whoever sets it
 // calls channel_wake_senders so a sender asleep on a full ring sees it at once.
 void channel_send_unless(channel& ch, std::string_view bytes, const std::atomic<std::uint32_t>& abandoned);
