@@ -82,6 +82,9 @@ class World:
     def root(self):
         return self.rank == 0
 
+    def __reduce__(self):  # a function sent by value that uses `world` gets its own rank's
+        return (_this_world, ())
+
     def __repr__(self):
         return f"<parafork.mpi.World rank={self.rank} size={self.size} host={self.host!r}" + \
             (" local>" if self.local else ">")
@@ -96,6 +99,10 @@ _HDR = struct.Struct("<IiB")
 _DATA, _ENDED, _READY, _FAILED = 0, 1, 2, 3
 _MAX_FRAME = (1 << 31) - 1  # MPI counts are C ints
 _BATCH = 16 << 20  # a rank's results are sent as one message up to this size
+
+
+def _this_world():
+    return _world
 
 
 def _launched():
@@ -1148,7 +1155,7 @@ class Executor(concurrent.futures.Executor):
         return False
 
     def _check(self):
-        if self._thread is None:
+        if not hasattr(self, "_spread"):
             raise RuntimeError("parafork.mpi.Executor: use it in a with statement, on every rank")
         if self._broken is not None:
             raise BrokenExecutor(f"parafork.mpi.Executor is broken: {self._broken}")
