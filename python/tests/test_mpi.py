@@ -856,3 +856,10 @@ def test_streams_and_executor_without_a_launcher_run_locally(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["[0, 2, 4, 6, 8] [1, 2, 3]", "['0', '1', '2']", "(3, 1) ValueError [1, 2]"]
+
+
+def test_stream_example_runs_over_3_ranks(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "mpi_stream.py")
+    rc, reports, out = run(tmp_path, None, script=example)
+    assert rc == 0, out
+    assert "106,239 (353 steps), over 3 ranks" in out and "837799: 524" in out
