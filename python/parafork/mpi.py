@@ -1,9 +1,14 @@
-"""parafork.mpi: map and starmap over the ranks of an MPI job (mpi4py on Open MPI).
+"""parafork.mpi: map, starmap, imap and an Executor over the ranks of an MPI job (mpi4py on
+Open MPI).
 
     import parafork.mpi as pm
     world = pm.init()                 # first thing, before any thread: forks this rank's program
     ys = pm.map(f, xs)                # rank 0: [f(x) for x in xs] in input order; others: None
     zs = pm.starmap(g, pairs)
+    for y in pm.imap(f, xs): ...      # rank 0: lazily, in order (imap_unordered: as done)
+    with pm.Executor() as ex:         # rank 0: a concurrent.futures.Executor; others: None
+        if ex is not None:
+            fut = ex.submit(f, x)
 
 Every rank runs the same script and makes the same calls in the same order (SPMD). Each rank
 runs the chunks it is given in its own parafork workers; results arrive at rank 0.
