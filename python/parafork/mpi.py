@@ -51,6 +51,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Sequence
 
 from . import _map
@@ -987,6 +988,8 @@ def _settle(world):
     """Before a call: an Executor shut down without waiting is waited for now; an open stream
     on rank 0 is an error (the other ranks are still in it)."""
     opened = world._open
+    if isinstance(opened, weakref.ref):
+        opened = opened()
     if opened is None:
         return
     if isinstance(opened, Executor) and opened._shutdown:
@@ -1070,7 +1073,7 @@ def _imap_root(world, f, items, chunksize, jobs, retries, ordered, desc):
 
     gen = results()
     next(gen)
-    world._open = gen
+    world._open = weakref.ref(gen)  # an iterator dropped (a `for` left by break) closes itself
     return gen
 
 
