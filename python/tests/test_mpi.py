@@ -812,6 +812,15 @@ def test_executor_shutdown_and_open_calls(tmp_path):
                        total=cancelled + len(done), order=order)
         with pm.Executor() as ex:
             if ex is not None:
+                import concurrent.futures as cf
+                try:
+                    list(ex.map(time.sleep, [2], timeout=0.2))
+                    timed = "no error"
+                except TimeoutError:
+                    timed = "TimeoutError"
+                fs = [ex.submit(abs, -i) for i in range(20)]
+                done = sorted(f.result() for f in cf.as_completed(fs, timeout=30))
+                report(what="timeout", timed=timed, done=done == list(range(20)))
                 ex.shutdown(wait=False)
         report(what="next", got=pm.map(abs, range(-2, 0)))       # waits for the executor's end
         it = pm.imap(abs, range(-50, 0))
@@ -833,6 +842,7 @@ def test_executor_shutdown_and_open_calls(tmp_path):
     shutdown = one(reports, 0, "shutdown")
     assert shutdown["total"] == 300 and shutdown["cancelled"] > 0 and shutdown["done"] is True, shutdown
     assert "still open" in shutdown["order"], shutdown
+    assert one(reports, 0, "timeout") == dict(rank=0, what="timeout", timed="TimeoutError", done=True)
     opened = one(reports, 0, "open")
     assert opened["type"] == "Error" and "still open" in opened["text"], opened
     assert one(reports, 0, "closed")["got"] is True
