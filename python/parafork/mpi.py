@@ -1,9 +1,14 @@
-"""parafork.mpi: map and starmap over the ranks of an MPI job (mpi4py on Open MPI).
+"""parafork.mpi: map, starmap, imap and an Executor over the ranks of an MPI job (mpi4py on
+Open MPI).
 
     import parafork.mpi as pm
     world = pm.init()                 # first thing, before any thread: forks this rank's program
     ys = pm.map(f, xs)                # rank 0: [f(x) for x in xs] in input order; others: None
     zs = pm.starmap(g, pairs)
+    for y in pm.imap(f, xs): ...      # rank 0: lazily, in order (imap_unordered: as done)
+    with pm.Executor() as ex:         # rank 0: a concurrent.futures.Executor; others: None
+        if ex is not None:
+            fut = ex.submit(f, x)
 
 Every rank runs the same script and makes the same calls in the same order (SPMD). Each rank
 runs the chunks it is given in its own parafork workers; results arrive at rank 0.
@@ -32,7 +37,9 @@ init() runs locally: one rank, no MPI, and map / starmap are parafork.map / para
 """
 
 import collections
+import concurrent.futures
 import ctypes
+import itertools
 import math
 import os
 import pickle
@@ -44,18 +51,24 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Sequence
 
 from . import _map
 from ._core import Error, RemoteError, RemoteTraceback, WorkerDied, _unpickled_exception
-from ._pool import Pool
+from ._pool import Pool, _dump_function, _main_snapshot
 
-__all__ = ["init", "map", "starmap", "World", "BadLaunch", "ProtocolError"]
+__all__ = ["init", "map", "starmap", "imap", "imap_unordered", "Executor", "World", "BadLaunch",
+           "BrokenExecutor", "ProtocolError"]
 
 
 class BadLaunch(Error):
     """The job cannot run parafork.mpi calls: MPI would not start, or the ranks are out of step
     (another function, another number of items, another call)."""
+
+
+class BrokenExecutor(Error, concurrent.futures.BrokenExecutor):
+    """An Executor that can take no more work: a rank's program ended, or the executor failed."""
 
 
 class ProtocolError(Error):
@@ -69,10 +82,14 @@ class World:
     def __init__(self, rank, size, host, local):
         self.rank, self.size, self.host, self.local = rank, size, host, local
         self._link = None
+        self._open = None  # rank 0: the imap iterator or Executor whose call is still open
 
     @property
     def root(self):
         return self.rank == 0
+
+    def __reduce__(self):  # a function sent by value that uses `world` gets its own rank's
+        return (_this_world, ())
 
     def __repr__(self):
         return f"<parafork.mpi.World rank={self.rank} size={self.size} host={self.host!r}" + \
@@ -88,6 +105,10 @@ _HDR = struct.Struct("<IiB")
 _DATA, _ENDED, _READY, _FAILED = 0, 1, 2, 3
 _MAX_FRAME = (1 << 31) - 1  # MPI counts are C ints
 _BATCH = 16 << 20  # a rank's results are sent as one message up to this size
+
+
+def _this_world():
+    return _world
 
 
 def _launched():
@@ -389,6 +410,11 @@ class _Local:
         self.answers = collections.deque()  # (ok, first, count, bytes or exception)
         self.inflight = 0
 
+    def run(self, fn, args, key, count):
+        self.inflight += 1
+        self.pool.apply_async(fn, args, callback=lambda blob: self._answer(True, key, count, blob),
+                              error_callback=lambda e: self._answer(False, key, count, e))
+
     def submit(self, first, count):
         self.inflight += 1
         self.pool.apply_async(_run_range, (first, count),
@@ -671,6 +697,7 @@ def _call(f, items, star, chunksize, jobs, retries):
     world = _world
     if world is None:
         raise Error("parafork.mpi: call parafork.mpi.init() first (at the top of the program)")
+    _settle(world)
     if not _sized(items):
         items = list(items)
     if world.local:
@@ -695,3 +722,594 @@ def map(f, items, chunksize=None, *, jobs=None, retries=0):
 def starmap(f, items, chunksize=None, *, jobs=None, retries=0):
     """[f(*args) for args in items], as map."""
     return _call(f, items, True, chunksize, jobs, retries)
+
+
+# ---- streams: imap, imap_unordered and Executor ---------------------------------------------------
+#
+# As map, but rank 0 keeps the call open while its consumer takes results: chunks go out as
+# ranks have room (at most 2 per worker of a rank), answers come back as they are done. A chunk
+# is (key, count, blob): blob None names items [key, key + count) of every rank's own sequence;
+# otherwise it carries the items (an iterable that is not a sequence is read on rank 0 only)
+# or, for an Executor, the pickled calls.
+
+def _run_chunk(first, count, blob):
+    """In a worker (imap): f over items [first, first + count) of its own copy, or over the
+    items pickled in blob; the pickled results."""
+    f, items, star = _task
+    xs = pickle.loads(blob) if blob is not None else None
+    i = first
+    try:
+        ys = []
+        for i in range(first, first + count):
+            x = items[i] if xs is None else xs[i - first]
+            ys.append(f(*x) if star else f(x))
+    except BaseException as e:
+        e.add_note(f"parafork.mpi: at item {i}")
+        raise
+    return pickle.dumps(ys, 5)
+
+
+_functions = {}  # pickled function -> function, in a worker: each is unpickled once
+
+
+def _run_calls(blob):
+    """In a worker (Executor): the calls in blob, a list of pickled (function, [(args, kwargs)],
+    single); each entry's outcome, (True, result or [results]) or (False, failure)."""
+    out = []
+    for entry in pickle.loads(blob):
+        try:
+            fb, calls, single = pickle.loads(entry)
+            f = _functions.get(fb)
+            if f is None:
+                if len(_functions) >= 256:
+                    _functions.clear()
+                f = _functions[fb] = pickle.loads(fb)
+            ys = [f(*a, **k) if k else f(*a) for a, k in calls]
+            out.append((True, ys[0] if single else ys))
+        except Exception as e:
+            out.append((False, _encode_failure(e)))
+    try:
+        return pickle.dumps(out, 5)
+    except Exception:  # a result that does not pickle fails its own future only
+        fixed = []
+        for o in out:
+            try:
+                pickle.dumps(o, 5)
+                fixed.append(o)
+            except Exception as e:
+                fixed.append((False, _encode_failure(e)))
+        return pickle.dumps(fixed, 5)
+
+
+def _task_of(mode):
+    if mode == "exec":
+        return lambda key, count, blob: (_run_calls, (blob,))
+    return lambda key, count, blob: (_run_chunk, (key, count, blob))
+
+
+class _Spread:
+    """Rank 0's side of a stream: its own workers and the members' windows; link None in a
+    local world (no members)."""
+
+    def __init__(self, world, f, items, star, jobs, retries, desc, n, mode):
+        self.world, self.link, self.desc, self.n = world, world._link, desc, n
+        self.members = range(1, world.size)
+        self.own_wake = None
+        self.told = False
+        if self.link is not None:
+            for r in self.members:
+                if r in self.link.dead:
+                    raise _ended(r, self.link.dead[r])
+            self.seq = _next_call(world)
+            wake = self.link.wake
+        else:
+            self.seq = 0
+            wake = self.own_wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.wake = wake
+        self.task = _task_of(mode)
+        self.window = {}  # member -> chunks it may hold; present once it said hello
+        self.hosts = {0: world.host}
+        self.held = {r: {} for r in self.members}  # member -> {key: count}
+        try:
+            self.local = _Local(f, items, star, jobs, retries, wake)
+        except BaseException:
+            self.close(None)
+            raise
+
+    def slots(self):
+        return 2 * self.local.jobs + sum(self.window.values())
+
+    def answers(self):
+        """(rank, key, count, ok, value) of the chunks answered: value is the result bytes,
+        or the exception (located) of a chunk of rank 0's own workers."""
+        for ok, key, count, value in self.local.take():
+            yield 0, key, count, ok, (value if ok else _locate(value, 0, self.world.host))
+        if self.link is None:
+            return
+        for src, kind, msg in _frames(self.link, self.seq, root=True):
+            if kind == _ENDED:
+                raise _ended(src, msg, self.held[src] if self.n >= 0 else ())
+            what = msg[0]
+            if what == "hello":
+                _, theirs, m, their, wjobs, host = msg
+                self.hosts[src] = host
+                if theirs != self.seq or m != self.n or their != self.desc:
+                    self.link.send(src, ("abort", theirs, "ranks out of step"))
+                    raise BadLaunch(f"parafork.mpi: rank {src} on {host} made call {theirs}, {their} over "
+                                    f"{m} items, where rank 0 made call {self.seq}, {self.desc} over {self.n} "
+                                    f"(ranks out of step)")
+                self.window[src] = 2 * max(1, int(wjobs))
+            elif msg[1] != self.seq:
+                raise ProtocolError(f"parafork.mpi: rank {src} sent {what!r} for call {msg[1]} during {self.seq}")
+            elif what == "done":
+                for key, count, blob in msg[2]:
+                    if self.held[src].pop(key, None) != count:
+                        raise ProtocolError(f"parafork.mpi: rank {src} answered a chunk it did not hold")
+                    yield src, key, count, True, blob
+            elif what == "fail":
+                raise _decode_failure(msg[2], src, msg[3])
+            else:
+                raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
+
+    def give(self, take):
+        """Chunks from take() ((key, count, blob), or None for none now) to rank 0's workers
+        and to each member with room."""
+        while self.local.inflight < 2 * self.local.jobs:
+            c = take()
+            if c is None:
+                return
+            fn, args = self.task(*c)
+            self.local.run(fn, args, c[0], c[1])
+        for r, room in self.window.items():
+            batch = []
+            while len(self.held[r]) < room:
+                c = take()
+                if c is None:
+                    break
+                self.held[r][c[0]] = c[1]
+                batch.append(c)
+            if batch:
+                self.link.send(r, ("work", self.seq, batch))
+            if len(batch) == 0 and len(self.held[r]) < room:
+                return
+
+    def all_said_hello(self):
+        return len(self.window) == len(self.members)
+
+    def wait(self):
+        if self.link is not None:
+            self.link.wait()
+            return
+        select.select([self.wake], [], [])
+        try:
+            os.eventfd_read(self.wake)
+        except BlockingIOError:
+            pass
+
+    def finish(self, error):
+        """Tells the members the call is over (once): ended, or abandoned for `error`."""
+        if self.link is None or self.told:
+            return
+        self.told = True
+        for r in self.members:
+            if r in self.link.dead:
+                continue
+            try:
+                if error is None:
+                    self.link.send(r, ("end", self.seq))
+                else:
+                    self.link.send(r, ("abort", self.seq, f"{type(error).__name__}: {error}"))
+            except OSError:
+                pass
+
+    def close(self, error):
+        try:
+            self.finish(error)
+        finally:
+            if getattr(self, "local", None) is not None:
+                self.local.close()
+                self.local = None
+            if self.link is not None:
+                self.link.end_call()
+            if self.own_wake is not None:
+                os.close(self.own_wake)
+                self.own_wake = None
+
+
+def _serve(world, f, items, star, jobs, retries, desc, n, mode):
+    """A member's side of a stream: runs the chunks rank 0 hands out until it ends the call."""
+    link, seq = world._link, _next_call(world)
+    local = None
+    task = _task_of(mode)
+    told = False
+    try:
+        if 0 in link.dead:
+            told = True
+            raise _root_ended(link.dead[0])
+        local = _Local(f, items, star, jobs, retries, link.wake)
+        link.send(0, ("hello", seq, n, desc, local.jobs, world.host))
+        failed = False
+        while True:
+            for src, kind, msg in _frames(link, seq):
+                if kind == _ENDED:
+                    if src == 0:
+                        told = True
+                        raise _root_ended(msg)
+                    continue
+                what = msg[0]
+                if what == "work":
+                    for key, count, blob in msg[2]:
+                        if blob is None and not (mode == "imap" and 0 <= key and 1 <= count
+                                                 and key + count <= n):
+                            raise ProtocolError(f"parafork.mpi: rank 0 sent items {key}+{count} of {n}")
+                        if not failed:
+                            fn, args = task(key, count, blob)
+                            local.run(fn, args, key, count)
+                elif what == "end":
+                    return None
+                elif what == "abort":
+                    told = True
+                    raise Error(f"parafork.mpi: rank 0 abandoned the call: {msg[2]}")
+                else:
+                    raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
+            done, size = [], 0
+            for ok, key, count, value in local.take():
+                if failed:
+                    continue
+                if not ok:
+                    if mode == "exec":  # a worker died with these calls: they fail, the rest go on
+                        value = pickle.dumps([(False, _encode_failure(value))] * count, 5)
+                    else:
+                        failed = True
+                        link.send(0, ("fail", seq, _encode_failure(value), world.host))
+                        continue
+                done.append((key, count, value))
+                size += len(value)
+                if size >= _BATCH:
+                    link.send(0, ("done", seq, done))
+                    done, size = [], 0
+            if done and not failed:
+                link.send(0, ("done", seq, done))
+            link.wait()
+    except BaseException as e:
+        if not told:
+            try:
+                link.send(0, ("fail", seq, _encode_failure(e), world.host))
+            except OSError:
+                pass
+        raise
+    finally:
+        if local is not None:
+            local.close()
+        link.end_call()
+
+
+def _settle(world):
+    """Before a call: an Executor shut down without waiting is waited for now; an open stream
+    on rank 0 is an error (the other ranks are still in it)."""
+    opened = world._open
+    if isinstance(opened, weakref.ref):
+        opened = opened()
+    if opened is None:
+        return
+    if isinstance(opened, Executor) and opened._shutdown:
+        opened._join()
+        return
+    raise Error(f"parafork.mpi: a call is still open on every rank ({opened!r}): exhaust or close() an "
+                "imap iterator, shut an Executor down, before the next call")
+
+
+def _imap_root(world, f, items, chunksize, jobs, retries, ordered, desc):
+    sized = _sized(items)
+    n = len(items) if sized else -1
+    if chunksize is not None and chunksize < 1:
+        raise ValueError("parafork.mpi: chunksize must be >= 1")
+    spread = _Spread(world, f, items if sized else None, False, jobs, retries, desc, n, "imap")
+    if chunksize is None:
+        chunksize = max(1, min(65536, math.ceil(n / (spread.local.jobs * world.size * 8)))) if sized else 1
+    source = None if sized else iter(items)
+    state = {"next": 0, "out": 0, "ended": False}  # next item to hand out; chunks out, not yet yielded
+
+    def take():
+        if state["out"] >= 2 * spread.slots():  # bounded: a slow first chunk does not let the rest pile up
+            return None
+        first = state["next"]
+        if sized:
+            if first >= n:
+                return None
+            count, blob = min(chunksize, n - first), None
+        else:
+            if state["ended"]:
+                return None
+            xs = list(itertools.islice(source, chunksize))
+            if not xs:
+                state["ended"] = True
+                return None
+            count, blob = len(xs), pickle.dumps(xs, 5)
+        state["next"] += count
+        state["out"] += 1
+        return first, count, blob
+
+    def results():
+        pending = {}  # ordered: first -> results arrived ahead of their turn
+        at = 0  # ordered: the first item not yet yielded
+        error = None
+        try:
+            yield None  # started: from here a close() ends the call on every rank
+            while True:
+                ready = []
+                for src, key, count, ok, value in spread.answers():
+                    if not ok:
+                        raise value
+                    ys = world._link.decode(value) if src else pickle.loads(value)
+                    if not isinstance(ys, list) or len(ys) != count:
+                        raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
+                    if ordered:
+                        pending[key] = ys
+                    else:
+                        state["out"] -= 1
+                        ready.append(ys)
+                while at in pending:
+                    ys = pending.pop(at)
+                    at += len(ys)
+                    state["out"] -= 1
+                    ready.append(ys)
+                spread.give(take)
+                for ys in ready:
+                    yield from ys
+                drained = state["next"] >= n if sized else state["ended"]
+                if drained and state["out"] == 0 and spread.all_said_hello():
+                    break
+                if not ready:
+                    spread.wait()
+        except GeneratorExit:
+            raise
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            world._open = None
+            spread.close(error)
+
+    gen = results()
+    next(gen)
+    world._open = weakref.ref(gen)  # an iterator dropped (a `for` left by break) closes itself
+    return gen
+
+
+def _imap(f, items, chunksize, jobs, retries, ordered):
+    world = _world
+    if world is None:
+        raise Error("parafork.mpi: call parafork.mpi.init() first (at the top of the program)")
+    _settle(world)
+    desc = ("imap " if ordered else "imap_unordered ") + _describe(f, False)[4:]
+    if world.root:
+        return _imap_root(world, f, items, chunksize, jobs, retries, ordered, desc)
+    sized = _sized(items)
+    _serve(world, f, items if sized else None, False, jobs, retries, desc, len(items) if sized else -1, "imap")
+    return iter(())
+
+
+def imap(f, items, chunksize=None, *, jobs=None, retries=0):
+    """f over items on every rank's workers, lazily: at rank 0 an iterator of the results in
+    input order, taken as the consumer asks (at most two chunks in flight per worker of each
+    rank, and results held ahead of their turn bounded likewise); at the other ranks the call
+    runs until rank 0's iterator is exhausted or closed, then returns an empty iterator.
+    A sequence's items are never sent (each rank reads its own copy); any other iterable
+    (an endless generator too) is read on rank 0 only, a chunk at a time, and its items
+    sent. chunksize: as map for a sequence, 1 otherwise. Faults as map. Until the iterator
+    at rank 0 is exhausted or closed no other parafork.mpi call can start."""
+    return _imap(f, items, chunksize, jobs, retries, True)
+
+
+def imap_unordered(f, items, chunksize=None, *, jobs=None, retries=0):
+    """As imap, the results in the order they are done."""
+    return _imap(f, items, chunksize, jobs, retries, False)
+
+
+class Executor(concurrent.futures.Executor):
+    """A concurrent.futures.Executor over every rank's workers, used as mpi4py.futures'
+    MPICommExecutor is, on every rank:
+
+        with pm.Executor() as ex:      # rank 0: the executor; other ranks: serve, then None
+            if ex is not None:
+                fut = ex.submit(f, 3)
+                ys = list(ex.map(g, xs, chunksize=100))
+
+    max_workers: workers per rank (parafork.Pool's processes); retries: re-runs of a call
+    whose worker died. Every rank's workers fork when the with statement starts: functions go
+    by reference when their worker has them (defined before it), by value otherwise. A call's
+    exception, or its worker's death, fails its own future (naming rank and host); a rank's
+    program that ends breaks the executor: every pending future fails naming it, and submit
+    raises BrokenExecutor."""
+
+    def __init__(self, max_workers=None, *, retries=0):
+        if max_workers is not None and max_workers < 1:
+            raise ValueError("max_workers must be greater than 0")
+        self._jobs, self._retries = max_workers, retries
+        self._thread = None
+        self._shutdown = False
+        self._broken = None
+        self._entered = False
+
+    def __repr__(self):
+        return f"<parafork.mpi.Executor {'shut down' if self._shutdown else 'running'}>"
+
+    def __enter__(self):
+        world = _world
+        if world is None:
+            raise Error("parafork.mpi: call parafork.mpi.init() first (at the top of the program)")
+        if self._entered:
+            raise RuntimeError("parafork.mpi.Executor: a with statement enters it once")
+        self._entered = True
+        _settle(world)
+        if not world.root:
+            _serve(world, None, None, False, self._jobs, self._retries, "executor", -2, "exec")
+            self._shutdown = True
+            return None
+        self._world = world
+        self._lock = threading.Lock()
+        self._queue = collections.deque()  # (future, pickled entry) not yet handed out
+        self._born = _main_snapshot()
+        self._dumped = {}
+        self._spread = _Spread(world, None, None, False, self._jobs, self._retries, "executor", -2, "exec")
+        self._thread = threading.Thread(target=self._drive, name="parafork.mpi.Executor", daemon=True)
+        self._thread.start()
+        world._open = self
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown(wait=True)
+        return False
+
+    def _check(self):
+        if not hasattr(self, "_spread"):
+            raise RuntimeError("parafork.mpi.Executor: use it in a with statement, on every rank")
+        if self._broken is not None:
+            raise BrokenExecutor(f"parafork.mpi.Executor is broken: {self._broken}")
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _function(self, fn):
+        hit = self._dumped.get(id(fn))
+        if hit is not None and hit[0] is fn:
+            return hit[1]
+        b = _dump_function(fn, self._born)
+        if len(self._dumped) >= 1024:
+            self._dumped.clear()
+        self._dumped[id(fn)] = (fn, b)
+        return b
+
+    def _put(self, fn, calls, single):
+        fut = concurrent.futures.Future()
+        try:
+            entry = pickle.dumps((self._function(fn), calls, single), 5)
+        except Exception as e:
+            fut.set_exception(e)
+            return fut
+        with self._lock:
+            self._check()
+            self._queue.append((fut, entry))
+        os.eventfd_write(self._spread.wake, 1)
+        return fut
+
+    def submit(self, fn, /, *args, **kwargs):
+        """fn(*args, **kwargs) on some rank's worker; a concurrent.futures.Future of its result."""
+        self._check()
+        return self._put(fn, [(args, kwargs)], True)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """As concurrent.futures.Executor.map: calls of chunksize items go out together."""
+        return self._map(fn, zip(*iterables), timeout, chunksize)
+
+    def starmap(self, fn, iterable, timeout=None, chunksize=1):
+        """As map, fn(*args) for args in iterable (as mpi4py.futures' MPIPoolExecutor)."""
+        return self._map(fn, iterable, timeout, chunksize)
+
+    def _map(self, fn, argsets, timeout, chunksize):
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        self._check()
+        end = None if timeout is None else time.monotonic() + timeout
+        fs = []
+        argsets = iter(argsets)
+        while True:
+            chunk = [(tuple(a), None) for a in itertools.islice(argsets, chunksize)]
+            if not chunk:
+                break
+            fs.append(self._put(fn, chunk, False))
+
+        def results():
+            try:
+                fs.reverse()
+                while fs:
+                    f = fs[-1]
+                    ys = f.result() if end is None else f.result(end - time.monotonic())
+                    fs.pop()
+                    yield from ys
+            finally:
+                for f in fs:
+                    f.cancel()
+        return results()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """No more submits; the call ends on every rank once the work submitted is done (at
+        once with cancel_futures). wait: return only then."""
+        if self._thread is None:
+            return
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                for fut, _ in self._queue:
+                    fut.cancel()
+                self._queue.clear()
+        os.eventfd_write(self._spread.wake, 1)
+        if wait:
+            self._join()
+
+    def _join(self):
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._spread.close(self._broken)  # the members were told by the driver: closes the rest
+        self._thread = None
+        if self._world._open is self:
+            self._world._open = None
+
+    def _drive(self):
+        spread = self._spread
+        chunks = {}  # key -> futures of the chunk's entries
+        keys = itertools.count()
+
+        def take():
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        return None
+                    # several small submits make one chunk when many are waiting
+                    k = max(1, min(256, len(self._queue) // max(1, spread.slots())))
+                    entries = []
+                    while self._queue and len(entries) < k:
+                        fut, entry = self._queue.popleft()
+                        if fut.set_running_or_notify_cancel():
+                            entries.append((fut, entry))
+                if entries:
+                    key = next(keys)
+                    chunks[key] = [fut for fut, _ in entries]
+                    return key, len(entries), pickle.dumps([e for _, e in entries], 5)
+
+        try:
+            while True:
+                for src, key, count, ok, value in spread.answers():
+                    futs = chunks.pop(key)
+                    if not ok:
+                        for fut in futs:
+                            fut.set_exception(value)
+                        continue
+                    outs = self._world._link.decode(value) if src else pickle.loads(value)
+                    if not isinstance(outs, list) or len(outs) != len(futs):
+                        raise ProtocolError(f"parafork.mpi: rank {src} answered a chunk that does not fit it")
+                    for fut, (good, v) in zip(futs, outs):
+                        if good:
+                            fut.set_result(v)
+                        else:
+                            fut.set_exception(_decode_failure(v, src, spread.hosts.get(src, "?")))
+                spread.give(take)
+                with self._lock:
+                    over = self._shutdown and not self._queue
+                if over and not chunks and spread.all_said_hello():
+                    break
+                spread.wait()
+        except BaseException as e:
+            with self._lock:
+                self._broken = e
+                left = [fut for fut, _ in self._queue]
+                self._queue.clear()
+            for fut in left + [f for fs in chunks.values() for f in fs]:
+                try:
+                    fut.set_exception(e)
+                except concurrent.futures.InvalidStateError:  # cancelled meanwhile
+                    pass
+            spread.finish(e)
+            return
+        spread.finish(None)

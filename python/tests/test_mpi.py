@@ -496,3 +496,384 @@ def test_example_runs_over_3_ranks(tmp_path):
     rc, reports, out = run(tmp_path, None, script=example)
     assert rc == 0, out
     assert "3.14159" in out and "over 3 ranks" in out
+
+
+# ---- imap, imap_unordered, Executor ---------------------------------------------------------------
+
+LEAKS = '''
+def own_state():
+    """This program's descriptors and its children that are zombies: checked after the calls."""
+    zombies = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    v = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(v[1]) == os.getpid() and v[0] == "Z":
+                zombies.append(int(entry))
+    return sorted(os.listdir("/proc/self/fd")), zombies
+'''
+
+
+def test_streams_and_executor_equal_the_local_calls(tmp_path):
+    rc, reports, out = run(tmp_path, LEAKS + textwrap.dedent('''
+        fds_before, _ = own_state()
+        N = 120_000
+        scale = 3
+        want = [x * scale + 1 for x in range(N)]
+        got = list(pm.imap(lambda x: x * scale + 1, range(N)))      # a closure: fork, not pickle
+        report(what="imap", ok=(got == want) if world.root else got)
+        got = list(pm.imap_unordered(lambda x: x * scale + 1, range(N), chunksize=500))
+        report(what="unordered", ok=sorted(got) == want if world.root else got,
+               inorder=got == want if world.root else None)
+        got = list(pm.imap(lambda x: x * scale + 1, (x for x in range(N)), chunksize=200))  # sent: not a sequence
+        report(what="generator", ok=(got == want) if world.root else got)
+
+        def whose(x):  # each rank's first item waits until every rank has run one
+            flag(f"ran{world.rank}")
+            for r in range(world.size):
+                await_flag(f"ran{r}")
+            return world.rank
+        report(what="ranks", got=list(pm.imap_unordered(whose, range(60), chunksize=1)))
+
+        def neg(x):
+            return -x
+        with pm.Executor() as ex:
+            report(what="executor", is_none=ex is None)
+            if ex is not None:
+                fs = [ex.submit(pow, x, 2) for x in range(5000)]
+                ok = [f.result(timeout=30) for f in fs] == [x * x for x in range(5000)]
+                ys = list(ex.map(neg, range(N), chunksize=1000))
+                zs = list(ex.starmap(pow, [(b, 3) for b in range(300)], chunksize=7))
+                kw = ex.submit(int, "ff", base=16).result()
+                ws = list(ex.map(whose, range(60)))
+                report(what="futures", ok=ok, map=ys == [-x for x in range(N)],
+                       starmap=zs == [b ** 3 for b in range(300)], kw=kw, ranks=sorted(set(ws)))
+        report(what="after", got=pm.map(abs, range(-3, 0)))
+        fds_after, zombies = own_state()
+        report(what="state", same_fds=fds_before == fds_after, zombies=zombies)
+    '''))
+    assert rc == 0, out
+    assert "forking a process that runs" not in out
+    for what in ("imap", "unordered", "generator"):
+        assert one(reports, 0, what)["ok"] is True, what
+        assert one(reports, 1, what)["ok"] == [] and one(reports, 2, what)["ok"] == []
+    assert one(reports, 0, "unordered")["inorder"] in (True, False)
+    assert set(one(reports, 0, "ranks")["got"]) == {0, 1, 2}  # every rank ran items
+    assert one(reports, 0, "executor")["is_none"] is False
+    assert one(reports, 1, "executor")["is_none"] is True and one(reports, 2, "executor")["is_none"] is True
+    futures = one(reports, 0, "futures")
+    assert futures == dict(futures, ok=True, map=True, starmap=True, kw=255, ranks=[0, 1, 2]), futures
+    assert one(reports, 0, "after")["got"] == [3, 2, 1]
+    for r in range(3):
+        state = one(reports, r, "state")
+        assert state["same_fds"] is True and state["zombies"] == [], (r, state)
+
+
+def test_imap_is_lazy_over_an_endless_generator(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        import itertools
+        pulled = 0
+        def endless():
+            global pulled
+            for i in itertools.count():
+                pulled += 1
+                yield i
+        ahead = consumed = 0
+        def watched():
+            global ahead
+            for i in itertools.count():
+                ahead = max(ahead, i - consumed)
+                yield i
+        def slow_first(x):
+            if x == 0:
+                time.sleep(1.5)
+            return x
+        it = pm.imap(lambda x: 2 * x, endless())
+        if world.root:
+            first = list(itertools.islice(it, 500))
+            seen = pulled
+            time.sleep(1)  # the consumer is busy: nothing more is read meanwhile
+            report(what="lazy", ok=first == [2 * x for x in range(500)], seen=seen, later=pulled)
+            more = [next(it) for _ in range(100)]
+            it.close()
+            report(what="more", ok=more == [2 * x for x in range(500, 600)])
+            # ordered: a slow first item does not let the later results pile up behind it
+            oit = pm.imap(slow_first, watched(), jobs=2)
+            for y in itertools.islice(oit, 300):
+                consumed += 1
+            oit.close()
+            report(what="ahead", ahead=ahead, consumed=consumed)
+            uit = pm.imap_unordered(abs, endless(), chunksize=4)
+            report(what="unordered", got=len(set(itertools.islice(uit, 1000))))
+            uit.close()
+        else:
+            report(what="member", got=list(it), pulled=pulled)
+            report(what="ahead", got=list(pm.imap(slow_first, watched(), jobs=2)))
+            report(what="member2", got=list(pm.imap_unordered(abs, endless(), chunksize=4)), pulled=pulled)
+        report(what="after", got=pm.map(abs, range(-3, 0)))
+    '''))
+    assert rc == 0, out
+    lazy = one(reports, 0, "lazy")
+    assert lazy["ok"] is True
+    # bounded read-ahead: two chunks per worker of each rank, twice over (jobs <= nproc here)
+    assert lazy["seen"] < 500 + 4 * 3 * 2 * (os.cpu_count() or 1) + 10, lazy
+    assert lazy["later"] == lazy["seen"], lazy
+    assert one(reports, 0, "more")["ok"] is True
+    ahead = one(reports, 0, "ahead")
+    # while item 0 holds the line: 2 x (3 ranks x 2 workers x 2 chunks) out, and as many
+    # answered, being yielded
+    assert ahead["consumed"] == 300 and ahead["ahead"] <= 2 * 2 * 3 * 2 * 2 + 2, ahead
+    assert one(reports, 0, "unordered")["got"] == 1000
+    for r in (1, 2):
+        assert one(reports, r, "member") == dict(rank=r, what="member", got=[], pulled=0)
+        assert one(reports, r, "member2")["got"] == []
+        assert one(reports, r, "after")["got"] is None
+    assert one(reports, 0, "after")["got"] == [3, 2, 1]
+
+
+def test_imap_unordered_yields_results_as_they_arrive(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def f(x):
+            if x == 0:
+                await_flag("others")  # held until the consumer has seen 40 later results
+            return x
+        got = []
+        for y in pm.imap_unordered(f, range(200), chunksize=1):
+            got.append(y)
+            if len(got) == 40:
+                flag("others")
+        report(what="got", first40=got[:40] if world.root else None, all=sorted(got) == list(range(200))
+               if world.root else got)
+    '''))
+    assert rc == 0, out
+    got = one(reports, 0, "got")
+    assert got["all"] is True and 0 not in got["first40"], got
+
+
+def test_imap_exception_and_worker_death_on_rank_2(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def bad(x):
+            raise ValueError(f"bad item {x}")
+        try:
+            for _ in pm.imap(on_rank_2(bad, "raised"), range(60), chunksize=1):
+                pass
+            report(what="raised", type=None)
+        except Exception as e:
+            report(what="raised", **failure(e))
+
+        def die(x):
+            report(what="victim", pid=os.getpid())
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            list(pm.imap_unordered(on_rank_2(die, "died"), range(60), chunksize=1))
+            report(what="died", type=None)
+        except Exception as e:
+            report(what="died", **failure(e))
+        report(what="next", got=list(pm.imap(abs, range(-5, 0))))
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    raised = one(reports, 0, "raised")
+    assert raised["type"] == "ValueError" and raised["text"].startswith("bad item"), raised
+    assert raised["erank"] == 2 and raised["host"] == host
+    assert f"parafork.mpi: raised on rank 2 on {host}" in raised["notes"]
+    assert "raise ValueError" in raised["cause"]
+    died = one(reports, 0, "died")
+    victims = [r["pid"] for r in reports[2] if r["what"] == "victim"]
+    assert died["type"] == "WorkerDied" and died["signal"] == signal.SIGKILL and died["pid"] in victims, died
+    assert f"[rank 2 on {host}]" in died["text"] and died["erank"] == 2
+    for r in (1, 2):
+        assert "rank 0 abandoned the call: ValueError" in one(reports, r, "raised")["text"]
+        assert "rank 0 abandoned the call: WorkerDied" in one(reports, r, "died")["text"]
+    assert one(reports, 0, "next")["got"] == [5, 4, 3, 2, 1]
+
+
+def test_executor_futures_fail_alone_naming_rank_and_host(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        def bad(x):
+            if x % 2:
+                raise KeyError(f"odd {x}")
+        def die(x):
+            if x % 2:
+                report(what="victim", pid=os.getpid())
+                os.kill(os.getpid(), signal.SIGKILL)
+        with pm.Executor() as ex:
+            if ex is not None:
+                fs = [ex.submit(on_rank_2(bad, "raised"), x) for x in range(60)]
+                outcomes = [(f.exception(timeout=30), f) for f in fs]
+                errors = [failure(e) for e, _ in outcomes if e is not None]
+                report(what="raised", errors=errors, ok=[f.result() for e, f in outcomes if e is None])
+                fs = [ex.submit(on_rank_2(die, "died"), x) for x in range(60)]
+                outcomes = [(f.exception(timeout=30), f) for f in fs]
+                errors = [failure(e) for e, _ in outcomes if e is not None]
+                report(what="died", errors=errors, ok=[f.result() for e, f in outcomes if e is None])
+                report(what="goes on", got=ex.submit(abs, -7).result(timeout=30))
+                ex.shutdown()
+                try:
+                    ex.submit(abs, 1)
+                except RuntimeError as e:
+                    report(what="submit after shutdown", text=str(e))
+        report(what="after", got=pm.map(abs, range(-3, 0)))
+    '''))
+    assert rc == 0, out
+    host = os.uname().nodename
+    raised = one(reports, 0, "raised")
+    assert raised["errors"], raised  # rank 2 ran odd items: each failed its own future only
+    for e in raised["errors"]:
+        assert e["type"] == "KeyError" and e["erank"] == 2 and e["host"] == host, e
+        assert f"parafork.mpi: raised on rank 2 on {host}" in e["notes"] and "raise KeyError" in e["cause"]
+    assert len(raised["errors"]) + len(raised["ok"]) == 60
+    died = one(reports, 0, "died")
+    victims = [r["pid"] for r in reports[2] if r["what"] == "victim"]
+    assert died["errors"], died
+    for e in died["errors"]:
+        assert e["type"] == "WorkerDied" and e["signal"] == signal.SIGKILL and e["pid"] in victims, e
+        assert e["erank"] == 2 and e["host"] == host and f"[rank 2 on {host}]" in e["text"]
+    assert len(died["errors"]) + len(died["ok"]) == 60
+    assert one(reports, 0, "goes on")["got"] == 7
+    assert "after shutdown" in one(reports, 0, "submit after shutdown")["text"]
+    for r in range(3):
+        assert one(reports, r, "after")["got"] == ([3, 2, 1] if r == 0 else None)
+
+
+def test_rank_killed_during_imap_and_executor_is_an_error_at_rank_0(tmp_path):
+    rc, reports, out = run(tmp_path, BARRIER + textwrap.dedent('''
+        report(what="program", pid=os.getpid())
+        def kill_program(x):  # a worker's parent is its rank's program
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)
+        def slow(x):
+            time.sleep(0.05)
+            return x
+        if world.rank == 2:
+            with pm.Executor() as ex:  # serves until its program is killed
+                pass
+        try:
+            with pm.Executor() as ex:
+                if ex is not None:
+                    fs = [ex.submit(on_rank_2(kill_program, "killed"), x) for x in range(60)]
+                    errors = [f.exception(timeout=30) for f in fs]
+                    since = time.time() - os.stat(os.path.join(FLAGS, "killed")).st_mtime
+                    e = next(e for e in errors if e is not None)
+                    report(what="future", since=since, **failure(e))
+                    try:
+                        ex.submit(abs, 1)
+                        report(what="broken", type=None)
+                    except Exception as b:
+                        report(what="broken", **failure(b))
+            report(what="exec left", type=None)
+        except Exception as e:
+            report(what="exec left", **failure(e))
+        try:
+            list(pm.imap(slow, range(100)))
+            report(what="imap", type=None)
+        except Exception as e:
+            report(what="imap", **failure(e))
+    '''))
+    assert rc == 128 + signal.SIGKILL, out
+    assert "forking a process that runs" not in out, out
+    host = os.uname().nodename
+    victim = one(reports, 2, "program")["pid"]
+    future = one(reports, 0, "future")
+    assert future["type"] == "WorkerDied" and future["signal"] == signal.SIGKILL and future["pid"] == victim
+    assert future["erank"] == 2 and f"the program of rank 2 on {host} (pid {victim}) ended" in future["text"]
+    print(f"rank 0 saw rank 2's program killed after {future['since']:.3f} s")
+    assert future["since"] < 15, future  # at once, not at some timeout (loose: a loaded host)
+    broken = one(reports, 0, "broken")
+    assert broken["type"] == "BrokenExecutor" and "rank 2" in broken["text"], broken
+    assert one(reports, 0, "exec left")["type"] is None
+    assert "rank 0 abandoned the call: WorkerDied" in one(reports, 1, "exec left")["text"]
+    assert one(reports, 0, "imap")["type"] == "WorkerDied"  # rank 2 stays gone
+    assert one(reports, 1, "imap")["type"] == "Error"
+    assert [r["what"] for r in reports[2]] == ["program"]
+
+
+def test_executor_shutdown_and_open_calls(tmp_path):
+    rc, reports, out = run(tmp_path, textwrap.dedent('''
+        def slow(x):
+            time.sleep(0.01)
+            return x
+        ex = pm.Executor(max_workers=1)
+        with ex as got:
+            if got is not None:
+                fs = [ex.submit(slow, x) for x in range(300)]
+                try:  # the executor's call is open on every rank: no other call starts
+                    pm.map(abs, [1])
+                    order = "no error"
+                except pf.Error as e:
+                    order = str(e)
+                ex.shutdown(wait=False, cancel_futures=True)   # queued futures cancelled
+                cancelled = sum(f.cancelled() for f in fs)
+                done = [f.result() for f in fs if not f.cancelled()]
+                report(what="shutdown", cancelled=cancelled, done=done == sorted(done),
+                       total=cancelled + len(done), order=order)
+        with pm.Executor() as ex:
+            if ex is not None:
+                import concurrent.futures as cf
+                try:
+                    list(ex.map(time.sleep, [2], timeout=0.2))
+                    timed = "no error"
+                except TimeoutError:
+                    timed = "TimeoutError"
+                fs = [ex.submit(abs, -i) for i in range(20)]
+                done = sorted(f.result() for f in cf.as_completed(fs, timeout=30))
+                report(what="timeout", timed=timed, done=done == list(range(20)))
+                ex.shutdown(wait=False)
+        report(what="next", got=pm.map(abs, range(-2, 0)))       # waits for the executor's end
+        it = pm.imap(abs, range(-50, 0))
+        if world.root:
+            head = next(it)
+            try:
+                pm.map(abs, [1])
+                report(what="open", type=None)
+            except Exception as e:
+                report(what="open", **failure(e))
+            rest = list(it)
+            report(what="closed", got=[head] + rest == list(range(50, 0, -1)))
+        for y in pm.imap(abs, range(-50, 0)):  # left by break: the dropped iterator ends the call
+            break
+        report(what="last", got=pm.map(abs, range(-2, 0)))
+    '''))
+    assert rc == 0, out
+    assert "forking a process that runs" not in out, out
+    shutdown = one(reports, 0, "shutdown")
+    assert shutdown["total"] == 300 and shutdown["cancelled"] > 0 and shutdown["done"] is True, shutdown
+    assert "still open" in shutdown["order"], shutdown
+    assert one(reports, 0, "timeout") == dict(rank=0, what="timeout", timed="TimeoutError", done=True)
+    opened = one(reports, 0, "open")
+    assert opened["type"] == "Error" and "still open" in opened["text"], opened
+    assert one(reports, 0, "closed")["got"] is True
+    for r in range(3):
+        assert one(reports, r, "next")["got"] == ([2, 1] if r == 0 else None)
+        assert one(reports, r, "last")["got"] == ([2, 1] if r == 0 else None)
+
+
+def test_streams_and_executor_without_a_launcher_run_locally(tmp_path):
+    script = tmp_path / "local.py"
+    script.write_text(textwrap.dedent('''
+        import itertools
+        import parafork as pf, parafork.mpi as pm
+        pm.init()
+        print(list(pm.imap(lambda x: x * 2, range(5))), sorted(pm.imap_unordered(abs, range(-3, 0))))
+        it = pm.imap(str, itertools.count())
+        print(list(itertools.islice(it, 3)))
+        it.close()
+        with pm.Executor(2) as ex:
+            f = ex.submit(divmod, 7, 2)
+            g = ex.submit(int, "x")
+            print(f.result(), type(g.exception()).__name__, list(ex.map(abs, [-1, -2], chunksize=2)))
+    '''))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[0, 2, 4, 6, 8] [1, 2, 3]", "['0', '1', '2']", "(3, 1) ValueError [1, 2]"]
+
+
+def test_stream_example_runs_over_3_ranks(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "mpi_stream.py")
+    rc, reports, out = run(tmp_path, None, script=example)
+    assert rc == 0, out
+    assert "106,239 (353 steps), over 3 ranks" in out and "837799: 524" in out
