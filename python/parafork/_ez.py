@@ -821,7 +821,7 @@ class Pipeline:
                 s.initialize(*s._args, **s._kwargs)
             if dash is not None:
                 dash.forking(True)  # the stages map the dashboard's counters
-            for i, s in enumerate(stages):
+            for k, s in enumerate(stages):
                 e = plan[id(s)]
                 inp = None if e.inp is None else raw[e.inp]
                 out = _Port([raw[i] for i in e.outs], list(e.outs), costs, True)
@@ -837,14 +837,14 @@ class Pipeline:
                         keep.update(channels[i] for i in port.outs)
                         xs.append((attr, xp))
                 slot = n if e.inp is None else e.inp
-                body = self._body(s, inp, out, ports, costs, slot, xs, keep, dash, i)
+                body = self._body(s, inp, out, ports, costs, slot, xs, keep, dash, k)
                 t = _parafork.Thread(body, None)
                 t.start()
                 pid = t.pid()
                 run.threads[s] = (t, pid, os.pidfd_open(pid))
                 s._run = run
                 if dash is not None:
-                    dash.started(i, pid)
+                    dash.started(k, pid)
         except BaseException:
             run.kill()
             raise
