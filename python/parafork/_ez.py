@@ -196,12 +196,13 @@ def _plan(pipe, sink):
 class _Port:
     """A batch of items (and their metas) on its way to one or more channels."""
 
-    __slots__ = ("chans", "slots", "items", "metas", "limit", "t0", "costs", "main")
+    __slots__ = ("chans", "slots", "items", "metas", "limit", "t0", "costs", "main", "dash")
 
     def __init__(self, chans, slots, costs, main=False):
         self.chans, self.slots, self.costs, self.main = chans, slots, costs, main
         self.items, self.metas = [], None
         self.limit, self.t0 = 1, _now()
+        self.dash = None  # the dashboard's counters, in the stage's process while it is on
 
     def put(self, item, meta=None):
         items = self.items
@@ -224,7 +225,8 @@ class _Port:
             self.items, self.metas = [], None
             return
         data = _dumps((items, self.metas), 5)
-        for c in list(self.chans):
+        n, dash = len(items), self.dash
+        for c, q in list(zip(self.chans, self.slots)):
             try:
                 c.send(data, True, None)
             except ChannelClosed:
@@ -234,7 +236,9 @@ class _Port:
                 if self.main and not self.chans:
                     self.items, self.metas = [], None
                     raise _Unwanted()
-        n = len(items)
+                continue
+            if dash is not None:
+                dash.put(q, n)
         self.items, self.metas = [], None
         cost = max((self.costs[s] for s in self.slots), default=0.0)
         limit = max(1, _BATCH_BYTES * n // max(1, len(data)))
@@ -270,6 +274,7 @@ class Stage:
 
     _method = "process"
     _count = itertools.count(1)
+    _dash = None  # in its process, with the dashboard on: where it counts what it takes
 
     def __init__(self, *args, **kwargs):
         self._args, self._kwargs = args, kwargs
@@ -379,6 +384,7 @@ class Stage:
         proc = getattr(self, self._method)
         clock = time.perf_counter
         out = self._out
+        dash = self._dash
         while not self._stopped:
             try:
                 raw = inp.receive(False, None)
@@ -388,6 +394,8 @@ class Stage:
             except ChannelClosed:
                 return
             items, metas = _loads(raw)
+            if dash is not None:
+                dash.took(slot, len(items))
             t = clock()
             self._batch(items, metas, proc)
             cost = (clock() - t) / len(items)
@@ -628,13 +636,21 @@ def _join_at_exit():
 class _Run:
     """The processes of a started graph, watched through their pidfds."""
 
-    def __init__(self, stages, channels, sink, shm):
+    def __init__(self, stages, channels, sink, shm, dash=None, sink_index=None):
         self.stages = stages
         self.channels = channels
         self.sink = sink
         self.shm = shm
         self.threads = {}   # stage -> (_parafork.Thread, pid, pidfd)
         self.done = set()
+        self.dash = dash    # a _parafork.DashPipeline while the dashboard shows the graph
+        self.sink_index = sink_index
+        self.index = {s: i for i, s in enumerate(stages)}
+
+    def took(self, n):
+        """The program read n items of the sink (a branch when the dashboard is off)."""
+        if self.dash is not None:
+            self.dash.took(self.sink_index, n)
 
     def finished(self, stage):
         return stage in self.done
@@ -651,10 +667,20 @@ class _Run:
         finally:
             self._forget(stage)
         del t  # a traceback keeping this frame must not keep the stage's handle alive
+        dash, i = self.dash, self.index[stage]
         if died is not None:
+            if dash is not None:
+                dash.failed(i, pid, True, died.signal or 0, died.exitcode or 0, "parafork::worker_died",
+                            str(died))
             raise died
         if not ok:
-            raise _core._task_failure(v, pid, f"stage {stage.name}")
+            exc = _core._task_failure(v, pid, f"stage {stage.name}")
+            if dash is not None:
+                kind = getattr(exc, "type_name", None) or f"{type(exc).__module__}.{type(exc).__qualname__}"
+                dash.failed(i, pid, False, 0, 0, kind, f"stage {stage.name}: {exc}")
+            raise exc
+        if dash is not None:
+            dash.ended(i, True)
 
     def _forget(self, stage):
         t, pid, fd = self.threads.pop(stage)
@@ -678,6 +704,8 @@ class _Run:
         self.release()
 
     def release(self):
+        if self.dash is not None:
+            self.dash.close()  # every stage reaped: shown finished
         self.shm = None
         for c in self.channels:
             c.dispose()
@@ -688,7 +716,11 @@ class _Run:
 class Pipeline:
     """A graph of stages: start(), then join(), or items() / list() for what its last stages put."""
 
-    def __init__(self, *nodes):
+    def __init__(self, *nodes, name=None, dashboard=None):
+        if dashboard is not None and not isinstance(dashboard, str):
+            raise TypeError("parafork: dashboard must be an address string such as '127.0.0.1:8765', or None")
+        self._name = "ez" if name is None else str(name)
+        self._dashboard = dashboard
         if len(nodes) == 1 and isinstance(nodes[0], (list, serial)) and not isinstance(nodes[0], Pipeline):
             nodes = tuple(nodes[0])
         self._root_spec = serial(*nodes)
@@ -702,6 +734,11 @@ class Pipeline:
         self._sink_wanted = False
 
     # -- description --
+    def named(self, name):
+        """Its name on the dashboard (and nothing else): "ez" unless named."""
+        self._name = str(name)
+        return self
+
     def xcut(self, attr, pipeline):
         """Every stage here gets attribute `attr` whose put(item) feeds `pipeline`, started
         and joined with this one."""
@@ -764,6 +801,8 @@ class Pipeline:
         if self._run is not None or self._owner is not None:
             return self
         stages, plan, n, sink_index, xcuts = _plan(self, self._sink_wanted)
+        # Before the channels: a dashboard server forked now must hold no end of them.
+        dash = self._dash_open(stages, plan, n, sink_index, xcuts)
         shm = mmap.mmap(-1, 8 * (n + 1))  # shared and anonymous: no descriptor to leak
         costs = memoryview(shm).cast("d")
         channels = [Channel(_CHANNEL_BYTES) for _ in range(n)]
@@ -772,7 +811,7 @@ class Pipeline:
         if sink_index is not None:
             costs[sink_index] = _SINK_COST
         sink = channels[sink_index] if sink_index is not None else None
-        run = _Run(stages, [c for i, c in enumerate(channels) if i != sink_index], sink, shm)
+        run = _Run(stages, [c for i, c in enumerate(channels) if i != sink_index], sink, shm, dash, sink_index)
         raw = [c._ch for c in channels]
         for attr, port, members in xcuts:
             for s in members:
@@ -780,7 +819,9 @@ class Pipeline:
         try:
             for s in stages:
                 s.initialize(*s._args, **s._kwargs)
-            for s in stages:
+            if dash is not None:
+                dash.forking(True)  # the stages map the dashboard's counters
+            for k, s in enumerate(stages):
                 e = plan[id(s)]
                 inp = None if e.inp is None else raw[e.inp]
                 out = _Port([raw[i] for i in e.outs], list(e.outs), costs, True)
@@ -796,15 +837,20 @@ class Pipeline:
                         keep.update(channels[i] for i in port.outs)
                         xs.append((attr, xp))
                 slot = n if e.inp is None else e.inp
-                body = self._body(s, inp, out, ports, costs, slot, xs, keep)
+                body = self._body(s, inp, out, ports, costs, slot, xs, keep, dash, k)
                 t = _parafork.Thread(body, None)
                 t.start()
                 pid = t.pid()
                 run.threads[s] = (t, pid, os.pidfd_open(pid))
                 s._run = run
+                if dash is not None:
+                    dash.started(k, pid)
         except BaseException:
             run.kill()
             raise
+        finally:
+            if dash is not None:
+                dash.forking(False)
         # This process sends on none of them; it keeps the sink only (and the others to watch).
         for c in channels:
             c.close()
@@ -820,11 +866,36 @@ class Pipeline:
             self._watch.begin(self, channels, sink_index)
         return self
 
+    def _dash_open(self, stages, plan, n, sink_index, xcuts):
+        """The graph on the dashboard (dashboard= or PARAFORK_DASHBOARD), or None: off."""
+        if self._dashboard is None and not os.environ.get("PARAFORK_DASHBOARD"):
+            return None
+        index = {id(s): i for i, s in enumerate(stages)}
+        writers, readers = [[] for _ in range(n)], [[] for _ in range(n)]
+        for i, s in enumerate(stages):
+            e = plan[id(s)]
+            if e.inp is not None:
+                readers[e.inp].append(i)
+            for q in e.outs:
+                writers[q].append(i)
+        for attr, port, members in xcuts:
+            for m in members:
+                for q in port.outs:
+                    writers[q].append(index[id(m)])
+        dash = _parafork.DashPipeline(self._name, self._dashboard, [s.name for s in stages],
+                                      [(writers[q], readers[q], q == sink_index) for q in range(n)])
+        return dash if dash.on else None
+
     @staticmethod
-    def _body(stage, inp, out, ports, costs, slot, xs, keep):
+    def _body(stage, inp, out, ports, costs, slot, xs, keep, dash, index):
         def run():
             _let_go(keep)
             _held.update(keep)
+            if dash is not None:
+                dash.stage(index)  # its counters: this process writes them, its children do not
+                stage._dash = dash
+                for p in ports:
+                    p.dash = dash
             for attr, xp in xs:
                 setattr(stage, attr, _Xcut(xp))
             stage._serve(inp, out, ports, costs, slot)
@@ -914,8 +985,11 @@ class Pipeline:
     def _items(self):
         done = False
         try:
+            run = self._run
             for raw in self._wait():
-                for x in _loads(raw)[0]:
+                batch = _loads(raw)[0]
+                run.took(len(batch))
+                for x in batch:
                     yield x
             done = True
         finally:
@@ -930,9 +1004,12 @@ class Pipeline:
         self._sink_wanted = True
         self.start()
         out = []
+        run = self._run
         try:
             for raw in self._wait():
-                out += _loads(raw)[0]
+                batch = _loads(raw)[0]
+                run.took(len(batch))
+                out += batch
         finally:
             self._finish()
         return out
@@ -982,6 +1059,7 @@ class _Watch:
             self.thread = None
 
 
-def ez(*nodes):
-    """A pipeline of nodes in serial; see Pipeline."""
-    return Pipeline(*nodes)
+def ez(*nodes, name=None, dashboard=None):
+    """A pipeline of nodes in serial; see Pipeline. dashboard="HOST:PORT" (or the variable
+    PARAFORK_DASHBOARD) shows it on the live dashboard (docs/dashboard.md), as `name`."""
+    return Pipeline(*nodes, name=name, dashboard=dashboard)

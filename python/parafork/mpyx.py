@@ -129,8 +129,9 @@ class Indurate(Pipeline):
 
 def EZ(*fns, **kwargs):
     """A graph of stages: lists serial, tuples parallel, sets broadcast (qsize is ignored:
-    queues are shared-memory rings bounded in bytes)."""
-    return Indurate(*fns)
+    queues are shared-memory rings bounded in bytes). name= and dashboard= are ez's: the
+    graph on the live dashboard (docs/dashboard.md), named "mpyx" unless named."""
+    return Indurate(*fns, name=kwargs.get("name", "mpyx"), dashboard=kwargs.get("dashboard"))
 
 
 # ---- mpyx.Vid ---------------------------------------------------------------------------------

@@ -147,5 +147,6 @@ void bind_map(py::module_& m);
 void bind_snakefish(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_process(py::module_& m);
-void bind_mapped(py::module_& m);  // the owner of a spilled message's mapping
+void bind_mapped(py::module_& m);
+void bind_dashboard(py::module_& m);  // Python pipelines on the live dashboard  // the owner of a spilled message's mapping
 } // namespace parafork_python

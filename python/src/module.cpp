@@ -28,4 +28,5 @@ PYBIND11_MODULE(_parafork, m) {
     ppy::bind_snakefish(m);
     ppy::bind_pool(m);
     ppy::bind_process(m);
+    ppy::bind_dashboard(m);
 }

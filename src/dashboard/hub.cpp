@@ -140,6 +140,7 @@ struct hub {
 
 std::mutex hub_lock;
 hub* the_hub = nullptr;
+thread_local int quiet = 0;  // quiet_threads() on this thread
 
 // Destroyed at exit: stops the server of the process that started it.
 struct at_exit {
@@ -154,7 +155,7 @@ pool_slot* attach(const options& o, std::string_view kind, std::uint64_t jobs, s
     std::string spec = o.dashboard;
     if (spec.empty())
         if (const char* env = std::getenv("PARAFORK_DASHBOARD")) spec = env;
-    if (spec.empty()) return nullptr;
+    if (spec.empty() || (quiet > 0 && kind == "thread")) return nullptr;
     std::lock_guard lock(hub_lock);
     if (the_hub && the_hub->owner != ::getpid()) return nullptr;  // a child: its parent shows it
     // Nothing about the dashboard throws into the program: it runs on without one.
@@ -199,6 +200,8 @@ void keep_from_children() noexcept {
     // No lock: just forked, this process has one thread (the lock may be held in the copy).
     if (the_hub) sys::dont_fork(the_hub->map.data(), region_bytes);
 }
+
+void quiet_threads(bool on) noexcept { quiet += on ? 1 : -1; }
 
 } // namespace parafork::detail::dash
 

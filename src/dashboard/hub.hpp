@@ -28,6 +28,9 @@ void open_to_children() noexcept;
 void close_to_children() noexcept;
 // In a child that has the region (a stage, at its start): its own children do not.
 void keep_from_children() noexcept;
+// A runtime that forks its stages through parafork::thread (Python's ez) shows them as its
+// pipeline's: while this thread does so (counted), those threads are not calls of their own.
+void quiet_threads(bool on) noexcept;
 
 } // namespace parafork::detail::dash
 

@@ -29,6 +29,7 @@ pipe_slot* attach_pipe(pool_slot&) noexcept { return nullptr; }
 void open_to_children() noexcept {}
 void close_to_children() noexcept {}
 void keep_from_children() noexcept {}
+void quiet_threads(bool) noexcept {}
 
 } // namespace parafork::detail::dash
 
