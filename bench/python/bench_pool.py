@@ -3,7 +3,8 @@
     PYTHONPATH=build/release/python /usr/bin/python3 bench/python/bench_pool.py [--quick]
 
 1. apply round trip: pool.apply(f, (i,)) (executor.submit(f, i).result()) for a trivial f,
-   one at a time; the median of several runs of many calls, per call.
+   one at a time; the median of several runs of many calls, per call, the runs of every pool
+   alternating.
 2. idle worker memory: the PSS of each worker of an idle 2-worker pool (after one task each),
    from /proc/<pid>/smaps_rollup; each pool is made in a fresh interpreter so that none sees
    another's memory.
@@ -31,29 +32,28 @@ def pid_of(_):
     return os.getpid()
 
 
-def per_call(call, n, runs):
-    for i in range(min(200, n)):
-        call(i)
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        for i in range(n):
-            call(i)
-        samples.append((time.perf_counter() - t) / n * 1e6)
-    return statistics.median(samples), min(samples), max(samples)
-
-
 def round_trips(n, runs):
-    out = {}
-    with pf.Pool(2) as p:
-        out["parafork.Pool.apply"] = per_call(lambda i: p.apply(ident, (i,)), n, runs)
-        out["parafork.Pool.apply_async().get()"] = per_call(lambda i: p.apply_async(ident, (i,)).get(), n, runs)
+    # Every pool made first, then alternating runs of each, so that a burst of load on the
+    # shared machine hits every entry alike.
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(2) as p:
-        out["multiprocessing.Pool.apply"] = per_call(lambda i: p.apply(ident, (i,)), n, runs)
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        out["ProcessPoolExecutor.submit().result()"] = per_call(lambda i: ex.submit(ident, i).result(), n, runs)
-    return out
+    with pf.Pool(2) as p, ctx.Pool(2) as mp, concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        calls = {
+            "parafork.Pool.apply": lambda i: p.apply(ident, (i,)),
+            "parafork.Pool.apply_async().get()": lambda i: p.apply_async(ident, (i,)).get(),
+            "multiprocessing.Pool.apply": lambda i: mp.apply(ident, (i,)),
+            "ProcessPoolExecutor.submit().result()": lambda i: ex.submit(ident, i).result(),
+        }
+        for call in calls.values():
+            for i in range(min(200, n)):
+                call(i)
+        samples = {name: [] for name in calls}
+        for _ in range(runs):
+            for name, call in calls.items():
+                t = time.perf_counter()
+                for i in range(n):
+                    call(i)
+                samples[name].append((time.perf_counter() - t) / n * 1e6)
+    return {name: (statistics.median(s), min(s), max(s)) for name, s in samples.items()}
 
 
 def pss_kib(pid):
@@ -95,13 +95,14 @@ def main():
         print(json.dumps(idle_pss(a.pss)))
         return
     n, runs = (500, 3) if a.quick else (5000, 7)
+    print(f"# load average {os.getloadavg()[0]:.1f} before")
     print(f"# apply round trip, {runs} runs of {n} calls: median [min-max] us per call")
     rt = round_trips(n, runs)
     for name, (med, lo, hi) in rt.items():
         print(f"{name:40s} {med:8.1f} [{lo:.1f}-{hi:.1f}]")
     base = rt["multiprocessing.Pool.apply"][0]
     print(f"speed-up of parafork.Pool.apply over multiprocessing.Pool.apply: "
-          f"{base / rt['parafork.Pool.apply'][0]:.1f}x")
+          f"{base / rt['parafork.Pool.apply'][0]:.1f}x; load average {os.getloadavg()[0]:.1f} after")
     print("# idle worker PSS, KiB per worker (2 workers, fresh interpreter each)")
     for kind in ("parafork", "multiprocessing", "futures"):
         r = subprocess.run([sys.executable, __file__, "--pss", kind], capture_output=True, text=True,

@@ -90,14 +90,68 @@ void fail_item(pd::kid_output& out, std::uint64_t i, py::error_already_set& e) {
     }
 }
 
+// How a chunk's results are encoded (the byte after the head's two counts).
+enum class results_form : char { pickled = 0, ints = 1 };
+constexpr std::size_t form_at = 2 * sizeof(std::uint64_t);
+
+// One answer: the head, then `body(out)` appends `size` bytes; through the pipe when small,
+// else lent.
+template <class Body>
+void send_message(pd::kid_output& out, std::uint64_t first, const char* head, std::size_t size, Body&& body) {
+    const std::size_t n = results_head + size;
+    if (n + sizeof(std::uint64_t) <= pf::wire::default_large_threshold) {
+        static std::string s;  // one per worker, reused
+        s.clear();
+        const std::uint64_t len = n;  // the wire's own encoding of a byte vector: length, bytes
+        s.append(reinterpret_cast<const char*>(&len), sizeof len);
+        s.append(head, results_head);
+        body(s);
+        out.encoded(first, s);
+    } else {
+        std::vector<char> v;  // filled piece by piece: never zero-filled first
+        v.reserve(n);
+        pd::prepare_bulk_destination(v.data(), n);
+        v.insert(v.end(), head, head + results_head);
+        body(v);
+        out.value(first, v);
+    }
+}
+
+void fill_head(char* head, std::uint64_t items, std::uint64_t ns, results_form form) {
+    std::memcpy(head, &items, sizeof items);
+    std::memcpy(head + sizeof items, &ns, sizeof ns);
+    head[form_at] = static_cast<char>(form);
+}
+
+// Results that are all plain ints within 64 bits (the common trivial map) go as an array of
+// int64: no pickle in the worker, and the parent makes each int straight into its slot.
+bool send_ints(pd::kid_output& out, std::uint64_t first, std::uint64_t ns, PyObject* list) {
+    const Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t j = 0; j < n; ++j)
+        if (!PyLong_CheckExact(PyList_GET_ITEM(list, j))) return false;
+    static std::vector<std::int64_t> v;  // one per worker, reused
+    v.resize(static_cast<std::size_t>(n));
+    for (Py_ssize_t j = 0; j < n; ++j) {
+        int overflow = 0;
+        const long long x = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(list, j), &overflow);
+        if (overflow) return false;
+        v[static_cast<std::size_t>(j)] = x;
+    }
+    char head[results_head] = {};
+    fill_head(head, static_cast<std::uint64_t>(n), ns, results_form::ints);
+    const auto* p = reinterpret_cast<const char*>(v.data());
+    const std::size_t size = v.size() * sizeof(std::int64_t);
+    send_message(out, first, head, size, [&](auto& o) { o.insert(o.end(), p, p + size); });
+    return true;
+}
+
 // One answer carrying `items` results, pickled in p: through the pipe when small; when its
 // out-of-band buffers (numpy arrays) are large, they go into a memfd passed beside the answer,
 // which the parent maps (one copy in all); another large message is lent.
 void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items, std::uint64_t ns,
                   pickled5& p) {
     char head[results_head] = {};
-    std::memcpy(head, &items, sizeof items);
-    std::memcpy(head + sizeof items, &ns, sizeof ns);
+    fill_head(head, items, ns, results_form::pickled);
     if (p.size() > pf::wire::default_large_threshold) {
         auto memfd = pf::sys::make_memfd("parafork-result", 0);
         if (p.spill(memfd.get(), pf::wire::default_large_threshold)) {
@@ -107,23 +161,7 @@ void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items,
             return;
         }
     }
-    const std::size_t n = results_head + p.size();
-    if (n + sizeof(std::uint64_t) <= pf::wire::default_large_threshold) {
-        static std::string s;  // one per worker, reused
-        s.clear();
-        const std::uint64_t len = n;  // the wire's own encoding of a byte vector: length, bytes
-        s.append(reinterpret_cast<const char*>(&len), sizeof len);
-        s.append(head, results_head);
-        p.write_to(s);
-        out.encoded(first, s);
-    } else {
-        std::vector<char> v;  // filled piece by piece: never zero-filled first
-        v.reserve(n);
-        pd::prepare_bulk_destination(v.data(), n);
-        v.insert(v.end(), head, head + results_head);
-        p.write_to(v);
-        out.value(first, v);
-    }
+    send_message(out, first, head, p.size(), [&](auto& o) { p.write_to(o); });
 }
 
 // The results of a run of items, held until the run ends or has been held flush_every.
@@ -154,8 +192,10 @@ public:
         const std::uint64_t first = first_;
         first_ += n;
         try {
-            pickled5 p(l);
-            send_results(out_, first, n, ns, p);
+            if (!send_ints(out_, first, ns, l.ptr())) {
+                pickled5 p(l);
+                send_results(out_, first, n, ns, p);
+            }
             for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
             return;
         } catch (py::error_already_set&) {
@@ -305,7 +345,16 @@ public:
         }
         if (failed) raise_python(failed);
         jobs_ = eng_->size();
-        if (!lazy_ && ordered_) out_.assign(static_cast<std::size_t>(total_), nullptr);
+        if (!lazy_ && ordered_ && sized_) {
+            // The results go straight into the list returned (no second array of 8 bytes an
+            // item, no copy); untracked by the GC while it has empty slots.
+            PyObject* l = PyList_New(static_cast<Py_ssize_t>(total_));
+            if (!l) throw py::error_already_set();
+            PyObject_GC_UnTrack(l);
+            result_ = py::reinterpret_steal<py::list>(l);
+        } else if (!lazy_ && ordered_) {
+            out_.assign(static_cast<std::size_t>(total_), nullptr);
+        }
     }
     ~map_run() {
         stop();
@@ -327,6 +376,14 @@ public:
             raise_exception(error_);
         }
         finish();
+        if (result_) {
+            // Every put() filled an empty slot, so got_ == total_ means every slot is full.
+            if (got_ != total_ || pushed_ != total_)
+                throw pf::protocol_error("parafork: map: " + std::to_string(got_) + " of " +
+                                         std::to_string(total_) + " items answered");
+            PyObject_GC_Track(result_.ptr());
+            return std::move(result_);
+        }
         const std::size_t n = out_.size();
         if (got_ != pushed_ || (ordered_ && n != pushed_))
             throw pf::protocol_error("parafork: map: " + std::to_string(got_) + " of " +
@@ -583,17 +640,43 @@ private:
         for (std::uint32_t k = 0; k < count; ++k) {
             PyObject* y = PyList_GET_ITEM(values.ptr(), static_cast<Py_ssize_t>(off + k));
             Py_INCREF(y);
-            if (ordered_) {
-                if (first + k >= out_.size() || out_[first + k]) {
-                    Py_DECREF(y);
-                    throw pf::protocol_error("parafork: map: a result for no item");
-                }
-                out_[first + k] = y;
-            } else {
-                out_.push_back(y);
-            }
+            put(first + k, y);
         }
         got_ += count;
+    }
+    // map: item i's result y (owned) into its place.
+    void put(std::uint64_t i, PyObject* y) {
+        if (result_) {
+            if (i >= total_ || PyList_GET_ITEM(result_.ptr(), static_cast<Py_ssize_t>(i))) {
+                Py_DECREF(y);
+                throw pf::protocol_error("parafork: map: a result for no item");
+            }
+            PyList_SET_ITEM(result_.ptr(), static_cast<Py_ssize_t>(i), y);
+        } else if (ordered_) {
+            if (i >= out_.size() || out_[i]) {
+                Py_DECREF(y);
+                throw pf::protocol_error("parafork: map: a result for no item");
+            }
+            out_[i] = y;
+        } else {
+            out_.push_back(y);
+        }
+    }
+    // A chunk's results sent as int64s: straight into their places for map, else as a list.
+    py::object ints(std::uint64_t first, std::uint64_t items, bool direct, std::string_view body) {
+        if (body.size() != items * sizeof(std::int64_t))
+            throw pf::protocol_error("parafork: map: int results of the wrong size");
+        py::list values(direct ? 0 : static_cast<Py_ssize_t>(items));
+        for (std::uint64_t k = 0; k < items; ++k) {
+            std::int64_t x;
+            std::memcpy(&x, body.data() + k * sizeof x, sizeof x);
+            PyObject* y = PyLong_FromLongLong(x);
+            if (!y) throw py::error_already_set();
+            if (direct) put(first + k, y);
+            else PyList_SET_ITEM(values.ptr(), static_cast<Py_ssize_t>(k), y);
+        }
+        if (direct) got_ += items;
+        return values;
     }
     void fail(std::uint64_t index, std::uint32_t count, py::object exc) {
         if (!lazy_) {
@@ -621,6 +704,17 @@ private:
         std::memcpy(&ns, bytes.data() + sizeof items, sizeof ns);
         measured_ns_ += static_cast<double>(ns);
         measured_items_ += items;
+        const char form = bytes[form_at];
+        if (form == static_cast<char>(results_form::ints)) {
+            const bool direct = !lazy_ && items == count;
+            py::object values = ints(first, items, direct, bytes.substr(results_head));
+            if (direct) return count;
+            deliver(first, count, values, 0);
+            if (items > count) ahead_[first + count] = ahead{values, count, items - count};
+            return count;
+        }
+        if (form != static_cast<char>(results_form::pickled))
+            throw pf::protocol_error("parafork: map results of an unknown form");
         py::object values;
         try {
             values = unpickle5(bytes.substr(results_head), owner);
@@ -710,7 +804,8 @@ private:
     std::uint64_t total_ = 0, pushed_ = 0, got_ = 0, consumed_ = 0, next_ = 0, last_chunk_ = 1;
     bool input_done_ = false, iter_done_ = false, done_ = false;
     py::object error_;                 // map: the first failure
-    std::vector<PyObject*> out_;       // map: owned results
+    std::vector<PyObject*> out_;       // map: owned results (an iterable's, or unordered)
+    py::list result_{py::reinterpret_steal<py::list>(py::handle())};  // map of a sequence: the result
     std::map<std::uint64_t, ahead> ahead_;
     std::map<std::uint64_t, piece> held_;  // imap, ordered
     std::deque<piece> ready_;              // imap, unordered

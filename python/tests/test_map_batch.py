@@ -16,9 +16,31 @@ class Custom(Exception):
     pass
 
 
+class Int(int):
+    pass
+
+
 def test_1000000_items_exact():
     n = 1_000_000
     assert pf.map(lambda x: x * 3 + 1, range(n)) == [x * 3 + 1 for x in range(n)]
+
+
+def test_int_results_keep_their_values_and_types_at_every_edge():
+    # Plain ints within 64 bits travel as an array: a chunk with anything else (a bool, an int
+    # subclass, a bigger int, None) is pickled, and every value comes back as it was.
+    edges = [0, -1, 1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**200, 257, -5]
+    assert [(type(y), y) for y in pf.map(lambda x: x, edges, chunksize=1)] == \
+        [(int, y) for y in edges]
+    for odd in (True, Int(7), None, 2**64, 1.5):
+        xs = [1, 2, odd, 4]
+        got = pf.map(lambda x: x, xs, jobs=1, chunksize=4)
+        assert got == xs and [type(y) for y in got] == [type(x) for x in xs]
+    n = 100_000
+    want = [x * x - 2**62 for x in range(n)]
+    assert pf.map(lambda x: x * x - 2**62, range(n)) == want
+    assert list(pf.imap(lambda x: x * x - 2**62, range(n))) == want
+    assert sorted(pf.imap_unordered(lambda x: -x, range(5000))) == sorted((i, -i) for i in range(5000))
+    assert sorted(pf.map(lambda x: -x, range(5000), ordered=False)) == sorted(-i for i in range(5000))
 
 
 def test_generator_input_goes_in_chunks_and_comes_back_exact():
