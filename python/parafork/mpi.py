@@ -598,7 +598,7 @@ def _root(world, f, items, star, chunksize, jobs, retries):
                 while nxt < n and len(held[r]) < room:
                     count = min(chunksize, n - nxt)
                     held[r][nxt] = count
-                    ranges.append((nxt, count))
+                    ranges.append((nxt, count, None))  # index ranges: no items travel
                     nxt += count
                 if ranges:
                     link.send(r, ("work", seq, ranges))
@@ -619,67 +619,6 @@ def _root(world, f, items, star, chunksize, jobs, retries):
     for r in members:
         link.send(r, ("end", seq))
     return results
-
-
-def _member(world, f, items, star, jobs, retries):
-    link, seq = world._link, _next_call(world)
-    local = None
-    told = False  # rank 0 knows this rank leaves the call (it said so, or rank 0 is gone)
-    try:
-        if 0 in link.dead:
-            told = True
-            raise _root_ended(link.dead[0])
-        local = _Local(f, items, star, jobs, retries, link.wake)
-        link.send(0, ("hello", seq, len(items), _describe(f, star), local.jobs, world.host))
-        failed = False
-        while True:
-            for src, kind, msg in _frames(link, seq):
-                if kind == _ENDED:
-                    if src == 0:
-                        told = True
-                        raise _root_ended(msg)
-                    continue  # rank 0 sees it too, and ends the call
-                what = msg[0]
-                if what == "work":
-                    for first, count in msg[2]:
-                        if not (0 <= first and 1 <= count and first + count <= len(items)):
-                            raise ProtocolError(f"parafork.mpi: rank 0 sent items {first}+{count} of {len(items)}")
-                        if not failed:
-                            local.submit(first, count)
-                elif what == "end":
-                    return None
-                elif what == "abort":
-                    told = True
-                    raise Error(f"parafork.mpi: rank 0 abandoned the call: {msg[2]}")
-                else:
-                    raise ProtocolError(f"parafork.mpi: an unknown message {what!r} from rank {src}")
-            done, size = [], 0
-            for ok, first, count, value in local.take():
-                if failed:
-                    continue
-                if not ok:
-                    failed = True  # rank 0 ends the call: wait for its word
-                    link.send(0, ("fail", seq, _encode_failure(value), world.host))
-                    continue
-                done.append((first, count, value))
-                size += len(value)
-                if size >= _BATCH:
-                    link.send(0, ("done", seq, done))
-                    done, size = [], 0
-            if done and not failed:
-                link.send(0, ("done", seq, done))
-            link.wait()
-    except BaseException as e:
-        if not told:  # this rank's own trouble (its workers would not start, Ctrl-C...): rank 0
-            try:      # ends the call rather than wait for it
-                link.send(0, ("fail", seq, _encode_failure(e), world.host))
-            except OSError:
-                pass
-        raise
-    finally:
-        if local is not None:
-            local.close()
-        link.end_call()
 
 
 def _root_ended(info):
@@ -705,7 +644,8 @@ def _call(f, items, star, chunksize, jobs, retries):
         return run(f, items, jobs=jobs, chunksize=chunksize, retries=retries)
     if world.root:
         return _root(world, f, items, star, chunksize, jobs, retries)
-    return _member(world, f, items, star, jobs, retries)
+    _serve(world, f, items, star, jobs, retries, _describe(f, star), len(items), "map")
+    return None
 
 
 def map(f, items, chunksize=None, *, jobs=None, retries=0):
@@ -784,6 +724,8 @@ def _run_calls(blob):
 def _task_of(mode):
     if mode == "exec":
         return lambda key, count, blob: (_run_calls, (blob,))
+    if mode == "map":
+        return lambda key, count, blob: (_run_range, (key, count))
     return lambda key, count, blob: (_run_chunk, (key, count, blob))
 
 
@@ -917,7 +859,8 @@ class _Spread:
 
 
 def _serve(world, f, items, star, jobs, retries, desc, n, mode):
-    """A member's side of a stream: runs the chunks rank 0 hands out until it ends the call."""
+    """A member's side of a call (map, a stream, an Executor): runs the chunks rank 0 hands out
+    until it ends the call."""
     link, seq = world._link, _next_call(world)
     local = None
     task = _task_of(mode)
@@ -939,8 +882,11 @@ def _serve(world, f, items, star, jobs, retries, desc, n, mode):
                 what = msg[0]
                 if what == "work":
                     for key, count, blob in msg[2]:
-                        if blob is None and not (mode == "imap" and 0 <= key and 1 <= count
-                                                 and key + count <= n):
+                        # An index range of the items every rank has (map, imap of a sized
+                        # input), or items and calls carried in blob (imap of an iterator, exec).
+                        ranged = blob is None and mode != "exec"
+                        if (ranged and not (0 <= key and 1 <= count and key + count <= n)) or \
+                                (not ranged and mode == "map") or (blob is None and mode == "exec"):
                             raise ProtocolError(f"parafork.mpi: rank 0 sent items {key}+{count} of {n}")
                         if not failed:
                             fn, args = task(key, count, blob)

@@ -119,7 +119,6 @@ void journal::record(std::uint64_t first, std::uint32_t count, std::string_view 
     put(b, count);
     b.append(bytes);
     append('V', b);
-    kept_.emplace(first, count);
 }
 
 void journal::append(char kind, std::string_view body) {

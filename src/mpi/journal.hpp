@@ -25,7 +25,7 @@ public:
     journal(const std::string& path, std::uint64_t seq, const code_ref& ref, std::uint64_t total, const keep_fn& keep);
     // Appends one answered run; throws parafork::error when it cannot be written.
     void record(std::uint64_t first, std::uint32_t count, std::string_view bytes);
-    // The ranges kept, first -> count.
+    // The ranges an earlier run kept (read when the call began), first -> count.
     const std::map<std::uint64_t, std::uint64_t>& kept() const noexcept { return kept_; }
 
 private:
