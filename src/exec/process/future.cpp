@@ -39,9 +39,8 @@ std::optional<future_driver::clock::time_point> process_state::watch(std::vector
     if (!live()) return clock::now();  // it ended while writing: run poll() at once
     fds.push_back({sock.get(), wanted_events(*this), 0});
     fds.push_back({pidfd(), POLLIN, 0});
-    // Held calls wait for room in the ring: the backend's 'w' announces it, and, as in the
-    // frontend's own wait, a bounded sleep is the safety net.
-    if (out_pending()) return clock::now() + std::chrono::milliseconds(50);
+    // Held calls wait for room in the ring: try_flush raised frontend_waiting, so the backend
+    // announces room with a 'w' on the socket, which wakes this poll (see pump()).
     return std::nullopt;
 }
 
