@@ -46,26 +46,26 @@ public:
             pool_ = nullptr;  // nothing about the dashboard throws into the program
         }
         gen_ = fork_generation;
-        if (!pool_ || stages.size() > dash::max_stages || queues.size() > dash::max_queues ||
-            queues.size() * sizeof(edge_stats) > dash::pipe_counters_bytes)
-            return;  // shown as a call with its stage processes, without its graph
-        pipe_ = dash::attach_pipe(*pool_);
-        if (!pipe_) return;
-        dash::begin_graph(*pipe_);
-        for (std::size_t i = 0; i < stages.size(); ++i) dash::set_stage(*pipe_, i, stages[i]);
-        counters_ = reinterpret_cast<edge_stats*>(pipe_->counters);
+        if (!pool_) return;
+        std::vector<std::string_view> names(stages.begin(), stages.end());
+        std::vector<dash::graph_queue> graph;
         for (std::size_t q = 0; q < queues.size(); ++q) {
-            new (counters_ + q) edge_stats();
             const auto& [ws, rs, parent] = queues[q];
-            std::uint64_t w = 0, r = 0;
+            auto& x = graph.emplace_back();
             for (auto i : ws)
-                if (i < dash::max_stages) w |= std::uint64_t{1} << i;
+                if (i < dash::max_stages) x.writers |= std::uint64_t{1} << i;
             for (auto i : rs)
-                if (i < dash::max_stages) r |= std::uint64_t{1} << i;
-            dash::set_queue(*pipe_, q, w, r, parent, static_cast<std::uint32_t>(q), "object");
+                if (i < dash::max_stages) x.readers |= std::uint64_t{1} << i;
+            x.parent_reads = parent;
+            x.counter = static_cast<std::uint32_t>(q);
+            x.type = "object";
         }
+        // Shown as a call with its stage processes, without its graph, when that does not fit.
+        pipe_ = dash::attach_graph(*pool_, names, graph, queues.size() * sizeof(edge_stats));
+        if (!pipe_) return;
+        counters_ = reinterpret_cast<edge_stats*>(pipe_->counters);
+        for (std::size_t q = 0; q < queues.size(); ++q) new (counters_ + q) edge_stats();
         nqueues_ = queues.size();
-        dash::end_graph(*pipe_, stages.size(), queues.size());
     }
     dash_pipeline(const dash_pipeline&) = delete;
     dash_pipeline& operator=(const dash_pipeline&) = delete;

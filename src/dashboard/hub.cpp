@@ -186,6 +186,21 @@ pipe_slot* attach_pipe(pool_slot& p) noexcept {
     return the_hub ? open_pipe(*the_hub->r, p) : nullptr;
 }
 
+pipe_slot* attach_graph(pool_slot& p, std::span<const std::string_view> stages, std::span<const graph_queue> queues,
+                        std::size_t counter_bytes) noexcept {
+    if (stages.size() > max_stages || queues.size() > max_queues || counter_bytes > pipe_counters_bytes) return nullptr;
+    auto* pipe = attach_pipe(p);
+    if (!pipe) return nullptr;
+    begin_graph(*pipe);
+    for (std::size_t i = 0; i < stages.size(); ++i) set_stage(*pipe, i, stages[i]);
+    for (std::size_t q = 0; q < queues.size(); ++q) {
+        const auto& x = queues[q];
+        set_queue(*pipe, q, x.writers, x.readers, x.parent_reads, x.counter, x.type);
+    }
+    end_graph(*pipe, stages.size(), queues.size());
+    return pipe;
+}
+
 void open_to_children() noexcept {
     std::lock_guard lock(hub_lock);
     if (the_hub && the_hub->open_to_children++ == 0) sys::do_fork(the_hub->map.data(), region_bytes);

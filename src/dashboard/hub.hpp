@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <span>
 #include <string_view>
 
 namespace parafork::detail::dash {
@@ -21,6 +22,19 @@ void note(pool_slot& p, const error_note& e) noexcept;
 // A pipeline's graph slot beside its call's slot `p` (attached, kind "pipeline"); null when all
 // are in use.
 pipe_slot* attach_pipe(pool_slot& p) noexcept;
+// One queue of a pipeline's graph: the stages that write and read it (a bit per stage index),
+// whether the program reads it, the index of its counters, and the type of its items.
+struct graph_queue {
+    std::uint64_t writers = 0, readers = 0;
+    bool parent_reads = false;
+    std::uint32_t counter = 0;
+    std::string_view type;
+};
+// Attaches pipeline call `p`'s graph (stage names, queues), whose counters take `counter_bytes`
+// of the slot: null when it does not fit (too many stages or queues, counters too big) or every
+// slot is in use; the call is then shown without its graph.
+pipe_slot* attach_graph(pool_slot& p, std::span<const std::string_view> stages, std::span<const graph_queue> queues,
+                        std::size_t counter_bytes) noexcept;
 // Processes forked between open_to_children() and as many close_to_children() map the region:
 // a pipeline's stages write into it (their counters live there); everything else forked does
 // not. Counted, for pipelines started by several threads at once.

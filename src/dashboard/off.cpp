@@ -26,6 +26,9 @@ pool_slot* attach(const options& o, std::string_view, std::uint64_t, std::uint64
 
 void note(pool_slot&, const error_note&) noexcept {}
 pipe_slot* attach_pipe(pool_slot&) noexcept { return nullptr; }
+pipe_slot* attach_graph(pool_slot&, std::span<const std::string_view>, std::span<const graph_queue>, std::size_t) noexcept {
+    return nullptr;
+}
 void open_to_children() noexcept {}
 void close_to_children() noexcept {}
 void keep_from_children() noexcept {}

@@ -89,23 +89,23 @@ struct runtime::impl : graph_plan {
         options o;
         o.name = opts.name;
         dash_pool = dash::attach(o, "pipeline", procs.size(), 0);
-        if (!dash_pool || procs.size() > dash::max_stages || edges.size() > dash::max_queues ||
-            counter_bytes > dash::pipe_counters_bytes)
-            return;
-        dash_pipe = dash::attach_pipe(*dash_pool);
-        if (!dash_pipe) return;
-        dash::begin_graph(*dash_pipe);
-        for (std::size_t i = 0; i < procs.size(); ++i) dash::set_stage(*dash_pipe, i, procs[i].leaf->name);
-        std::size_t q = 0;
+        if (!dash_pool || procs.size() > dash::max_stages) return;
+        std::vector<std::string_view> names;
+        for (auto& p : procs) names.push_back(p.leaf->name);
+        std::vector<std::string> types;  // the queues' type names, alive until attached
+        for (std::size_t e = 0; e < edges.size(); ++e) types.push_back(used(e) ? type_name(edges[e].type) : std::string());
+        std::vector<dash::graph_queue> queues;
         for (std::size_t e = 0; e < edges.size(); ++e) {
             if (!used(e)) continue;
-            std::uint64_t w = 0, r = 0;
-            for (auto i : edges[e].writers) w |= std::uint64_t{1} << i;
-            for (auto i : edges[e].readers) r |= std::uint64_t{1} << i;
-            dash::set_queue(*dash_pipe, q++, w, r, edges[e].parent_reads, static_cast<std::uint32_t>(e),
-                            type_name(edges[e].type));
+            auto& q = queues.emplace_back();
+            for (auto i : edges[e].writers) q.writers |= std::uint64_t{1} << i;
+            for (auto i : edges[e].readers) q.readers |= std::uint64_t{1} << i;
+            q.parent_reads = edges[e].parent_reads;
+            q.counter = static_cast<std::uint32_t>(e);
+            q.type = types[e];
         }
-        dash::end_graph(*dash_pipe, procs.size(), q);
+        dash_pipe = dash::attach_graph(*dash_pool, names, queues, counter_bytes);
+        if (!dash_pipe) return;
         counters = reinterpret_cast<edge_stats*>(dash_pipe->counters);
     }
     void dash_close() noexcept {
