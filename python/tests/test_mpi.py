@@ -54,6 +54,18 @@ def failure(e):
 '''
 
 
+def describe(pid):
+    """A process's pid, parent, state and command line, for a message."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return f"{pid} (parent {status.get('PPid')}, {status.get('State')}, {status.get('SigCgt', '?')} caught): {cmd}"
+    except OSError:
+        return f"{pid} (gone)"
+
+
 def tagged():
     """Pids of live processes whose environment carries TAG (zombies included: not reaped)."""
     found = []
@@ -106,12 +118,13 @@ def run(tmp_path, body, np=3, timeout=45, init=True, script=None, during=None): 
         while tagged() and time.monotonic() < end:
             time.sleep(0.05)
         left = tagged()
+        seen = [describe(pid) for pid in left]
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        assert left == [], f"processes of the run left behind: {left}"
+        assert left == [], f"processes of the run left behind: {seen}"
     reports = {}
     for rank in range(np):
         path = flags / f"reports.{rank}"
