@@ -388,6 +388,7 @@ int run_each_mpi(const settings& s) {
     mine.dry_run = false;
     mine.results.clear();
     mine.dashboard.clear();
+    ::unsetenv("PARAFORK_DASHBOARD");  // the run's dashboard is rank 0's
     rank_jobs src(w);
     src.say_ready(mine.jobs);
     engine_options o;
