@@ -138,6 +138,16 @@ TEST_F(MPICLI, KeepOrderGivesTheLocalOutputAndEveryRankRuns) {
     EXPECT_EQ(ranks_in_log(), (std::set<std::string>{"0", "1", "2"})) << slurp(joblog());
 }
 
+TEST_F(MPICLI, TagAndVerboseAreWrittenByRank0AsLocally) {
+    const std::string args = "-k -j1 --tag -v 'sleep 0.$(( {} % 2 )); echo out {}' " + values(12);
+    auto want = local(args);
+    ASSERT_EQ(want.status, 0) << want.err;
+    auto got = ranks(args);
+    EXPECT_EQ(got.status, 0) << got.err;
+    EXPECT_EQ(got.out, want.out);
+    EXPECT_EQ(ranks_in_log(), (std::set<std::string>{"0", "1", "2"})) << slurp(joblog());
+}
+
 TEST_F(MPICLI, UnorderedOutputHasEveryJobOnce) {
     auto got = ranks("-j2 'echo {}; echo err {} >&2' " + values(40));
     EXPECT_EQ(got.status, 0) << got.err;
