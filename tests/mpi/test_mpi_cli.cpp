@@ -213,3 +213,16 @@ TEST_F(MPICLI, PipeModeIsRefusedOverRanks) {
     EXPECT_NE(got.status, 124);
     EXPECT_NE(got.err.find("only `parafork run`"), std::string::npos) << got.err;
 }
+
+TEST_F(MPICLI, RanksWithAnotherCommandLineAreABadLaunch) {
+    // mpirun's MPMD form: rank 2 runs other jobs than ranks 0 and 1.
+    auto got = sh("timeout -k 5 60 mpirun --oversubscribe --allow-run-as-root -np 2 " PARAFORK_CLI_PATH
+                  " run --joblog " + joblog() + " echo {} ::: 1 2 : -np 1 " PARAFORK_CLI_PATH " run --joblog " + joblog() +
+                  " echo {} ::: 3 4");
+    EXPECT_NE(got.status, 0);
+    EXPECT_NE(got.status, 124);
+    EXPECT_NE(got.err.find("rank 2 on"), std::string::npos) << got.err;
+    EXPECT_NE(got.err.find("another command line"), std::string::npos) << got.err;
+    EXPECT_EQ(got.err.find("ended during the run"), std::string::npos) << got.err;  // said once, by rank 0
+    EXPECT_EQ(got.out, "");
+}

@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <fcntl.h>
+#include <functional>
 #include <poll.h>
 #include <type_traits>
 #include <unistd.h>
@@ -70,7 +72,7 @@ namespace {
 
 // Messages between ranks (the tags of parafork::mpi's frames, a range of their own).
 enum : int {
-    tag_ready = 40,   // rank -> 0: u32 jobs at once there
+    tag_ready = 40,   // rank -> 0: u32 jobs at once there, u64 hash of its command line
     tag_job = 41,     // 0 -> rank: u64 id, u32 argc, the arguments
     tag_result = 42,  // rank -> 0: u64 id, i32 code, i32 signal, u8 timed out, f64 start, f64 runtime,
                       //            spawn error, stdout, stderr
@@ -113,6 +115,17 @@ private:
     std::size_t at_ = 0;
 };
 
+// A hash of this process's command line: every rank must run the same one, or -j, --timeout
+// and the rest would mean different things on different ranks (mpirun's MPMD form, A : B).
+std::uint64_t command_line_hash() {
+    std::string line;
+    auto fd = sys::open_file("/proc/self/cmdline", O_RDONLY);
+    if (!fd) sys::throw_errno("open /proc/self/cmdline");
+    char buf[1 << 16];
+    for (long n; (n = sys::read_some(fd.get(), buf, sizeof buf)) > 0;) line.append(buf, static_cast<std::size_t>(n));
+    return std::hash<std::string>{}(line);
+}
+
 std::string where(const mpi::world& w, int rank) { return "rank " + std::to_string(rank) + " on " + w.host(rank); }
 std::string host_column(const mpi::world& w, int rank) { return w.host(rank) + ":" + std::to_string(rank); }
 
@@ -132,7 +145,17 @@ class rank_seats final : public remote_runner {
 public:
     // Waits until every other rank has said how many jobs it runs at once.
     explicit rank_seats(mpi::world& w) : w_(w), ranks_(static_cast<std::size_t>(w.size())) {
-        int waiting = w.size() - 1;
+        try {
+            wait_ready();
+        } catch (...) {
+            end(true);  // the others end quietly: the error is said once, here
+            throw;
+        }
+    }
+    ~rank_seats() override { end(false); }
+
+    void wait_ready() {
+        int waiting = w_.size() - 1;
         mpi::world::frame f;
         while (waiting > 0) {
             w_.receive_ready();
@@ -140,7 +163,11 @@ public:
                 if (f.tag != tag_ready) throw protocol_error("rank 0 got a message it does not take");
                 cursor c(f.body);
                 const auto jobs = c.get<std::uint32_t>();
+                const auto line = c.get<std::uint64_t>();
                 c.end();
+                if (line != command_line_hash())
+                    throw mpi::bad_launch(where(w_, f.peer) + " runs another command line than rank 0: every rank "
+                                          "must run the same `parafork run ...`");
                 auto& r = ranks_[static_cast<std::size_t>(f.peer)];
                 if (f.peer == 0 || r.window != 0 || jobs == 0 || jobs > 1u << 16)
                     throw protocol_error("a rank said twice, or nonsense, how many jobs it runs");
@@ -154,7 +181,6 @@ public:
             if (waiting > 0) wait_socket(w_);
         }
     }
-    ~rank_seats() override { end(false); }
 
     int fd() const override { return w_.socket_fd(); }
     std::size_t capacity() const override { return owner_.size(); }
@@ -309,6 +335,7 @@ public:
     void say_ready(unsigned jobs) {
         std::string body;
         put(body, static_cast<std::uint32_t>(jobs));
+        put(body, command_line_hash());
         w_.send(0, tag_ready, body);
     }
 
