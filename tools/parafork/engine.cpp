@@ -20,6 +20,7 @@
 #include <memory>
 #include <poll.h>
 #include <set>
+#include <unordered_map>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <system_error>
@@ -72,6 +73,11 @@ struct job {
     bool discard = false;                        // killed by --halt now: output is dropped
     std::optional<sys::exit_status> status;      // set when finished
     std::string spawn_error;
+    double runtime = 0;                          // seconds, set when finished
+    // Run on another rank (engine_options::remote): no process here; its outcome comes back.
+    bool remote = false;
+    std::size_t seat = 0;
+    std::string host;                            // where it ran, for --joblog; empty: here
 
     bool running() const { return !status; }
     bool failed() const { return status && (!status->ok() || timed_out); }
@@ -89,7 +95,7 @@ class engine {
 public:
     engine(job_source& src, const settings& s, const engine_options& o)
         : src_(src), s_(s), o_(o), bar_(s),
-          max_flight_(s.ordered ? 2 * std::size_t{s.jobs} : s.jobs), slot_busy_(s.jobs, false) {
+          slot_busy_(s.jobs, false) {
         bool resuming = s.resume || s.resume_failed;
         if (resuming) skip_ = jobs_done(s.joblog, s.resume_failed);
         if (!s.joblog.empty()) log_ = std::make_unique<joblog>(s.joblog, resuming);
@@ -122,7 +128,7 @@ public:
         } catch (const interrupted&) {
             stop_all(false);
             finish_bar();
-            std::fprintf(stderr, "parafork: interrupted; stopped %zu running job(s)\n", stopped_);
+            if (!o_.report) std::fprintf(stderr, "parafork: interrupted; stopped %zu running job(s)\n", stopped_);
             return exit_interrupted;
         } catch (const output_closed&) {
             stop_all(false);
@@ -138,7 +144,7 @@ public:
             std::fprintf(stderr, "parafork: cannot start the command: %s\n", cannot_start_->c_str());
             return exit_cannot_start;
         }
-        if (failed_) {
+        if (failed_ && !o_.report) {
             std::fprintf(stderr, "parafork: %zu of %zu job(s) failed; first: %s: %s\n", failed_, finished_,
                          first_failure_what_.c_str(), first_failure_reason_.c_str());
         }
@@ -168,9 +174,11 @@ private:
             fds.push_back({sys::sigint_guard::fd(), POLLIN, 0});
             bool want_input = !halting_ && src_.wants_input();
             if (want_input) fds.push_back({src_.input_fd(), POLLIN, 0});
+            const std::size_t remote_at = fds.size();
+            if (o_.remote) fds.push_back({o_.remote->fd(), POLLIN, 0});
             std::optional<clock::time_point> wake;
             for (auto& j : flight_) {
-                if (!j->running()) continue;
+                if (!j->running() || j->remote) continue;
                 fds.push_back({j->pidfd.get(), POLLIN, 0});
                 polled.emplace_back(j.get(), -1);
                 if (j->feed_pipe) {
@@ -184,7 +192,7 @@ private:
                     }
                 if (j->deadline && (!wake || *j->deadline < *wake)) wake = j->deadline;
             }
-            if (s_.delay.count() > 0 && !halting_ && running_ < s_.jobs && !src_.exhausted() &&
+            if (s_.delay.count() > 0 && !halting_ && has_room() && !src_.exhausted() &&
                 (!wake || next_start_ < *wake))
                 wake = next_start_;
             int timeout_ms = -1;
@@ -200,8 +208,9 @@ private:
                 sys::throw_errno("poll");
             }
             if (fds[0].revents) sys::sigint_guard::check();
-            std::size_t first_job = want_input ? 2 : 1;
+            std::size_t first_job = remote_at + (o_.remote ? 1 : 0);
             if (want_input && fds[1].revents) src_.read_input();
+            if (o_.remote && fds[remote_at].revents) collect_remote();
             // Output first: a job's last lines are read before it is reaped.
             for (std::size_t i = first_job; i < fds.size(); ++i)
                 if (auto [j, k] = polled[i - first_job]; fds[i].revents && k >= 0) {
@@ -215,15 +224,92 @@ private:
         }
     }
 
+    // Jobs in flight at most: each slot's (and seat's elsewhere), twice over to keep order.
+    std::size_t max_flight() const {
+        std::size_t places = s_.jobs + (o_.remote ? o_.remote->capacity() : 0);
+        return s_.ordered ? 2 * places : places;
+    }
+    std::optional<std::size_t> remote_seat() const {
+        if (!o_.remote || s_.dry_run) return std::nullopt;
+        return o_.remote->free_seat();
+    }
+    bool has_room() const { return running_ < s_.jobs || remote_seat(); }
+
     void start_ready() {
-        while (!halting_ && running_ < s_.jobs && flight_.size() < max_flight_) {
+        while (!halting_ && flight_.size() < max_flight()) {
             if (s_.delay.count() > 0 && clock::now() < next_start_) break;
-            std::size_t slot = std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin();
+            // Here first, then a seat elsewhere; {%} of a job elsewhere is -j + its seat + 1.
+            std::optional<std::size_t> seat;
+            std::size_t slot = 0;
+            if (running_ < s_.jobs) slot = std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin();
+            else if ((seat = remote_seat())) slot = s_.jobs + *seat;
+            else break;
             auto spec = src_.take(slot + 1);
             if (!spec) break;
             if (skip_.contains(++taken_)) continue;  // --resume: the joblog shows it done
-            start(std::move(*spec), slot);
+            if (seat) start_remote(std::move(*spec), *seat);
+            else start(std::move(*spec), slot);
             next_start_ = clock::now() + s_.delay;
+        }
+    }
+
+    void start_remote(job_spec spec, std::size_t seat) {
+        if (spec.input || spec.feed) throw usage_error("jobs with input on stdin do not run on other ranks");
+        auto j = std::make_unique<job>();
+        ++started_;
+        j->seq = taken_;
+        j->remote = true;
+        j->seat = seat;
+        j->started = clock::now();
+        j->start_epoch = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        o_.remote->start(seat, j->seq, spec);
+        j->what = std::move(spec.what);
+        j->argv = std::move(spec.argv);
+        j->tag = std::move(spec.tag);
+        j->shown = std::move(spec.shown);
+        j->results_dir = std::move(spec.results_dir);
+        newest_ = std::move(spec.values);
+        if (s_.verbose_stderr) {
+            std::string line = shown_line(*j);
+            write_out(2, line.data(), line.size());
+        }
+        ++remote_running_;
+        remote_jobs_[j->seq] = j.get();
+        flight_.push_back(std::move(j));
+    }
+
+    // The outcomes of jobs run elsewhere: each finishes its job here, as if it had run here.
+    void collect_remote() {
+        outcomes_.clear();
+        o_.remote->collect(outcomes_);
+        for (auto& r : outcomes_) {
+            auto it = remote_jobs_.find(r.id);
+            if (it == remote_jobs_.end()) continue;  // stopped meanwhile
+            job& j = *it->second;
+            remote_jobs_.erase(it);
+            --remote_running_;
+            if (s_.line_buffer) {
+                j.streams[0].pending = std::move(r.out);
+                j.streams[1].pending = std::move(r.err);
+                j.received = j.streams[0].pending.size();
+                if (s_.verbose) j.streams[0].pending.insert(0, shown_line(j));
+            } else {
+                j.out = sys::make_memfd("parafork-out", 0);
+                j.err = sys::make_memfd("parafork-err", 0);
+                if (!r.out.empty()) sys::write_all(j.out.get(), r.out);
+                if (!r.err.empty()) sys::write_all(j.err.get(), r.err);
+            }
+            j.status = sys::exit_status{r.code, r.signal};
+            j.timed_out = r.timed_out;
+            j.spawn_error = std::move(r.spawn_error);
+            j.start_epoch = r.start_epoch;
+            j.runtime = r.runtime;
+            j.host = std::move(r.host);
+            finished(j);
+            if (!j.spawn_error.empty() && o_.spawn_failure_is_fatal) {
+                if (!cannot_start_) cannot_start_ = j.spawn_error;
+                halt_now();
+            }
         }
     }
 
@@ -411,11 +497,12 @@ private:
         ++finished_;
         if (dash_) shown_end(j);
         if (!j.discard && j.out) j.received = sys::fd_size(j.out.get());
+        if (!j.remote) j.runtime = std::chrono::duration<double>(clock::now() - j.started).count();
         if (log_) {
-            auto runtime = std::chrono::duration<double>(clock::now() - j.started).count();
             std::string command = join_command(j.argv);
             int exit_value = j.spawn_error.empty() ? j.status->code : -1;
-            log_->write({j.seq, j.start_epoch, runtime, j.sent, j.received, exit_value, j.status->signal, command});
+            log_->write({j.seq, j.start_epoch, j.runtime, j.sent, j.received, exit_value, j.status->signal, command,
+                         j.host.empty() ? std::string_view(o_.host) : std::string_view(j.host)});
         }
         if (j.discard) return;
         if (j.failed()) {
@@ -425,7 +512,8 @@ private:
             }
         } else {
             ++succeeded_;
-            if (s_.timeout_percent > 0 && !s_.dry_run) note_success_runtime(clock::now() - j.started);
+            if (s_.timeout_percent > 0 && !s_.dry_run)
+                note_success_runtime(std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(j.runtime)));
         }
         check_halt(j);
     }
@@ -505,6 +593,12 @@ private:
     }
 
     void emit(job& j) {
+        if (o_.report) {
+            std::size_t err = j.err ? sys::fd_size(j.err.get()) : 0;
+            o_.report({j.seq, j.out.get(), j.err.get(), j.received, err, j.status->code, j.status->signal, j.timed_out,
+                       j.spawn_error, j.start_epoch, j.runtime});
+            return;
+        }
         if (j.discard) return;
         if (!j.results_dir.empty() && !s_.dry_run) {
             write_results(j);
@@ -580,16 +674,29 @@ private:
 
     // SIGTERM to every running job, a grace period for all of them together, then SIGKILL.
     void stop_all(bool account) {
+        if (o_.remote) {
+            // Every rank stops its jobs; those here count as stopped by SIGTERM.
+            o_.remote->stop();
+            for (auto& j : flight_)
+                if (j->running() && j->remote) {
+                    j->status = sys::exit_status{0, SIGTERM};
+                    j->runtime = std::chrono::duration<double>(clock::now() - j->started).count();
+                    remote_jobs_.erase(j->seq);
+                    --remote_running_;
+                    ++stopped_;
+                    if (account) finished(*j);
+                }
+        }
         bool any = false;
         for (auto& j : flight_)
-            if (j->running() && j->proc.pid() > 0) {
+            if (j->running() && !j->remote && j->proc.pid() > 0) {
                 signal_job(j->proc.pid(), SIGTERM);
                 any = true;
             }
         if (!any) return;
         auto deadline = clock::now() + s_.grace;
         for (auto& j : flight_) {
-            if (!j->running() || j->proc.pid() <= 0) continue;
+            if (!j->running() || j->remote || j->proc.pid() <= 0) continue;
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto st = j->proc.wait_for(std::max(left, std::chrono::milliseconds(0)));
             if (!st) {
@@ -618,7 +725,7 @@ private:
     void shown_end(const job& j) noexcept {
         if (!j.failed()) {
             dash::relaxed_set(dash_->done, dash_->done.load(std::memory_order_relaxed) + 1);
-            if (!j.spawn_error.empty() || s_.dry_run) return;
+            if (!j.spawn_error.empty() || s_.dry_run || j.remote) return;
             dash::worker_answered(*dash_, j.slot, 1);
             return;
         }
@@ -629,7 +736,7 @@ private:
             e.type = j.timed_out ? "timeout" : !j.spawn_error.empty() ? "cannot start" : "job failed";
             std::string said = j.what + ": " + j.reason();
             e.message = said;
-            e.pid = j.spawn_error.empty() ? j.proc.pid() : 0;
+            e.pid = j.spawn_error.empty() && !j.remote ? j.proc.pid() : 0;
             e.signal = j.status->signal;
             e.code = j.status->code;
             e.task = j.seq;
@@ -644,7 +751,7 @@ private:
         // pipe reading a regular file: the blocks to come, judged by the bytes left.
         if (auto bytes = src_.bytes_total(); !total && bytes && src_.bytes_read() > 0 && src_.exhausted() == false)
             total = std::max(taken_, std::size_t(double(taken_) * double(*bytes) / double(src_.bytes_read())));
-        return {started_, running_, finished_, total, newest_};
+        return {started_, running_ + remote_running_, finished_, total, newest_};
     }
     void finish_bar() { bar_.finish(progress()); }
 
@@ -655,7 +762,6 @@ private:
     std::unique_ptr<joblog> log_;
     sys::unique_fd devnull_;
     launcher launcher_;
-    std::size_t max_flight_;
     std::vector<bool> slot_busy_;  // by job slot ({%} - 1): a running job holds its slot
     std::deque<std::unique_ptr<job>> flight_;  // in input order
     std::size_t started_ = 0, running_ = 0, finished_ = 0, failed_ = 0, stopped_ = 0;
@@ -672,6 +778,9 @@ private:
     std::string newest_;                       // the values of the newest job started (--bar)
     std::optional<std::string> cannot_start_;  // the first spawn error, when it ends the run
     detail::dash::pool_slot* dash_ = nullptr;  // the run on the dashboard; null: off
+    std::size_t remote_running_ = 0;           // jobs out on other ranks
+    std::unordered_map<std::size_t, job*> remote_jobs_;  // by seq
+    std::vector<remote_outcome> outcomes_;
 };
 
 } // namespace

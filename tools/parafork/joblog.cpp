@@ -22,7 +22,8 @@ joblog::~joblog() {
 
 void joblog::write(const joblog_row& r) {
     if (!f_) return;
-    std::fprintf(f_, "%zu\t:\t%.3f\t%.3f\t%zu\t%zu\t%d\t%d\t%s\n", r.seq, r.start_epoch, r.runtime, r.sent,
+    const std::string_view host = r.host.empty() ? std::string_view(":") : r.host;
+    std::fprintf(f_, "%zu\t%.*s\t%.3f\t%.3f\t%zu\t%zu\t%d\t%d\t%s\n", r.seq, int(host.size()), host.data(), r.start_epoch, r.runtime, r.sent,
                  r.received, r.exit_value, r.signal, r.command.c_str());
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace parafork::cli {
 
@@ -17,6 +18,7 @@ struct joblog_row {
     int exit_value;      // -1 when the job could not start
     int signal;
     const std::string& command;
+    std::string_view host = {};  // empty: ":" (this machine)
 };
 
 class joblog {

@@ -2,6 +2,7 @@
 // basic modes, and procpool-style coprocesses), order kept, failures reported.
 
 #include "modes.hpp"
+#include "mpi_run.hpp"
 #include "settings.hpp"
 #include "splitter.hpp"
 
@@ -46,7 +47,9 @@ constexpr const char* examples = R"(Examples:
 
 Exit status: 0 when every job succeeded; the number of failed jobs (101 for more than
 100); 130 after Ctrl-C; 2 for a usage error; 255 for other errors.
-Environment: PARAFORK_JOBS (or PP_JOBS) sets the default of -j.)";
+Environment: PARAFORK_JOBS (or PP_JOBS) sets the default of -j.
+Over MPI ranks: `mpirun -np N parafork run ...` runs the jobs on every rank (-j each), rank 0
+writing the output and the joblog (see docs/scale-out.md).)";
 
 constexpr const char* replacement_help = R"(Replacement strings (GNU parallel's):
   {}  the arguments, joined by spaces    {n}  the n-th argument ({-1}: the last)
@@ -446,6 +449,15 @@ int main(int argc, char** argv) {
     }
 
     try {
+        // Under mpirun (or srun) with several ranks: run's jobs go over all of them.
+        if (under_mpi_launcher()) {
+            if (sub == run && !a.pipe && !a.pipepart) return run_each_mpi(s);
+            if (launcher_rank() == 0)
+                std::fprintf(stderr, "parafork %s: over MPI ranks only `parafork run` without --pipe and --pipepart "
+                                     "is supported (jobs that read blocks of our stdin stay on one machine)\n",
+                             sub->get_name().c_str());
+            return exit_usage;
+        }
         if (sub == pipe || a.pipe || a.pipepart) return run_pipe(s);
         if (sub == run) return run_each(s);
         return run_coproc(s);
