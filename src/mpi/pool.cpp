@@ -13,6 +13,7 @@
 #include <parafork/mpi/pool.hpp>
 
 #include "frames.hpp"
+#include "journal.hpp"
 #include "relay.hpp"
 
 namespace parafork::mpi::detail {
@@ -80,6 +81,8 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         std::shared_ptr<pool_call> c;
         std::string prefix, mismatch;
         char kind = 0;
+        std::shared_ptr<journal> jr;  // rank 0's journal of this call, if it has one
+        std::map<std::uint64_t, std::uint64_t> kept;  // the runs it gave back: not handed out
     } cur;
     std::vector<pollfd> fds;
     world::frame f;
@@ -110,6 +113,8 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         auto keep = calls.at(c.base);
         c.answered += count;
         if (!c.abandoned) c.values(id - c.base, count, bytes);
+        // Kept once taken (decoded), even from a call given up: they are answers all the same.
+        if (cur.jr && cur.c.get() == &c) cur.jr->record(id - c.base, count, bytes);
         settle(c);
     }
     // A failure (fi), or a rank's loss (e, shared by its items).
@@ -132,12 +137,20 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         return !c.lazy || c.handed - c.taken < ahead;
     }
     std::pair<std::uint64_t, std::uint32_t> take_range() {
-        const auto n = std::min<std::uint64_t>({cur.chunk, cur.total - cur.next, UINT32_MAX});
+        // cur.next is never inside a run the journal kept: a chunk ends where the next one starts.
+        auto lim = cur.total;
+        if (auto it = cur.kept.upper_bound(cur.next); it != cur.kept.end()) lim = it->first;
+        const auto n = std::min<std::uint64_t>({cur.chunk, lim - cur.next, UINT32_MAX});
         const auto first = cur.next;
         cur.next += n;
         cur.c->handed += n;
-        if (cur.next == cur.total) cur.c->sealed = true;
+        skip_kept();
         return {first, static_cast<std::uint32_t>(n)};
+    }
+    void skip_kept() {
+        for (auto it = cur.kept.find(cur.next); it != cur.kept.end(); it = cur.kept.find(cur.next))
+            cur.next += it->second;
+        if (cur.next == cur.total) cur.c->sealed = true;
     }
 
     // Hands out work: this rank's workers keep two jobs queued each, other ranks `window` chunks.
@@ -447,7 +460,7 @@ void pool_engine::submit(std::shared_ptr<pool_call> c, std::string local_prefix,
 }
 
 void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, std::uint64_t total,
-                        std::size_t chunksize, char kind) {
+                        std::size_t chunksize, char kind, const std::string& journal_path, const void* code) {
     auto& s = *s_;
     if (s.stopped) throw error("parafork::mpi: the pool was stopped");
     if (s.cur.active) throw error("parafork::mpi: a pool runs one map or imap at a time on every rank");
@@ -474,6 +487,17 @@ void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, s
         cur.c = std::move(c);
     }
     try {
+        if (!journal_path.empty() && cur.c) {
+            auto& call = *cur.c;
+            cur.jr = std::make_shared<journal>(journal_path, seq, to_code_ref(code), total,
+                                               [&](std::uint64_t first, std::uint32_t count, std::string_view bytes) {
+                                                   call.values(first, count, bytes);
+                                                   call.handed += count;
+                                                   call.answered += count;
+                                               });
+            cur.kept = cur.jr->kept();
+            if (!cur.kept.empty()) s.skip_kept();
+        }
         for (int r = 1; r < w.size(); ++r) s.check(r);  // those already waiting in this call
     } catch (const std::exception& e) {
         finish(false, e.what());

@@ -497,6 +497,57 @@ int journal_run(pf::mpi::world& w) {
     }
 }
 
+// mpi::pool::map with a journal, phases as journal_run's: "1" fails at item 2000 (a task that
+// throws), "2" and "3" complete, "other" is the same call over one item fewer (refused).
+long pool_journaled(int x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    note_computed(x);
+    if (g_phase == "1" && x == 2000) throw std::runtime_error("item 2000 fails on the first run");
+    return 5L * x - 3;
+}
+
+int pool_journal_run(pf::mpi::world& w) {
+    std::vector<int> xs(g_phase == "other" ? 2999 : 3000);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::options po;
+    po.jobs = 2;
+    pf::mpi::pool p(w, po);
+    pf::mpi::call_options o;
+    o.chunksize = 10;
+    o.journal = g_dir + "/journal";
+    int rc = 0;
+    try {
+        auto v = p.map(&pool_journaled, xs, o);
+        if (g_phase == "1" || g_phase == "other")
+            rc = fail("rank " + std::to_string(w.rank()) + " finished a call that should fail");
+        else if (!w.root() && !v.empty())
+            rc = fail("a rank other than 0 got results");
+        else if (w.root()) {
+            for (std::size_t i = 0; i < xs.size() && rc == 0; ++i)
+                if (v.at(i) != 5L * xs[i] - 3) rc = fail("wrong value at " + std::to_string(i));
+            if (rc == 0) std::printf("OK pool_journal %s\n", g_phase.c_str());
+        }
+    } catch (const pf::remote_error& e) {
+        if (g_phase != "1" || !w.root() || !has(e.what(), "item 2000 fails")) rc = fail(std::string("unexpected: ") + e.what());
+        else std::printf("OK pool_journal 1: %s\n", e.what());
+    } catch (const pf::mpi::bad_launch& e) {
+        if (g_phase != "other" || !w.root()) rc = fail(std::string("unexpected: ") + e.what());
+        else std::printf("OK pool_journal other: %s\n", e.what());
+    } catch (const pf::error& e) {
+        if (w.root() || !has(e.what(), "rank 0 abandoned the pool call"))
+            rc = fail(std::string("rank ") + std::to_string(w.rank()) + ": " + e.what());
+    }
+    // The pool goes on: a call without a journal, after a failed or refused one.
+    g_phase = "after";
+    auto v = p.map(&cube, xs);
+    p.close();
+    p.join();
+    for (std::size_t i = 0; w.root() && rc == 0 && i < xs.size(); ++i)
+        if (v.at(i) != cube(xs[i])) rc = fail("the call after went wrong at " + std::to_string(i));
+    if (w.root() && rc == 0) std::printf("OK pool_journal next call\n");
+    return rc;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -536,6 +587,11 @@ int main(int argc, char** argv) {
             g_dir = argc > 3 ? argv[3] : ".";
             g_phase = argc > 4 ? argv[4] : "2";
             return journal_run(*w);
+        }
+        if (scenario == "pool_journal") {
+            g_dir = argc > 3 ? argv[3] : ".";
+            g_phase = argc > 4 ? argv[4] : "2";
+            return pool_journal_run(*w);
         }
         if (scenario == "killmpi") return kill_mpi_process(*w);
         if (scenario == "pool") return pool_equal(*w);

@@ -34,6 +34,7 @@
 
 #include <parafork/exec/core/future.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/mpi/forked.hpp>
 #include <parafork/mpi/world.hpp>
 
 namespace parafork::mpi {
@@ -83,9 +84,11 @@ public:
     // Every rank: a call over a range of `total` items (map, imap) or none (join, c null). On
     // rank 0 it opens the call and returns; it is then pumped and ended by finish(). On other
     // ranks it serves rank 0 until rank 0 ends the call, then returns (or throws rank 0's
-    // failure as parafork::error).
+    // failure as parafork::error). A journal (rank 0, map only: call_options::journal) first
+    // gives `c` the values an earlier run kept, which are not handed out again, then keeps the
+    // values answered; `code` names the call in it.
     void begin(std::shared_ptr<pool_call> c, std::string_view remote_prefix, std::uint64_t total,
-               std::size_t chunksize, char kind);
+               std::size_t chunksize, char kind, const std::string& journal = {}, const void* code = nullptr);
     // Rank 0: ends the current collective call on every rank. ok = false gives it up (chunks
     // not handed out are dropped; what ranks hold is answered and dropped first).
     void finish(bool ok, std::string_view why);
@@ -335,14 +338,32 @@ public:
         requires std::ranges::sized_range<Range>
     auto map(F f, Range&& items) {
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::map needs a function named by address");
-        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items);
+        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items, opts_.chunksize, {});
     }
     template <class F, std::ranges::random_access_range Range>
         requires std::ranges::sized_range<Range>
     auto starmap(F f, Range&& tuples) {
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::starmap needs a function named by address");
         using Args = typename parafork::detail::as_tuple<std::ranges::range_value_t<Range>>::type;
-        return map_impl<F, Args>(f, tuples);
+        return map_impl<F, Args>(f, tuples, opts_.chunksize, {});
+    }
+    // map and starmap with a journal (o.journal, a file on rank 0), as mpi::map's: the values
+    // answered are kept there as they arrive, and a rerun of the same program takes from it
+    // what an earlier run kept and hands out only the rest (docs/scale-out.md, "The journal").
+    // Of `o`, only journal and chunksize (when not 0) apply: the workers are the pool's.
+    template <class F, std::ranges::random_access_range Range>
+        requires std::ranges::sized_range<Range>
+    auto map(F f, Range&& items, const call_options& o) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::map needs a function named by address");
+        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items, o.chunksize ? o.chunksize : opts_.chunksize,
+                                                                 o.journal);
+    }
+    template <class F, std::ranges::random_access_range Range>
+        requires std::ranges::sized_range<Range>
+    auto starmap(F f, Range&& tuples, const call_options& o) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::starmap needs a function named by address");
+        using Args = typename parafork::detail::as_tuple<std::ranges::range_value_t<Range>>::type;
+        return map_impl<F, Args>(f, tuples, o.chunksize ? o.chunksize : opts_.chunksize, o.journal);
     }
     // Every rank: on rank 0 a lazy sequence of the results in input order (each item's error
     // thrown at it); the call ends on every rank when rank 0's sequence ends or is destroyed.
@@ -393,14 +414,19 @@ private:
     }
 
     template <class F, class Args, class Range>
-    auto map_impl(F f, Range& items) {
+    auto map_impl(F f, Range& items, std::size_t chunksize, const std::string& journal) {
         using R = parafork::detail::apply_result_t<F, Args>;
         static_assert(!std::is_void_v<R>, "parafork::mpi::pool::map needs a function returning a value");
         using call_t = detail::range_call<R, F, Args, std::remove_reference_t<Range>>;
         check_open();
         auto st = std::make_shared<call_t>(detail::mode::vector, f, items);
         const auto n = static_cast<std::uint64_t>(std::ranges::size(items));
-        eng_->begin(st, detail::remote_prefix<F, Args>(f), n, opts_.chunksize, 'M');
+        // In a journal the call is named by its function: the function itself when it is a
+        // pointer, else its trampoline (one for each captureless lambda's type).
+        const void* code = nullptr;
+        if constexpr (std::is_pointer_v<F>) code = reinterpret_cast<const void*>(f);
+        else code = reinterpret_cast<const void*>(&parafork::detail::call_trampoline_fn<F, Args, false>);
+        eng_->begin(st, detail::remote_prefix<F, Args>(f), n, chunksize, 'M', journal, code);
         if (!eng_->w.root()) return std::vector<R>();
         sys::sigint_guard ctrl_c;
         try {
