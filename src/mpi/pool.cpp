@@ -131,7 +131,7 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         return !w.gone(r) && p.ready_seq > p.ended_seq && !(cur.ending && p.ready_seq == cur.seq);
     }
     bool range_has_more() const {
-        if (!cur.active || cur.ending || !cur.c || cur.next >= cur.total) return false;
+        if (!cur.active || cur.ending || !cur.c || cur.c->streamed || cur.next >= cur.total) return false;
         const auto& c = *cur.c;
         const std::uint64_t ahead = cur.chunk * 4 * std::uint64_t{jobs} * peers.size();
         return !c.lazy || c.handed - c.taken < ahead;
@@ -459,6 +459,13 @@ void pool_engine::submit(std::shared_ptr<pool_call> c, std::string local_prefix,
     s.local->kick();
 }
 
+void pool_engine::push(std::uint64_t id, const std::string& local_prefix, const std::string& remote_prefix,
+                       std::string args) {
+    s_->tasks.push_back({id, local_prefix, remote_prefix, std::move(args)});
+}
+
+unsigned pool_engine::ranks() const noexcept { return static_cast<unsigned>(w.size()); }
+
 void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, std::uint64_t total,
                         std::size_t chunksize, char kind, const std::string& journal_path, const void* code) {
     auto& s = *s_;
@@ -482,7 +489,7 @@ void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, s
         c->base = s.next_base;
         s.next_base += span;
         c->total = total;
-        c->sealed = total == 0;
+        c->sealed = total == 0 && !c->streamed;
         s.calls.emplace(c->base, c);
         cur.c = std::move(c);
     }
@@ -522,6 +529,10 @@ void pool_engine::finish(bool ok, std::string_view why) {
         cur.c->abandoned = true;
         cur.c->sealed = true;
         cur.c->handed -= s.local->drop_queued(cur.c->base, cur.c->base + span);
+        const auto before = s.tasks.size();  // a streamed call's items not handed out yet
+        const auto base = cur.c->base;
+        std::erase_if(s.tasks, [&](const state::task& t) { return t.id >= base && t.id < base + span; });
+        cur.c->handed -= before - s.tasks.size();
     }
     // Every live rank must be in the call (its ready checked) and hold nothing before any is
     // ended: a rank that turns out to be in another call fails the call on every rank.

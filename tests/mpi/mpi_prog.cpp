@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <string>
 #include <thread>
@@ -497,6 +498,70 @@ int journal_run(pf::mpi::world& w) {
     }
 }
 
+// mpi::pool::imap / imap_unordered over input ranges that are not sized and random access:
+// rank 0 alone reads them and sends the items. The results equal the local pool's, items run
+// on several ranks, an endless input is read only as far as the loop goes (plus a bounded
+// window), and an item's failure is its own.
+long g_reads = 0;  // items of the endless input read (rank 0)
+int pool_stream(pf::mpi::world& w) {
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    auto some = std::views::iota(0, 3000) | std::views::filter([](int x) { return x % 3 != 1; });
+    std::vector<long> got;
+    for (long y : p.imap(&cube, some)) got.push_back(y);
+    auto slow = std::views::iota(0, 300) | std::views::filter([](int) { return true; });
+    std::vector<std::pair<std::size_t, int>> who;
+    for (auto&& [i, r] : p.imap_unordered(&where_run, slow)) who.emplace_back(i, r);
+    auto endless = std::views::iota(0) | std::views::filter([](int) { ++g_reads; return true; });
+    std::size_t n = 0;
+    {
+        auto seq = p.imap(&cube, endless);
+        for (long y : seq) {
+            if (y != cube(static_cast<int>(n))) return fail("endless imap out of order at " + std::to_string(n));
+            if (++n == 100) break;
+        }
+    }
+    std::size_t good = 0, bad = 0;
+    auto many = std::views::iota(0, 600) | std::views::filter([](int) { return true; });
+    {
+        auto seq = p.imap(&throws_on_rank2, many);
+        for (auto it = seq.begin(); !(it == seq.end()); ++it) {
+            try {
+                (void)*it;
+                ++good;
+            } catch (const pf::remote_error& e) {
+                if (e.rank() != 2 || !has(e.message(), "pool boom on two")) return fail(std::string("imap error: ") + e.what());
+                ++bad;
+            }
+        }
+    }
+    std::vector<int> none;  // the other ranks' input is not read: any range of the type will do
+    auto empty = none | std::views::filter([](int) { return true; });
+    std::size_t zero = 0;
+    for (long y : p.imap(&cube, empty)) zero += static_cast<std::size_t>(y) + 1;
+    auto v = p.map(&cube, std::vector<int>(500, 3));  // the pool goes on
+    p.close();
+    p.join();
+    if (!w.root()) return got.empty() && who.empty() && n == 0 && good + bad == 0 ? 0 : fail("a rank other than 0 got results");
+    pf::pool local(o);
+    std::vector<int> some_v(some.begin(), some.end());
+    if (got != local.map(&cube, some_v)) return fail("imap over a filtered view differs from the local pool's map");
+    std::set<std::size_t> idx;
+    std::set<int> ranks;
+    for (auto [i, r] : who) {
+        idx.insert(i);
+        ranks.insert(r);
+    }
+    if (idx.size() != 300 || *idx.rbegin() != 299) return fail("imap_unordered gave " + std::to_string(idx.size()) + " items");
+    if (ranks.size() < 2) return fail("only " + std::to_string(ranks.size()) + " rank(s) ran streamed items");
+    if (g_reads < 100 || g_reads > 100 + 4 * 2 * 3 + 8) return fail("the endless input was read to " + std::to_string(g_reads));
+    if (bad == 0 || good == 0 || good + bad != 600) return fail("imap with failures: good " + std::to_string(good) + " bad " + std::to_string(bad));
+    if (zero != 0 || v.size() != 500) return fail("an empty stream or the next call went wrong");
+    std::printf("OK pool_stream ranks_used=%zu reads=%ld good=%zu bad=%zu\n", ranks.size(), g_reads, good, bad);
+    return 0;
+}
+
 // mpi::pool::map with a journal, phases as journal_run's: "1" fails at item 2000 (a task that
 // throws), "2" and "3" complete, "other" is the same call over one item fewer (refused).
 long pool_journaled(int x) {
@@ -588,6 +653,7 @@ int main(int argc, char** argv) {
             g_phase = argc > 4 ? argv[4] : "2";
             return journal_run(*w);
         }
+        if (scenario == "pool_stream") return pool_stream(*w);
         if (scenario == "pool_journal") {
             g_dir = argc > 3 ? argv[3] : ".";
             g_phase = argc > 4 ? argv[4] : "2";

@@ -293,6 +293,14 @@ TEST_F(MPI, PoolMapJournalResumesWithWhatIsMissing) {
     run("rm -rf '" + dir + "'", "");
 }
 
+TEST_F(MPI, PoolImapOverAnInputRangeRank0AloneReads) {
+    auto r = mpirun("pool_stream");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK pool_stream"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
+}
+
 TEST_F(MPI, KilledRootEndsTheOtherRanksCalls) {
     auto r = mpirun("killroot");
     EXPECT_NE(r.status, 124) << r.out;

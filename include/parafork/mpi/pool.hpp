@@ -14,7 +14,9 @@
 // Functions go by name: a task carries its function as offsets into the loaded object (same
 // binary on every rank), and a pointer that names no code of a loaded object throws before any
 // work is sent. map / imap are collective: every rank has the items, only index ranges go out,
-// and each rank's program encodes its own items for its workers. submit is rank 0's alone: its
+// and each rank's program encodes its own items for its workers (imap over an input range that
+// is not sized and random access: rank 0 alone reads it, and its items travel encoded, one task
+// each). A map's journal (call_options) keeps its answers on rank 0. submit is rank 0's alone: its
 // arguments travel (encoded by the codec) to rank 0's own workers or to a rank that is inside a
 // pool call (map, imap, join) and so serving. See docs/scale-out.md, "pool over MPI".
 
@@ -61,6 +63,7 @@ public:
     bool sealed = false;                       // nothing more will be handed out
     bool abandoned = false;                    // answers are dropped
     bool lazy = false;                         // imap: stay a bounded distance ahead of taken
+    bool streamed = false;                     // rank 0 reads the items and sends them, one task each
     std::uint64_t taken = 0;
     bool finished() const noexcept { return sealed && answered == handed; }
 };
@@ -81,6 +84,9 @@ public:
     // `remote_prefix` (remote_prefix()) on another rank.
     void submit(std::shared_ptr<pool_call> c, std::string local_prefix, std::string remote_prefix,
                 std::string args);
+    // Rank 0: item `id` (the call's base + its index) of the streamed call being made, as a task.
+    void push(std::uint64_t id, const std::string& local_prefix, const std::string& remote_prefix, std::string args);
+    unsigned ranks() const noexcept;
     // Every rank: a call over a range of `total` items (map, imap) or none (join, c null). On
     // rank 0 it opens the call and returns; it is then pumped and ended by finish(). On other
     // ranks it serves rank 0 until rank 0 ends the call, then returns (or throws rank 0's
@@ -210,6 +216,58 @@ struct range_call final : pool_call {
     }
 };
 
+// imap / imap_unordered over an input range that is not sized and random access: rank 0 alone
+// reads it, as the consumer goes, and sends each item encoded as a task (as submit's).
+template <class R, class F, class Args, class Range>
+struct stream_call final : pool_call {
+    using value_t = std::conditional_t<std::is_void_v<R>, char, R>;
+    struct item {
+        std::optional<value_t> value;
+        std::exception_ptr error;
+    };
+    stream_call(mode m, const F& f, Range& r)
+        : how(m), local(parafork::detail::call_header<F, Args, false>(&f)), remote(remote_prefix<F, Args>(f)),
+          it(std::ranges::begin(r)), end(std::ranges::end(r)) {
+        streamed = true;
+    }
+
+    mode how;
+    std::string local, remote;
+    std::ranges::iterator_t<Range> it;
+    std::ranges::sentinel_t<Range> end;
+    std::map<std::uint64_t, item> ordered;
+    std::deque<std::pair<std::size_t, item>> unordered;
+
+    // Reads and sends items while fewer than `ahead` are handed out and not taken.
+    void feed(pool_engine& e, std::uint64_t ahead) {
+        while (!sealed && handed - taken < ahead) {
+            if (it == end) {
+                sealed = true;
+                return;
+            }
+            std::string args;
+            parafork::detail::encode_arg(args, *it);
+            ++it;
+            e.push(base + handed, local, remote, std::move(args));
+            ++handed;
+        }
+    }
+    void values(std::uint64_t i, std::uint32_t count, std::string_view bytes) override {
+        if (count != 1) throw protocol_error("parafork::mpi: a task answered more than one value");
+        value_t y{};
+        if constexpr (!std::is_void_v<R>) y = parafork::detail::decode_one<R>(bytes);
+        put(i, item{std::move(y), nullptr});
+    }
+    void failed(std::uint64_t i, std::exception_ptr e) override { put(i, item{std::nullopt, std::move(e)}); }
+    void put(std::uint64_t i, item&& x) {
+        if (how == mode::ordered) ordered.emplace(i, std::move(x));
+        else unordered.emplace_back(static_cast<std::size_t>(i), std::move(x));
+    }
+};
+
+template <class Call>
+inline constexpr bool streamed_call = requires(Call& c, pool_engine& e) { c.feed(e, 1); };
+
 // What imap / imap_unordered return on rank 0 (lazy; the call ends at its end or when it is
 // destroyed) and, empty, on the other ranks (which served the whole call before getting it).
 template <class R, class Call, bool Ordered>
@@ -248,6 +306,20 @@ private:
         if (at_end_) return;
         std::optional<sys::sigint_guard> ctrl_c;  // made only when a wait is due: it costs syscalls
         for (;;) {
+            try {
+                // A streamed call reads its input here: the consumer's pace bounds it.
+                if constexpr (streamed_call<Call>) st_->feed(*eng_, 4 * std::uint64_t{eng_->size()} * eng_->ranks());
+            } catch (...) {
+                ended_ = true;
+                try {
+                    eng_->finish(false, "reading the imap's input failed on rank 0");
+                } catch (...) {
+                }
+                throw;
+            }
+            // Every item is known once the call is sealed: a range's at the start, a stream's at its end.
+            const auto all = streamed_call<Call> ? st_->handed : st_->total;
+            const bool known = !streamed_call<Call> || st_->sealed;
             if constexpr (Ordered) {
                 auto it = st_->ordered.find(next_);
                 if (it != st_->ordered.end()) {
@@ -256,7 +328,7 @@ private:
                     ++next_;
                     return;
                 }
-                if (next_ == st_->total) break;
+                if (known && next_ == all) break;
             } else {
                 if (!st_->unordered.empty()) {
                     auto [i, res] = std::move(st_->unordered.front());
@@ -264,7 +336,7 @@ private:
                     take(i, std::move(res));
                     return;
                 }
-                if (st_->taken == st_->total) break;
+                if (known && st_->taken == all) break;
             }
             try {
                 if (!ctrl_c) ctrl_c.emplace();
@@ -382,6 +454,24 @@ public:
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap_unordered needs a function named by address");
         return lazy<F, parafork::detail::item_args_t<Range>, false>(f, items);
     }
+    // imap and imap_unordered over an input range that is not sized and random access (a
+    // filtered view, an endless iota, a stream): rank 0 alone reads it, only as far as its
+    // consumer goes (a bounded number of items ahead), and each item travels encoded with the
+    // codec, as a task of its own. The other ranks serve; their `items` is not read (pass an
+    // empty range of the same type). Every item travels: a sized random-access range, which
+    // every rank has, is cheaper.
+    template <class F, std::ranges::input_range Range>
+        requires(!(std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>))
+    auto imap(F f, Range& items) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap needs a function named by address");
+        return stream<F, parafork::detail::item_args_t<Range>, true>(f, items);
+    }
+    template <class F, std::ranges::input_range Range>
+        requires(!(std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>))
+    auto imap_unordered(F f, Range& items) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap_unordered needs a function named by address");
+        return stream<F, parafork::detail::item_args_t<Range>, false>(f, items);
+    }
 
     void close() noexcept { closed_ = true; }
     // Every rank, after close(): rank 0 waits for every task submitted; the other ranks serve
@@ -463,6 +553,19 @@ private:
         eng_->begin(st, detail::remote_prefix<F, Args>(f), static_cast<std::uint64_t>(std::ranges::size(items)),
                     opts_.chunksize, Ordered ? 'I' : 'U');
         return seq_t(eng_, eng_->w.root() ? std::move(st) : nullptr);
+    }
+
+    template <class F, class Args, bool Ordered, class Range>
+    auto stream(F f, Range& items) {
+        using R = parafork::detail::apply_result_t<F, Args>;
+        using call_t = detail::stream_call<R, F, Args, Range>;
+        using seq_t = detail::imap_sequence<R, call_t, Ordered>;
+        check_open();
+        auto remote = detail::remote_prefix<F, Args>(f);  // throws before any work: unnamed code
+        std::shared_ptr<call_t> st;
+        if (eng_->w.root()) st = std::make_shared<call_t>(Ordered ? detail::mode::ordered : detail::mode::unordered, f, items);
+        eng_->begin(st, remote, 0, 1, Ordered ? 'S' : 'T');
+        return seq_t(eng_, std::move(st));
     }
 
     std::shared_ptr<detail::pool_engine> eng_;
