@@ -939,6 +939,7 @@ report(what="starmap", ok=(zs == [a * 1000 + b for a, b in pairs]) if world.root
 '''
 
 
+@pytest.mark.timeout(150)  # several runs, each bounded by its own timeout
 def test_the_journal_resumes_a_failed_map_with_what_is_missing(tmp_path):
     journal, calls, fail = tmp_path / "run.journal", tmp_path / "calls", tmp_path / "fail"
     body = JOURNALED.format(journal=str(journal), calls=str(calls), fail=str(fail))
@@ -983,6 +984,7 @@ def test_the_journal_resumes_a_failed_map_with_what_is_missing(tmp_path):
     assert one(reports, 1, "map")["ok"] is None
 
 
+@pytest.mark.timeout(100)  # several runs, each bounded by its own timeout
 def test_a_journal_of_another_call_is_refused_on_every_rank(tmp_path, monkeypatch):
     journal, calls = tmp_path / "run.journal", tmp_path / "calls"
     body = JOURNALED.format(journal=str(journal), calls=str(calls), fail=str(tmp_path / "nofail"))
@@ -1038,6 +1040,7 @@ for w in seen:
 '''
 
 
+@pytest.mark.timeout(120)  # several runs, each bounded by its own timeout
 def test_the_journal_without_a_launcher_and_its_damage(tmp_path):
     """Without mpirun (one rank, the same file format): a torn end is dropped with a warning
     and only its items run again; a corrupt record, in its head or its body, a file that is
