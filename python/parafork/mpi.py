@@ -5,6 +5,7 @@ Open MPI).
     world = pm.init()                 # first thing, before any thread: forks this rank's program
     ys = pm.map(f, xs)                # rank 0: [f(x) for x in xs] in input order; others: None
     zs = pm.starmap(g, pairs)
+    ys = pm.map(f, xs, journal="run.journal")   # rank 0 keeps results there; a rerun does the rest
     for y in pm.imap(f, xs): ...      # rank 0: lazily, in order (imap_unordered: as done)
     with pm.Executor() as ex:         # rank 0: a concurrent.futures.Executor; others: None
         if ex is not None:
@@ -39,6 +40,7 @@ init() runs locally: one rank, no MPI, and map / starmap are parafork.map / para
 import collections
 import concurrent.futures
 import ctypes
+import hashlib
 import itertools
 import math
 import os
@@ -51,7 +53,9 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
+import zlib
 from collections.abc import Sequence
 
 from . import _map
@@ -83,6 +87,7 @@ class World:
         self.rank, self.size, self.host, self.local = rank, size, host, local
         self._link = None
         self._open = None  # rank 0: the imap iterator or Executor whose call is still open
+        self._journaled = 0  # rank 0: calls made with a journal (names them in the file)
 
     @property
     def root(self):
@@ -621,6 +626,204 @@ def _root(world, f, items, star, chunksize, jobs, retries):
     return results
 
 
+# ---- the journal ----------------------------------------------------------------------------------
+#
+# Rank 0's file of a call's answered results (map and starmap with journal=...). After a line
+# naming the format, a sequence of records, each
+#     kind (1 byte) | body length (u32) | CRC-32 of those 5 bytes (u32) | body | BLAKE2b-64 of body
+# 'C' opens a call: its place among the program's journaled calls (u64), its item count (u64),
+# its description (the function's module, name, file and line; map or starmap). 'V' keeps a run
+# of results: call (u64), first item (u64), count (u32), the results pickled as the worker
+# answered them. A record cut short at the end (the program died while writing it) is dropped,
+# with a warning, and the file truncated there; any record that is whole but does not check out
+# is a ProtocolError: nothing is computed then.
+
+_JMAGIC = b"parafork python journal 1\n"
+_JHEAD = struct.Struct("<cII")
+_JCALL = struct.Struct("<QQ")
+_JRUN = struct.Struct("<QQI")
+_JSUM = 8
+
+
+def _jsum(body):
+    return hashlib.blake2b(body, digest_size=_JSUM).digest()
+
+
+class _Journal:
+    """One journaled call's file at rank 0: kept, the runs an earlier run recorded ({first:
+    results}); record() appends a run, one write each."""
+
+    def __init__(self, path, key, desc, n):
+        self.path, self.key = os.fspath(path), key
+        self.kept = {}
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            self._load(desc, n)
+        except BaseException:
+            self.close()
+            raise
+
+    def _bad(self, at, why):
+        return ProtocolError(f"parafork.mpi: journal {self.path} at byte {at}: {why}; remove the file to "
+                             "start again")
+
+    def _load(self, desc, n):
+        chunks = []
+        while True:
+            b = os.read(self.fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        data = b"".join(chunks)
+        if len(data) < len(_JMAGIC) and _JMAGIC.startswith(data):  # empty, or died writing its first line
+            os.ftruncate(self.fd, 0)
+            self._write(_JMAGIC)
+            data = _JMAGIC
+        elif not data.startswith(_JMAGIC):
+            raise self._bad(0, "not a parafork Python journal")
+        view = memoryview(data)
+        at, found, taken = len(_JMAGIC), False, []  # taken: kept (first, count), for overlaps
+        while at < len(data):
+            if len(data) - at < _JHEAD.size:
+                break  # cut short
+            kind, length, check = _JHEAD.unpack_from(data, at)
+            if zlib.crc32(view[at:at + 5]) != check or kind not in (b"C", b"V"):
+                raise self._bad(at, "a record's head does not check out")
+            start = at + _JHEAD.size
+            if len(data) - start < length + _JSUM:
+                break  # cut short
+            body = view[start:start + length]
+            if _jsum(body) != data[start + length:start + length + _JSUM]:
+                raise self._bad(at, "a record does not check out")
+            if kind == b"C":
+                if length < _JCALL.size:
+                    raise self._bad(at, "a call record too short")
+                key, m = _JCALL.unpack_from(body)
+                if key == self.key:
+                    their = bytes(body[_JCALL.size:]).decode(errors="replace")
+                    if found:
+                        raise self._bad(at, f"call {key} opens twice")
+                    if their != desc or m != n:
+                        raise BadLaunch(f"parafork.mpi: journal {self.path} holds call {key} of another function "
+                                        f"or input ({their} over {m} items; this call is {desc} over {n}); "
+                                        "remove it to start again")
+                    found = True
+            else:
+                if length < _JRUN.size:
+                    raise self._bad(at, "a run record too short")
+                key, first, count = _JRUN.unpack_from(body)
+                if key == self.key:
+                    if not found:
+                        raise self._bad(at, "results before their call")
+                    if count == 0 or first + count > n:
+                        raise self._bad(at, "results outside the call's items")
+                    try:
+                        ys = pickle.loads(body[_JRUN.size:])
+                    except Exception as e:
+                        raise self._bad(at, f"results that do not unpickle ({type(e).__name__}: {e})") from e
+                    if not isinstance(ys, list) or len(ys) != count:
+                        raise self._bad(at, "a run of results of another length than it says")
+                    self.kept[first] = ys
+                    taken.append((first, count, at))
+            at = start + length + _JSUM
+        taken.sort()
+        for (a, c, _), (b, _, where) in zip(taken, taken[1:]):
+            if b < a + c:
+                raise self._bad(where, "results kept twice")
+        if at < len(data):
+            warnings.warn(f"parafork.mpi: journal {self.path}: dropped a record cut short at byte {at} (the "
+                          "program ended while writing it); its items run again", RuntimeWarning, stacklevel=6)
+            os.ftruncate(self.fd, at)
+        if not found:
+            self._append(b"C", _JCALL.pack(self.key, n) + desc.encode())
+
+    def _write(self, b):
+        view = memoryview(b)
+        while view:
+            k = os.write(self.fd, view)
+            view = view[k:]
+
+    def _append(self, kind, body):
+        if len(body) > 0xFFFFFFFF:
+            raise Error(f"parafork.mpi: journal {self.path}: a run of {len(body)} bytes is too large to keep")
+        head = kind + struct.pack("<I", len(body))
+        try:
+            self._write(b"".join((head, struct.pack("<I", zlib.crc32(head)), body, _jsum(body))))
+        except OSError as e:
+            raise Error(f"parafork.mpi: journal {self.path}: cannot write: {e}") from e
+
+    def record(self, first, count, blob):
+        self._append(b"V", _JRUN.pack(self.key, first, count) + blob)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _journaled(world, f, items, star, chunksize, jobs, retries, path):
+    """Rank 0's map or starmap with a journal (local world too): the results an earlier run
+    kept come from the file; only the items missing are handed out, each run answered is
+    recorded before it counts."""
+    n, desc = len(items), _describe(f, star)
+    if chunksize is not None and chunksize < 1:
+        raise ValueError("parafork.mpi: chunksize must be >= 1")
+    world._journaled += 1
+    spread = _Spread(world, f, items, star, jobs, retries, desc, n, "map")
+    jr, error = None, None
+    try:
+        jr = _Journal(path, world._journaled, desc, n)
+        results = [None] * n
+        gaps, at = [], 0  # the items not kept: [first, end) in order
+        for first in sorted(jr.kept):
+            ys = jr.kept[first]
+            results[first:first + len(ys)] = ys
+            if first > at:
+                gaps.append([at, first])
+            at = first + len(ys)
+        if at < n:
+            gaps.append([at, n])
+        jr.kept = None
+        left = sum(b - a for a, b in gaps)
+        if chunksize is None:
+            chunksize = max(1, min(65536, math.ceil(left / (spread.local.jobs * world.size * 8))))
+        gaps.reverse()
+
+        def take():
+            if not gaps:
+                return None
+            span = gaps[-1]
+            first = span[0]
+            count = min(chunksize, span[1] - first)
+            span[0] += count
+            if span[0] == span[1]:
+                gaps.pop()
+            return first, count, None
+
+        while True:
+            for src, key, count, ok, value in spread.answers():
+                if not ok:
+                    raise value
+                ys = world._link.decode(value) if src else pickle.loads(value)
+                if not isinstance(ys, list) or len(ys) != count:
+                    raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
+                jr.record(key, count, value)
+                results[key:key + count] = ys
+                left -= count
+            spread.give(take)
+            if left == 0 and spread.all_said_hello():
+                break
+            spread.wait()
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        if jr is not None:
+            jr.close()
+        spread.close(error)
+    return results
+
+
 def _root_ended(info):
     pid, exitcode, sig, host = info
     how = f"signal {sig}" if sig else f"exit status {exitcode}"
@@ -632,13 +835,15 @@ def _next_call(world):
     return world._link.calls
 
 
-def _call(f, items, star, chunksize, jobs, retries):
+def _call(f, items, star, chunksize, jobs, retries, journal):
     world = _world
     if world is None:
         raise Error("parafork.mpi: call parafork.mpi.init() first (at the top of the program)")
     _settle(world)
     if not _sized(items):
         items = list(items)
+    if journal is not None and world.root:
+        return _journaled(world, f, items, star, chunksize, jobs, retries, journal)
     if world.local:
         run = _map.starmap if star else _map.map
         return run(f, items, jobs=jobs, chunksize=chunksize, retries=retries)
@@ -648,20 +853,26 @@ def _call(f, items, star, chunksize, jobs, retries):
     return None
 
 
-def map(f, items, chunksize=None, *, jobs=None, retries=0):
+def map(f, items, chunksize=None, *, jobs=None, retries=0, journal=None):
     """[f(x) for x in items] over every rank's workers: the list at rank 0 (input order), None
     at the other ranks. Every rank must make the same call: the same function over the same
     number of items (the items themselves are never sent: each rank reads its own copy; an
     iterable that is not a sequence is made a list on each rank). jobs: workers per rank;
     retries: re-runs of a task whose worker died, on its rank. The first failure on any rank
     ends the call on every rank: rank 0 raises it naming the rank and host, the others raise
-    parafork.Error."""
-    return _call(f, items, False, chunksize, jobs, retries)
+    parafork.Error.
+
+    journal: a file on rank 0 (the other ranks ignore it) where the results are kept as they
+    arrive; a rerun of the same program with the same file takes from it what an earlier run
+    kept and computes only the rest. A file that holds this call (the program's n-th call
+    with a journal) for another function or item count is refused (BadLaunch), a corrupt one
+    too (ProtocolError); docs/scale-out.md, "The journal in Python"."""
+    return _call(f, items, False, chunksize, jobs, retries, journal)
 
 
-def starmap(f, items, chunksize=None, *, jobs=None, retries=0):
+def starmap(f, items, chunksize=None, *, jobs=None, retries=0, journal=None):
     """[f(*args) for args in items], as map."""
-    return _call(f, items, True, chunksize, jobs, retries)
+    return _call(f, items, True, chunksize, jobs, retries, journal)
 
 
 # ---- streams: imap, imap_unordered and Executor ---------------------------------------------------

@@ -2,15 +2,18 @@
 bounded by a timeout, reads what each rank reported, and checks that no process of the run is
 left (every process the run made carries a tag in its environment)."""
 
+import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import struct
 import sys
 import textwrap
 import time
 import uuid
+import zlib
 
 import pytest
 
@@ -890,3 +893,215 @@ def test_stream_example_runs_over_3_ranks(tmp_path):
     rc, reports, out = run(tmp_path, None, script=example)
     assert rc == 0, out
     assert "106,239 (353 steps), over 3 ranks" in out and "837799: 524" in out
+
+
+# ---- the journal (map and starmap with journal=...) -----------------------------------------------
+
+JMAGIC = b"parafork python journal 1\n"
+
+
+def journal_runs(path):
+    """The runs kept in a journal, read by the format's description alone: (call, first, count,
+    offset of the record)."""
+    data = path.read_bytes()
+    assert data.startswith(JMAGIC)
+    at, runs = len(JMAGIC), []
+    while at < len(data):
+        kind, length, crc = struct.unpack_from("<cII", data, at)
+        assert zlib.crc32(data[at:at + 5]) == crc and kind in (b"C", b"V")
+        body = data[at + 9:at + 9 + length]
+        assert hashlib.blake2b(body, digest_size=8).digest() == data[at + 9 + length:at + 17 + length]
+        if kind == b"V":
+            runs.append(struct.unpack_from("<QQI", body) + (at,))
+        at += 9 + length + 8
+    assert at == len(data)
+    return runs
+
+
+def calls_in(path):
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+JOURNALED = '''
+J, CALLS, FAIL = {journal!r}, {calls!r}, {fail!r}
+
+def count(path, x):  # one short O_APPEND write per call: lines do not interleave
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, b"%d\\n" % x)
+    os.close(fd)
+
+def f(x):
+    count(CALLS + ".f", x)
+    if x == 2000 and os.path.exists(FAIL):
+        raise ValueError("item 2000 fails on the first run")
+    return x * x + 1
+
+def g(a, b):
+    count(CALLS + ".g", a * 100 + b)
+    return a * 1000 + b
+
+N = int(os.environ.get("JOURNAL_TEST_N", "3000"))
+try:
+    ys = pm.map(f, range(N), chunksize=10, journal=J)
+    report(what="map", ok=(ys == [x * x + 1 for x in range(N)]) if world.root else ys)
+except Exception as e:
+    report(what="map", **failure(e))
+pairs = [(a, b) for a in range(30) for b in range(20)]
+zs = pm.starmap(g, pairs, chunksize=7, journal=J)
+report(what="starmap", ok=(zs == [a * 1000 + b for a, b in pairs]) if world.root else zs)
+'''
+
+
+@pytest.mark.timeout(150)  # several runs, each bounded by its own timeout
+def test_the_journal_resumes_a_failed_map_with_what_is_missing(tmp_path):
+    journal, calls, fail = tmp_path / "run.journal", tmp_path / "calls", tmp_path / "fail"
+    body = JOURNALED.format(journal=str(journal), calls=str(calls), fail=str(fail))
+    fail.touch()
+    runs = []
+    for k in range(3):
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        rc, reports, out = run(d, body)
+        assert rc == 0, out
+        runs.append((reports, calls_in(tmp_path / "calls.f"), calls_in(tmp_path / "calls.g")))
+        for p in (tmp_path / "calls.f", tmp_path / "calls.g"):
+            p.unlink(missing_ok=True)
+        if k == 0:
+            kept = journal_runs(journal)
+            fail.unlink()
+
+    # First run: item 2000 fails the map; what was answered before is kept; the starmap is whole.
+    reports, fs, gs = runs[0]
+    first = one(reports, 0, "map")
+    assert first["type"] == "ValueError" and "item 2000 fails" in first["text"], first
+    for r in (1, 2):
+        assert "rank 0 abandoned the call" in one(reports, r, "map")["text"]
+        assert one(reports, r, "starmap")["ok"] is None
+    assert one(reports, 0, "starmap")["ok"] is True and sorted(gs) == sorted(a * 100 + b for a in range(30)
+                                                                               for b in range(20))
+    kept_f = {i for call, a, c, _ in kept if call == 1 for i in range(a, a + c)}
+    assert 0 < len(kept_f) < 3000 and 2000 not in kept_f
+    assert kept_f <= set(fs)  # kept only what was computed
+    assert {i for call, a, c, _ in kept if call == 2 for i in range(a, a + c)} == set(range(600))
+
+    # Second run: exactly the items not kept, once each; the full results in order.
+    reports, fs, gs = runs[1]
+    assert one(reports, 0, "map")["ok"] is True and one(reports, 0, "starmap")["ok"] is True
+    assert sorted(fs) == sorted(set(range(3000)) - kept_f), "the rerun computed kept items or missed some"
+    assert gs == []
+
+    # Third run: all kept, nothing computed.
+    reports, fs, gs = runs[2]
+    assert one(reports, 0, "map")["ok"] is True and one(reports, 0, "starmap")["ok"] is True
+    assert fs == [] and gs == []
+    assert one(reports, 1, "map")["ok"] is None
+
+
+@pytest.mark.timeout(100)  # several runs, each bounded by its own timeout
+def test_a_journal_of_another_call_is_refused_on_every_rank(tmp_path, monkeypatch):
+    journal, calls = tmp_path / "run.journal", tmp_path / "calls"
+    body = JOURNALED.format(journal=str(journal), calls=str(calls), fail=str(tmp_path / "nofail"))
+    d = tmp_path / "a"
+    d.mkdir()
+    rc, reports, out = run(d, body)
+    assert rc == 0, out
+    size = journal.stat().st_size
+    (tmp_path / "calls.f").unlink()
+    (tmp_path / "calls.g").unlink()
+    monkeypatch.setenv("JOURNAL_TEST_N", "2999")  # the same program over one item fewer
+    d = tmp_path / "b"
+    d.mkdir()
+    rc, reports, out = run(d, body)
+    assert rc == 0, out
+    refused = one(reports, 0, "map")
+    assert refused["type"] == "BadLaunch" and "holds call 1 of another function or input" in refused["text"]
+    assert "over 3000 items; this call is map __main__.f" in refused["text"] and "over 2999" in refused["text"]
+    for r in (1, 2):
+        assert "rank 0 abandoned the call: BadLaunch" in one(reports, r, "map")["text"]
+    assert calls_in(tmp_path / "calls.f") == [] and calls_in(tmp_path / "calls.g") == []
+    assert journal.stat().st_size == size  # nothing written
+    assert one(reports, 0, "starmap")["ok"] is True
+
+
+LOCAL_JOURNAL = '''
+import os, sys, warnings
+import parafork.mpi as pm
+pm.init()
+J, N, CALLS, STAR = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "star"
+
+def f(x):
+    fd = os.open(CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, b"%d\\n" % x)
+    os.close(fd)
+    return -x
+
+def h(x):
+    return f(x)
+
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    try:
+        if STAR:
+            ys = pm.starmap(f, [(x,) for x in range(N)], chunksize=50, journal=J)
+        else:
+            ys = pm.map(h if sys.argv[4] == "h" else f, range(N), chunksize=50, journal=J)
+        print("ok", ys == [-x for x in range(N)])
+    except Exception as e:
+        print(type(e).__name__, e)
+for w in seen:
+    print("warning", w.message)
+'''
+
+
+@pytest.mark.timeout(120)  # several runs, each bounded by its own timeout
+def test_the_journal_without_a_launcher_and_its_damage(tmp_path):
+    """Without mpirun (one rank, the same file format): a torn end is dropped with a warning
+    and only its items run again; a corrupt record, in its head or its body, a file that is
+    not a journal, another function, another item count: refused, nothing computed."""
+    script = tmp_path / "local.py"
+    script.write_text(LOCAL_JOURNAL)
+    journal, calls = tmp_path / "run.journal", tmp_path / "calls"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+
+    def go(n=500, how="f"):
+        calls.unlink(missing_ok=True)
+        r = subprocess.run([sys.executable, str(script), str(journal), str(n), str(calls), how],
+                           capture_output=True, text=True, timeout=50, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines(), calls_in(calls)
+
+    out, done = go()
+    assert out == ["ok True"] and sorted(done) == list(range(500))
+    good = journal.read_bytes()
+    runs = journal_runs(journal)
+    assert sorted((a, c) for _, a, c, _ in runs) == [(a, 50) for a in range(0, 500, 50)]
+    assert go() == (["ok True"], [])  # all kept
+
+    # Cut 5 bytes short: the last record is dropped (and the file truncated there), with a
+    # warning; its 50 items, and only they, run again.
+    journal.write_bytes(good[:-5])
+    out, done = go()
+    last = max(runs, key=lambda r: r[3])
+    assert out[0] == "ok True" and "dropped a record cut short at byte" in out[1], out
+    assert sorted(done) == list(range(last[1], last[1] + 50))
+    assert journal.read_bytes() == good  # the same record, written again
+    assert go() == (["ok True"], [])
+
+    middle = sorted(runs, key=lambda r: r[3])[4][3]
+    for at, why in ((middle + 20, "a record does not check out"),        # a byte of a body
+                    (middle + 2, "a record's head does not check out"),  # its length: not read as a torn end
+                    (3, "not a parafork Python journal")):
+        damaged = bytearray(good)
+        damaged[at] ^= 0x40
+        journal.write_bytes(bytes(damaged))
+        out, done = go()
+        assert len(out) == 1 and out[0].startswith("ProtocolError") and why in out[0], (why, out)
+        assert done == [] and journal.read_bytes() == bytes(damaged)
+
+    journal.write_bytes(good)
+    for n, how, their in ((499, "f", "map __main__.f"), (500, "h", "map __main__.h"),
+                          (500, "star", "starmap __main__.f")):
+        out, done = go(n, how)
+        assert len(out) == 1 and out[0].startswith("BadLaunch") and "holds call 1 of another function" in out[0]
+        assert f"this call is {their}" in out[0], out
+        assert done == [] and journal.read_bytes() == good

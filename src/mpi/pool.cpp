@@ -13,6 +13,7 @@
 #include <parafork/mpi/pool.hpp>
 
 #include "frames.hpp"
+#include "journal.hpp"
 #include "relay.hpp"
 
 namespace parafork::mpi::detail {
@@ -80,6 +81,8 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         std::shared_ptr<pool_call> c;
         std::string prefix, mismatch;
         char kind = 0;
+        std::shared_ptr<journal> jr;  // rank 0's journal of this call, if it has one
+        std::map<std::uint64_t, std::uint64_t> kept;  // the runs it gave back: not handed out
     } cur;
     std::vector<pollfd> fds;
     world::frame f;
@@ -110,6 +113,8 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         auto keep = calls.at(c.base);
         c.answered += count;
         if (!c.abandoned) c.values(id - c.base, count, bytes);
+        // Kept once taken (decoded), even from a call given up: they are answers all the same.
+        if (cur.jr && cur.c.get() == &c) cur.jr->record(id - c.base, count, bytes);
         settle(c);
     }
     // A failure (fi), or a rank's loss (e, shared by its items).
@@ -126,18 +131,26 @@ struct pool_engine::state final : parafork::detail::executor_sink {
         return !w.gone(r) && p.ready_seq > p.ended_seq && !(cur.ending && p.ready_seq == cur.seq);
     }
     bool range_has_more() const {
-        if (!cur.active || cur.ending || !cur.c || cur.next >= cur.total) return false;
+        if (!cur.active || cur.ending || !cur.c || cur.c->streamed || cur.next >= cur.total) return false;
         const auto& c = *cur.c;
         const std::uint64_t ahead = cur.chunk * 4 * std::uint64_t{jobs} * peers.size();
         return !c.lazy || c.handed - c.taken < ahead;
     }
     std::pair<std::uint64_t, std::uint32_t> take_range() {
-        const auto n = std::min<std::uint64_t>({cur.chunk, cur.total - cur.next, UINT32_MAX});
+        // cur.next is never inside a run the journal kept: a chunk ends where the next one starts.
+        auto lim = cur.total;
+        if (auto it = cur.kept.upper_bound(cur.next); it != cur.kept.end()) lim = it->first;
+        const auto n = std::min<std::uint64_t>({cur.chunk, lim - cur.next, UINT32_MAX});
         const auto first = cur.next;
         cur.next += n;
         cur.c->handed += n;
-        if (cur.next == cur.total) cur.c->sealed = true;
+        skip_kept();
         return {first, static_cast<std::uint32_t>(n)};
+    }
+    void skip_kept() {
+        for (auto it = cur.kept.find(cur.next); it != cur.kept.end(); it = cur.kept.find(cur.next))
+            cur.next += it->second;
+        if (cur.next == cur.total) cur.c->sealed = true;
     }
 
     // Hands out work: this rank's workers keep two jobs queued each, other ranks `window` chunks.
@@ -446,8 +459,15 @@ void pool_engine::submit(std::shared_ptr<pool_call> c, std::string local_prefix,
     s.local->kick();
 }
 
+void pool_engine::push(std::uint64_t id, const std::string& local_prefix, const std::string& remote_prefix,
+                       std::string args) {
+    s_->tasks.push_back({id, local_prefix, remote_prefix, std::move(args)});
+}
+
+unsigned pool_engine::ranks() const noexcept { return static_cast<unsigned>(w.size()); }
+
 void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, std::uint64_t total,
-                        std::size_t chunksize, char kind) {
+                        std::size_t chunksize, char kind, const std::string& journal_path, const void* code) {
     auto& s = *s_;
     if (s.stopped) throw error("parafork::mpi: the pool was stopped");
     if (s.cur.active) throw error("parafork::mpi: a pool runs one map or imap at a time on every rank");
@@ -469,11 +489,22 @@ void pool_engine::begin(std::shared_ptr<pool_call> c, std::string_view prefix, s
         c->base = s.next_base;
         s.next_base += span;
         c->total = total;
-        c->sealed = total == 0;
+        c->sealed = total == 0 && !c->streamed;
         s.calls.emplace(c->base, c);
         cur.c = std::move(c);
     }
     try {
+        if (!journal_path.empty() && cur.c) {
+            auto& call = *cur.c;
+            cur.jr = std::make_shared<journal>(journal_path, seq, to_code_ref(code), total,
+                                               [&](std::uint64_t first, std::uint32_t count, std::string_view bytes) {
+                                                   call.values(first, count, bytes);
+                                                   call.handed += count;
+                                                   call.answered += count;
+                                               });
+            cur.kept = cur.jr->kept();
+            if (!cur.kept.empty()) s.skip_kept();
+        }
         for (int r = 1; r < w.size(); ++r) s.check(r);  // those already waiting in this call
     } catch (const std::exception& e) {
         finish(false, e.what());
@@ -498,6 +529,10 @@ void pool_engine::finish(bool ok, std::string_view why) {
         cur.c->abandoned = true;
         cur.c->sealed = true;
         cur.c->handed -= s.local->drop_queued(cur.c->base, cur.c->base + span);
+        const auto before = s.tasks.size();  // a streamed call's items not handed out yet
+        const auto base = cur.c->base;
+        std::erase_if(s.tasks, [&](const state::task& t) { return t.id >= base && t.id < base + span; });
+        cur.c->handed -= before - s.tasks.size();
     }
     // Every live rank must be in the call (its ready checked) and hold nothing before any is
     // ended: a rank that turns out to be in another call fails the call on every rank.

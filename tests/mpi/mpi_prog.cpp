@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <string>
 #include <thread>
@@ -497,6 +498,121 @@ int journal_run(pf::mpi::world& w) {
     }
 }
 
+// mpi::pool::imap / imap_unordered over input ranges that are not sized and random access:
+// rank 0 alone reads them and sends the items. The results equal the local pool's, items run
+// on several ranks, an endless input is read only as far as the loop goes (plus a bounded
+// window), and an item's failure is its own.
+long g_reads = 0;  // items of the endless input read (rank 0)
+int pool_stream(pf::mpi::world& w) {
+    pf::options o;
+    o.jobs = 2;
+    pf::mpi::pool p(w, o);
+    auto some = std::views::iota(0, 3000) | std::views::filter([](int x) { return x % 3 != 1; });
+    std::vector<long> got;
+    for (long y : p.imap(&cube, some)) got.push_back(y);
+    auto slow = std::views::iota(0, 300) | std::views::filter([](int) { return true; });
+    std::vector<std::pair<std::size_t, int>> who;
+    for (auto&& [i, r] : p.imap_unordered(&where_run, slow)) who.emplace_back(i, r);
+    auto endless = std::views::iota(0) | std::views::filter([](int) { ++g_reads; return true; });
+    std::size_t n = 0;
+    {
+        auto seq = p.imap(&cube, endless);
+        for (long y : seq) {
+            if (y != cube(static_cast<int>(n))) return fail("endless imap out of order at " + std::to_string(n));
+            if (++n == 100) break;
+        }
+    }
+    std::size_t good = 0, bad = 0;
+    auto many = std::views::iota(0, 600) | std::views::filter([](int) { return true; });
+    {
+        auto seq = p.imap(&throws_on_rank2, many);
+        for (auto it = seq.begin(); !(it == seq.end()); ++it) {
+            try {
+                (void)*it;
+                ++good;
+            } catch (const pf::remote_error& e) {
+                if (e.rank() != 2 || !has(e.message(), "pool boom on two")) return fail(std::string("imap error: ") + e.what());
+                ++bad;
+            }
+        }
+    }
+    std::vector<int> none;  // the other ranks' input is not read: any range of the type will do
+    auto empty = none | std::views::filter([](int) { return true; });
+    std::size_t zero = 0;
+    for (long y : p.imap(&cube, empty)) zero += static_cast<std::size_t>(y) + 1;
+    auto v = p.map(&cube, std::vector<int>(500, 3));  // the pool goes on
+    p.close();
+    p.join();
+    if (!w.root()) return got.empty() && who.empty() && n == 0 && good + bad == 0 ? 0 : fail("a rank other than 0 got results");
+    pf::pool local(o);
+    std::vector<int> some_v(some.begin(), some.end());
+    if (got != local.map(&cube, some_v)) return fail("imap over a filtered view differs from the local pool's map");
+    std::set<std::size_t> idx;
+    std::set<int> ranks;
+    for (auto [i, r] : who) {
+        idx.insert(i);
+        ranks.insert(r);
+    }
+    if (idx.size() != 300 || *idx.rbegin() != 299) return fail("imap_unordered gave " + std::to_string(idx.size()) + " items");
+    if (ranks.size() < 2) return fail("only " + std::to_string(ranks.size()) + " rank(s) ran streamed items");
+    if (g_reads < 100 || g_reads > 100 + 4 * 2 * 3 + 8) return fail("the endless input was read to " + std::to_string(g_reads));
+    if (bad == 0 || good == 0 || good + bad != 600) return fail("imap with failures: good " + std::to_string(good) + " bad " + std::to_string(bad));
+    if (zero != 0 || v.size() != 500) return fail("an empty stream or the next call went wrong");
+    std::printf("OK pool_stream ranks_used=%zu reads=%ld good=%zu bad=%zu\n", ranks.size(), g_reads, good, bad);
+    return 0;
+}
+
+// mpi::pool::map with a journal, phases as journal_run's: "1" fails at item 2000 (a task that
+// throws), "2" and "3" complete, "other" is the same call over one item fewer (refused).
+long pool_journaled(int x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    note_computed(x);
+    if (g_phase == "1" && x == 2000) throw std::runtime_error("item 2000 fails on the first run");
+    return 5L * x - 3;
+}
+
+int pool_journal_run(pf::mpi::world& w) {
+    std::vector<int> xs(g_phase == "other" ? 2999 : 3000);
+    std::iota(xs.begin(), xs.end(), 0);
+    pf::options po;
+    po.jobs = 2;
+    pf::mpi::pool p(w, po);
+    pf::mpi::call_options o;
+    o.chunksize = 10;
+    o.journal = g_dir + "/journal";
+    int rc = 0;
+    try {
+        auto v = p.map(&pool_journaled, xs, o);
+        if (g_phase == "1" || g_phase == "other")
+            rc = fail("rank " + std::to_string(w.rank()) + " finished a call that should fail");
+        else if (!w.root() && !v.empty())
+            rc = fail("a rank other than 0 got results");
+        else if (w.root()) {
+            for (std::size_t i = 0; i < xs.size() && rc == 0; ++i)
+                if (v.at(i) != 5L * xs[i] - 3) rc = fail("wrong value at " + std::to_string(i));
+            if (rc == 0) std::printf("OK pool_journal %s\n", g_phase.c_str());
+        }
+    } catch (const pf::remote_error& e) {
+        if (g_phase != "1" || !w.root() || !has(e.what(), "item 2000 fails")) rc = fail(std::string("unexpected: ") + e.what());
+        else std::printf("OK pool_journal 1: %s\n", e.what());
+    } catch (const pf::mpi::bad_launch& e) {
+        if (g_phase != "other" || !w.root()) rc = fail(std::string("unexpected: ") + e.what());
+        else std::printf("OK pool_journal other: %s\n", e.what());
+    } catch (const pf::error& e) {
+        if (w.root() || !has(e.what(), "rank 0 abandoned the pool call"))
+            rc = fail(std::string("rank ") + std::to_string(w.rank()) + ": " + e.what());
+    }
+    // The pool goes on: a call without a journal, after a failed or refused one.
+    g_phase = "after";
+    auto v = p.map(&cube, xs);
+    p.close();
+    p.join();
+    for (std::size_t i = 0; w.root() && rc == 0 && i < xs.size(); ++i)
+        if (v.at(i) != cube(xs[i])) rc = fail("the call after went wrong at " + std::to_string(i));
+    if (w.root() && rc == 0) std::printf("OK pool_journal next call\n");
+    return rc;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -536,6 +652,12 @@ int main(int argc, char** argv) {
             g_dir = argc > 3 ? argv[3] : ".";
             g_phase = argc > 4 ? argv[4] : "2";
             return journal_run(*w);
+        }
+        if (scenario == "pool_stream") return pool_stream(*w);
+        if (scenario == "pool_journal") {
+            g_dir = argc > 3 ? argv[3] : ".";
+            g_phase = argc > 4 ? argv[4] : "2";
+            return pool_journal_run(*w);
         }
         if (scenario == "killmpi") return kill_mpi_process(*w);
         if (scenario == "pool") return pool_equal(*w);

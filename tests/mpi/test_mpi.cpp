@@ -2,9 +2,12 @@
 // bounded by `timeout`, and checks what rank 0 printed, mpirun's status, and that no process
 // of the run is left afterwards (each run's processes carry a tag of their own in argv).
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <sys/wait.h>
@@ -213,6 +216,89 @@ TEST_F(MPI, TheJournalResumesAFailedCallWithWhatIsMissing) {
     auto r6 = mpirun("journal", 3, dir + " bad");
     EXPECT_NE(r6.out.find("not a parafork journal"), std::string::npos) << r6.out;
     run("rm -rf '" + dir + "'", "");
+}
+
+// The items a journal keeps, read by its format alone (src/mpi/journal.hpp): after the first
+// line, records [u8 kind][u32 length][body][u64 FNV-1a]; a 'V' body starts with the call, the
+// first item and the count.
+std::set<int> kept_in(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string magic = "parafork journal 1\n";
+    std::set<int> out;
+    if (all.compare(0, magic.size(), magic) != 0) return {-1};
+    std::size_t at = magic.size();
+    while (at + 5 <= all.size()) {
+        std::uint32_t len;
+        std::memcpy(&len, all.data() + at + 1, 4);
+        if (all[at] == 'V') {
+            std::uint64_t first;
+            std::uint32_t count;
+            std::memcpy(&first, all.data() + at + 5 + 8, 8);
+            std::memcpy(&count, all.data() + at + 5 + 16, 4);
+            for (std::uint32_t k = 0; k < count; ++k) out.insert(static_cast<int>(first + k));
+        }
+        at += 5 + len + 8;
+    }
+    if (at != all.size()) out.insert(-2);  // not whole: the test fails
+    return out;
+}
+
+// mpi::pool::map with a journal: a first run that fails at item 2000 keeps what was answered;
+// the rerun computes exactly the items not kept, a third nothing; a journal of the same call
+// over another number of items is a bad_launch at rank 0, and the pool goes on each time.
+TEST_F(MPI, PoolMapJournalResumesWithWhatIsMissing) {
+    char tmpl[] = "/tmp/parafork-pool-journal-test-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    auto r1 = mpirun("pool_journal", 3, dir + " 1");
+    ASSERT_EQ(r1.status, 0) << r1.out;
+    ASSERT_NE(r1.out.find("OK pool_journal 1: "), std::string::npos) << r1.out;
+    EXPECT_NE(r1.out.find("OK pool_journal next call"), std::string::npos) << r1.out;
+    EXPECT_EQ(leftovers(r1.tag), "");
+    const auto kept = kept_in(dir + "/journal");
+    const auto one = computed(dir, "1");
+    EXPECT_GT(kept.size(), 0u);
+    EXPECT_LT(kept.size(), 3000u);
+    EXPECT_FALSE(kept.count(2000));
+    for (int x : kept) EXPECT_TRUE(one.count(x)) << x << " was kept but never computed";
+
+    auto r2 = mpirun("pool_journal", 3, dir + " 2");
+    ASSERT_EQ(r2.status, 0) << r2.out;
+    EXPECT_NE(r2.out.find("OK pool_journal 2"), std::string::npos) << r2.out;
+    std::set<int> missing;
+    for (int x = 0; x < 3000; ++x)
+        if (!kept.count(x)) missing.insert(x);
+    EXPECT_EQ(computed(dir, "2"), missing);  // exactly what the first run did not keep
+    {
+        std::ifstream in(dir + "/computed.2");  // and each of them once
+        std::size_t lines = 0;
+        for (int x; in >> x;) ++lines;
+        EXPECT_EQ(lines, missing.size());
+    }
+
+    auto r3 = mpirun("pool_journal", 3, dir + " 3");
+    ASSERT_EQ(r3.status, 0) << r3.out;
+    EXPECT_NE(r3.out.find("OK pool_journal 3"), std::string::npos) << r3.out;
+    EXPECT_EQ(computed(dir, "3").size(), 0u);
+
+    const auto size = std::filesystem::file_size(dir + "/journal");
+    auto r4 = mpirun("pool_journal", 3, dir + " other");
+    ASSERT_EQ(r4.status, 0) << r4.out;
+    EXPECT_NE(r4.out.find("OK pool_journal other: "), std::string::npos) << r4.out;
+    EXPECT_NE(r4.out.find("of another program or input (3000 items, this call has 2999)"), std::string::npos) << r4.out;
+    EXPECT_NE(r4.out.find("OK pool_journal next call"), std::string::npos) << r4.out;
+    EXPECT_EQ(computed(dir, "other").size(), 0u);
+    EXPECT_EQ(std::filesystem::file_size(dir + "/journal"), size);
+    EXPECT_EQ(leftovers(r4.tag), "");
+    run("rm -rf '" + dir + "'", "");
+}
+
+TEST_F(MPI, PoolImapOverAnInputRangeRank0AloneReads) {
+    auto r = mpirun("pool_stream");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("OK pool_stream"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_EQ(leftovers(r.tag), "");
 }
 
 TEST_F(MPI, KilledRootEndsTheOtherRanksCalls) {

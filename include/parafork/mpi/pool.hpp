@@ -14,7 +14,9 @@
 // Functions go by name: a task carries its function as offsets into the loaded object (same
 // binary on every rank), and a pointer that names no code of a loaded object throws before any
 // work is sent. map / imap are collective: every rank has the items, only index ranges go out,
-// and each rank's program encodes its own items for its workers. submit is rank 0's alone: its
+// and each rank's program encodes its own items for its workers (imap over an input range that
+// is not sized and random access: rank 0 alone reads it, and its items travel encoded, one task
+// each). A map's journal (call_options) keeps its answers on rank 0. submit is rank 0's alone: its
 // arguments travel (encoded by the codec) to rank 0's own workers or to a rank that is inside a
 // pool call (map, imap, join) and so serving. See docs/scale-out.md, "pool over MPI".
 
@@ -34,6 +36,7 @@
 
 #include <parafork/exec/core/future.hpp>
 #include <parafork/exec/pool/pool.hpp>
+#include <parafork/mpi/forked.hpp>
 #include <parafork/mpi/world.hpp>
 
 namespace parafork::mpi {
@@ -60,6 +63,7 @@ public:
     bool sealed = false;                       // nothing more will be handed out
     bool abandoned = false;                    // answers are dropped
     bool lazy = false;                         // imap: stay a bounded distance ahead of taken
+    bool streamed = false;                     // rank 0 reads the items and sends them, one task each
     std::uint64_t taken = 0;
     bool finished() const noexcept { return sealed && answered == handed; }
 };
@@ -80,12 +84,17 @@ public:
     // `remote_prefix` (remote_prefix()) on another rank.
     void submit(std::shared_ptr<pool_call> c, std::string local_prefix, std::string remote_prefix,
                 std::string args);
+    // Rank 0: item `id` (the call's base + its index) of the streamed call being made, as a task.
+    void push(std::uint64_t id, const std::string& local_prefix, const std::string& remote_prefix, std::string args);
+    unsigned ranks() const noexcept;
     // Every rank: a call over a range of `total` items (map, imap) or none (join, c null). On
     // rank 0 it opens the call and returns; it is then pumped and ended by finish(). On other
     // ranks it serves rank 0 until rank 0 ends the call, then returns (or throws rank 0's
-    // failure as parafork::error).
+    // failure as parafork::error). A journal (rank 0, map only: call_options::journal) first
+    // gives `c` the values an earlier run kept, which are not handed out again, then keeps the
+    // values answered; `code` names the call in it.
     void begin(std::shared_ptr<pool_call> c, std::string_view remote_prefix, std::uint64_t total,
-               std::size_t chunksize, char kind);
+               std::size_t chunksize, char kind, const std::string& journal = {}, const void* code = nullptr);
     // Rank 0: ends the current collective call on every rank. ok = false gives it up (chunks
     // not handed out are dropped; what ranks hold is answered and dropped first).
     void finish(bool ok, std::string_view why);
@@ -207,6 +216,58 @@ struct range_call final : pool_call {
     }
 };
 
+// imap / imap_unordered over an input range that is not sized and random access: rank 0 alone
+// reads it, as the consumer goes, and sends each item encoded as a task (as submit's).
+template <class R, class F, class Args, class Range>
+struct stream_call final : pool_call {
+    using value_t = std::conditional_t<std::is_void_v<R>, char, R>;
+    struct item {
+        std::optional<value_t> value;
+        std::exception_ptr error;
+    };
+    stream_call(mode m, const F& f, Range& r)
+        : how(m), local(parafork::detail::call_header<F, Args, false>(&f)), remote(remote_prefix<F, Args>(f)),
+          it(std::ranges::begin(r)), end(std::ranges::end(r)) {
+        streamed = true;
+    }
+
+    mode how;
+    std::string local, remote;
+    std::ranges::iterator_t<Range> it;
+    std::ranges::sentinel_t<Range> end;
+    std::map<std::uint64_t, item> ordered;
+    std::deque<std::pair<std::size_t, item>> unordered;
+
+    // Reads and sends items while fewer than `ahead` are handed out and not taken.
+    void feed(pool_engine& e, std::uint64_t ahead) {
+        while (!sealed && handed - taken < ahead) {
+            if (it == end) {
+                sealed = true;
+                return;
+            }
+            std::string args;
+            parafork::detail::encode_arg(args, *it);
+            ++it;
+            e.push(base + handed, local, remote, std::move(args));
+            ++handed;
+        }
+    }
+    void values(std::uint64_t i, std::uint32_t count, std::string_view bytes) override {
+        if (count != 1) throw protocol_error("parafork::mpi: a task answered more than one value");
+        value_t y{};
+        if constexpr (!std::is_void_v<R>) y = parafork::detail::decode_one<R>(bytes);
+        put(i, item{std::move(y), nullptr});
+    }
+    void failed(std::uint64_t i, std::exception_ptr e) override { put(i, item{std::nullopt, std::move(e)}); }
+    void put(std::uint64_t i, item&& x) {
+        if (how == mode::ordered) ordered.emplace(i, std::move(x));
+        else unordered.emplace_back(static_cast<std::size_t>(i), std::move(x));
+    }
+};
+
+template <class Call>
+inline constexpr bool streamed_call = requires(Call& c, pool_engine& e) { c.feed(e, 1); };
+
 // What imap / imap_unordered return on rank 0 (lazy; the call ends at its end or when it is
 // destroyed) and, empty, on the other ranks (which served the whole call before getting it).
 template <class R, class Call, bool Ordered>
@@ -245,6 +306,20 @@ private:
         if (at_end_) return;
         std::optional<sys::sigint_guard> ctrl_c;  // made only when a wait is due: it costs syscalls
         for (;;) {
+            try {
+                // A streamed call reads its input here: the consumer's pace bounds it.
+                if constexpr (streamed_call<Call>) st_->feed(*eng_, 4 * std::uint64_t{eng_->size()} * eng_->ranks());
+            } catch (...) {
+                ended_ = true;
+                try {
+                    eng_->finish(false, "reading the imap's input failed on rank 0");
+                } catch (...) {
+                }
+                throw;
+            }
+            // Every item is known once the call is sealed: a range's at the start, a stream's at its end.
+            const auto all = streamed_call<Call> ? st_->handed : st_->total;
+            const bool known = !streamed_call<Call> || st_->sealed;
             if constexpr (Ordered) {
                 auto it = st_->ordered.find(next_);
                 if (it != st_->ordered.end()) {
@@ -253,7 +328,7 @@ private:
                     ++next_;
                     return;
                 }
-                if (next_ == st_->total) break;
+                if (known && next_ == all) break;
             } else {
                 if (!st_->unordered.empty()) {
                     auto [i, res] = std::move(st_->unordered.front());
@@ -261,7 +336,7 @@ private:
                     take(i, std::move(res));
                     return;
                 }
-                if (st_->taken == st_->total) break;
+                if (known && st_->taken == all) break;
             }
             try {
                 if (!ctrl_c) ctrl_c.emplace();
@@ -335,14 +410,32 @@ public:
         requires std::ranges::sized_range<Range>
     auto map(F f, Range&& items) {
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::map needs a function named by address");
-        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items);
+        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items, opts_.chunksize, {});
     }
     template <class F, std::ranges::random_access_range Range>
         requires std::ranges::sized_range<Range>
     auto starmap(F f, Range&& tuples) {
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::starmap needs a function named by address");
         using Args = typename parafork::detail::as_tuple<std::ranges::range_value_t<Range>>::type;
-        return map_impl<F, Args>(f, tuples);
+        return map_impl<F, Args>(f, tuples, opts_.chunksize, {});
+    }
+    // map and starmap with a journal (o.journal, a file on rank 0), as mpi::map's: the values
+    // answered are kept there as they arrive, and a rerun of the same program takes from it
+    // what an earlier run kept and hands out only the rest (docs/scale-out.md, "The journal").
+    // Of `o`, only journal and chunksize (when not 0) apply: the workers are the pool's.
+    template <class F, std::ranges::random_access_range Range>
+        requires std::ranges::sized_range<Range>
+    auto map(F f, Range&& items, const call_options& o) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::map needs a function named by address");
+        return map_impl<F, parafork::detail::item_args_t<Range>>(f, items, o.chunksize ? o.chunksize : opts_.chunksize,
+                                                                 o.journal);
+    }
+    template <class F, std::ranges::random_access_range Range>
+        requires std::ranges::sized_range<Range>
+    auto starmap(F f, Range&& tuples, const call_options& o) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::starmap needs a function named by address");
+        using Args = typename parafork::detail::as_tuple<std::ranges::range_value_t<Range>>::type;
+        return map_impl<F, Args>(f, tuples, o.chunksize ? o.chunksize : opts_.chunksize, o.journal);
     }
     // Every rank: on rank 0 a lazy sequence of the results in input order (each item's error
     // thrown at it); the call ends on every rank when rank 0's sequence ends or is destroyed.
@@ -360,6 +453,24 @@ public:
     auto imap_unordered(F f, Range& items) {
         static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap_unordered needs a function named by address");
         return lazy<F, parafork::detail::item_args_t<Range>, false>(f, items);
+    }
+    // imap and imap_unordered over an input range that is not sized and random access (a
+    // filtered view, an endless iota, a stream): rank 0 alone reads it, only as far as its
+    // consumer goes (a bounded number of items ahead), and each item travels encoded with the
+    // codec, as a task of its own. The other ranks serve; their `items` is not read (pass an
+    // empty range of the same type). Every item travels: a sized random-access range, which
+    // every rank has, is cheaper.
+    template <class F, std::ranges::input_range Range>
+        requires(!(std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>))
+    auto imap(F f, Range& items) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap needs a function named by address");
+        return stream<F, parafork::detail::item_args_t<Range>, true>(f, items);
+    }
+    template <class F, std::ranges::input_range Range>
+        requires(!(std::ranges::random_access_range<Range> && std::ranges::sized_range<Range>))
+    auto imap_unordered(F f, Range& items) {
+        static_assert(detail::nameable_fn<F>, "parafork::mpi::pool::imap_unordered needs a function named by address");
+        return stream<F, parafork::detail::item_args_t<Range>, false>(f, items);
     }
 
     void close() noexcept { closed_ = true; }
@@ -393,14 +504,19 @@ private:
     }
 
     template <class F, class Args, class Range>
-    auto map_impl(F f, Range& items) {
+    auto map_impl(F f, Range& items, std::size_t chunksize, const std::string& journal) {
         using R = parafork::detail::apply_result_t<F, Args>;
         static_assert(!std::is_void_v<R>, "parafork::mpi::pool::map needs a function returning a value");
         using call_t = detail::range_call<R, F, Args, std::remove_reference_t<Range>>;
         check_open();
         auto st = std::make_shared<call_t>(detail::mode::vector, f, items);
         const auto n = static_cast<std::uint64_t>(std::ranges::size(items));
-        eng_->begin(st, detail::remote_prefix<F, Args>(f), n, opts_.chunksize, 'M');
+        // In a journal the call is named by its function: the function itself when it is a
+        // pointer, else its trampoline (one for each captureless lambda's type).
+        const void* code = nullptr;
+        if constexpr (std::is_pointer_v<F>) code = reinterpret_cast<const void*>(f);
+        else code = reinterpret_cast<const void*>(&parafork::detail::call_trampoline_fn<F, Args, false>);
+        eng_->begin(st, detail::remote_prefix<F, Args>(f), n, chunksize, 'M', journal, code);
         if (!eng_->w.root()) return std::vector<R>();
         sys::sigint_guard ctrl_c;
         try {
@@ -437,6 +553,19 @@ private:
         eng_->begin(st, detail::remote_prefix<F, Args>(f), static_cast<std::uint64_t>(std::ranges::size(items)),
                     opts_.chunksize, Ordered ? 'I' : 'U');
         return seq_t(eng_, eng_->w.root() ? std::move(st) : nullptr);
+    }
+
+    template <class F, class Args, bool Ordered, class Range>
+    auto stream(F f, Range& items) {
+        using R = parafork::detail::apply_result_t<F, Args>;
+        using call_t = detail::stream_call<R, F, Args, Range>;
+        using seq_t = detail::imap_sequence<R, call_t, Ordered>;
+        check_open();
+        auto remote = detail::remote_prefix<F, Args>(f);  // throws before any work: unnamed code
+        std::shared_ptr<call_t> st;
+        if (eng_->w.root()) st = std::make_shared<call_t>(Ordered ? detail::mode::ordered : detail::mode::unordered, f, items);
+        eng_->begin(st, remote, 0, 1, Ordered ? 'S' : 'T');
+        return seq_t(eng_, std::move(st));
     }
 
     std::shared_ptr<detail::pool_engine> eng_;
