@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace sys = parafork::sys;
@@ -146,6 +147,33 @@ TEST(Sys, ChildDestructorKillsAndReaps) {
         pid = c.pid();
     }
     EXPECT_EQ(::kill(pid, 0), -1);  // reaped: the pid no longer exists for us
+}
+
+// A child that holds no process (made empty, or moved from) must never reach other processes:
+// waitpid(-1) would reap any child of ours, kill(-1) signal every process we may signal. (Only
+// checks whose failure is harmless: signal 0 tests a kill without sending anything.)
+TEST(Sys, AnEmptyChildTouchesNoOtherProcess) {
+    PARAFORK_LEAK_CHECK();
+    sys::child bystander(sys::fork_call([] { ::pause(); }));
+    sys::child done(sys::fork_call([] {}));
+    while (!sys::process_exited(done.pid())) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    sys::child empty;
+    sys::child moved(sys::fork_call([] {}));
+    sys::child taken(std::move(moved));
+    for (sys::child* c : {&empty, &moved}) {
+        EXPECT_THROW(c->wait(), parafork::error);  // not waitpid(-1): `done` is not reaped here
+        EXPECT_FALSE(c->try_wait());
+        EXPECT_FALSE(c->wait_for(std::chrono::milliseconds(1)));
+        c->kill_and_reap();
+    }
+    EXPECT_FALSE(sys::send_signal(0, 0));
+    EXPECT_FALSE(sys::send_signal(-1, 0));
+    // Every process is still its owner's: alive, or exited and not yet reaped.
+    EXPECT_EQ(::kill(bystander.pid(), 0), 0);
+    EXPECT_FALSE(bystander.try_wait());
+    EXPECT_TRUE(done.wait().ok()) << "reaped by someone else";
+    EXPECT_TRUE(taken.wait().ok());
+    EXPECT_EQ(bystander.terminate().signal, SIGTERM);
 }
 
 TEST(Sys, TerminateEscalatesToSigkill) {

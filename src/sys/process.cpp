@@ -1,4 +1,5 @@
 #include <parafork/sys/process.hpp>
+#include <parafork/error.hpp>
 #include <parafork/sys/fd.hpp>
 #include <parafork/sys/signals.hpp>
 
@@ -17,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <typeinfo>
@@ -95,6 +97,8 @@ bool process_exited(pid_t pid) noexcept {
 }
 
 exit_status terminate_and_reap(pid_t pid, std::chrono::milliseconds grace) {
+    // waitpid(0 or -1) would reap any child, kill(-1) signal every process.
+    if (pid <= 0) throw error("parafork: terminate_and_reap: " + std::to_string(pid) + " names no process");
     if (auto st = try_wait_pid(pid)) return *st;
     ::kill(pid, SIGTERM);
     if (auto st = wait_pid_for(pid, grace)) return *st;
@@ -140,7 +144,15 @@ void setup_child(pid_t parent, const child_options& opts, const sigset_t& old_ma
 
 } // namespace
 
-bool send_signal(pid_t pid, int sig) noexcept { return ::kill(pid, sig) == 0; }
+bool send_signal(pid_t pid, int sig) noexcept {
+    // kill(0) and kill(-n) signal whole process groups, kill(-1) every process we may: a pid that
+    // is not a process's (a slot not yet started, or reset) must never reach it.
+    if (pid <= 0) {
+        errno = ESRCH;
+        return false;
+    }
+    return ::kill(pid, sig) == 0;
+}
 
 unique_fd open_pidfd(pid_t pid) noexcept {
     // glibc 2.36 declares pidfd_open without C linkage in <sys/pidfd.h>: ask the kernel.
@@ -239,7 +251,10 @@ child& child::operator=(child&& o) noexcept {
 }
 
 exit_status child::wait() {
-    if (!status_) status_ = wait_pid(pid_);
+    if (!status_) {
+        if (pid_ <= 0) throw error("parafork: child::wait: it holds no process");
+        status_ = wait_pid(pid_);
+    }
     return *status_;
 }
 
@@ -258,7 +273,10 @@ void child::signal(int sig) const noexcept {
 }
 
 exit_status child::terminate(std::chrono::milliseconds grace) {
-    if (!status_) status_ = terminate_and_reap(pid_, grace);
+    if (!status_) {
+        if (pid_ <= 0) throw error("parafork: child::terminate: it holds no process");
+        status_ = terminate_and_reap(pid_, grace);
+    }
     return *status_;
 }
 
