@@ -43,6 +43,18 @@ def test_int_results_keep_their_values_and_types_at_every_edge():
     assert sorted(pf.map(lambda x: -x, range(5000), ordered=False)) == sorted(-i for i in range(5000))
 
 
+def test_a_list_that_f_shrinks_in_its_worker_raises_index_error_there():
+    xs = list(range(10))
+
+    def shrink(x):
+        xs.clear()
+        return x
+
+    with pytest.raises(IndexError):
+        pf.map(shrink, xs, jobs=1, chunksize=10)
+    assert xs == list(range(10))  # the caller's own list is untouched
+
+
 def test_generator_input_goes_in_chunks_and_comes_back_exact():
     n = 200_000
     assert pf.map(lambda x: -x, (i for i in range(n))) == [-i for i in range(n)]
