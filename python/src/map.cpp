@@ -125,24 +125,12 @@ void fill_head(char* head, std::uint64_t items, std::uint64_t ns, results_form f
 
 // Results that are all plain ints within 64 bits (the common trivial map) go as an array of
 // int64: no pickle in the worker, and the parent makes each int straight into its slot.
-bool send_ints(pd::kid_output& out, std::uint64_t first, std::uint64_t ns, PyObject* list) {
-    const Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t j = 0; j < n; ++j)
-        if (!PyLong_CheckExact(PyList_GET_ITEM(list, j))) return false;
-    static std::vector<std::int64_t> v;  // one per worker, reused
-    v.resize(static_cast<std::size_t>(n));
-    for (Py_ssize_t j = 0; j < n; ++j) {
-        int overflow = 0;
-        const long long x = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(list, j), &overflow);
-        if (overflow) return false;
-        v[static_cast<std::size_t>(j)] = x;
-    }
+void send_ints(pd::kid_output& out, std::uint64_t first, std::uint64_t ns, const std::vector<std::int64_t>& v) {
     char head[results_head] = {};
-    fill_head(head, static_cast<std::uint64_t>(n), ns, results_form::ints);
+    fill_head(head, v.size(), ns, results_form::ints);
     const auto* p = reinterpret_cast<const char*>(v.data());
     const std::size_t size = v.size() * sizeof(std::int64_t);
     send_message(out, first, head, size, [&](auto& o) { o.insert(o.end(), p, p + size); });
-    return true;
 }
 
 // One answer carrying `items` results, pickled in p: through the pipe when small; when its
@@ -164,14 +152,35 @@ void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items,
     send_message(out, first, head, p.size(), [&](auto& o) { p.write_to(o); });
 }
 
-// The results of a run of items, held until the run ends or has been held flush_every.
+// The results of a run of items, held until the run ends or has been held flush_every. Plain
+// ints within 64 bits are kept as int64s as they come (the objects freed at once, so memory
+// stays warm), and go out every ints_per_message: small messages that stay in the caches and
+// in the pipe's first pages, and that the parent reads while the worker goes on. The first
+// result of another kind turns those held so far back into objects, into a list that is
+// pickled.
 class batch {
 public:
+    static constexpr std::size_t ints_per_message = 8192;  // 64 KiB
+
     batch(pd::kid_output& out, const kid_ctx& k, std::uint64_t first)
-        : out_(out), k_(k), first_(first), since_(clock_type::now()) {}
+        : out_(out), k_(k), first_(first), since_(clock_type::now()) {
+        ints_.clear();
+    }
 
     void add(PyObject* y) {  // steals y
-        if (!list_) list_ = py::list();
+        if (!list_) {
+            if (PyLong_CheckExact(y)) {
+                int overflow = 0;
+                const long long x = PyLong_AsLongLongAndOverflow(y, &overflow);
+                if (!overflow) {  // an exact int cannot fail otherwise
+                    Py_DECREF(y);
+                    ints_.push_back(x);
+                    if (ints_.size() >= ints_per_message) flush();
+                    return;
+                }
+            }
+            to_list();
+        }
         int r = PyList_Append(list_.ptr(), y);
         Py_DECREF(y);
         if (r != 0) throw py::error_already_set();
@@ -179,23 +188,27 @@ public:
     // Before item i starts: answers the held results if they have waited long enough (with a
     // timeout, so that the parent's clock restarts near each item's start).
     void before(std::uint64_t n) {
-        if (!list_ || (!k_.timed && (n & 255) != 0)) return;
+        if (!held() || (!k_.timed && (n & 255) != 0)) return;
         if (clock_type::now() - since_ >= k_.flush_every) flush();
     }
     void flush() {
         const auto began = std::exchange(since_, clock_type::now());
-        if (!list_) return;
+        const std::uint64_t n = held();
+        if (!n) return;
         const auto ns = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(since_ - began).count());
-        py::object l = std::move(list_);  // list_ is empty again
-        const auto n = static_cast<std::uint64_t>(PyList_GET_SIZE(l.ptr()));
         const std::uint64_t first = first_;
         first_ += n;
+        if (!list_) {
+            send_ints(out_, first, ns, ints_);
+            ints_.clear();
+            for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
+            return;
+        }
+        py::object l = std::move(list_);  // list_ is empty again
         try {
-            if (!send_ints(out_, first, ns, l.ptr())) {
-                pickled5 p(l);
-                send_results(out_, first, n, ns, p);
-            }
+            pickled5 p(l);
+            send_results(out_, first, n, ns, p);
             for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
             return;
         } catch (py::error_already_set&) {
@@ -221,6 +234,22 @@ public:
     void skip_to(std::uint64_t i) { first_ = i; }
 
 private:
+    std::uint64_t held() const noexcept {
+        return list_ ? static_cast<std::uint64_t>(PyList_GET_SIZE(list_.ptr())) : ints_.size();
+    }
+    // The ints held so far as objects again, in a list the rest joins.
+    void to_list() {
+        py::list l(static_cast<Py_ssize_t>(ints_.size()));
+        for (std::size_t j = 0; j < ints_.size(); ++j) {
+            PyObject* y = PyLong_FromLongLong(ints_[j]);
+            if (!y) throw py::error_already_set();
+            PyList_SET_ITEM(l.ptr(), static_cast<Py_ssize_t>(j), y);
+        }
+        ints_.clear();
+        list_ = std::move(l);
+    }
+
+    static inline std::vector<std::int64_t> ints_;  // one per worker (one thread), reused
     pd::kid_output& out_;
     const kid_ctx& k_;
     py::object list_;

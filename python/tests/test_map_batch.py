@@ -55,6 +55,15 @@ def test_a_list_that_f_shrinks_in_its_worker_raises_index_error_there():
     assert xs == list(range(10))  # the caller's own list is untouched
 
 
+def test_ints_then_another_kind_late_in_a_chunk_come_back_exact():
+    # Ints go out 8192 at a time; the first other result turns those still held into objects.
+    n = 20_000
+    want = [None if x in (9000, 19999) else x for x in range(n)]
+    assert pf.map(lambda x: None if x in (9000, 19999) else x, range(n), jobs=1, chunksize=n) == want
+    assert pf.map(lambda x: True if x == 8191 else x, range(n), jobs=1, chunksize=n) == \
+        [True if x == 8191 else x for x in range(n)]
+
+
 def test_generator_input_goes_in_chunks_and_comes_back_exact():
     n = 200_000
     assert pf.map(lambda x: -x, (i for i in range(n))) == [-i for i in range(n)]
