@@ -66,6 +66,10 @@ py::object core_attr(const char* name) { return py::module_::import("parafork._c
 struct kid_ctx {
     PyObject* f;
     PyObject* seq;  // a sized sequence the worker indexes, or null (items come pickled)
+    // seq is a range whose items all fit in 64 bits: item i is start + i * step, made here
+    // (range's own indexing makes and compares several ints an item).
+    bool plain_range;
+    long long start, step;
     bool star;
     bool timed;                       // a task_timeout: answers go out every flush_every
     clock_type::duration flush_every; // results held no longer than this
@@ -257,6 +261,48 @@ private:
     clock_type::time_point since_;
 };
 
+// Item i of the worker's copy of the sequence (a new reference), as seq[i] would give it.
+PyObject* sequence_item(const kid_ctx& k, Py_ssize_t i) {
+    if (k.plain_range) {
+        // Every item lies between start and stop, so it fits though i * step may not: computed
+        // modulo 2^64, the sum comes out right.
+        using u64 = unsigned long long;
+        return PyLong_FromLongLong(static_cast<long long>(
+            static_cast<u64>(k.start) + static_cast<u64>(i) * static_cast<u64>(k.step)));
+    }
+    if (PyList_CheckExact(k.seq) && i < PyList_GET_SIZE(k.seq)) {  // f may have shrunk it
+        PyObject* x = PyList_GET_ITEM(k.seq, i);
+        Py_INCREF(x);
+        return x;
+    }
+    if (PyTuple_CheckExact(k.seq)) {
+        PyObject* x = PyTuple_GET_ITEM(k.seq, i);  // a tuple keeps its size
+        Py_INCREF(x);
+        return x;
+    }
+    return PySequence_GetItem(k.seq, i);
+}
+
+// Whether the range r's start, stop and step fit in 64 bits (then so does every item), and its
+// start and step if so.
+bool plain_range(PyObject* r, long long& start, long long& step) {
+    if (!PyRange_Check(r)) return false;
+    long long v[3];
+    const char* names[3] = {"start", "stop", "step"};
+    for (int j = 0; j < 3; ++j) {
+        PyObject* a = PyObject_GetAttrString(r, names[j]);
+        if (!a) throw py::error_already_set();
+        int overflow = 0;
+        v[j] = PyLong_AsLongLongAndOverflow(a, &overflow);
+        Py_DECREF(a);
+        if (v[j] == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (overflow) return false;
+    }
+    start = v[0];
+    step = v[2];
+    return true;
+}
+
 // Runs items [first, first + count) in a worker: from its own copy of the sequence, or from
 // the chunk the parent pickled (its first item's index, then the pickled list).
 void run_job(void* ctx, pd::job_kind kind, std::uint64_t first, std::uint32_t count,
@@ -292,7 +338,7 @@ void run_job(void* ctx, pd::job_kind kind, std::uint64_t first, std::uint32_t co
             x = PyList_GET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i - base));
             Py_INCREF(x);
         } else {
-            x = PySequence_GetItem(k.seq, static_cast<Py_ssize_t>(i));
+            x = sequence_item(k, static_cast<Py_ssize_t>(i));
         }
         PyObject* y = x ? call_f(k, x) : nullptr;
         Py_XDECREF(x);
@@ -350,6 +396,7 @@ public:
         }
         kid_.f = f_.ptr();
         kid_.seq = sized_ ? items_.ptr() : nullptr;
+        kid_.plain_range = sized_ && plain_range(items_.ptr(), kid_.start, kid_.step);
         kid_.star = star;
         kid_.timed = o_.task_timeout.count() > 0;
         kid_.flush_every = kid_.timed

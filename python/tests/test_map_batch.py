@@ -43,6 +43,17 @@ def test_int_results_keep_their_values_and_types_at_every_edge():
     assert sorted(pf.map(lambda x: -x, range(5000), ordered=False)) == sorted(-i for i in range(5000))
 
 
+def test_a_worker_makes_the_items_of_ranges_lists_and_tuples_as_indexing_would():
+    # A range within 64 bits is computed in the worker (start + i * step, modulo 2**64 on the
+    # way); a larger one, a list and a tuple are indexed: every item and type as seq[i].
+    for r in (range(-5, 2**63 - 1, 2**61), range(2**63 - 1, -(2**63), -(2**62)),
+              range(-(2**63), 2**63 - 1, 3 * 2**58), range(10, -10, -3), range(0, 2**64, 2**60),
+              range(2**70, 2**70 + 5), range(7, 8)):
+        assert pf.map(lambda x: (type(x), x), r, chunksize=2) == [(int, x) for x in r], r
+    xs = [1, "a", None, 2**70, 3.5]
+    assert pf.map(lambda x: x, xs) == xs and pf.map(lambda x: x, tuple(xs)) == xs
+
+
 def test_a_list_that_f_shrinks_in_its_worker_raises_index_error_there():
     xs = list(range(10))
 
