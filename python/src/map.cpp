@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
 #include <utility>
 #include <vector>
 
@@ -378,6 +379,39 @@ py::object to_exception(std::exception_ptr ep) {
     throw py::error_already_set();
 }
 
+// A list of n empty slots for map's results, made after the workers forked. A large one's
+// array is not zeroed here: its whole pages go back to the kernel (MADV_DONTNEED: they read
+// as zero, like any fresh page of private memory, which is what PyMem gives) and each is first
+// touched when a result lands in it, while the workers compute. PyList_New would zero it all
+// first, serially, in memory that the fork often left shared with the workers, so that every
+// page was copied as well (or, fresh, faulted in before the first result was read).
+PyObject* new_result_list(Py_ssize_t n) {
+    const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(PyObject*);
+    if (bytes < (std::size_t{1} << 20)) return PyList_New(n);
+    auto* items = static_cast<PyObject**>(PyMem_Malloc(bytes));
+    if (!items) return PyErr_NoMemory();
+    constexpr std::uintptr_t page = 4096;
+    const auto at = reinterpret_cast<std::uintptr_t>(items);
+    const std::uintptr_t begin = (at + page - 1) & ~(page - 1), end = (at + bytes) & ~(page - 1);
+    if (end > begin && ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) == 0) {
+        pf::sys::advise_huge_pages(reinterpret_cast<void*>(begin), end - begin);
+        std::memset(items, 0, begin - at);
+        std::memset(reinterpret_cast<void*>(end), 0, at + bytes - end);
+    } else {
+        std::memset(items, 0, bytes);
+    }
+    PyObject* l = PyList_New(0);
+    if (!l) {
+        PyMem_Free(items);
+        return nullptr;
+    }
+    auto* lo = reinterpret_cast<PyListObject*>(l);
+    lo->ob_item = items;  // freed by the list, with PyMem_Free
+    lo->allocated = n;
+    Py_SET_SIZE(lo, n);
+    return l;
+}
+
 // One call of map / imap: the engine, the feeding of chunks, and the answers as they come.
 class map_run final : public pd::executor_sink {
 public:
@@ -424,7 +458,7 @@ public:
         if (!lazy_ && ordered_ && sized_) {
             // The results go straight into the list returned (no second array of 8 bytes an
             // item, no copy); untracked by the GC while it has empty slots.
-            PyObject* l = PyList_New(static_cast<Py_ssize_t>(total_));
+            PyObject* l = new_result_list(static_cast<Py_ssize_t>(total_));
             if (!l) throw py::error_already_set();
             PyObject_GC_UnTrack(l);
             result_ = py::reinterpret_steal<py::list>(l);

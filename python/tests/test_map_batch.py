@@ -75,6 +75,21 @@ def test_ints_then_another_kind_late_in_a_chunk_come_back_exact():
         [True if x == 8191 else x for x in range(n)]
 
 
+def test_a_large_result_list_half_filled_when_an_item_fails_is_freed_cleanly():
+    # A map of a sequence of over 131,072 items makes its result array untouched (its pages
+    # read as zero until a result lands): a failure leaves empty slots, which must be empty.
+    def late(x):
+        if x == 150_000:
+            raise Custom("late")
+        return str(x) if x % 7 == 0 else x
+
+    for _ in range(2):
+        with pytest.raises(Custom, match="late"):
+            pf.map(late, range(200_000))
+    assert pf.map(lambda x: str(x) if x % 7 == 0 else x, range(200_000)) == \
+        [str(x) if x % 7 == 0 else x for x in range(200_000)]
+
+
 def test_generator_input_goes_in_chunks_and_comes_back_exact():
     n = 200_000
     assert pf.map(lambda x: -x, (i for i in range(n))) == [-i for i in range(n)]
