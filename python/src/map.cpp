@@ -561,6 +561,8 @@ private:
             if (sized_) push_range(last_chunk_);
             else push_items(last_chunk_);
         }
+        // All pushed: a worker with nothing left exits now, while the others finish.
+        if (input_done_) eng_->close_input();
     }
     // Chunks of about 10 ms of a worker's time, by what the workers measured (not by the wall
     // clock here, which counts round trips and start-up: on a busy machine that kept chunks

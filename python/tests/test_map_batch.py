@@ -4,6 +4,7 @@ own result, its own error, its own death and its own timeout."""
 import ctypes
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -210,6 +211,48 @@ def test_timeout_is_per_task_not_per_chunk():
         pf.map(hangs_at_150, range(300), chunksize=100, timeout=0.5)
     assert info.value.task == 150 and info.value.pid > 0
     assert time.monotonic() - t0 < 30
+
+
+def live_siblings():
+    """Live processes (not zombies) that share this process's parent, this one aside."""
+    parent, me, found = str(os.getppid()), os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[1] == parent and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_a_worker_with_nothing_left_exits_while_another_still_works():
+    # Two items, one each; every item is pushed at once. The worker of item 1 has nothing left
+    # once it answers: it exits then, not when item 0's worker is done too.
+    def wait_for_sibling_to_go(x):
+        if x == 1:
+            return True
+        deadline = time.monotonic() + 10
+        while live_siblings() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not live_siblings()
+
+    assert pf.map(wait_for_sibling_to_go, range(2), jobs=2, chunksize=1) == [True, True]
+    # A worker lost after the others left is still replaced, and its item runs again.
+    def die_once(x):
+        if x == 0 and not os.path.exists(flag):
+            open(flag, "w").close()
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    with tempfile.TemporaryDirectory() as d:
+        flag = os.path.join(d, "died")
+        assert pf.map(die_once, range(2), jobs=2, chunksize=1, retries=1) == [0, 1]
 
 
 def test_ordered_false_gives_completion_order():
