@@ -6,6 +6,10 @@ result. Run with the interpreter the module was built for, e.g.
 Peers: multiprocessing.Pool.map, concurrent.futures.ProcessPoolExecutor.map (chunksize as
 multiprocessing picks it), joblib with the loky backend (batch_size="auto"). Every figure is the
 best of --repeat runs, pool start-up included (parafork forks at the call, so that is fair).
+
+The same rounds time the floor of a map of 10^6 trivial calls on this machine: the serial loop
+and the caller making the 10^6 result ints (which no transfer avoids), spread over the CPUs,
+plus forking and reaping the workers; the last lines put parafork and the best peer against it.
 """
 
 import argparse
@@ -67,18 +71,21 @@ def main():
         rate = f"{nbytes / seconds / 1e9:.2f} GB/s" if nbytes else f"{N / seconds / 1e6:.2f} M items/s"
         rows.append((what, name, seconds, rate))
 
-    def rounds(what, runs, check, nbytes=None):
+    def rounds(what, runs, check, nbytes=None, extra=()):
         # Alternating rounds, so that a burst of load on the machine hits every entry alike.
+        # `extra`: (name, fn, check) timed in the same rounds but not rows (the floor's parts).
         times = {name: [] for name, _ in runs}
+        times.update((name, []) for name, _, _ in extra)
         for _ in range(a.repeat):
-            for name, fn in runs:
+            for name, fn, ok in [(n, f, check) for n, f in runs] + list(extra):
                 t0 = time.perf_counter()
                 out = fn()
                 times[name].append(time.perf_counter() - t0)
-                assert check(out), f"{name}: wrong result"
+                assert ok(out), f"{name}: wrong result"
                 del out
         for name, _ in runs:
             row(name, what, min(times[name]), None, lambda out: True, nbytes)
+        return {name: min(times[name]) for name, _, _ in extra}
 
     exact = lambda out: out == expect
 
@@ -90,9 +97,16 @@ def main():
         with cf.ProcessPoolExecutor(jobs, mp_context=ctx) as ex:
             return list(ex.map(inc, range(N), chunksize=mp_chunk(N, jobs)))
 
-    rounds("map 10^6 ints", [("parafork.map", lambda: pf.map(lambda x: x + 1, range(N), jobs=jobs)),
-                             ("multiprocessing.Pool.map", mp_map),
-                             ("ProcessPoolExecutor.map", cf_map)], exact)
+    # The floor of any map on this machine, its parts timed in the same rounds: the calls
+    # themselves (the serial loop, shared by the workers), the caller making 10^6 int objects
+    # and their list (no transfer avoids that), and forking and reaping the workers.
+    floor_parts = [("serial loop", lambda: list(map(inc, range(N))), exact),
+                   ("caller's list", lambda: list(range(1, N + 1)), exact),
+                   ("fork and reap", lambda: pf.map(inc, range(jobs), jobs=jobs),
+                    lambda out: out == list(range(1, jobs + 1)))]
+    floor = rounds("map 10^6 ints", [("parafork.map", lambda: pf.map(lambda x: x + 1, range(N), jobs=jobs)),
+                                     ("multiprocessing.Pool.map", mp_map),
+                                     ("ProcessPoolExecutor.map", cf_map)], exact, extra=floor_parts)
 
     load_before = os.getloadavg()[0]
     # One 256 MiB result: made before the call, so the workers have it by fork and the figure is
@@ -133,8 +147,21 @@ def main():
     for what, name, seconds, rate in sorted(rows, key=lambda r: r[0], reverse=True):
         print(f"{what:<22} {name:<26} {seconds:9.3f}  {rate}")
     ints = {name: s for what, name, s, _ in rows if what.startswith("map")}
-    peer = min(s for name, s in ints.items() if name != "parafork.map")
-    print(f"parafork.map vs the best peer on 10^6 ints: {peer / ints['parafork.map']:.1f}x")
+    peers = {name: s for name, s in ints.items() if name != "parafork.map"}
+    best_peer = min(peers, key=peers.get)
+    peer, mine = peers[best_peer], ints["parafork.map"]
+    print(f"parafork.map vs the best peer on 10^6 ints: {peer / mine:.1f}x")
+    # All the CPU work spread perfectly over the CPUs the workers get, plus the fork: no map
+    # can beat it. Without overlap (the caller's ints made after the calls) it would be more.
+    serial, caller, fork = floor["serial loop"], floor["caller's list"], floor["fork and reap"]
+    cpus = min(jobs, len(os.sched_getaffinity(0)))
+    low = (serial + caller) / cpus + fork
+    print(f"floor on {cpus} CPUs: (serial loop {serial:.4f} + caller's list {caller:.4f}) / {cpus}"
+          f" + fork and reap {fork:.4f} = {low:.4f} s (without overlap: "
+          f"{serial / cpus + caller + fork:.4f} s)")
+    print(f"parafork.map {mine:.4f} s = {mine / low:.2f}x the floor; {best_peer} {peer:.4f} s = "
+          f"{peer / low:.2f}x the floor; 5x the best peer would be {peer / 5:.4f} s"
+          f"{' (below the floor: out of reach)' if peer / 5 < low else ''}")
 
 
 if __name__ == "__main__":

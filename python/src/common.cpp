@@ -235,7 +235,9 @@ void install_fork_hooks() {
 void throw_task_failure(py::error_already_set& e) {
     std::string text;
     try {
-        text = py::str(h->encode_failure(e.value(), e.trace()));
+        // An exception raised in C code (a sequence's own IndexError) may have no traceback.
+        py::object tb = e.trace() ? py::reinterpret_borrow<py::object>(e.trace()) : py::none();
+        text = py::str(h->encode_failure(e.value(), tb));
     } catch (py::error_already_set& again) {
         text = std::string("!") + again.what();  // the failure itself could not be described
     }

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
 #include <utility>
 #include <vector>
 
@@ -66,6 +67,10 @@ py::object core_attr(const char* name) { return py::module_::import("parafork._c
 struct kid_ctx {
     PyObject* f;
     PyObject* seq;  // a sized sequence the worker indexes, or null (items come pickled)
+    // seq is a range whose items all fit in 64 bits: item i is start + i * step, made here
+    // (range's own indexing makes and compares several ints an item).
+    bool plain_range;
+    long long start, step;
     bool star;
     bool timed;                       // a task_timeout: answers go out every flush_every
     clock_type::duration flush_every; // results held no longer than this
@@ -125,24 +130,12 @@ void fill_head(char* head, std::uint64_t items, std::uint64_t ns, results_form f
 
 // Results that are all plain ints within 64 bits (the common trivial map) go as an array of
 // int64: no pickle in the worker, and the parent makes each int straight into its slot.
-bool send_ints(pd::kid_output& out, std::uint64_t first, std::uint64_t ns, PyObject* list) {
-    const Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t j = 0; j < n; ++j)
-        if (!PyLong_CheckExact(PyList_GET_ITEM(list, j))) return false;
-    static std::vector<std::int64_t> v;  // one per worker, reused
-    v.resize(static_cast<std::size_t>(n));
-    for (Py_ssize_t j = 0; j < n; ++j) {
-        int overflow = 0;
-        const long long x = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(list, j), &overflow);
-        if (overflow) return false;
-        v[static_cast<std::size_t>(j)] = x;
-    }
+void send_ints(pd::kid_output& out, std::uint64_t first, std::uint64_t ns, const std::vector<std::int64_t>& v) {
     char head[results_head] = {};
-    fill_head(head, static_cast<std::uint64_t>(n), ns, results_form::ints);
+    fill_head(head, v.size(), ns, results_form::ints);
     const auto* p = reinterpret_cast<const char*>(v.data());
     const std::size_t size = v.size() * sizeof(std::int64_t);
     send_message(out, first, head, size, [&](auto& o) { o.insert(o.end(), p, p + size); });
-    return true;
 }
 
 // One answer carrying `items` results, pickled in p: through the pipe when small; when its
@@ -164,14 +157,35 @@ void send_results(pd::kid_output& out, std::uint64_t first, std::uint64_t items,
     send_message(out, first, head, p.size(), [&](auto& o) { p.write_to(o); });
 }
 
-// The results of a run of items, held until the run ends or has been held flush_every.
+// The results of a run of items, held until the run ends or has been held flush_every. Plain
+// ints within 64 bits are kept as int64s as they come (the objects freed at once, so memory
+// stays warm), and go out every ints_per_message: small messages that stay in the caches and
+// in the pipe's first pages, and that the parent reads while the worker goes on. The first
+// result of another kind turns those held so far back into objects, into a list that is
+// pickled.
 class batch {
 public:
+    static constexpr std::size_t ints_per_message = 8192;  // 64 KiB
+
     batch(pd::kid_output& out, const kid_ctx& k, std::uint64_t first)
-        : out_(out), k_(k), first_(first), since_(clock_type::now()) {}
+        : out_(out), k_(k), first_(first), since_(clock_type::now()) {
+        ints_.clear();
+    }
 
     void add(PyObject* y) {  // steals y
-        if (!list_) list_ = py::list();
+        if (!list_) {
+            if (PyLong_CheckExact(y)) {
+                int overflow = 0;
+                const long long x = PyLong_AsLongLongAndOverflow(y, &overflow);
+                if (!overflow) {  // an exact int cannot fail otherwise
+                    Py_DECREF(y);
+                    ints_.push_back(x);
+                    if (ints_.size() >= ints_per_message) flush();
+                    return;
+                }
+            }
+            to_list();
+        }
         int r = PyList_Append(list_.ptr(), y);
         Py_DECREF(y);
         if (r != 0) throw py::error_already_set();
@@ -179,23 +193,27 @@ public:
     // Before item i starts: answers the held results if they have waited long enough (with a
     // timeout, so that the parent's clock restarts near each item's start).
     void before(std::uint64_t n) {
-        if (!list_ || (!k_.timed && (n & 255) != 0)) return;
+        if (!held() || (!k_.timed && (n & 255) != 0)) return;
         if (clock_type::now() - since_ >= k_.flush_every) flush();
     }
     void flush() {
         const auto began = std::exchange(since_, clock_type::now());
-        if (!list_) return;
+        const std::uint64_t n = held();
+        if (!n) return;
         const auto ns = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(since_ - began).count());
-        py::object l = std::move(list_);  // list_ is empty again
-        const auto n = static_cast<std::uint64_t>(PyList_GET_SIZE(l.ptr()));
         const std::uint64_t first = first_;
         first_ += n;
+        if (!list_) {
+            send_ints(out_, first, ns, ints_);
+            ints_.clear();
+            for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
+            return;
+        }
+        py::object l = std::move(list_);  // list_ is empty again
         try {
-            if (!send_ints(out_, first, ns, l.ptr())) {
-                pickled5 p(l);
-                send_results(out_, first, n, ns, p);
-            }
+            pickled5 p(l);
+            send_results(out_, first, n, ns, p);
             for (std::uint64_t j = 1; j < n; ++j) out_.value_void(first + j);
             return;
         } catch (py::error_already_set&) {
@@ -221,12 +239,70 @@ public:
     void skip_to(std::uint64_t i) { first_ = i; }
 
 private:
+    std::uint64_t held() const noexcept {
+        return list_ ? static_cast<std::uint64_t>(PyList_GET_SIZE(list_.ptr())) : ints_.size();
+    }
+    // The ints held so far as objects again, in a list the rest joins.
+    void to_list() {
+        py::list l(static_cast<Py_ssize_t>(ints_.size()));
+        for (std::size_t j = 0; j < ints_.size(); ++j) {
+            PyObject* y = PyLong_FromLongLong(ints_[j]);
+            if (!y) throw py::error_already_set();
+            PyList_SET_ITEM(l.ptr(), static_cast<Py_ssize_t>(j), y);
+        }
+        ints_.clear();
+        list_ = std::move(l);
+    }
+
+    static inline std::vector<std::int64_t> ints_;  // one per worker (one thread), reused
     pd::kid_output& out_;
     const kid_ctx& k_;
     py::object list_;
     std::uint64_t first_;
     clock_type::time_point since_;
 };
+
+// Item i of the worker's copy of the sequence (a new reference), as seq[i] would give it.
+PyObject* sequence_item(const kid_ctx& k, Py_ssize_t i) {
+    if (k.plain_range) {
+        // Every item lies between start and stop, so it fits though i * step may not: computed
+        // modulo 2^64, the sum comes out right.
+        using u64 = unsigned long long;
+        return PyLong_FromLongLong(static_cast<long long>(
+            static_cast<u64>(k.start) + static_cast<u64>(i) * static_cast<u64>(k.step)));
+    }
+    if (PyList_CheckExact(k.seq) && i < PyList_GET_SIZE(k.seq)) {  // f may have shrunk it
+        PyObject* x = PyList_GET_ITEM(k.seq, i);
+        Py_INCREF(x);
+        return x;
+    }
+    if (PyTuple_CheckExact(k.seq)) {
+        PyObject* x = PyTuple_GET_ITEM(k.seq, i);  // a tuple keeps its size
+        Py_INCREF(x);
+        return x;
+    }
+    return PySequence_GetItem(k.seq, i);
+}
+
+// Whether the range r's start, stop and step fit in 64 bits (then so does every item), and its
+// start and step if so.
+bool plain_range(PyObject* r, long long& start, long long& step) {
+    if (!PyRange_Check(r)) return false;
+    long long v[3];
+    const char* names[3] = {"start", "stop", "step"};
+    for (int j = 0; j < 3; ++j) {
+        PyObject* a = PyObject_GetAttrString(r, names[j]);
+        if (!a) throw py::error_already_set();
+        int overflow = 0;
+        v[j] = PyLong_AsLongLongAndOverflow(a, &overflow);
+        Py_DECREF(a);
+        if (v[j] == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (overflow) return false;
+    }
+    start = v[0];
+    step = v[2];
+    return true;
+}
 
 // Runs items [first, first + count) in a worker: from its own copy of the sequence, or from
 // the chunk the parent pickled (its first item's index, then the pickled list).
@@ -263,7 +339,7 @@ void run_job(void* ctx, pd::job_kind kind, std::uint64_t first, std::uint32_t co
             x = PyList_GET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i - base));
             Py_INCREF(x);
         } else {
-            x = PySequence_GetItem(k.seq, static_cast<Py_ssize_t>(i));
+            x = sequence_item(k, static_cast<Py_ssize_t>(i));
         }
         PyObject* y = x ? call_f(k, x) : nullptr;
         Py_XDECREF(x);
@@ -303,6 +379,39 @@ py::object to_exception(std::exception_ptr ep) {
     throw py::error_already_set();
 }
 
+// A list of n empty slots for map's results, made after the workers forked. A large one's
+// array is not zeroed here: its whole pages go back to the kernel (MADV_DONTNEED: they read
+// as zero, like any fresh page of private memory, which is what PyMem gives) and each is first
+// touched when a result lands in it, while the workers compute. PyList_New would zero it all
+// first, serially, in memory that the fork often left shared with the workers, so that every
+// page was copied as well (or, fresh, faulted in before the first result was read).
+PyObject* new_result_list(Py_ssize_t n) {
+    const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(PyObject*);
+    if (bytes < (std::size_t{1} << 20)) return PyList_New(n);
+    auto* items = static_cast<PyObject**>(PyMem_Malloc(bytes));
+    if (!items) return PyErr_NoMemory();
+    constexpr std::uintptr_t page = 4096;
+    const auto at = reinterpret_cast<std::uintptr_t>(items);
+    const std::uintptr_t begin = (at + page - 1) & ~(page - 1), end = (at + bytes) & ~(page - 1);
+    if (end > begin && ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) == 0) {
+        pf::sys::advise_huge_pages(reinterpret_cast<void*>(begin), end - begin);
+        std::memset(items, 0, begin - at);
+        std::memset(reinterpret_cast<void*>(end), 0, at + bytes - end);
+    } else {
+        std::memset(items, 0, bytes);
+    }
+    PyObject* l = PyList_New(0);
+    if (!l) {
+        PyMem_Free(items);
+        return nullptr;
+    }
+    auto* lo = reinterpret_cast<PyListObject*>(l);
+    lo->ob_item = items;  // freed by the list, with PyMem_Free
+    lo->allocated = n;
+    Py_SET_SIZE(lo, n);
+    return l;
+}
+
 // One call of map / imap: the engine, the feeding of chunks, and the answers as they come.
 class map_run final : public pd::executor_sink {
 public:
@@ -321,6 +430,7 @@ public:
         }
         kid_.f = f_.ptr();
         kid_.seq = sized_ ? items_.ptr() : nullptr;
+        kid_.plain_range = sized_ && plain_range(items_.ptr(), kid_.start, kid_.step);
         kid_.star = star;
         kid_.timed = o_.task_timeout.count() > 0;
         kid_.flush_every = kid_.timed
@@ -348,7 +458,7 @@ public:
         if (!lazy_ && ordered_ && sized_) {
             // The results go straight into the list returned (no second array of 8 bytes an
             // item, no copy); untracked by the GC while it has empty slots.
-            PyObject* l = PyList_New(static_cast<Py_ssize_t>(total_));
+            PyObject* l = new_result_list(static_cast<Py_ssize_t>(total_));
             if (!l) throw py::error_already_set();
             PyObject_GC_UnTrack(l);
             result_ = py::reinterpret_steal<py::list>(l);
@@ -451,6 +561,8 @@ private:
             if (sized_) push_range(last_chunk_);
             else push_items(last_chunk_);
         }
+        // All pushed: a worker with nothing left exits now, while the others finish.
+        if (input_done_) eng_->close_input();
     }
     // Chunks of about 10 ms of a worker's time, by what the workers measured (not by the wall
     // clock here, which counts round trips and start-up: on a busy machine that kept chunks

@@ -4,6 +4,7 @@ own result, its own error, its own death and its own timeout."""
 import ctypes
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -41,6 +42,53 @@ def test_int_results_keep_their_values_and_types_at_every_edge():
     assert list(pf.imap(lambda x: x * x - 2**62, range(n))) == want
     assert sorted(pf.imap_unordered(lambda x: -x, range(5000))) == sorted((i, -i) for i in range(5000))
     assert sorted(pf.map(lambda x: -x, range(5000), ordered=False)) == sorted(-i for i in range(5000))
+
+
+def test_a_worker_makes_the_items_of_ranges_lists_and_tuples_as_indexing_would():
+    # A range within 64 bits is computed in the worker (start + i * step, modulo 2**64 on the
+    # way); a larger one, a list and a tuple are indexed: every item and type as seq[i].
+    for r in (range(-5, 2**63 - 1, 2**61), range(2**63 - 1, -(2**63), -(2**62)),
+              range(-(2**63), 2**63 - 1, 3 * 2**58), range(10, -10, -3), range(0, 2**64, 2**60),
+              range(2**70, 2**70 + 5), range(7, 8)):
+        assert pf.map(lambda x: (type(x), x), r, chunksize=2) == [(int, x) for x in r], r
+    xs = [1, "a", None, 2**70, 3.5]
+    assert pf.map(lambda x: x, xs) == xs and pf.map(lambda x: x, tuple(xs)) == xs
+
+
+def test_a_list_that_f_shrinks_in_its_worker_raises_index_error_there():
+    xs = list(range(10))
+
+    def shrink(x):
+        xs.clear()
+        return x
+
+    with pytest.raises(IndexError):
+        pf.map(shrink, xs, jobs=1, chunksize=10)
+    assert xs == list(range(10))  # the caller's own list is untouched
+
+
+def test_ints_then_another_kind_late_in_a_chunk_come_back_exact():
+    # Ints go out 8192 at a time; the first other result turns those still held into objects.
+    n = 20_000
+    want = [None if x in (9000, 19999) else x for x in range(n)]
+    assert pf.map(lambda x: None if x in (9000, 19999) else x, range(n), jobs=1, chunksize=n) == want
+    assert pf.map(lambda x: True if x == 8191 else x, range(n), jobs=1, chunksize=n) == \
+        [True if x == 8191 else x for x in range(n)]
+
+
+def test_a_large_result_list_half_filled_when_an_item_fails_is_freed_cleanly():
+    # A map of a sequence of over 131,072 items makes its result array untouched (its pages
+    # read as zero until a result lands): a failure leaves empty slots, which must be empty.
+    def late(x):
+        if x == 150_000:
+            raise Custom("late")
+        return str(x) if x % 7 == 0 else x
+
+    for _ in range(2):
+        with pytest.raises(Custom, match="late"):
+            pf.map(late, range(200_000))
+    assert pf.map(lambda x: str(x) if x % 7 == 0 else x, range(200_000)) == \
+        [str(x) if x % 7 == 0 else x for x in range(200_000)]
 
 
 def test_generator_input_goes_in_chunks_and_comes_back_exact():
@@ -163,6 +211,48 @@ def test_timeout_is_per_task_not_per_chunk():
         pf.map(hangs_at_150, range(300), chunksize=100, timeout=0.5)
     assert info.value.task == 150 and info.value.pid > 0
     assert time.monotonic() - t0 < 30
+
+
+def live_siblings():
+    """Live processes (not zombies) that share this process's parent, this one aside."""
+    parent, me, found = str(os.getppid()), os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[1] == parent and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_a_worker_with_nothing_left_exits_while_another_still_works():
+    # Two items, one each; every item is pushed at once. The worker of item 1 has nothing left
+    # once it answers: it exits then, not when item 0's worker is done too.
+    def wait_for_sibling_to_go(x):
+        if x == 1:
+            return True
+        deadline = time.monotonic() + 10
+        while live_siblings() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not live_siblings()
+
+    assert pf.map(wait_for_sibling_to_go, range(2), jobs=2, chunksize=1) == [True, True]
+    # A worker lost after the others left is still replaced, and its item runs again.
+    def die_once(x):
+        if x == 0 and not os.path.exists(flag):
+            open(flag, "w").close()
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    with tempfile.TemporaryDirectory() as d:
+        flag = os.path.join(d, "died")
+        assert pf.map(die_once, range(2), jobs=2, chunksize=1, retries=1) == [0, 1]
 
 
 def test_ordered_false_gives_completion_order():

@@ -410,7 +410,17 @@ void engine::advance(worker& w, std::uint32_t n) {
     }
     if (opts_.max_tasks_per_worker && w.completed >= opts_.max_tasks_per_worker) w.retiring = true;
     // A retiring worker exits once it has answered everything: close its job pipe.
-    if (w.flight.empty() && (w.retiring || closing_)) w.task_w.reset();
+    if (done_with(w)) w.task_w.reset();
+}
+
+bool engine::done_with(const worker& w) const noexcept {
+    return w.flight.empty() && (w.retiring || closing_ || (input_closed_ && queue_.empty()));
+}
+
+void engine::close_input() noexcept {
+    input_closed_ = true;
+    for (auto& w : workers_)
+        if (w && done_with(*w)) w->task_w.reset();
 }
 
 void engine::handle_frame(worker& w, std::string_view f, executor_sink& sink) {
@@ -626,7 +636,8 @@ void engine::died(worker& w, const sys::exit_status& st, executor_sink& sink) {
     why.signal = st.signal;
     why.code = st.code;
     std::size_t slot = w.slot;
-    if (dash_ && !(st.ok() && (w.retiring || closing_))) {  // a retired worker did not die
+    // A worker whose job pipe was closed (retired, or no more work) did not die.
+    if (dash_ && !(st.ok() && (w.retiring || closing_ || !w.task_w))) {
         dash::relaxed_set(dash_->deaths, dash_->deaths.load(std::memory_order_relaxed) + 1);
         dash::worker_gone(*dash_, slot);
     }
@@ -643,7 +654,9 @@ void engine::died(worker& w, const sys::exit_status& st, executor_sink& sink) {
     }
     if (w.flight.empty()) {
         drop(w);
-        if (!stopped_ && !closing_) spawn(slot);  // recycled, or died between jobs
+        // Recycled, or died between jobs; with the input closed, replaced when work a lost
+        // worker held is queued again (respawn_missing).
+        if (!stopped_ && !closing_ && !(input_closed_ && queue_.empty())) spawn(slot);
         return;
     }
     lost(w, sink, why);

@@ -75,6 +75,9 @@ public:
     // SIGTERM to every worker, `grace`, then SIGKILL; reaps all.
     void terminate() noexcept override;
     void expect_more(std::uint64_t items) noexcept override { total_ = done_ + items; }
+    // Each worker's job pipe closes once it has answered everything and nothing is queued: it
+    // runs worker_exit and exits while the others still work.
+    void close_input() noexcept override;
 
 private:
     void spawn(std::size_t slot);
@@ -114,6 +117,9 @@ private:
     void publish() noexcept;
     void note_failure(std::uint64_t item, const failure_info& why) noexcept;
     bool idle() const noexcept { return queue_.empty() && in_flight() == 0; }
+    // The worker has nothing more to do: retiring, closing, or the input closed with nothing
+    // queued. Its job pipe is then closed, and it exits.
+    bool done_with(const worker& w) const noexcept;
 
     options opts_;
     supervisor sup_;  // forks, watches (pidfd) and stops the workers
@@ -124,6 +130,7 @@ private:
     std::deque<job> queue_;
     bool stopped_ = false;
     bool closing_ = false;
+    bool input_closed_ = false;           // close_input: no jobs will be pushed
     std::exception_ptr fatal_;            // the workers cannot start (worker_init threw, ...)
     clock::time_point last_event_{};      // the last job sent or answer read (spin or sleep)
     std::uint64_t total_ = 0, done_ = 0, failed_ = 0, retried_ = 0;

@@ -117,6 +117,9 @@ public:
     virtual void terminate() noexcept = 0;
     // The progress bar's denominator: items answered so far plus those the caller now expects.
     virtual void expect_more(std::uint64_t items) noexcept = 0;
+    // No more jobs will be pushed (work a lost worker held still runs again): a worker with
+    // nothing left to run may exit now, while the others finish, instead of at join.
+    virtual void close_input() noexcept {}
 };
 
 // Runs in a local worker for range and items jobs: ctx is the caller's object, valid in the
