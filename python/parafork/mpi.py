@@ -537,6 +537,16 @@ def _frames(link, seq, root=False):
         yield src, kind, msg
 
 
+def _answered(world, src, value, count):
+    """The `count` results of a run answered by rank `src` (its own rank's pickled, another's
+    encoded for the link), checked: anything else is a ProtocolError."""
+    ys = world._link.decode(value) if src else pickle.loads(value)
+    if not isinstance(ys, list) or len(ys) != count:
+        got = f"{len(ys)} results" if isinstance(ys, list) else f"a {type(ys).__name__}"
+        raise ProtocolError(f"parafork.mpi: rank {src} answered {got} for {count} items")
+    return ys
+
+
 def _root(world, f, items, star, chunksize, jobs, retries):
     link, seq, n = world._link, _next_call(world), len(items)
     desc = _describe(f, star)
@@ -804,9 +814,7 @@ def _journaled(world, f, items, star, chunksize, jobs, retries, path):
             for src, key, count, ok, value in spread.answers():
                 if not ok:
                     raise value
-                ys = world._link.decode(value) if src else pickle.loads(value)
-                if not isinstance(ys, list) or len(ys) != count:
-                    raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
+                ys = _answered(world, src, value, count)
                 jr.record(key, count, value)
                 results[key:key + count] = ys
                 left -= count
@@ -1198,9 +1206,7 @@ def _imap_root(world, f, items, chunksize, jobs, retries, ordered, desc):
                 for src, key, count, ok, value in spread.answers():
                     if not ok:
                         raise value
-                    ys = world._link.decode(value) if src else pickle.loads(value)
-                    if not isinstance(ys, list) or len(ys) != count:
-                        raise ProtocolError(f"parafork.mpi: rank {src} answered {len(ys)} of {count} items")
+                    ys = _answered(world, src, value, count)
                     if ordered:
                         pending[key] = ys
                     else:
@@ -1443,9 +1449,7 @@ class Executor(concurrent.futures.Executor):
                         for fut in futs:
                             fut.set_exception(value)
                         continue
-                    outs = self._world._link.decode(value) if src else pickle.loads(value)
-                    if not isinstance(outs, list) or len(outs) != len(futs):
-                        raise ProtocolError(f"parafork.mpi: rank {src} answered a chunk that does not fit it")
+                    outs = _answered(self._world, src, value, len(futs))
                     for fut, (good, v) in zip(futs, outs):
                         if good:
                             fut.set_result(v)

@@ -1,6 +1,7 @@
 #pragma once
-// Private to src/mpi: the frames between a program and its rank's MPI process, the tags of the
-// messages between ranks, and a byte cursor that trusts nothing it reads.
+// Private to parafork::mpi (src/mpi, and the command's MPI part): the frames between a program
+// and its rank's MPI process, the tags of the messages between ranks, and a byte cursor that
+// trusts nothing it reads.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -31,6 +32,12 @@ enum tag : int {
     tag_pool_work = 21,    // root -> rank: seq, then 'R' (id, first, count) or 'C' (id, fn, args)
     tag_pool_answers = 22, // rank -> root: seq, then answers as tag_answers
     tag_pool_end = 23,     // root -> rank: seq, u8 ok, message
+    // `parafork run` over ranks (tools/parafork/mpi_run.cpp); 44-49 are kept for it too
+    tag_cli_ready = 40,    // rank -> 0: u32 jobs at once there, u64 hash of its command line
+    tag_cli_job = 41,      // 0 -> rank: u64 id, u32 argc, the arguments
+    tag_cli_result = 42,   // rank -> 0: u64 id, i32 code, i32 signal, u8 timed out, f64 start,
+                           //            f64 runtime, spawn error, stdout, stderr
+    tag_cli_end = 43,      // 0 -> rank: u8 stop (1: stop the jobs running; 0: all is done)
 };
 
 template <class T>

@@ -231,7 +231,9 @@ std::set<int> kept_in(const std::string& path) {
     while (at + 5 <= all.size()) {
         std::uint32_t len;
         std::memcpy(&len, all.data() + at + 1, 4);
+        if (len > all.size() - at - 5 || all.size() - at - 5 - len < 8) break;  // cut short: not whole
         if (all[at] == 'V') {
+            if (len < 20) return {-3};  // a values record too short for its run: the test fails
             std::uint64_t first;
             std::uint32_t count;
             std::memcpy(&first, all.data() + at + 5 + 8, 8);

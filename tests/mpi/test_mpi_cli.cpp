@@ -226,3 +226,49 @@ TEST_F(MPICLI, RanksWithAnotherCommandLineAreABadLaunch) {
     EXPECT_EQ(got.err.find("ended during the run"), std::string::npos) << got.err;  // said once, by rank 0
     EXPECT_EQ(got.out, "");
 }
+
+// A job is not a rank: the launcher's variables are not passed on, so a `parafork run` inside a
+// job runs on its machine, as it would outside mpirun (it used to take itself for a rank).
+TEST_F(MPICLI, AJobIsNotARankAndItsOwnParaforkRunsLocally) {
+    const std::string args = "-k -j1 'env | grep -c -E \"^(OMPI_COMM_WORLD|PMIX_RANK|PMI_RANK)\" || true; " PARAFORK_CLI_PATH
+                             " run -k echo {}. ::: a b' " + values(6);
+    auto got = ranks(args);
+    ASSERT_EQ(got.status, 0) << got.err;
+    std::string want;
+    for (int k = 1; k <= 6; ++k) want += "0\n" + std::to_string(k) + ". a\n" + std::to_string(k) + ". b\n";
+    EXPECT_EQ(got.out, want) << got.err;
+    EXPECT_EQ(ranks_in_log(), (std::set<std::string>{"0", "1", "2"})) << slurp(joblog());
+}
+
+// A job's output that is over what a rank may send back fails that job, with the reason on
+// stderr, and not the run; the jobs under the limit are written as locally.
+TEST_F(MPICLI, OutputOverTheLimitFailsTheJobNotTheRun) {
+    auto got = sh("PARAFORK_RANK_OUTPUT_MAX=100 timeout -k 5 60 mpirun --oversubscribe --allow-run-as-root -np 3 "
+                  PARAFORK_CLI_PATH " run -k -j1 --joblog " + joblog() +
+                  " 'if [ $PARAFORK_RANK = 0 ]; then echo small {}; else head -c 200 /dev/zero | tr \"\\\\0\" x; echo; fi' " +
+                  values(6));
+    std::size_t big = 0;
+    for (auto& r : rows())
+        if (r.host.substr(r.host.rfind(':') + 1) != "0") {
+            ++big;
+            EXPECT_EQ(r.exitval, 1);
+        }
+    ASSERT_GT(big, 0u) << slurp(joblog());
+    EXPECT_EQ(got.status, static_cast<int>(big)) << got.err;  // the failed count, as locally
+    EXPECT_NE(got.err.find("bytes a job may send back from another rank; it ended with exit code 0"), std::string::npos)
+        << got.err;
+    EXPECT_EQ(got.out.find('x'), std::string::npos) << got.out;
+    EXPECT_NE(got.out.find("small"), std::string::npos) << got.out;
+}
+
+// --bar is drawn by rank 0 alone and counts the jobs of every rank: one bar, ending at 100%
+// with all 12 done, and the others print nothing of it.
+TEST_F(MPICLI, BarIsRank0sAndCountsEveryRanksJobs) {
+    auto got = ranks("--bar -j1 'sleep 0.0$(( {} % 3 ))' " + values(12));
+    ASSERT_EQ(got.status, 0) << got.err;
+    EXPECT_NE(got.err.find("100% 12:0=0s"), std::string::npos) << got.err;
+    // Every finished bar is the run's: a rank's own would end at its share of the jobs.
+    for (std::size_t at = 0; (at = got.err.find("100% ", at)) != std::string::npos; ++at)
+        EXPECT_EQ(got.err.compare(at, 10, "100% 12:0="), 0) << got.err.substr(at, 20);
+    EXPECT_EQ(ranks_in_log(), (std::set<std::string>{"0", "1", "2"})) << slurp(joblog());
+}

@@ -281,7 +281,14 @@ private:
     // The outcomes of jobs run elsewhere: each finishes its job here, as if it had run here.
     void collect_remote() {
         outcomes_.clear();
-        o_.remote->collect(outcomes_);
+        // A rank lost (or a bad message) is the run's error, but the jobs that came back before
+        // it are finished first: in the joblog, a rerun with --resume does not run them again.
+        std::exception_ptr lost;
+        try {
+            o_.remote->collect(outcomes_);
+        } catch (const std::exception&) {
+            lost = std::current_exception();
+        }
         for (auto& r : outcomes_) {
             auto it = remote_jobs_.find(r.id);
             if (it == remote_jobs_.end()) continue;  // stopped meanwhile
@@ -311,6 +318,7 @@ private:
                 halt_now();
             }
         }
+        if (lost) std::rethrow_exception(lost);
     }
 
     void start(job_spec spec, std::size_t slot) {

@@ -17,18 +17,20 @@
 
 #include <parafork/error.hpp>
 #include <parafork/mpi/world.hpp>
+#include "mpi/frames.hpp"  // the frames and tags of parafork::mpi (src/)
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <fcntl.h>
 #include <functional>
 #include <poll.h>
-#include <type_traits>
 #include <unistd.h>
 #include <unordered_map>
+#include <vector>
 #endif
 
 namespace parafork::cli {
@@ -70,49 +72,20 @@ int run_each_mpi(const settings&) {
 
 namespace {
 
-// Messages between ranks (the tags of parafork::mpi's frames, a range of their own).
-enum : int {
-    tag_ready = 40,   // rank -> 0: u32 jobs at once there, u64 hash of its command line
-    tag_job = 41,     // 0 -> rank: u64 id, u32 argc, the arguments
-    tag_result = 42,  // rank -> 0: u64 id, i32 code, i32 signal, u8 timed out, f64 start, f64 runtime,
-                      //            spawn error, stdout, stderr
-    tag_end = 43,     // 0 -> rank: u8 stop (1: stop the jobs running; 0: all is done)
-};
+using parafork::mpi::detail::put;
+using parafork::mpi::detail::put_str;
+using parafork::mpi::detail::tag_cli_end;
+using parafork::mpi::detail::tag_cli_job;
+using parafork::mpi::detail::tag_cli_ready;
+using parafork::mpi::detail::tag_cli_result;
 
-template <class T>
-void put(std::string& s, T v) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    s.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-void put_str(std::string& s, std::string_view v) {
-    put(s, static_cast<std::uint32_t>(v.size()));
-    s.append(v);
-}
-
-// Reads a message's fields; a byte short is a protocol_error.
-class cursor {
+// Reads a message's fields; a byte short, or one left over, is a protocol_error.
+class cursor : public parafork::mpi::detail::cursor {
 public:
-    explicit cursor(std::string_view b) : b_(b) {}
-    template <class T>
-    T get() {
-        T v;
-        std::memcpy(&v, take(sizeof v).data(), sizeof v);
-        return v;
-    }
-    std::string_view take(std::size_t n) {
-        if (n > b_.size() - at_) throw protocol_error("a truncated message from another rank");
-        auto v = b_.substr(at_, n);
-        at_ += n;
-        return v;
-    }
-    std::string_view str() { return take(get<std::uint32_t>()); }
+    using parafork::mpi::detail::cursor::cursor;
     void end() const {
-        if (at_ != b_.size()) throw protocol_error("a message from another rank with bytes left over");
+        if (!done()) throw protocol_error("a message from another rank with bytes left over");
     }
-
-private:
-    std::string_view b_;
-    std::size_t at_ = 0;
 };
 
 // A hash of this process's command line: every rank must run the same one, or -j, --timeout
@@ -160,7 +133,8 @@ public:
         while (waiting > 0) {
             w_.receive_ready();
             while (w_.next(f)) {
-                if (f.tag != tag_ready) throw protocol_error("rank 0 got a message it does not take");
+                if (f.tag != tag_cli_ready) throw protocol_error("rank 0 got a message it does not take");
+                if (f.peer <= 0 || f.peer >= w_.size()) throw protocol_error("a message from no rank of the run");
                 cursor c(f.body);
                 const auto jobs = c.get<std::uint32_t>();
                 const auto line = c.get<std::uint64_t>();
@@ -208,7 +182,7 @@ public:
         put(msg_, static_cast<std::uint64_t>(id));
         put(msg_, static_cast<std::uint32_t>(spec.argv.size()));
         for (const auto& a : spec.argv) put_str(msg_, a);
-        w_.send(rank, tag_job, msg_);
+        w_.send(rank, tag_cli_job, msg_);
         busy_[seat] = true;
         ++ranks_[static_cast<std::size_t>(rank)].held;
         seat_of_[id] = seat;
@@ -218,7 +192,7 @@ public:
         w_.receive_ready();
         mpi::world::frame f;
         while (w_.next(f)) {
-            if (f.tag != tag_result) throw protocol_error("rank 0 got a message it does not take");
+            if (f.tag != tag_cli_result) throw protocol_error("rank 0 got a message it does not take");
             cursor c(f.body);
             remote_outcome o;
             o.id = static_cast<std::size_t>(c.get<std::uint64_t>());
@@ -231,6 +205,9 @@ public:
             o.out = c.str();
             o.err = c.str();
             c.end();
+            // Times feed --joblog and --timeout's median: a number that is not one is a bad message.
+            if (!std::isfinite(o.start_epoch) || !std::isfinite(o.runtime) || o.runtime < 0 || o.runtime > 1e9)
+                throw protocol_error(where(w_, f.peer) + " answered a job with a time that is not one");
             auto it = seat_of_.find(o.id);
             if (it == seat_of_.end() || owner_[it->second] != f.peer)
                 throw protocol_error(where(w_, f.peer) + " answered a job it was not given");
@@ -254,7 +231,7 @@ public:
             if (r.told || w_.gone(static_cast<int>(k))) continue;
             r.told = true;
             try {
-                w_.send(static_cast<int>(k), tag_end, body);
+                w_.send(static_cast<int>(k), tag_cli_end, body);
             } catch (...) {  // our MPI process is gone: nobody to tell
             }
         }
@@ -299,7 +276,7 @@ public:
         while (w_.next(f)) {
             if (f.peer != 0) throw protocol_error("a message from a rank other than 0");
             cursor c(f.body);
-            if (f.tag == tag_job) {
+            if (f.tag == tag_cli_job) {
                 const auto id = c.get<std::uint64_t>();
                 const auto argc = c.get<std::uint32_t>();
                 job_spec spec;
@@ -308,7 +285,7 @@ public:
                 if (spec.argv.empty()) throw protocol_error("a job with no command from rank 0");
                 spec.what = "job " + std::to_string(id);
                 ready_.emplace_back(id, std::move(spec));
-            } else if (f.tag == tag_end) {
+            } else if (f.tag == tag_cli_end) {
                 const bool stop = c.get<std::uint8_t>() != 0;
                 c.end();
                 if (stop) throw stop_requested{};
@@ -336,7 +313,7 @@ public:
         std::string body;
         put(body, static_cast<std::uint32_t>(jobs));
         put(body, command_line_hash());
-        w_.send(0, tag_ready, body);
+        w_.send(0, tag_cli_ready, body);
     }
 
     void report(const finished_job& j) {
@@ -345,15 +322,38 @@ public:
         msg_.clear();
         put(msg_, static_cast<std::uint64_t>(it->second));
         ids_.erase(it);
-        put(msg_, static_cast<std::int32_t>(j.code));
+        // A job's output goes back in its one message. One too big for it fails the job, not
+        // the run: no output, and on stderr the reason (a job that exited 0 then counts as
+        // failed, with 1). On one machine it would be written whole.
+        const std::size_t max_output = output_limit();
+        const bool too_big = j.out_size + j.err_size > max_output;
+        put(msg_, static_cast<std::int32_t>(too_big && j.code == 0 && j.signal == 0 ? 1 : j.code));
         put(msg_, static_cast<std::int32_t>(j.signal));
         put(msg_, static_cast<std::uint8_t>(j.timed_out));
         put(msg_, j.start_epoch);
         put(msg_, j.runtime);
         put_str(msg_, j.spawn_error);
-        append_file(j.out_fd, j.out_size);
-        append_file(j.err_fd, j.err_size);
-        w_.send(0, tag_result, msg_);
+        if (too_big) {
+            append_file(-1, 0);
+            put_str(msg_, "parafork: this job's output (" + std::to_string(j.out_size) + " bytes on stdout, " +
+                              std::to_string(j.err_size) + " on stderr) is over the " +
+                              std::to_string(max_output) + " bytes a job may send back from another rank; it ended with " +
+                              sys::exit_status{j.code, j.signal}.describe() + "\n");
+        } else {
+            append_file(j.out_fd, j.out_size);
+            append_file(j.err_fd, j.err_size);
+        }
+        w_.send(0, tag_cli_result, msg_);
+    }
+    // 512 MiB, or PARAFORK_RANK_OUTPUT_MAX bytes.
+    static std::size_t output_limit() {
+        static const std::size_t limit = [] {
+            const char* v = std::getenv("PARAFORK_RANK_OUTPUT_MAX");
+            char* end = nullptr;
+            unsigned long long n = v && *v ? std::strtoull(v, &end, 10) : 0;
+            return v && *v && end && !*end && n > 0 && n <= (1ull << 29) ? static_cast<std::size_t>(n) : std::size_t{512} << 20;
+        }();
+        return limit;
     }
 
 private:
@@ -383,8 +383,25 @@ private:
 
 } // namespace
 
+// The launcher's variables that say "this process is a rank": a job is not one, so a
+// `parafork run` (or an MPI program) started by a job must not think it is.
+void forget_launcher() {
+    std::vector<std::string> names;
+    for (char** e = environ; *e; ++e) {
+        std::string_view v(*e);
+        auto eq = v.find('=');
+        if (eq == std::string_view::npos) continue;
+        auto name = v.substr(0, eq);
+        bool mca = name.starts_with("OMPI_MCA_");  // settings the user chose, not the rank's
+        if (!mca && (name.starts_with("OMPI_") || name.starts_with("PMIX_") || name.starts_with("PMI_")))
+            names.emplace_back(name);
+    }
+    for (const auto& n : names) ::unsetenv(n.c_str());
+}
+
 int run_each_mpi(const settings& s) {
     mpi::world& w = mpi::init();
+    forget_launcher();
     // The jobs can tell where they run (and the tests which rank ran what).
     ::setenv("PARAFORK_RANK", std::to_string(w.rank()).c_str(), 1);
     ::setenv("PARAFORK_RANKS", std::to_string(w.size()).c_str(), 1);
@@ -421,7 +438,10 @@ int run_each_mpi(const settings& s) {
     engine_options o;
     o.report = [&](const finished_job& j) { src.report(j); };
     try {
-        run_jobs(src, mine, o);
+        // Nonzero when this rank stopped on its own (Ctrl-C sent to every rank): rank 0 names
+        // it with that status.
+        const int status = run_jobs(src, mine, o);
+        return status == exit_interrupted ? status : 0;
     } catch (const stop_requested&) {
         // rank 0 ended the run: the engine stopped our jobs on the way out
     }
