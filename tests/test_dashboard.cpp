@@ -9,6 +9,7 @@
 #include <parafork/exec/pipeline/stages.hpp>
 #include <parafork/exec/pool/pool.hpp>
 #include <parafork/sys/fd.hpp>
+#include <parafork/sys/process.hpp>
 #include <parafork/exec/process/process.hpp>
 #include <parafork/exec/thread/thread.hpp>
 #include <parafork/ipc/channel.hpp>
@@ -616,8 +617,12 @@ TEST(Dashboard, AServerThatDiesDoesNotDisturbThePools) {
         long sum = 0;
         for (auto& f : fs) sum += f.get();
         EXPECT_EQ(sum, 328350);
-        // The next call with the dashboard on reaps the dead server and starts another.
-        while (!pf::testing::zombie_children().count(server)) std::this_thread::sleep_for(5ms);
+        // The next call with the dashboard on reaps the dead server and starts another. Dead means
+        // its pidfd is readable, which is what that call checks: the server runs threads, and its
+        // main thread shows as a zombie while the others are still exiting (slow under load), when
+        // it can be neither seen by the pidfd nor reaped.
+        while (!pf::sys::process_exited(server)) std::this_thread::sleep_for(5ms);
+        ASSERT_TRUE(pf::testing::zombie_children().count(server));
         pf::pool q(dashboard_on(1));
         EXPECT_TRUE(pf::testing::zombie_children().empty());
         const int port = port_of(pf::dashboard::url());
