@@ -36,8 +36,8 @@ def interrupted_run(script, settle):
     return out.split()
 
 
-def children():
-    me = str(os.getpid())
+def children_of(ppid):
+    """(pid, state) of every process whose parent is ppid (state Z: a zombie)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -48,9 +48,13 @@ def children():
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if fields[1] == me:  # ppid
-            found.append((int(entry), fields[0]))  # pid, state (Z: zombie)
+        if fields[1] == str(ppid):
+            found.append((int(entry), fields[0]))
     return found
+
+
+def children():
+    return children_of(os.getpid())
 
 
 def fds():

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import parafork as pf
+from conftest import children_of
 
 
 class Custom(Exception):
@@ -215,19 +216,7 @@ def test_timeout_is_per_task_not_per_chunk():
 
 def live_siblings():
     """Live processes (not zombies) that share this process's parent, this one aside."""
-    parent, me, found = str(os.getppid()), os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[1] == parent and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [pid for pid, state in children_of(os.getppid()) if pid != os.getpid() and state != "Z"]
 
 
 def test_a_worker_with_nothing_left_exits_while_another_still_works():
