@@ -228,7 +228,15 @@ TEST_F(MPICLI, RanksWithAnotherCommandLineAreABadLaunch) {
 }
 
 // A job is not a rank: the launcher's variables are not passed on, so a `parafork run` inside a
-// job runs on its machine, as it would outside mpirun (it used to take itself for a rank).
+// job runs on its machine, as it would outside mpirun (it used to take itself for a rank), and
+// an MPI program started by a job is a world of its own (a singleton), not one of our ranks.
+TEST_F(MPICLI, AnMpiProgramInAJobIsASingleton) {
+    auto got = ranks("-k -j1 '/usr/bin/python3 -c \"from mpi4py import MPI; w = MPI.COMM_WORLD; "
+                     "print({}, w.Get_rank(), w.Get_size())\"' " + values(3));
+    ASSERT_EQ(got.status, 0) << got.err;
+    EXPECT_EQ(got.out, "1 0 1\n2 0 1\n3 0 1\n") << got.err;
+}
+
 TEST_F(MPICLI, AJobIsNotARankAndItsOwnParaforkRunsLocally) {
     const std::string args = "-k -j1 'env | grep -c -E \"^(OMPI_COMM_WORLD|PMIX_RANK|PMI_RANK)\" || true; " PARAFORK_CLI_PATH
                              " run -k echo {}. ::: a b' " + values(6);

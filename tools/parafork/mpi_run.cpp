@@ -384,17 +384,24 @@ private:
 } // namespace
 
 // The launcher's variables that say "this process is a rank": a job is not one, so a
-// `parafork run` (or an MPI program) started by a job must not think it is.
+// `parafork run` or an MPI program started by a job must not think it is. What the user set
+// for Open MPI stays (OMPI_MCA_ settings, OMPI_ALLOW_RUN_AS_ROOT); the ones mpirun sets to
+// place a rank in its job go (OMPI_MCA_ess*, orte_*, pmix*, and the other OMPI_, PMIX_, PMI_).
+bool launcher_variable(std::string_view name) {
+    if (name.starts_with("PMIX_") || name.starts_with("PMI_")) return true;
+    if (!name.starts_with("OMPI_") || name.starts_with("OMPI_ALLOW_RUN_AS_ROOT")) return false;
+    if (!name.starts_with("OMPI_MCA_")) return true;
+    auto mca = name.substr(9);
+    return mca.starts_with("ess") || mca.starts_with("orte_") || mca.starts_with("pmix") ||
+           mca == "initial_wdir" || mca.starts_with("shmem_RUNTIME_QUERY_hint");
+}
+
 void forget_launcher() {
     std::vector<std::string> names;
     for (char** e = environ; *e; ++e) {
         std::string_view v(*e);
         auto eq = v.find('=');
-        if (eq == std::string_view::npos) continue;
-        auto name = v.substr(0, eq);
-        bool mca = name.starts_with("OMPI_MCA_");  // settings the user chose, not the rank's
-        if (!mca && (name.starts_with("OMPI_") || name.starts_with("PMIX_") || name.starts_with("PMI_")))
-            names.emplace_back(name);
+        if (eq != std::string_view::npos && launcher_variable(v.substr(0, eq))) names.emplace_back(v.substr(0, eq));
     }
     for (const auto& n : names) ::unsetenv(n.c_str());
 }
