@@ -69,8 +69,11 @@ def describe(pid):
         return f"{pid} (gone)"
 
 
-def tagged():
-    """Pids of live processes whose environment carries TAG (zombies included: not reaped)."""
+def tagged(tag):
+    """Pids of live processes whose environment carries TAG=tag (zombies included: not reaped).
+    The value is this run's own: another run's processes (a concurrent test session) are not
+    this run's to wait for or kill."""
+    mine = f"{TAG}={tag}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -80,7 +83,7 @@ def tagged():
                 env = f.read()
         except OSError:
             continue
-        if f"{TAG}=".encode() in env:
+        if mine in env.split(b"\0"):
             found.append(int(entry))
     return found
 
@@ -118,9 +121,9 @@ def run(tmp_path, body, np=3, timeout=45, init=True, script=None, during=None): 
         # Workers die with their program, programs with their MPI process (PDEATHSIG), at
         # once but not synchronously: give them a moment.
         end = time.monotonic() + 10
-        while tagged() and time.monotonic() < end:
+        while tagged(tag) and time.monotonic() < end:
             time.sleep(0.05)
-        left = tagged()
+        left = tagged(tag)
         seen = [describe(pid) for pid in left]
         for pid in left:
             try:
