@@ -386,12 +386,12 @@ py::object to_exception(std::exception_ptr ep) {
 // first, serially, in memory that the fork often left shared with the workers, so that every
 // page was copied as well (or, fresh, faulted in before the first result was read).
 PyObject* new_result_list(Py_ssize_t n) {
-    const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(PyObject*);
 #if defined(Py_GIL_DISABLED) || PY_VERSION_HEX >= 0x030F0000
     // A free-threaded list keeps its items in an allocation of its own layout; versions this was
     // not checked against are left the plain way.
     return PyList_New(n);
-#endif
+#else
+    const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(PyObject*);
     if (bytes < (std::size_t{1} << 20)) return PyList_New(n);
     auto* items = static_cast<PyObject**>(PyMem_Malloc(bytes));
     if (!items) return PyErr_NoMemory();
@@ -415,6 +415,7 @@ PyObject* new_result_list(Py_ssize_t n) {
     lo->allocated = n;
     Py_SET_SIZE(lo, n);
     return l;
+#endif
 }
 
 // One call of map / imap: the engine, the feeding of chunks, and the answers as they come.

@@ -300,6 +300,14 @@ private:
         if (error_) std::rethrow_exception(error_);
         return *cur_;
     }
+    // The call ends on every rank (this rank's own failure is rethrown by the caller).
+    void give_up(std::string_view why) noexcept {
+        ended_ = true;
+        try {
+            eng_->finish(false, why);
+        } catch (...) {
+        }
+    }
     void fetch() {
         cur_.reset();
         error_ = nullptr;
@@ -310,11 +318,7 @@ private:
                 // A streamed call reads its input here: the consumer's pace bounds it.
                 if constexpr (streamed_call<Call>) st_->feed(*eng_, 4 * std::uint64_t{eng_->size()} * eng_->ranks());
             } catch (...) {
-                ended_ = true;
-                try {
-                    eng_->finish(false, "reading the imap's input failed on rank 0");
-                } catch (...) {
-                }
+                give_up("reading the imap's input failed on rank 0");
                 throw;
             }
             // Every item is known once the call is sealed: a range's at the start, a stream's at its end.
@@ -342,11 +346,7 @@ private:
                 if (!ctrl_c) ctrl_c.emplace();
                 if (!eng_->pump()) throw error("parafork::mpi: the pool lost items of an imap");
             } catch (...) {
-                ended_ = true;
-                try {
-                    eng_->finish(false, "the imap failed on rank 0");
-                } catch (...) {
-                }
+                give_up("the imap failed on rank 0");
                 throw;
             }
         }

@@ -92,8 +92,8 @@ struct runtime::impl : graph_plan {
         if (!dash_pool || procs.size() > dash::max_stages) return;
         std::vector<std::string_view> names;
         for (auto& p : procs) names.push_back(p.leaf->name);
-        std::vector<std::string> types;  // the queues' type names, alive until attached
-        for (std::size_t e = 0; e < edges.size(); ++e) types.push_back(used(e) ? type_name(edges[e].type) : std::string());
+        std::vector<std::string> types;  // the queues' type names, alive (never moved) until attached
+        types.reserve(edges.size());
         std::vector<dash::graph_queue> queues;
         for (std::size_t e = 0; e < edges.size(); ++e) {
             if (!used(e)) continue;
@@ -102,7 +102,7 @@ struct runtime::impl : graph_plan {
             for (auto i : edges[e].readers) q.readers |= std::uint64_t{1} << i;
             q.parent_reads = edges[e].parent_reads;
             q.counter = static_cast<std::uint32_t>(e);
-            q.type = types[e];
+            q.type = types.emplace_back(type_name(edges[e].type));
         }
         dash_pipe = dash::attach_graph(*dash_pool, names, queues, counter_bytes);
         if (!dash_pipe) return;
